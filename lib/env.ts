@@ -13,10 +13,11 @@
  * @module
  */
 
-import { dirname, fromFileUrl, join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 
 /** The repository root: the folder that holds `deno.json`. */
-export const REPO_ROOT: string = resolve(dirname(fromFileUrl(import.meta.url)), "..");
+export const REPO_ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 function readEnv(name: string): string | undefined {
   try {

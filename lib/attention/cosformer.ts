@@ -1,0 +1,81 @@
+/**
+ * cosFormer (Qin et al., 2022): relu features re-weighted by cos(pi/2 (i - j) / M), M = n.
+ * The weight decomposes as sin(a_i) sin(a_j) + cos(a_i) cos(a_j) with a_i = pi i / (2M), so
+ * phi(q_i) = [relu(q_i) sin(a_i), relu(q_i) cos(a_i)] keeps it linear. Positions i run 1..n as in the authors' code.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { kernelChunked, kernelGlobal } from "./kernel.ts";
+import type { AttentionOptions } from "./types.ts";
+import { defineVariant, maskFrom } from "./variant.ts";
+
+/** Options of {@linkcode cosformer}. */
+export interface CosformerOptions extends AttentionOptions {
+  /** Added to each row's denominator; default 1e-6. */
+  eps?: number;
+  /** Tokens per chunk of the causal chunkwise form; default 64. */
+  chunkSize?: number;
+}
+
+function angles(n: number): tf.Tensor2D {
+  return tf.tensor2d(Float32Array.from({ length: n }, (_, i) => (Math.PI / 2) * (i + 1) / n), [n, 1]); // [n, 1]
+}
+
+/**
+ * cosFormer's features of x [b, h, n, d] -> [b, h, n, 2d]: [relu(x) sin(a), relu(x) cos(a)].
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { cosformerFeatures } from "./cosformer.ts";
+ * console.log(cosformerFeatures(tf.ones([1, 1, 3, 2]) as tf.Tensor4D).shape.join(",")); // 1,1,3,4
+ * ```
+ */
+export function cosformerFeatures(x: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const a = angles(x.shape[2]);
+    const r = tf.relu(x); // [b, h, n, d]
+    return tf.concat([tf.mul(r, tf.sin(a)), tf.mul(r, tf.cos(a))], 3) as tf.Tensor4D; // [b, h, n, 2d]
+  });
+}
+
+/**
+ * The `cosformer` variant. weights() is built directly from relu(Q) relu(K)^T * cos(pi/2 (i-j)/n),
+ * row-normalised, so the test attend() == reference() checks the decomposition too.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { cosformer } from "./cosformer.ts";
+ * const q = tf.randomNormal([1, 1, 5, 4]) as tf.Tensor4D;
+ * const v = tf.randomNormal([1, 1, 5, 2]) as tf.Tensor4D;
+ * const d = tf.sub(cosformer.attend({ q, k: q, v }), cosformer.reference({ q, k: q, v }));
+ * console.log(tf.max(tf.abs(d)).dataSync()[0] < 1e-4); // true
+ * ```
+ */
+export const cosformer = defineVariant<CosformerOptions>({
+  name: "cosformer",
+  defaults: { causal: false, eps: 1e-6, chunkSize: 64 },
+  rules: {
+    causal: { type: "boolean" },
+    eps: { type: "number", min: 0 },
+    chunkSize: { type: "number", min: 1, integer: true },
+  },
+  weights: ({ q, k }, o) => {
+    const n = q.shape[2];
+    const reweight = tf.tensor2d(
+      Float32Array.from({ length: n * n }, (_, t) => Math.cos((Math.PI / 2) * (Math.floor(t / n) - (t % n)) / n)),
+      [n, n],
+    );
+    let a: tf.Tensor4D = tf.mul(tf.matMul(tf.relu(q), tf.relu(k), false, true), reweight); // [b, h, n, n]
+    if (o.causal) a = tf.mul(a, maskFrom(n, (i, j) => j <= i));
+    return tf.div(a, tf.add(tf.sum(a, -1, true), o.eps));
+  },
+  attend: ({ q, k, v }, o) => {
+    const f = { fq: cosformerFeatures(q), fk: cosformerFeatures(k), v };
+    const kernel = { normalize: true, eps: o.eps };
+    return o.causal ? kernelChunked(f, { ...kernel, chunkSize: o.chunkSize }).output : kernelGlobal(f, kernel);
+  },
+});

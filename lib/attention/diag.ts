@@ -1,0 +1,85 @@
+/**
+ * DiagAttention (Qin et al., 2022): attention inside non-overlapping blocks of `blockSize`
+ * tokens, nothing across a block boundary. O(n * blockSize * d).
+ * - inner "softmax" (T2): softmax(Q K^T / sqrt(dk)) per block, no norm after.
+ * - inner "relu" (T1): relu(Q K^T / sqrt(dk)) per block, no denominator, then SimpleRMSNorm over the hidden dim.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { applyOutputNorm } from "./norms.ts";
+import type { AttentionOptions } from "./types.ts";
+import { defineVariant, maskBias, maskFrom } from "./variant.ts";
+
+/** Options of {@linkcode diag}. */
+export interface DiagOptions extends AttentionOptions {
+  /** Tokens per block; default 64. */
+  blockSize?: number;
+  /** Inside a block: "softmax" (T2, default) or "relu" (T1). */
+  inner?: "softmax" | "relu";
+}
+
+function blockScores(logits: tf.Tensor, allowed: tf.Tensor, inner: "softmax" | "relu"): tf.Tensor {
+  return inner === "softmax" ? tf.softmax(tf.add(logits, maskBias(allowed))) : tf.mul(tf.relu(logits), allowed);
+}
+
+function outputNorm(out: tf.Tensor4D, o: Required<DiagOptions>): tf.Tensor4D {
+  return o.inner === "relu" ? applyOutputNorm(out, { norm: "srms", scope: "hidden" }) : out;
+}
+
+/**
+ * The `diag` variant. Lengths not divisible by blockSize are zero-padded and cut back;
+ * padded keys are masked, so they never get weight.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { diag } from "./diag.ts";
+ * const q = tf.randomNormal([1, 1, 4, 2]) as tf.Tensor4D;
+ * const w = diag.weights({ q, k: q }, { blockSize: 2 }).arraySync()[0][0];
+ * console.log(w[0][2] === 0 && w[3][1] === 0); // true
+ * ```
+ */
+export const diag = defineVariant<DiagOptions>({
+  name: "diag",
+  defaults: { causal: false, blockSize: 64, inner: "softmax" },
+  rules: {
+    causal: { type: "boolean" },
+    blockSize: { type: "number", min: 1, integer: true },
+    inner: { type: "enum", values: ["softmax", "relu"] },
+  },
+  weights: ({ q, k }, o) => {
+    const [, , n, dk] = q.shape;
+    const block = (i: number) => Math.floor(i / o.blockSize);
+    const allowed = maskFrom(n, (i, j) => block(i) === block(j) && (!o.causal || j <= i));
+    const logits = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, n, n]
+    return blockScores(logits, allowed, o.inner) as tf.Tensor4D;
+  },
+  outputNorm,
+  attend: ({ q, k, v }, o) => {
+    const [b, h, n, dk] = q.shape;
+    const dv = v.shape[3];
+    const size = Math.min(o.blockSize, n);
+    const nb = Math.ceil(n / size);
+    const pad = nb * size - n;
+    const blocks = (x: tf.Tensor4D) => {
+      const padded = pad === 0 ? x : tf.pad(x, [[0, 0], [0, 0], [0, pad], [0, 0]]);
+      return tf.reshape(padded, [b, h, nb, size, x.shape[3]]); // [b, h, nb, B, d]
+    };
+    const allowedData = new Float32Array(nb * size * size);
+    for (let blk = 0; blk < nb; blk++) {
+      for (let r = 0; r < size; r++) {
+        for (let t = 0; t < size; t++) {
+          const real = blk * size + t < n;
+          allowedData[(blk * size + r) * size + t] = real && (!o.causal || t <= r) ? 1 : 0;
+        }
+      }
+    }
+    const allowed = tf.tensor3d(allowedData, [nb, size, size]); // [nb, B, B]
+    const logits = tf.mul(tf.matMul(blocks(q), blocks(k), false, true), 1 / Math.sqrt(dk)); // [b, h, nb, B, B]
+    const out = tf.matMul(blockScores(logits, allowed, o.inner), blocks(v)); // [b, h, nb, B, dv]
+    const cut = tf.slice(tf.reshape(out, [b, h, nb * size, dv]), [0, 0, 0, 0], [b, h, n, dv]) as tf.Tensor4D;
+    return outputNorm(cut, o);
+  },
+});

@@ -1,0 +1,217 @@
+/**
+ * The engine shared by the kernel (linear) variants: linear, performer, cosformer and norm.
+ * They differ only in their features phi(q), phi(k) and in whether rows are normalised;
+ * the matrix, global, chunked and recurrent forms here take the features directly.
+ * Derivations are in README.md beside this file.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+
+/** The carried state of causal kernel attention: S = sum phi(k) v^T and z = sum phi(k). */
+export interface KernelState {
+  /** [batch, heads, m, dv] */
+  s: tf.Tensor4D;
+  /** [batch, heads, m] */
+  z: tf.Tensor3D;
+}
+
+/** Features of queries and keys ([batch, heads, n, m]) and the values ([batch, heads, n, dv]). */
+export interface Features {
+  fq: tf.Tensor4D;
+  fk: tf.Tensor4D;
+  v: tf.Tensor4D;
+}
+
+/** Whether rows are divided by their sum (linear attention) or left raw (NormAttention). */
+export interface KernelOptions {
+  normalize: boolean;
+  eps: number;
+}
+
+/**
+ * A lower-triangular [n, n] mask of ones (j <= i), shifted by `offset` (j <= i + offset).
+ *
+ * @example
+ * ```ts
+ * import { lowerTriangle } from "./kernel.ts";
+ * console.log(JSON.stringify(lowerTriangle(2).arraySync())); // [[1,0],[1,1]]
+ * ```
+ */
+export function lowerTriangle(n: number, offset = 0): tf.Tensor2D {
+  const data = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= Math.min(n - 1, i + offset); j++) data[i * n + j] = 1;
+  }
+  return tf.tensor2d(data, [n, n]);
+}
+
+/**
+ * The explicit kernel matrix phi(Q) phi(K)^T [batch, heads, n, n], masked when causal,
+ * with rows divided by (row sum + eps) when normalize is set. Naive O(n^2).
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { kernelMatrix } from "./kernel.ts";
+ * const f = tf.ones([1, 1, 3, 2]) as tf.Tensor4D;
+ * const m = kernelMatrix({ fq: f, fk: f }, { causal: true, normalize: true, eps: 0 });
+ * console.log(m.arraySync()[0][0][2].map((x) => x.toFixed(2)).join(" ")); // 0.33 0.33 0.33
+ * ```
+ */
+export function kernelMatrix(
+  features: { fq: tf.Tensor4D; fk: tf.Tensor4D },
+  options: KernelOptions & { causal: boolean },
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const n = features.fq.shape[2];
+    let a: tf.Tensor4D = tf.matMul(features.fq, features.fk, false, true); // [b, h, n, n]
+    if (options.causal) a = tf.mul(a, lowerTriangle(n));
+    if (!options.normalize) return a;
+    return tf.div(a, tf.add(tf.sum(a, -1, true), options.eps)); // [b, h, n, n]
+  });
+}
+
+/**
+ * Bidirectional kernel attention in O(n m dv): phi(Q) (phi(K)^T V), rows normalised if asked.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { kernelGlobal } from "./kernel.ts";
+ * const f = tf.ones([1, 1, 3, 2]) as tf.Tensor4D;
+ * const v = tf.tensor4d([1, 2, 3], [1, 1, 3, 1]);
+ * const o = kernelGlobal({ fq: f, fk: f, v }, { normalize: true, eps: 0 });
+ * console.log(Array.from(o.dataSync()).join(" ")); // 2 2 2
+ * ```
+ */
+export function kernelGlobal(features: Features, options: KernelOptions): tf.Tensor4D {
+  return tf.tidy(() => {
+    const { fq, fk, v } = features;
+    const kv = tf.matMul(fk, v, true, false); // [b, h, m, dv]
+    const out: tf.Tensor4D = tf.matMul(fq, kv); // [b, h, n, dv]
+    if (!options.normalize) return out;
+    const z = tf.sum(fk, 2, true); // [b, h, 1, m]
+    const den = tf.sum(tf.mul(fq, z), -1, true); // [b, h, n, 1]
+    return tf.div(out, tf.add(den, options.eps));
+  });
+}
+
+/**
+ * A zero state for causal kernel attention.
+ *
+ * @example
+ * ```ts
+ * import { zeroKernelState } from "./kernel.ts";
+ * const st = zeroKernelState({ batch: 1, heads: 2, m: 3, dv: 4 });
+ * console.log(st.s.shape.join(","), st.z.shape.join(",")); // 1,2,3,4 1,2,3
+ * ```
+ */
+export function zeroKernelState(dims: { batch: number; heads: number; m: number; dv: number }): KernelState {
+  return {
+    s: tf.zeros([dims.batch, dims.heads, dims.m, dims.dv]),
+    z: tf.zeros([dims.batch, dims.heads, dims.m]),
+  };
+}
+
+function exclusivePrefixOverChunks<T extends tf.Tensor>(x: T): T {
+  // Prefix sums over axis 2 (chunks), computed on the last axis: wasm's Cumsum
+  // gradient returns a wrongly shaped tensor when the axis is not the last one.
+  const rank = x.rank;
+  const perm = [0, 1, ...Array.from({ length: rank - 3 }, (_, i) => i + 3), 2];
+  const inverse = perm.map((_, i) => perm.indexOf(i));
+  return tf.transpose(tf.cumsum(tf.transpose(x, perm), rank - 1, true), inverse) as T;
+}
+
+/**
+ * Causal kernel attention, chunkwise-parallel: inside a chunk of C tokens a masked C x C
+ * product; across chunks the carried state S. O(n C (m + dv) + n m dv) work and no
+ * n x n or n x m x dv tensor: the per-chunk states are (n / C) x m x dv.
+ * Starts from `state` (zeros when absent) and returns the state after the last token.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { kernelChunked } from "./kernel.ts";
+ * const f = tf.ones([1, 1, 3, 2]) as tf.Tensor4D;
+ * const v = tf.tensor4d([1, 2, 3], [1, 1, 3, 1]);
+ * const { output } = kernelChunked({ fq: f, fk: f, v }, { normalize: true, eps: 0, chunkSize: 2 });
+ * console.log(Array.from(output.dataSync()).join(" ")); // 1 1.5 2
+ * ```
+ */
+export function kernelChunked(
+  features: Features,
+  options: KernelOptions & { chunkSize: number; state?: KernelState },
+): { output: tf.Tensor4D; state: KernelState } {
+  const { fq, fk, v } = features;
+  const [b, h, n, m] = fq.shape;
+  const dv = v.shape[3];
+  const c = Math.min(options.chunkSize, n);
+  const nc = Math.ceil(n / c);
+  const result = tf.tidy(() => {
+    const pad = nc * c - n;
+    // Zero features after the last token add nothing to any state or row sum.
+    const padTokens = <T extends tf.Tensor4D>(x: T) =>
+      pad === 0 ? x : tf.pad(x, [[0, 0], [0, 0], [0, pad], [0, 0]]) as T;
+    const qc = tf.reshape(padTokens(fq), [b, h, nc, c, m]); // [b, h, nc, C, m]
+    const kc = tf.reshape(padTokens(fk), [b, h, nc, c, m]); // [b, h, nc, C, m]
+    const vc = tf.reshape(padTokens(v), [b, h, nc, c, dv]); // [b, h, nc, C, dv]
+
+    const intra = tf.mul(tf.matMul(qc, kc, false, true), lowerTriangle(c)); // [b, h, nc, C, C]
+    const chunkKV = tf.matMul(kc, vc, true, false); // [b, h, nc, m, dv]
+    let before = exclusivePrefixOverChunks(chunkKV); // [b, h, nc, m, dv]
+    if (options.state) before = tf.add(before, tf.expandDims(options.state.s, 2));
+    let out = tf.add(tf.matMul(intra, vc), tf.matMul(qc, before)); // [b, h, nc, C, dv]
+
+    let s = tf.sum(chunkKV, 2) as tf.Tensor4D; // [b, h, m, dv]
+    if (options.state) s = tf.add(s, options.state.s);
+    const chunkZ = tf.sum(kc, 3); // [b, h, nc, m]
+    let z = tf.sum(chunkZ, 2) as tf.Tensor3D; // [b, h, m]
+    if (options.state) z = tf.add(z, options.state.z);
+
+    if (options.normalize) {
+      let zBefore = exclusivePrefixOverChunks(chunkZ); // [b, h, nc, m]
+      if (options.state) zBefore = tf.add(zBefore, tf.expandDims(options.state.z, 2));
+      const denInter = tf.sum(tf.mul(qc, tf.expandDims(zBefore, 3)), -1); // [b, h, nc, C]
+      const den = tf.add(tf.add(denInter, tf.sum(intra, -1)), options.eps); // [b, h, nc, C]
+      out = tf.div(out, tf.expandDims(den, -1));
+    }
+    const output = tf.slice(tf.reshape(out, [b, h, nc * c, dv]), [0, 0, 0, 0], [b, h, n, dv]) as tf.Tensor4D;
+    return { output, s, z };
+  });
+  return { output: result.output, state: { s: result.s, z: result.z } };
+}
+
+/**
+ * One token of causal kernel attention: S += phi(k) v^T, z += phi(k), then read out with phi(q).
+ * Token tensors are [batch, heads, m] (features) and [batch, heads, dv] (value).
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { kernelStep, zeroKernelState } from "./kernel.ts";
+ * const f = tf.ones([1, 1, 2]) as tf.Tensor3D;
+ * let state = zeroKernelState({ batch: 1, heads: 1, m: 2, dv: 1 });
+ * const a = kernelStep({ fq: f, fk: f, v: tf.tensor3d([[[1]]]) }, { state, normalize: true, eps: 0 });
+ * const b = kernelStep({ fq: f, fk: f, v: tf.tensor3d([[[3]]]) }, { state: a.state, normalize: true, eps: 0 });
+ * console.log(b.output.dataSync()[0]); // 2
+ * ```
+ */
+export function kernelStep(
+  token: { fq: tf.Tensor3D; fk: tf.Tensor3D; v: tf.Tensor3D },
+  options: KernelOptions & { state: KernelState },
+): { output: tf.Tensor3D; state: KernelState } {
+  const result = tf.tidy(() => {
+    const { fq, fk, v } = token;
+    const s = tf.add(options.state.s, tf.mul(tf.expandDims(fk, 3), tf.expandDims(v, 2))) as tf.Tensor4D; // [b, h, m, dv]
+    const z = tf.add(options.state.z, fk) as tf.Tensor3D; // [b, h, m]
+    let out = tf.squeeze(tf.matMul(tf.expandDims(fq, 2), s), [2]) as tf.Tensor3D; // [b, h, dv]
+    if (options.normalize) {
+      const den = tf.sum(tf.mul(fq, z), -1, true); // [b, h, 1]
+      out = tf.div(out, tf.add(den, options.eps));
+    }
+    return { out, s, z };
+  });
+  return { output: result.out, state: { s: result.s, z: result.z } };
+}

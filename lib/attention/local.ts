@@ -1,0 +1,71 @@
+/**
+ * Local (sliding-window) softmax attention: query i attends to keys with |i - j| <= window
+ * (causal: i - window <= j <= i). O(n * window * d).
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import type { AttentionOptions } from "./types.ts";
+import { defineVariant, maskBias, maskFrom } from "./variant.ts";
+
+/** Options of {@linkcode local}. */
+export interface LocalOptions extends AttentionOptions {
+  /** Largest |i - j| attended to; default 64. */
+  window?: number;
+}
+
+/**
+ * The `local` variant. attend() splits queries into chunks of C = window tokens; the keys any
+ * query of chunk c can see lie in chunks c-1, c, c+1, so each chunk attends to 3C keys.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { local } from "./local.ts";
+ * const q = tf.randomNormal([1, 1, 5, 2]) as tf.Tensor4D;
+ * const w = local.weights({ q, k: q }, { window: 1 }).arraySync()[0][0];
+ * console.log(w[0][2] === 0 && w[4][2] === 0 && w[2][1] > 0); // true
+ * ```
+ */
+export const local = defineVariant<LocalOptions>({
+  name: "local",
+  defaults: { causal: false, window: 64 },
+  rules: { causal: { type: "boolean" }, window: { type: "number", min: 0, integer: true } },
+  weights: ({ q, k }, o) => {
+    const [, , n, dk] = q.shape;
+    const allowed = maskFrom(n, (i, j) => Math.abs(i - j) <= o.window && (!o.causal || j <= i));
+    const logits = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, n, n]
+    return tf.softmax(tf.add(logits, maskBias(allowed)));
+  },
+  attend: ({ q, k, v }, o) => {
+    const [b, h, n, dk] = q.shape;
+    const dv = v.shape[3];
+    const c = Math.max(1, Math.min(o.window, n));
+    const nc = Math.ceil(n / c);
+    const tail = nc * c - n;
+    const queries = tf.reshape(tf.pad(q, [[0, 0], [0, 0], [0, tail], [0, 0]]), [b, h, nc, c, dk]); // [b, h, nc, C, dk]
+    // Keys padded by one chunk on each side; chunk c sees padded chunks c, c+1, c+2.
+    const neighbourhood = (x: tf.Tensor4D) => {
+      const d = x.shape[3];
+      const chunks = tf.reshape(tf.pad(x, [[0, 0], [0, 0], [c, tail + c], [0, 0]]), [b, h, nc + 2, c, d]);
+      const shifted = [0, 1, 2].map((s) => tf.slice(chunks, [0, 0, s, 0, 0], [b, h, nc, c, d]));
+      return tf.concat(shifted, 3); // [b, h, nc, 3C, d]
+    };
+    const allowedData = new Float32Array(nc * c * 3 * c);
+    for (let ch = 0; ch < nc; ch++) {
+      for (let r = 0; r < c; r++) {
+        const i = ch * c + r;
+        for (let t = 0; t < 3 * c; t++) {
+          const j = ch * c - c + t;
+          const ok = j >= 0 && j < n && Math.abs(i - j) <= o.window && (!o.causal || j <= i);
+          allowedData[(ch * c + r) * 3 * c + t] = ok ? 1 : 0;
+        }
+      }
+    }
+    const allowed = tf.tensor3d(allowedData, [nc, c, 3 * c]); // [nc, C, 3C]
+    const logits = tf.mul(tf.matMul(queries, neighbourhood(k), false, true), 1 / Math.sqrt(dk)); // [b, h, nc, C, 3C]
+    const out = tf.matMul(tf.softmax(tf.add(logits, maskBias(allowed))), neighbourhood(v)); // [b, h, nc, C, dv]
+    return tf.slice(tf.reshape(out, [b, h, nc * c, dv]), [0, 0, 0, 0], [b, h, n, dv]) as tf.Tensor4D;
+  },
+});

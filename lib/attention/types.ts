@@ -1,0 +1,224 @@
+/**
+ * The contract every attention variant implements, and the input checks they share.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+
+/** Options every variant accepts. */
+export interface AttentionOptions {
+  /** Mask future keys: query i sees keys j <= i. Default false. */
+  causal?: boolean;
+}
+
+/** Queries, keys and values. q, k: [batch, heads, n, dk]; v: [batch, heads, n, dv]. */
+export interface QKV {
+  q: tf.Tensor4D;
+  k: tf.Tensor4D;
+  v: tf.Tensor4D;
+}
+
+/** Queries and keys, [batch, heads, n, dk]. */
+export interface QK {
+  q: tf.Tensor4D;
+  k: tf.Tensor4D;
+}
+
+/** One registered attention variant. All forms share the same signature. */
+export interface AttentionVariant<O extends AttentionOptions = AttentionOptions> {
+  readonly name: string;
+  /** q, k: [batch, heads, n, dk]; v: [batch, heads, n, dv] -> [batch, heads, n, dv]. The fast path. */
+  attend(qkv: QKV, options?: O): tf.Tensor4D;
+  /** The explicit [batch, heads, n, n] matrix M that attend() applies to v (before any output norm). Naive O(n^2). */
+  weights(qk: QK, options?: O): tf.Tensor4D;
+  /** The naive O(n^2) output: weights(q, k) · v, then the output norm where the variant has one. */
+  reference(qkv: QKV, options?: O): tf.Tensor4D;
+  /** Every option's default (null: computed from the input); the keys are the accepted options. */
+  readonly defaults: Readonly<Required<O>>;
+}
+
+/** How one option is checked: a type, plus a set of allowed values or a lower bound. */
+export type OptionRule =
+  | { type: "boolean" }
+  | { type: "number"; min?: number; exclusiveMin?: boolean; integer?: boolean; nullable?: boolean }
+  | { type: "enum"; values: readonly string[] }
+  | { type: "tensor"; rank: number; nullable?: boolean };
+
+/**
+ * Fills in defaults and checks every option against its rule.
+ * Unknown keys, wrong types and out-of-range values throw an Error that names the option.
+ *
+ * @example
+ * ```ts
+ * import { resolveOptions } from "./types.ts";
+ * const o = resolveOptions("demo", { chunkSize: 4 }, { causal: false, chunkSize: 64 }, {
+ *   causal: { type: "boolean" },
+ *   chunkSize: { type: "number", min: 1, integer: true },
+ * });
+ * console.log(o.chunkSize === 4 && o.causal === false);
+ * ```
+ */
+export function resolveOptions<T extends object>(
+  owner: string,
+  options: object | undefined,
+  defaults: T,
+  rules: Record<string, OptionRule>,
+): T {
+  if (options !== undefined && (options === null || typeof options !== "object" || Array.isArray(options))) {
+    throw new Error(`${owner}: options must be an object, got ${describe(options)}`);
+  }
+  const given = (options ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(given)) {
+    if (!(key in rules)) {
+      throw new Error(
+        `${owner}: unknown option "${key}"; valid options are ${Object.keys(rules).join(", ")}`,
+      );
+    }
+  }
+  const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
+  for (const [key, rule] of Object.entries(rules)) {
+    const value = given[key];
+    if (value === undefined) continue;
+    checkRule(owner, key, value, rule);
+    out[key] = value;
+  }
+  return out as T;
+}
+
+function checkRule(owner: string, key: string, value: unknown, rule: OptionRule): void {
+  const where = `${owner}: option ${key}`;
+  if (value === null && "nullable" in rule && rule.nullable) return;
+  switch (rule.type) {
+    case "boolean":
+      if (typeof value !== "boolean") throw new Error(`${where} must be true or false, got ${describe(value)}`);
+      return;
+    case "enum":
+      if (typeof value !== "string" || !rule.values.includes(value)) {
+        throw new Error(
+          `${where} must be one of ${rule.values.map((v) => `"${v}"`).join(", ")}, got ${describe(value)}`,
+        );
+      }
+      return;
+    case "number": {
+      if (typeof value !== "number" || !Number.isFinite(value)) {
+        throw new Error(`${where} must be a finite number, got ${describe(value)}`);
+      }
+      if (rule.integer && !Number.isInteger(value)) throw new Error(`${where} must be an integer, got ${value}`);
+      if (rule.min !== undefined) {
+        const bad = rule.exclusiveMin ? value <= rule.min : value < rule.min;
+        if (bad) throw new Error(`${where} must be ${rule.exclusiveMin ? ">" : ">="} ${rule.min}, got ${value}`);
+      }
+      return;
+    }
+    case "tensor":
+      if (!(value instanceof tf.Tensor) || value.rank !== rule.rank) {
+        throw new Error(`${where} must be a rank-${rule.rank} tf.Tensor, got ${describe(value)}`);
+      }
+      return;
+  }
+}
+
+function describe(value: unknown): string {
+  if (value instanceof tf.Tensor) return `a tensor of shape [${value.shape.join(", ")}]`;
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "string") return `"${value}"`;
+  return String(value);
+}
+
+let finiteChecks = true;
+
+/**
+ * Turns the NaN/Inf input check on or off (default on). The check reads one
+ * scalar back from the device per call; switch it off in tight benchmark loops.
+ *
+ * @example
+ * ```ts
+ * import { setFiniteChecks } from "./types.ts";
+ * setFiniteChecks(false);
+ * setFiniteChecks(true);
+ * ```
+ */
+export function setFiniteChecks(enabled: boolean): void {
+  if (typeof enabled !== "boolean") {
+    throw new Error(`setFiniteChecks: enabled must be a boolean, got ${describe(enabled)}`);
+  }
+  finiteChecks = enabled;
+}
+
+function checkTensor4D(owner: string, name: string, x: unknown, last: string): tf.Tensor4D {
+  if (!(x instanceof tf.Tensor)) {
+    throw new Error(`${owner}: ${name} must be a tf.Tensor of shape [batch, heads, n, ${last}], got ${describe(x)}`);
+  }
+  if (x.rank !== 4) {
+    throw new Error(
+      `${owner}: ${name} must have rank 4 [batch, heads, n, ${last}], got shape [${x.shape.join(", ")}]; ` +
+        `add the missing axes with tf.reshape, e.g. [1, 1, n, ${last}]`,
+    );
+  }
+  if (x.dtype !== "float32") {
+    throw new Error(`${owner}: ${name} must be float32, got ${x.dtype}; use tf.cast(${name}, "float32")`);
+  }
+  if (x.shape[2] < 1) throw new Error(`${owner}: ${name} must hold at least one token (n >= 1), got n = 0`);
+  if (finiteChecks) {
+    // x * 0 is 0 for finite entries and NaN for NaN or +-Inf; one reduction finds either.
+    const probe = tf.tidy(() => tf.sum(tf.mul(x, 0)));
+    const bad = !Number.isFinite(probe.dataSync()[0]);
+    probe.dispose();
+    if (bad) throw new Error(`${owner}: ${name} contains NaN or Infinity; check the values that produced it`);
+  }
+  return x as tf.Tensor4D;
+}
+
+/**
+ * Checks q and k: rank 4, float32, finite, same batch, heads, length and feature size.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { checkQK } from "./types.ts";
+ * const q = tf.zeros([1, 2, 3, 4]) as tf.Tensor4D;
+ * checkQK("demo", { q, k: q });
+ * ```
+ */
+export function checkQK(owner: string, qk: QK): void {
+  if (qk === null || typeof qk !== "object") {
+    throw new Error(`${owner}: expected an object { q, k }, got ${describe(qk)}`);
+  }
+  const q = checkTensor4D(owner, "q", qk.q, "dk");
+  const k = checkTensor4D(owner, "k", qk.k, "dk");
+  if (q.shape.some((s, i) => s !== k.shape[i])) {
+    throw new Error(
+      `${owner}: q and k must have the same shape [batch, heads, n, dk], got q [${q.shape.join(", ")}] and k [${
+        k.shape.join(", ")
+      }]`,
+    );
+  }
+}
+
+/**
+ * Checks q, k and v: as {@linkcode checkQK}, and v is [batch, heads, n, dv] with the same batch, heads and n.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { checkQKV } from "./types.ts";
+ * const q = tf.zeros([1, 2, 3, 4]) as tf.Tensor4D;
+ * checkQKV("demo", { q, k: q, v: tf.zeros([1, 2, 3, 5]) as tf.Tensor4D });
+ * ```
+ */
+export function checkQKV(owner: string, qkv: QKV): void {
+  if (qkv === null || typeof qkv !== "object") {
+    throw new Error(`${owner}: expected an object { q, k, v }, got ${describe(qkv)}`);
+  }
+  checkQK(owner, qkv);
+  const v = checkTensor4D(owner, "v", qkv.v, "dv");
+  const k = qkv.k;
+  if (v.shape[0] !== k.shape[0] || v.shape[1] !== k.shape[1] || v.shape[2] !== k.shape[2]) {
+    throw new Error(
+      `${owner}: v must be [batch, heads, n, dv] with the batch, heads and n of k, got v [${
+        v.shape.join(", ")
+      }] and k [${k.shape.join(", ")}]`,
+    );
+  }
+}

@@ -1,0 +1,80 @@
+/** Shared helpers for the test suites: seeded inputs, closeness checks, gradients through a cotangent. */
+
+import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "../lib/backend.ts";
+import type { QKV } from "../lib/attention/mod.ts";
+import { randomNormal } from "../lib/random.ts";
+
+await initBackend({ quiet: true });
+
+/** Seeded q, k: [b, h, n, dk] and v: [b, h, n, dv]. */
+export function seededQKV(
+  dims: { b?: number; h?: number; n: number; dk: number; dv: number; seed: number; std?: number },
+): QKV {
+  const { b = 2, h = 2, n, dk, dv, seed, std = 1 } = dims;
+  return {
+    q: randomNormal<tf.Tensor4D>([b, h, n, dk], { seed, std }),
+    k: randomNormal<tf.Tensor4D>([b, h, n, dk], { seed: seed + 1, std }),
+    v: randomNormal<tf.Tensor4D>([b, h, n, dv], { seed: seed + 2, std }),
+  };
+}
+
+/** max |a - b| */
+export function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+}
+
+/** Throws unless |actual - expected| <= atol + rtol * max|expected| everywhere, and both are finite. */
+export function assertClose(
+  actual: tf.Tensor,
+  expected: tf.Tensor,
+  what: string,
+  tol: { atol?: number; rtol?: number } = {},
+) {
+  const { atol = 1e-5, rtol = 1e-4 } = tol;
+  if (actual.shape.join() !== expected.shape.join()) {
+    throw new Error(`${what}: shape [${actual.shape}] differs from expected [${expected.shape}]`);
+  }
+  const scale = tf.tidy(() => tf.max(tf.abs(expected)).dataSync()[0]);
+  const diff = maxAbsDiff(actual, expected);
+  if (!Number.isFinite(diff) || !Number.isFinite(scale)) {
+    throw new Error(`${what}: non-finite values (diff ${diff}, scale ${scale})`);
+  }
+  const bound = atol + rtol * scale;
+  if (diff > bound) {
+    throw new Error(
+      `${what}: max |diff| ${diff.toExponential(3)} > ${bound.toExponential(3)} (scale ${scale.toExponential(3)})`,
+    );
+  }
+}
+
+/** The output of f and its gradients with respect to q, k, v through the cotangent `cot`. */
+export function outputAndGrads(
+  f: (qkv: QKV) => tf.Tensor4D,
+  qkv: QKV,
+  cot: tf.Tensor4D,
+): { out: tf.Tensor4D; grads: tf.Tensor[] } {
+  const out = f(qkv);
+  const grads = tf.grads((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
+    tf.sum(tf.mul(f({ q: q as tf.Tensor4D, k: k as tf.Tensor4D, v: v as tf.Tensor4D }), cot))
+  )([qkv.q, qkv.k, qkv.v]);
+  return { out, grads };
+}
+
+/** Asserts two functions agree on outputs and on gradients with respect to q, k and v. */
+export function assertSameOutputAndGrads(
+  actual: (qkv: QKV) => tf.Tensor4D,
+  expected: (qkv: QKV) => tf.Tensor4D,
+  qkv: QKV,
+  what: string,
+  tol?: { atol?: number; rtol?: number },
+) {
+  tf.tidy(() => {
+    const [b, h, n] = qkv.q.shape;
+    const cot = randomNormal<tf.Tensor4D>([b, h, n, qkv.v.shape[3]], { seed: 99 });
+    const a = outputAndGrads(actual, qkv, cot);
+    const e = outputAndGrads(expected, qkv, cot);
+    assertClose(a.out, e.out, `${what}: output`, tol);
+    ["q", "k", "v"].forEach((name, i) => assertClose(a.grads[i], e.grads[i], `${what}: d/d${name}`, tol));
+  });
+}
