@@ -75,15 +75,15 @@ function parseBackend(value: string, source: string): BackendName {
   );
 }
 
-async function choose(options: InitBackendOptions): Promise<BackendName> {
+function forcedBackend(options: InitBackendOptions): BackendName | undefined {
+  if (options.backend !== undefined) return parseBackend(options.backend, "options.backend");
+  const envValue = envString("ATTNLAB_BACKEND");
+  return envValue === undefined ? undefined : parseBackend(envValue, "ATTNLAB_BACKEND");
+}
+
+async function choose(forced: BackendName | undefined): Promise<BackendName> {
   // The cpu backend prints a "use tfjs-node" banner on first use unless PROD is set.
   tf.env().set("PROD", true);
-  const envValue = envString("ATTNLAB_BACKEND");
-  const forced = options.backend !== undefined
-    ? parseBackend(options.backend, "options.backend")
-    : envValue !== undefined
-    ? parseBackend(envValue, "ATTNLAB_BACKEND")
-    : undefined;
   if (forced !== undefined) {
     const failure = await tryBackend(forced);
     if (failure !== undefined) {
@@ -97,9 +97,12 @@ async function choose(options: InitBackendOptions): Promise<BackendName> {
   throw new Error(`no TensorFlow.js backend could load; ${INSTALL_HINT.cpu}`);
 }
 
+const announced = new Set<BackendName>();
+
 /**
- * Selects and initialises the backend; later calls return the first choice.
- * Prints `attnlab: backend <name>` once unless `quiet`.
+ * Selects and initialises the backend: `options.backend`, else `ATTNLAB_BACKEND`, else the best
+ * that loads. Without `options.backend`, later calls return the first choice. Prints
+ * `attnlab: backend <name>` once per backend unless `quiet`.
  *
  * @example
  * ```ts
@@ -108,20 +111,31 @@ async function choose(options: InitBackendOptions): Promise<BackendName> {
  * console.log(["tensorflow", "wasm", "cpu"].includes(name));
  * ```
  */
-export function initBackend(options: InitBackendOptions = {}): Promise<BackendName> {
+export async function initBackend(options: InitBackendOptions = {}): Promise<BackendName> {
   for (const key of Object.keys(options)) {
     if (key !== "backend" && key !== "quiet") {
       throw new Error(`initBackend: unknown option "${key}"; expected backend or quiet`);
     }
   }
-  if (chosen === undefined) {
-    chosen = choose(options).then((name) => {
-      if (!options.quiet) console.log(`attnlab: backend ${name}`);
-      return name;
-    });
-    chosen.catch(() => chosen = undefined);
+  const forced = forcedBackend(options);
+  let name: BackendName;
+  if (options.backend !== undefined) {
+    name = await choose(forced);
+  } else {
+    chosen ??= choose(forced);
+    try {
+      name = await chosen;
+    } catch (err) {
+      chosen = undefined;
+      throw err;
+    }
+    if (tf.getBackend() !== name) await tf.setBackend(name);
   }
-  return chosen;
+  if (!options.quiet && !announced.has(name)) {
+    announced.add(name);
+    console.log(`attnlab: backend ${name}`);
+  }
+  return name;
 }
 
 /**
