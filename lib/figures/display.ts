@@ -1,0 +1,51 @@
+/**
+ * Inline display in Jupyter (Deno kernel): objects that carry a
+ * `Symbol.for("Jupyter.display")` method show themselves when they are the
+ * last expression of a cell, or through `await Deno.jupyter.display(x)`.
+ *
+ * @module
+ */
+
+import { svgSize, toSvgString } from "./svg.ts";
+import type { FigureInput } from "./svg.ts";
+
+/** The symbol the Deno Jupyter kernel looks for to display an object. */
+export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display") as typeof JUPYTER_DISPLAY;
+
+/** A MIME bundle: MIME type to content, as Jupyter expects. */
+export type MimeBundle = Record<string, string>;
+
+/** Anything that displays itself in a Jupyter notebook. */
+export interface Displayable {
+  [JUPYTER_DISPLAY](): MimeBundle;
+}
+
+/** A figure ready to display: the normalised SVG and its size. */
+export interface ShownFigure extends Displayable {
+  svg: string;
+  width: number;
+  height: number;
+}
+
+/**
+ * Displays a figure inline (as `image/svg+xml`) without saving anything.
+ * Make it the last expression of a cell, or `await Deno.jupyter.display(show(plot))`.
+ *
+ * @example
+ * ```ts
+ * import * as Plot from "@observablehq/plot";
+ * import { JUPYTER_DISPLAY, plotDocument, show } from "./mod.ts";
+ * const shown = show(Plot.plot({ document: plotDocument(), marks: [Plot.lineY([1, 3, 2])] }));
+ * console.log(Object.keys(shown[JUPYTER_DISPLAY]())); // ["image/svg+xml", "text/plain"]
+ * ```
+ */
+export function show(figure: FigureInput): ShownFigure {
+  const svg = toSvgString(figure);
+  const { width, height } = svgSize(svg);
+  return {
+    svg,
+    width,
+    height,
+    [JUPYTER_DISPLAY]: () => ({ "image/svg+xml": svg, "text/plain": `<figure ${width}×${height}>` }),
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * Figures for attnlab notebooks: build a plot with Observable Plot, then save
+ * it with {@linkcode saveFigure}, which writes `<name>.svg`, `<name>.png` and
+ * `<name>.csv` (the data) to the figures folder, records the run in
+ * `manifest.json`, and shows the figure inline in Jupyter.
+ *
+ * ```ts
+ * import * as Plot from "@observablehq/plot";
+ * import { plotDocument, saveFigure, startRun, table } from "./mod.ts"; // from a notebook: "../lib/figures/mod.ts"
+ *
+ * const run = startRun({ notebook: "01_scaling", config: { lengths: [64, 128] }, seed: 42 });
+ * const rows = [{ n: 64, ms: 1.2 }, { n: 128, ms: 4.1 }];
+ * const plot = Plot.plot({
+ *   document: plotDocument(),
+ *   x: { type: "log" },
+ *   marks: [Plot.line(rows, { x: "n", y: "ms" })],
+ * });
+ * table(rows); // displays as a table when it ends a cell
+ * await saveFigure("scaling", plot, { data: rows, run, outDir: await Deno.makeTempDir() });
+ * ```
+ *
+ * @module
+ */
+
+export { plotDocument } from "./dom.ts";
+export type { PlotDocument } from "./dom.ts";
+export { FONT_FAMILY, svgSize, toSvgString } from "./svg.ts";
+export type { DomElement, DomNode, FigureInput } from "./svg.ts";
+export { PNG_SCALE, renderSvg, svgToPng } from "./render.ts";
+export type { RenderedPng, SvgToPngOptions } from "./render.ts";
+export { DEFAULT_DIGITS, formatNumber, toCsv } from "./csv.ts";
+export type { Cell, Row, ToCsvOptions } from "./csv.ts";
+export { JUPYTER_DISPLAY, show } from "./display.ts";
+export type { Displayable, MimeBundle, ShownFigure } from "./display.ts";
+export { table } from "./table.ts";
+export type { Table, TableOptions } from "./table.ts";
+export { gitState, MANIFEST_FILE, readManifest, startRun } from "./manifest.ts";
+export type { Config, GitState, Manifest, ManifestEntry, Run, Seed, StartRunOptions } from "./manifest.ts";
+export { FIGURE_NAME, saveFigure } from "./save.ts";
+export type { SavedFigure, SaveFigureOptions } from "./save.ts";
+export { readPngSize } from "./png.ts";

@@ -1,0 +1,172 @@
+/**
+ * `saveFigure`: the one way notebooks save a figure.
+ *
+ * @module
+ */
+
+import { join, resolve } from "node:path";
+import { figuresDir, REPO_ROOT } from "../env.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import { columnsOf, toCsv } from "./csv.ts";
+import type { Row } from "./csv.ts";
+import { JUPYTER_DISPLAY } from "./display.ts";
+import type { Displayable } from "./display.ts";
+import { checkConfig, checkSeed, gitState, recordFigure } from "./manifest.ts";
+import type { Config, ManifestEntry, Run, Seed } from "./manifest.ts";
+import { svgToPng } from "./render.ts";
+import { toSvgString } from "./svg.ts";
+import type { FigureInput } from "./svg.ts";
+
+/** Figure names: lowercase letters, digits, `_` and `-`, starting with a letter or digit. */
+export const FIGURE_NAME = /^[a-z0-9][a-z0-9_-]*$/;
+
+/** Options for {@linkcode saveFigure}; all optional. */
+export interface SaveFigureOptions {
+  /** The data behind the figure, as flat row objects; written to `<name>.csv`. */
+  data?: readonly Row[];
+  /** From {@linkcode startRun}: supplies notebook, config, seed and the compute time. */
+  run?: Run;
+  /** Notebook name for the manifest; overrides `run.notebook`. */
+  notebook?: string;
+  /** Settings the figure depends on; overrides `run.config`. Default `{}`. */
+  config?: Config;
+  /** Random seed; overrides `run.seed`. Default `null`. */
+  seed?: Seed;
+  /** Backend name for the manifest. Default: the TensorFlow.js backend in use, or `null` if none. */
+  backend?: string;
+  /** Compute time in milliseconds; overrides the time measured by `run`. */
+  durationMs?: number;
+  /** Output folder. Default: `figuresDir()` (`ATTNLAB_FIGURES_DIR` or `figures/`). */
+  outDir?: string;
+}
+
+const OPTION_KEYS = ["data", "run", "notebook", "config", "seed", "backend", "durationMs", "outDir"];
+
+/** What {@linkcode saveFigure} returns; displays itself inline in Jupyter. */
+export interface SavedFigure extends Displayable {
+  name: string;
+  /** The normalised SVG that was written. */
+  svg: string;
+  /** Absolute paths of the files written. */
+  paths: { svg: string; png: string; csv?: string };
+  /** The manifest entry recorded for this figure. */
+  entry: ManifestEntry;
+}
+
+function suggestName(name: string): string {
+  const slug = name.toLowerCase().replace(/[^a-z0-9_-]+/g, "_").replace(/^[_-]+|[_-]+$/g, "");
+  return slug === "" ? "attention_heatmap" : slug;
+}
+
+function checkOptions(options: SaveFigureOptions): void {
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new Error(`saveFigure: options must be an object like { data: rows, run }, got ${String(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.includes(key)) {
+      throw new Error(`saveFigure: unknown option "${key}"; expected one of ${OPTION_KEYS.join(", ")}`);
+    }
+  }
+  if (options.notebook !== undefined && typeof options.notebook !== "string") {
+    throw new Error(`saveFigure: options.notebook must be a string, got ${typeof options.notebook}`);
+  }
+  if (options.backend !== undefined && typeof options.backend !== "string") {
+    throw new Error(`saveFigure: options.backend must be a string, got ${typeof options.backend}`);
+  }
+  if (options.outDir !== undefined && (typeof options.outDir !== "string" || options.outDir === "")) {
+    throw new Error(`saveFigure: options.outDir must be a non-empty folder path, got ${String(options.outDir)}`);
+  }
+  const duration = options.durationMs;
+  if (duration !== undefined && !(typeof duration === "number" && Number.isFinite(duration) && duration >= 0)) {
+    throw new Error(`saveFigure: options.durationMs must be a non-negative number of milliseconds, got ${duration}`);
+  }
+  if (options.run !== undefined && typeof options.run?.elapsedMs !== "function") {
+    throw new Error("saveFigure: options.run must be the value returned by startRun()");
+  }
+}
+
+async function currentBackend(): Promise<string | null> {
+  const { backendName } = await import("../backend.ts");
+  const name = backendName();
+  return typeof name === "string" && name !== "" ? name : null;
+}
+
+/**
+ * Saves a figure as `<name>.svg`, `<name>.png` (2x, white background, DejaVu
+ * fonts) and, when `options.data` is given, `<name>.csv`, each written
+ * atomically; without data a stale `<name>.csv` is removed. Then records the
+ * figure in `manifest.json` with its config, seed, backend, git commit, date
+ * and compute time. The same inputs give byte-identical SVG, PNG and CSV.
+ * The result displays the figure inline in Jupyter.
+ *
+ * @example
+ * ```ts
+ * import * as Plot from "@observablehq/plot";
+ * import { plotDocument, saveFigure, startRun } from "./mod.ts";
+ * const run = startRun({ notebook: "demo", config: { n: [64, 128] }, seed: 1 });
+ * const rows = [{ n: 64, ms: 1.5 }, { n: 128, ms: 5.9 }];
+ * const plot = Plot.plot({ document: plotDocument(), marks: [Plot.line(rows, { x: "n", y: "ms" })] });
+ * const saved = await saveFigure("demo_scaling", plot, { data: rows, run, outDir: await Deno.makeTempDir() });
+ * console.log(Object.keys(saved.paths), saved.entry.seed); // ["svg", "png", "csv"] 1
+ * ```
+ */
+export async function saveFigure(
+  name: string,
+  figure: FigureInput,
+  options: SaveFigureOptions = {},
+): Promise<SavedFigure> {
+  if (typeof name !== "string" || !FIGURE_NAME.test(name)) {
+    throw new Error(
+      `saveFigure: name must match ${FIGURE_NAME} (lowercase letters, digits, "_" and "-", starting with a ` +
+        `letter or digit), got ${JSON.stringify(name)}; use for example "${suggestName(String(name))}"`,
+    );
+  }
+  checkOptions(options);
+  const { run } = options;
+  if (options.data !== undefined) columnsOf(options.data, "saveFigure: options.data");
+  const config = checkConfig(options.config ?? run?.config ?? {}, "saveFigure");
+  const seed = checkSeed(options.seed !== undefined ? options.seed : run?.seed ?? null, "saveFigure");
+  const notebook = options.notebook ?? run?.notebook;
+  const durationMs = options.durationMs !== undefined ? Math.round(options.durationMs) : run?.elapsedMs() ?? null;
+
+  const svg = toSvgString(figure);
+  const png = svgToPng(svg);
+  const csv = options.data !== undefined ? toCsv(options.data) : undefined;
+
+  const dir = resolve(options.outDir ?? figuresDir());
+  await Deno.mkdir(dir, { recursive: true });
+  const paths: SavedFigure["paths"] = { svg: join(dir, `${name}.svg`), png: join(dir, `${name}.png`) };
+  await writeFileAtomic(paths.svg, svg);
+  await writeFileAtomic(paths.png, png);
+  if (csv !== undefined) {
+    paths.csv = join(dir, `${name}.csv`);
+    await writeFileAtomic(paths.csv, csv);
+  } else {
+    await Deno.remove(join(dir, `${name}.csv`)).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    });
+  }
+
+  const { commit, dirty } = await gitState(REPO_ROOT, dir);
+  const entry: ManifestEntry = {
+    name,
+    files: Object.values(paths).map((p) => p.slice(dir.length + 1)),
+    ...(notebook !== undefined ? { notebook } : {}),
+    config,
+    seed,
+    backend: options.backend ?? await currentBackend(),
+    commit,
+    dirty,
+    date: new Date().toISOString(),
+    durationMs,
+  };
+  await recordFigure(dir, entry);
+  const listing = Object.values(paths).join("\n");
+  return {
+    name,
+    svg,
+    paths,
+    entry,
+    [JUPYTER_DISPLAY]: () => ({ "image/svg+xml": svg, "text/plain": `saved ${name}:\n${listing}` }),
+  };
+}
