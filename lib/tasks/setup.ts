@@ -1,0 +1,267 @@
+/**
+ * `deno task setup`: makes this machine able to run the notebooks.
+ *
+ * Idempotent and quick (about a second) when everything is there. Installs:
+ * - Jupyter's executor (nbclient) from Debian when missing (root only;
+ *   otherwise an Error names the command to run), and the Notebook server
+ *   too for `deno task notebook`;
+ * - libopenblas0 when missing and root (optional: never fails setup);
+ * - the Deno kernelspec, pointing at the deno running this task;
+ * - the npm packages (`deno install`).
+ *
+ * @module
+ */
+
+import { cpSync, existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import {
+  denoJupyterDataDir,
+  findPython,
+  jupyterDataDir,
+  kernelspecStatus,
+  type PythonInfo,
+} from "../notebook/jupyter.ts";
+import { ROOT } from "../notebook/paths.ts";
+import { formatHelp, parseFlags, runMain } from "./cli.ts";
+
+/** Debian packages for executing notebooks headless. */
+export const EXECUTOR_PACKAGES: readonly string[] = ["python3-nbclient", "jupyter-core"];
+/** Debian package for the browser UI of `deno task notebook` (about 15 MB download). */
+export const NOTEBOOK_PACKAGES: readonly string[] = ["jupyter-notebook"];
+/** Debian package with the BLAS library; optional. */
+export const BLAS_PACKAGES: readonly string[] = ["libopenblas0"];
+/** pip packages for machines without Debian's apt. */
+export const PIP_PACKAGES: readonly string[] = ["nbclient", "nbformat", "jupyter_client"];
+
+/** Options for {@linkcode setup}. */
+export interface SetupOptions {
+  /** Also install the Jupyter Notebook server (for `deno task notebook`). Default false. */
+  notebookUI?: boolean;
+  /** Skip `deno install`. Default false. */
+  skipNpm?: boolean;
+  /** Receives progress lines. Default `console.log`. */
+  log?: (line: string) => void;
+}
+
+/** What {@linkcode setup} ended with. */
+export interface SetupReport {
+  /** The interpreter that runs nbclient. */
+  python: PythonInfo;
+  /** The Deno kernelspec folder. */
+  kernelspec: string;
+  /** Whether libopenblas0 is installed. */
+  openblas: boolean;
+  /** Debian packages installed by this call. */
+  installed: string[];
+  /** Seconds the call took. */
+  seconds: number;
+}
+
+/**
+ * The install command a person should run, for the given packages.
+ *
+ * @example
+ * ```ts
+ * import { installHint } from "./setup.ts";
+ * console.log(installHint(["python3-nbclient"], { apt: true, root: false }));
+ * console.log(installHint(["python3-nbclient"], { apt: false, root: false }));
+ * ```
+ */
+export function installHint(packages: readonly string[], options: { apt: boolean; root: boolean }): string {
+  if (options.apt) {
+    const sudo = options.root ? "" : "sudo ";
+    return `${sudo}apt-get install -y --no-install-recommends ${packages.join(" ")}`;
+  }
+  const pip = packages.includes("jupyter-notebook") ? [...PIP_PACKAGES, "notebook"] : PIP_PACKAGES;
+  return `pip install ${pip.join(" ")}`;
+}
+
+/**
+ * The Debian packages still needed, given what was found.
+ *
+ * @example
+ * ```ts
+ * import { missingPackages } from "./setup.ts";
+ * console.log(missingPackages({ executor: false, notebook: false, openblas: true, notebookUI: true }));
+ * ```
+ */
+export function missingPackages(
+  have: { executor: boolean; notebook: boolean; openblas: boolean; notebookUI: boolean },
+): { required: string[]; optional: string[] } {
+  const required = [
+    ...(have.executor ? [] : EXECUTOR_PACKAGES),
+    ...(have.notebookUI && !have.notebook ? NOTEBOOK_PACKAGES : []),
+  ];
+  return { required, optional: have.openblas ? [] : [...BLAS_PACKAGES] };
+}
+
+const LIB_DIRS = [
+  "/usr/lib/x86_64-linux-gnu",
+  "/usr/lib/aarch64-linux-gnu",
+  "/usr/lib64",
+  "/usr/lib",
+  "/usr/local/lib",
+];
+
+/**
+ * Whether `libopenblas.so.0` is in a usual library folder (Linux only).
+ *
+ * @example
+ * ```ts
+ * import { hasOpenblas } from "./setup.ts";
+ * console.log(typeof hasOpenblas());
+ * ```
+ */
+export function hasOpenblas(): boolean {
+  if (Deno.build.os !== "linux") return true;
+  return LIB_DIRS.some((dir) => existsSync(join(dir, "libopenblas.so.0")));
+}
+
+function isRoot(): boolean {
+  return Deno.uid?.() === 0;
+}
+
+function hasApt(): boolean {
+  return existsSync("/usr/bin/apt-get");
+}
+
+async function capture(
+  command: string,
+  args: string[],
+  env?: Record<string, string>,
+): Promise<{ success: boolean; code: number; output: string }> {
+  const out = await new Deno.Command(command, { args, env, cwd: ROOT, stdin: "null", stdout: "piped", stderr: "piped" })
+    .output();
+  const decoder = new TextDecoder();
+  return { success: out.success, code: out.code, output: decoder.decode(out.stdout) + decoder.decode(out.stderr) };
+}
+
+function tail(text: string, lines = 15): string {
+  return text.trim().split("\n").slice(-lines).map((l) => `    ${l}`).join("\n");
+}
+
+async function aptInstall(packages: string[], log: (line: string) => void): Promise<{ ok: boolean; output: string }> {
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  const policy = await capture("apt-cache", ["policy", ...packages]);
+  const lacksCandidate = !policy.success || /Candidate: \(none\)/.test(policy.output) ||
+    packages.some((p) => !policy.output.includes(`${p}:`));
+  if (lacksCandidate) {
+    log("setup: apt-get update ...");
+    const update = await capture("apt-get", ["update"], env);
+    if (!update.success) return { ok: false, output: update.output };
+  }
+  log(`setup: installing from Debian: ${packages.join(" ")} ...`);
+  const install = await capture("apt-get", ["install", "-y", "--no-install-recommends", ...packages], env);
+  return { ok: install.success, output: install.output };
+}
+
+let blasHintShown = false;
+
+/**
+ * Makes the machine ready; see the module doc. Throws an Error naming the
+ * one command to run when Jupyter is missing and cannot be installed here.
+ *
+ * @example
+ * ```ts
+ * import { setup } from "./setup.ts";
+ * // Installs what is missing (apt, kernelspec, npm); this only shows the call.
+ * const prepare = () => setup({ notebookUI: false });
+ * console.log(typeof prepare);
+ * ```
+ */
+export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
+  const log = options.log ?? console.log;
+  const started = performance.now();
+  const notebookUI = options.notebookUI ?? false;
+  const installed: string[] = [];
+
+  let search = await findPython({ needNotebook: notebookUI });
+  const executor = search.found !== undefined || search.withoutNotebook !== undefined;
+  let openblas = hasOpenblas();
+  const need = missingPackages({ executor, notebook: search.found !== undefined, openblas, notebookUI });
+  if (need.required.length > 0 || need.optional.length > 0) {
+    const root = isRoot();
+    const apt = hasApt();
+    if (root && apt) {
+      const packages = [...need.required, ...need.optional];
+      const result = await aptInstall(packages, log);
+      if (result.ok) {
+        installed.push(...packages);
+      } else if (need.required.length > 0) {
+        throw new Error(`setup: apt-get could not install ${packages.join(" ")}:\n${tail(result.output)}`);
+      } else {
+        log(`setup: could not install ${packages.join(" ")} (optional, continuing):\n${tail(result.output, 5)}`);
+      }
+      search = await findPython({ needNotebook: notebookUI });
+      openblas = hasOpenblas();
+    } else if (need.optional.length > 0 && need.required.length === 0 && !blasHintShown) {
+      blasHintShown = true;
+      log(`setup: optional: install OpenBLAS with \`${installHint(need.optional, { apt, root })}\``);
+    }
+    if (!search.found) {
+      const what = notebookUI ? "the Jupyter Notebook server" : "Jupyter's nbclient";
+      throw new Error(
+        `setup: no Python with ${what} (tried: ${search.rejected.join("; ")}). ` +
+          `Install it with: ${installHint(need.required, { apt, root })}` +
+          (apt ? ` (or, without Debian's packages: ${installHint(need.required, { apt: false, root })})` : "") +
+          "; or set ATTNLAB_PYTHON to an interpreter that has it",
+      );
+    }
+  }
+  const python = search.found!;
+
+  const kernel = kernelspecStatus();
+  if (kernel.state !== "ok") {
+    log(`setup: registering the Deno Jupyter kernel (${kernel.state}${kernel.deno ? `: ${kernel.deno}` : ""}) ...`);
+    const result = await capture(Deno.execPath(), ["jupyter", "--install", "--force"]);
+    if (!result.success) throw new Error(`setup: \`deno jupyter --install\` failed:\n${tail(result.output)}`);
+    const written = join(denoJupyterDataDir(), "kernels", "deno");
+    if (resolve(written) !== resolve(kernel.dir)) cpSync(written, kernel.dir, { recursive: true });
+    const after = kernelspecStatus();
+    if (after.state !== "ok") throw new Error(`setup: the kernelspec in ${after.dir} is still ${after.state}`);
+  }
+
+  if (!options.skipNpm) {
+    const npmStarted = performance.now();
+    const result = await capture(Deno.execPath(), ["install"]);
+    if (!result.success) throw new Error(`setup: \`deno install\` failed:\n${tail(result.output)}`);
+    const npmSeconds = (performance.now() - npmStarted) / 1000;
+    if (npmSeconds > 5) log(`setup: npm packages installed in ${npmSeconds.toFixed(1)} s`);
+  }
+
+  const seconds = (performance.now() - started) / 1000;
+  log(
+    `setup: ready in ${seconds.toFixed(1)} s (python ${python.executable}, nbclient ${python.nbclient}` +
+      `${python.notebook ? `, notebook ${python.notebook}` : ""}; kernelspec ${kernel.dir})`,
+  );
+  return { python, kernelspec: join(jupyterDataDir(), "kernels", "deno"), openblas, installed, seconds };
+}
+
+const FLAGS = {
+  notebook: { type: "boolean", description: "also install the Jupyter Notebook server (browser UI)" },
+  "skip-npm": { type: "boolean", description: "do not run `deno install`" },
+  help: { type: "boolean", description: "show this help" },
+} as const;
+
+/**
+ * The task's entry point; returns the exit status.
+ *
+ * @example
+ * ```ts
+ * import { main } from "./setup.ts";
+ * console.log(await main(["--help"]));
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, FLAGS, { command: "setup" });
+  if (values.help) {
+    console.log(
+      formatHelp("deno task setup [flags]", "Installs what the notebooks need (see lib/tasks/setup.ts).", FLAGS),
+    );
+    return 0;
+  }
+  await setup({ notebookUI: Boolean(values.notebook), skipNpm: Boolean(values["skip-npm"]) });
+  return 0;
+}
+
+if (import.meta.main) await runMain(main);
