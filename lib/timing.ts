@@ -29,11 +29,17 @@ export interface MedianMsOptions {
  */
 export function medianMs(fn: () => tf.TensorContainer, options: MedianMsOptions = {}): number {
   for (const key of Object.keys(options)) {
-    if (key !== "repeats" && key !== "warmup") throw new Error(`medianMs: unknown option "${key}"; expected repeats or warmup`);
+    if (key !== "repeats" && key !== "warmup") {
+      throw new Error(`medianMs: unknown option "${key}"; expected repeats or warmup`);
+    }
   }
   const { repeats = 5, warmup = 1 } = options;
-  if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`medianMs: repeats must be an integer >= 1, got ${repeats}`);
-  if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`medianMs: warmup must be an integer >= 0, got ${warmup}`);
+  if (!Number.isInteger(repeats) || repeats < 1) {
+    throw new Error(`medianMs: repeats must be an integer >= 1, got ${repeats}`);
+  }
+  if (!Number.isInteger(warmup) || warmup < 0) {
+    throw new Error(`medianMs: warmup must be an integer >= 0, got ${warmup}`);
+  }
   const once = () => {
     const start = performance.now();
     const out = fn();

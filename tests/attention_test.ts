@@ -12,6 +12,7 @@ import {
 } from "../lib/attention/mod.ts";
 import { assertClose, assertSameOutputAndGrads, maxAbsDiff, seededQKV } from "./helpers.ts";
 import { randomNormal } from "../lib/random.ts";
+import { initBackend } from "../lib/backend.ts";
 
 // deno-lint-ignore no-explicit-any
 type AnyOptions = Record<string, any>;
@@ -33,27 +34,35 @@ function label(name: string, options: AnyOptions): string {
   return `${name} ${JSON.stringify(options)}`;
 }
 
+// The whole library must work on whichever backend is chosen: the equivalence suite runs on each one that loads.
+const DEFAULT_BACKEND = await initBackend({ quiet: true });
+const BACKENDS_UNDER_TEST = [DEFAULT_BACKEND, ...(["wasm", "cpu"] as const).filter((b) => b !== DEFAULT_BACKEND)];
+
 for (const name of Object.keys(variants) as VariantName[]) {
-  Deno.test(`${name}: attend() equals the naive weights()·v path, outputs and gradients`, async (t) => {
+  Deno.test(`${name}: attend() equals the naive weights()·v path, outputs and gradients, on every backend`, async (t) => {
     const variant = variants[name];
-    for (const causal of [false, true]) {
-      for (const base of OPTION_SETS[name]) {
-        const options = { ...base, causal };
-        for (const n of LENGTHS) {
-          await t.step(`${label(name, options)} n=${n}`, () => {
-            const qkv = seededQKV({ n, dk: 6, dv: 5, seed: n, std: 0.7 });
-            assertSameOutputAndGrads(
-              (x) => variant.attend(x, options),
-              (x) => variant.reference(x, options),
-              qkv,
-              `${label(name, options)} n=${n}`,
-              { atol: 1e-5, rtol: 2e-4 },
-            );
-            tf.dispose([qkv.q, qkv.k, qkv.v]);
-          });
+    for (const backend of BACKENDS_UNDER_TEST) {
+      await initBackend({ backend, quiet: true });
+      for (const causal of [false, true]) {
+        for (const base of OPTION_SETS[name]) {
+          const options = { ...base, causal };
+          for (const n of LENGTHS) {
+            await t.step(`${backend}: ${label(name, options)} n=${n}`, () => {
+              const qkv = seededQKV({ n, dk: 6, dv: 5, seed: n, std: 0.7 });
+              assertSameOutputAndGrads(
+                (x) => variant.attend(x, options),
+                (x) => variant.reference(x, options),
+                qkv,
+                `${backend}: ${label(name, options)} n=${n}`,
+                { atol: 1e-5, rtol: 2e-4 },
+              );
+              tf.dispose([qkv.q, qkv.k, qkv.v]);
+            });
+          }
         }
       }
     }
+    await initBackend({ backend: DEFAULT_BACKEND, quiet: true });
   });
 }
 
