@@ -87,6 +87,15 @@ function checkState(owner: string, state: KernelState, dims: { batch: number; he
   }
 }
 
+// Options and inputs of a whole-sequence form, checked: the state must fit the input's shapes.
+function resolveForSequence(name: RecurrentVariant, owner: string, qkv: QKV, options: object | undefined): Resolved {
+  const o = resolve(name, owner, options);
+  checkQKV(`${name}.${owner}`, qkv);
+  const [batch, heads, , dk] = qkv.q.shape;
+  if (o.state !== null) checkState(`${name}.${owner}`, o.state, { batch, heads, dk, dv: qkv.v.shape[3] });
+  return o;
+}
+
 /**
  * A zero state: s [batch, heads, dk, dv], z [batch, heads, dk].
  *
@@ -164,12 +173,9 @@ export function recurrentAttend<N extends RecurrentVariant>(
   qkv: QKV,
   options?: RecurrentOptions<N>,
 ): { output: tf.Tensor4D; state: KernelState } {
-  const owner = "recurrentAttend";
-  const o = resolve(name, owner, options);
-  checkQKV(`${name}.${owner}`, qkv);
+  const o = resolveForSequence(name, "recurrentAttend", qkv, options);
   const [batch, heads, n, dk] = qkv.q.shape;
   const dv = qkv.v.shape[3];
-  if (o.state !== null) checkState(`${name}.${owner}`, o.state, { batch, heads, dk, dv });
   const { state: _, ...stepOptions } = (options ?? {}) as RecurrentOptions<N>;
   const token = (x: tf.Tensor4D, t: number) =>
     tf.tidy(() => tf.squeeze(tf.slice(x, [0, 0, t, 0], [-1, -1, 1, -1]), [2])) as tf.Tensor3D;
@@ -206,11 +212,7 @@ export function chunkedAttend<N extends RecurrentVariant>(
   qkv: QKV,
   options?: RecurrentOptions<N>,
 ): { output: tf.Tensor4D; state: KernelState } {
-  const owner = "chunkedAttend";
-  const o = resolve(name, owner, options);
-  checkQKV(`${name}.${owner}`, qkv);
-  const [batch, heads, , dk] = qkv.q.shape;
-  if (o.state !== null) checkState(`${name}.${owner}`, o.state, { batch, heads, dk, dv: qkv.v.shape[3] });
+  const o = resolveForSequence(name, "chunkedAttend", qkv, options);
   const fq = applyFeatureMap(qkv.q, o.featureMap);
   const fk = applyFeatureMap(qkv.k, o.featureMap);
   const result = kernelChunked(
