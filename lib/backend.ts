@@ -2,7 +2,8 @@
  * Chooses the TensorFlow.js backend once, at start-up.
  *
  * The default is the best backend that loads, in this order:
- * `tensorflow` (tfjs-node-gpu or tfjs-node, when installed) > `wasm` > `cpu`.
+ * `tensorflow` (tfjs-node-gpu or tfjs-node, when installed) > `blas` (the cpu backend with
+ * matmuls from the system OpenBLAS) > `wasm` > `cpu`.
  * `ATTNLAB_BACKEND` forces one; a forced backend that cannot load is an error
  * that says how to install it.
  *
@@ -11,10 +12,11 @@
 
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
+import { BLAS_INSTALL_HINT, registerBlasBackend } from "./blas/mod.ts";
 import { envString } from "./env.ts";
 
 /** The backends attnlab knows how to load, best first. */
-export const BACKENDS = ["tensorflow", "wasm", "cpu"] as const;
+export const BACKENDS = ["tensorflow", "blas", "wasm", "cpu"] as const;
 
 /** A backend name accepted by {@linkcode initBackend} and `ATTNLAB_BACKEND`. */
 export type BackendName = typeof BACKENDS[number];
@@ -31,6 +33,7 @@ const INSTALL_HINT: Record<BackendName, string> = {
   tensorflow: "install it on a machine with internet access: " +
     "`deno add npm:@tensorflow/tfjs-node@4.22.0 && deno install --allow-scripts=npm:@tensorflow/tfjs-node` " +
     "(or tfjs-node-gpu@4.22.0 with CUDA 11.2 / cuDNN 8.1 for the GPU build)",
+  blas: BLAS_INSTALL_HINT,
   wasm: "it ships with the npm package @tensorflow/tfjs-backend-wasm@4.22.0; run `deno install` to fetch it",
   cpu: "it ships with @tensorflow/tfjs; run `deno install` to fetch it",
 };
@@ -58,6 +61,7 @@ async function loadTensorflow(): Promise<void> {
 async function tryBackend(name: BackendName): Promise<string | undefined> {
   try {
     if (name === "tensorflow") await loadTensorflow();
+    if (name === "blas") registerBlasBackend();
     const ok = await tf.setBackend(name);
     if (!ok) return `tf.setBackend("${name}") returned false`;
     await tf.ready();
@@ -92,9 +96,34 @@ async function choose(forced: BackendName | undefined): Promise<BackendName> {
     return forced;
   }
   for (const name of BACKENDS) {
-    if (await tryBackend(name) === undefined) return name;
+    const failure = await tryBackend(name);
+    if (failure === undefined) return name;
+    // tfjs-node is an opt-in extra; a missing BLAS is worth one line, since it costs 100x in speed.
+    if (name === "blas") {
+      console.log(`attnlab: blas backend unavailable (${failure.split(";")[0]}); ${BLAS_INSTALL_HINT}`);
+    }
   }
   throw new Error(`no TensorFlow.js backend could load; ${INSTALL_HINT.cpu}`);
+}
+
+/**
+ * Every backend that loads on this machine, best first. Leaves the current backend in place.
+ *
+ * @example
+ * ```ts
+ * import { loadableBackends } from "./backend.ts";
+ * const names = await loadableBackends();
+ * console.log(names.includes("cpu")); // true
+ * ```
+ */
+export async function loadableBackends(): Promise<BackendName[]> {
+  const current = tf.getBackend();
+  const names: BackendName[] = [];
+  for (const name of BACKENDS) {
+    if (await tryBackend(name) === undefined) names.push(name);
+  }
+  if (current) await tf.setBackend(current);
+  return names;
 }
 
 const announced = new Set<BackendName>();

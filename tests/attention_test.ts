@@ -12,7 +12,7 @@ import {
 } from "../lib/attention/mod.ts";
 import { assertClose, assertSameOutputAndGrads, maxAbsDiff, seededQKV } from "./helpers.ts";
 import { randomNormal } from "../lib/random.ts";
-import { initBackend } from "../lib/backend.ts";
+import { initBackend, loadableBackends } from "../lib/backend.ts";
 
 // deno-lint-ignore no-explicit-any
 type AnyOptions = Record<string, any>;
@@ -36,7 +36,7 @@ function label(name: string, options: AnyOptions): string {
 
 // The whole library must work on whichever backend is chosen: the equivalence suite runs on each one that loads.
 const DEFAULT_BACKEND = await initBackend({ quiet: true });
-const BACKENDS_UNDER_TEST = [DEFAULT_BACKEND, ...(["wasm", "cpu"] as const).filter((b) => b !== DEFAULT_BACKEND)];
+const BACKENDS_UNDER_TEST = [DEFAULT_BACKEND, ...(await loadableBackends()).filter((b) => b !== DEFAULT_BACKEND)];
 
 for (const name of Object.keys(variants) as VariantName[]) {
   Deno.test(`${name}: attend() equals the naive weights()·v path, outputs and gradients, on every backend`, async (t) => {

@@ -1,6 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { backendName, initBackend } from "../lib/backend.ts";
+import { backendName, initBackend, loadableBackends } from "../lib/backend.ts";
+import { openBlas } from "../lib/blas/mod.ts";
+
+function blasLoads(): boolean {
+  try {
+    openBlas();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 async function runWithEnv(env: Record<string, string>): Promise<{ code: number; output: string }> {
   const command = new Deno.Command(Deno.execPath(), {
@@ -17,11 +27,25 @@ async function runWithEnv(env: Record<string, string>): Promise<{ code: number; 
 Deno.test("the default backend is the best that loads, and is announced once", async () => {
   const { code, output } = await runWithEnv({});
   assert.equal(code, 0, output);
-  // wasm always loads, so the choice is wasm unless tfjs-node is installed.
   const match = output.match(/attnlab: backend (\w+)\nchose (\w+)/);
   assert.ok(match, output);
   assert.equal(match[1], match[2]);
-  assert.ok(["tensorflow", "wasm"].includes(match[2]), output);
+  // blas wins whenever OpenBLAS loads, unless tfjs-node is installed; wasm always loads.
+  const expected = blasLoads() ? ["tensorflow", "blas"] : ["tensorflow", "wasm"];
+  assert.ok(expected.includes(match[2]), output);
+});
+
+Deno.test("without a BLAS library the default falls back to wasm and says how to install OpenBLAS", async () => {
+  const { code, output } = await runWithEnv({ ATTNLAB_BLAS: "/nonexistent/libopenblas.so" });
+  assert.equal(code, 0, output);
+  assert.match(output, /attnlab: blas backend unavailable .*apt-get install libopenblas0/);
+  assert.match(output, /chose (wasm|tensorflow)/);
+});
+
+Deno.test("a forced blas backend without a BLAS library is an error with the install hint", async () => {
+  const { code, output } = await runWithEnv({ ATTNLAB_BLAS: "/nonexistent/libopenblas.so", ATTNLAB_BACKEND: "blas" });
+  assert.notEqual(code, 0);
+  assert.match(output, /backend "blas" could not load .*\/nonexistent\/libopenblas.so.*apt-get install libopenblas0/);
 });
 
 Deno.test("ATTNLAB_BACKEND forces a backend", async () => {
@@ -33,7 +57,7 @@ Deno.test("ATTNLAB_BACKEND forces a backend", async () => {
 Deno.test("an unknown ATTNLAB_BACKEND is a clear error", async () => {
   const { code, output } = await runWithEnv({ ATTNLAB_BACKEND: "gpu" });
   assert.notEqual(code, 0);
-  assert.match(output, /ATTNLAB_BACKEND must be one of tensorflow, wasm, cpu, got "gpu"/);
+  assert.match(output, /ATTNLAB_BACKEND must be one of tensorflow, blas, wasm, cpu, got "gpu"/);
 });
 
 Deno.test("a forced backend that cannot load says how to install it", async () => {
@@ -47,10 +71,14 @@ Deno.test("a forced backend that cannot load says how to install it", async () =
   await assert.rejects(() => initBackend({ backed: "cpu" } as never), /unknown option "backed"/);
 });
 
-Deno.test("explicit switches work and compute the same numbers on wasm and cpu", async () => {
+Deno.test("explicit switches work and compute the same numbers on every loadable backend", async () => {
   const original = await initBackend({ quiet: true });
+  const names = await loadableBackends();
+  assert.equal(backendName(), original, "loadableBackends leaves the backend in place");
+  assert.ok(names.includes("wasm") && names.includes("cpu"), `${names}`);
+  assert.equal(names.includes("blas"), blasLoads());
   const values: Float32Array[] = [];
-  for (const name of ["wasm", "cpu"] as const) {
+  for (const name of names) {
     assert.equal(await initBackend({ backend: name, quiet: true }), name);
     assert.equal(tf.getBackend(), name);
     values.push(
@@ -59,7 +87,6 @@ Deno.test("explicit switches work and compute the same numbers on wasm and cpu",
       ),
     );
   }
-  assert.deepEqual(Array.from(values[0]), Array.from(values[1]));
-  assert.deepEqual(Array.from(values[0]), [10, 13, 28, 40]);
+  for (const v of values) assert.deepEqual(Array.from(v), [10, 13, 28, 40]);
   await initBackend({ backend: original, quiet: true });
 });

@@ -1,0 +1,124 @@
+/**
+ * Single-precision matrix multiply from the system BLAS through Deno FFI.
+ *
+ * The library is `ATTNLAB_BLAS` when set, else `libopenblas.so.0` on Linux and the
+ * Accelerate framework on macOS.
+ *
+ * @module
+ */
+
+import { envString } from "../env.ts";
+
+/** C = alpha op(A) op(B) + beta C on row-major matrices, with leading dimensions as in CBLAS. */
+export type Sgemm = (args: {
+  transA: boolean;
+  transB: boolean;
+  m: number;
+  n: number;
+  k: number;
+  a: Float32Array;
+  lda: number;
+  b: Float32Array;
+  ldb: number;
+  c: Float32Array;
+  ldc: number;
+  alpha?: number;
+  beta?: number;
+}) => void;
+
+/** A loaded BLAS: where it came from and its sgemm. */
+export interface BlasLibrary {
+  path: string;
+  sgemm: Sgemm;
+}
+
+const ROW_MAJOR = 101;
+const NO_TRANS = 111;
+const TRANS = 112;
+
+/** The install hint printed when no BLAS library can be loaded. */
+export const BLAS_INSTALL_HINT = "install OpenBLAS (`apt-get install libopenblas0` on Debian/Ubuntu) " +
+  "or set ATTNLAB_BLAS to the path of a CBLAS library such as libopenblas.so";
+
+/**
+ * The library paths tried, in order: `ATTNLAB_BLAS` alone when set, else the platform's defaults.
+ *
+ * @example
+ * ```ts
+ * import { blasCandidates } from "./sgemm.ts";
+ * console.log(blasCandidates().length > 0); // true
+ * ```
+ */
+export function blasCandidates(): string[] {
+  const forced = envString("ATTNLAB_BLAS");
+  if (forced !== undefined) return [forced];
+  if (Deno.build.os === "darwin") return ["/System/Library/Frameworks/Accelerate.framework/Accelerate"];
+  return ["libopenblas.so.0", "libopenblas.so", "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"];
+}
+
+/**
+ * Opens the first BLAS library that loads and exposes `cblas_sgemm`; throws with every reason and the install hint.
+ *
+ * @example
+ * ```ts
+ * import { openBlas } from "./sgemm.ts";
+ * try {
+ *   const blas = openBlas();
+ *   const c = new Float32Array(1);
+ *   blas.sgemm({ transA: false, transB: false, m: 1, n: 1, k: 2, a: new Float32Array([1, 2]), lda: 2, b: new Float32Array([3, 4]), ldb: 1, c, ldc: 1 });
+ *   console.log(c[0]); // 11
+ * } catch (err) {
+ *   console.log((err as Error).message); // no BLAS on this machine
+ * }
+ * ```
+ */
+export function openBlas(): BlasLibrary {
+  const reasons: string[] = [];
+  for (const path of blasCandidates()) {
+    try {
+      const lib = Deno.dlopen(path, {
+        cblas_sgemm: {
+          parameters: [
+            "i32",
+            "i32",
+            "i32",
+            "i32",
+            "i32",
+            "i32",
+            "f32",
+            "buffer",
+            "i32",
+            "buffer",
+            "i32",
+            "f32",
+            "buffer",
+            "i32",
+          ],
+          result: "void",
+        },
+      });
+      const raw = lib.symbols.cblas_sgemm;
+      const sgemm: Sgemm = ({ transA, transB, m, n, k, a, lda, b, ldb, c, ldc, alpha = 1, beta = 0 }) =>
+        raw(
+          ROW_MAJOR,
+          transA ? TRANS : NO_TRANS,
+          transB ? TRANS : NO_TRANS,
+          m,
+          n,
+          k,
+          alpha,
+          a,
+          lda,
+          b,
+          ldb,
+          beta,
+          c,
+          ldc,
+        );
+      return { path, sgemm };
+    } catch (err) {
+      reasons.push(`${path}: ${(err as Error).message.split("\n")[0]}`);
+    }
+  }
+  throw new Error(`no BLAS library could be loaded (${reasons.join("; ")}); ${BLAS_INSTALL_HINT}`);
+}
