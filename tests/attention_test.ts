@@ -19,7 +19,7 @@ type AnyOptions = Record<string, any>;
 
 /** Option sets exercised for each variant: defaults plus the non-default branches. */
 const OPTION_SETS: Record<VariantName, AnyOptions[]> = {
-  softmax: [{}, { scale: 0.5 }],
+  softmax: [{}, { scale: 0.5 }, { queryBlockSize: 16 }],
   linear: [{}, { featureMap: "relu", chunkSize: 16 }],
   performer: [{ features: 12, seed: 3, chunkSize: 16 }],
   cosformer: [{}, { chunkSize: 7 }],
@@ -215,6 +215,25 @@ Deno.test("recurrent state has a fixed size whatever the position", () => {
   });
 });
 
+Deno.test("softmax: query blocks bound memory: peak bytes of forward+backward grow like B·n, not n²", async () => {
+  const n = 1024;
+  const qkv = seededQKV({ b: 1, h: 1, n, dk: 8, dv: 8, seed: 7 });
+  // tf.profile keeps one global profiler: profile one run at a time.
+  const peak = async (options: Record<string, unknown>) =>
+    (await tf.profile(() => {
+      const grads = tf.grads((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
+        tf.sum(variants.softmax.attend({ q, k, v } as QKV, { causal: true, ...options }))
+      )([qkv.q, qkv.k, qkv.v]);
+      tf.dispose(grads);
+    })).peakBytes;
+  const whole = await peak({});
+  const blocked = await peak({ queryBlockSize: 32 });
+  const matrix = n * n * 4;
+  assert.ok(whole > 2 * matrix, `unblocked peak ${whole} B should exceed two n x n matrices (${2 * matrix} B)`);
+  assert.ok(blocked < matrix / 2, `blocked peak ${blocked} B should stay under half an n x n matrix (${matrix / 2} B)`);
+  tf.dispose([qkv.q, qkv.k, qkv.v]);
+});
+
 Deno.test("performer: weights approach softmax's as features grow from 16 to 256", () => {
   tf.tidy(() => {
     const dk = 16;
@@ -322,6 +341,10 @@ Deno.test("no tensors leak from any form, forward or backward", () => {
         tf.dispose(grads);
       }
     }
+    const blocked = tf.grads((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
+      tf.sum(tf.mul(variants.softmax.attend({ q, k, v } as QKV, { causal: true, queryBlockSize: 16 }), cot))
+    )([qkv.q, qkv.k, qkv.v]);
+    tf.dispose(blocked);
     for (const name of ["linear", "norm"] as const) {
       const a = chunkedAttend(name, qkv, { chunkSize: 16 });
       const b = recurrentAttend(name, qkv, { state: a.state });

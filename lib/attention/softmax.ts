@@ -1,5 +1,7 @@
 /**
- * Softmax attention (Vaswani et al., 2017): softmax(Q K^T * scale) V. O(n^2).
+ * Softmax attention (Vaswani et al., 2017): softmax(Q K^T * scale) V. O(n^2) time.
+ * With `queryBlockSize`, queries are processed in blocks and the gradient recomputes each
+ * block's probabilities, so memory is O(queryBlockSize * n) instead of O(n^2), forward and backward.
  *
  * @module
  */
@@ -12,6 +14,109 @@ import { defineVariant, maskBias, maskFrom } from "./variant.ts";
 export interface SoftmaxOptions extends AttentionOptions {
   /** Logit scale; default (null) 1 / sqrt(dk). */
   scale?: number | null;
+  /** Queries per block of the memory-bounded path; default (null) all at once. */
+  queryBlockSize?: number | null;
+}
+
+function blockLogits(
+  qb: tf.Tensor4D,
+  k: tf.Tensor4D,
+  o: { scale: number; causal: boolean; start: number },
+): tf.Tensor4D {
+  const [, , rows] = qb.shape;
+  const keys = k.shape[2];
+  let logits: tf.Tensor4D = tf.mul(tf.matMul(qb, k, false, true), o.scale); // [b, h, B, nk]
+  if (o.causal) {
+    const allowed = tf.tensor2d(
+      Float32Array.from({ length: rows * keys }, (_, t) => (t % keys) <= o.start + Math.floor(t / keys) ? 1 : 0),
+      [rows, keys],
+    );
+    logits = tf.add(logits, maskBias(allowed));
+  }
+  return logits;
+}
+
+/**
+ * Softmax attention over query blocks, with a gradient that recomputes each block's
+ * probabilities (as FlashAttention does) instead of keeping all of them: O(B n) memory.
+ * Causal blocks only read the keys up to their last query.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { blockedSoftmaxAttend, softmax } from "./softmax.ts";
+ * const q = tf.randomNormal([1, 2, 10, 4]) as tf.Tensor4D;
+ * const v = tf.randomNormal([1, 2, 10, 3]) as tf.Tensor4D;
+ * const blocked = blockedSoftmaxAttend({ q, k: q, v }, { causal: true, queryBlockSize: 4 });
+ * const whole = softmax.attend({ q, k: q, v }, { causal: true });
+ * console.log(tf.max(tf.abs(tf.sub(blocked, whole))).dataSync()[0] < 1e-5); // true
+ * ```
+ */
+export function blockedSoftmaxAttend(
+  qkv: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D },
+  options: { causal?: boolean; scale?: number | null; queryBlockSize: number },
+): tf.Tensor4D {
+  const [, , n, dk] = qkv.q.shape;
+  const scale = options.scale ?? 1 / Math.sqrt(dk);
+  const causal = options.causal ?? false;
+  const size = options.queryBlockSize;
+  const blocks = Array.from(
+    { length: Math.ceil(n / size) },
+    (_, i) => ({ start: i * size, rows: Math.min(size, n - i * size) }),
+  );
+  const keysFor = (start: number, rows: number) => causal ? start + rows : n;
+  const rowsOf = (x: tf.Tensor4D, start: number, count: number) =>
+    tf.slice(x, [0, 0, start, 0], [-1, -1, count, -1]) as tf.Tensor4D;
+
+  const attend = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [q, k, v] = args as tf.Tensor4D[];
+    (args[3] as tf.GradSaveFunc)([q, k, v]);
+    const outputs = blocks.map(({ start, rows }) =>
+      tf.tidy(() => {
+        const nk = keysFor(start, rows);
+        const p = tf.softmax(
+          blockLogits(rowsOf(q, start, rows), rowsOf(k, 0, nk), { scale, causal, start }),
+        );
+        return tf.matMul(p, rowsOf(v, 0, nk)); // [b, h, B, dv]
+      })
+    );
+    const value = tf.concat(outputs, 2); // [b, h, n, dv]
+    tf.dispose(outputs);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sq, sk, sv] = saved as tf.Tensor4D[];
+      let dk: tf.Tensor = tf.zerosLike(sk);
+      let dv: tf.Tensor = tf.zerosLike(sv);
+      const dqs = blocks.map(({ start, rows }) => {
+        const nk = keysFor(start, rows);
+        const [dqb, dkPart, dvPart] = tf.tidy(() => {
+          const qb = rowsOf(sq, start, rows);
+          const kb = rowsOf(sk, 0, nk);
+          const vb = rowsOf(sv, 0, nk);
+          const dob = rowsOf(dy as tf.Tensor4D, start, rows); // [b, h, B, dv]
+          const p = tf.softmax(blockLogits(qb, kb, { scale, causal, start })); // [b, h, B, nk]
+          const dp = tf.matMul(dob, vb, false, true); // [b, h, B, nk]
+          const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))); // [b, h, B, nk]
+          const toN = (x: tf.Tensor4D) => nk === n ? x : tf.pad(x, [[0, 0], [0, 0], [0, n - nk], [0, 0]]);
+          return [
+            tf.mul(tf.matMul(ds, kb), scale), // [b, h, B, dk]
+            toN(tf.mul(tf.matMul(ds, qb, true, false), scale)), // [b, h, n, dk]
+            toN(tf.matMul(p, dob, true, false)), // [b, h, n, dv]
+          ];
+        });
+        const nextK = tf.add(dk, dkPart);
+        const nextV = tf.add(dv, dvPart);
+        tf.dispose([dk, dv, dkPart, dvPart]);
+        dk = nextK;
+        dv = nextV;
+        return dqb;
+      });
+      const dq = tf.concat(dqs, 2);
+      tf.dispose(dqs);
+      return [dq, dk, dv];
+    };
+    return { value, gradFunc };
+  });
+  return attend(qkv.q, qkv.k, qkv.v) as tf.Tensor4D;
 }
 
 /**
@@ -36,7 +141,7 @@ export function softmaxWeights(qk: { q: tf.Tensor4D; k: tf.Tensor4D }, options: 
 }
 
 /**
- * The `softmax` variant. Options: `causal` (false), `scale` (1/sqrt(dk)).
+ * The `softmax` variant. Options: `causal` (false), `scale` (1/sqrt(dk)), `queryBlockSize` (null: no blocks).
  *
  * @example
  * ```ts
@@ -49,8 +154,15 @@ export function softmaxWeights(qk: { q: tf.Tensor4D; k: tf.Tensor4D }, options: 
  */
 export const softmax = defineVariant<SoftmaxOptions>({
   name: "softmax",
-  defaults: { causal: false, scale: null },
-  rules: { causal: { type: "boolean" }, scale: { type: "number", min: 0, exclusiveMin: true, nullable: true } },
+  defaults: { causal: false, scale: null, queryBlockSize: null },
+  rules: {
+    causal: { type: "boolean" },
+    scale: { type: "number", min: 0, exclusiveMin: true, nullable: true },
+    queryBlockSize: { type: "number", min: 1, integer: true, nullable: true },
+  },
   weights: softmaxWeights,
-  attend: (qkv, o) => tf.matMul(softmaxWeights(qkv, o), qkv.v),
+  attend: (qkv, o) =>
+    o.queryBlockSize !== null && o.queryBlockSize < qkv.q.shape[2]
+      ? blockedSoftmaxAttend(qkv, { causal: o.causal, scale: o.scale, queryBlockSize: o.queryBlockSize })
+      : tf.matMul(softmaxWeights(qkv, o), qkv.v),
 });
