@@ -27,10 +27,9 @@ function blockLogits(
   const keys = k.shape[2];
   let logits: tf.Tensor4D = tf.mul(tf.matMul(qb, k, false, true), o.scale); // [b, h, B, nk]
   if (o.causal) {
-    const allowed = tf.tensor2d(
-      Float32Array.from({ length: rows * keys }, (_, t) => (t % keys) <= o.start + Math.floor(t / keys) ? 1 : 0),
-      [rows, keys],
-    );
+    const data = new Float32Array(rows * keys);
+    for (let r = 0; r < rows; r++) data.fill(1, r * keys, r * keys + Math.min(keys, o.start + r + 1));
+    const allowed = tf.tensor2d(data, [rows, keys]); // [B, nk]
     logits = tf.add(logits, maskBias(allowed));
   }
   return logits;
