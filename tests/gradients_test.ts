@@ -114,6 +114,7 @@ Deno.test("score functions reject bad inputs with clear errors instead of return
     assert.ok(Number.isFinite(maxScoreGradient(tf.tensor1d([0, 1]), "linear")));
     assert.throws(() => scoreJacobianClosedForm(tf.tensor1d([0, 1]), "linear"), /use scoreJacobian/);
     assert.throws(() => scoreJacobian(tf.tensor1d([1, NaN]), "softmax"), /finite/);
+    assert.throws(() => maxScoreGradient(tf.zeros([0, 3]) as tf.Tensor2D, "softmax"), /at least one vector/);
     assert.throws(() => scoreJacobian(tf.tensor1d([1, 2]), "relu" as "linear"), /kind must be "softmax" or "linear"/);
     assert.throws(() => scoreJacobian(tf.tensor2d([[1, 2]]) as unknown as tf.Tensor1D, "softmax"), /scoreJacobians/);
     assert.throws(() => scoreJacobians(tf.tensor1d([1, 2]) as unknown as tf.Tensor2D, "softmax"), /\[batch, n\]/);

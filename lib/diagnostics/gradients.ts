@@ -58,7 +58,11 @@ function checkScores(
     throw new Error(`${owner}: scores must be float32, got ${scores.dtype}; use tf.cast(scores, "float32")`);
   }
   const n = scores.shape[scores.rank - 1];
-  if (n < 1) throw new Error(`${owner}: scores must hold at least one score per vector, got shape [${scores.shape}]`);
+  if (n < 1 || scores.size === 0) {
+    throw new Error(
+      `${owner}: scores must hold at least one vector of at least one score, got shape [${scores.shape}]`,
+    );
+  }
   const data = scores.dataSync();
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
