@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import {
+  applyFeatureMap,
   chunkedAttend,
   initialState,
   type KernelState,
@@ -358,4 +359,20 @@ Deno.test("no tensors leak from any form, forward or backward", () => {
   // Each run leaves only the NaN input it made itself: nothing from the library.
   assert.equal(tf.memory().numTensors, start + 3);
   tf.dispose([qkv.q, qkv.k, qkv.v, cot]);
+});
+
+Deno.test("elu+1 keeps small features exact in float32, with finite gradients", () => {
+  tf.tidy(() => {
+    const x = tf.tensor1d([-30, -17, -1, 0, 0.5, 100]);
+    const y = applyFeatureMap(x, "elu+1");
+    const expected = [Math.exp(-30), Math.exp(-17), Math.exp(-1), 1, 1.5, 101];
+    Array.from(y.dataSync()).forEach((v, i) =>
+      assert.ok(Math.abs(v - expected[i]) <= 1e-6 * expected[i], `${v} vs ${expected[i]}`)
+    );
+    const g = tf.grad((t: tf.Tensor) => tf.sum(applyFeatureMap(t, "elu+1")))(x);
+    const dexpected = [Math.exp(-30), Math.exp(-17), Math.exp(-1), 1, 1, 1];
+    Array.from(g.dataSync()).forEach((v, i) =>
+      assert.ok(Math.abs(v - dexpected[i]) <= 1e-6 * dexpected[i], `grad ${v} vs ${dexpected[i]}`)
+    );
+  });
 });

@@ -26,7 +26,9 @@ export type FeatureMap = typeof FEATURE_MAPS[number];
 export function applyFeatureMap<T extends tf.Tensor>(x: T, map: FeatureMap): T {
   switch (map) {
     case "elu+1":
-      return tf.tidy(() => tf.add(tf.elu(x), 1)) as T;
+      // relu(x) + exp(min(x, 0)) is elu(x) + 1 without the cancellation of (e^x - 1) + 1, which
+      // rounds small features to 0 in float32 (from x < -17 on); its gradient is exact too.
+      return tf.tidy(() => tf.add(tf.relu(x), tf.exp(tf.minimum(x, 0)))) as T;
     case "elu":
       return tf.elu(x) as T;
     case "relu":
