@@ -1,0 +1,48 @@
+/**
+ * Benchmarks and scaling laws for the attention variants: FLOP counts, timing and peak memory of one
+ * configuration, the sgemm peak, exponent fits, crossover lengths, and the `deno task bench` driver.
+ *
+ * ```ts
+ * import { fitExponent, flopCount, measureAttention } from "./mod.ts"; // from a notebook: "../lib/bench/mod.ts"
+ * const rows = [];
+ * for (const n of [64, 128]) rows.push(await measureAttention({ variant: "linear", n, heads: 1, dk: 8, repeats: 1 }));
+ * console.log(flopCount("linear", { batch: 1, heads: 1, n: 64, dk: 8 }).fwd > 0);
+ * console.log(Number.isFinite(fitExponent(rows.map((m) => ({ x: m.n, y: m.fwdMs }))).exponent));
+ * ```
+ *
+ * @module
+ */
+
+export { FLOP_VARIANTS, type FlopCount, flopCount, type FlopDims, performerFeatures } from "./flops.ts";
+export {
+  type Crossover,
+  crossoverLength,
+  type CrossoverOptions,
+  type CrossoverRow,
+  type ExponentFit,
+  fitExponent,
+  type Point,
+} from "./fit.ts";
+export { measureAttention, type Measurement, type MeasureOptions, type SgemmPeak, sgemmPeak } from "./measure.ts";
+export {
+  type BenchConfig,
+  type BenchResult,
+  type BenchRow,
+  checkBenchConfig,
+  defaultBenchConfig,
+  formatBenchTable,
+  runBench,
+  type RunBenchOptions,
+  SOFTMAX_LIVE_MATRICES,
+  softmaxPlan,
+} from "./run.ts";
+export {
+  probeTorch,
+  PYTHON,
+  runTorchBench,
+  TORCH_SCRIPT,
+  type TorchBenchConfig,
+  type TorchBenchResult,
+  type TorchProbe,
+  type TorchRow,
+} from "./torch.ts";

@@ -1,0 +1,501 @@
+/**
+ * The benchmark behind `deno task bench`: every variant on every backend at growing lengths, bounded by a memory
+ * budget (softmax's n × n matrices), a per-run time cap, a length cap for the slow cpu backend and a total time
+ * budget; plus the same computations in PyTorch when it is installed.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { type BackendName, BACKENDS, initBackend, loadableBackends } from "../backend.ts";
+import { type VariantName, variants } from "../attention/mod.ts";
+import { progress } from "../notebook/progress.ts";
+import { FLOP_VARIANTS, flopCount } from "./flops.ts";
+import { measureAttention, type SgemmPeak, sgemmPeak } from "./measure.ts";
+import { probeTorch, runTorchBench, type TorchBenchResult } from "./torch.ts";
+
+/** Everything a bench run needs. */
+export interface BenchConfig {
+  /** Measured in this order; the cpu backend is the reference for the speed-up columns. */
+  backends: BackendName[];
+  variants: VariantName[];
+  /** Sequence lengths, ascending. */
+  lengths: number[];
+  batch: number;
+  heads: number;
+  /** dk = dv. */
+  d: number;
+  /** [true] (the language-model setting) or [true, false]. */
+  causal: boolean[];
+  /** Timed runs per configuration at most (fewer when a run is slow). */
+  repeats: number;
+  /** A (backend, variant) stops growing n once one forward + backward run exceeds this, or is predicted to exceed twice it. */
+  maxRunS: number;
+  /** No new measurement starts after this many seconds. */
+  totalBudgetS: number;
+  /** Softmax lengths whose estimated n × n buffers exceed this are blocked by queries or skipped. */
+  memoryBudgetBytes: number;
+  /** The cpu backend is measured up to this length only. */
+  cpuMaxN: number;
+  /** Run torch_attention.py when PyTorch is installed. */
+  torch: boolean;
+}
+
+/** n × n float32 buffers alive at once per (batch, head) in softmax's forward + backward (measured: about 4 forward). */
+export const SOFTMAX_LIVE_MATRICES = 8;
+
+/**
+ * The defaults of `deno task bench` (full) or `deno task bench --quick`, for the given backends.
+ *
+ * @example
+ * ```ts
+ * import { defaultBenchConfig } from "./run.ts";
+ * const config = defaultBenchConfig({ quick: true, backends: ["cpu"] });
+ * console.log(config.lengths.join(","), config.heads, config.d); // 128,256 8 64
+ * ```
+ */
+export function defaultBenchConfig(options: { quick: boolean; backends: BackendName[] }): BenchConfig {
+  const { quick, backends } = options;
+  const lengths = quick ? [128, 256] : Array.from({ length: 9 }, (_, i) => 256 * 2 ** i);
+  return {
+    backends: [...backends],
+    variants: [...FLOP_VARIANTS],
+    lengths,
+    batch: 1,
+    heads: 8,
+    d: 64,
+    causal: [true],
+    repeats: quick ? 1 : 3,
+    maxRunS: quick ? 5 : 8,
+    totalBudgetS: quick ? 60 : 480,
+    memoryBudgetBytes: 4 * 2 ** 30,
+    cpuMaxN: quick ? 256 : 1024,
+    torch: true,
+  };
+}
+
+/** One row of figures/bench.csv. Empty fields are null. */
+export interface BenchRow {
+  [column: string]: string | number | boolean | null;
+  backend: string;
+  variant: string;
+  causal: boolean;
+  n: number;
+  batch: number;
+  heads: number;
+  d: number;
+  /** "ok", or "skipped (memory | time | cpu n limit | total budget)", "failed", "not in torch_attention.py". */
+  status: string;
+  note: string;
+  fwd_ms: number | null;
+  fwd_bwd_ms: number | null;
+  repeats: number | null;
+  peak_mb_fwd: number | null;
+  peak_mb_fwd_bwd: number | null;
+  gflop_fwd: number;
+  /** Forward + backward matmul GFLOP (3 × forward, 4·QKᵀ + 3·PV for query-blocked softmax). */
+  gflop_fwd_bwd: number;
+  gflops_fwd: number | null;
+  gflops_fwd_bwd: number | null;
+  /** gflops_fwd_bwd / peak_gflops. */
+  share_of_peak: number | null;
+  peak_gflops: number;
+  /** cpu backend's time / this time (higher is faster), at the same variant, causal and n. */
+  speedup_vs_cpu_fwd: number | null;
+  speedup_vs_cpu_fwd_bwd: number | null;
+  /** PyTorch's time / this time (below 1: slower than PyTorch). */
+  speedup_vs_torch_fwd: number | null;
+  speedup_vs_torch_fwd_bwd: number | null;
+}
+
+/** The result of {@linkcode runBench}. */
+export interface BenchResult {
+  config: BenchConfig;
+  rows: BenchRow[];
+  peak: SgemmPeak & { note: string };
+  /** PyTorch's version and sgemm peak, or why it was not run. */
+  torch: { ran: boolean; detail: string; sgemmGflops: number | null; threads: number | null };
+  elapsedS: number;
+}
+
+/** Options for {@linkcode runBench}. */
+export interface RunBenchOptions {
+  /** Progress line; default "auto" (see lib/notebook/progress.ts). */
+  progressOutput?: "auto" | "tty" | "plain" | "none";
+  /** One-line notes (torch missing, peak backend); default console.log. */
+  log?: (line: string) => void;
+}
+
+const MB = 1e6;
+
+/**
+ * How softmax runs at length n under the memory budget: whole, by query blocks (when the installed softmax has
+ * `queryBlockSize`), or not at all.
+ *
+ * @example
+ * ```ts
+ * import { softmaxPlan } from "./run.ts";
+ * const budget = 4 * 2 ** 30;
+ * console.log(softmaxPlan(1024, { batch: 1, heads: 8, memoryBudgetBytes: budget }).mode); // whole
+ * ```
+ */
+export function softmaxPlan(
+  n: number,
+  config: { batch: number; heads: number; memoryBudgetBytes: number },
+): { mode: "whole" | "blocked" | "skip"; queryBlockSize: number | null; bytes: number } {
+  const perRow = config.batch * config.heads * n * 4 * SOFTMAX_LIVE_MATRICES;
+  const bytes = perRow * n;
+  if (bytes <= config.memoryBudgetBytes) return { mode: "whole", queryBlockSize: null, bytes };
+  if (!("queryBlockSize" in variants.softmax.defaults)) return { mode: "skip", queryBlockSize: null, bytes };
+  let size = 2 ** Math.floor(Math.log2(n / 2));
+  while (size >= 64 && perRow * size > config.memoryBudgetBytes) size /= 2;
+  if (size < 64) return { mode: "skip", queryBlockSize: null, bytes };
+  return { mode: "blocked", queryBlockSize: size, bytes: perRow * size };
+}
+
+function emptyRow(base: Pick<BenchRow, "backend" | "variant" | "causal" | "n">, config: BenchConfig): BenchRow {
+  return {
+    ...base,
+    batch: config.batch,
+    heads: config.heads,
+    d: config.d,
+    status: "",
+    note: "",
+    fwd_ms: null,
+    fwd_bwd_ms: null,
+    repeats: null,
+    peak_mb_fwd: null,
+    peak_mb_fwd_bwd: null,
+    gflop_fwd: 0,
+    gflop_fwd_bwd: 0,
+    gflops_fwd: null,
+    gflops_fwd_bwd: null,
+    share_of_peak: null,
+    peak_gflops: 0,
+    speedup_vs_cpu_fwd: null,
+    speedup_vs_cpu_fwd_bwd: null,
+    speedup_vs_torch_fwd: null,
+    speedup_vs_torch_fwd_bwd: null,
+  };
+}
+
+/**
+ * Checks a bench config: known backends and variants, ascending positive lengths, positive sizes and budgets.
+ *
+ * @example
+ * ```ts
+ * import { checkBenchConfig, defaultBenchConfig } from "./run.ts";
+ * checkBenchConfig(defaultBenchConfig({ quick: true, backends: ["cpu"] }));
+ * ```
+ */
+export function checkBenchConfig(config: BenchConfig): void {
+  const where = "bench config";
+  if (!Array.isArray(config.backends) || config.backends.length === 0) {
+    throw new Error(`${where}: backends must be a non-empty list of ${BACKENDS.join(", ")}`);
+  }
+  for (const b of config.backends) {
+    if (!(BACKENDS as readonly string[]).includes(b)) {
+      throw new Error(`${where}: unknown backend "${b}"; expected some of ${BACKENDS.join(", ")}`);
+    }
+  }
+  if (!Array.isArray(config.variants) || config.variants.length === 0) {
+    throw new Error(`${where}: variants must be a non-empty list of ${FLOP_VARIANTS.join(", ")}`);
+  }
+  for (const v of config.variants) {
+    if (!FLOP_VARIANTS.includes(v)) {
+      throw new Error(`${where}: unknown variant "${v}"; expected some of ${FLOP_VARIANTS.join(", ")}`);
+    }
+  }
+  if (!Array.isArray(config.lengths) || config.lengths.length === 0) {
+    throw new Error(`${where}: lengths must be a non-empty list`);
+  }
+  config.lengths.forEach((n, i) => {
+    if (!Number.isInteger(n) || n < 1 || (i > 0 && n <= config.lengths[i - 1])) {
+      throw new Error(`${where}: lengths must be ascending positive integers, got ${config.lengths.join(", ")}`);
+    }
+  });
+  for (const key of ["batch", "heads", "d", "repeats", "cpuMaxN"] as const) {
+    if (!Number.isInteger(config[key]) || config[key] < 1) {
+      throw new Error(`${where}: ${key} must be a positive integer, got ${config[key]}`);
+    }
+  }
+  for (const key of ["maxRunS", "totalBudgetS", "memoryBudgetBytes"] as const) {
+    if (!(typeof config[key] === "number" && config[key] > 0)) {
+      throw new Error(`${where}: ${key} must be a number > 0, got ${config[key]}`);
+    }
+  }
+  if (
+    !Array.isArray(config.causal) || config.causal.length === 0 || config.causal.some((c) => typeof c !== "boolean")
+  ) {
+    throw new Error(`${where}: causal must be [true], [false] or [true, false]`);
+  }
+}
+
+async function measurePeak(backends: BackendName[], log: (line: string) => void): Promise<BenchResult["peak"]> {
+  const loadable = backends.includes("blas") ? ["blas" as const] : await loadableBackends();
+  if (loadable.includes("blas")) {
+    return { ...await sgemmPeak({ backend: "blas", size: 1024 }), note: "1024³ sgemm through the blas backend" };
+  }
+  const best = loadable[0];
+  const size = best === "tensorflow" ? 1024 : 512;
+  const note = `blas not loadable: ${size}³ matMul on the best backend (${best}) instead`;
+  log(`bench: ${note}`);
+  return { ...await sgemmPeak({ backend: best, size }), note };
+}
+
+function torchLengths(config: BenchConfig): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const variant of config.variants) {
+    out[variant] = variant === "softmax"
+      ? config.lengths.filter((n) => softmaxPlan(n, config).mode === "whole")
+      : [...config.lengths];
+  }
+  return out;
+}
+
+/**
+ * Runs the benchmark: the sgemm peak, PyTorch (when installed and `config.torch`), then every
+ * (length, backend, variant, causal) in that order, so a spent budget cuts the longest lengths first.
+ *
+ * @example
+ * ```ts
+ * import { defaultBenchConfig, runBench } from "./run.ts";
+ * const config = { ...defaultBenchConfig({ quick: true, backends: ["cpu"] }), variants: ["diag" as const], lengths: [64], heads: 1, d: 8, torch: false };
+ * const result = await runBench(config, { progressOutput: "none", log: () => {} });
+ * console.log(result.rows.length, result.rows[0].status); // 1 ok
+ * ```
+ */
+export async function runBench(config: BenchConfig, options: RunBenchOptions = {}): Promise<BenchResult> {
+  checkBenchConfig(config);
+  const log = options.log ?? ((line: string) => console.log(line));
+  const start = performance.now();
+  const elapsedS = () => (performance.now() - start) / 1000;
+  const previous = tf.getBackend();
+  for (const backend of config.backends) await initBackend({ backend, quiet: true });
+
+  const peak = await measurePeak(config.backends, log);
+
+  let torch: BenchResult["torch"] = {
+    ran: false,
+    detail: "not requested (--no-torch)",
+    sgemmGflops: null,
+    threads: null,
+  };
+  let torchResult: TorchBenchResult | null = null;
+  if (config.torch) {
+    const probe = await probeTorch();
+    if (!probe.available) {
+      torch = {
+        ran: false,
+        detail: `PyTorch not available (${probe.detail}); no torch rows`,
+        sgemmGflops: null,
+        threads: null,
+      };
+      log(`bench: ${torch.detail}`);
+    } else {
+      torchResult = await runTorchBench({
+        lengths: torchLengths(config),
+        batch: config.batch,
+        heads: config.heads,
+        d: config.d,
+        causal: config.causal,
+        repeats: config.repeats,
+        max_run_s: config.maxRunS,
+        threads: navigator.hardwareConcurrency,
+      });
+      torch = {
+        ran: true,
+        detail: `PyTorch ${torchResult.torch}, ${torchResult.threads} threads`,
+        sgemmGflops: torchResult.sgemm.gflops,
+        threads: torchResult.threads,
+      };
+    }
+  }
+
+  const rows: BenchRow[] = [];
+  const flopsOf = (variant: VariantName, n: number, causal: boolean, extra: Record<string, unknown> = {}) =>
+    flopCount(variant, { batch: config.batch, heads: config.heads, n, dk: config.d, causal, options: extra });
+  for (const t of torchResult?.rows ?? []) {
+    const variant = t.variant as VariantName;
+    const row = emptyRow({ backend: "torch", variant, causal: t.causal, n: t.n }, config);
+    row.status = t.status;
+    if (t.status === "ok") {
+      Object.assign(row, { fwd_ms: t.fwd_ms, fwd_bwd_ms: t.fwd_bwd_ms, repeats: t.repeats });
+    }
+    const flops = flopsOf(variant, t.n, t.causal);
+    row.gflop_fwd = flops.fwd / 1e9;
+    row.gflop_fwd_bwd = flops.fwdBwd / 1e9;
+    rows.push(row);
+  }
+
+  const total = config.lengths.length * config.backends.length * config.variants.length * config.causal.length;
+  const bar = progress({ total, label: "bench", output: options.progressOutput ?? "auto" });
+  const stopped = new Map<string, string>();
+  const last = new Map<string, { ms: number; flops: number }>();
+  const capMs = config.maxRunS * 1000;
+  for (const n of config.lengths) {
+    for (const backend of config.backends) {
+      for (const variant of config.variants) {
+        for (const causal of config.causal) {
+          const key = `${backend}|${variant}|${causal}`;
+          const row = emptyRow({ backend, variant, causal, n }, config);
+          rows.push(row);
+          bar.tick(1, { backend, variant, n });
+          let extra: Record<string, unknown> = {};
+          if (variant === "softmax") {
+            const plan = softmaxPlan(n, config);
+            if (plan.mode === "skip") {
+              row.status = "skipped (memory)";
+              row.note = `n×n buffers ≈ ${(plan.bytes / 2 ** 30).toFixed(1)} GiB > budget`;
+            } else if (plan.mode === "blocked") {
+              extra = { queryBlockSize: plan.queryBlockSize };
+              row.note = `query blocks of ${plan.queryBlockSize} (whole n×n would need ≈ ${
+                ((config.batch * config.heads * n * n * 4 * SOFTMAX_LIVE_MATRICES) / 2 ** 30).toFixed(1)
+              } GiB)`;
+            }
+          }
+          const flops = flopsOf(variant, n, causal, extra);
+          row.gflop_fwd = flops.fwd / 1e9;
+          row.gflop_fwd_bwd = flops.fwdBwd / 1e9;
+          if (row.status !== "") continue;
+          if (backend === "cpu" && n > config.cpuMaxN) {
+            row.status = "skipped (cpu n limit)";
+            row.note = `cpu measured up to n = ${config.cpuMaxN}`;
+            continue;
+          }
+          if (stopped.has(key)) {
+            row.status = "skipped (time)";
+            row.note = stopped.get(key)!;
+            continue;
+          }
+          const before = last.get(key);
+          const predicted = before ? before.ms * flops.fwdBwd / before.flops : 0;
+          if (predicted > 2 * capMs) {
+            row.status = "skipped (time)";
+            row.note = `forward+backward predicted ≈ ${(predicted / 1000).toFixed(0)} s`;
+            stopped.set(key, row.note);
+            continue;
+          }
+          if (elapsedS() > config.totalBudgetS) {
+            row.status = "skipped (total budget)";
+            row.note = `bench ran past ${config.totalBudgetS} s`;
+            continue;
+          }
+          try {
+            const m = await measureAttention({
+              variant,
+              n,
+              batch: config.batch,
+              heads: config.heads,
+              dk: config.d,
+              causal,
+              options: extra,
+              backend,
+              repeats: config.repeats,
+              maxRunMs: capMs,
+            });
+            Object.assign(row, {
+              status: "ok",
+              fwd_ms: m.fwdMs,
+              fwd_bwd_ms: m.fwdBwdMs,
+              repeats: m.repeats,
+              peak_mb_fwd: m.peakBytes! / MB,
+              peak_mb_fwd_bwd: m.peakBytesFwdBwd! / MB,
+            });
+            const slowest = Math.max(m.warmupMs, m.fwdBwdMs!);
+            last.set(key, { ms: m.fwdBwdMs!, flops: flops.fwdBwd });
+            if (slowest > capMs) {
+              stopped.set(key, `n = ${n} took ${(slowest / 1000).toFixed(1)} s > ${config.maxRunS} s`);
+            }
+          } catch (err) {
+            row.status = "failed";
+            row.note = (err as Error).message.split("\n")[0].slice(0, 160);
+            stopped.set(key, `failed at n = ${n}`);
+          }
+        }
+      }
+    }
+  }
+  await bar.done();
+  if (previous && tf.getBackend() !== previous) await tf.setBackend(previous);
+  fillDerived(rows, peak.gflops);
+  return { config, rows, peak, torch, elapsedS: elapsedS() };
+}
+
+function fillDerived(rows: BenchRow[], peakGflops: number): void {
+  const index = (backend: string) =>
+    new Map(
+      rows.filter((r) => r.backend === backend && r.status === "ok").map((r) => [`${r.variant}|${r.causal}|${r.n}`, r]),
+    );
+  const cpu = index("cpu");
+  const torch = index("torch");
+  const ratio = (a: number | null | undefined, b: number | null) => (a && b ? a / b : null);
+  for (const row of rows) {
+    row.peak_gflops = peakGflops;
+    if (row.status !== "ok") continue;
+    const key = `${row.variant}|${row.causal}|${row.n}`;
+    row.gflops_fwd = row.gflop_fwd / (row.fwd_ms! / 1000);
+    row.gflops_fwd_bwd = row.gflop_fwd_bwd / (row.fwd_bwd_ms! / 1000);
+    row.share_of_peak = row.gflops_fwd_bwd / peakGflops;
+    if (row.backend !== "cpu") {
+      row.speedup_vs_cpu_fwd = ratio(cpu.get(key)?.fwd_ms, row.fwd_ms);
+      row.speedup_vs_cpu_fwd_bwd = ratio(cpu.get(key)?.fwd_bwd_ms, row.fwd_bwd_ms);
+    }
+    if (row.backend !== "torch") {
+      row.speedup_vs_torch_fwd = ratio(torch.get(key)?.fwd_ms, row.fwd_ms);
+      row.speedup_vs_torch_fwd_bwd = ratio(torch.get(key)?.fwd_bwd_ms, row.fwd_bwd_ms);
+    }
+  }
+}
+
+function fmt(value: number | null, digits: number): string {
+  if (value === null || !Number.isFinite(value)) return "";
+  if (Math.abs(value) >= 1000) return value.toFixed(0);
+  return value.toPrecision(digits);
+}
+
+/**
+ * The bench rows as a fixed-width text table (the CSV holds every column).
+ *
+ * @example
+ * ```ts
+ * import { formatBenchTable } from "./run.ts";
+ * console.log(formatBenchTable([]).split("\n")[0].startsWith("backend")); // true
+ * ```
+ */
+export function formatBenchTable(rows: readonly BenchRow[]): string {
+  const both = new Set(rows.map((r) => r.causal)).size > 1;
+  const header = [
+    "backend",
+    "variant",
+    ...(both ? ["causal"] : []),
+    "n",
+    "fwd ms",
+    "fwd+bwd ms",
+    "GFLOP/s",
+    "% peak",
+    "x cpu",
+    "x torch",
+    "peak MB",
+    "status",
+  ];
+  const body = rows.map((r) => [
+    r.backend,
+    r.variant,
+    ...(both ? [String(r.causal)] : []),
+    String(r.n),
+    fmt(r.fwd_ms, 3),
+    fmt(r.fwd_bwd_ms, 3),
+    fmt(r.gflops_fwd_bwd, 3),
+    r.share_of_peak === null ? "" : (100 * r.share_of_peak).toFixed(2),
+    fmt(r.speedup_vs_cpu_fwd_bwd, 3),
+    fmt(r.speedup_vs_torch_fwd_bwd, 3),
+    fmt(r.peak_mb_fwd_bwd, 3),
+    r.status === "ok" ? (r.note ? `ok: ${r.note}` : "ok") : `${r.status}${r.note ? `: ${r.note}` : ""}`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i < 2 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ")
+      .trimEnd();
+  return [line(header), ...body.map(line)].join("\n");
+}

@@ -1,0 +1,192 @@
+"""The attention computations of lib/attention in PyTorch, timed the way lib/bench times them.
+
+Usage: python3 torch_attention.py '<json config>'  ->  one JSON object on stdout.
+
+Config keys: lengths ({variant: [n, ...]}), batch, heads, d, causal ([true] or [true, false]), repeats,
+max_run_s (stop growing n for a variant once one forward + backward run exceeds it), threads, sgemm_size.
+Same shapes and formulas as the TypeScript variants: softmax (masked n x n), linear (elu+1, chunkwise-parallel
+when causal, eps 1e-6), norm (elu, no denominator, SimpleRMSNorm over all heads), cosformer (relu features
+re-weighted by sin/cos of pi/2 * i/n), performer (FAVOR+ with m = ceil(d ln d) features), diag (softmax in
+blocks of 64). Chunks of 64.
+"""
+
+import json
+import math
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+CHUNK = 64
+BLOCK = 64
+
+
+def pad_tokens(x, size):
+    n = x.shape[2]
+    extra = (-n) % size
+    return F.pad(x, (0, 0, 0, extra)) if extra else x
+
+
+def exclusive_prefix(x, dim):
+    return torch.cumsum(x, dim) - x
+
+
+def kernel_attention(fq, fk, v, causal, normalize, eps):
+    b, h, n, m = fq.shape
+    dv = v.shape[3]
+    if not causal:
+        out = fq @ (fk.transpose(-1, -2) @ v)
+        if normalize:
+            den = (fq * fk.sum(2, keepdim=True)).sum(-1, keepdim=True)
+            out = out / (den + eps)
+        return out
+    c = min(CHUNK, n)
+    qc = pad_tokens(fq, c).reshape(b, h, -1, c, m)
+    kc = pad_tokens(fk, c).reshape(b, h, -1, c, m)
+    vc = pad_tokens(v, c).reshape(b, h, -1, c, dv)
+    tril = torch.tril(torch.ones(c, c))
+    intra = (qc @ kc.transpose(-1, -2)) * tril
+    chunk_kv = kc.transpose(-1, -2) @ vc
+    out = intra @ vc + qc @ exclusive_prefix(chunk_kv, 2)
+    if normalize:
+        z_before = exclusive_prefix(kc.sum(3), 2)
+        den = (qc * z_before.unsqueeze(3)).sum(-1) + intra.sum(-1) + eps
+        out = out / den.unsqueeze(-1)
+    return out.reshape(b, h, -1, dv)[:, :, :n]
+
+
+def srms_hidden(x):
+    b, h, n, dv = x.shape
+    hidden = x.transpose(1, 2).reshape(b, n, h * dv)
+    norm = torch.sqrt((hidden * hidden).sum(-1, keepdim=True) + 1e-24) * (h * dv) ** -0.5
+    return (hidden / (norm + 1e-8)).reshape(b, n, h, dv).transpose(1, 2)
+
+
+def softmax_attention(q, k, v, causal):
+    n, d = q.shape[2], q.shape[3]
+    logits = (q @ k.transpose(-1, -2)) / math.sqrt(d)
+    if causal:
+        logits = logits.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.softmax(logits, -1) @ v
+
+
+def diag_attention(q, k, v, causal):
+    b, h, n, d = q.shape
+    size = min(BLOCK, n)
+    blocks = lambda x: pad_tokens(x, size).reshape(b, h, -1, size, x.shape[3])
+    nb = blocks(q).shape[2]
+    real = (torch.arange(nb * size) < n).reshape(nb, 1, size)
+    allowed = real & (torch.ones(size, size, dtype=torch.bool).tril() if causal else True)
+    logits = (blocks(q) @ blocks(k).transpose(-1, -2)) / math.sqrt(d)
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    out = torch.softmax(logits, -1) @ blocks(v)
+    return out.reshape(b, h, -1, v.shape[3])[:, :, :n]
+
+
+def cosformer_features(x):
+    n = x.shape[2]
+    a = (math.pi / 2) * torch.arange(1, n + 1, dtype=torch.float32).reshape(n, 1) / n
+    r = torch.relu(x)
+    return torch.cat([r * torch.sin(a), r * torch.cos(a)], -1)
+
+
+def favor_features(x, w, role):
+    m, d = w.shape
+    xs = x * d**-0.25
+    wx = xs @ w.T
+    half = 0.5 * (xs * xs).sum(-1, keepdim=True)
+    stab = wx.amax(-1, keepdim=True) if role == "query" else wx.amax((2, 3), keepdim=True)
+    return torch.exp(wx - half - stab) / math.sqrt(m)
+
+
+def make_attend(variant, d, causal):
+    if variant == "softmax":
+        return lambda q, k, v: softmax_attention(q, k, v, causal)
+    if variant == "linear":
+        return lambda q, k, v: kernel_attention(F.elu(q) + 1, F.elu(k) + 1, v, causal, True, 1e-6)
+    if variant == "norm":
+        return lambda q, k, v: srms_hidden(kernel_attention(F.elu(q), F.elu(k), v, causal, False, 0.0))
+    if variant == "cosformer":
+        return lambda q, k, v: kernel_attention(cosformer_features(q), cosformer_features(k), v, causal, True, 1e-6)
+    if variant == "performer":
+        m = max(1, math.ceil(d * math.log(d)))
+        w = torch.randn(m, d, generator=torch.Generator().manual_seed(0))
+        return lambda q, k, v: kernel_attention(
+            favor_features(q, w, "query"), favor_features(k, w, "key"), v, causal, True, 1e-9
+        )
+    if variant == "diag":
+        return lambda q, k, v: diag_attention(q, k, v, causal)
+    return None
+
+
+def median(values):
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def measure(attend, batch, heads, n, d, repeats, max_run_ms):
+    gen = torch.Generator().manual_seed(n)
+    q, k, v, dy = (torch.randn(batch, heads, n, d, generator=gen) for _ in range(4))
+    q.requires_grad_(True)
+    k.requires_grad_(True)
+    v.requires_grad_(True)
+
+    def forward():
+        with torch.no_grad():
+            attend(q, k, v)
+
+    def forward_backward():
+        torch.autograd.grad(attend(q, k, v), (q, k, v), dy)
+
+    forward()
+    warm = timed(forward_backward)
+    runs = min(repeats, max(1, int(max_run_ms // max(warm, 1e-3))))
+    fwd = median([timed(forward) for _ in range(runs)])
+    fwd_bwd = median([timed(forward_backward) for _ in range(runs)])
+    return fwd, fwd_bwd, warm, runs
+
+
+def main():
+    config = json.loads(sys.argv[1])
+    torch.set_num_threads(config.get("threads") or torch.get_num_threads())
+    size = config.get("sgemm_size", 1024)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    sgemm_ms = median([timed(lambda: a @ b) for _ in range(5)])
+    rows = []
+    max_run_ms = config["max_run_s"] * 1000
+    for variant, lengths in config["lengths"].items():
+        for causal in config["causal"]:
+            attend = make_attend(variant, config["d"], causal)
+            stopped = False
+            for n in lengths:
+                row = {"variant": variant, "n": n, "causal": causal}
+                if attend is None:
+                    rows.append({**row, "status": "not in torch_attention.py"})
+                    continue
+                if stopped:
+                    rows.append({**row, "status": "skipped (time)"})
+                    continue
+                fwd, fwd_bwd, warm, runs = measure(
+                    attend, config["batch"], config["heads"], n, config["d"], config["repeats"], max_run_ms
+                )
+                rows.append({**row, "status": "ok", "fwd_ms": fwd, "fwd_bwd_ms": fwd_bwd, "repeats": runs})
+                stopped = max(warm, fwd_bwd) > max_run_ms
+    print(json.dumps({
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "sgemm": {"size": size, "ms": sgemm_ms, "gflops": 2 * size**3 / (sgemm_ms * 1e6)},
+        "rows": rows,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+/**
+ * lib/bench: FLOP counts against closed forms, the exponent fit and the crossover on synthetic data,
+ * and the structure (not the speed) of what `deno task bench` writes.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { crossoverLength, fitExponent, flopCount, measureAttention, softmaxPlan } from "../lib/bench/mod.ts";
+import { configFromFlags } from "../lib/tasks/bench.ts";
+import { initBackend } from "../lib/backend.ts";
+import { REPO_ROOT } from "../lib/env.ts";
+
+Deno.test("flopCount: softmax is 2·bh·n²·(dk + dv), forward + backward three times that", () => {
+  const { fwd, fwdBwd } = flopCount("softmax", { batch: 2, heads: 3, n: 5, dk: 4, dv: 6 });
+  assert.equal(fwd, 2 * 6 * 25 * (4 + 6));
+  assert.equal(fwdBwd, 3 * fwd);
+  assert.equal(flopCount("softmax", { batch: 2, heads: 3, n: 5, dk: 4, dv: 6, causal: false }).fwd, fwd);
+});
+
+Deno.test("flopCount: query-blocked causal softmax counts only the keys each block reads", () => {
+  // n = 4, blocks of 2: block 0 reads 2 keys, block 1 reads 4; bh = 1, dk = dv = 1.
+  const { fwd, fwdBwd } = flopCount("softmax", { batch: 1, heads: 1, n: 4, dk: 1, options: { queryBlockSize: 2 } });
+  const qk = 2 * (2 * 2 + 2 * 4);
+  assert.equal(fwd, 2 * qk);
+  assert.equal(fwdBwd, 4 * qk + 3 * qk);
+});
+
+Deno.test("flopCount: causal kernel variants are 2·bh·N·(C·(m + dv) + 2·m·dv) with N padded to chunks", () => {
+  const dims = { batch: 1, heads: 2, n: 10, dk: 3, dv: 5, options: { chunkSize: 4 } };
+  const expected = (m: number) => 2 * 2 * 12 * (4 * (m + 5) + 2 * m * 5);
+  assert.equal(flopCount("linear", dims).fwd, expected(3));
+  assert.equal(flopCount("norm", dims).fwd, expected(3));
+  assert.equal(flopCount("cosformer", dims).fwd, expected(6));
+  const performer = flopCount("performer", { ...dims, options: { chunkSize: 4, features: 7 } }).fwd;
+  assert.equal(performer, expected(7) + 4 * 2 * 10 * 3 * 7);
+});
+
+Deno.test("flopCount: bidirectional kernel, diag and local closed forms", () => {
+  assert.equal(flopCount("linear", { batch: 1, heads: 1, n: 8, dk: 2, dv: 3, causal: false }).fwd, 4 * 8 * 2 * 3);
+  assert.equal(flopCount("diag", { batch: 1, heads: 1, n: 10, dk: 2, options: { blockSize: 4 } }).fwd, 2 * 12 * 4 * 4);
+  assert.equal(flopCount("local", { batch: 1, heads: 1, n: 10, dk: 2, options: { window: 4 } }).fwd, 2 * 12 * 12 * 4);
+  assert.equal(flopCount("performer", { batch: 1, heads: 1, n: 1, dk: 64 }).fwd > 0, true);
+});
+
+Deno.test("flopCount: bad input names the argument", () => {
+  assert.throws(() => flopCount("nope" as "linear", { batch: 1, heads: 1, n: 4, dk: 2 }), /variant must be one of/);
+  assert.throws(() => flopCount("linear", { batch: 1, heads: 1, n: 0, dk: 2 }), /dims\.n must be a positive integer/);
+  assert.throws(
+    () => flopCount("linear", { batch: 1, heads: 1, n: 4, dk: 2, options: { chunkSize: 1.5 } }),
+    /options\.chunkSize/,
+  );
+});
+
+Deno.test("fitExponent recovers the slope of y = c·nᵖ", () => {
+  for (const p of [0.5, 1, 2, 3]) {
+    const fit = fitExponent([128, 256, 512, 1024, 4096].map((x) => ({ x, y: 0.01 * x ** p })));
+    assert.ok(Math.abs(fit.exponent - p) < 1e-9, `p = ${p}: got ${fit.exponent}`);
+    assert.ok(Math.abs(fit.coefficient - 0.01) < 1e-9);
+    assert.ok(Math.abs(fit.r2 - 1) < 1e-9);
+  }
+  const noisy = fitExponent([256, 512, 1024, 2048].map((x, i) => ({ x, y: x * (i % 2 ? 1.05 : 0.95) })));
+  assert.ok(Math.abs(noisy.exponent - 1) < 0.1 && noisy.r2 < 1);
+  assert.throws(() => fitExponent([{ x: 1, y: 1 }]), /at least two distinct x/);
+  assert.throws(() => fitExponent([{ x: 1, y: 1 }, { x: 2, y: 0 }]), /points\[1\]\.y must be a finite number > 0/);
+});
+
+Deno.test("crossoverLength interpolates in log space and reports the other two cases", () => {
+  const rows = [256, 512, 1024, 2048, 4096].flatMap((n) => [
+    { variant: "softmax", n, ms: (n / 700) ** 2 },
+    { variant: "linear", n, ms: n / 700 },
+  ]);
+  const c = crossoverLength(rows, "softmax", "linear");
+  assert.equal(c.relation, "crosses");
+  assert.ok(Math.abs(c.n! - 700) < 1e-6, `got ${c.n}`);
+  assert.deepEqual(c.bracket, [512, 1024]);
+  assert.deepEqual(crossoverLength(rows.filter((r) => r.n >= 1024), "softmax", "linear"), {
+    relation: "b-faster-throughout",
+    n: 1024,
+    bracket: null,
+  });
+  assert.equal(crossoverLength(rows.filter((r) => r.n <= 512), "softmax", "linear").relation, "a-faster-throughout");
+  const renamed = rows.map((r) => ({ method: r.variant, length: r.n, t: r.ms }));
+  assert.equal(
+    crossoverLength(renamed, "softmax", "linear", { by: "method", length: "length", value: "t" }).n! > 0,
+    true,
+  );
+  assert.throws(() => crossoverLength(rows, "softmax", "nope"), /no length has a positive "ms"/);
+});
+
+Deno.test("softmaxPlan keeps small lengths whole and blocks or skips long ones", () => {
+  const budget = { batch: 1, heads: 8, memoryBudgetBytes: 4 * 2 ** 30 };
+  assert.equal(softmaxPlan(1024, budget).mode, "whole");
+  const long = softmaxPlan(65536, budget);
+  assert.ok(long.mode === "blocked" || long.mode === "skip");
+  if (long.mode === "blocked") assert.ok(long.bytes <= budget.memoryBudgetBytes && long.queryBlockSize! >= 64);
+});
+
+Deno.test("measureAttention leaves no tensors behind and reports positive numbers", async () => {
+  await initBackend({ backend: "cpu", quiet: true });
+  const before = tf.memory().numTensors;
+  const m = await measureAttention({ variant: "norm", n: 33, heads: 2, dk: 4, repeats: 1 });
+  assert.equal(tf.memory().numTensors, before);
+  assert.equal(m.backend, "cpu");
+  assert.ok(m.fwdMs > 0 && m.fwdBwdMs! > 0 && m.peakBytes! > 0 && m.peakBytesFwdBwd! >= m.peakBytes!);
+  await assert.rejects(
+    () => measureAttention({ variant: "linear", n: 8, bogus: 1 } as never),
+    /unknown option "bogus"/,
+  );
+});
+
+Deno.test("bench flags: parsed into a config, bad ones rejected with a clear message", () => {
+  const config = configFromFlags(["--quick", "--variants", "linear,norm", "--backends", "cpu", "--repeats", "2"], [
+    "wasm",
+    "cpu",
+  ]);
+  assert.deepEqual(config.variants, ["linear", "norm"]);
+  assert.deepEqual(config.backends, ["cpu"]);
+  assert.equal(config.repeats, 2);
+  assert.deepEqual(configFromFlags(["--max-n", "1024"], ["cpu"]).lengths, [256, 512, 1024]);
+  assert.throws(() => configFromFlags(["--bogus"], ["cpu"]), /unknown flag --bogus; valid flags:/);
+  assert.throws(() => configFromFlags(["--variants", "fast"], ["cpu"]), /--variants: unknown name "fast"/);
+  assert.throws(() => configFromFlags(["--backends", "blas"], ["cpu"]), /--backends: blas cannot load/);
+  assert.throws(() => configFromFlags(["--repeats", "0"], ["cpu"]), /--repeats must be a positive integer/);
+  assert.throws(() => configFromFlags(["--max-n", "10"], ["cpu"]), /--max-n must be at least 256/);
+});
+
+async function bench(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(REPO_ROOT, "lib/tasks/bench.ts"), ...args],
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+Deno.test("deno task bench --quick writes a CSV with the expected columns and rows", async () => {
+  const dir = await Deno.makeTempDir();
+  const csv = join(dir, "bench.csv");
+  const run = await bench(["--quick", "--variants", "linear", "--backends", "cpu", "--out", csv]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /sgemm peak .* GFLOP\/s/);
+  assert.match(run.stdout, /torch: /);
+  const [header, ...lines] = (await Deno.readTextFile(csv)).trim().split("\n");
+  const columns = header.split(",");
+  for (
+    const column of [
+      "backend",
+      "variant",
+      "causal",
+      "n",
+      "status",
+      "fwd_ms",
+      "fwd_bwd_ms",
+      "gflops_fwd_bwd",
+      "share_of_peak",
+      "peak_gflops",
+      "speedup_vs_cpu_fwd_bwd",
+      "speedup_vs_torch_fwd_bwd",
+      "peak_mb_fwd_bwd",
+    ]
+  ) assert.ok(columns.includes(column), `missing column ${column}`);
+  const rows = lines.map((line) => Object.fromEntries(line.split(",").map((cell, i) => [columns[i], cell])));
+  const ours = rows.filter((r) => r.backend === "cpu");
+  assert.deepEqual(ours.map((r) => [r.variant, r.n, r.status]), [["linear", "128", "ok"], ["linear", "256", "ok"]]);
+  for (const row of ours) assert.ok(Number(row.fwd_ms) > 0 && Number(row.gflops_fwd_bwd) > 0);
+  assert.ok(rows.every((r) => r.backend === "cpu" || r.backend === "torch"));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("deno task bench rejects unknown flags", async () => {
+  const run = await bench(["--quick", "--fast"]);
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /error: bench: unknown flag --fast; valid flags: --quick/);
+});
