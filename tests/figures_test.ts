@@ -472,3 +472,26 @@ Deno.test("table renders HTML, Markdown and plain text, escaping cells and trunc
   );
   assert.equal(String(t), bundle["text/plain"]);
 });
+
+Deno.test("pruneManifest drops entries whose files are gone and keeps the rest", async () => {
+  const { pruneManifest, readManifest, recordFigure } = await import("../lib/figures/manifest.ts");
+  const dir = await Deno.makeTempDir();
+  const entry = (name: string) => ({
+    name,
+    files: [`${name}.svg`],
+    config: {},
+    seed: null,
+    backend: null,
+    commit: null,
+    dirty: null,
+    date: new Date(0).toISOString(),
+    durationMs: null,
+  });
+  await Deno.writeTextFile(`${dir}/kept.svg`, "<svg/>");
+  await recordFigure(dir, entry("kept"));
+  await recordFigure(dir, entry("gone"));
+  assert.deepEqual(await pruneManifest(dir), ["gone"]);
+  assert.deepEqual(Object.keys((await readManifest(dir)).figures), ["kept"]);
+  assert.deepEqual(await pruneManifest(`${dir}/missing`), []);
+  await Deno.remove(dir, { recursive: true });
+});

@@ -240,6 +240,23 @@ async function withLock<T>(lockPath: string, body: () => Promise<T>): Promise<T>
 
 let queue: Promise<unknown> = Promise.resolve();
 
+// Read, change and write `<dir>/manifest.json` (sorted by figure name, atomically, under a lock).
+function updateManifest(dir: string, change: (figures: Record<string, ManifestEntry>) => void): Promise<Manifest> {
+  const task = queue.then(() =>
+    withLock(join(dir, `${MANIFEST_FILE}.lock`), async () => {
+      const { figures } = await readManifest(dir);
+      change(figures);
+      const sorted: Record<string, ManifestEntry> = {};
+      for (const name of Object.keys(figures).sort()) sorted[name] = figures[name];
+      const manifest = { figures: sorted };
+      await writeFileAtomic(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
+      return manifest;
+    })
+  );
+  queue = task.catch(() => {});
+  return task;
+}
+
 /**
  * Adds or replaces one entry in `<dir>/manifest.json` (sorted by figure name,
  * written atomically under a lock) and returns the new manifest.
@@ -256,17 +273,42 @@ let queue: Promise<unknown> = Promise.resolve();
  * ```
  */
 export function recordFigure(dir: string, entry: ManifestEntry): Promise<Manifest> {
-  const task = queue.then(() =>
-    withLock(join(dir, `${MANIFEST_FILE}.lock`), async () => {
-      const { figures } = await readManifest(dir);
-      figures[entry.name] = entry;
-      const sorted: Record<string, ManifestEntry> = {};
-      for (const name of Object.keys(figures).sort()) sorted[name] = figures[name];
-      const manifest = { figures: sorted };
-      await writeFileAtomic(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
-      return manifest;
-    })
-  );
-  queue = task.catch(() => {});
-  return task;
+  return updateManifest(dir, (figures) => {
+    figures[entry.name] = entry;
+  });
+}
+
+/**
+ * Drops the entries of figures whose files are gone (a notebook stopped drawing them) and
+ * returns the names dropped.
+ *
+ * @example
+ * ```ts
+ * import { pruneManifest, recordFigure } from "./manifest.ts";
+ * const dir = await Deno.makeTempDir();
+ * await recordFigure(dir, {
+ *   name: "gone", files: ["gone.svg"], config: {}, seed: null, backend: null,
+ *   commit: null, dirty: null, date: new Date(0).toISOString(), durationMs: null,
+ * });
+ * console.log(await pruneManifest(dir)); // ["gone"]
+ * ```
+ */
+export async function pruneManifest(dir: string): Promise<string[]> {
+  const dropped: string[] = [];
+  const present = new Set<string>();
+  try {
+    for await (const entry of Deno.readDir(dir)) present.add(entry.name);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return dropped;
+    throw err;
+  }
+  await updateManifest(dir, (figures) => {
+    for (const [name, entry] of Object.entries(figures)) {
+      if (!entry.files.every((file) => present.has(file))) {
+        dropped.push(name);
+        delete figures[name];
+      }
+    }
+  });
+  return dropped;
 }

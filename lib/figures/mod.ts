@@ -34,7 +34,7 @@ export { JUPYTER_DISPLAY, show } from "./display.ts";
 export type { Displayable, MimeBundle, ShownFigure } from "./display.ts";
 export { table } from "./table.ts";
 export type { Table, TableOptions } from "./table.ts";
-export { gitState, MANIFEST_FILE, readManifest, startRun } from "./manifest.ts";
+export { gitState, MANIFEST_FILE, pruneManifest, readManifest, startRun } from "./manifest.ts";
 export type { Config, GitState, Manifest, ManifestEntry, Run, Seed, StartRunOptions } from "./manifest.ts";
 export { FIGURE_NAME, saveFigure } from "./save.ts";
 export type { SavedFigure, SaveFigureOptions } from "./save.ts";

@@ -6,6 +6,7 @@
  */
 
 import { existsSync } from "node:fs";
+import { pruneManifest } from "../figures/manifest.ts";
 import { formatSummary, listNotebooks, runNotebooks } from "../notebook/runner.ts";
 import { defaultFiguresDir } from "../notebook/paths.ts";
 import { setup } from "./setup.ts";
@@ -66,6 +67,10 @@ export async function main(args: string[]): Promise<number> {
     failFast: Boolean(values["fail-fast"]),
   });
   console.log(formatSummary(results));
+  const dropped = await pruneManifest(defaultFiguresDir());
+  if (dropped.length > 0) {
+    console.log(`reproduce: dropped manifest entries of figures no longer drawn: ${dropped.join(", ")}`);
+  }
   const failed = results.filter((r) => r.status === "failed").length;
   console.log(`reproduce: ${results.length - failed} passed, ${failed} failed`);
   return failed > 0 ? 1 : 0;
