@@ -11,7 +11,6 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import "@tensorflow/tfjs-backend-wasm";
 import { BLAS_INSTALL_HINT, registerBlasBackend } from "./blas/mod.ts";
 import { envString } from "./env.ts";
 
@@ -62,6 +61,9 @@ async function tryBackend(name: BackendName): Promise<string | undefined> {
   try {
     if (name === "tensorflow") await loadTensorflow();
     if (name === "blas") registerBlasBackend();
+    // Registered only when tried: once registered, wasm outranks cpu in tfjs's own choice, and code that
+    // touches tensors before initBackend() would then fail on its asynchronous start-up.
+    if (name === "wasm") await import("@tensorflow/tfjs-backend-wasm");
     const ok = await tf.setBackend(name);
     if (!ok) return `tf.setBackend("${name}") returned false`;
     await tf.ready();
