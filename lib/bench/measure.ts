@@ -37,7 +37,10 @@ export interface MeasureOptions {
   backend?: BackendName;
   /** Timed runs at most; default 3. */
   repeats?: number;
-  /** Fewer timed runs when one is slow: at most max(1, ⌊maxRunMs / run⌋). Default Infinity. */
+  /**
+   * Fewer timed runs when one is slow: at most max(1, ⌊maxRunMs / run⌋); when the warm-up alone takes longer than
+   * this, the warm-up runs are the measurement (`repeats` 0). Default Infinity.
+   */
   maxRunMs?: number;
   /** Also time forward + backward; default true. */
   backward?: boolean;
@@ -63,7 +66,7 @@ export interface Measurement {
   fwdBwdMs: number | null;
   /** The warm-up forward + backward run (or forward run without `backward`), for budgeting. */
   warmupMs: number;
-  /** Timed runs behind each median. */
+  /** Timed runs behind each median; 0 when the (profiled) warm-up run is the measurement. */
   repeats: number;
   /** Peak bytes above the inputs during a forward pass; null without `memory`. */
   peakBytes: number | null;
@@ -188,9 +191,14 @@ export async function measureAttention(options: MeasureOptions): Promise<Measure
     const fwdWarm = await warm(forward);
     const bwdWarm = backward ? await warm(forwardBackward) : null;
     const warmupMs = bwdWarm?.ms ?? fwdWarm.ms;
-    const runs = Math.min(repeats, Math.max(1, Math.floor(maxRunMs / Math.max(warmupMs, 1e-3))));
-    const fwdMs = medianMs(forward, { repeats: runs, warmup: 0 });
-    const fwdBwdMs = backward ? medianMs(forwardBackward, { repeats: runs, warmup: 0 }) : null;
+    // One run past maxRunMs: the warm-up is the measurement (repeats 0) rather than spending as long again.
+    const runs = warmupMs > maxRunMs ? 0 : Math.min(repeats, Math.max(1, Math.floor(maxRunMs / warmupMs)));
+    const fwdMs = runs === 0 ? fwdWarm.ms : medianMs(forward, { repeats: runs, warmup: 0 });
+    const fwdBwdMs = !backward
+      ? null
+      : runs === 0
+      ? bwdWarm!.ms
+      : medianMs(forwardBackward, { repeats: runs, warmup: 0 });
     return {
       variant: name,
       backend,

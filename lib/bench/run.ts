@@ -29,7 +29,7 @@ export interface BenchConfig {
   causal: boolean[];
   /** Timed runs per configuration at most (fewer when a run is slow). */
   repeats: number;
-  /** A (backend, variant) stops growing n once one forward + backward run exceeds this, or is predicted to exceed twice it. */
+  /** A (backend, variant) stops growing n once one forward + backward run exceeds this, or is predicted to exceed 1.5× it. */
   maxRunS: number;
   /** No new measurement starts after this many seconds. */
   totalBudgetS: number;
@@ -66,10 +66,10 @@ export function defaultBenchConfig(options: { quick: boolean; backends: BackendN
     d: 64,
     causal: [true],
     repeats: quick ? 1 : 3,
-    maxRunS: quick ? 5 : 8,
-    totalBudgetS: quick ? 60 : 480,
+    maxRunS: quick ? 5 : 4,
+    totalBudgetS: quick ? 60 : 540,
     memoryBudgetBytes: 4 * 2 ** 30,
-    cpuMaxN: quick ? 256 : 1024,
+    cpuMaxN: quick ? 256 : 512,
     torch: true,
   };
 }
@@ -127,6 +127,11 @@ export interface RunBenchOptions {
 }
 
 const MB = 1e6;
+/** A length is skipped when its forward + backward run is predicted (by FLOP ratio) to exceed this × maxRunS. */
+const PREDICTED_CAP_FACTOR = 1.5;
+/** Share of the total budget the TensorFlow.js measurements may start within when PyTorch runs after them. */
+const TFJS_BUDGET_SHARE = 0.85;
+const TORCH_MIN_BUDGET_S = 30;
 
 /**
  * How softmax runs at length n under the memory budget: whole, by query blocks (when the installed softmax has
@@ -254,8 +259,8 @@ function torchLengths(config: BenchConfig): Record<string, number[]> {
 }
 
 /**
- * Runs the benchmark: the sgemm peak, PyTorch (when installed and `config.torch`), then every
- * (length, backend, variant, causal) in that order, so a spent budget cuts the longest lengths first.
+ * Runs the benchmark: the sgemm peak, every (length, backend, variant, causal) in that order, so a spent budget
+ * cuts the longest lengths first, then PyTorch (when installed and `config.torch`) with what is left of the budget.
  *
  * @example
  * ```ts
@@ -275,64 +280,16 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
 
   const peak = await measurePeak(config.backends, log);
 
-  let torch: BenchResult["torch"] = {
-    ran: false,
-    detail: "not requested (--no-torch)",
-    sgemmGflops: null,
-    threads: null,
-  };
-  let torchResult: TorchBenchResult | null = null;
-  if (config.torch) {
-    const probe = await probeTorch();
-    if (!probe.available) {
-      torch = {
-        ran: false,
-        detail: `PyTorch not available (${probe.detail}); no torch rows`,
-        sgemmGflops: null,
-        threads: null,
-      };
-      log(`bench: ${torch.detail}`);
-    } else {
-      torchResult = await runTorchBench({
-        lengths: torchLengths(config),
-        batch: config.batch,
-        heads: config.heads,
-        d: config.d,
-        causal: config.causal,
-        repeats: config.repeats,
-        max_run_s: config.maxRunS,
-        threads: navigator.hardwareConcurrency,
-      });
-      torch = {
-        ran: true,
-        detail: `PyTorch ${torchResult.torch}, ${torchResult.threads} threads`,
-        sgemmGflops: torchResult.sgemm.gflops,
-        threads: torchResult.threads,
-      };
-    }
-  }
-
   const rows: BenchRow[] = [];
   const flopsOf = (variant: VariantName, n: number, causal: boolean, extra: Record<string, unknown> = {}) =>
     flopCount(variant, { batch: config.batch, heads: config.heads, n, dk: config.d, causal, options: extra });
-  for (const t of torchResult?.rows ?? []) {
-    const variant = t.variant as VariantName;
-    const row = emptyRow({ backend: "torch", variant, causal: t.causal, n: t.n }, config);
-    row.status = t.status;
-    if (t.status === "ok") {
-      Object.assign(row, { fwd_ms: t.fwd_ms, fwd_bwd_ms: t.fwd_bwd_ms, repeats: t.repeats });
-    }
-    const flops = flopsOf(variant, t.n, t.causal);
-    row.gflop_fwd = flops.fwd / 1e9;
-    row.gflop_fwd_bwd = flops.fwdBwd / 1e9;
-    rows.push(row);
-  }
-
   const total = config.lengths.length * config.backends.length * config.variants.length * config.causal.length;
   const bar = progress({ total, label: "bench", output: options.progressOutput ?? "auto" });
   const stopped = new Map<string, string>();
   const last = new Map<string, { ms: number; flops: number }>();
   const capMs = config.maxRunS * 1000;
+  // PyTorch runs last and is much faster; it gets what is left of the budget, at least TORCH_MIN_BUDGET_S.
+  const tfjsBudgetS = config.torch ? config.totalBudgetS * TFJS_BUDGET_SHARE : config.totalBudgetS;
   for (const n of config.lengths) {
     for (const backend of config.backends) {
       for (const variant of config.variants) {
@@ -370,15 +327,15 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
           }
           const before = last.get(key);
           const predicted = before ? before.ms * flops.fwdBwd / before.flops : 0;
-          if (predicted > 2 * capMs) {
+          if (predicted > PREDICTED_CAP_FACTOR * capMs) {
             row.status = "skipped (time)";
             row.note = `forward+backward predicted ≈ ${(predicted / 1000).toFixed(0)} s`;
             stopped.set(key, row.note);
             continue;
           }
-          if (elapsedS() > config.totalBudgetS) {
+          if (elapsedS() > tfjsBudgetS) {
             row.status = "skipped (total budget)";
-            row.note = `bench ran past ${config.totalBudgetS} s`;
+            row.note = `bench ran past ${tfjsBudgetS.toFixed(0)} s`;
             continue;
           }
           try {
@@ -417,6 +374,58 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
     }
   }
   await bar.done();
+
+  let torch: BenchResult["torch"] = {
+    ran: false,
+    detail: "not requested (--no-torch)",
+    sgemmGflops: null,
+    threads: null,
+  };
+  let torchResult: TorchBenchResult | null = null;
+  if (config.torch) {
+    const probe = await probeTorch();
+    if (!probe.available) {
+      torch = {
+        ran: false,
+        detail: `PyTorch not available (${probe.detail}); no torch rows`,
+        sgemmGflops: null,
+        threads: null,
+      };
+      log(`bench: ${torch.detail}`);
+    } else {
+      torchResult = await runTorchBench({
+        lengths: torchLengths(config),
+        batch: config.batch,
+        heads: config.heads,
+        d: config.d,
+        causal: config.causal,
+        repeats: config.repeats,
+        max_run_s: config.maxRunS,
+        budget_s: Math.max(TORCH_MIN_BUDGET_S, config.totalBudgetS - elapsedS()),
+        threads: navigator.hardwareConcurrency,
+      });
+      torch = {
+        ran: true,
+        detail: `PyTorch ${torchResult.torch}, ${torchResult.threads} threads`,
+        sgemmGflops: torchResult.sgemm.gflops,
+        threads: torchResult.threads,
+      };
+    }
+  }
+
+  for (const t of torchResult?.rows ?? []) {
+    const variant = t.variant as VariantName;
+    const row = emptyRow({ backend: "torch", variant, causal: t.causal, n: t.n }, config);
+    row.status = t.status;
+    if (t.status === "ok") {
+      Object.assign(row, { fwd_ms: t.fwd_ms, fwd_bwd_ms: t.fwd_bwd_ms, repeats: t.repeats });
+    }
+    const flops = flopsOf(variant, t.n, t.causal);
+    row.gflop_fwd = flops.fwd / 1e9;
+    row.gflop_fwd_bwd = flops.fwdBwd / 1e9;
+    rows.push(row);
+  }
+
   if (previous && tf.getBackend() !== previous) await tf.setBackend(previous);
   fillDerived(rows, peak.gflops);
   return { config, rows, peak, torch, elapsedS: elapsedS() };

@@ -57,6 +57,8 @@ export interface TorchBenchConfig {
   repeats: number;
   /** Stop growing n for a variant once one forward + backward run exceeds this. */
   max_run_s: number;
+  /** Start no new measurement after this many seconds; default no limit. */
+  budget_s?: number;
   /** torch.set_num_threads; default all cores. */
   threads?: number;
   /** Size of the square matmul timed as the sgemm peak; default 1024. */

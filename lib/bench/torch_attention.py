@@ -3,7 +3,8 @@
 Usage: python3 torch_attention.py '<json config>'  ->  one JSON object on stdout.
 
 Config keys: lengths ({variant: [n, ...]}), batch, heads, d, causal ([true] or [true, false]), repeats,
-max_run_s (stop growing n for a variant once one forward + backward run exceeds it), threads, sgemm_size.
+max_run_s (stop growing n for a variant once one forward + backward run exceeds it), budget_s (start no new
+measurement after this long), threads, sgemm_size.
 Same shapes and formulas as the TypeScript variants: softmax (masked n x n), linear (elu+1, chunkwise-parallel
 when causal, eps 1e-6), norm (elu, no denominator, SimpleRMSNorm over all heads), cosformer (relu features
 re-weighted by sin/cos of pi/2 * i/n), performer (FAVOR+ with m = ceil(d ln d) features), diag (softmax in
@@ -148,6 +149,8 @@ def measure(attend, batch, heads, n, d, repeats, max_run_ms):
 
     forward()
     warm = timed(forward_backward)
+    if warm > max_run_ms:
+        return timed(forward), warm, warm, 0
     runs = min(repeats, max(1, int(max_run_ms // max(warm, 1e-3))))
     fwd = median([timed(forward) for _ in range(runs)])
     fwd_bwd = median([timed(forward_backward) for _ in range(runs)])
@@ -156,6 +159,8 @@ def measure(attend, batch, heads, n, d, repeats, max_run_ms):
 
 def main():
     config = json.loads(sys.argv[1])
+    start = time.perf_counter()
+    budget_s = config.get("budget_s", float("inf"))
     torch.set_num_threads(config.get("threads") or torch.get_num_threads())
     size = config.get("sgemm_size", 1024)
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -163,23 +168,31 @@ def main():
     sgemm_ms = median([timed(lambda: a @ b) for _ in range(5)])
     rows = []
     max_run_ms = config["max_run_s"] * 1000
-    for variant, lengths in config["lengths"].items():
-        for causal in config["causal"]:
-            attend = make_attend(variant, config["d"], causal)
-            stopped = False
-            for n in lengths:
-                row = {"variant": variant, "n": n, "causal": causal}
-                if attend is None:
-                    rows.append({**row, "status": "not in torch_attention.py"})
-                    continue
-                if stopped:
-                    rows.append({**row, "status": "skipped (time)"})
-                    continue
+    attends = {
+        (variant, causal): make_attend(variant, config["d"], causal)
+        for variant in config["lengths"]
+        for causal in config["causal"]
+    }
+    stopped = set()
+    # Lengths outer, so a spent budget cuts the longest lengths of every variant first.
+    for n in sorted({n for lengths in config["lengths"].values() for n in lengths}):
+        for (variant, causal), attend in attends.items():
+            if n not in config["lengths"][variant]:
+                continue
+            row = {"variant": variant, "n": n, "causal": causal}
+            if attend is None:
+                rows.append({**row, "status": "not in torch_attention.py"})
+            elif (variant, causal) in stopped:
+                rows.append({**row, "status": "skipped (time)"})
+            elif time.perf_counter() - start > budget_s:
+                rows.append({**row, "status": "skipped (total budget)"})
+            else:
                 fwd, fwd_bwd, warm, runs = measure(
                     attend, config["batch"], config["heads"], n, config["d"], config["repeats"], max_run_ms
                 )
                 rows.append({**row, "status": "ok", "fwd_ms": fwd, "fwd_bwd_ms": fwd_bwd, "repeats": runs})
-                stopped = max(warm, fwd_bwd) > max_run_ms
+                if max(warm, fwd_bwd) > max_run_ms:
+                    stopped.add((variant, causal))
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -31,18 +31,18 @@ const FLAGS = {
   "max-run-s": {
     type: "string",
     value: "SECONDS",
-    description: "stop growing n for a backend and variant once one run exceeds this (default 8; quick 5)",
+    description: "stop growing n for a backend and variant once one run exceeds this (default 4; quick 5)",
   },
   "budget-s": {
     type: "string",
     value: "SECONDS",
-    description: "start no new measurement after this long (default 480; quick 60)",
+    description: "start no new measurement after this long (default 540; quick 60)",
   },
   "memory-gb": { type: "string", value: "GB", description: "budget for softmax's n×n buffers, GiB (default 4)" },
   "cpu-max-n": {
     type: "string",
     value: "N",
-    description: "longest n on the slow cpu backend (default 1024; quick 256)",
+    description: "longest n on the slow cpu backend (default 512; quick 256)",
   },
   help: { type: "boolean", description: "show this help" },
 } as const;
