@@ -41,8 +41,8 @@ export interface BenchConfig {
   torch: boolean;
 }
 
-/** n × n float32 buffers alive at once per (batch, head) in softmax's forward + backward (measured: about 4 forward). */
-export const SOFTMAX_LIVE_MATRICES = 8;
+/** n × n float32 buffers alive at once per (batch, head) in softmax's forward + backward (tf.profile: 9.8 at n = 1024). */
+export const SOFTMAX_LIVE_MATRICES = 10;
 
 /**
  * The defaults of `deno task bench` (full) or `deno task bench --quick`, for the given backends.
