@@ -100,12 +100,7 @@ Deno.test({
       await t.step(label(c), async () => {
         const blas = await onBackend("blas", () => matMulAndGrads("blas", c, false));
         const cpu = await onBackend("cpu", () => matMulAndGrads("cpu", c, false));
-        const reference = await onBackend("cpu", () => {
-          const r = naiveMatMul(c);
-          const value = r.arraySync();
-          r.dispose();
-          return value;
-        });
+        const reference = await onBackend("cpu", () => tf.tidy(() => naiveMatMul(c).arraySync()));
         tf.tidy(() => {
           assertClose(
             tf.tensor(blas.out as number[]),
@@ -132,12 +127,7 @@ Deno.test({
     for (const c of [{ a: [2, 1, 3, 4], b: [1, 3, 4, 5] }, { a: [2, 1, 3, 4], b: [2, 4, 5] }]) {
       await t.step(label(c), async () => {
         const blas = await onBackend("blas", () => matMulAndGrads("blas", c, false));
-        const reference = await onBackend("cpu", () => {
-          const r = naiveMatMul(c);
-          const value = r.arraySync();
-          r.dispose();
-          return value;
-        });
+        const reference = await onBackend("cpu", () => tf.tidy(() => naiveMatMul(c).arraySync()));
         tf.tidy(() => assertClose(tf.tensor(blas.out as number[]), tf.tensor(reference as number[]), label(c)));
       });
     }
