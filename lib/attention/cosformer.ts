@@ -7,9 +7,9 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { kernelChunked, kernelGlobal } from "./kernel.ts";
+import { kernelAttend, lowerTriangle } from "./kernel.ts";
 import type { AttentionOptions } from "./types.ts";
-import { defineVariant, maskFrom } from "./variant.ts";
+import { defineVariant } from "./variant.ts";
 
 /** Options of {@linkcode cosformer}. */
 export interface CosformerOptions extends AttentionOptions {
@@ -70,12 +70,12 @@ export const cosformer = defineVariant<CosformerOptions>({
       [n, n],
     );
     let a: tf.Tensor4D = tf.mul(tf.matMul(tf.relu(q), tf.relu(k), false, true), reweight); // [b, h, n, n]
-    if (o.causal) a = tf.mul(a, maskFrom(n, (i, j) => j <= i));
+    if (o.causal) a = tf.mul(a, lowerTriangle(n));
     return tf.div(a, tf.add(tf.sum(a, -1, true), o.eps));
   },
-  attend: ({ q, k, v }, o) => {
-    const f = { fq: cosformerFeatures(q), fk: cosformerFeatures(k), v };
-    const kernel = { normalize: true, eps: o.eps };
-    return o.causal ? kernelChunked(f, { ...kernel, chunkSize: o.chunkSize }).output : kernelGlobal(f, kernel);
-  },
+  attend: ({ q, k, v }, o) =>
+    kernelAttend(
+      { fq: cosformerFeatures(q), fk: cosformerFeatures(k), v },
+      { causal: o.causal, normalize: true, eps: o.eps, chunkSize: o.chunkSize },
+    ),
 });

@@ -31,20 +31,22 @@ export interface KernelOptions {
 }
 
 /**
- * A lower-triangular [n, n] mask of ones (j <= i), shifted by `offset` (j <= i + offset).
+ * The causal mask: a [rows, cols] matrix of ones where key j <= query i + offset, zeros elsewhere.
+ * `cols` defaults to `rows` and `offset` to 0 (the square lower triangle); a block of queries
+ * starting at position s against keys from 0 is `lowerTriangle(B, { cols, offset: s })`.
  *
  * @example
  * ```ts
  * import { lowerTriangle } from "./kernel.ts";
  * console.log(JSON.stringify(lowerTriangle(2).arraySync())); // [[1,0],[1,1]]
+ * console.log(JSON.stringify(lowerTriangle(1, { cols: 3, offset: 1 }).arraySync())); // [[1,1,0]]
  * ```
  */
-export function lowerTriangle(n: number, offset = 0): tf.Tensor2D {
-  const data = new Float32Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= Math.min(n - 1, i + offset); j++) data[i * n + j] = 1;
-  }
-  return tf.tensor2d(data, [n, n]);
+export function lowerTriangle(rows: number, options: { cols?: number; offset?: number } = {}): tf.Tensor2D {
+  const { cols = rows, offset = 0 } = options;
+  const data = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) data.fill(1, i * cols, i * cols + Math.max(0, Math.min(cols, i + offset + 1)));
+  return tf.tensor2d(data, [rows, cols]);
 }
 
 /**
@@ -96,6 +98,30 @@ export function kernelGlobal(features: Features, options: KernelOptions): tf.Ten
     const den = tf.sum(tf.mul(fq, z), -1, true); // [b, h, n, 1]
     return tf.div(out, tf.add(den, options.eps));
   });
+}
+
+/**
+ * Kernel attention by the fast form that fits: chunkwise-parallel when causal, global otherwise.
+ * The one entry point of the kernel variants' attend().
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { kernelAttend } from "./kernel.ts";
+ * const f = tf.ones([1, 1, 3, 2]) as tf.Tensor4D;
+ * const v = tf.tensor4d([1, 2, 3], [1, 1, 3, 1]);
+ * const o = kernelAttend({ fq: f, fk: f, v }, { causal: true, normalize: true, eps: 0, chunkSize: 2 });
+ * console.log(Array.from(o.dataSync()).join(" ")); // 1 1.5 2
+ * ```
+ */
+export function kernelAttend(
+  features: Features,
+  options: KernelOptions & { causal: boolean; chunkSize: number },
+): tf.Tensor4D {
+  const kernel = { normalize: options.normalize, eps: options.eps };
+  return options.causal
+    ? kernelChunked(features, { ...kernel, chunkSize: options.chunkSize }).output
+    : kernelGlobal(features, kernel);
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 
 import { applyFeatureMap, FEATURE_MAPS, type FeatureMap } from "./feature_maps.ts";
-import { kernelChunked, kernelGlobal, kernelMatrix } from "./kernel.ts";
+import { kernelAttend, kernelMatrix } from "./kernel.ts";
 import type { AttentionOptions } from "./types.ts";
 import { defineVariant } from "./variant.ts";
 
@@ -59,11 +59,9 @@ export const linear = defineVariant<LinearOptions>({
       { fq: applyFeatureMap(q, o.featureMap), fk: applyFeatureMap(k, o.featureMap) },
       { causal: o.causal, normalize: true, eps: o.eps },
     ),
-  attend: ({ q, k, v }, o) => {
-    const features = { fq: applyFeatureMap(q, o.featureMap), fk: applyFeatureMap(k, o.featureMap), v };
-    const kernel = { normalize: true, eps: o.eps };
-    return o.causal
-      ? kernelChunked(features, { ...kernel, chunkSize: o.chunkSize }).output
-      : kernelGlobal(features, kernel);
-  },
+  attend: ({ q, k, v }, o) =>
+    kernelAttend(
+      { fq: applyFeatureMap(q, o.featureMap), fk: applyFeatureMap(k, o.featureMap), v },
+      { causal: o.causal, normalize: true, eps: o.eps, chunkSize: o.chunkSize },
+    ),
 });

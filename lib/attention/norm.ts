@@ -7,7 +7,7 @@
  */
 
 import { applyFeatureMap, FEATURE_MAPS, type FeatureMap } from "./feature_maps.ts";
-import { kernelChunked, kernelGlobal, kernelMatrix } from "./kernel.ts";
+import { kernelAttend, kernelMatrix } from "./kernel.ts";
 import { applyOutputNorm, NORM_SCOPES, type NormScope, OUTPUT_NORMS, type OutputNorm } from "./norms.ts";
 import type { AttentionOptions } from "./types.ts";
 import { defineVariant } from "./variant.ts";
@@ -69,10 +69,7 @@ export const norm = defineVariant<NormOptions>({
   outputNorm: (out, o) => applyOutputNorm(out, { norm: o.norm, scope: o.normScope }),
   attend: ({ q, k, v }, o) => {
     const features = { fq: applyFeatureMap(q, o.featureMap), fk: applyFeatureMap(k, o.featureMap), v };
-    const kernel = { normalize: false, eps: 0 };
-    const raw = o.causal
-      ? kernelChunked(features, { ...kernel, chunkSize: o.chunkSize }).output
-      : kernelGlobal(features, kernel);
+    const raw = kernelAttend(features, { causal: o.causal, normalize: false, eps: 0, chunkSize: o.chunkSize });
     return applyOutputNorm(raw, { norm: o.norm, scope: o.normScope });
   },
 });

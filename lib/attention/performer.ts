@@ -8,7 +8,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { seededNormal } from "../random.ts";
-import { kernelChunked, kernelGlobal, kernelMatrix } from "./kernel.ts";
+import { kernelAttend, kernelMatrix } from "./kernel.ts";
 import type { AttentionOptions } from "./types.ts";
 import { defineVariant } from "./variant.ts";
 
@@ -139,9 +139,11 @@ export const performer = defineVariant<PerformerOptions>({
     chunkSize: { type: "number", min: 1, integer: true },
   },
   weights: (qk, o) => kernelMatrix(features(qk, o), { causal: o.causal, normalize: true, eps: o.eps }),
-  attend: (qkv, o) => {
-    const f = { ...features(qkv, o), v: qkv.v };
-    const kernel = { normalize: true, eps: o.eps };
-    return o.causal ? kernelChunked(f, { ...kernel, chunkSize: o.chunkSize }).output : kernelGlobal(f, kernel);
-  },
+  attend: (qkv, o) =>
+    kernelAttend({ ...features(qkv, o), v: qkv.v }, {
+      causal: o.causal,
+      normalize: true,
+      eps: o.eps,
+      chunkSize: o.chunkSize,
+    }),
 });

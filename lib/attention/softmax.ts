@@ -8,7 +8,8 @@
 
 import * as tf from "@tensorflow/tfjs";
 import type { AttentionOptions } from "./types.ts";
-import { defineVariant, maskBias, maskFrom } from "./variant.ts";
+import { lowerTriangle } from "./kernel.ts";
+import { defineVariant, maskBias } from "./variant.ts";
 
 /** Options of {@linkcode softmax}. */
 export interface SoftmaxOptions extends AttentionOptions {
@@ -27,10 +28,7 @@ function blockLogits(
   const keys = k.shape[2];
   let logits: tf.Tensor4D = tf.mul(tf.matMul(qb, k, false, true), o.scale); // [b, h, B, nk]
   if (o.causal) {
-    const data = new Float32Array(rows * keys);
-    for (let r = 0; r < rows; r++) data.fill(1, r * keys, r * keys + Math.min(keys, o.start + r + 1));
-    const allowed = tf.tensor2d(data, [rows, keys]); // [B, nk]
-    logits = tf.add(logits, maskBias(allowed));
+    logits = tf.add(logits, maskBias(lowerTriangle(rows, { cols: keys, offset: o.start }))); // mask [B, nk]
   }
   return logits;
 }
@@ -134,7 +132,7 @@ export function softmaxWeights(qk: { q: tf.Tensor4D; k: tf.Tensor4D }, options: 
     const [, , n, dk] = qk.q.shape;
     const scale = options.scale ?? 1 / Math.sqrt(dk);
     let logits: tf.Tensor4D = tf.mul(tf.matMul(qk.q, qk.k, false, true), scale); // [b, h, n, n]
-    if (options.causal) logits = tf.add(logits, maskBias(maskFrom(n, (i, j) => j <= i)));
+    if (options.causal) logits = tf.add(logits, maskBias(lowerTriangle(n)));
     return tf.softmax(logits);
   });
 }
