@@ -34,6 +34,8 @@ export interface AttentionVariant<O extends AttentionOptions = AttentionOptions>
   weights(qk: QK, options?: O): tf.Tensor4D;
   /** The naive O(n^2) output: weights(q, k) · v, then the output norm where the variant has one. */
   reference(qkv: QKV, options?: O): tf.Tensor4D;
+  /** What reference() applies to weights(q, k) · v: the variant's output norm, or the identity. o: [batch, heads, n, dv]. */
+  outputNorm(o: tf.Tensor4D, options?: O): tf.Tensor4D;
   /** Every option's default (null: computed from the input); the keys are the accepted options. */
   readonly defaults: Readonly<Required<O>>;
 }

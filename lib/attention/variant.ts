@@ -75,6 +75,13 @@ export function defineVariant<O extends AttentionOptions>(spec: VariantSpec<O>):
         return spec.outputNorm ? spec.outputNorm(out, o) : out;
       });
     },
+    outputNorm(out: tf.Tensor4D, options?: O): tf.Tensor4D {
+      if (!(out instanceof tf.Tensor) || out.rank !== 4) {
+        throw new Error(`${name}.outputNorm: o must be a rank-4 tf.Tensor [batch, heads, n, dv]`);
+      }
+      const o = resolve("outputNorm", options);
+      return spec.outputNorm ? tf.tidy(() => spec.outputNorm!(out, o)) : tf.clone(out);
+    },
   });
 }
 

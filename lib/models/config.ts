@@ -1,0 +1,278 @@
+/**
+ * The model's one typed config, its defaults, the presets, and the checks that make
+ * unknown keys and wrong types throw.
+ *
+ * @module
+ */
+
+import { type VariantName, variants } from "../attention/mod.ts";
+
+/** The registered attention variants, as a list. */
+export const VARIANT_NAMES = Object.keys(variants) as VariantName[];
+
+/** One layer's attention: a registered variant and its options (`causal` is set by the model). */
+export interface LayerAttention {
+  variant: VariantName;
+  options: Record<string, unknown>;
+}
+
+/** The named stacks of the paper. */
+export const PRESETS = [
+  "vanilla",
+  "linear",
+  "performer",
+  "cosformer",
+  "transnormer-t1",
+  "transnormer-t2",
+] as const;
+
+/** A key of {@linkcode PRESETS}. */
+export type PresetName = typeof PRESETS[number];
+
+/** Everything that defines a model. Build one with {@linkcode modelConfig}. */
+export interface ModelConfig {
+  /** The preset the attention list came from, or null for a hand-written list. */
+  preset: PresetName | null;
+  /** Token vocabulary; 256 for bytes. */
+  vocabSize: number;
+  /** Hidden size d. */
+  dModel: number;
+  /** Attention heads; dModel must divide by it. */
+  heads: number;
+  /** One entry per layer. */
+  attention: LayerAttention[];
+  /** Pre-norm of every block and the final norm: SimpleRMSNorm (no parameters) or LayerNorm. */
+  norm: "srms" | "layer";
+  /** Feed-forward: GLU with silu, or a two-layer MLP with gelu. */
+  ffn: "glu" | "mlp";
+  /** FFN hidden size; null: round(8/3 d) for GLU, 4d for the MLP. */
+  ffnHidden: number | null;
+  /** Absolute positions added to the embeddings. */
+  positions: "sinusoidal" | "none";
+  /** Rotary encoding on q and k in every layer. */
+  rotary: boolean;
+  /** Longest sequence the model accepts (the sinusoidal table's length). */
+  maxLength: number;
+  /** "lm": causal language model with a tied output head; "classify": bidirectional encoder, mean-pooled, linear head. */
+  task: "lm" | "classify";
+  /** Classes of the classification head; required when task is "classify". */
+  numClasses: number | null;
+  /** Seeds the initial weights (and Performer's projections). */
+  seed: number;
+}
+
+/** What {@linkcode modelConfig} accepts: any config field, `attention` as a preset name or a list, and `layers`. */
+export interface ModelConfigInput extends Partial<Omit<ModelConfig, "attention" | "preset">> {
+  /** A preset name, or one entry per layer: a variant name or `{ variant, options }`. Default "transnormer-t2". */
+  attention?: PresetName | (VariantName | { variant: VariantName; options?: Record<string, unknown> })[];
+  /** Layer count for a preset; with a list it must equal the list's length. Default 4. */
+  layers?: number;
+}
+
+/** The defaults {@linkcode modelConfig} fills in. */
+export const MODEL_DEFAULTS: Readonly<Omit<ModelConfig, "attention" | "preset">> = Object.freeze({
+  vocabSize: 256,
+  dModel: 64,
+  heads: 4,
+  norm: "srms",
+  ffn: "glu",
+  ffnHidden: null,
+  positions: "sinusoidal",
+  rotary: false,
+  maxLength: 1024,
+  task: "lm",
+  numClasses: null,
+  seed: 0,
+});
+
+type Rule =
+  | { kind: "int"; min: number; nullable?: boolean }
+  | { kind: "enum"; values: readonly string[] }
+  | { kind: "bool" };
+
+const RULES: Record<keyof typeof MODEL_DEFAULTS, Rule> = {
+  vocabSize: { kind: "int", min: 2 },
+  dModel: { kind: "int", min: 1 },
+  heads: { kind: "int", min: 1 },
+  norm: { kind: "enum", values: ["srms", "layer"] },
+  ffn: { kind: "enum", values: ["glu", "mlp"] },
+  ffnHidden: { kind: "int", min: 1, nullable: true },
+  positions: { kind: "enum", values: ["sinusoidal", "none"] },
+  rotary: { kind: "bool" },
+  maxLength: { kind: "int", min: 1 },
+  task: { kind: "enum", values: ["lm", "classify"] },
+  numClasses: { kind: "int", min: 2, nullable: true },
+  seed: { kind: "int", min: 0 },
+};
+
+/**
+ * The per-layer attention of a preset with `layers` layers. TransNormer puts DiagAttention in the
+ * first half (rounded up) and NormAttention in the rest; T1 uses relu blocks and `elu` features,
+ * T2 softmax blocks and `1+elu` features, as in the authors' code.
+ *
+ * @example
+ * ```ts
+ * import { presetAttention } from "./config.ts";
+ * console.log(presetAttention("transnormer-t1", 4).map((l) => l.variant).join(",")); // diag,diag,norm,norm
+ * ```
+ */
+export function presetAttention(preset: PresetName, layers: number): LayerAttention[] {
+  if (!PRESETS.includes(preset)) {
+    throw new Error(`presetAttention: unknown preset "${preset}"; valid presets are ${PRESETS.join(", ")}`);
+  }
+  if (!Number.isInteger(layers) || layers < 1) {
+    throw new Error(`presetAttention: layers must be an integer >= 1, got ${layers}`);
+  }
+  const early = Math.ceil(layers / 2);
+  return Array.from({ length: layers }, (_, i): LayerAttention => {
+    switch (preset) {
+      case "vanilla":
+        return { variant: "softmax", options: {} };
+      case "linear":
+        return { variant: "linear", options: { featureMap: "elu+1" } };
+      case "performer":
+        return { variant: "performer", options: {} };
+      case "cosformer":
+        return { variant: "cosformer", options: {} };
+      case "transnormer-t1":
+        return i < early
+          ? { variant: "diag", options: { inner: "relu" } }
+          : { variant: "norm", options: { featureMap: "elu" } };
+      case "transnormer-t2":
+        return i < early
+          ? { variant: "diag", options: { inner: "softmax" } }
+          : { variant: "norm", options: { featureMap: "elu+1" } };
+    }
+  });
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return `"${value}"`;
+  if (Array.isArray(value)) return "an array";
+  return String(value);
+}
+
+function checkField(key: string, value: unknown, rule: Rule): void {
+  const where = `modelConfig: ${key}`;
+  if (value === null && rule.kind === "int" && rule.nullable) return;
+  if (rule.kind === "bool" && typeof value !== "boolean") {
+    throw new Error(`${where} must be true or false, got ${describe(value)}`);
+  }
+  if (rule.kind === "enum" && (typeof value !== "string" || !rule.values.includes(value))) {
+    throw new Error(`${where} must be one of ${rule.values.map((v) => `"${v}"`).join(", ")}, got ${describe(value)}`);
+  }
+  if (rule.kind === "int" && (typeof value !== "number" || !Number.isInteger(value) || value < rule.min)) {
+    throw new Error(
+      `${where} must be an integer >= ${rule.min}${rule.nullable ? " or null" : ""}, got ${describe(value)}`,
+    );
+  }
+}
+
+function layerAttention(entry: unknown, index: number): LayerAttention {
+  const where = `modelConfig: attention[${index}]`;
+  const spec = typeof entry === "string" ? { variant: entry } : entry;
+  if (spec === null || typeof spec !== "object" || Array.isArray(spec)) {
+    throw new Error(`${where} must be a variant name or { variant, options }, got ${describe(entry)}`);
+  }
+  for (const key of Object.keys(spec)) {
+    if (key !== "variant" && key !== "options") {
+      throw new Error(`${where}: unknown key "${key}"; valid keys are variant, options`);
+    }
+  }
+  const { variant, options = {} } = spec as { variant: unknown; options?: unknown };
+  if (typeof variant !== "string" || !(VARIANT_NAMES as string[]).includes(variant)) {
+    throw new Error(`${where}.variant must be one of ${VARIANT_NAMES.join(", ")}, got ${describe(variant)}`);
+  }
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new Error(`${where}.options must be an object, got ${describe(options)}`);
+  }
+  const accepted = Object.keys(variants[variant as VariantName].defaults).filter((k) => k !== "causal");
+  for (const key of Object.keys(options)) {
+    if (key === "causal") {
+      throw new Error(`${where}.options: "causal" is set by the model from its task ("lm" is causal); remove it`);
+    }
+    if (!accepted.includes(key)) {
+      throw new Error(
+        `${where}.options: unknown option "${key}" for ${variant}; valid options are ${accepted.join(", ")}`,
+      );
+    }
+  }
+  return { variant: variant as VariantName, options: { ...options } };
+}
+
+/**
+ * A complete, checked {@linkcode ModelConfig}: defaults filled in, unknown keys and wrong types rejected.
+ *
+ * @example
+ * ```ts
+ * import { modelConfig } from "./config.ts";
+ * const c = modelConfig({ attention: "vanilla", layers: 2, dModel: 32 });
+ * console.log(c.attention.length, c.heads, c.norm); // 2 4 srms
+ * const custom = modelConfig({ attention: ["diag", { variant: "norm", options: { norm: "layer" } }] });
+ * console.log(custom.preset, custom.attention[1].options.norm); // null layer
+ * ```
+ */
+export function modelConfig(input: ModelConfigInput = {}): ModelConfig {
+  if (input === null || typeof input !== "object" || Array.isArray(input)) {
+    throw new Error(`modelConfig: expected an options object, got ${describe(input)}`);
+  }
+  const known = [...Object.keys(RULES), "attention", "layers"];
+  for (const key of Object.keys(input)) {
+    if (!known.includes(key)) {
+      throw new Error(`modelConfig: unknown key "${key}"; valid keys are ${known.join(", ")}`);
+    }
+  }
+  const out = { ...MODEL_DEFAULTS } as Record<string, unknown>;
+  for (const [key, rule] of Object.entries(RULES)) {
+    const value = (input as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    checkField(key, value, rule);
+    out[key] = value;
+  }
+  const { attention = "transnormer-t2", layers } = input;
+  if (layers !== undefined) checkField("layers", layers, { kind: "int", min: 1 });
+  let preset: PresetName | null = null;
+  let list: LayerAttention[];
+  if (typeof attention === "string") {
+    if (!PRESETS.includes(attention)) {
+      throw new Error(`modelConfig: attention must be a preset (${PRESETS.join(", ")}) or a list, got "${attention}"`);
+    }
+    preset = attention;
+    list = presetAttention(attention, layers ?? 4);
+  } else if (Array.isArray(attention) && attention.length > 0) {
+    list = attention.map(layerAttention);
+    if (layers !== undefined && layers !== list.length) {
+      throw new Error(`modelConfig: layers is ${layers} but the attention list has ${list.length} entries; drop one`);
+    }
+  } else {
+    throw new Error(`modelConfig: attention must be a preset name or a non-empty list, got ${describe(attention)}`);
+  }
+  const config = { ...out, preset, attention: list } as ModelConfig;
+  if (config.dModel % config.heads !== 0) {
+    throw new Error(`modelConfig: dModel (${config.dModel}) must be divisible by heads (${config.heads})`);
+  }
+  if (config.rotary && (config.dModel / config.heads) % 2 !== 0) {
+    throw new Error(`modelConfig: rotary needs an even head size, got dModel/heads = ${config.dModel / config.heads}`);
+  }
+  if (config.task === "classify" && config.numClasses === null) {
+    throw new Error(`modelConfig: task "classify" needs numClasses (an integer >= 2)`);
+  }
+  if (config.task === "lm" && config.numClasses !== null) {
+    throw new Error(`modelConfig: numClasses is only for task "classify"; remove it or set task: "classify"`);
+  }
+  return config;
+}
+
+/**
+ * The FFN hidden size a config resolves to.
+ *
+ * @example
+ * ```ts
+ * import { ffnHiddenSize, modelConfig } from "./config.ts";
+ * console.log(ffnHiddenSize(modelConfig({ dModel: 48 }))); // 128
+ * ```
+ */
+export function ffnHiddenSize(config: ModelConfig): number {
+  if (config.ffnHidden !== null) return config.ffnHidden;
+  return config.ffn === "glu" ? Math.round((8 / 3) * config.dModel) : 4 * config.dModel;
+}

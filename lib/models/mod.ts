@@ -1,0 +1,18 @@
+/**
+ * Models: a small TransNormer-style transformer with one attention variant per layer, its
+ * config and presets, and position encodings.
+ *
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "./mod.ts";
+ * const model = createModel({ attention: "vanilla", layers: 2, dModel: 16, heads: 2 }, { log: () => {} });
+ * console.log(model.logits(tf.tensor2d([[0, 1]], [1, 2], "int32")).shape.join(",")); // 1,2,256
+ * model.dispose();
+ * ```
+ *
+ * @module
+ */
+
+export * from "./config.ts";
+export * from "./model.ts";
+export * from "./positions.ts";

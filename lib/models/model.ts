@@ -1,0 +1,473 @@
+/**
+ * A small TransNormer-style transformer with a pluggable attention variant per layer.
+ *
+ * token ids [b, n] → embedding · sqrt(d) + sinusoidal positions → N pre-norm blocks
+ * (`x + Attn(Norm(x))`, then `x + FFN(Norm(x))`) → final norm → head.
+ * The language model ties its output head to the embedding and is causal; the classifier is
+ * bidirectional, mean-pools the non-pad tokens and applies a linear head.
+ *
+ * Every attention layer projects q, k, v, runs its variant's fast `attend` (or, for the diagnostics,
+ * the explicit `weights(q, k) · v` reference), merges the heads and projects out.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { normalizeLastAxis, variants } from "../attention/mod.ts";
+import { seededNormal } from "../random.ts";
+import {
+  ffnHiddenSize,
+  type LayerAttention,
+  type ModelConfig,
+  modelConfig,
+  type ModelConfigInput,
+  type PresetName,
+  PRESETS,
+} from "./config.ts";
+import { rotary, sinusoidalTable } from "./positions.ts";
+
+/** Language-modelling batch: predict `targets[i]` from `inputs[..i]`; row-major [batch, length]. */
+export interface LmBatchLike {
+  kind: "lm";
+  inputs: Int32Array;
+  targets: Int32Array;
+  batch: number;
+  length: number;
+  /** 1 where the target counts in the loss; absent: every target counts. */
+  mask?: Float32Array;
+}
+
+/** Classification batch: inputs row-major [batch, length], labels [batch], padding id `pad`. */
+export interface ClassBatchLike {
+  kind: "cls";
+  inputs: Int32Array;
+  labels: Int32Array;
+  batch: number;
+  length: number;
+  numClasses: number;
+  pad: number;
+}
+
+/** A batch the model trains on. */
+export type ModelBatch = LmBatchLike | ClassBatchLike;
+
+/** How one forward pass runs its attention layers. */
+interface ForwardHooks {
+  /** "fast": variant.attend; "reference": outputNorm(weights(q, k) · v), with `perturb[i]` added to layer i's matrix. */
+  mode: "fast" | "reference";
+  perturb?: tf.Tensor4D[];
+  /** Sees every layer's q and k [b, h, n, dh] and the options its variant ran with. */
+  capture?: (layer: number, q: tf.Tensor4D, k: tf.Tensor4D, options: Record<string, unknown>) => void;
+  /** Padding id for the classifier's pooling. */
+  pad?: number;
+}
+
+/** Options of {@linkcode TransformerModel.logits}. */
+export interface LogitsOptions {
+  /** Classifier only: the padding id left out of the mean pooling. */
+  pad?: number;
+  /** "fast" (default): each variant's attend(); "reference": its explicit weights(q, k) · v. */
+  form?: "fast" | "reference";
+}
+
+/** Options of {@linkcode createModel}. */
+export interface CreateModelOptions {
+  /** Receives the one-line summary with the parameter count; default console.log. */
+  log?: (line: string) => void;
+}
+
+/**
+ * A model built by {@linkcode createModel}: logits, the training loss, and the attention diagnostics.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "./model.ts";
+ * const model = createModel({ attention: "transnormer-t1", layers: 2, dModel: 16, heads: 2 }, { log: () => {} });
+ * const batch = { kind: "lm" as const, inputs: Int32Array.from([1, 2, 3]), targets: Int32Array.from([2, 3, 4]), batch: 1, length: 3 };
+ * const loss = model.loss(batch);
+ * const weights = model.attentionWeights(tf.tensor2d(batch.inputs, [1, 3], "int32"));
+ * console.log(loss.dataSync()[0] > 0, weights[0].shape.join(","), model.scoreGradientNorms(batch).length); // true 1,2,3,3 2
+ * tf.dispose([loss, ...weights]);
+ * model.dispose();
+ * ```
+ */
+export class TransformerModel {
+  /** The full, checked config. */
+  readonly config: ModelConfig;
+  /** Trainable variables by dotted name, in layer order. */
+  readonly variables: Readonly<Record<string, tf.Variable>>;
+  /** Number of trainable scalars. */
+  readonly parameterCount: number;
+  readonly #positions: tf.Tensor2D | null;
+  #disposed = false;
+
+  constructor(config: ModelConfig) {
+    this.config = config;
+    const { vocabSize: V, dModel: d, attention, norm, task, numClasses } = config;
+    const L = attention.length;
+    const hidden = ffnHiddenSize(config);
+    const normal = seededNormal(config.seed);
+    const vars: Record<string, tf.Variable> = {};
+    const add = (name: string, shape: number[], std: number | "ones" | "zeros") => {
+      const size = shape.reduce((a, b) => a * b, 1);
+      const data = new Float32Array(size);
+      if (std === "ones") data.fill(1);
+      else if (std !== "zeros") { for (let i = 0; i < size; i++) data[i] = normal() * std; }
+      const init = tf.tensor(data, shape);
+      vars[name] = tf.variable(init, true);
+      init.dispose();
+    };
+    // Residual-branch outputs start smaller by 1/sqrt(2L) so the stream's variance stays put with depth.
+    const outStd = (fanIn: number) => 1 / Math.sqrt(fanIn) / Math.sqrt(2 * L);
+    add("embed.weight", [V, d], 1 / Math.sqrt(d));
+    for (let i = 0; i < L; i++) {
+      const p = `blocks.${i}`;
+      if (norm === "layer") {
+        add(`${p}.norm1.weight`, [d], "ones");
+        add(`${p}.norm1.bias`, [d], "zeros");
+      }
+      for (const w of ["wq", "wk", "wv"]) add(`${p}.attn.${w}`, [d, d], 1 / Math.sqrt(d));
+      add(`${p}.attn.wo`, [d, d], outStd(d));
+      if (norm === "layer") {
+        add(`${p}.norm2.weight`, [d], "ones");
+        add(`${p}.norm2.bias`, [d], "zeros");
+      }
+      if (config.ffn === "glu") {
+        add(`${p}.ffn.w1`, [d, hidden], 1 / Math.sqrt(d));
+        add(`${p}.ffn.w2`, [d, hidden], 1 / Math.sqrt(d));
+        add(`${p}.ffn.w3`, [hidden, d], outStd(hidden));
+      } else {
+        add(`${p}.ffn.w1`, [d, hidden], 1 / Math.sqrt(d));
+        add(`${p}.ffn.w2`, [hidden, d], outStd(hidden));
+      }
+    }
+    if (norm === "layer") {
+      add("norm.weight", [d], "ones");
+      add("norm.bias", [d], "zeros");
+    }
+    if (task === "classify") {
+      add("head.weight", [d, numClasses!], 1 / Math.sqrt(d));
+      add("head.bias", [numClasses!], "zeros");
+    }
+    this.variables = Object.freeze(vars);
+    this.parameterCount = Object.values(vars).reduce((s, v) => s + v.size, 0);
+    this.#positions = config.positions === "sinusoidal" ? sinusoidalTable(config.maxLength, d) : null;
+  }
+
+  /** One line: preset or layer list, sizes and the parameter count. */
+  summary(): string {
+    const c = this.config;
+    const layers = c.attention.map((l) => l.variant).join(",");
+    return `${c.preset ?? "custom"} [${layers}] d=${c.dModel} heads=${c.heads} ffn=${c.ffn}(${
+      ffnHiddenSize(c)
+    }) norm=${c.norm} task=${c.task}: ${this.parameterCount.toLocaleString("en-US")} parameters`;
+  }
+
+  /**
+   * Logits for token ids [b, n]: [b, n, vocab] for the language model, [b, classes] for the classifier.
+   * `pad` (classifier only) marks tokens left out of the pooling; `form: "reference"` runs every
+   * attention layer through its explicit O(n²) matrix instead of the fast path.
+   */
+  logits(ids: tf.Tensor2D, options: LogitsOptions = {}): tf.Tensor {
+    const { pad, form = "fast", ...rest } = options;
+    const unknown = Object.keys(rest);
+    if (unknown.length) throw new Error(`TransformerModel.logits: unknown option "${unknown[0]}"; valid: pad, form`);
+    if (form !== "fast" && form !== "reference") {
+      throw new Error(`TransformerModel.logits: form must be "fast" or "reference", got ${String(form)}`);
+    }
+    this.#checkIds(ids);
+    return tf.tidy(() => this.#head(this.#forward(ids, { mode: form, pad }), ids, pad));
+  }
+
+  /** Mean cross-entropy of a batch (masked targets left out). Synchronous, for tf.variableGrads. */
+  loss(batch: ModelBatch): tf.Scalar {
+    return tf.tidy(() => this.#loss(batch, { mode: "fast" }));
+  }
+
+  /**
+   * The loss through every layer's explicit reference form, outputNorm((M + E) · v), with
+   * `perturb[i]` = E added to layer i's attention matrix M (default: no perturbation).
+   * Its gradient with respect to E at 0 is {@linkcode scoreGradients}.
+   */
+  referenceLoss(batch: ModelBatch, options: { perturb?: tf.Tensor4D[] } = {}): tf.Scalar {
+    const { perturb } = options;
+    if (perturb !== undefined) {
+      const want = [batch.batch, this.config.heads, batch.length, batch.length].join(", ");
+      if (!Array.isArray(perturb) || perturb.length !== this.config.attention.length) {
+        throw new Error(
+          `TransformerModel.referenceLoss: perturb must hold one tensor per layer (${this.config.attention.length})`,
+        );
+      }
+      perturb.forEach((e, i) => {
+        if (!(e instanceof tf.Tensor) || e.shape.join(", ") !== want) {
+          throw new Error(`TransformerModel.referenceLoss: perturb[${i}] must have shape [${want}]`);
+        }
+      });
+    }
+    return tf.tidy(() => this.#loss(batch, { mode: "reference", perturb }));
+  }
+
+  /**
+   * Every layer's attention matrix M = variant.weights(q, k) on the layer's actual q and k, [b, h, n, n].
+   * For NormAttention and DiagAttention with relu blocks this is the raw (unnormalised) kernel matrix.
+   */
+  attentionWeights(ids: tf.Tensor2D, options: { pad?: number } = {}): tf.Tensor4D[] {
+    this.#checkIds(ids);
+    return tf.tidy(() => {
+      const out: tf.Tensor4D[] = [];
+      this.#forward(ids, {
+        mode: "fast",
+        pad: options.pad,
+        capture: (i, q, k, o) => out.push(variants[this.config.attention[i].variant].weights({ q, k }, o)),
+      });
+      return out;
+    });
+  }
+
+  /**
+   * Every layer's gradient of the batch loss with respect to its attention matrix M, [b, h, n, n],
+   * computed through the explicit reference form; entries a query cannot see (future keys, other
+   * blocks, outside the window) are zero.
+   */
+  scoreGradients(batch: ModelBatch): tf.Tensor4D[] {
+    const { batch: b, length: n } = batch;
+    const h = this.config.heads;
+    return tf.tidy(() => {
+      const zeros = this.config.attention.map(() => tf.zeros([b, h, n, n]) as tf.Tensor4D);
+      const grads = tf.grads((...perturb: tf.Tensor[]) =>
+        this.#loss(batch, { mode: "reference", perturb: perturb as tf.Tensor4D[] })
+      )(zeros);
+      return grads.map((g, i) => tf.mul(g, visibleKeys(this.config.attention[i], n, this.#causal)) as tf.Tensor4D);
+    });
+  }
+
+  /** Frobenius norm of each layer's {@linkcode scoreGradients}. */
+  scoreGradientNorms(batch: ModelBatch): number[] {
+    const grads = this.scoreGradients(batch);
+    const norms = grads.map((g) => tf.tidy(() => tf.norm(g).dataSync()[0]));
+    tf.dispose(grads);
+    return norms;
+  }
+
+  /** Frees the variables and the position table. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    tf.dispose(Object.values(this.variables));
+    this.#positions?.dispose();
+  }
+
+  get #causal(): boolean {
+    return this.config.task === "lm";
+  }
+
+  #checkIds(ids: tf.Tensor2D): tf.Tensor2D {
+    if (this.#disposed) throw new Error("TransformerModel: the model was disposed");
+    if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== "int32") {
+      throw new Error(
+        `TransformerModel: ids must be an int32 tf.Tensor2D [batch, n]; build one with tf.tensor2d(data, [b, n], "int32")`,
+      );
+    }
+    const n = ids.shape[1];
+    if (n < 1 || n > this.config.maxLength) {
+      throw new Error(`TransformerModel: sequence length must be 1..${this.config.maxLength} (maxLength), got ${n}`);
+    }
+    return ids;
+  }
+
+  #v(name: string): tf.Variable {
+    return this.variables[name];
+  }
+
+  #norm(x: tf.Tensor3D, prefix: string): tf.Tensor3D {
+    const y = normalizeLastAxis(x, this.config.norm);
+    if (this.config.norm === "srms") return y;
+    return tf.add(tf.mul(y, this.#v(`${prefix}.weight`)), this.#v(`${prefix}.bias`));
+  }
+
+  #forward(ids: tf.Tensor2D, hooks: ForwardHooks): tf.Tensor3D {
+    const { vocabSize: V, dModel: d } = this.config;
+    const [b, n] = ids.shape;
+    // A one-hot matmul instead of gather: its gradient is a matmul on every backend (wasm lacks gather's).
+    const onehot = tf.oneHot(tf.reshape(ids, [b * n]), V); // [b*n, V]
+    let x = tf.reshape(tf.mul(tf.matMul(onehot, this.#v("embed.weight")), Math.sqrt(d)), [b, n, d]) as tf.Tensor3D;
+    if (this.#positions) x = tf.add(x, tf.slice(this.#positions, [0, 0], [n, d])); // [b, n, d]
+    this.config.attention.forEach((layer, i) => {
+      const p = `blocks.${i}`;
+      x = tf.add(x, this.#attention(this.#norm(x, `${p}.norm1`), layer, i, hooks));
+      x = tf.add(x, this.#ffn(this.#norm(x, `${p}.norm2`), p));
+    });
+    return this.#norm(x, "norm"); // [b, n, d]
+  }
+
+  #attention(x: tf.Tensor3D, layer: LayerAttention, i: number, hooks: ForwardHooks): tf.Tensor3D {
+    const { heads: H, dModel: d, seed } = this.config;
+    const [b, n] = x.shape;
+    const dh = d / H;
+    const p = `blocks.${i}.attn`;
+    const split = (w: string) => tf.transpose(tf.reshape(dense(x, this.#v(`${p}.${w}`)), [b, n, H, dh]), [0, 2, 1, 3]);
+    let q = split("wq") as tf.Tensor4D; // [b, h, n, dh]
+    let k = split("wk") as tf.Tensor4D; // [b, h, n, dh]
+    const v = split("wv") as tf.Tensor4D; // [b, h, n, dh]
+    if (this.config.rotary) {
+      q = rotary(q);
+      k = rotary(k);
+    }
+    const options: Record<string, unknown> = { ...layer.options, causal: this.#causal };
+    if (layer.variant === "performer" && options.seed === undefined) options.seed = seed * 1009 + i;
+    hooks.capture?.(i, q, k, options);
+    const variant = variants[layer.variant] as unknown as {
+      attend(qkv: object, o: object): tf.Tensor4D;
+      weights(qk: object, o: object): tf.Tensor4D;
+      outputNorm(o: tf.Tensor4D, opts: object): tf.Tensor4D;
+    };
+    let o: tf.Tensor4D; // [b, h, n, dh]
+    if (hooks.mode === "fast") {
+      o = variant.attend({ q, k, v }, options);
+    } else {
+      let m = variant.weights({ q, k }, options); // [b, h, n, n]
+      if (hooks.perturb) m = tf.add(m, hooks.perturb[i]);
+      o = variant.outputNorm(tf.matMul(m, v) as tf.Tensor4D, options);
+    }
+    const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [b, n, d]) as tf.Tensor3D; // [b, n, d]
+    return dense(merged, this.#v(`${p}.wo`));
+  }
+
+  #ffn(x: tf.Tensor3D, p: string): tf.Tensor3D {
+    if (this.config.ffn === "glu") {
+      const gate = tf.mul(silu(dense(x, this.#v(`${p}.ffn.w1`))), dense(x, this.#v(`${p}.ffn.w2`))); // [b, n, hidden]
+      return dense(gate as tf.Tensor3D, this.#v(`${p}.ffn.w3`));
+    }
+    return dense(gelu(dense(x, this.#v(`${p}.ffn.w1`))), this.#v(`${p}.ffn.w2`));
+  }
+
+  #head(h: tf.Tensor3D, ids: tf.Tensor2D, pad: number | undefined): tf.Tensor {
+    const { vocabSize: V, task } = this.config;
+    const [b, n, d] = h.shape;
+    if (task === "lm") {
+      return tf.reshape(tf.matMul(tf.reshape(h, [b * n, d]), this.#v("embed.weight"), false, true), [b, n, V]);
+    }
+    const keep = pad === undefined ? tf.onesLike(ids).toFloat() : tf.cast(tf.notEqual(ids, pad), "float32"); // [b, n]
+    const summed = tf.sum(tf.mul(h, tf.expandDims(keep, 2)), 1); // [b, d]
+    const pooled = tf.div(summed, tf.maximum(tf.sum(keep, 1, true), 1)); // [b, d]
+    return tf.add(tf.matMul(pooled, this.#v("head.weight")), this.#v("head.bias")); // [b, classes]
+  }
+
+  #loss(batch: ModelBatch, hooks: ForwardHooks): tf.Scalar {
+    checkBatch(batch, this.config);
+    const ids = tf.tensor2d(batch.inputs, [batch.batch, batch.length], "int32");
+    const pad = batch.kind === "cls" ? batch.pad : undefined;
+    const logits = this.#head(this.#forward(this.#checkIds(ids), { ...hooks, pad }), ids, pad);
+    if (batch.kind === "cls") {
+      const labels = tf.oneHot(tf.tensor1d(batch.labels, "int32"), this.config.numClasses!); // [b, C]
+      return tf.neg(tf.mean(tf.sum(tf.mul(labels, tf.logSoftmax(logits)), 1)));
+    }
+    const V = this.config.vocabSize;
+    const rows = batch.batch * batch.length;
+    const logp = tf.logSoftmax(tf.reshape(logits, [rows, V])); // [b*n, V]
+    const picked = tf.sum(tf.mul(tf.oneHot(tf.tensor1d(batch.targets, "int32"), V), logp), 1); // [b*n]
+    if (!batch.mask) return tf.neg(tf.mean(picked));
+    const mask = tf.tensor1d(batch.mask);
+    return tf.neg(tf.div(tf.sum(tf.mul(picked, mask)), tf.maximum(tf.sum(mask), 1)));
+  }
+}
+
+/** x [b, n, din] · w [din, dout] -> [b, n, dout], as one 2D matmul. */
+function dense(x: tf.Tensor3D, w: tf.Tensor): tf.Tensor3D {
+  const [b, n, din] = x.shape;
+  return tf.reshape(tf.matMul(tf.reshape(x, [b * n, din]), w), [b, n, w.shape[1]!]);
+}
+
+function silu(x: tf.Tensor3D): tf.Tensor3D {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+function gelu(x: tf.Tensor3D): tf.Tensor3D {
+  // The tanh approximation; tfjs has no erf gradient on every backend.
+  const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
+  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)));
+}
+
+/** 1 where query i can see key j in this layer, [n, n]. */
+function visibleKeys(layer: LayerAttention, n: number, causal: boolean): tf.Tensor2D {
+  const o = layer.options as { blockSize?: number; window?: number };
+  const defaults = variants[layer.variant].defaults as { blockSize?: number; window?: number };
+  const block = layer.variant === "diag" ? (o.blockSize ?? defaults.blockSize!) : 0;
+  const window = layer.variant === "local" ? (o.window ?? defaults.window!) : 0;
+  const data = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      let ok = !causal || j <= i;
+      if (block) ok &&= Math.floor(i / block) === Math.floor(j / block);
+      if (window) ok &&= Math.abs(i - j) <= window;
+      data[i * n + j] = ok ? 1 : 0;
+    }
+  }
+  return tf.tensor2d(data, [n, n]);
+}
+
+function checkBatch(batch: ModelBatch, config: ModelConfig): void {
+  if (batch === null || typeof batch !== "object" || (batch.kind !== "lm" && batch.kind !== "cls")) {
+    throw new Error(`TransformerModel.loss: batch must be an LmBatch (kind "lm") or a ClassBatch (kind "cls")`);
+  }
+  const want = config.task === "lm" ? "lm" : "cls";
+  if (batch.kind !== want) {
+    throw new Error(`TransformerModel.loss: a ${config.task} model needs kind "${want}" batches, got "${batch.kind}"`);
+  }
+  const size = batch.batch * batch.length;
+  if (!(batch.inputs instanceof Int32Array) || batch.inputs.length !== size) {
+    throw new Error(`TransformerModel.loss: batch.inputs must be an Int32Array of batch*length = ${size} ids`);
+  }
+  for (const id of batch.inputs) {
+    if (id < 0 || id >= config.vocabSize) {
+      throw new Error(`TransformerModel.loss: token id ${id} is outside the vocabulary 0..${config.vocabSize - 1}`);
+    }
+  }
+  if (batch.kind === "lm") {
+    if (!(batch.targets instanceof Int32Array) || batch.targets.length !== size) {
+      throw new Error(`TransformerModel.loss: batch.targets must be an Int32Array of ${size} ids`);
+    }
+    if (batch.mask !== undefined && (!(batch.mask instanceof Float32Array) || batch.mask.length !== size)) {
+      throw new Error(`TransformerModel.loss: batch.mask must be a Float32Array of ${size} weights`);
+    }
+  } else if (!(batch.labels instanceof Int32Array) || batch.labels.length !== batch.batch) {
+    throw new Error(`TransformerModel.loss: batch.labels must be an Int32Array of ${batch.batch} labels`);
+  } else if (batch.numClasses !== config.numClasses) {
+    throw new Error(`TransformerModel.loss: the batch has ${batch.numClasses} classes, the model ${config.numClasses}`);
+  }
+}
+
+/**
+ * Builds a model from a config (or config input) and prints its one-line summary with the parameter count.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "./model.ts";
+ * const model = createModel({ attention: "transnormer-t2", layers: 2, dModel: 16, heads: 2 }, { log: () => {} });
+ * const logits = model.logits(tf.tensor2d([[1, 2, 3]], [1, 3], "int32"));
+ * console.log(logits.shape.join(","), model.parameterCount > 0); // 1,3,256 true
+ * model.dispose();
+ * ```
+ */
+export function createModel(
+  config: ModelConfig | ModelConfigInput,
+  options: CreateModelOptions = {},
+): TransformerModel {
+  const { log = console.log, ...rest } = options;
+  const unknown = Object.keys(rest);
+  if (unknown.length) throw new Error(`createModel: unknown option "${unknown[0]}"; the only option is log`);
+  const { preset, ...input } = config as ModelConfigInput & { preset?: unknown };
+  const resolved = modelConfig(input);
+  // A resolved config carries its preset name beside the expanded list; keep it.
+  if (preset !== undefined && preset !== null) {
+    if (!(PRESETS as readonly unknown[]).includes(preset)) {
+      throw new Error(`createModel: preset must be one of ${PRESETS.join(", ")} or null, got ${String(preset)}`);
+    }
+    resolved.preset = preset as PresetName;
+  }
+  const model = new TransformerModel(resolved);
+  log(model.summary());
+  return model;
+}
