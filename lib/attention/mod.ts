@@ -47,6 +47,17 @@ export {
   type RecurrentVariant,
 } from "./recurrent.ts";
 export type { KernelState } from "./kernel.ts";
+export {
+  type DecodeDims,
+  type DecodeInitOptions,
+  type Decoder,
+  decoder,
+  DECODER_VARIANTS,
+  type DecodeResult,
+  type DecoderOptions,
+  type DecoderVariant,
+  type DecodeState,
+} from "./decode.ts";
 
 /**
  * Every attention variant, keyed by name.
