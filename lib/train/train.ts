@@ -1,0 +1,613 @@
+/**
+ * The training loop: Adam over a {@linkcode Trainable}, per-step logs (loss, learning rate, gradient norms
+ * per variable and per layer), validation, probes, progress, checkpoints and exact resumption.
+ *
+ * Files in `<runsDir>/<name>/`: `checkpoint.json` and its data files (see checkpoint.ts), and the logs as
+ * `train.csv`, `grad_norms.csv`, `valid.csv` and `probes.csv`, rewritten (atomically) at every checkpoint
+ * and when the run ends or stops.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { join } from "node:path";
+import { REPO_ROOT } from "../env.ts";
+import { writeFileAtomic } from "../figures/atomic.ts";
+import { toCsv } from "../figures/csv.ts";
+import { progress, type ProgressOutput } from "../notebook/progress.ts";
+import {
+  adam,
+  ADAM_DEFAULTS,
+  ADAM_RULES,
+  type AdamOptions,
+  checkVariables,
+  decayedNames,
+  learningRate,
+  resolveAdamOptions,
+  type ResolvedAdamOptions,
+  squaredNorms,
+} from "./adam.ts";
+import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { canonicalJson, sha256Hex } from "./hash.ts";
+import { checkEveryObject, describeValue, resolveTrainOptions, type TrainOptionRule } from "./options.ts";
+import type { GradNormRow, NonFiniteStop, ProbeRow, Trainable, TrainLogs, TrainRow, ValidRow } from "./types.ts";
+
+/** Validation batches, evaluated every `every` steps and at the end. */
+export interface ValidationOptions<B> {
+  every: number;
+  /** The batches; called at each evaluation. Each batch's mean loss weighs the same. */
+  batches: () => B[];
+}
+
+/** A probe, called with the number of updates applied, every `every` updates (and at step 0 of a fresh run). */
+export interface ProbeOptions {
+  every: number;
+  /** Returns named numbers; logged to probes.csv with a `step` column. */
+  fn: (step: number) => Record<string, number>;
+}
+
+/** What {@linkcode TrainOptions.onStep} receives after each update. */
+export interface StepInfo {
+  /** The batch index of this update; `step + 1` updates are now applied. */
+  step: number;
+  lr: number;
+  /** Loss before the update. */
+  loss: number;
+  /** Pre-clip global gradient norm. */
+  gradNorm: number;
+  clipped: boolean;
+  /** The train.csv row. */
+  row: TrainRow;
+  /** The grad_norms.csv row. */
+  gradNorms: GradNormRow;
+}
+
+/** Options of {@linkcode train}: Adam's and the schedule's (see {@linkcode AdamOptions}), plus the loop's. */
+export interface TrainOptions<B> extends AdamOptions {
+  /** The batch of step s; must be a pure function of s, so that resuming sees the same data. Required. */
+  batchAt: (step: number) => B;
+  /** The run's name: its folder under runsDir (letters, digits, `._-`, `/` between parts); null: write nothing. */
+  name?: string | null;
+  /** Where run folders go. Default `<repo>/data/runs`. */
+  runsDir?: string;
+  /** Continue from the checkpoint in the run folder (same hash required). Default false: start over. */
+  resume?: boolean;
+  /** Stop after this many updates (the schedule still spans `steps`); null: steps. Default null. */
+  until?: number | null;
+  /** Save a checkpoint every this many updates; null: only at the end. Default null. */
+  checkpointEvery?: number | null;
+  validation?: ValidationOptions<B> | null;
+  probe?: ProbeOptions | null;
+  /** Called after each update; may be async. */
+  onStep?: ((info: StepInfo) => void | Promise<void>) | null;
+  /** Tokens in every batch, for tokens/s; or give `batchTokens`. Default null. */
+  tokensPerBatch?: number | null;
+  /** Tokens in a batch, for tokens/s. Default null. */
+  batchTokens?: ((batch: B) => number) | null;
+  /** A seed the caller used (model init, data order): part of the run's hash only. Default null. */
+  seed?: number | null;
+  /** Names the data (corpus, split, sequence length...): part of the run's hash only. Default null. */
+  dataId?: string | null;
+  /** Throw instead of returning `stopped` when the loss or a gradient is not finite. Default false. */
+  throwOnNonFinite?: boolean;
+  /** Where the progress line goes. Default "auto". */
+  progress?: ProgressOutput;
+  /** Receives one-line messages (resuming, saving...); null: silent. Default console.log. */
+  log?: ((message: string) => void) | null;
+}
+
+/** What {@linkcode train} returns. */
+export interface TrainResult {
+  name: string | null;
+  /** The run folder, or null when nothing was written. */
+  dir: string | null;
+  /** SHA-256 of the run's identity (model config and the options that change the result). */
+  hash: string;
+  /** Updates applied. */
+  step: number;
+  steps: number;
+  /** Whether step === steps. */
+  finished: boolean;
+  /** Set when the run stopped on a non-finite loss or gradient. */
+  stopped: NonFiniteStop | null;
+  logs: TrainLogs;
+}
+
+/** The log files written into a run folder. */
+export const LOG_FILES: Readonly<Record<keyof TrainLogs, string>> = Object.freeze({
+  train: "train.csv",
+  gradNorms: "grad_norms.csv",
+  valid: "valid.csv",
+  probes: "probes.csv",
+});
+
+/** Default folder of runs: `data/runs` at the repository root. */
+export const DEFAULT_RUNS_DIR: string = join(REPO_ROOT, "data", "runs");
+
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*)*$/;
+const NAME_HINT = 'a name of letters, digits, ".", "_" and "-" (parts separated by "/"), like "t2-softmax"';
+const BLOCK = /^blocks\.(\d+)\./;
+
+type Resolved<B> = Required<TrainOptions<B>> & ResolvedAdamOptions;
+
+const LOOP_DEFAULTS = {
+  name: null,
+  runsDir: DEFAULT_RUNS_DIR,
+  resume: false,
+  until: null,
+  checkpointEvery: null,
+  validation: null,
+  probe: null,
+  onStep: null,
+  tokensPerBatch: null,
+  batchTokens: null,
+  seed: null,
+  dataId: null,
+  throwOnNonFinite: false,
+  progress: "auto",
+  log: console.log,
+};
+
+const LOOP_RULES: Record<string, TrainOptionRule> = {
+  batchAt: { type: "function" },
+  name: { type: "string", pattern: NAME, hint: NAME_HINT, nullable: true },
+  runsDir: { type: "string", pattern: /./, hint: "a folder path" },
+  resume: { type: "boolean" },
+  until: { type: "number", min: 1, integer: true, nullable: true },
+  checkpointEvery: { type: "number", min: 1, integer: true, nullable: true },
+  validation: { type: "object", nullable: true, check: (v, where) => checkEveryObject(v, where, "batches") },
+  probe: { type: "object", nullable: true, check: (v, where) => checkEveryObject(v, where, "fn") },
+  onStep: { type: "function", nullable: true },
+  tokensPerBatch: { type: "number", min: 0, nullable: true },
+  batchTokens: { type: "function", nullable: true },
+  seed: { type: "number", nullable: true },
+  dataId: { type: "string", nullable: true },
+  throwOnNonFinite: { type: "boolean" },
+  progress: { type: "enum", values: ["auto", "jupyter", "tty", "plain", "none"] },
+  log: { type: "function", nullable: true },
+};
+
+/**
+ * Checks train options and fills in defaults; `owner` names the caller in errors.
+ *
+ * @example
+ * ```ts
+ * import { resolveTrainingOptions } from "./train.ts";
+ * const o = resolveTrainingOptions("demo", { steps: 10, batchAt: (s: number) => s });
+ * console.log(o.lr, o.resume, o.name); // 0.001 false null
+ * ```
+ */
+export function resolveTrainingOptions<B>(owner: string, options: TrainOptions<B>): Resolved<B> {
+  const rules = { ...ADAM_RULES, ...LOOP_RULES };
+  const o = resolveTrainOptions(owner, options, { ...ADAM_DEFAULTS, ...LOOP_DEFAULTS, steps: 0 }, rules);
+  if ((options as { batchAt?: unknown }).batchAt === undefined) {
+    throw new Error(`${owner}: option batchAt is required: a function (step) => batch, pure in step`);
+  }
+  const adamKeys = Object.keys(ADAM_RULES) as (keyof AdamOptions)[];
+  const adamOptions = Object.fromEntries(
+    adamKeys.filter((k) => options[k] !== undefined).map((k) => [k, options[k]]),
+  ) as unknown as AdamOptions;
+  const resolved = { ...o, ...resolveAdamOptions(owner, adamOptions) } as Resolved<B>;
+  if (resolved.until !== null && resolved.until > resolved.steps) {
+    throw new Error(`${owner}: option until must be <= steps (${resolved.steps}), got ${resolved.until}`);
+  }
+  if (resolved.tokensPerBatch !== null && resolved.batchTokens !== null) {
+    throw new Error(`${owner}: give tokensPerBatch or batchTokens, not both`);
+  }
+  if (resolved.resume && resolved.name === null) {
+    throw new Error(`${owner}: option resume needs a name (the run folder to resume from); set options.name`);
+  }
+  return resolved;
+}
+
+function checkModel<B>(owner: string, model: Trainable<B>): string[] {
+  if (model === null || typeof model !== "object") {
+    throw new Error(`${owner}: model must be a Trainable { variables, loss, config }, got ${describeValue(model)}`);
+  }
+  if (typeof model.loss !== "function") {
+    throw new Error(`${owner}: model.loss must be a function (batch) => tf.Scalar, got ${describeValue(model.loss)}`);
+  }
+  try {
+    canonicalJson(model.config, "model.config");
+  } catch (err) {
+    throw new Error(`${owner}: model.config must be JSON-serialisable: ${(err as Error).message}`);
+  }
+  return checkVariables(`${owner}: model`, model.variables);
+}
+
+/** The description of a run that its hash covers. */
+export interface RunIdentity {
+  config: unknown;
+  variables: Record<string, number[]>;
+  steps: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  schedule: string;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  decayed: string[];
+  clip: number | null;
+  seed: number | null;
+  dataId: string | null;
+}
+
+/**
+ * The identity of a run (model config, variable shapes and the options that change the result: schedule,
+ * Adam constants, clipping, weight decay and which variables it applies to, seed, dataId) and its SHA-256.
+ * Functions cannot be hashed: when `batchAt` changes, change `dataId`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { runIdentity } from "./train.ts";
+ * const w = tf.variable(tf.zeros([2]));
+ * const model = { variables: { w }, config: { kind: "demo" }, loss: () => tf.sum(w) as tf.Scalar };
+ * const a = await runIdentity(model, { steps: 10, batchAt: () => null });
+ * const b = await runIdentity(model, { steps: 20, batchAt: () => null });
+ * console.log(a.hash.length, a.hash !== b.hash); // 64 true
+ * w.dispose();
+ * ```
+ */
+export function runIdentity<B>(
+  model: Trainable<B>,
+  options: TrainOptions<B>,
+): Promise<{ identity: RunIdentity; hash: string }> {
+  const names = checkModel("runIdentity", model);
+  const o = resolveTrainingOptions("runIdentity", options);
+  return identityOf(model, names, o);
+}
+
+async function identityOf<B>(
+  model: Trainable<B>,
+  names: string[],
+  o: Resolved<B>,
+): Promise<{ identity: RunIdentity; hash: string }> {
+  const identity: RunIdentity = {
+    config: model.config ?? null,
+    variables: Object.fromEntries(names.map((n) => [n, [...model.variables[n].shape]])),
+    steps: o.steps,
+    lr: o.lr,
+    minLr: o.minLr,
+    warmup: o.warmup,
+    schedule: o.schedule,
+    beta1: o.beta1,
+    beta2: o.beta2,
+    eps: o.eps,
+    weightDecay: o.weightDecay,
+    decayed: o.weightDecay > 0 ? decayedNames(model.variables, o.decay) : [],
+    clip: o.clip,
+    seed: o.seed,
+    dataId: o.dataId,
+  };
+  return { identity, hash: await sha256Hex(canonicalJson(identity)) };
+}
+
+/**
+ * Copies saved weights into a model's variables; names and sizes must match exactly.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { restoreWeights } from "./train.ts";
+ * const w = tf.variable(tf.zeros([2]));
+ * restoreWeights({ w }, { w: new Float32Array([1, 2]) });
+ * console.log(Array.from(w.dataSync())); // [1, 2]
+ * w.dispose();
+ * ```
+ */
+export function restoreWeights(
+  variables: Readonly<Record<string, tf.Variable>>,
+  weights: Readonly<Record<string, Float32Array>>,
+): void {
+  const names = Object.keys(variables);
+  const saved = Object.keys(weights);
+  const missing = names.filter((n) => !(n in weights));
+  const extra = saved.filter((n) => !(n in variables));
+  if (missing.length > 0 || extra.length > 0) {
+    throw new Error(
+      `restoreWeights: the saved weights do not match the model's variables (missing: ${
+        missing.join(", ") || "none"
+      }; not in the model: ${extra.join(", ") || "none"}); the model config must be the one that was trained`,
+    );
+  }
+  for (const name of names) {
+    if (weights[name].length !== variables[name].size) {
+      throw new Error(
+        `restoreWeights: "${name}" was saved with ${weights[name].length} values, the model's has ` +
+          `${variables[name].size} (shape [${variables[name].shape}])`,
+      );
+    }
+  }
+  tf.tidy(() => {
+    for (const name of names) variables[name].assign(tf.tensor(weights[name], variables[name].shape, "float32"));
+  });
+}
+
+async function readWeights(variables: Readonly<Record<string, tf.Variable>>): Promise<Record<string, Float32Array>> {
+  const out: Record<string, Float32Array> = {};
+  for (const [name, w] of Object.entries(variables)) out[name] = Float32Array.from(await w.data() as Float32Array);
+  return out;
+}
+
+/**
+ * Writes the logs as CSV files into `dir` (atomically; empty logs are skipped).
+ *
+ * @example
+ * ```ts
+ * import { writeLogCsvs } from "./train.ts";
+ * const dir = await Deno.makeTempDir();
+ * await writeLogCsvs(dir, { train: [], gradNorms: [{ step: 0, "blocks.0.w": 1 }], valid: [], probes: [] });
+ * console.log(await Deno.readTextFile(`${dir}/grad_norms.csv`)); // step,blocks.0.w\n0,1
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function writeLogCsvs(dir: string, logs: TrainLogs): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  for (const key of Object.keys(LOG_FILES) as (keyof TrainLogs)[]) {
+    if (logs[key].length === 0) continue;
+    await writeFileAtomic(join(dir, LOG_FILES[key]), toCsv(logs[key], { digits: 7 }));
+  }
+}
+
+async function removeLogCsvs(dir: string): Promise<void> {
+  for (const file of Object.values(LOG_FILES)) {
+    await Deno.remove(join(dir, file)).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    });
+  }
+}
+
+async function validationLoss<B>(model: Trainable<B>, batches: B[]): Promise<number> {
+  if (!Array.isArray(batches) || batches.length === 0) {
+    throw new Error(
+      `train: validation.batches() must return a non-empty array of batches, got ${describeValue(batches)}`,
+    );
+  }
+  let total = 0;
+  for (const batch of batches) {
+    const loss = tf.tidy(() => model.loss(batch));
+    const value = (await loss.data())[0];
+    loss.dispose();
+    total += value;
+  }
+  return total / batches.length;
+}
+
+function layerOf(name: string): number | null {
+  const match = BLOCK.exec(name);
+  return match ? Number(match[1]) : null;
+}
+
+/**
+ * Trains `model` with Adam over steps [start, until) where start is 0, or the checkpoint's step with
+ * `resume: true`. Each step computes the loss and gradients of `batchAt(step)`, logs them, clips and updates.
+ * Stops cleanly (no update, no checkpoint) at the first non-finite loss or gradient and reports where in
+ * `stopped`. Returns the logs; the model's variables hold the trained weights. The caller owns the model.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { train } from "./train.ts";
+ * const w = tf.variable(tf.tensor1d([2]));
+ * const model = { variables: { "blocks.0.w": w }, config: {}, loss: (t: number) => tf.sum(tf.square(tf.sub(w, t))) as tf.Scalar };
+ * const runsDir = await Deno.makeTempDir();
+ * const result = await train(model, {
+ *   name: "demo", runsDir, steps: 3, lr: 0.1, batchAt: () => 0, progress: "none", log: null,
+ * });
+ * console.log(result.logs.train.map((r) => r.loss.toFixed(2)), result.finished); // ["4.00", "3.61", "3.40"] true
+ * w.dispose();
+ * await Deno.remove(runsDir, { recursive: true });
+ * ```
+ */
+export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): Promise<TrainResult> {
+  const names = checkModel("train", model);
+  const o = resolveTrainingOptions("train", options);
+  const { identity, hash } = await identityOf(model, names, o);
+  const log = o.log ?? (() => {});
+  const dir = o.name === null ? null : join(o.runsDir, o.name);
+  const varList = names.map((n) => model.variables[n]);
+  const opt = adam(model.variables, {
+    lr: o.lr,
+    minLr: o.minLr,
+    warmup: o.warmup,
+    steps: o.steps,
+    schedule: o.schedule,
+    beta1: o.beta1,
+    beta2: o.beta2,
+    eps: o.eps,
+    weightDecay: o.weightDecay,
+    clip: o.clip,
+    decay: o.decay,
+  });
+  try {
+    let logs: TrainLogs = { train: [], gradNorms: [], valid: [], probes: [] };
+    let savedStep: number | null = null;
+    if (dir !== null && o.resume) {
+      const checkpoint = await loadCheckpoint(dir);
+      if (checkpoint === null) {
+        log(`${o.name}: no checkpoint in ${dir}; training from step 0`);
+      } else {
+        if (checkpoint.manifest.hash !== hash) {
+          throw new Error(
+            `train: the checkpoint in ${dir} is of a different run (hash ${checkpoint.manifest.hash.slice(0, 12)}…, ` +
+              `this run ${hash.slice(0, 12)}…: model config or training options changed); ` +
+              "pass resume: false to start over, or choose another name",
+          );
+        }
+        restoreWeights(model.variables, checkpoint.weights);
+        opt.setState(checkpoint.adam);
+        logs = checkpoint.logs;
+        savedStep = checkpoint.manifest.step;
+        log(`${o.name}: resuming from step ${savedStep} of ${o.steps} (${dir})`);
+      }
+    } else if (dir !== null) {
+      await removeCheckpoint(dir);
+      await removeLogCsvs(dir);
+    }
+
+    const start = opt.step;
+    const until = Math.max(start, o.until ?? o.steps);
+    let dirty = false;
+    const save = async () => {
+      if (dir === null) return;
+      await saveCheckpoint(dir, {
+        name: o.name,
+        steps: o.steps,
+        hash,
+        identity,
+        shapes: identity.variables,
+        weights: await readWeights(model.variables),
+        adam: await opt.getState(),
+        logs,
+      });
+      await writeLogCsvs(dir, logs);
+      savedStep = opt.step;
+      dirty = false;
+    };
+    const runProbe = (step: number) => {
+      const values = o.probe!.fn(step);
+      if (values === null || typeof values !== "object") {
+        throw new Error(`train: probe.fn must return an object of numbers, got ${describeValue(values)}`);
+      }
+      logs.probes.push({ step, ...values } as ProbeRow);
+      dirty = true;
+    };
+    const validate = async (step: number) => {
+      const loss = await validationLoss(model, o.validation!.batches());
+      const row: ValidRow = { step, loss, perplexity: Math.exp(loss), bits_per_byte: loss / Math.LN2 };
+      logs.valid.push(row);
+      dirty = true;
+    };
+
+    if (o.probe && start === 0 && !logs.probes.some((r) => r.step === 0)) runProbe(0);
+
+    const layers = [...new Set(names.map(layerOf).filter((l): l is number => l !== null))].sort((a, b) => a - b);
+    const bar = progress({ total: until - start, label: o.name ?? "train", output: o.progress });
+    let stopped: NonFiniteStop | null = null;
+    try {
+      for (let s = start; s < until; s++) {
+        const t0 = performance.now();
+        const batch = o.batchAt(s);
+        const tokens = o.tokensPerBatch ?? (o.batchTokens ? o.batchTokens(batch) : null);
+        if (tokens !== null && (typeof tokens !== "number" || !(tokens >= 0))) {
+          throw new Error(`train: batchTokens must return a number >= 0, got ${describeValue(tokens)} at step ${s}`);
+        }
+        const { value, grads } = tf.variableGrads(() => model.loss(batch), varList);
+        const byName: Record<string, tf.Tensor | null> = {};
+        names.forEach((n, i) => (byName[n] = grads[varList[i].name] ?? null));
+        let loss: number;
+        let squares: Float32Array;
+        try {
+          const present = names.filter((n) => byName[n] !== null);
+          // One read for the loss and every squared norm: [1 + V]
+          const packed = tf.tidy(() =>
+            tf.concat([tf.reshape(value, [1]), squaredNorms(present.map((n) => byName[n]!))])
+          );
+          const data = await packed.data() as Float32Array;
+          packed.dispose();
+          loss = data[0];
+          squares = new Float32Array(names.length);
+          present.forEach((n, i) => (squares[names.indexOf(n)] = data[1 + i]));
+
+          const gradRow: GradNormRow = { step: s };
+          let total = 0;
+          const layerSquares = new Map<number, number>();
+          names.forEach((n, i) => {
+            gradRow[n] = Math.sqrt(squares[i]);
+            total += squares[i];
+            const layer = layerOf(n);
+            if (layer !== null) layerSquares.set(layer, (layerSquares.get(layer) ?? 0) + squares[i]);
+          });
+          for (const layer of layers) gradRow[`blocks.${layer}.*`] = Math.sqrt(layerSquares.get(layer)!);
+          const gradNorm = Math.sqrt(total);
+          gradRow.global = gradNorm;
+
+          const lr = learningRate(s, o);
+          const badVariables = names.filter((_, i) => !Number.isFinite(squares[i]));
+          if (!Number.isFinite(loss) || badVariables.length > 0) {
+            const where = Number.isFinite(loss) ? badVariables[0] : "loss";
+            stopped = { reason: "non-finite", step: s, where, layer: layerOf(where), variables: badVariables };
+            logs.train.push({
+              step: s,
+              lr,
+              loss,
+              grad_norm: gradNorm,
+              clipped: false,
+              clip: o.clip,
+              tokens,
+              tokens_per_s: null,
+              seconds: (performance.now() - t0) / 1000,
+            });
+            logs.gradNorms.push(gradRow);
+            break;
+          }
+          const info = opt.apply(byName, { gradNorm });
+          const seconds = (performance.now() - t0) / 1000;
+          const row: TrainRow = {
+            step: s,
+            lr: info.lr,
+            loss,
+            grad_norm: gradNorm,
+            clipped: info.clipped,
+            clip: o.clip,
+            tokens,
+            tokens_per_s: tokens === null ? null : tokens / seconds,
+            seconds,
+          };
+          logs.train.push(row);
+          logs.gradNorms.push(gradRow);
+          dirty = true;
+
+          const done = s + 1;
+          if (o.validation && done % o.validation.every === 0) await validate(done);
+          if (o.probe && done % o.probe.every === 0) runProbe(done);
+          if (o.onStep) {
+            await o.onStep({ step: s, lr: info.lr, loss, gradNorm, clipped: info.clipped, row, gradNorms: gradRow });
+          }
+          bar.tick(1, {
+            step: done,
+            loss,
+            "tokens/s": row.tokens_per_s === null ? "?" : Math.round(row.tokens_per_s),
+          });
+          if (o.checkpointEvery !== null && done % o.checkpointEvery === 0 && done < until) await save();
+        } finally {
+          value.dispose();
+          for (const g of Object.values(grads)) g?.dispose();
+        }
+      }
+    } finally {
+      await bar.done();
+    }
+
+    if (stopped !== null) {
+      if (dir !== null) await writeLogCsvs(dir, logs);
+      const message = `${o.name ?? "train"}: stopped at step ${stopped.step}: non-finite ${
+        stopped.where === "loss" ? "loss" : `gradient of ${stopped.where}`
+      }; the last checkpoint (step ${savedStep ?? "none"}) holds the weights before it`;
+      if (o.throwOnNonFinite) throw new Error(`train: ${message}`);
+      log(message);
+    } else {
+      const last = logs.valid.at(-1);
+      if (o.validation && opt.step > 0 && last?.step !== opt.step) await validate(opt.step);
+      if (dir !== null && (dirty || savedStep !== opt.step)) {
+        await save();
+        log(`${o.name}: saved step ${opt.step} of ${o.steps} to ${dir}`);
+      }
+    }
+    return {
+      name: o.name,
+      dir,
+      hash,
+      step: opt.step,
+      steps: o.steps,
+      finished: opt.step === o.steps,
+      stopped,
+      logs,
+    };
+  } finally {
+    opt.dispose();
+  }
+}
