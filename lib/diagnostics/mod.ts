@@ -1,13 +1,17 @@
 /**
- * Diagnostics of attention layers: gradients and their bounds (`gradients.ts`).
+ * Diagnostics of attention layers: gradients and their bounds (`gradients.ts`), attention dilution (`locality.ts`:
+ * the locally accumulated attention curve, entropy, distance and window mass) and heatmap helpers (`heatmap.ts`).
  *
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
- * import { maxScoreGradient } from "./mod.ts";
+ * import { localityCurve, maxScoreGradient } from "./mod.ts";
  * console.log(maxScoreGradient(tf.tensor1d([5, 5]), "softmax")); // 0.25
+ * console.log(localityCurve(tf.eye(8), { ratios: [0.125, 1] }).curve); // [1, 1]
  * ```
  *
  * @module
  */
 
 export * from "./gradients.ts";
+export * from "./heatmap.ts";
+export * from "./locality.ts";

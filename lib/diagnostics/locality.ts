@@ -1,0 +1,410 @@
+/**
+ * Attention-dilution diagnostics: the locally accumulated attention curve of Fig. 2a of "The Devil in Linear
+ * Transformer" (Qin et al. 2022), its area, and per-row summaries (entropy, mean distance, mass in a window).
+ *
+ * Every function takes attention weights as a float32 tf.Tensor of shape [n, n] (query i, key j) or
+ * [batch, heads, n, n], reads them once with `dataSync` and computes on the CPU in typed arrays; it creates no
+ * tensors. Each row is first normalised by the sum of its absolute values, p_ij = |w_ij| / Σ_j |w_ij|, because
+ * NormAttention's kernel matrix φ(Q)φ(K)ᵀ can have negative entries; on non-negative rows (softmax, row-normalised
+ * linear attention) this is the ordinary row normalisation. A row whose entries are all zero has no distribution and
+ * throws.
+ *
+ * Divergences from the paper, which defines the score only in words ("the accumulated attention scores inside the
+ * neighbourhood of the centering token", x = neighbourhood size relative to the input length): the authors dumped
+ * matrices divided by their plain row sums, while here rows are divided by the sum of absolute values (equal for
+ * non-negative rows); the neighbourhood's tie-breaking, the causal "available context" curve and the area under the
+ * curve are this project's choices, documented on {@linkcode localityCurve}. No public code of the authors computes
+ * the curve.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { resolveOptions } from "../attention/types.ts";
+
+/**
+ * The default neighbourhood ratios of {@linkcode localityCurve}: 0, 0.05, ..., 1 (21 points).
+ *
+ * @example
+ * ```ts
+ * import { LOCALITY_RATIOS } from "./locality.ts";
+ * console.log(LOCALITY_RATIOS.length, LOCALITY_RATIOS[1], LOCALITY_RATIOS[20]); // 21 0.05 1
+ * ```
+ */
+export const LOCALITY_RATIOS: readonly number[] = Object.freeze(Array.from({ length: 21 }, (_, i) => i / 20));
+
+/** Options of {@linkcode localityCurve}. */
+export interface LocalityOptions {
+  /** Neighbourhood ratios x in [0, 1] at which the curves are sampled. Default {@linkcode LOCALITY_RATIOS}. */
+  ratios?: readonly number[];
+  /**
+   * The weights are causal: query i attends to keys j <= i only. Entries above the diagonal must then be exactly 0
+   * (anything else throws), and the available-context curve uses i + 1 keys for query i. Default false.
+   */
+  causal?: boolean;
+}
+
+/** The curves of one head (one [n, n] matrix); the fields mean what they mean in {@linkcode LocalityCurve}. */
+export interface HeadLocality {
+  /** Batch index (0 for an [n, n] input). */
+  batch: number;
+  /** Head index (0 for an [n, n] input). */
+  head: number;
+  /** Full-neighbourhood curve of this head, one value per ratio. */
+  curve: number[];
+  /** Area under this head's full-neighbourhood curve. */
+  auc: number;
+  /** Available-context curve of this head, one value per ratio. */
+  availableCurve: number[];
+  /** Area under this head's available-context curve. */
+  availableAuc: number;
+}
+
+/** The result of {@linkcode localityCurve}: means over query rows, heads and the batch. */
+export interface LocalityCurve {
+  /** The ratios x the curves are sampled at, as given. */
+  ratios: number[];
+  /** curve[r]: mean |.|-normalised mass inside the ⌈x·n⌉ tokens nearest to the query, x = ratios[r]. */
+  curve: number[];
+  /** ∫₀¹ of the full-neighbourhood step curve, exactly: (1/n) Σ_{k=1..n} C(k), independent of `ratios`. */
+  auc: number;
+  /**
+   * availableCurve[r]: mean mass inside the ⌈x·m_i⌉ keys nearest to query i within its available context of m_i
+   * keys (m_i = i + 1 when causal, n otherwise, so it equals `curve` for non-causal weights).
+   */
+  availableCurve: number[];
+  /** ∫₀¹ of the available-context step curve, exactly (mean over rows of (1/m_i) Σ_{k=1..m_i} C_i(k)). */
+  availableAuc: number;
+  /** Sequence length n. */
+  n: number;
+  /** Whether the weights were treated as causal. */
+  causal: boolean;
+  /** Per-head curves, batch-major: perHead[b · heads + h]. One entry for an [n, n] input. */
+  perHead: HeadLocality[];
+}
+
+/** A per-row statistic, summarised three ways. */
+export interface RowStatistic {
+  /** Mean over every query row of every head and batch element. */
+  mean: number;
+  /** byQuery[i]: mean over batch and heads for query position i (length n). */
+  byQuery: number[];
+  /** byHead[b · heads + h]: mean over the n query rows of one head, batch-major. */
+  byHead: number[];
+}
+
+/** Options of {@linkcode windowMass}. */
+export interface WindowMassOptions {
+  /** Required: the largest distance |i − j| counted as inside the window (an integer >= 0). */
+  window: number;
+}
+
+/** Checked weights: flat [groups, n, n] data, with every row's Σ_j |w_ij|. */
+interface Rows {
+  data: Float32Array;
+  batch: number;
+  heads: number;
+  n: number;
+  /** [groups · n]: Σ_j |w_ij| of each row, groups = batch · heads. */
+  rowSums: Float64Array;
+}
+
+// x·m within this of an integer counts as that integer, so 0.07 · 100 = 7.000000000000001 gives 7 tokens, not 8.
+const CEIL_SLACK = 1e-9;
+
+function describe(value: unknown): string {
+  if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(", ")}]`;
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "string") return `"${value}"`;
+  return String(value);
+}
+
+/** The neighbourhood size ⌈x·m⌉ (with {@link CEIL_SLACK}), clamped to [0, m]. */
+function neighbourhoodSize(x: number, m: number): number {
+  return Math.min(m, Math.max(0, Math.ceil(x * m - CEIL_SLACK)));
+}
+
+function readWeights(owner: string, weights: unknown, causal = false): Rows {
+  if (!(weights instanceof tf.Tensor) || (weights.rank !== 2 && weights.rank !== 4)) {
+    throw new Error(
+      `${owner}: weights must be a float32 tf.Tensor of shape [n, n] or [batch, heads, n, n], got ${
+        describe(weights)
+      }; add or remove axes with tf.reshape`,
+    );
+  }
+  if (weights.dtype !== "float32") {
+    throw new Error(`${owner}: weights must be float32, got ${weights.dtype}; use tf.cast(weights, "float32")`);
+  }
+  const shape = weights.shape;
+  const n = shape[shape.length - 1];
+  if (shape[shape.length - 2] !== n) {
+    throw new Error(
+      `${owner}: weights must be square in its last two axes (queries × keys, [.., n, n]), got shape [${
+        shape.join(", ")
+      }]`,
+    );
+  }
+  if (weights.size === 0) {
+    throw new Error(`${owner}: weights must hold at least one query row (n >= 1), got shape [${shape.join(", ")}]`);
+  }
+  const [batch, heads] = shape.length === 4 ? [shape[0], shape[1]] : [1, 1];
+  const data = weights.dataSync() as Float32Array;
+  const rows = batch * heads * n;
+  const rowSums = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const i = r % n;
+    const base = r * n;
+    let sum = 0;
+    for (let j = 0; j < n; j++) {
+      const w = data[base + j];
+      if (!Number.isFinite(w)) {
+        throw new Error(`${owner}: weights must be finite, got ${w} at ${where(r, j, batch, heads, n)}`);
+      }
+      if (causal && j > i && w !== 0) {
+        throw new Error(
+          `${owner}: causal weights must be 0 above the diagonal, got ${w} at ${where(r, j, batch, heads, n)}; ` +
+            `pass causal: false for bidirectional attention`,
+        );
+      }
+      sum += Math.abs(w);
+    }
+    if (sum === 0) {
+      throw new Error(
+        `${owner}: every row needs some attention mass, but the row of ${
+          where(r, -1, batch, heads, n)
+        } is all zeros, so p_ij = |w_ij| / Σ_j |w_ij| is undefined`,
+      );
+    }
+    rowSums[r] = sum;
+  }
+  return { data, batch, heads, n, rowSums };
+}
+
+/** Names the position of row r (and key j when j >= 0) in the input's own axes. */
+function where(r: number, j: number, batch: number, heads: number, n: number): string {
+  const i = r % n;
+  const g = Math.floor(r / n);
+  const key = j >= 0 ? `, key ${j}` : "";
+  return batch * heads === 1
+    ? `query ${i}${key}`
+    : `batch ${Math.floor(g / heads)}, head ${g % heads}, query ${i}${key}`;
+}
+
+function checkRatios(owner: string, ratios: unknown): number[] {
+  if (!Array.isArray(ratios) || ratios.length === 0) {
+    throw new Error(`${owner}: option ratios must be a non-empty array of numbers in [0, 1], got ${describe(ratios)}`);
+  }
+  ratios.forEach((x, r) => {
+    if (typeof x !== "number" || !Number.isFinite(x) || x < 0 || x > 1) {
+      throw new Error(`${owner}: option ratios must hold numbers in [0, 1], got ${describe(x)} at index ${r}`);
+    }
+  });
+  return [...ratios];
+}
+
+/** Throws unless options is undefined or a plain object whose keys are all in `valid`. */
+function checkKeys(owner: string, options: unknown, valid: readonly string[]): Record<string, unknown> {
+  if (options !== undefined && (options === null || typeof options !== "object" || Array.isArray(options))) {
+    throw new Error(`${owner}: options must be an object, got ${describe(options)}`);
+  }
+  const given = (options ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(given)) {
+    if (!valid.includes(key)) {
+      throw new Error(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
+    }
+  }
+  return given;
+}
+
+/**
+ * The locally accumulated attention curve (Fig. 2a of the paper) and its area.
+ *
+ * For a ratio x, query i's neighbourhood is the ⌈x·n⌉ tokens nearest to it: the query itself first, then i − 1,
+ * i + 1, i − 2, i + 2, ... (ties go to the left), skipping positions outside [0, n). `curve[r]` is the mean over query
+ * rows, heads and batch of the |.|-normalised mass inside that neighbourhood. So x = 0 gives 0, x = 1 gives 1, an
+ * identity matrix gives 1 for every x > 0, and a uniform matrix gives ⌈x·n⌉/n. x·n within 1e-9 of an integer counts
+ * as that integer (0.07 · 100 is 7 tokens, not 8).
+ *
+ * `auc` is the exact area under the step function x ↦ C(⌈x·n⌉) on [0, 1], where C(k) is the mean mass in the k
+ * nearest tokens: (1/n) Σ_{k=1..n} C(k). It does not depend on `ratios`. Uniform attention gives (n + 1)/(2n)
+ * = 1/2 + 1/(2n), attention on the query alone gives 1; larger means more local.
+ *
+ * Causal weights (`causal: true`): a causal row has only a left side, so the right half of the full neighbourhood
+ * holds no mass, and an early query's whole context (i + 1 keys) fits in a small neighbourhood. The full curve of a
+ * causal model therefore rises fast even for uniform attention and reads as "mass within distance ~x·n/2 to the
+ * left"; compare causal models with each other, not with bidirectional ones. `availableCurve` measures each query
+ * against its own context instead: the neighbourhood is the ⌈x·(i + 1)⌉ keys i, i − 1, ..., so uniform causal
+ * attention gives (1/n) Σ_i ⌈x·(i + 1)⌉/(i + 1) ≈ x, the diagonal that uniform bidirectional attention gives on
+ * the full curve. For non-causal weights the available context is all n keys and `availableCurve` equals `curve`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { localityCurve } from "./locality.ts";
+ * const uniform = tf.fill([4, 4], 0.25);
+ * const { curve, auc } = localityCurve(uniform, { ratios: [0, 0.25, 0.5, 1] });
+ * console.log(curve, auc); // [0, 0.25, 0.5, 1] 0.625
+ * uniform.dispose();
+ * ```
+ */
+export function localityCurve(weights: tf.Tensor, options?: LocalityOptions): LocalityCurve {
+  const owner = "localityCurve";
+  const given = checkKeys(owner, options, ["ratios", "causal"]);
+  const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
+  const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
+    causal: { type: "boolean" },
+  });
+  const { data, batch, heads, n, rowSums } = readWeights(owner, weights, causal);
+  const fullSizes = ratios.map((x) => neighbourhoodSize(x, n));
+  // cum[k]: Σ |w| over the k nearest tokens of the current row (full); left[k]: over keys i, i − 1, ..., i − k + 1.
+  const cum = new Float64Array(n + 1);
+  const left = new Float64Array(n + 1);
+  const perHead: HeadLocality[] = [];
+  for (let g = 0; g < batch * heads; g++) {
+    const curve = new Array<number>(ratios.length).fill(0);
+    const availableCurve = new Array<number>(ratios.length).fill(0);
+    let auc = 0;
+    let availableAuc = 0;
+    for (let i = 0; i < n; i++) {
+      const base = (g * n + i) * n;
+      const s = rowSums[g * n + i];
+      let k = 0;
+      let acc = Math.abs(data[base + i]);
+      cum[++k] = acc;
+      for (let d = 1; k < n; d++) {
+        if (i - d >= 0) cum[++k] = acc += Math.abs(data[base + i - d]);
+        if (i + d < n) cum[++k] = acc += Math.abs(data[base + i + d]);
+      }
+      let area = 0;
+      for (let m = 1; m <= n; m++) area += cum[m];
+      auc += area / (n * s);
+      fullSizes.forEach((size, r) => (curve[r] += cum[size] / s));
+      if (!causal) continue;
+      const context = i + 1;
+      acc = 0;
+      area = 0;
+      for (let m = 1; m <= context; m++) area += left[m] = acc += Math.abs(data[base + i - m + 1]);
+      availableAuc += area / (context * s);
+      ratios.forEach((x, r) => (availableCurve[r] += left[neighbourhoodSize(x, context)] / s));
+    }
+    const mean = (v: number[]) => v.map((c) => c / n);
+    perHead.push({
+      batch: Math.floor(g / heads),
+      head: g % heads,
+      curve: mean(curve),
+      auc: auc / n,
+      availableCurve: causal ? mean(availableCurve) : mean(curve),
+      availableAuc: causal ? availableAuc / n : auc / n,
+    });
+  }
+  const average = (pick: (h: HeadLocality) => number) => perHead.reduce((a, h) => a + pick(h), 0) / perHead.length;
+  return {
+    ratios,
+    curve: ratios.map((_, r) => average((h) => h.curve[r])),
+    auc: average((h) => h.auc),
+    availableCurve: ratios.map((_, r) => average((h) => h.availableCurve[r])),
+    availableAuc: average((h) => h.availableAuc),
+    n,
+    causal,
+    perHead,
+  };
+}
+
+/** Applies `f(base, i, s)` to every row (data offset, query index, Σ|w|) and summarises the values. */
+function rowStatistic(rows: Rows, f: (base: number, i: number, s: number) => number): RowStatistic {
+  const { batch, heads, n, rowSums } = rows;
+  const groups = batch * heads;
+  const byQuery = new Array<number>(n).fill(0);
+  const byHead = new Array<number>(groups).fill(0);
+  for (let g = 0; g < groups; g++) {
+    for (let i = 0; i < n; i++) {
+      const value = f((g * n + i) * n, i, rowSums[g * n + i]);
+      byQuery[i] += value / groups;
+      byHead[g] += value / n;
+    }
+  }
+  return { mean: byHead.reduce((a, b) => a + b, 0) / groups, byQuery, byHead };
+}
+
+/**
+ * The entropy of each attention row in nats, H_i = −Σ_j p_ij log p_ij with p_ij = |w_ij| / Σ_j |w_ij| and
+ * 0 · log 0 = 0. It is 0 for a row on one key and log m for a row uniform over m keys (log n for full uniform
+ * attention, log(i + 1) for causal uniform attention): diluted attention has high entropy.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { attentionEntropy } from "./locality.ts";
+ * const uniform = tf.fill([4, 4], 1);
+ * console.log(attentionEntropy(uniform).mean.toFixed(4), Math.log(4).toFixed(4)); // 1.3863 1.3863
+ * uniform.dispose();
+ * ```
+ */
+export function attentionEntropy(weights: tf.Tensor): RowStatistic {
+  const rows = readWeights("attentionEntropy", weights);
+  const { data, n } = rows;
+  return rowStatistic(rows, (base, _i, s) => {
+    let h = 0;
+    for (let j = 0; j < n; j++) {
+      const p = Math.abs(data[base + j]) / s;
+      if (p > 0) h -= p * Math.log(p);
+    }
+    return h;
+  });
+}
+
+/**
+ * The mean attention distance of each row in tokens, Σ_j p_ij |i − j| with p_ij = |w_ij| / Σ_j |w_ij|: 0 for
+ * attention on the query itself, and about n/3 on average over the rows of uniform attention.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { meanAttentionDistance } from "./locality.ts";
+ * // Every query attends to its left neighbour (query 0 to itself).
+ * const shifted = tf.tensor2d([[1, 0, 0], [1, 0, 0], [0, 1, 0]]);
+ * console.log(meanAttentionDistance(shifted).byQuery); // [0, 1, 1]
+ * shifted.dispose();
+ * ```
+ */
+export function meanAttentionDistance(weights: tf.Tensor): RowStatistic {
+  const rows = readWeights("meanAttentionDistance", weights);
+  const { data, n } = rows;
+  return rowStatistic(rows, (base, i, s) => {
+    let d = 0;
+    for (let j = 0; j < n; j++) d += Math.abs(data[base + j]) * Math.abs(i - j);
+    return d / s;
+  });
+}
+
+/**
+ * The fraction of each row's |.|-normalised mass within a fixed window, Σ_{|i − j| <= window} p_ij. Unlike
+ * {@linkcode localityCurve}, the window does not grow with n, so it measures the same local context at every length.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { windowMass } from "./locality.ts";
+ * const uniform = tf.fill([5, 5], 1);
+ * // Query 0 sees keys 0..1 inside a window of 1 (2 of 5 keys), query 2 sees keys 1..3 (3 of 5).
+ * console.log(windowMass(uniform, { window: 1 }).byQuery); // [0.4, 0.6, 0.6, 0.6, 0.4]
+ * uniform.dispose();
+ * ```
+ */
+export function windowMass(weights: tf.Tensor, options: WindowMassOptions): RowStatistic {
+  const owner = "windowMass";
+  const given = checkKeys(owner, options, ["window"]);
+  if (given.window === undefined) {
+    throw new Error(`${owner}: option window is required: the largest |i - j| counted as local, e.g. { window: 32 }`);
+  }
+  const { window } = resolveOptions(owner, given, { window: 0 }, {
+    window: { type: "number", min: 0, integer: true },
+  });
+  const rows = readWeights(owner, weights);
+  const { data, n } = rows;
+  return rowStatistic(rows, (base, i, s) => {
+    let inside = 0;
+    for (let j = Math.max(0, i - window); j <= Math.min(n - 1, i + window); j++) inside += Math.abs(data[base + j]);
+    return inside / s;
+  });
+}
