@@ -40,7 +40,9 @@ function variantOptions(options: AnyOptions): AnyOptions {
   return { ...rest, causal: true };
 }
 
-function tokens(qkv: QKV, from: number, size: number): QKV {
+/** Tokens [from, from + size) of q, k and v. */
+function tokens(qkv: QKV, range: { from: number; size: number }): QKV {
+  const { from, size } = range;
   const part = (x: tf.Tensor4D) => tf.slice(x, [0, 0, from, 0], [-1, -1, size, -1]) as tf.Tensor4D;
   return { q: part(qkv.q), k: part(qkv.k), v: part(qkv.v) };
 }
@@ -64,8 +66,8 @@ function decodeSequence(
   let state = options.start ?? dec.init(dimsOf(qkv));
   const outs: tf.Tensor4D[] = [];
   const sizes: number[] = [];
-  const advance = (from: number, size: number, method: "prefill" | "step") => {
-    const part = tokens(qkv, from, size);
+  const advance = (method: "prefill" | "step", range: { from: number; size: number }) => {
+    const part = tokens(qkv, range);
     const next = dec[method](state, part);
     tf.dispose([part.q, part.k, part.v]);
     if (state !== options.start) dec.dispose(state);
@@ -73,8 +75,8 @@ function decodeSequence(
     outs.push(next.out);
     sizes.push(dec.stateSize(state));
   };
-  if (prefill > 0) advance(0, prefill, "prefill");
-  for (let t = prefill; t < n; t++) advance(t, 1, "step");
+  if (prefill > 0) advance("prefill", { from: 0, size: prefill });
+  for (let t = prefill; t < n; t++) advance("step", { from: t, size: 1 });
   const out = tf.concat(outs, 2) as tf.Tensor4D; // [b, h, n, dv]
   tf.dispose(outs);
   return { out, sizes, state };
@@ -114,8 +116,8 @@ for (const name of DECODER_VARIANTS) {
           assertClose(run.out, attend, `${name} ${JSON.stringify(base)} prompt=${s}`, TOL);
           // A second prefill from the carried state: [0, s) then [s, n) in two calls.
           if (s < n) {
-            const head = tokens(qkv, 0, s);
-            const tail = tokens(qkv, s, n - s);
+            const head = tokens(qkv, { from: 0, size: s });
+            const tail = tokens(qkv, { from: s, size: n - s });
             const first = dec.prefill(dec.init(dimsOf(qkv)), head);
             const second = dec.prefill(first.state, tail);
             assertClose(tf.concat([first.out, second.out], 2), attend, `${name} two prefills s=${s}`, TOL);
@@ -238,8 +240,8 @@ for (const name of ["linear", "norm"] as const) {
     const n = 50;
     for (const s of [1, 20, 49]) {
       const qkv = seededQKV({ n, dk: 4, dv: 3, seed: 30 + s, std: 0.7 });
-      const head = tokens(qkv, 0, s);
-      const tail = tokens(qkv, s, n - s);
+      const head = tokens(qkv, { from: 0, size: s });
+      const tail = tokens(qkv, { from: s, size: n - s });
       const first = recurrentAttend(name, head);
       const dec = decoder(name);
       const start = dec.init(dimsOf(qkv), { from: first.state, position: s });
@@ -287,14 +289,14 @@ Deno.test("decode performer: the projection is attend()'s, given or seeded, and 
   tf.dispose([qkv.q, qkv.k, qkv.v, projection]);
 });
 
-Deno.test("decode performer: step t equals attend() on the prefix [0, t] exactly; the full causal attend() differs only through eps", () => {
+Deno.test("decode performer: step t equals attend() on the prefix [0, t]; with eps = 0 it equals the whole-sequence causal attend()", () => {
   const n = 40;
   // Large keys make the key maximum grow along the sequence, so the stabilisers differ.
   const qkv = seededQKV({ b: 1, h: 2, n, dk: 4, dv: 3, seed: 4, std: 1.5 });
   const options = { features: 8, seed: 1 };
   const run = decodeSequence(decoder("performer", options), qkv);
   for (const t of [0, 9, 25, 39]) {
-    const prefix = tokens(qkv, 0, t + 1);
+    const prefix = tokens(qkv, { from: 0, size: t + 1 });
     const last = tf.tidy(() => {
       const out = variants.performer.attend(prefix, { ...options, causal: true });
       return tf.slice(out, [0, 0, t, 0], [-1, -1, 1, -1]);
@@ -314,7 +316,7 @@ Deno.test("decode performer: step t equals attend() on the prefix [0, t] exactly
 Deno.test("decode cosformer: fewer steps than maxLength give the first rows of attend() at length maxLength", () => {
   const maxLength = 33;
   const qkv = seededQKV({ n: maxLength, dk: 4, dv: 3, seed: 6 });
-  const prefix = tokens(qkv, 0, 10);
+  const prefix = tokens(qkv, { from: 0, size: 10 });
   const run = decodeSequence(decoder("cosformer", { maxLength }), prefix);
   const whole = tf.tidy(() =>
     tf.slice(variants.cosformer.attend(qkv, { causal: true }), [0, 0, 0, 0], [-1, -1, 10, -1])

@@ -127,7 +127,7 @@ export interface Decoder {
 /** The engine of one variant: tensors in, outputs and new tensors out, run inside tf.tidy. */
 interface Engine {
   init(dims: DecodeDims): Record<string, tf.Tensor>;
-  advance(tensors: Readonly<Record<string, tf.Tensor>>, qkv: QKV, at: { position: number; single: boolean }): {
+  advance(tensors: Readonly<Record<string, tf.Tensor>>, call: { qkv: QKV; position: number; single: boolean }): {
     out: tf.Tensor4D;
     tensors: Record<string, tf.Tensor>;
   };
@@ -202,8 +202,9 @@ function maskedAttend(
   return tf.matMul(scores, qkv.v) as tf.Tensor4D; // [b, h, p, dv]
 }
 
-/** The p query rows at `position` against `c` cached keys just before them plus the p new ones. */
-function bandMask(p: number, c: number, allowed: (i: number, j: number) => boolean): tf.Tensor2D {
+/** A [p, c + p] 0/1 mask: p new queries against c cached keys then the p new keys; query r sits at key index c + r. */
+function bandMask(sizes: { rows: number; cached: number }, allowed: (i: number, j: number) => boolean): tf.Tensor2D {
+  const { rows: p, cached: c } = sizes;
   const data = new Float32Array(p * (c + p));
   for (let r = 0; r < p; r++) {
     for (let col = 0; col < c + p; col++) {
@@ -217,9 +218,9 @@ function kernelEngine(name: "linear" | "norm", o: Resolved): Engine {
   const { causal: _, ...options } = o;
   return {
     init: (dims) => ({ ...initialState(dims) }),
-    advance: ({ s, z }, qkv, at) => {
+    advance: ({ s, z }, { qkv, single }) => {
       const state = { s: s as tf.Tensor4D, z: z as tf.Tensor3D };
-      if (!at.single) {
+      if (!single) {
         const run = chunkedAttend(name, qkv, { ...options, state });
         return { out: run.output, tensors: { ...run.state } };
       }
@@ -247,7 +248,7 @@ function performerEngine(o: Resolved): Engine {
         c: tf.fill([batch, heads, 1, 1], -Infinity), // [b, h, 1, 1]
       };
     },
-    advance: (tensors, qkv, at) => {
+    advance: (tensors, { qkv, single }) => {
       const projection = tensors.projection as tf.Tensor2D;
       const [m, dk] = projection.shape;
       const [b, h] = qkv.q.shape;
@@ -265,10 +266,10 @@ function performerEngine(o: Resolved): Engine {
       const fk = tf.mul(tf.exp(tf.sub(tf.sub(wx, half), c)), 1 / Math.sqrt(m)) as tf.Tensor4D; // [b, h, p, m]
       const fq = favorFeatures(qkv.q, { projection, role: "query" }); // [b, h, p, m]
       const kernel = { normalize: true, eps, state };
-      const run = at.single
+      const run = single
         ? kernelStep({ fq: squeezeToken(fq), fk: squeezeToken(fk), v: squeezeToken(qkv.v) }, kernel)
         : kernelChunked({ fq, fk, v: qkv.v }, { ...kernel, chunkSize: o.chunkSize as number });
-      const out = (at.single ? tf.expandDims(run.output, 2) : run.output) as tf.Tensor4D; // [b, h, p, dv]
+      const out = (single ? tf.expandDims(run.output, 2) : run.output) as tf.Tensor4D; // [b, h, p, dv]
       return { out, tensors: { projection, ...run.state, c } };
     },
   };
@@ -290,11 +291,11 @@ function cosformerEngine(o: Resolved): Engine {
       s: tf.zeros([batch, heads, 2 * dk, dv]),
       z: tf.zeros([batch, heads, 2 * dk]),
     }),
-    advance: (tensors, qkv, at) => {
+    advance: (tensors, { qkv, position, single }) => {
       const state = { s: tensors.s as tf.Tensor4D, z: tensors.z as tf.Tensor3D };
-      const fq = features(qkv.q, at.position);
-      const fk = features(qkv.k, at.position);
-      if (at.single) {
+      const fq = features(qkv.q, position);
+      const fk = features(qkv.k, position);
+      if (single) {
         const run = kernelStep({ fq: squeezeToken(fq), fk: squeezeToken(fk), v: squeezeToken(qkv.v) }, {
           normalize: true,
           eps,
@@ -318,11 +319,11 @@ function softmaxEngine(o: Resolved): Engine {
   if (o.cache) {
     return {
       init: () => ({}),
-      advance: (tensors, qkv, at) => {
+      advance: (tensors, { qkv, position }) => {
         const k = appendTokens(tensors.k, qkv.k); // [b, h, t+p, dk]
         const v = appendTokens(tensors.v, qkv.v); // [b, h, t+p, dv]
         const p = qkv.q.shape[2];
-        const allowed = lowerTriangle(p, { cols: at.position + p, offset: at.position }); // [p, t+p]
+        const allowed = lowerTriangle(p, { cols: position + p, offset: position }); // [p, t+p]
         const out = maskedAttend({ q: qkv.q, k, v }, { allowed, scale: scaleOf(k.shape[3]), inner: "softmax" });
         return { out, tensors: { k, v } };
       },
@@ -331,7 +332,7 @@ function softmaxEngine(o: Resolved): Engine {
   // No cache: keep the prefix's inputs and re-run the causal attention over all of it at every call.
   return {
     init: () => ({}),
-    advance: (tensors, qkv) => {
+    advance: (tensors, { qkv }) => {
       const prefix = {
         q: appendTokens(tensors.q, qkv.q), // [b, h, t+p, dk]
         k: appendTokens(tensors.k, qkv.k), // [b, h, t+p, dk]
@@ -351,8 +352,8 @@ function softmaxEngine(o: Resolved): Engine {
  */
 function windowedAdvance(
   tensors: Readonly<Record<string, tf.Tensor>>,
-  qkv: QKV,
   options: {
+    qkv: QKV;
     position: number;
     pieceEnd: (start: number) => number;
     allowed: (i: number, j: number) => boolean;
@@ -360,6 +361,7 @@ function windowedAdvance(
     inner: "softmax" | "relu";
   },
 ): { out: tf.Tensor4D; tensors: Record<string, tf.Tensor> } {
+  const { qkv } = options;
   const p = qkv.q.shape[2];
   const scale = 1 / Math.sqrt(qkv.q.shape[3]);
   let cache: { k?: tf.Tensor4D; v?: tf.Tensor4D } = { k: tensors.k as tf.Tensor4D, v: tensors.v as tf.Tensor4D };
@@ -371,7 +373,7 @@ function windowedAdvance(
     const v = appendTokens(cache.v, sliceTokens(qkv.v, start, len)); // [b, h, c+len, dv]
     const c = k.shape[2] - len;
     const first = options.position + start - c;
-    const allowed = bandMask(len, c, (i, j) => options.allowed(first + i, first + j)); // [len, c+len]
+    const allowed = bandMask({ rows: len, cached: c }, (i, j) => options.allowed(first + i, first + j)); // [len, c+len]
     outs.push(maskedAttend({ q: sliceTokens(qkv.q, start, len), k, v }, { allowed, scale, inner: options.inner }));
     const kept = options.keep(options.position + end, c + len);
     cache = kept === 0 ? {} : { k: sliceTokens(k, c + len - kept, kept), v: sliceTokens(v, c + len - kept, kept) };
@@ -388,9 +390,10 @@ function diagEngine(o: Resolved): Engine {
   const block = (i: number) => Math.floor(i / size);
   return {
     init: () => ({}),
-    advance: (tensors, qkv, at) => {
-      const run = windowedAdvance(tensors, qkv, {
-        position: at.position,
+    advance: (tensors, { qkv, position }) => {
+      const run = windowedAdvance(tensors, {
+        qkv,
+        position,
         // A piece never crosses a block boundary, and the cache holds only the current block.
         pieceEnd: (start) => (block(start) + 1) * size,
         allowed: (i, j) => j <= i && block(i) === block(j),
@@ -407,9 +410,10 @@ function localEngine(o: Resolved): Engine {
   const window = o.window as number;
   return {
     init: () => ({}),
-    advance: (tensors, qkv, at) =>
-      windowedAdvance(tensors, qkv, {
-        position: at.position,
+    advance: (tensors, { qkv, position }) =>
+      windowedAdvance(tensors, {
+        qkv,
+        position,
         pieceEnd: (start) => start + Math.max(1, window),
         allowed: (i, j) => j <= i && i - j <= window,
         keep: (_, available) => Math.min(available, window),
@@ -537,7 +541,7 @@ export function decoder<N extends DecoderVariant>(name: N, options?: DecoderOpti
     }
   };
 
-  const checkInput = (method: string, state: DecodeState, qkv: QKV) => {
+  const checkInput = (state: DecodeState, { method, qkv }: { method: string; qkv: QKV }) => {
     checkQKV(`${owner}.${method}`, qkv);
     const [b, h, n, dk] = qkv.q.shape;
     const dv = qkv.v.shape[3];
@@ -562,12 +566,12 @@ export function decoder<N extends DecoderVariant>(name: N, options?: DecoderOpti
     }
   };
 
-  const advance = (method: string, state: DecodeState, qkv: QKV): DecodeResult => {
+  const advance = (state: DecodeState, { method, qkv }: { method: string; qkv: QKV }): DecodeResult => {
     checkState(method, state);
-    checkInput(method, state, qkv);
+    checkInput(state, { method, qkv });
     const old = new Set<tf.Tensor>([...Object.values(state.tensors), qkv.q, qkv.k, qkv.v]);
     const result = tf.tidy(() => {
-      const r = engine.advance(state.tensors, qkv, { position: state.position, single: method === "step" });
+      const r = engine.advance(state.tensors, { qkv, position: state.position, single: method === "step" });
       // Every state owns its tensors: what the engine passed through unchanged is cloned.
       const tensors = Object.fromEntries(
         Object.entries(r.tensors).map(([key, x]) => [key, old.has(x) ? tf.clone(x) : x]),
@@ -626,8 +630,8 @@ export function decoder<N extends DecoderVariant>(name: N, options?: DecoderOpti
       for (const x of Object.values(tensors)) tf.keep(x);
       return Object.freeze({ variant: name, dims: d, position: start.position ?? 0, tensors: Object.freeze(tensors) });
     },
-    step: (state: DecodeState, token: QKV) => advance("step", state, token),
-    prefill: (state: DecodeState, qkv: QKV) => advance("prefill", state, qkv),
+    step: (state: DecodeState, token: QKV) => advance(state, { method: "step", qkv: token }),
+    prefill: (state: DecodeState, qkv: QKV) => advance(state, { method: "prefill", qkv }),
     stateSize(state: DecodeState): number {
       checkState("stateSize", state);
       return Object.values(state.tensors).reduce((sum, x) => sum + x.size, 0);
