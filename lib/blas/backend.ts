@@ -1,35 +1,33 @@
 /**
- * The `blas` TensorFlow.js backend: the cpu backend, with `BatchMatMul` and `_FusedMatMul`
- * computed by `cblas_sgemm` from the system BLAS. Gradients need nothing extra: tfjs writes
- * matmul gradients as matmuls, which land here too.
+ * The `blas` TensorFlow.js backend: the cpu backend (its tensors, memory and every kernel not named
+ * here), with
+ *
+ * - `BatchMatMul` and `_FusedMatMul` computed by `cblas_sgemm` from the system BLAS. Gradients need
+ *   nothing extra: tfjs writes matmul gradients as matmuls, which land here too.
+ * - the hot non-matmul kernels of attention and transformer training as tight typed-array loops
+ *   (lib/blas/kernels.ts): Add, Sub, Multiply, RealDiv, Maximum, Minimum, SquaredDifference, Pow and the
+ *   comparisons, with any broadcast; Exp, Log, Neg, Sqrt, Rsqrt, Square, Relu, Elu, EluGrad, Sigmoid,
+ *   Tanh, Abs, Reciprocal, Step; Sum, Mean, Max, Min over a block of axes; Softmax in one pass per row;
+ *   Cumsum; UnsortedSegmentSum (the gradient of `tf.gather`); Transpose; PadV2. They take float32 and
+ *   hand other dtypes to the cpu kernels, and compute what the cpu kernels compute, with the same roundings.
+ *
+ * `ATTNLAB_BLAS_KERNELS=matmul` leaves out the second group, to measure what it gains.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+import { cpuKernel, f32 as values, type Kernel, type KernelArgs, type TensorInfo } from "./_util.ts";
+import { blasKernelSet, fastKernels } from "./kernels.ts";
 import { type BlasLibrary, openBlas, type Sgemm } from "./sgemm.ts";
 
 /** The backend's registered name. */
 export const BLAS_BACKEND = "blas";
 
-type TensorInfo = tf.TensorInfo;
-interface KernelArgs {
-  inputs: Record<string, TensorInfo | undefined>;
-  backend: MathBackendCPU;
-  attrs?: Record<string, unknown>;
-}
-
-const OVERRIDDEN = new Set<string>([tf.BatchMatMul, tf._FusedMatMul]);
-
-function cpuKernel(name: string) {
-  const kernel = tf.getKernel(name, "cpu");
-  if (!kernel) throw new Error(`blas backend: the cpu kernel ${name} is not registered; import @tensorflow/tfjs first`);
-  return kernel.kernelFunc as unknown as (args: KernelArgs) => TensorInfo;
-}
-
-function values(backend: MathBackendCPU, info: TensorInfo): Float32Array {
-  return backend.data.get(info.dataId)!.values as Float32Array;
+/** The blas kernel of `name` (its own where it has one, else the copied cpu kernel). */
+function blasKernel(name: string): Kernel {
+  return tf.getKernel(name, BLAS_BACKEND)!.kernelFunc as unknown as Kernel;
 }
 
 function batchOffsets(batchShape: number[], outBatch: number[], matrixSize: number): Int32Array {
@@ -142,7 +140,7 @@ function fusedMatMul(args: KernelArgs, sgemm: Sgemm): TensorInfo {
     backend.disposeIntermediateTensorInfo(current);
     current = next;
   };
-  if (bias) replace(cpuKernel(tf.Add)({ inputs: { a: current, b: bias }, backend }));
+  if (bias) replace(blasKernel(tf.Add)({ inputs: { a: current, b: bias }, backend }));
   const activation = attrs.activation as string | undefined;
   if (activation && activation !== "linear") {
     const name = ACTIVATIONS[activation];
@@ -154,16 +152,38 @@ function fusedMatMul(args: KernelArgs, sgemm: Sgemm): TensorInfo {
       );
     }
     const inputs = activation === "prelu" ? { x: current, alpha: preluActivationWeights } : { x: current };
-    replace(cpuKernel(name)({ inputs, backend, attrs: { alpha: attrs.leakyreluAlpha } }));
+    replace(blasKernel(name)({ inputs, backend, attrs: { alpha: attrs.leakyreluAlpha } }));
   }
   return current;
 }
 
 let registered: BlasLibrary | undefined;
+let overridden: string[] = [];
+
+/**
+ * The kernels the registered `blas` backend computes itself (sorted; empty before
+ * {@linkcode registerBlasBackend}): the matmuls, plus the typed-array kernels unless
+ * `ATTNLAB_BLAS_KERNELS=matmul`.
+ *
+ * @example
+ * ```ts
+ * import { blasOverrides, registerBlasBackend } from "./backend.ts";
+ * try {
+ *   registerBlasBackend();
+ *   console.log(blasOverrides().includes("BatchMatMul")); // true
+ * } catch (err) {
+ *   console.log((err as Error).message); // no BLAS here
+ * }
+ * ```
+ */
+export function blasOverrides(): string[] {
+  return [...overridden];
+}
 
 /**
  * Loads the BLAS library and registers the `blas` backend (once). Throws, saying how to
  * install OpenBLAS, when no library loads. Select it with `initBackend({ backend: "blas" })`.
+ * `ATTNLAB_BLAS_KERNELS` (read here, once) picks the kernel set.
  *
  * @example
  * ```ts
@@ -177,23 +197,21 @@ let registered: BlasLibrary | undefined;
  */
 export function registerBlasBackend(): BlasLibrary {
   if (registered) return registered;
+  const set = blasKernelSet();
   const blas = openBlas();
+  const own: Record<string, Kernel> = {
+    ...(set === "all" ? fastKernels() : {}),
+    [tf.BatchMatMul]: (args) => batchMatMul(args, blas.sgemm),
+    [tf._FusedMatMul]: (args) => fusedMatMul(args, blas.sgemm),
+  };
   tf.registerBackend(BLAS_BACKEND, () => new MathBackendCPU(), 0);
   for (const config of tf.getKernelsForBackend("cpu")) {
-    if (!OVERRIDDEN.has(config.kernelName)) tf.registerKernel({ ...config, backendName: BLAS_BACKEND });
+    if (!(config.kernelName in own)) tf.registerKernel({ ...config, backendName: BLAS_BACKEND });
   }
-  const kernel = (fn: (args: KernelArgs, sgemm: Sgemm) => TensorInfo) => (args: unknown) =>
-    fn(args as KernelArgs, blas.sgemm);
-  tf.registerKernel({
-    kernelName: tf.BatchMatMul,
-    backendName: BLAS_BACKEND,
-    kernelFunc: kernel(batchMatMul) as tf.KernelFunc,
-  });
-  tf.registerKernel({
-    kernelName: tf._FusedMatMul,
-    backendName: BLAS_BACKEND,
-    kernelFunc: kernel(fusedMatMul) as tf.KernelFunc,
-  });
+  for (const [kernelName, kernel] of Object.entries(own)) {
+    tf.registerKernel({ kernelName, backendName: BLAS_BACKEND, kernelFunc: kernel as unknown as tf.KernelFunc });
+  }
+  overridden = Object.keys(own).sort();
   registered = blas;
   return blas;
 }

@@ -1,0 +1,118 @@
+/**
+ * Shared plumbing of the `blas` backend's kernels: the kernel call shape, access to stored values,
+ * and the fall-back to the cpu backend's kernel. Internal to lib/blas.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+
+/** A tensor as kernels see it: data id, shape and dtype. */
+export type TensorInfo = tf.TensorInfo;
+
+/** What tfjs passes to a kernel of the cpu-derived backends. */
+export interface KernelArgs {
+  inputs: Record<string, TensorInfo | undefined>;
+  backend: MathBackendCPU;
+  attrs?: Record<string, unknown>;
+}
+
+/** A kernel body. */
+export type Kernel = (args: KernelArgs) => TensorInfo;
+
+/** A fast path: the result, or undefined to hand the call to the cpu kernel (other dtypes, unusual layouts). */
+export type FastPath = (args: KernelArgs) => TensorInfo | undefined;
+
+/**
+ * The cpu backend's kernel `name`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { cpuKernel } from "./_util.ts";
+ * console.log(typeof cpuKernel(tf.Add)); // function
+ * ```
+ */
+export function cpuKernel(name: string): Kernel {
+  const kernel = tf.getKernel(name, "cpu");
+  if (!kernel) throw new Error(`blas backend: the cpu kernel ${name} is not registered; import @tensorflow/tfjs first`);
+  return kernel.kernelFunc as unknown as Kernel;
+}
+
+/**
+ * A kernel that tries `fast` and falls back to the cpu kernel `name` when `fast` declines.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { withFallback } from "./_util.ts";
+ * const kernel = withFallback(tf.Neg, () => undefined); // always the cpu kernel
+ * console.log(typeof kernel); // function
+ * ```
+ */
+export function withFallback(name: string, fast: FastPath): Kernel {
+  const cpu = cpuKernel(name);
+  return (args) => fast(args) ?? cpu(args);
+}
+
+/**
+ * The stored values of a float32 tensor.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+ * import { f32 } from "./_util.ts";
+ * await tf.setBackend("cpu");
+ * const x = tf.tensor1d([1, 2]);
+ * console.log(f32(tf.backend() as MathBackendCPU, x)[1]); // 2
+ * ```
+ */
+export function f32(backend: MathBackendCPU, info: TensorInfo): Float32Array {
+  return backend.data.get(info.dataId)!.values as Float32Array;
+}
+
+/**
+ * The number of elements of a shape.
+ *
+ * @example
+ * ```ts
+ * import { sizeOf } from "./_util.ts";
+ * console.log(sizeOf([2, 3, 4])); // 24
+ * ```
+ */
+export function sizeOf(shape: readonly number[]): number {
+  let size = 1;
+  for (const d of shape) size *= d;
+  return size;
+}
+
+/**
+ * A reduction over a contiguous block of axes, seen as [outer, reduce, inner] in row-major order;
+ * undefined when the reduced axes (ignoring size-1 axes) are not one contiguous block.
+ *
+ * @example
+ * ```ts
+ * import { reductionLayout } from "./_util.ts";
+ * console.log(reductionLayout([2, 3, 4, 5], [1, 2])); // { outer: 2, reduce: 12, inner: 5 }
+ * ```
+ */
+export function reductionLayout(
+  shape: readonly number[],
+  axes: readonly number[],
+): { outer: number; reduce: number; inner: number } | undefined {
+  const reduced = axes.filter((a) => shape[a] !== 1).sort((a, b) => a - b);
+  if (reduced.length === 0) return { outer: sizeOf(shape), reduce: 1, inner: 1 };
+  const first = reduced[0];
+  const last = reduced[reduced.length - 1];
+  // Kept axes of size 1 inside the block do not break it: they hold no elements.
+  for (let a = first; a <= last; a++) {
+    if (shape[a] !== 1 && !reduced.includes(a)) return undefined;
+  }
+  return {
+    outer: sizeOf(shape.slice(0, first)),
+    reduce: sizeOf(shape.slice(first, last + 1)),
+    inner: sizeOf(shape.slice(last + 1)),
+  };
+}

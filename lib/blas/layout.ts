@@ -1,0 +1,162 @@
+/**
+ * Data-movement kernels of the `blas` backend: Transpose (any permutation, in cache-sized tiles)
+ * and PadV2. float32 only; other dtypes go to the cpu kernels. Both copy values, so results are exact.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { f32, type Kernel, type KernelArgs, sizeOf, type TensorInfo, withFallback } from "./_util.ts";
+
+/** Tile edge of the blocked transpose: two 32 x 32 float32 tiles fit in L1 with room to spare. */
+const TILE = 32;
+
+/**
+ * Merges input axes that stay adjacent and in order under `perm` and drops size-1 axes:
+ * the same transpose on fewer, longer axes.
+ */
+function collapsePermutation(shape: readonly number[], perm: readonly number[]): { shape: number[]; perm: number[] } {
+  const keptAxes = [...shape.keys()].filter((axis) => shape[axis] !== 1);
+  const squeezed = keptAxes.map((axis) => shape[axis]);
+  const order = perm.filter((axis) => shape[axis] !== 1).map((axis) => keptAxes.indexOf(axis));
+  // Runs of consecutive input axes in output order become one axis.
+  const runs: number[][] = [];
+  for (const axis of order) {
+    const run = runs.at(-1);
+    if (run && run.at(-1)! + 1 === axis) run.push(axis);
+    else runs.push([axis]);
+  }
+  const byInput = [...runs].sort((a, b) => a[0] - b[0]);
+  return {
+    shape: byInput.map((run) => run.reduce((p, axis) => p * squeezed[axis], 1)),
+    perm: runs.map((run) => byInput.indexOf(run)),
+  };
+}
+
+function rowMajorStrides(shape: readonly number[]): number[] {
+  const strides = new Array(shape.length).fill(1);
+  for (let i = shape.length - 2; i >= 0; i--) strides[i] = strides[i + 1] * shape[i + 1];
+  return strides;
+}
+
+/** One 2-D transpose, [np, nq] read -> [nq, np] written, in TILE x TILE blocks so both sides stay in cache. */
+function transposeTile(
+  x: Float32Array,
+  out: Float32Array,
+  t: { inBase: number; outBase: number; np: number; nq: number; sp: number; sq: number },
+): void {
+  const { inBase, outBase, np, nq, sp, sq } = t;
+  for (let q0 = 0; q0 < nq; q0 += TILE) {
+    const q1 = Math.min(q0 + TILE, nq);
+    for (let p0 = 0; p0 < np; p0 += TILE) {
+      const p1 = Math.min(p0 + TILE, np);
+      for (let j = q0; j < q1; j++) {
+        const src = inBase + j;
+        const dst = outBase + j * sq;
+        for (let i = p0; i < p1; i++) out[dst + i] = x[src + i * sp];
+      }
+    }
+  }
+}
+
+/** out = transpose(x, perm) for row-major x of shape `shape`. */
+function transposeValues(x: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
+  const out = new Float32Array(x.length);
+  const c = collapsePermutation(shape, perm);
+  const k = c.shape.length;
+  if (k <= 1) {
+    out.set(x);
+    return out;
+  }
+  const inStrides = rowMajorStrides(c.shape);
+  const outShape = c.perm.map((axis) => c.shape[axis]);
+  const outStrides = rowMajorStrides(outShape);
+  // Input stride of each output axis.
+  const along = c.perm.map((axis) => inStrides[axis]);
+  // The output's last axis (p) is read with stride along[p]; the input's last axis (q, read with stride 1)
+  // is written with stride outStrides[q]. When they are the same axis, whole rows are copied.
+  const p = k - 1;
+  const q = c.perm.indexOf(k - 1);
+  const rest = [...Array(k).keys()].filter((axis) => axis !== p && axis !== q);
+  const np = outShape[p];
+  const nq = outShape[q];
+  const sp = along[p];
+  const sq = outStrides[q];
+  const index = new Array(rest.length).fill(0);
+  const blocks = rest.reduce((n, axis) => n * outShape[axis], 1);
+  let inBase = 0;
+  let outBase = 0;
+  for (let blk = 0; blk < blocks; blk++) {
+    if (p === q) {
+      for (let i = 0; i < np; i++) out[outBase + i] = x[inBase + i];
+    } else {
+      transposeTile(x, out, { inBase, outBase, np, nq, sp, sq });
+    }
+    // Odometer over the remaining axes, innermost first.
+    for (let r = rest.length - 1; r >= 0; r--) {
+      const axis = rest[r];
+      inBase += along[axis];
+      outBase += outStrides[axis];
+      if (++index[r] < outShape[axis]) break;
+      index[r] = 0;
+      inBase -= along[axis] * outShape[axis];
+      outBase -= outStrides[axis] * outShape[axis];
+    }
+  }
+  return out;
+}
+
+function transpose({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
+  const x = inputs.x!;
+  if (x.dtype !== "float32") return undefined;
+  const perm = attrs?.perm as number[];
+  const outShape = perm.map((axis) => x.shape[axis]);
+  const out = transposeValues(f32(backend, x), x.shape, perm);
+  return backend.makeTensorInfo(outShape, "float32", out);
+}
+
+function padV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
+  const x = inputs.x!;
+  if (x.dtype !== "float32" || x.shape.length === 0) return undefined;
+  const paddings = attrs?.paddings as [number, number][];
+  const constantValue = Number(attrs?.constantValue ?? 0);
+  const outShape = paddings.map(([before, after], i) => before + x.shape[i] + after);
+  const out = new Float32Array(sizeOf(outShape));
+  if (constantValue !== 0) out.fill(constantValue);
+  const xv = f32(backend, x);
+  if (xv.length === 0) return backend.makeTensorInfo(outShape, "float32", out);
+  const rank = x.shape.length;
+  const outStrides = rowMajorStrides(outShape);
+  const rowLength = x.shape[rank - 1];
+  const rows = xv.length / rowLength;
+  // Each input row lands as one run; the odometer walks the input's outer axes.
+  const index = new Array(rank - 1).fill(0);
+  let dst = paddings.reduce((offset, [before], i) => offset + before * outStrides[i], 0);
+  for (let r = 0; r < rows; r++) {
+    out.set(xv.subarray(r * rowLength, (r + 1) * rowLength), dst);
+    for (let d = rank - 2; d >= 0; d--) {
+      dst += outStrides[d];
+      if (++index[d] < x.shape[d]) break;
+      index[d] = 0;
+      dst -= outStrides[d] * x.shape[d];
+    }
+  }
+  return backend.makeTensorInfo(outShape, "float32", out);
+}
+
+/**
+ * The layout kernels, by kernel name.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { layoutKernels } from "./layout.ts";
+ * console.log(Object.keys(layoutKernels()).sort().join(" ") === [tf.PadV2, tf.Transpose].sort().join(" ")); // true
+ * ```
+ */
+export function layoutKernels(): Record<string, Kernel> {
+  return {
+    [tf.Transpose]: withFallback(tf.Transpose, transpose),
+    [tf.PadV2]: withFallback(tf.PadV2, padV2),
+  };
+}

@@ -1,0 +1,541 @@
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { initBackend, loadableBackends } from "../lib/backend.ts";
+import { blasOverrides, registerBlasBackend } from "../lib/blas/backend.ts";
+import { BLAS_INSTALL_HINT } from "../lib/blas/sgemm.ts";
+import { blasKernelSet, fastKernels } from "../lib/blas/kernels.ts";
+import { seededNormal, seededUniform } from "../lib/random.ts";
+
+const HAS_BLAS = (await loadableBackends()).includes("blas");
+
+/** A tensor's content, read back: what two backends must agree on. */
+interface Snapshot {
+  shape: number[];
+  dtype: string;
+  values: number[];
+}
+
+function snapshot(result: tf.Tensor | tf.Tensor[]): Snapshot[] {
+  const list = Array.isArray(result) ? result : [result];
+  return list.map((t) => ({ shape: t.shape, dtype: t.dtype, values: Array.from(t.dataSync() as Float32Array) }));
+}
+
+async function onBackend<T>(name: "blas" | "cpu", fn: () => T): Promise<T> {
+  const previous = await initBackend({ quiet: true });
+  await initBackend({ backend: name, quiet: true });
+  try {
+    return fn();
+  } finally {
+    await initBackend({ backend: previous, quiet: true });
+  }
+}
+
+/**
+ * Runs `fn` on blas and on cpu and asserts identical shapes, dtypes and values (NaN equal to NaN,
+ * and -0 distinct from 0): every kernel here does the cpu kernel's arithmetic, roundings included.
+ */
+async function assertSameAsCpu(what: string, fn: () => tf.Tensor | tf.Tensor[]): Promise<void> {
+  const run = () => {
+    let out: Snapshot[] = [];
+    tf.tidy(() => {
+      out = snapshot(fn());
+    });
+    return out;
+  };
+  const blas = await onBackend("blas", run);
+  const cpu = await onBackend("cpu", run);
+  assert.equal(blas.length, cpu.length, `${what}: number of outputs`);
+  blas.forEach((b, i) => {
+    const c = cpu[i];
+    assert.deepEqual(b.shape, c.shape, `${what}: output ${i} shape`);
+    assert.equal(b.dtype, c.dtype, `${what}: output ${i} dtype`);
+    const bad = b.values.findIndex((v, j) => !Object.is(v, c.values[j]));
+    assert.equal(bad, -1, `${what}: output ${i} element ${bad}: blas ${b.values[bad]}, cpu ${c.values[bad]}`);
+  });
+}
+
+const SPECIALS = [NaN, Infinity, -Infinity, 0, -0, -1e9, 200, -200, 1e-40, 1];
+
+/** Seeded values: normal draws, and with `specials` every fifth entry replaced by NaN, ±Inf, ±0, huge or tiny. */
+function seeded(shape: number[], seed: number, options: { specials?: boolean; positive?: boolean } = {}): Float32Array {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const normal = seededNormal(seed);
+  const data = new Float32Array(size);
+  for (let i = 0; i < size; i++) {
+    const v = normal();
+    data[i] = options.positive ? Math.abs(v) + 0.1 : v;
+    if (options.specials && i % 5 === 2) data[i] = SPECIALS[(i / 5 | 0) % SPECIALS.length];
+  }
+  return data;
+}
+
+function tensor(shape: number[], seed: number, options: { specials?: boolean; positive?: boolean } = {}) {
+  return tf.tensor(seeded(shape, seed, options), shape);
+}
+
+/** Output and gradients of sum(f(xs) * cotangent) with respect to every input. */
+function withGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[]): tf.Tensor[] {
+  const out = f(...xs);
+  const cot = tf.tensor(seeded(out.shape, 99), out.shape);
+  const grads = tf.grads((...ys: tf.Tensor[]) => tf.sum(tf.mul(f(...ys), cot)))(xs);
+  return [out, ...grads];
+}
+
+const BINARY_OPS: Record<string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor> = {
+  add: tf.add,
+  sub: tf.sub,
+  mul: tf.mul,
+  div: tf.div,
+  maximum: tf.maximum,
+  minimum: tf.minimum,
+  squaredDifference: tf.squaredDifference,
+  pow: tf.pow,
+  less: tf.less,
+  lessEqual: tf.lessEqual,
+  greater: tf.greater,
+  greaterEqual: tf.greaterEqual,
+  equal: tf.equal,
+  notEqual: tf.notEqual,
+};
+const DIFFERENTIABLE_BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "squaredDifference", "pow"];
+
+// Fast paths: same shape, scalar either side, trailing-dim and row broadcasts; then mixed ranks,
+// broadcasts on both sides, interleaved size-1 dims, and empty tensors.
+const BROADCASTS: [number[], number[]][] = [
+  [[], []],
+  [[5], []],
+  [[], [5]],
+  [[3, 4], [3, 4]],
+  [[2, 3, 4], [4]],
+  [[4], [2, 3, 4]],
+  [[2, 3, 4], [2, 3, 1]],
+  [[2, 3, 1], [2, 3, 4]],
+  [[7, 1], [1, 9]],
+  [[1], [2, 3]],
+  [[2, 1, 4], [1, 3, 1]],
+  [[2, 3, 1, 5], [3, 4, 1]],
+  [[2, 1, 3, 1, 2], [1, 4, 3, 5, 1]],
+  [[1, 1, 1], [2, 3]],
+  [[3, 1, 5], [3, 4, 5]],
+  [[0, 3], [3]],
+  [[1, 2, 1, 3, 1], [1, 2, 1, 3, 1]],
+];
+
+const skipMessage = "OpenBLAS is not loadable here, so the blas kernels cannot run";
+
+Deno.test({
+  name: "blas kernels: without OpenBLAS the backend is refused with the install hint",
+  ignore: HAS_BLAS,
+  fn: () => {
+    console.log(`skipping the blas kernel comparisons: ${skipMessage}`);
+    assert.throws(() => registerBlasBackend(), (err: Error) => err.message.includes(BLAS_INSTALL_HINT));
+  },
+});
+
+Deno.test({
+  name: "blas kernels: the backend registers its own kernels for everything in fastKernels()",
+  ignore: !HAS_BLAS,
+  fn: () => {
+    const own = blasOverrides();
+    // Under ATTNLAB_BLAS_KERNELS=matmul only the matmuls are the backend's own, and the comparisons below are moot.
+    const expected = blasKernelSet() === "all" ? Object.keys(fastKernels()) : [];
+    assert.equal(own.length, expected.length + 2);
+    for (const name of [...expected, tf.BatchMatMul, tf._FusedMatMul]) {
+      assert.ok(own.includes(name), `${name} is overridden`);
+      assert.notEqual(tf.getKernel(name, "blas")!.kernelFunc, tf.getKernel(name, "cpu")!.kernelFunc, name);
+    }
+    assert.equal(tf.getKernel(tf.Concat, "blas")!.kernelFunc, tf.getKernel(tf.Concat, "cpu")!.kernelFunc);
+  },
+});
+
+Deno.test({
+  name: "blas kernels: binary ops agree with cpu on every broadcast pattern, with NaN, Inf and -0",
+  ignore: !HAS_BLAS,
+  fn: async (t) => {
+    for (const [name, op] of Object.entries(BINARY_OPS)) {
+      await t.step(name, async () => {
+        for (const [sa, sb] of BROADCASTS) {
+          await assertSameAsCpu(
+            `${name} [${sa}] x [${sb}]`,
+            () => op(tensor(sa, 1, { specials: true }), tensor(sb, 2, { specials: true })),
+          );
+        }
+        // The same operand on both sides: NaN against NaN, Inf against Inf.
+        await assertSameAsCpu(`${name} x with itself`, () => {
+          const x = tensor([4, 5], 3, { specials: true });
+          return op(x, x);
+        });
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "blas kernels: binary op gradients (through broadcast sums) agree with cpu",
+  ignore: !HAS_BLAS,
+  fn: async (t) => {
+    for (const name of DIFFERENTIABLE_BINARY) {
+      const op = BINARY_OPS[name];
+      await t.step(name, async () => {
+        // tfjs 4.22's gradients of maximum, minimum and squaredDifference do not sum over broadcast dims
+        // (on every backend), so those are checked on equal shapes only.
+        const equalOnly = ["maximum", "minimum", "squaredDifference"].includes(name);
+        const cases = BROADCASTS.filter(([a, b]) =>
+          !a.includes(0) && !b.includes(0) && (!equalOnly || a.join() === b.join())
+        );
+        for (const [sa, sb] of cases) {
+          // pow's gradient takes log(a): positive bases keep it finite.
+          const positive = name === "pow";
+          await assertSameAsCpu(
+            `d ${name} [${sa}] x [${sb}]`,
+            () => withGrads(op, [tensor(sa, 4, { positive }), tensor(sb, 5)]),
+          );
+        }
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "blas kernels: int32 and bool operands fall back to the cpu kernels",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const ints = (shape: number[], seed: number) => {
+      const u = seededUniform(seed);
+      return tf.tensor(
+        Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => Math.floor(u() * 9) - 4),
+        shape,
+        "int32",
+      );
+    };
+    for (const [name, op] of Object.entries(BINARY_OPS)) {
+      if (name === "div") continue;
+      await assertSameAsCpu(`${name} int32`, () => op(ints([2, 3, 4], 1), ints([3, 1], 2)));
+    }
+    await assertSameAsCpu("int32 unary, reductions, layout", () => {
+      const x = ints([2, 3, 4], 3);
+      return [
+        tf.neg(x),
+        tf.abs(x),
+        tf.square(x),
+        tf.relu(x),
+        tf.sum(x, 1),
+        tf.max(x, -1),
+        tf.min(x, 0),
+        tf.mean(x, 2),
+        tf.cumsum(x, 1),
+        tf.transpose(x, [2, 0, 1]),
+        tf.pad(x, [[1, 0], [0, 2], [1, 1]], 7),
+        tf.unsortedSegmentSum(x, tf.tensor1d([1, 0], "int32"), 3),
+        tf.sum(tf.cast(x, "bool"), 1),
+        tf.logicalAnd(tf.cast(x, "bool"), tf.greater(x, 0)),
+      ];
+    });
+  },
+});
+
+const UNARY_OPS: Record<string, (x: tf.Tensor) => tf.Tensor> = {
+  exp: tf.exp,
+  log: tf.log,
+  neg: tf.neg,
+  sqrt: tf.sqrt,
+  rsqrt: tf.rsqrt,
+  square: tf.square,
+  relu: tf.relu,
+  elu: tf.elu,
+  sigmoid: tf.sigmoid,
+  tanh: tf.tanh,
+  abs: tf.abs,
+  reciprocal: tf.reciprocal,
+  step: (x) => tf.step(x, 0.25),
+};
+const POSITIVE_ONLY = new Set(["log", "sqrt", "rsqrt", "reciprocal"]);
+const UNARY_SHAPES = [[], [1], [7], [3, 5], [2, 3, 4, 5], [2, 1, 3, 1, 2], [0, 4]];
+
+Deno.test({
+  name: "blas kernels: unary ops and their gradients agree with cpu, including NaN, ±Inf, ±0 and -1e9",
+  ignore: !HAS_BLAS,
+  fn: async (t) => {
+    for (const [name, op] of Object.entries(UNARY_OPS)) {
+      await t.step(name, async () => {
+        for (const shape of UNARY_SHAPES) {
+          await assertSameAsCpu(`${name} [${shape}]`, () => op(tensor(shape, 6, { specials: true })));
+          await assertSameAsCpu(
+            `d ${name} [${shape}]`,
+            () => withGrads(op, [tensor(shape, 7, { positive: POSITIVE_ONLY.has(name) })]),
+          );
+        }
+        // Around the underflow guards of exp, elu and sigmoid: -104 and 104 and their float32 neighbours.
+        await assertSameAsCpu(
+          `${name} near ±104`,
+          () => op(tf.tensor1d([-104.00001, -104, -103.99999, -103.5, -88, 88, 103.99999, 104, 104.00001, 120])),
+        );
+      });
+    }
+  },
+});
+
+const REDUCTIONS: Record<string, (x: tf.Tensor, axis: number | number[] | undefined, keepDims: boolean) => tf.Tensor> =
+  {
+    sum: (x, axis, keepDims) => tf.sum(x, axis, keepDims),
+    mean: (x, axis, keepDims) => tf.mean(x, axis, keepDims),
+    max: (x, axis, keepDims) => tf.max(x, axis, keepDims),
+    min: (x, axis, keepDims) => tf.min(x, axis, keepDims),
+  };
+
+// Contiguous blocks of axes take the fast path; [0, 2] and [0, 2, 4] are not one block and fall back.
+const REDUCE_CASES: [number[], number | number[] | undefined][] = [
+  [[], undefined],
+  [[5], 0],
+  [[5], undefined],
+  [[3, 4], 0],
+  [[3, 4], 1],
+  [[3, 4], -1],
+  [[3, 4], [0, 1]],
+  [[2, 3, 4], 1],
+  [[2, 3, 4], [0, 1]],
+  [[2, 3, 4], [1, 2]],
+  [[2, 3, 4], [0, 2]],
+  [[2, 1, 3, 4, 5], [1, 2]],
+  [[2, 1, 3, 4, 5], [0, 1, 2]],
+  [[2, 3, 1, 4, 5], [1, 3]],
+  [[2, 1, 3, 4, 5], [0, 2, 4]],
+  [[2, 3, 4, 5], 3],
+  [[1, 1, 7], 2],
+  [[6, 1], 1],
+];
+
+Deno.test({
+  name: "blas kernels: Sum, Mean, Max, Min agree with cpu over every axis pattern, forward (with NaN) and gradient",
+  ignore: !HAS_BLAS,
+  fn: async (t) => {
+    for (const [name, reduce] of Object.entries(REDUCTIONS)) {
+      await t.step(name, async () => {
+        for (const [shape, axis] of REDUCE_CASES) {
+          for (const keepDims of [false, true]) {
+            const what = `${name} [${shape}] axis ${JSON.stringify(axis)} keepDims ${keepDims}`;
+            await assertSameAsCpu(what, () => reduce(tensor(shape, 8, { specials: true }), axis, keepDims));
+            await assertSameAsCpu(`d ${what}`, () => withGrads((x) => reduce(x, axis, keepDims), [tensor(shape, 9)]));
+          }
+        }
+        // A NaN after the column's maximum, before it, and alone: Max and Min propagate NaN as cpu does.
+        await assertSameAsCpu(`${name} NaN placement`, () => {
+          const x = tf.tensor2d([[1, NaN, 3], [NaN, 5, -1], [2, 7, NaN], [4, 0, 2]]);
+          return [reduce(x, 0, false), reduce(x, 1, false), reduce(x, undefined, false)];
+        });
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "blas kernels: Softmax agrees with cpu (masked rows, -Inf, NaN, length 1) and sums rows to 1",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    for (const shape of [[5], [3, 7], [2, 3, 1], [2, 3, 4, 6], [2, 2, 33, 65]]) {
+      await assertSameAsCpu(`softmax [${shape}]`, () => tf.softmax(tensor(shape, 10, { specials: true })));
+      await assertSameAsCpu(`d softmax [${shape}]`, () => withGrads((x) => tf.softmax(x), [tensor(shape, 11)]));
+    }
+    await assertSameAsCpu(
+      "softmax of a causally masked [2, 9, 9]",
+      () =>
+        tf.softmax(tf.add(tensor([2, 9, 9], 12), tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([9, 9]), -1, 0)), -1e9))),
+    );
+    await assertSameAsCpu(
+      "softmax rows of -Inf",
+      () => tf.softmax(tf.tensor2d([[-Infinity, -Infinity], [0, -Infinity]])),
+    );
+    await onBackend("blas", () =>
+      tf.tidy(() => {
+        const rows = tf.sum(tf.softmax(tensor([4, 50], 13)), -1).dataSync();
+        for (const s of rows) assert.ok(Math.abs(s - 1) < 1e-6, `softmax row sums to ${s}`);
+      }));
+  },
+});
+
+Deno.test({
+  name: "blas kernels: Cumsum agrees with cpu on every axis, exclusive and reverse, forward and gradient",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    for (
+      const [shape, axes] of [[[6], [0]], [[3, 4, 5], [0, 1, 2, -1]], [[2, 1, 3], [1, 2]]] as [number[], number[]][]
+    ) {
+      for (const axis of axes) {
+        for (const exclusive of [false, true]) {
+          for (const reverse of [false, true]) {
+            const what = `cumsum [${shape}] axis ${axis} exclusive ${exclusive} reverse ${reverse}`;
+            // The cpu kernel mis-shapes a negative axis (it returns [undefined, ...]); blas normalises it,
+            // so the reference gets the same axis counted from the front.
+            const cpuAxis = axis < 0 ? axis + shape.length : axis;
+            await assertSameAsCpu(
+              what,
+              () =>
+                tf.cumsum(
+                  tensor(shape, 14, { specials: true }),
+                  tf.getBackend() === "cpu" ? cpuAxis : axis,
+                  exclusive,
+                  reverse,
+                ),
+            );
+            // tfjs 4.22's Cumsum gradient transposes its result unless the axis is given as rank - 1 (on every backend).
+            if (axis !== shape.length - 1) continue;
+            await assertSameAsCpu(
+              `d ${what}`,
+              () => withGrads((x) => tf.cumsum(x, axis, exclusive, reverse), [tensor(shape, 15)]),
+            );
+          }
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "blas kernels: UnsortedSegmentSum matches a plain sum per segment and cpu; gather's gradient agrees with cpu",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const ids = [3, 0, 3, 1, 5, 0, 3];
+    await assertSameAsCpu(
+      "unsortedSegmentSum [7, 2, 3]",
+      () => tf.unsortedSegmentSum(tensor([7, 2, 3], 16), tf.tensor1d(ids, "int32"), 6),
+    );
+    await assertSameAsCpu(
+      "unsortedSegmentSum [7]",
+      () => tf.unsortedSegmentSum(tensor([7], 17), tf.tensor1d(ids, "int32"), 4),
+    );
+    await onBackend("blas", () =>
+      tf.tidy(() => {
+        const x = seeded([7, 3], 18);
+        const out = tf.unsortedSegmentSum(tf.tensor2d(x, [7, 3]), tf.tensor1d(ids, "int32"), 6).dataSync();
+        for (let s = 0; s < 6; s++) {
+          for (let j = 0; j < 3; j++) {
+            let expected = 0;
+            ids.forEach((id, r) => expected += id === s ? x[r * 3 + j] : 0);
+            assert.equal(out[s * 3 + j], Math.fround(expected), `segment ${s} column ${j}`);
+          }
+        }
+      }));
+    await assertSameAsCpu("gradient of an embedding lookup", () => {
+      const table = tensor([10, 4], 19);
+      const indices = tf.tensor2d([[1, 4, 1], [9, 0, 4]], [2, 3], "int32");
+      return withGrads((w) => tf.gather(w, indices), [table]);
+    });
+  },
+});
+
+const PERMUTATIONS: [number[], number[]][] = [
+  [[], []],
+  [[5], [0]],
+  [[3, 4], [1, 0]],
+  [[37, 70], [1, 0]],
+  [[2, 3, 4], [0, 1, 2]],
+  [[2, 3, 4], [0, 2, 1]],
+  [[2, 3, 4], [1, 0, 2]],
+  [[2, 3, 4], [1, 2, 0]],
+  [[2, 3, 4], [2, 0, 1]],
+  [[2, 3, 4], [2, 1, 0]],
+  [[2, 3, 4, 5], [0, 2, 1, 3]],
+  [[2, 3, 4, 5], [0, 1, 3, 2]],
+  [[2, 3, 4, 5], [3, 2, 1, 0]],
+  [[2, 35, 33, 5], [0, 2, 3, 1]],
+  [[2, 1, 3, 1, 5], [4, 3, 2, 1, 0]],
+  [[2, 1, 3, 1, 5], [0, 2, 4, 1, 3]],
+  [[1, 2, 4, 3, 5], [0, 1, 3, 4, 2]],
+  [[0, 3], [1, 0]],
+];
+
+Deno.test({
+  name: "blas kernels: Transpose agrees with cpu on every permutation pattern and undoes itself",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    for (const [shape, perm] of PERMUTATIONS) {
+      await assertSameAsCpu(
+        `transpose [${shape}] by [${perm}]`,
+        () => withGrads((x) => tf.transpose(x, perm), [tensor(shape, 20, { specials: true })]).slice(0, 1),
+      );
+      await assertSameAsCpu(
+        `d transpose [${shape}] by [${perm}]`,
+        () => withGrads((x) => tf.transpose(x, perm), [tensor(shape, 21)]),
+      );
+      await onBackend("blas", () =>
+        tf.tidy(() => {
+          const x = tensor(shape, 22);
+          const inverse = perm.map((_, i) => perm.indexOf(i));
+          assert.deepEqual(tf.transpose(tf.transpose(x, perm), inverse).dataSync(), x.dataSync());
+        }));
+    }
+  },
+});
+
+Deno.test({
+  name: "blas kernels: PadV2 agrees with cpu for ranks 1 to 4, zero and non-zero fill, forward and gradient",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const cases: [number[], [number, number][], number][] = [
+      [[4], [[2, 1]], 0],
+      [[3, 4], [[0, 0], [1, 2]], 0],
+      [[3, 4], [[1, 2], [0, 0]], -1.5],
+      [[2, 3, 4], [[1, 0], [0, 2], [3, 1]], 0],
+      [[1, 2, 5, 3], [[0, 0], [0, 0], [0, 3], [0, 0]], 7],
+      [[0, 3], [[1, 1], [0, 1]], 2],
+    ];
+    for (const [shape, paddings, value] of cases) {
+      const what = `pad [${shape}] by ${JSON.stringify(paddings)} with ${value}`;
+      await assertSameAsCpu(what, () => tf.pad(tensor(shape, 23, { specials: true }), paddings, value));
+      if (!shape.includes(0)) {
+        await assertSameAsCpu(`d ${what}`, () => withGrads((x) => tf.pad(x, paddings, value), [tensor(shape, 24)]));
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "blas kernels: repeated forward and backward passes leak no tensors and no backend data",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    await onBackend("blas", () => {
+      const pass = () =>
+        tf.tidy(() => {
+          const x = tensor([2, 3, 4, 5], 25);
+          const y = tensor([4, 1], 26);
+          const f = (a: tf.Tensor, b: tf.Tensor) => {
+            const z = tf.softmax(tf.add(tf.mul(tf.sigmoid(a), b), tf.exp(tf.minimum(a, 0))));
+            const s = tf.sum(tf.transpose(tf.cumsum(z, 3), [0, 2, 1, 3]), [1, 2]);
+            return tf.add(tf.max(tf.pad(s, [[1, 1], [0, 0]]), -1), tf.mean(tf.elu(b)));
+          };
+          return withGrads(f, [x, y]).concat(tf.unsortedSegmentSum(x, tf.tensor1d([1, 0], "int32"), 3));
+        });
+      tf.dispose(pass());
+      const tensors = tf.memory().numTensors;
+      const data = tf.backend().numDataIds();
+      for (let i = 0; i < 3; i++) tf.dispose(pass());
+      assert.equal(tf.memory().numTensors, tensors);
+      assert.equal(tf.backend().numDataIds(), data);
+    });
+  },
+});
+
+Deno.test({
+  name: "blas kernels: ATTNLAB_BLAS_KERNELS=matmul registers only the matmuls; a bad value names the variable",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const script = "import { blasOverrides, registerBlasBackend } from './lib/blas/backend.ts'; " +
+      "registerBlasBackend(); console.log(blasOverrides().join(','));";
+    const run = async (value: string) => {
+      const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+        args: ["eval", script],
+        env: { ATTNLAB_BLAS_KERNELS: value, NO_COLOR: "1" },
+        cwd: new URL("..", import.meta.url),
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return { code, output: new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr) };
+    };
+    const matmul = await run("matmul");
+    assert.equal(matmul.code, 0, matmul.output);
+    assert.equal(matmul.output.trim(), [tf.BatchMatMul, tf._FusedMatMul].sort().join(","));
+    const bad = await run("fast");
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.output, /ATTNLAB_BLAS_KERNELS must be one of all, matmul, got "fast"/);
+  },
+});
