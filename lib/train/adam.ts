@@ -300,10 +300,13 @@ export function adam(variables: Readonly<Record<string, tf.Variable>>, options: 
   const m: Record<string, tf.Variable> = {};
   const v: Record<string, tf.Variable> = {};
   const decays = new Set(decayedNames(variables, o.decay));
-  for (const name of names) {
-    m[name] = tf.variable(tf.zerosLike(variables[name]), false);
-    v[name] = tf.variable(tf.zerosLike(variables[name]), false);
-  }
+  // tidy disposes the zero tensors and keeps the variables made from them.
+  tf.tidy(() => {
+    for (const name of names) {
+      m[name] = tf.variable(tf.zerosLike(variables[name]), false);
+      v[name] = tf.variable(tf.zerosLike(variables[name]), false);
+    }
+  });
   let step = 0;
   let disposed = false;
   const alive = () => {

@@ -501,16 +501,16 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
         let loss: number;
         let squares: Float32Array;
         try {
-          const present = names.filter((n) => byName[n] !== null);
+          const present = names.map((_, i) => i).filter((i) => byName[names[i]] !== null);
           // One read for the loss and every squared norm: [1 + V]
           const packed = tf.tidy(() =>
-            tf.concat([tf.reshape(value, [1]), squaredNorms(present.map((n) => byName[n]!))])
+            tf.concat([tf.reshape(value, [1]), squaredNorms(present.map((i) => byName[names[i]]!))])
           );
           const data = await packed.data() as Float32Array;
           packed.dispose();
           loss = data[0];
           squares = new Float32Array(names.length);
-          present.forEach((n, i) => (squares[names.indexOf(n)] = data[1 + i]));
+          present.forEach((v, i) => (squares[v] = data[1 + i]));
 
           const gradRow: GradNormRow = { step: s };
           let total = 0;
@@ -591,7 +591,8 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
       log(message);
     } else {
       const last = logs.valid.at(-1);
-      if (o.validation && opt.step > 0 && last?.step !== opt.step) await validate(opt.step);
+      // The end of the run, not of a partial session (until < steps): a resumed run then logs what a straight one does.
+      if (o.validation && opt.step === o.steps && last?.step !== opt.step) await validate(opt.step);
       if (dir !== null && (dirty || savedStep !== opt.step)) {
         await save();
         log(`${o.name}: saved step ${opt.step} of ${o.steps} to ${dir}`);

@@ -1,0 +1,705 @@
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  adam,
+  CheckpointError,
+  clipByGlobalNorm,
+  globalNorm,
+  learningRate,
+  loadCheckpoint,
+  MANIFEST_FILE,
+  readCheckpointManifest,
+  saveCheckpoint,
+  train,
+  type Trainable,
+  trainCached,
+  type TrainOptions,
+} from "../lib/train/mod.ts";
+import { randomNormal, seededNormal } from "../lib/random.ts";
+import "./helpers.ts";
+
+const D = 4;
+const H = 6;
+const C = 3;
+
+/** A synthetic classification batch: n rows of D features and their labels. */
+interface Batch {
+  x: Float32Array;
+  y: Int32Array;
+  /** Inject a non-finite value: into the loss, or into these variables' gradients only. */
+  poison?: "loss" | string[];
+}
+
+type Mlp = Trainable<Batch> & { dispose(): void };
+
+/** A 2-layer MLP: logits = tanh(x W0) W1 + b1, mean softmax cross-entropy. */
+function mlp(seed: number, hidden = H): Mlp {
+  const variables = tf.tidy(() => ({
+    "blocks.0.w": tf.variable(randomNormal([D, hidden], { seed, std: 0.5 })),
+    "blocks.1.w": tf.variable(randomNormal([hidden, C], { seed: seed + 1, std: 0.5 })),
+    "blocks.1.b": tf.variable(tf.zeros([C])),
+  }));
+  return {
+    variables,
+    config: { kind: "mlp", d: D, hidden, classes: C, seed },
+    loss(batch) {
+      const n = batch.y.length;
+      const x = tf.tensor2d(batch.x, [n, D]); // [n, D]
+      const h = tf.tanh(tf.matMul(x, variables["blocks.0.w"])); // [n, H]
+      const logits = tf.add(tf.matMul(h, variables["blocks.1.w"]), variables["blocks.1.b"]); // [n, C]
+      const picked = tf.sum(tf.mul(tf.oneHot(tf.tensor1d(batch.y, "int32"), C), logits), 1); // [n]
+      let loss = tf.mean(tf.sub(tf.logSumExp(logits, 1), picked)) as tf.Scalar;
+      if (batch.poison === "loss") loss = tf.mul(loss, NaN) as tf.Scalar;
+      else if (batch.poison) {
+        // sqrt(w - w) is 0, but its gradient is Inf - Inf = NaN for w alone.
+        for (const name of batch.poison) {
+          const w = variables[name as keyof typeof variables];
+          loss = tf.add(loss, tf.sum(tf.sqrt(tf.sub(w, w)))) as tf.Scalar;
+        }
+      }
+      return loss;
+    },
+    dispose() {
+      for (const w of Object.values(variables)) w.dispose();
+    },
+  };
+}
+
+/** Batch `step`: seeded features, labels from a fixed linear teacher (so the task is learnable). */
+function batchAt(step: number, n = 16): Batch {
+  const normal = seededNormal(1000 + step);
+  const teacher = [[1, -1, 0.5], [0.5, 1, -1], [-1, 0.5, 1], [1, 1, -0.5]];
+  const x = Float32Array.from({ length: n * D }, () => normal());
+  const y = Int32Array.from({ length: n }, (_, i) => {
+    const scores = [0, 1, 2].map((c) => teacher.reduce((s, row, j) => s + row[c] * x[i * D + j], 0));
+    return scores.indexOf(Math.max(...scores));
+  });
+  return { x, y };
+}
+
+async function weightsOf(model: Mlp): Promise<Record<string, Float32Array>> {
+  const out: Record<string, Float32Array> = {};
+  for (const [name, w] of Object.entries(model.variables)) out[name] = Float32Array.from(await w.data());
+  return out;
+}
+
+function assertBitwiseEqual(a: Float32Array, b: Float32Array, what: string) {
+  assert.equal(a.length, b.length, `${what}: length`);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) assert.equal(ua[i], ub[i], `${what}[${i}]: ${a[i]} vs ${b[i]}`);
+}
+
+const QUIET = { progress: "none", log: null } as const;
+
+async function withTempDir(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "attnlab-train-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("learningRate: warmup from 0 and cosine to minLr at known steps (closed form)", () => {
+  const o = { lr: 1, minLr: 0.1, warmup: 4, steps: 14 };
+  // Warmup: (s + 1)/4; cosine over s = 4..13: 0.1 + 0.9 (1 + cos(pi (s - 4)/9))/2.
+  const expected: [number, number][] = [[0, 0.25], [1, 0.5], [3, 1], [4, 1], [7, 0.775], [13, 0.1], [20, 0.1]];
+  for (const [s, lr] of expected) assert.ok(Math.abs(learningRate(s, o) - lr) < 1e-12, `step ${s}`);
+  assert.ok(Math.abs(learningRate(10, o) - (0.1 + 0.9 * 0.25)) < 1e-12); // cos(2pi/3) = -1/2
+  assert.equal(learningRate(10, { ...o, schedule: "constant" }), 1);
+  assert.ok(Math.abs(learningRate(13, { lr: 2, warmup: 4, steps: 14 }) - 0.2) < 1e-12, "default minLr = 0.1 lr");
+  assert.throws(() => learningRate(-1, o), /step must be an integer >= 0/);
+});
+
+Deno.test("adam: a few AdamW steps match a float64 closed-form reference", () => {
+  const w0 = [1, -2, 0.5];
+  const c = [1, 0.5, 2];
+  const t = [0.3, 0.1, -1];
+  const o = { lr: 0.1, minLr: 0.01, warmup: 2, steps: 6, beta1: 0.8, beta2: 0.9, eps: 1e-8, weightDecay: 0.1 };
+  const w = tf.variable(tf.tensor1d(w0));
+  const cT = tf.tensor1d(c);
+  const tT = tf.tensor1d(t);
+  const opt = adam({ w }, { ...o, decay: () => true });
+
+  const ref = { w: [...w0], m: [0, 0, 0], v: [0, 0, 0] };
+  for (let s = 0; s < 6; s++) {
+    const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(cT, tf.square(tf.sub(w, tT)))) as tf.Scalar, [w]);
+    const info = opt.apply({ w: grads[w.name] });
+    value.dispose();
+    grads[w.name].dispose();
+
+    const lr = s < 2 ? 0.1 * (s + 1) / 2 : 0.01 + 0.09 * (1 + Math.cos(Math.PI * (s - 2) / 3)) / 2;
+    assert.ok(Math.abs(info.lr - lr) < 1e-12, `lr at step ${s}`);
+    for (let i = 0; i < 3; i++) {
+      const g = 2 * c[i] * (ref.w[i] - t[i]);
+      ref.m[i] = 0.8 * ref.m[i] + 0.2 * g;
+      ref.v[i] = 0.9 * ref.v[i] + 0.1 * g * g;
+      const mHat = ref.m[i] / (1 - 0.8 ** (s + 1));
+      const vHat = ref.v[i] / (1 - 0.9 ** (s + 1));
+      ref.w[i] = ref.w[i] * (1 - lr * 0.1) - lr * mHat / (Math.sqrt(vHat) + 1e-8);
+    }
+    const got = { w: w.dataSync(), m: opt.m.w.dataSync(), v: opt.v.w.dataSync() };
+    for (const key of ["w", "m", "v"] as const) {
+      for (let i = 0; i < 3; i++) {
+        const err = Math.abs(got[key][i] - ref[key][i]);
+        assert.ok(
+          err <= 1e-5 * Math.max(1, Math.abs(ref[key][i])),
+          `${key}[${i}] at step ${s}: ${got[key][i]} vs ${ref[key][i]}`,
+        );
+      }
+    }
+  }
+  assert.equal(opt.step, 6);
+  opt.dispose();
+  tf.dispose([w, cT, tT]);
+});
+
+Deno.test("adam: weight decay skips rank-1 variables by default; missing gradients leave a variable alone", () => {
+  const m = tf.variable(tf.ones([2, 2]));
+  const b = tf.variable(tf.ones([2]));
+  const frozen = tf.variable(tf.ones([2]));
+  const opt = adam({ m, b, frozen }, { lr: 0.5, steps: 1, weightDecay: 1, schedule: "constant" });
+  const zeros = { m: tf.zeros([2, 2]), b: tf.zeros([2]) };
+  opt.apply(zeros);
+  // Zero gradient: the Adam step is 0, so only the decay w (1 - lr λ) = 0.5 acts.
+  assert.deepEqual(Array.from(m.dataSync()), [0.5, 0.5, 0.5, 0.5]);
+  assert.deepEqual(Array.from(b.dataSync()), [1, 1]);
+  assert.deepEqual(Array.from(frozen.dataSync()), [1, 1]);
+  opt.dispose();
+  tf.dispose([m, b, frozen, zeros.m, zeros.b]);
+});
+
+Deno.test("clipByGlobalNorm: the clipped global norm equals the threshold; below it nothing changes", () => {
+  const grads = { a: randomNormal([3, 4], { seed: 1 }), b: randomNormal([5], { seed: 2 }) };
+  let sq = 0;
+  for (const g of Object.values(grads)) for (const x of g.dataSync()) sq += x * x;
+  const clipped = clipByGlobalNorm(grads, 0.5);
+  assert.ok(Math.abs(clipped.norm - Math.sqrt(sq)) < 1e-5 * Math.sqrt(sq));
+  assert.equal(clipped.clipped, true);
+  assert.ok(Math.abs(globalNorm(clipped.grads) - 0.5) < 1e-6, `clipped norm ${globalNorm(clipped.grads)}`);
+  const kept = clipByGlobalNorm(grads, 1e6);
+  assert.equal(kept.clipped, false);
+  assert.deepEqual(Array.from(kept.grads.a.dataSync()), Array.from(grads.a.dataSync()));
+  assert.throws(() => clipByGlobalNorm(grads, 0), /clip must be a finite number > 0 or null/);
+  tf.dispose([grads.a, grads.b, clipped.grads.a, clipped.grads.b, kept.grads.a, kept.grads.b]);
+});
+
+Deno.test("adam: clipping applies the same update as unclipped Adam on gradients scaled to the threshold", () => {
+  const g = { w: tf.tensor1d([3, -4]) };
+  const a = tf.variable(tf.tensor1d([1, 1]));
+  const b = tf.variable(tf.tensor1d([1, 1]));
+  const optA = adam({ w: a }, { lr: 0.1, steps: 3, clip: 1 });
+  const optB = adam({ w: b }, { lr: 0.1, steps: 3 });
+  for (let s = 0; s < 3; s++) {
+    const info = optA.apply(g);
+    assert.equal(info.clipped, true);
+    assert.equal(info.gradNorm, 5);
+    const scaled = tf.mul(g.w, 1 / 5);
+    optB.apply({ w: scaled });
+    scaled.dispose();
+  }
+  assert.deepEqual(Array.from(a.dataSync()), Array.from(b.dataSync()));
+  assert.deepEqual(Array.from(optA.v.w.dataSync()), Array.from(optB.v.w.dataSync()));
+  optA.dispose();
+  optB.dispose();
+  tf.dispose([g.w, a, b]);
+});
+
+Deno.test("train: the loss falls on a fixed batch; gradient-norm logs match independent gradients", async () => {
+  const model = mlp(1);
+  const fixed = batchAt(0, 32);
+  const reference = tf.variableGrads(() => model.loss(fixed), Object.values(model.variables));
+  const refNorms: Record<string, number> = {};
+  for (const [name, w] of Object.entries(model.variables)) {
+    refNorms[name] = Math.hypot(...reference.grads[w.name].dataSync());
+  }
+  const refLoss = reference.value.dataSync()[0];
+  tf.dispose([reference.value, ...Object.values(reference.grads)]);
+
+  const seen: number[] = [];
+  const result = await train(model, {
+    ...QUIET,
+    steps: 40,
+    lr: 0.05,
+    schedule: "constant",
+    batchAt: () => fixed,
+    tokensPerBatch: 32,
+    onStep: (info) => void seen.push(info.step),
+  });
+  const losses = result.logs.train.map((r) => r.loss);
+  assert.equal(losses[0], refLoss);
+  assert.ok(losses.at(-1)! < 0.5 * losses[0], `loss ${losses[0]} -> ${losses.at(-1)}`);
+  assert.deepEqual(seen, Array.from({ length: 40 }, (_, i) => i));
+  assert.equal(result.finished, true);
+  assert.equal(result.dir, null);
+
+  const first = result.logs.gradNorms[0];
+  assert.deepEqual(Object.keys(first), [
+    "step",
+    "blocks.0.w",
+    "blocks.1.w",
+    "blocks.1.b",
+    "blocks.0.*",
+    "blocks.1.*",
+    "global",
+  ]);
+  for (const name of Object.keys(refNorms)) {
+    assert.ok(Math.abs(first[name] - refNorms[name]) < 1e-5 * refNorms[name], `${name}: ${first[name]}`);
+  }
+  assert.ok(Math.abs(first["blocks.0.*"] - first["blocks.0.w"]) < 1e-12);
+  assert.ok(Math.abs(first["blocks.1.*"] - Math.hypot(first["blocks.1.w"], first["blocks.1.b"])) < 1e-6);
+  assert.ok(Math.abs(first.global - Math.hypot(first["blocks.0.*"], first["blocks.1.*"])) < 1e-6);
+  assert.equal(result.logs.train[0].grad_norm, first.global);
+  for (const row of result.logs.train) {
+    assert.equal(row.tokens, 32);
+    assert.ok(row.tokens_per_s !== null && row.tokens_per_s > 0 && Number.isFinite(row.tokens_per_s));
+    assert.equal(row.lr, 0.05);
+  }
+  model.dispose();
+});
+
+Deno.test("train: clipping is logged with its threshold, validation gives exp(loss) and bits, CSVs are written", async () => {
+  await withTempDir(async (runsDir) => {
+    const model = mlp(2);
+    const valid = [batchAt(100), batchAt(101)];
+    const result = await train(model, {
+      ...QUIET,
+      name: "clip",
+      runsDir,
+      steps: 5,
+      lr: 0.05,
+      clip: 0.3,
+      batchAt,
+      batchTokens: (b) => b.y.length,
+      validation: { every: 2, batches: () => valid },
+      probe: { every: 2, fn: (step) => ({ twice: 2 * step }) },
+    });
+    for (const row of result.logs.train) {
+      assert.equal(row.clip, 0.3);
+      assert.equal(row.clipped, row.grad_norm > 0.3);
+      assert.equal(row.tokens, 16);
+    }
+    assert.ok(result.logs.train.some((r) => r.clipped));
+    assert.deepEqual(result.logs.valid.map((r) => r.step), [2, 4, 5]);
+    assert.deepEqual(result.logs.probes, [{ step: 0, twice: 0 }, { step: 2, twice: 4 }, { step: 4, twice: 8 }]);
+    // The last validation ran on the final weights: recompute it here.
+    const now = valid.map((b) => tf.tidy(() => model.loss(b).dataSync()[0]));
+    const last = result.logs.valid.at(-1)!;
+    assert.ok(Math.abs(last.loss - (now[0] + now[1]) / 2) < 1e-7);
+    assert.equal(last.perplexity, Math.exp(last.loss));
+    assert.equal(last.bits_per_byte, last.loss / Math.LN2);
+
+    const dir = join(runsDir, "clip");
+    const header = async (file: string) => (await Deno.readTextFile(join(dir, file))).split("\n")[0];
+    assert.equal(await header("train.csv"), "step,lr,loss,grad_norm,clipped,clip,tokens,tokens_per_s,seconds");
+    assert.equal(await header("grad_norms.csv"), "step,blocks.0.w,blocks.1.w,blocks.1.b,blocks.0.*,blocks.1.*,global");
+    assert.equal(await header("valid.csv"), "step,loss,perplexity,bits_per_byte");
+    assert.equal(await header("probes.csv"), "step,twice");
+    const trainLines = (await Deno.readTextFile(join(dir, "train.csv"))).trim().split("\n");
+    assert.equal(trainLines.length, 6);
+    const manifest = await readCheckpointManifest(dir);
+    assert.equal(manifest?.step, 5);
+    assert.equal(manifest?.finished, true);
+    assert.deepEqual(manifest?.logs.rows, { train: 5, gradNorms: 5, valid: 3, probes: 3 });
+    model.dispose();
+  });
+});
+
+Deno.test("checkpoint: weights and Adam m, v round-trip bitwise", async () => {
+  await withTempDir(async (dir) => {
+    const special = new Float32Array([0, -0, 1e-45, -3.4e38, 1 / 3, NaN, Infinity, 7]);
+    const w = tf.variable(randomNormal([2, 3], { seed: 5 }));
+    const opt = adam({ "blocks.0.w": w }, { lr: 0.1, steps: 4 });
+    for (let s = 0; s < 2; s++) {
+      const g = randomNormal([2, 3], { seed: 10 + s });
+      opt.apply({ "blocks.0.w": g });
+      g.dispose();
+    }
+    const state = await opt.getState();
+    const weights = { "blocks.0.w": Float32Array.from(w.dataSync()), extra: special };
+    const shapes = { "blocks.0.w": [2, 3], extra: [8] };
+    const logs = {
+      train: [{
+        step: 0,
+        lr: 0.1,
+        loss: NaN,
+        grad_norm: Infinity,
+        clipped: false,
+        clip: null,
+        tokens: null,
+        tokens_per_s: null,
+        seconds: 0.5,
+      }],
+      gradNorms: [{ step: 0, global: -Infinity }],
+      valid: [],
+      probes: [],
+    };
+    await saveCheckpoint(dir, {
+      name: "rt",
+      steps: 4,
+      hash: "h",
+      identity: { a: 1 },
+      shapes,
+      weights,
+      adam: { step: 2, m: { ...state.m, extra: special }, v: { ...state.v, extra: special } },
+      logs,
+    });
+    const back = await loadCheckpoint(dir);
+    assert.ok(back);
+    assert.equal(back.manifest.step, 2);
+    assert.equal(back.manifest.finished, false);
+    for (const name of Object.keys(shapes)) {
+      assertBitwiseEqual(back.weights[name], weights[name as keyof typeof weights], `weights ${name}`);
+    }
+    assertBitwiseEqual(back.adam.m["blocks.0.w"], state.m["blocks.0.w"], "m");
+    assertBitwiseEqual(back.adam.v["blocks.0.w"], state.v["blocks.0.w"], "v");
+    assert.deepEqual(back.logs, logs);
+
+    const w2 = tf.variable(tf.zeros([2, 3]));
+    const opt2 = adam({ "blocks.0.w": w2 }, { lr: 0.1, steps: 4 });
+    opt2.setState({
+      step: back.adam.step,
+      m: { "blocks.0.w": back.adam.m["blocks.0.w"] },
+      v: { "blocks.0.w": back.adam.v["blocks.0.w"] },
+    });
+    const state2 = await opt2.getState();
+    assert.equal(state2.step, 2);
+    assertBitwiseEqual(state2.m["blocks.0.w"], state.m["blocks.0.w"], "m after setState");
+    assertBitwiseEqual(state2.v["blocks.0.w"], state.v["blocks.0.w"], "v after setState");
+    opt.dispose();
+    opt2.dispose();
+    tf.dispose([w, w2]);
+  });
+});
+
+function resumeOptions(runsDir: string): TrainOptions<Batch> {
+  return {
+    ...QUIET,
+    runsDir,
+    steps: 6,
+    lr: 0.05,
+    warmup: 2,
+    clip: 0.5,
+    weightDecay: 0.01,
+    batchAt,
+    checkpointEvery: 2,
+    validation: { every: 2, batches: () => [batchAt(100)] },
+    probe: { every: 2, fn: (step) => ({ step2: step * step }) },
+  };
+}
+
+function assertSameLogs(a: Awaited<ReturnType<typeof train>>, b: Awaited<ReturnType<typeof train>>) {
+  const timeless = (rows: Record<string, unknown>[]) => rows.map(({ seconds: _s, tokens_per_s: _t, ...rest }) => rest);
+  assert.deepEqual(timeless(b.logs.train), timeless(a.logs.train));
+  for (let i = 0; i < a.logs.train.length; i++) {
+    assert.ok(Object.is(a.logs.train[i].loss, b.logs.train[i].loss), `loss at step ${i}`);
+  }
+  assert.deepEqual(b.logs.gradNorms, a.logs.gradNorms);
+  assert.deepEqual(b.logs.valid, a.logs.valid);
+  assert.deepEqual(b.logs.probes, a.logs.probes);
+}
+
+Deno.test("train: 3 steps + resume + 3 steps in a fresh model equals 6 straight steps bitwise", async () => {
+  await withTempDir(async (runsDir) => {
+    const straightModel = mlp(3);
+    const straight = await train(straightModel, { ...resumeOptions(runsDir), name: "straight" });
+
+    const firstModel = mlp(3);
+    const first = await train(firstModel, { ...resumeOptions(runsDir), name: "split", until: 3 });
+    assert.equal(first.step, 3);
+    assert.equal(first.finished, false);
+    firstModel.dispose();
+
+    const messages: string[] = [];
+    const secondModel = mlp(3);
+    const second = await train(secondModel, {
+      ...resumeOptions(runsDir),
+      name: "split",
+      resume: true,
+      log: (m) => messages.push(m),
+    });
+    assert.ok(messages.some((m) => /resuming from step 3 of 6/.test(m)), messages.join("\n"));
+    assert.equal(second.finished, true);
+    assertSameLogs(straight, second);
+    const [a, b] = [await weightsOf(straightModel), await weightsOf(secondModel)];
+    for (const name of Object.keys(a)) assertBitwiseEqual(b[name], a[name], `final ${name}`);
+    straightModel.dispose();
+    secondModel.dispose();
+  });
+});
+
+Deno.test("train: a run that crashes after a checkpoint resumes to the same curve", async () => {
+  await withTempDir(async (runsDir) => {
+    const straightModel = mlp(4);
+    const straight = await train(straightModel, { ...resumeOptions(runsDir), name: "straight" });
+
+    const crashModel = mlp(4);
+    await assert.rejects(
+      train(crashModel, {
+        ...resumeOptions(runsDir),
+        name: "crash",
+        onStep: ({ step }) => {
+          if (step === 4) throw new Error("simulated crash");
+        },
+      }),
+      /simulated crash/,
+    );
+    crashModel.dispose();
+    assert.equal((await readCheckpointManifest(join(runsDir, "crash")))?.step, 4);
+
+    const resumedModel = mlp(4);
+    const resumed = await train(resumedModel, { ...resumeOptions(runsDir), name: "crash", resume: true });
+    assertSameLogs(straight, resumed);
+    const [a, b] = [await weightsOf(straightModel), await weightsOf(resumedModel)];
+    for (const name of Object.keys(a)) assertBitwiseEqual(b[name], a[name], `final ${name}`);
+    straightModel.dispose();
+    resumedModel.dispose();
+  });
+});
+
+Deno.test("train: a corrupt or half-written checkpoint is detected", async () => {
+  await withTempDir(async (runsDir) => {
+    const options = { ...QUIET, runsDir, name: "c", steps: 3, lr: 0.05, batchAt };
+    const model = mlp(5);
+    await train(model, options);
+    model.dispose();
+    const dir = join(runsDir, "c");
+    const manifest = (await readCheckpointManifest(dir))!;
+
+    // Files of an interrupted later save (data written, manifest not yet renamed) do not disturb it.
+    await Deno.writeFile(join(dir, "weights-00000009-deadbeef.bin"), new Uint8Array(12));
+    await Deno.writeTextFile(join(dir, ".checkpoint.json.abcdef12.tmp"), "{");
+    assert.equal((await loadCheckpoint(dir))?.manifest.step, 3);
+
+    // A flipped byte: checksum mismatch.
+    const weightsPath = join(dir, manifest.weights.path);
+    const bytes = await Deno.readFile(weightsPath);
+    bytes[5] ^= 0xff;
+    await Deno.writeFile(weightsPath, bytes);
+    await assert.rejects(loadCheckpoint(dir), (err: Error) => {
+      assert.ok(err instanceof CheckpointError);
+      assert.match(err.message, /corrupt: the SHA-256 checksum of weights-.*\.bin/);
+      return true;
+    });
+    const fresh = mlp(5);
+    await assert.rejects(train(fresh, { ...options, resume: true }), /checksum.*resume: false/);
+
+    // A truncated file.
+    await Deno.writeFile(weightsPath, bytes.subarray(0, 8));
+    await assert.rejects(loadCheckpoint(dir), /has 8 bytes, the manifest says/);
+
+    // A missing data file.
+    await Deno.remove(weightsPath);
+    await assert.rejects(loadCheckpoint(dir), /incomplete: its weights file .* is missing/);
+
+    // An unreadable manifest.
+    await Deno.writeTextFile(join(dir, MANIFEST_FILE), "{ not json");
+    await assert.rejects(readCheckpointManifest(dir), /not valid \(not JSON/);
+
+    // No manifest: no checkpoint; resuming starts from step 0 and says so.
+    await Deno.remove(join(dir, MANIFEST_FILE));
+    assert.equal(await loadCheckpoint(dir), null);
+    const messages: string[] = [];
+    const result = await train(fresh, { ...options, resume: true, log: (m) => messages.push(m) });
+    assert.ok(messages.some((m) => /no checkpoint in .*; training from step 0/.test(m)), messages.join("\n"));
+    assert.equal(result.logs.train[0].step, 0);
+    assert.equal(result.logs.train.length, 3);
+    // The new save removed the leftovers of the interrupted one.
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.ok(!names.includes("weights-00000009-deadbeef.bin") && !names.includes(".checkpoint.json.abcdef12.tmp"));
+    fresh.dispose();
+  });
+});
+
+Deno.test("train: a non-finite gradient stops at the right step and layer, without a checkpoint of it", async () => {
+  await withTempDir(async (runsDir) => {
+    const poisoned = (from: number, poison: Batch["poison"]) => (step: number) => ({
+      ...batchAt(step),
+      poison: step >= from ? poison : undefined,
+    });
+    const base = { ...QUIET, runsDir, steps: 6, lr: 0.05, checkpointEvery: 2 };
+
+    const model = mlp(6);
+    const before = await (async () => {
+      const result = await train(model, { ...base, name: "nan", batchAt: poisoned(3, ["blocks.1.w"]) });
+      return result;
+    })();
+    assert.deepEqual(before.stopped, {
+      reason: "non-finite",
+      step: 3,
+      where: "blocks.1.w",
+      layer: 1,
+      variables: ["blocks.1.w"],
+    });
+    assert.equal(before.step, 3);
+    assert.equal(before.finished, false);
+    assert.equal(before.logs.train.length, 4);
+    assert.ok(Number.isFinite(before.logs.train[3].loss));
+    assert.ok(Number.isNaN(before.logs.train[3].grad_norm));
+    assert.ok(Number.isNaN(before.logs.gradNorms[3]["blocks.1.w"]));
+    assert.ok(Number.isFinite(before.logs.gradNorms[3]["blocks.0.w"]));
+    assert.equal((await readCheckpointManifest(join(runsDir, "nan")))?.step, 2);
+    for (const w of Object.values(await weightsOf(model))) assert.ok(w.every(Number.isFinite));
+    assert.match(await Deno.readTextFile(join(runsDir, "nan", "train.csv")), /\n3,[^\n]*NaN/);
+    model.dispose();
+
+    const both = mlp(6);
+    const first = await train(both, { ...base, batchAt: poisoned(1, ["blocks.1.w", "blocks.0.w"]) });
+    assert.equal(first.stopped?.where, "blocks.0.w");
+    assert.deepEqual(first.stopped?.variables, ["blocks.0.w", "blocks.1.w"]);
+    both.dispose();
+
+    const lossModel = mlp(6);
+    const loss = await train(lossModel, { ...base, batchAt: poisoned(2, "loss") });
+    assert.equal(loss.stopped?.where, "loss");
+    assert.equal(loss.stopped?.step, 2);
+    assert.equal(loss.stopped?.layer, null);
+    await assert.rejects(
+      train(lossModel, { ...base, batchAt: poisoned(0, ["blocks.0.w"]), throwOnNonFinite: true }),
+      /stopped at step 0: non-finite gradient of blocks\.0\.w/,
+    );
+    lossModel.dispose();
+  });
+});
+
+Deno.test("trainCached: reuses a finished run with the same hash, resumes a partial one, retrains on a change", async () => {
+  await withTempDir(async (runsDir) => {
+    let batches = 0;
+    const messages: string[] = [];
+    const options = {
+      runsDir,
+      steps: 4,
+      lr: 0.05,
+      seed: 7,
+      dataId: "synthetic-v1",
+      progress: "none" as const,
+      log: (m: string) => messages.push(m),
+      build: () => mlp(7),
+      batchAt: (step: number) => {
+        batches++;
+        return batchAt(step);
+      },
+    };
+    const first = await trainCached("cached", options);
+    assert.equal(first.action, "trained");
+    assert.match(messages.at(-2)!, /training cached: no checkpoint/);
+    assert.equal(batches, 4);
+
+    const second = await trainCached("cached", options);
+    assert.equal(second.action, "reused");
+    assert.equal(batches, 4, "reuse must not train");
+    assert.match(messages.at(-1)!, /reused .*cached \(hash [0-9a-f]{8}…, 4 steps\)/);
+    assert.equal(second.result.hash, first.result.hash);
+    assert.deepEqual(second.result.logs, first.result.logs);
+    const [a, b] = [await weightsOf(first.model), await weightsOf(second.model)];
+    for (const name of Object.keys(a)) assertBitwiseEqual(b[name], a[name], name);
+
+    const changed = await trainCached("cached", { ...options, lr: 0.01 });
+    assert.equal(changed.action, "retrained");
+    assert.match(messages.find((m) => m.startsWith("hash changed"))!, /hash changed: retraining cached/);
+    assert.notEqual(changed.result.hash, first.result.hash);
+
+    const otherData = await trainCached("cached", { ...options, lr: 0.01, dataId: "synthetic-v2" });
+    assert.equal(otherData.action, "retrained");
+    const otherModel = await trainCached("cached", {
+      ...options,
+      lr: 0.01,
+      dataId: "synthetic-v2",
+      build: () => mlp(7, 5),
+    });
+    assert.equal(otherModel.action, "retrained");
+
+    const partial = await trainCached("partial", { ...options, until: 2 });
+    assert.equal(partial.result.step, 2);
+    const rest = await trainCached("partial", options);
+    assert.equal(rest.action, "resumed");
+    assert.equal(rest.result.step, 4);
+    const [c, d] = [await weightsOf(first.model), await weightsOf(rest.model)];
+    for (const name of Object.keys(c)) assertBitwiseEqual(d[name], c[name], `resumed ${name}`);
+
+    for (const r of [first, second, changed, otherData, otherModel, partial, rest]) r.model.dispose();
+  });
+});
+
+Deno.test("train and trainCached leak no tensors", async () => {
+  await withTempDir(async (runsDir) => {
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 2; i++) {
+      const model = mlp(8);
+      await train(model, {
+        ...QUIET,
+        name: "leak",
+        runsDir,
+        steps: 4,
+        clip: 0.1,
+        batchAt,
+        checkpointEvery: 1,
+        validation: { every: 2, batches: () => [batchAt(50)] },
+        probe: { every: 1, fn: () => ({ norm: tf.tidy(() => tf.norm(model.variables["blocks.0.w"]).dataSync()[0]) }) },
+      });
+      await train(model, { ...QUIET, name: "leak", runsDir, steps: 6, batchAt, resume: false, until: 2 });
+      await train(model, {
+        ...QUIET,
+        steps: 3,
+        batchAt: (s) => ({ ...batchAt(s), poison: s === 1 ? "loss" as const : undefined }),
+      });
+      model.dispose();
+      const cached = await trainCached("leak-cached", { ...QUIET, runsDir, steps: 2, batchAt, build: () => mlp(9) });
+      cached.model.dispose();
+    }
+    assert.equal(tf.memory().numTensors, start);
+  });
+});
+
+Deno.test("train: bad options and models throw errors that name the problem", async () => {
+  const model = mlp(10);
+  const ok = { ...QUIET, steps: 2, batchAt };
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ ...ok, lrr: 1 }, /unknown option "lrr"; valid options are/],
+    [{ ...ok, lr: -1 }, /option lr must be > 0, got -1/],
+    [{ ...ok, lr: "0.1" }, /option lr must be a finite number/],
+    [{ QUIET, batchAt }, /unknown option "QUIET"/],
+    [{ ...QUIET, batchAt }, /option steps is required/],
+    [{ ...QUIET, steps: 2 }, /option batchAt is required/],
+    [{ ...ok, steps: 2.5 }, /option steps must be an integer/],
+    [{ ...ok, beta1: 1 }, /option beta1 must be in \[0, 1\)/],
+    [{ ...ok, clip: "big" }, /option clip must be a finite number/],
+    [{ ...ok, schedule: "linear" }, /option schedule must be one of "cosine", "constant"/],
+    [{ ...ok, batchAt: 3 }, /option batchAt must be a function/],
+    [{ ...ok, validation: { every: 0, batches: () => [] } }, /validation.every must be an integer >= 1/],
+    [{ ...ok, validation: { every: 1 } }, /validation.batches must be a function/],
+    [{ ...ok, probe: { every: 1, fn: () => ({}), extra: 1 } }, /probe: unknown key "extra"/],
+    [{ ...ok, name: "../escape" }, /option name must be a name of letters/],
+    [{ ...ok, resume: true }, /resume needs a name/],
+    [{ ...ok, until: 3 }, /until must be <= steps \(2\)/],
+    [{ ...ok, tokensPerBatch: 4, batchTokens: () => 4 }, /tokensPerBatch or batchTokens, not both/],
+    [{ ...ok, progress: "loud" }, /option progress must be one of/],
+  ];
+  for (const [options, pattern] of cases) {
+    await assert.rejects(train(model, options as unknown as TrainOptions<Batch>), pattern, JSON.stringify(options));
+  }
+  await assert.rejects(
+    train(model, { ...ok, validation: { every: 1, batches: () => [] } }),
+    /validation.batches\(\) must return a non-empty array/,
+  );
+  await assert.rejects(
+    train({ ...model, config: { f: () => 1 } }, ok),
+    /model.config must be JSON-serialisable: .*model.config.f is a function/,
+  );
+  await assert.rejects(train({ ...model, variables: {} }, ok), /variables is empty/);
+  await assert.rejects(
+    train({ ...model, variables: { a: tf.zeros([2]) as unknown as tf.Variable } }, ok),
+    /variables\["a"\] must be a tf.Variable/,
+  );
+  const w = model.variables["blocks.0.w"];
+  await assert.rejects(train({ ...model, variables: { a: w, b: w } }, ok), /same tf.Variable/);
+  await assert.rejects(
+    trainCached("x", { ...ok, build: () => mlp(11), resume: true } as never),
+    /option resume is not accepted/,
+  );
+  await assert.rejects(trainCached("x", { ...ok } as never), /option build must be a function/);
+  await assert.rejects(trainCached("bad name!", { ...ok, build: () => mlp(11) }), /option name must be a name/);
+  model.dispose();
+});
