@@ -423,6 +423,36 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "blas kernels: GatherV2 agrees with cpu on every axis and index rank; bad indices and batchDims go to cpu",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const cases: [number[], number[], number[], number][] = [
+      [[5, 3], [4], [0, 4, 4, 2], 0],
+      [[5, 3], [2, 2], [1, 0, 3, 1], 0],
+      [[2, 5, 3], [3], [4, 0, 2], 1],
+      [[2, 3, 5], [2, 1], [4, 0], -1],
+      [[6], [], [3], 0],
+      [[4, 1, 2], [5], [3, 3, 0, 1, 2], 0],
+    ];
+    for (const [shape, indexShape, ids, axis] of cases) {
+      const what = `gather [${shape}] at [${ids}] (shape [${indexShape}]) axis ${axis}`;
+      const indices = () => tf.tensor(ids, indexShape, "int32");
+      await assertSameAsCpu(what, () => tf.gather(tensor(shape, 27, { specials: true }), indices(), axis));
+      await assertSameAsCpu(`d ${what}`, () => withGrads((x) => tf.gather(x, indices(), axis), [tensor(shape, 28)]));
+    }
+    await assertSameAsCpu(
+      "gather with batchDims 1",
+      () => tf.gather(tensor([2, 4, 3], 29), tf.tensor2d([[0, 3], [2, 2]], [2, 2], "int32"), 1, 1),
+    );
+    await onBackend("blas", () =>
+      assert.throws(
+        () => tf.gather(tf.ones([3, 2]), tf.tensor1d([0, 3], "int32")),
+        /GatherV2: the index value 3 is not in \[0, 2\]/,
+      ));
+  },
+});
+
 const PERMUTATIONS: [number[], number[]][] = [
   [[], []],
   [[5], [0]],
@@ -503,7 +533,10 @@ Deno.test({
             const s = tf.sum(tf.transpose(tf.cumsum(z, 3), [0, 2, 1, 3]), [1, 2]);
             return tf.add(tf.max(tf.pad(s, [[1, 1], [0, 0]]), -1), tf.mean(tf.elu(b)));
           };
-          return withGrads(f, [x, y]).concat(tf.unsortedSegmentSum(x, tf.tensor1d([1, 0], "int32"), 3));
+          return withGrads(f, [x, y]).concat(
+            tf.unsortedSegmentSum(x, tf.tensor1d([1, 0], "int32"), 3),
+            tf.gather(x, tf.tensor1d([2, 0, 2], "int32"), 1),
+          );
         });
       tf.dispose(pass());
       const tensors = tf.memory().numTensors;

@@ -8,8 +8,9 @@
  *   (lib/blas/kernels.ts): Add, Sub, Multiply, RealDiv, Maximum, Minimum, SquaredDifference, Pow and the
  *   comparisons, with any broadcast; Exp, Log, Neg, Sqrt, Rsqrt, Square, Relu, Elu, EluGrad, Sigmoid,
  *   Tanh, Abs, Reciprocal, Step; Sum, Mean, Max, Min over a block of axes; Softmax in one pass per row;
- *   Cumsum; UnsortedSegmentSum (the gradient of `tf.gather`); Transpose; PadV2. They take float32 and
- *   hand other dtypes to the cpu kernels, and compute what the cpu kernels compute, with the same roundings.
+ *   Cumsum; GatherV2 and UnsortedSegmentSum (an embedding lookup and its gradient); Transpose; PadV2.
+ *   They take float32, hand other dtypes to the cpu kernels, and compute what the cpu kernels compute,
+ *   with the same roundings, bit for bit.
  *
  * `ATTNLAB_BLAS_KERNELS=matmul` leaves out the second group, to measure what it gains.
  *

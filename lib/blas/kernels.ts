@@ -1,6 +1,6 @@
 /**
  * The kernels the `blas` backend computes itself besides matmul: elementwise ops, reductions, Softmax,
- * Cumsum, UnsortedSegmentSum, Transpose and PadV2, as typed-array loops (see elementwise.ts, reduce.ts,
+ * Cumsum, UnsortedSegmentSum, Transpose, PadV2 and GatherV2, as typed-array loops (see elementwise.ts, reduce.ts,
  * layout.ts). Each takes float32 inputs and hands every other case to the cpu kernel of the same name.
  *
  * `ATTNLAB_BLAS_KERNELS=matmul` registers only the matmul kernels (the backend as it was before these

