@@ -14,6 +14,7 @@ import {
   type TransformerModel,
 } from "../lib/models/mod.ts";
 import { seededUniform } from "../lib/random.ts";
+import { variants } from "../lib/attention/mod.ts";
 
 const quiet = { log: () => {} };
 const small = { layers: 2, dModel: 16, heads: 2, maxLength: 128 };
@@ -360,4 +361,26 @@ Deno.test("no leaked tensors over repeated forward, loss, weights and score-grad
     });
   }
   assert.deepEqual(tf.memory().numTensors, start);
+});
+
+Deno.test("logitsWith: an attend hook that calls the variant reproduces logits; the hook sees every layer", () => {
+  withModel({ attention: "transnormer-t1", ...small, rotary: true }, (m) => {
+    tf.tidy(() => {
+      const x = tf.tensor2d(ids(1, 11, 21), [1, 11], "int32");
+      const seen: number[] = [];
+      const hooked = m.logitsWith(x, {
+        attend: (layer, qkv, options) => {
+          seen.push(layer);
+          assert.equal(options.causal, true);
+          return variants[m.config.attention[layer].variant].attend(qkv, options as never);
+        },
+      });
+      assert.deepEqual(seen, [0, 1]);
+      assertClose(hooked, m.logits(x), "hooked logits");
+      assert.throws(
+        () => m.logitsWith(x, { offset: 120, attend: () => tf.zeros([1, 1, 1, 1]) as tf.Tensor4D }),
+        /offset \+ n <= maxLength/,
+      );
+    });
+  });
 });

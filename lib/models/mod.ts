@@ -16,3 +16,4 @@
 export * from "./config.ts";
 export * from "./model.ts";
 export * from "./positions.ts";
+export * from "./pretrained.ts";

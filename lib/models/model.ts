@@ -13,7 +13,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { normalizeLastAxis, variants } from "../attention/mod.ts";
+import { normalizeLastAxis, type QKV, variants } from "../attention/mod.ts";
 import { seededNormal } from "../random.ts";
 import {
   ffnHiddenSize,
@@ -60,7 +60,14 @@ interface ForwardHooks {
   capture?: (layer: number, q: tf.Tensor4D, k: tf.Tensor4D, options: Record<string, unknown>) => void;
   /** Padding id for the classifier's pooling. */
   pad?: number;
+  /** Position of the first token (sinusoidal table and rotary); default 0. */
+  offset?: number;
+  /** Replaces every layer's attention: gets the layer index, its q, k, v [b, h, n, dh] and options. */
+  attend?: AttendHook;
 }
+
+/** Computes one layer's attention output [b, h, n, dh] in place of the variant (e.g. from a decoding state). */
+export type AttendHook = (layer: number, qkv: QKV, options: Record<string, unknown>) => tf.Tensor4D;
 
 /** Options of {@linkcode TransformerModel.logits}. */
 export interface LogitsOptions {
@@ -180,6 +187,24 @@ export class TransformerModel {
     return tf.tidy(() => this.#head(this.#forward(ids, { mode: form, pad }), ids, pad));
   }
 
+  /**
+   * Logits for ids [b, n] standing at positions offset..offset+n-1, with every layer's attention
+   * computed by `attend(layer, { q, k, v }, options)` instead of the variant: the hook an
+   * incremental decoder uses to run one new token against its per-layer states. `options` are the
+   * options the layer's variant runs with (including `causal` and Performer's seed).
+   */
+  logitsWith(ids: tf.Tensor2D, options: { offset?: number; attend: AttendHook; pad?: number }): tf.Tensor {
+    const { offset = 0, attend, pad } = options;
+    this.#checkIds(ids);
+    if (typeof attend !== "function") throw new Error("TransformerModel.logitsWith: attend must be a function");
+    if (!Number.isInteger(offset) || offset < 0 || offset + ids.shape[1] > this.config.maxLength) {
+      throw new Error(
+        `TransformerModel.logitsWith: offset must be an integer with offset + n <= maxLength (${this.config.maxLength}), got ${offset}`,
+      );
+    }
+    return tf.tidy(() => this.#head(this.#forward(ids, { mode: "fast", offset, attend, pad }), ids, pad));
+  }
+
   /** Mean cross-entropy of a batch (masked targets left out). Synchronous, for tf.variableGrads. */
   loss(batch: ModelBatch): tf.Scalar {
     return tf.tidy(() => this.#loss(batch, { mode: "fast" }));
@@ -292,7 +317,8 @@ export class TransformerModel {
     // A one-hot matmul instead of gather: its gradient is a matmul on every backend (wasm lacks gather's).
     const onehot = tf.oneHot(tf.reshape(ids, [b * n]), V); // [b*n, V]
     let x = tf.reshape(tf.mul(tf.matMul(onehot, this.#v("embed.weight")), Math.sqrt(d)), [b, n, d]) as tf.Tensor3D;
-    if (this.#positions) x = tf.add(x, tf.slice(this.#positions, [0, 0], [n, d])); // [b, n, d]
+    const offset = hooks.offset ?? 0;
+    if (this.#positions) x = tf.add(x, tf.slice(this.#positions, [offset, 0], [n, d])); // [b, n, d]
     this.config.attention.forEach((layer, i) => {
       const p = `blocks.${i}`;
       x = tf.add(x, this.#attention(this.#norm(x, `${p}.norm1`), layer, i, hooks));
@@ -311,8 +337,8 @@ export class TransformerModel {
     let k = split("wk") as tf.Tensor4D; // [b, h, n, dh]
     const v = split("wv") as tf.Tensor4D; // [b, h, n, dh]
     if (this.config.rotary) {
-      q = rotary(q);
-      k = rotary(k);
+      q = rotary(q, { offset: hooks.offset ?? 0 });
+      k = rotary(k, { offset: hooks.offset ?? 0 });
     }
     const options: Record<string, unknown> = { ...layer.options, causal: this.#causal };
     if (layer.variant === "performer" && options.seed === undefined) options.seed = seed * 1009 + i;
@@ -323,7 +349,9 @@ export class TransformerModel {
       outputNorm(o: tf.Tensor4D, opts: object): tf.Tensor4D;
     };
     let o: tf.Tensor4D; // [b, h, n, dh]
-    if (hooks.mode === "fast") {
+    if (hooks.attend) {
+      o = hooks.attend(i, { q, k, v }, options);
+    } else if (hooks.mode === "fast") {
       o = variant.attend({ q, k, v }, options);
     } else {
       let m = variant.weights({ q, k }, options); // [b, h, n, n]

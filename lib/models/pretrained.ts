@@ -1,0 +1,210 @@
+/**
+ * The shared recipe for the byte-level language models the notebooks study: one model config and
+ * one training budget per mode, trained on the State of the Union corpus through the trained-model
+ * cache, so every notebook that needs "the trained T2" gets the same checkpoint.
+ *
+ * @module
+ */
+
+import { isQuick } from "../env.ts";
+import { type ByteCorpus, loadSotu } from "../data/sotu.ts";
+import { lmSampler, lmTiling } from "../data/batching.ts";
+import type { LmBatch } from "../data/types.ts";
+import { type CacheAction, trainCached } from "../train/cache.ts";
+import type { TrainResult } from "../train/train.ts";
+import type { ProgressOutput } from "../notebook/progress.ts";
+import type { ModelConfigInput } from "./config.ts";
+import { createModel, type TransformerModel } from "./model.ts";
+
+/** Everything about how a language model is trained, besides its architecture. */
+export interface LmRecipe {
+  steps: number;
+  batchSize: number;
+  seqLen: number;
+  lr: number;
+  warmup: number;
+  /** Global-norm clipping threshold, or null for none. */
+  clip: number | null;
+  weightDecay: number;
+  /** Seeds the model's initial weights and the batch order. */
+  seed: number;
+  /** Validate every this many updates, on the first `validBatches` batches of the validation split. */
+  validEvery: number;
+  validBatches: number;
+  /** Record every layer's attention-score gradient norm every this many updates (null: never). */
+  probeEvery: number | null;
+  /** Sequences of the step's batch the score-gradient probe uses. */
+  probeRows: number;
+}
+
+/** The full-mode recipe: minutes per model on 2 cores with the blas backend. */
+export const LM_RECIPE: Readonly<LmRecipe> = Object.freeze({
+  steps: 600,
+  batchSize: 16,
+  seqLen: 128,
+  lr: 3e-3,
+  warmup: 60,
+  clip: 1,
+  weightDecay: 0.01,
+  seed: 0,
+  validEvery: 50,
+  validBatches: 8,
+  probeEvery: 10,
+  probeRows: 2,
+});
+
+/** The quick-mode recipe: a few steps, to exercise the path in CI. */
+export const LM_RECIPE_QUICK: Readonly<LmRecipe> = Object.freeze({
+  steps: 6,
+  batchSize: 2,
+  seqLen: 32,
+  lr: 3e-3,
+  warmup: 2,
+  clip: 1,
+  weightDecay: 0.01,
+  seed: 0,
+  validEvery: 3,
+  validBatches: 1,
+  probeEvery: 2,
+  probeRows: 1,
+});
+
+/** The architecture every preset shares in full mode (the attention list comes from the preset). */
+export const LM_ARCHITECTURE: Readonly<ModelConfigInput> = Object.freeze({
+  layers: 4,
+  dModel: 64,
+  heads: 4,
+  maxLength: 512,
+});
+
+/** The quick-mode architecture. */
+export const LM_ARCHITECTURE_QUICK: Readonly<ModelConfigInput> = Object.freeze({
+  layers: 2,
+  dModel: 32,
+  heads: 2,
+  maxLength: 512,
+});
+
+/** Options of {@linkcode trainedLanguageModel}. */
+export interface TrainedLanguageModelOptions {
+  /** The run's folder name under data/runs; default `lm/<preset>` (`lm-quick/<preset>` in quick mode). */
+  name?: string;
+  /** Overrides of the mode's recipe. */
+  recipe?: Partial<LmRecipe>;
+  /** Quick mode; default from ATTNLAB_QUICK. */
+  quick?: boolean;
+  /** A corpus already loaded; default loadSotu(). */
+  corpus?: ByteCorpus;
+  /** Where trained runs live; default data/runs. */
+  runsDir?: string;
+  progress?: ProgressOutput;
+  log?: ((line: string) => void) | null;
+}
+
+/** What {@linkcode trainedLanguageModel} returns. The caller disposes `model`. */
+export interface TrainedLanguageModel {
+  model: TransformerModel;
+  result: TrainResult;
+  action: CacheAction;
+  recipe: LmRecipe;
+  corpus: ByteCorpus;
+}
+
+const RECIPE_KEYS = Object.keys(LM_RECIPE);
+const OPTION_KEYS = ["name", "recipe", "quick", "corpus", "runsDir", "progress", "log"];
+
+/**
+ * A byte-level language model of the given architecture, trained with the shared recipe on the
+ * State of the Union corpus, from the run cache when its config hash matches (otherwise trained now).
+ * `architecture` is a preset name or a full {@linkcode ModelConfigInput}; the mode's
+ * {@linkcode LM_ARCHITECTURE} fills in what it leaves out.
+ *
+ * The run logs per-step gradient norms of every variable (grad_norms.csv), validation loss
+ * (valid.csv) and, every `probeEvery` updates, each layer's attention-score gradient norm
+ * (`score_grad_<i>` in probes.csv, from {@linkcode TransformerModel.scoreGradientNorms}).
+ *
+ * @example
+ * ```ts
+ * import { trainedLanguageModel } from "./pretrained.ts";
+ * const runsDir = await Deno.makeTempDir();
+ * const { model, result, action } = await trainedLanguageModel("transnormer-t2", {
+ *   quick: true, runsDir, recipe: { steps: 2 }, progress: "none", log: null,
+ * });
+ * console.log(action, result.step, result.logs.probes.length > 0); // trained 2 true
+ * model.dispose();
+ * await Deno.remove(runsDir, { recursive: true });
+ * ```
+ */
+export async function trainedLanguageModel(
+  architecture: string | ModelConfigInput,
+  options: TrainedLanguageModelOptions = {},
+): Promise<TrainedLanguageModel> {
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.includes(key)) {
+      throw new Error(`trainedLanguageModel: unknown option "${key}"; valid options are ${OPTION_KEYS.join(", ")}`);
+    }
+  }
+  const quick = options.quick ?? isQuick();
+  for (const key of Object.keys(options.recipe ?? {})) {
+    if (!RECIPE_KEYS.includes(key)) {
+      throw new Error(`trainedLanguageModel: unknown recipe key "${key}"; valid keys are ${RECIPE_KEYS.join(", ")}`);
+    }
+  }
+  const recipe: LmRecipe = { ...(quick ? LM_RECIPE_QUICK : LM_RECIPE), ...options.recipe };
+  const base = quick ? LM_ARCHITECTURE_QUICK : LM_ARCHITECTURE;
+  const input: ModelConfigInput = typeof architecture === "string"
+    ? { ...base, attention: architecture as ModelConfigInput["attention"], seed: recipe.seed }
+    : { ...base, seed: recipe.seed, ...architecture };
+  if (typeof architecture !== "string" && Array.isArray(architecture.attention) && architecture.layers === undefined) {
+    delete input.layers;
+  }
+  const label = typeof architecture === "string" ? architecture : architecture.attention;
+  if (options.name === undefined && typeof label !== "string") {
+    throw new Error(
+      `trainedLanguageModel: a custom attention list needs options.name, the run's folder under data/runs`,
+    );
+  }
+  const name = options.name ?? `${quick ? "lm-quick" : "lm"}/${label}`;
+  const corpus = options.corpus ?? await loadSotu();
+  const sampler = lmSampler(corpus.splits.train, {
+    batchSize: recipe.batchSize,
+    seqLen: recipe.seqLen,
+    seed: recipe.seed,
+  });
+  const tiling = lmTiling(corpus.splits.valid, {
+    batchSize: recipe.batchSize,
+    seqLen: recipe.seqLen,
+    maxBatches: recipe.validBatches,
+  });
+  const validation = Array.from(tiling);
+  let model: TransformerModel | null = null;
+  const probeBatch = (step: number): LmBatch => {
+    const b = sampler.batch(step);
+    const rows = Math.min(recipe.probeRows, b.batch);
+    const size = rows * b.length;
+    return { ...b, batch: rows, inputs: b.inputs.slice(0, size), targets: b.targets.slice(0, size) };
+  };
+  const { model: trained, result, action } = await trainCached<LmBatch, TransformerModel>(name, {
+    build: () => (model = createModel(input, { log: options.log ?? (() => {}) })),
+    steps: recipe.steps,
+    lr: recipe.lr,
+    warmup: recipe.warmup,
+    clip: recipe.clip,
+    weightDecay: recipe.weightDecay,
+    batchAt: (step) => sampler.batch(step),
+    validation: { every: recipe.validEvery, batches: () => validation },
+    probe: recipe.probeEvery === null ? null : {
+      every: recipe.probeEvery,
+      fn: (step) =>
+        Object.fromEntries(model!.scoreGradientNorms(probeBatch(step)).map((v, i) => [`score_grad_${i}`, v])),
+    },
+    batchTokens: (b) => b.inputs.length,
+    seed: recipe.seed,
+    dataId:
+      `${corpus.name}:${corpus.checksums.corpus}:seq${recipe.seqLen}:batch${recipe.batchSize}:valid${recipe.validBatches}:probe${recipe.probeEvery}x${recipe.probeRows}`,
+    ...(options.runsDir ? { runsDir: options.runsDir } : {}),
+    ...(options.progress ? { progress: options.progress } : {}),
+    ...(options.log !== undefined ? { log: options.log } : {}),
+  });
+  return { model: trained, result, action, recipe, corpus };
+}
