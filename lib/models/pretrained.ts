@@ -74,7 +74,7 @@ export const LM_ARCHITECTURE: Readonly<ModelConfigInput> = Object.freeze({
   layers: 4,
   dModel: 64,
   heads: 4,
-  maxLength: 512,
+  maxLength: 16384,
 });
 
 /** The quick-mode architecture. */
@@ -82,7 +82,7 @@ export const LM_ARCHITECTURE_QUICK: Readonly<ModelConfigInput> = Object.freeze({
   layers: 2,
   dModel: 32,
   heads: 2,
-  maxLength: 512,
+  maxLength: 16384,
 });
 
 /** Options of {@linkcode trainedLanguageModel}. */
