@@ -1,6 +1,7 @@
 /**
  * Diagnostics of attention layers: gradients and their bounds (`gradients.ts`), attention dilution (`locality.ts`:
- * the locally accumulated attention curve, entropy, distance and window mass) and heatmap helpers (`heatmap.ts`).
+ * the locally accumulated attention curve, entropy, distance and window mass), heatmap helpers (`heatmap.ts`) and a
+ * model's per-layer attention matrices and locality curves over windows of text (`attention_maps.ts`).
  *
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
@@ -12,6 +13,7 @@
  * @module
  */
 
+export * from "./attention_maps.ts";
 export * from "./gradients.ts";
 export * from "./heatmap.ts";
 export * from "./locality.ts";

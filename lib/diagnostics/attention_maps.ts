@@ -1,0 +1,483 @@
+/**
+ * Attention matrices of a trained model, collected for the dilution and heatmap notebooks (Fig. 2 of "The Devil in
+ * Linear Transformer"): windows of text from a corpus split, each layer's matrices row-normalised the way the
+ * authors plotted them, and each layer's locally accumulated attention curve averaged over many windows.
+ *
+ * Two details the plain {@linkcode localityCurve} leaves to the caller are handled here:
+ *
+ * - Rows without attention mass. DiagAttention with relu blocks (TransNormer T1) gives a query whose block scores
+ *   are all negative a row of zeros: the query attends to nothing, and its row has no distribution. Such rows are
+ *   left out of every mean and counted in `emptyRows`.
+ * - Many windows. The curves are pooled over every query row of every window (and head), not averaged per window.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { resolveOptions } from "../attention/types.ts";
+import type { TransformerModel } from "../models/model.ts";
+import { LOCALITY_RATIOS, localityCurve } from "./locality.ts";
+
+/** What {@linkcode textWindows} returns: `count` windows of `n` bytes as token ids. */
+export interface TextWindows {
+  /** Tokens per window. */
+  n: number;
+  /** Offset of each window's first byte in the input bytes, increasing; windows never overlap. */
+  starts: number[];
+  /** The windows' bytes as int32 token ids, row-major [count, n]. */
+  ids: Int32Array;
+}
+
+/** Options of {@linkcode textWindows}. */
+export interface TextWindowsOptions {
+  /** Tokens per window (an integer >= 1). Required. */
+  n: number;
+  /** Number of windows (an integer >= 1). Required. */
+  count: number;
+  /** Byte that separates documents; no window contains it. Default 0, the separator of `loadSotu`. */
+  separator?: number;
+}
+
+/** Options of {@linkcode rowNormalize}. */
+export interface RowNormalizeOptions {
+  /**
+   * "sum": w_ij / Σ_j w_ij, the authors' normalisation for their figures; "abs": w_ij / Σ_j |w_ij|, the
+   * normalisation of {@linkcode localityCurve} (equal to "sum" on non-negative rows). Default "sum".
+   */
+  by?: "sum" | "abs";
+}
+
+/** Options of {@linkcode attentionMaps}. */
+export interface AttentionMapsOptions {
+  /**
+   * "sum" or "abs" as in {@linkcode rowNormalize}, or "none" for the raw `model.attentionWeights` matrices (for
+   * NormAttention and relu DiagAttention the unnormalised kernel matrix). Default "sum", as the authors plotted.
+   */
+  normalize?: "sum" | "abs" | "none";
+}
+
+/** Options of {@linkcode pooledLocalityCurve}. */
+export interface PooledLocalityOptions {
+  /** Neighbourhood ratios, each 0 or in [1e-6, 1]. Default {@linkcode LOCALITY_RATIOS}. */
+  ratios?: readonly number[];
+  /** The weights are causal (zero above the diagonal), as in {@linkcode localityCurve}. Default false. */
+  causal?: boolean;
+}
+
+/** Options of {@linkcode layerLocality}. */
+export interface LayerLocalityOptions {
+  /** Neighbourhood ratios, each 0 or in [1e-6, 1]. Default {@linkcode LOCALITY_RATIOS}. */
+  ratios?: readonly number[];
+  /** Windows per forward pass (an integer >= 1); bounds the memory of the [b, h, n, n] matrices. Default 8. */
+  batchSize?: number;
+}
+
+/** Locality curves pooled over the query rows that hold attention mass; the curves mean what they mean in localityCurve. */
+export interface PooledLocality {
+  /** The ratios x the curves are sampled at. */
+  ratios: number[];
+  /** Full-neighbourhood curve: mean over the counted rows of the |.|-normalised mass in the ⌈x·n⌉ nearest tokens. */
+  curve: number[];
+  /** Exact area under the full-neighbourhood curve, mean over the counted rows. */
+  auc: number;
+  /** Available-context curve (equal to `curve` for non-causal weights). */
+  availableCurve: number[];
+  /** Exact area under the available-context curve. */
+  availableAuc: number;
+  /** Query rows counted in the means. */
+  rows: number;
+  /** Query rows left out because all their entries are 0. */
+  emptyRows: number;
+}
+
+/** {@linkcode PooledLocality} of one head, pooled over the batch. */
+export interface HeadPooledLocality extends PooledLocality {
+  /** Head index. */
+  head: number;
+}
+
+/** One layer's locality, pooled over every window: the result of {@linkcode layerLocality}. */
+export interface LayerLocality extends PooledLocality {
+  /** Layer index, 0 first. */
+  layer: number;
+  /** The layer's attention variant (its name in `lib/attention`). */
+  variant: string;
+  /** Per-head curves, pooled over the windows, by head index. */
+  perHead: HeadPooledLocality[];
+}
+
+/** Running sums of one group of rows (a head, or a whole layer). */
+interface LocalitySums {
+  curve: number[];
+  availableCurve: number[];
+  auc: number;
+  availableAuc: number;
+  rows: number;
+  emptyRows: number;
+}
+
+// A neighbourhood of at least this fraction holds at least the query itself, for every n and every query.
+const MIN_RATIO = 1e-6;
+
+function describe(value: unknown): string {
+  if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(", ")}]`;
+  if (value instanceof Uint8Array) return `a Uint8Array of ${value.length} bytes`;
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "string") return `"${value}"`;
+  return String(value);
+}
+
+function checkRatios(owner: string, ratios: unknown): number[] {
+  if (!Array.isArray(ratios) || ratios.length === 0) {
+    throw new Error(`${owner}: option ratios must be a non-empty array of numbers in [0, 1], got ${describe(ratios)}`);
+  }
+  ratios.forEach((x, r) => {
+    if (typeof x !== "number" || !Number.isFinite(x) || x < 0 || x > 1 || (x > 0 && x < MIN_RATIO)) {
+      throw new Error(
+        `${owner}: option ratios must hold 0 or numbers in [1e-6, 1], got ${describe(x)} at index ${r}`,
+      );
+    }
+  });
+  return [...ratios];
+}
+
+/** Throws unless `options` is undefined or an object whose keys are all in `valid`; returns it as a record. */
+function checkKeys(owner: string, options: unknown, valid: readonly string[]): Record<string, unknown> {
+  if (options !== undefined && (options === null || typeof options !== "object" || Array.isArray(options))) {
+    throw new Error(`${owner}: options must be an object, got ${describe(options)}`);
+  }
+  const given = (options ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(given)) {
+    if (!valid.includes(key)) {
+      throw new Error(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
+    }
+  }
+  return given;
+}
+
+function checkModel(owner: string, model: unknown): TransformerModel {
+  const m = model as TransformerModel;
+  if (
+    m === null || typeof m !== "object" || typeof m.attentionWeights !== "function" ||
+    !Array.isArray(m.config?.attention)
+  ) {
+    throw new Error(`${owner}: model must be a TransformerModel (from createModel or trainedLanguageModel)`);
+  }
+  return m;
+}
+
+function checkIds(owner: string, ids: unknown): tf.Tensor2D {
+  if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== "int32") {
+    throw new Error(
+      `${owner}: ids must be an int32 tf.Tensor2D [windows, n], got ${describe(ids)}; ` +
+        `build one with tf.tensor2d(windows.ids, [count, n], "int32")`,
+    );
+  }
+  return ids as tf.Tensor2D;
+}
+
+/**
+ * `count` windows of `n` consecutive bytes, spread evenly over `bytes`, none containing the document separator.
+ * Window k starts at the first position at or after k·(length − n)/count (and after the previous window) whose next
+ * n bytes hold no separator, so the windows lie inside single documents, in order, and never overlap. The same bytes
+ * always give the same windows. Throws when fewer than `count` such windows fit.
+ *
+ * @example
+ * ```ts
+ * import { textWindows } from "./attention_maps.ts";
+ * const bytes = new TextEncoder().encode("abcdef\0ghijkl");
+ * const { starts, ids } = textWindows(bytes, { n: 3, count: 2 });
+ * console.log(starts, new TextDecoder().decode(Uint8Array.from(ids))); // [0, 7] abcghi
+ * ```
+ */
+export function textWindows(bytes: Uint8Array, options: TextWindowsOptions): TextWindows {
+  const owner = "textWindows";
+  if (!(bytes instanceof Uint8Array)) {
+    throw new Error(`${owner}: bytes must be a Uint8Array (e.g. corpus.splits.valid), got ${describe(bytes)}`);
+  }
+  const given = checkKeys(owner, options, ["n", "count", "separator"]);
+  for (const key of ["n", "count"]) {
+    if (given[key] === undefined) {
+      throw new Error(`${owner}: option ${key} is required, e.g. { n: 128, count: 16 }`);
+    }
+  }
+  const { n, count, separator } = resolveOptions(owner, given, { n: 1, count: 1, separator: 0 }, {
+    n: { type: "number", min: 1, integer: true },
+    count: { type: "number", min: 1, integer: true },
+    separator: { type: "number", min: 0, integer: true },
+  });
+  // nextSeparator[p]: the first separator position >= p (bytes.length if none), so a window check is O(1).
+  const nextSeparator = new Int32Array(bytes.length + 1).fill(bytes.length);
+  for (let p = bytes.length - 1; p >= 0; p--) nextSeparator[p] = bytes[p] === separator ? p : nextSeparator[p + 1];
+  const starts: number[] = [];
+  let from = 0;
+  for (let k = 0; k < count; k++) {
+    let start = Math.max(from, Math.floor((k * Math.max(0, bytes.length - n)) / count));
+    while (start + n <= bytes.length && nextSeparator[start] < start + n) start = nextSeparator[start] + 1;
+    if (start + n > bytes.length) {
+      throw new Error(
+        `${owner}: only ${k} windows of n = ${n} bytes without the separator ${separator} fit into the ` +
+          `${bytes.length} bytes given, not count = ${count}; ask for fewer or shorter windows`,
+      );
+    }
+    starts.push(start);
+    from = start + n;
+  }
+  const ids = new Int32Array(count * n);
+  starts.forEach((start, k) => ids.set(bytes.subarray(start, start + n), k * n));
+  return { n, starts, ids };
+}
+
+/**
+ * Divides every row (last axis) of attention weights by its sum, w_ij / Σ_j w_ij (`by: "sum"`, default: how the
+ * authors normalised the matrices they plotted, so NormAttention's kernel matrix φ(Q)φ(K)ᵀ becomes comparable to
+ * softmax's probabilities), or by the sum of its absolute values (`by: "abs"`, the normalisation of
+ * {@linkcode localityCurve}, which keeps negative entries of an elu kernel bounded by 1 in size). Rows whose divisor
+ * is 0 stay 0. Works on any rank >= 2 (typically [b, h, n, n]); the caller disposes the result.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { rowNormalize } from "./attention_maps.ts";
+ * const w = tf.tensor2d([[2, 2], [1, -3], [0, 0]]);
+ * console.log(rowNormalize(w).arraySync(), rowNormalize(w, { by: "abs" }).arraySync()[1]);
+ * // [[0.5, 0.5], [-0.5, 1.5], [0, 0]] [0.25, -0.75]
+ * w.dispose();
+ * ```
+ */
+export function rowNormalize<T extends tf.Tensor>(weights: T, options?: RowNormalizeOptions): T {
+  const owner = "rowNormalize";
+  const { by } = resolveOptions(owner, options, { by: "sum" as "sum" | "abs" }, {
+    by: { type: "enum", values: ["sum", "abs"] },
+  });
+  if (!(weights instanceof tf.Tensor) || weights.rank < 2 || weights.dtype !== "float32") {
+    throw new Error(
+      `${owner}: weights must be a float32 tf.Tensor with queries and keys in its last two axes ([.., n, n]), ` +
+        `got ${describe(weights)}`,
+    );
+  }
+  return tf.tidy(() => {
+    const total = tf.sum(by === "sum" ? weights : tf.abs(weights), -1, true); // [.., n, 1]
+    // A zero divisor (a row without mass, or an elu row summing to exactly 0) leaves its row at 0.
+    const zero = tf.equal(total, 0); // [.., n, 1]
+    const safe = tf.where(zero, tf.onesLike(total), total); // [.., n, 1]
+    return tf.where(tf.broadcastTo(zero, weights.shape), tf.zerosLike(weights), tf.div(weights, safe)) as T;
+  });
+}
+
+/**
+ * Every layer's attention matrix of `model` on token ids [b, n], [b, h, n, n] per layer, row-normalised as the
+ * authors plotted them (`normalize: "sum"`, default): row-normalised φ(Q)φ(K)ᵀ for linear attention and
+ * NormAttention, softmax probabilities for vanilla attention, row-normalised block scores for DiagAttention. The
+ * caller disposes the tensors.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "../models/model.ts";
+ * import { attentionMaps } from "./attention_maps.ts";
+ * const model = createModel({ attention: "transnormer-t2", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
+ * const ids = tf.tensor2d([[72, 105, 33]], [1, 3], "int32");
+ * const maps = attentionMaps(model, ids);
+ * const sums = (tf.sum(maps[1], -1).arraySync() as number[][][])[0][0];
+ * console.log(maps.length, maps[1].shape, sums.map((s) => s.toFixed(3)));
+ * // 2 [1, 2, 3, 3] ["1.000", "1.000", "1.000"]
+ * tf.dispose([...maps, ids]);
+ * model.dispose();
+ * ```
+ */
+export function attentionMaps(
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options?: AttentionMapsOptions,
+): tf.Tensor4D[] {
+  const owner = "attentionMaps";
+  const { normalize } = resolveOptions(owner, options, { normalize: "sum" as "sum" | "abs" | "none" }, {
+    normalize: { type: "enum", values: ["sum", "abs", "none"] },
+  });
+  checkModel(owner, model);
+  checkIds(owner, ids);
+  const raw = model.attentionWeights(ids);
+  if (normalize === "none") return raw;
+  const out = raw.map((w) => rowNormalize(w, { by: normalize }));
+  tf.dispose(raw);
+  return out;
+}
+
+/** Sums of the locality quantities over the non-empty rows of each (batch, head) group of `weights`. */
+function groupSums(owner: string, weights: unknown, ratios: number[], causal: boolean): LocalitySums[] {
+  if (!(weights instanceof tf.Tensor) || (weights.rank !== 2 && weights.rank !== 4) || weights.dtype !== "float32") {
+    throw new Error(
+      `${owner}: weights must be a float32 tf.Tensor of shape [n, n] or [batch, heads, n, n], got ${describe(weights)}`,
+    );
+  }
+  const n = weights.shape[weights.rank - 1];
+  if (weights.shape[weights.rank - 2] !== n || n === 0) {
+    throw new Error(`${owner}: weights must be square and non-empty in its last two axes, got [${weights.shape}]`);
+  }
+  // Empty rows get a one-hot on the query itself, whose contribution is known exactly and taken out again below.
+  const [patched, empty] = tf.tidy(() => {
+    const isEmpty = tf.cast(tf.equal(tf.sum(tf.abs(weights), -1, true), 0), "float32"); // [.., n, 1]
+    return [tf.add(weights, tf.mul(isEmpty, tf.eye(n))), isEmpty]; // [.., n, n], [.., n, 1]
+  });
+  const emptyData = empty.dataSync();
+  let result;
+  try {
+    result = localityCurve(patched, { ratios, causal });
+  } finally {
+    tf.dispose([patched, empty]);
+  }
+  // The query's own key is inside every neighbourhood of a ratio >= MIN_RATIO: 1 there, 0 at x = 0; area 1.
+  const self = ratios.map((x) => (x > 0 ? 1 : 0));
+  return result.perHead.map((h, g) => {
+    let emptyRows = 0;
+    for (let i = 0; i < n; i++) emptyRows += emptyData[g * n + i];
+    const total = (mean: number, own: number) => n * mean - emptyRows * own;
+    return {
+      curve: h.curve.map((c, r) => total(c, self[r])),
+      availableCurve: h.availableCurve.map((c, r) => total(c, self[r])),
+      auc: total(h.auc, 1),
+      availableAuc: total(h.availableAuc, 1),
+      rows: n - emptyRows,
+      emptyRows,
+    };
+  });
+}
+
+function addSums(into: LocalitySums, from: LocalitySums): void {
+  from.curve.forEach((c, r) => (into.curve[r] += c));
+  from.availableCurve.forEach((c, r) => (into.availableCurve[r] += c));
+  into.auc += from.auc;
+  into.availableAuc += from.availableAuc;
+  into.rows += from.rows;
+  into.emptyRows += from.emptyRows;
+}
+
+function zeroSums(length: number): LocalitySums {
+  const zeros = () => new Array<number>(length).fill(0);
+  return { curve: zeros(), availableCurve: zeros(), auc: 0, availableAuc: 0, rows: 0, emptyRows: 0 };
+}
+
+function means(owner: string, sums: LocalitySums, ratios: number[]): PooledLocality {
+  if (sums.rows === 0) {
+    throw new Error(
+      `${owner}: every one of the ${sums.emptyRows} query rows is all zeros, so no row has a distribution to measure`,
+    );
+  }
+  const mean = (v: number) => v / sums.rows;
+  return {
+    ratios: [...ratios],
+    curve: sums.curve.map(mean),
+    auc: mean(sums.auc),
+    availableCurve: sums.availableCurve.map(mean),
+    availableAuc: mean(sums.availableAuc),
+    rows: sums.rows,
+    emptyRows: sums.emptyRows,
+  };
+}
+
+/**
+ * {@linkcode localityCurve} pooled over the query rows that hold attention mass: every row of every head and batch
+ * element counts once, and rows whose entries are all 0 (relu DiagAttention's queries whose block scores are all
+ * negative) are left out and counted in `emptyRows` instead of throwing. Without empty rows and with the same number
+ * of rows per head this equals localityCurve's means. Ratios must be 0 or at least 1e-6.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { pooledLocalityCurve } from "./attention_maps.ts";
+ * // Query 1 attends to nothing; queries 0 and 2 attend to themselves.
+ * const w = tf.tensor2d([[1, 0, 0], [0, 0, 0], [0, 0, 1]]);
+ * const { curve, auc, rows, emptyRows } = pooledLocalityCurve(w, { ratios: [0, 0.5, 1], causal: true });
+ * console.log(curve, auc, rows, emptyRows); // [0, 1, 1] 1 2 1
+ * w.dispose();
+ * ```
+ */
+export function pooledLocalityCurve(weights: tf.Tensor, options?: PooledLocalityOptions): PooledLocality {
+  const owner = "pooledLocalityCurve";
+  const given = checkKeys(owner, options, ["ratios", "causal"]);
+  const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
+  const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
+    causal: { type: "boolean" },
+  });
+  const total = zeroSums(ratios.length);
+  for (const group of groupSums(owner, weights, ratios, causal)) addSums(total, group);
+  return means(owner, total, ratios);
+}
+
+/**
+ * Each layer's locally accumulated attention curve (Fig. 2a), pooled over every query row of every window in
+ * `ids` [windows, n] and every head, on the raw `model.attentionWeights` (rows normalised by Σ|w| inside, as
+ * {@linkcode localityCurve} does; causal for a language model). Windows run through the model `batchSize` at a
+ * time. Rows without mass are left out, as in {@linkcode pooledLocalityCurve}. Creates no lasting tensors.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "../models/model.ts";
+ * import { layerLocality } from "./attention_maps.ts";
+ * const model = createModel({ attention: "vanilla", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
+ * const ids = tf.tensor2d([[1, 2, 3, 4], [5, 6, 7, 8]], [2, 4], "int32");
+ * const layers = layerLocality(model, ids, { ratios: [0, 1] });
+ * console.log(layers.map((l) => [l.variant, l.curve, l.rows])); // [["softmax", [0, 1], 16], ["softmax", [0, 1], 16]]
+ * ids.dispose();
+ * model.dispose();
+ * ```
+ */
+export function layerLocality(
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options?: LayerLocalityOptions,
+): LayerLocality[] {
+  const owner = "layerLocality";
+  const given = checkKeys(owner, options, ["ratios", "batchSize"]);
+  const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
+  const { batchSize } = resolveOptions(owner, { batchSize: given.batchSize }, { batchSize: 8 }, {
+    batchSize: { type: "number", min: 1, integer: true },
+  });
+  checkModel(owner, model);
+  checkIds(owner, ids);
+  const causal = model.config.task === "lm";
+  const layers = model.config.attention.length;
+  const heads = model.config.heads;
+  const [count, n] = ids.shape;
+  const perHead = Array.from({ length: layers }, () => Array.from({ length: heads }, () => zeroSums(ratios.length)));
+  for (let from = 0; from < count; from += batchSize) {
+    const size = Math.min(batchSize, count - from);
+    const chunk = tf.slice(ids, [from, 0], [size, n]); // [size, n]
+    let weights: tf.Tensor4D[] = [];
+    try {
+      weights = model.attentionWeights(chunk); // per layer [size, h, n, n]
+      weights.forEach((w, layer) =>
+        groupSums(owner, w, ratios, causal).forEach((sums, g) => addSums(perHead[layer][g % heads], sums))
+      );
+    } finally {
+      tf.dispose([chunk, ...weights]);
+    }
+  }
+  return perHead.map((groups, layer) => {
+    const total = zeroSums(ratios.length);
+    groups.forEach((g) => addSums(total, g));
+    return {
+      layer,
+      variant: model.config.attention[layer].variant,
+      ...means(`${owner} (layer ${layer})`, total, ratios),
+      perHead: groups.map((g, head) =>
+        g.rows === 0 ? { head, ...nanLocality(g, ratios) } : { head, ...means(owner, g, ratios) }
+      ),
+    };
+  });
+}
+
+/** A head whose rows were all empty: NaN curves, so a plot leaves it out rather than the whole layer throwing. */
+function nanLocality(sums: LocalitySums, ratios: number[]): PooledLocality {
+  return {
+    ratios: [...ratios],
+    curve: ratios.map(() => NaN),
+    auc: NaN,
+    availableCurve: ratios.map(() => NaN),
+    availableAuc: NaN,
+    rows: 0,
+    emptyRows: sums.emptyRows,
+  };
+}
