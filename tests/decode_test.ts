@@ -289,7 +289,7 @@ Deno.test("decode performer: the projection is attend()'s, given or seeded, and 
   tf.dispose([qkv.q, qkv.k, qkv.v, projection]);
 });
 
-Deno.test("decode performer: step t equals attend() on the prefix [0, t]; with eps = 0 it equals the whole-sequence causal attend()", () => {
+Deno.test("decode performer: step t equals attend() on the prefix [0, t] and the whole-sequence causal attend(), for eps = 1e-9 and 0", () => {
   const n = 40;
   // Large keys make the key maximum grow along the sequence, so the stabilisers differ.
   const qkv = seededQKV({ b: 1, h: 2, n, dk: 4, dv: 3, seed: 4, std: 1.5 });
@@ -305,12 +305,77 @@ Deno.test("decode performer: step t equals attend() on the prefix [0, t]; with e
     assertClose(row, last, `t=${t}: step vs attend on the prefix`, { atol: 1e-6, rtol: 1e-5 });
     tf.dispose([prefix.q, prefix.k, prefix.v, last, row]);
   }
-  // With eps = 0 the stabiliser cancels exactly, so the decoder equals the whole-sequence causal attend().
+  // eps acts at the unstabilised scale, so the stabilisers cancel and the decoder equals the whole-sequence causal attend().
+  const wholeDefault = variants.performer.attend(qkv, { ...options, causal: true });
+  assertClose(run.out, wholeDefault, "eps = 1e-9: steps vs attend", { atol: 1e-6, rtol: 1e-5 });
+  wholeDefault.dispose();
   const exact = decodeSequence(decoder("performer", { ...options, eps: 0 }), qkv);
   const whole = variants.performer.attend(qkv, { ...options, eps: 0, causal: true });
   assertClose(exact.out, whole, "eps = 0: steps vs attend", { atol: 1e-6, rtol: 1e-5 });
   for (const r of [run, exact]) tf.dispose([r.out, ...Object.values(r.state.tensors)]);
   tf.dispose([qkv.q, qkv.k, qkv.v, whole]);
+});
+
+/**
+ * Causal FAVOR+ attention in float64 from the float32 inputs and projection, without any stabiliser:
+ * out_i = Σ_{j<=i} (φ̂(q_i)·φ̂(k_j)) v_j / (Σ_{j<=i} φ̂(q_i)·φ̂(k_j) + eps).
+ */
+function performerFloat64(qkv: QKV, options: { projection: tf.Tensor2D; eps: number }): tf.Tensor4D {
+  const [b, h, n, dk] = qkv.q.shape;
+  const dv = qkv.v.shape[3];
+  const [m] = options.projection.shape;
+  const w = options.projection.dataSync();
+  const [q, k, v] = [qkv.q.dataSync(), qkv.k.dataSync(), qkv.v.dataSync()];
+  const scale = Math.pow(dk, -0.25);
+  const phi = (x: Float32Array | Int32Array | Uint8Array, at: number) => {
+    let half = 0;
+    for (let i = 0; i < dk; i++) half += (x[at + i] * scale) ** 2 / 2;
+    return Float64Array.from({ length: m }, (_, r) => {
+      let dot = 0;
+      for (let i = 0; i < dk; i++) dot += w[r * dk + i] * x[at + i] * scale;
+      return Math.exp(dot - half) / Math.sqrt(m);
+    });
+  };
+  const out = new Float32Array(b * h * n * dv);
+  for (let bh = 0; bh < b * h; bh++) {
+    const fk = Array.from({ length: n }, (_, j) => phi(k, (bh * n + j) * dk));
+    for (let i = 0; i < n; i++) {
+      const fq = phi(q, (bh * n + i) * dk);
+      const num = new Float64Array(dv);
+      let den = options.eps;
+      for (let j = 0; j <= i; j++) {
+        let a = 0;
+        for (let r = 0; r < m; r++) a += fq[r] * fk[j][r];
+        den += a;
+        for (let c = 0; c < dv; c++) num[c] += a * v[(bh * n + j) * dv + c];
+      }
+      for (let c = 0; c < dv; c++) out[(bh * n + i) * dv + c] = num[c] / den;
+    }
+  }
+  return tf.tensor4d(out, [b, h, n, dv]);
+}
+
+Deno.test("performer regression: eps acts at the unstabilised scale, so large inputs (std 1.5, dk 16) match float64", () => {
+  // With an absolute eps of 1e-9 this case measured errors of 2.7 (causal attend) and 0.34 (decoder):
+  // the stabilised denominators of early rows were far below eps.
+  const n = 200;
+  const dk = 16;
+  const qkv = seededQKV({ b: 1, h: 2, n, dk, dv: 8, seed: 21, std: 1.5 });
+  const projection = orthogonalRandomFeatures({ features: Math.ceil(dk * Math.log(dk)), dk, seed: 0 });
+  const exact = performerFloat64(qkv, { projection, eps: 1e-9 });
+  const attend = variants.performer.attend(qkv, { causal: true });
+  const reference = variants.performer.reference(qkv, { causal: true });
+  const run = decodeSequence(decoder("performer"), qkv);
+  const tol = { atol: 1e-4, rtol: 1e-4 };
+  assertClose(attend, exact, "causal attend vs float64", tol);
+  assertClose(reference, exact, "causal reference vs float64", tol);
+  assertClose(run.out, exact, "decoder steps vs float64", tol);
+  // A large eps really regularises: the same eps in float64 and float32 shifts all three alike.
+  const big = performerFloat64(qkv, { projection, eps: 10 });
+  const bigAttend = variants.performer.attend(qkv, { causal: true, eps: 10 });
+  assertClose(bigAttend, big, "eps = 10: causal attend vs float64", tol);
+  tf.dispose([qkv.q, qkv.k, qkv.v, projection, exact, attend, reference, run.out, big, bigAttend]);
+  tf.dispose(Object.values(run.state.tensors));
 });
 
 Deno.test("decode cosformer: fewer steps than maxLength give the first rows of attend() at length maxLength", () => {

@@ -27,7 +27,13 @@ import { linear, LINEAR_RULES, type LinearOptions } from "./linear.ts";
 import { local, type LocalOptions } from "./local.ts";
 import { norm, NORM_RULES, type NormOptions } from "./norm.ts";
 import { applyOutputNorm } from "./norms.ts";
-import { favorFeatures, orthogonalRandomFeatures, performer, type PerformerOptions } from "./performer.ts";
+import {
+  favorNormalize,
+  favorWithStabiliser,
+  orthogonalRandomFeatures,
+  performer,
+  type PerformerOptions,
+} from "./performer.ts";
 import { chunkedAttend, initialState, recurrentStep } from "./recurrent.ts";
 import { softmax, type SoftmaxOptions } from "./softmax.ts";
 import { checkQKV, type OptionRule, type QKV, resolveOptions } from "./types.ts";
@@ -185,6 +191,9 @@ const DEFAULTS: Record<DecoderVariant, Resolved> = {
 const sliceTokens = (x: tf.Tensor4D, from: number, size: number) =>
   tf.slice(x, [0, 0, from, 0], [-1, -1, size, -1]) as tf.Tensor4D;
 
+const sliceLast = (x: tf.Tensor4D, range: { from: number; size: number }) =>
+  tf.slice(x, [0, 0, 0, range.from], [-1, -1, -1, range.size]) as tf.Tensor4D;
+
 const squeezeToken = (x: tf.Tensor4D) => tf.squeeze(x, [2]) as tf.Tensor3D;
 
 const appendTokens = (cache: tf.Tensor | undefined, x: tf.Tensor4D) =>
@@ -264,13 +273,27 @@ function performerEngine(o: Resolved): Engine {
         z: tf.mul(tensors.z, tf.reshape(rescale, [b, h, 1])) as tf.Tensor3D, // [b, h, m]
       };
       const fk = tf.mul(tf.exp(tf.sub(tf.sub(wx, half), c)), 1 / Math.sqrt(m)) as tf.Tensor4D; // [b, h, p, m]
-      const fq = favorFeatures(qkv.q, { projection, role: "query" }); // [b, h, p, m]
-      const kernel = { normalize: true, eps, state };
+      const fq = favorWithStabiliser(qkv.q, { projection, role: "query" }); // features [b, h, p, m]
+      // A column of ones after v carries the denominator through the unnormalised kernel (as in attend()),
+      // so eps can be added at the unstabilised scale e^(c_q + c).
+      const dv = qkv.v.shape[3];
+      const v1 = tf.concat([qkv.v, tf.onesLike(sliceLast(qkv.v, { from: 0, size: 1 }))], 3) as tf.Tensor4D; // [b, h, p, dv+1]
+      const kernel = {
+        normalize: false,
+        eps: 0,
+        state: { s: tf.concat([state.s, tf.expandDims(state.z, 3)], 3) as tf.Tensor4D, z: state.z }, // s: [b, h, m, dv+1]
+      };
       const run = single
-        ? kernelStep({ fq: squeezeToken(fq), fk: squeezeToken(fk), v: squeezeToken(qkv.v) }, kernel)
-        : kernelChunked({ fq, fk, v: qkv.v }, { ...kernel, chunkSize: o.chunkSize as number });
-      const out = (single ? tf.expandDims(run.output, 2) : run.output) as tf.Tensor4D; // [b, h, p, dv]
-      return { out, tensors: { projection, ...run.state, c } };
+        ? kernelStep({ fq: squeezeToken(fq.features), fk: squeezeToken(fk), v: squeezeToken(v1) }, kernel)
+        : kernelChunked({ fq: fq.features, fk, v: v1 }, { ...kernel, chunkSize: o.chunkSize as number });
+      const both = (single ? tf.expandDims(run.output, 2) : run.output) as tf.Tensor4D; // [b, h, p, dv+1]
+      const out = favorNormalize(sliceLast(both, { from: 0, size: dv }), {
+        den: sliceLast(both, { from: dv, size: 1 }),
+        scale: tf.add(fq.stabiliser, c) as tf.Tensor4D, // [b, h, p, 1]
+        eps,
+      }); // [b, h, p, dv]
+      const s = sliceLast(run.state.s, { from: 0, size: dv }); // [b, h, m, dv]
+      return { out, tensors: { projection, s, z: run.state.z, c } };
     },
   };
 }

@@ -20,7 +20,10 @@ export interface PerformerOptions extends AttentionOptions {
   seed?: number;
   /** An explicit [features, dk] projection; overrides seed (and must agree with features if both are given). */
   projection?: tf.Tensor2D | null;
-  /** Added to each row's denominator; default 1e-9 (the stabilised features make row sums small). */
+  /**
+   * Added to each row's denominator at the unstabilised scale, D̂ = Σ φ̂(q)·φ̂(k) ≈ Σ exp(q·k/√dk);
+   * default 1e-9. The max-stabilisers do not change its effect (README.md, Performer).
+   */
   eps?: number;
   /** Tokens per chunk of the causal chunkwise form; default 64. */
   chunkSize?: number;
@@ -83,13 +86,71 @@ export function favorFeatures(
   x: tf.Tensor4D,
   options: { projection: tf.Tensor2D; role: "query" | "key" },
 ): tf.Tensor4D {
+  return tf.tidy(() => favorWithStabiliser(x, options).features);
+}
+
+/**
+ * The FAVOR+ features of {@linkcode favorFeatures} with the stabiliser c subtracted inside their
+ * exp: [b, h, n, 1] (each row's maximum) for queries, [b, h, 1, 1] (the maximum over all keys) for
+ * keys. The unstabilised features are `features · e^c`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { favorFeatures, favorWithStabiliser, orthogonalRandomFeatures } from "./performer.ts";
+ * const projection = orthogonalRandomFeatures({ features: 8, dk: 4, seed: 1 });
+ * const x = tf.randomNormal([1, 1, 3, 4]) as tf.Tensor4D;
+ * const { features, stabiliser } = favorWithStabiliser(x, { projection, role: "key" });
+ * const plain = favorFeatures(x, { projection, role: "key" });
+ * console.log(stabiliser.shape.join(","), tf.max(tf.abs(tf.sub(features, plain))).dataSync()[0]); // 1,1,1,1 0
+ * ```
+ */
+export function favorWithStabiliser(
+  x: tf.Tensor4D,
+  options: { projection: tf.Tensor2D; role: "query" | "key" },
+): { features: tf.Tensor4D; stabiliser: tf.Tensor4D } {
   return tf.tidy(() => {
     const [m, dk] = options.projection.shape;
     const xs = tf.mul(x, Math.pow(dk, -0.25)); // [b, h, n, dk]
     const wx = tf.matMul(xs, options.projection, false, true); // [b, h, n, m]
     const half = tf.mul(tf.sum(tf.square(xs), -1, true), 0.5); // [b, h, n, 1]
-    const stabiliser = options.role === "query" ? tf.max(wx, -1, true) : tf.max(wx, [2, 3], true);
-    return tf.mul(tf.exp(tf.sub(tf.sub(wx, half), stabiliser)), 1 / Math.sqrt(m)) as tf.Tensor4D;
+    const stabiliser = (options.role === "query" ? tf.max(wx, -1, true) : tf.max(wx, [2, 3], true)) as tf.Tensor4D;
+    const features = tf.mul(tf.exp(tf.sub(tf.sub(wx, half), stabiliser)), 1 / Math.sqrt(m)) as tf.Tensor4D;
+    return { features, stabiliser };
+  });
+}
+
+/** The smallest positive normal float32. */
+const FLOAT32_MIN_NORMAL = 1.1754943508222875e-38;
+
+/**
+ * Divides numerators [b, h, n, dv] by their stabilised denominators [b, h, n, 1] plus `eps`
+ * taken at the unstabilised scale: `eps e^(−scale)`, where `scale` [b, h, n, 1] is the sum of the
+ * query's and the keys' stabilisers (README.md, Performer). So the result is N̂ / (D̂ + eps) with
+ * N̂, D̂ the unstabilised sums, whatever the stabilisers. Where every feature of a row underflowed
+ * (D = 0), a floor at float32's smallest normal number keeps the row finite (0) when eps > 0.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { favorNormalize } from "./performer.ts";
+ * const num = tf.tensor4d([2e-20], [1, 1, 1, 1]);
+ * const den = tf.tensor4d([1e-20], [1, 1, 1, 1]);
+ * // D̂ = 1e-20 e^40 ≈ 2.4e-3, so an eps of 1e-9 leaves the ratio 2 alone (an absolute eps would give 2e-11).
+ * const out = favorNormalize(num, { den, scale: tf.tensor4d([40], [1, 1, 1, 1]), eps: 1e-9 });
+ * console.log(out.dataSync()[0].toFixed(4)); // 2.0000
+ * ```
+ */
+export function favorNormalize(
+  num: tf.Tensor4D,
+  options: { den: tf.Tensor4D; scale: tf.Tensor4D; eps: number },
+): tf.Tensor4D {
+  const { den, scale, eps } = options;
+  if (eps === 0) return tf.div(num, den);
+  return tf.tidy(() => {
+    // eps e^(−scale) in log space: e^(−scale) alone may overflow where the product does not.
+    const shift = tf.exp(tf.sub(Math.log(eps), scale)); // [b, h, n, 1]
+    return tf.div(num, tf.maximum(tf.add(den, shift), FLOAT32_MIN_NORMAL)) as tf.Tensor4D; // [b, h, n, dv]
   });
 }
 
@@ -112,7 +173,10 @@ function projectionFor(dk: number, o: Required<PerformerOptions>): tf.Tensor2D {
 
 function features({ q, k }: { q: tf.Tensor4D; k: tf.Tensor4D }, o: Required<PerformerOptions>) {
   const projection = projectionFor(q.shape[3], o);
-  return { fq: favorFeatures(q, { projection, role: "query" }), fk: favorFeatures(k, { projection, role: "key" }) };
+  const fq = favorWithStabiliser(q, { projection, role: "query" });
+  const fk = favorWithStabiliser(k, { projection, role: "key" });
+  // Row i's features were scaled by e^(−c_q,i − c_k): eps is added at the unstabilised scale.
+  return { fq: fq.features, fk: fk.features, scale: tf.add(fq.stabiliser, fk.stabiliser) as tf.Tensor4D };
 }
 
 /**
@@ -138,12 +202,24 @@ export const performer = defineVariant<PerformerOptions>({
     eps: { type: "number", min: 0 },
     chunkSize: { type: "number", min: 1, integer: true },
   },
-  weights: (qk, o) => kernelMatrix(features(qk, o), { causal: o.causal, normalize: true, eps: o.eps }),
-  attend: (qkv, o) =>
-    kernelAttend({ ...features(qkv, o), v: qkv.v }, {
+  weights: (qk, o) => {
+    const { fq, fk, scale } = features(qk, o);
+    const a = kernelMatrix({ fq, fk }, { causal: o.causal, normalize: false, eps: 0 }); // [b, h, n, n]
+    return favorNormalize(a, { den: tf.sum(a, -1, true), scale, eps: o.eps });
+  },
+  attend: (qkv, o) => {
+    const { fq, fk, scale } = features(qkv, o);
+    const dv = qkv.v.shape[3];
+    // A column of ones after v makes the unnormalised kernel attention carry the denominator too.
+    const ones = tf.onesLike(tf.slice(qkv.v, [0, 0, 0, 0], [-1, -1, -1, 1])); // [b, h, n, 1]
+    const both = kernelAttend({ fq, fk, v: tf.concat([qkv.v, ones], 3) as tf.Tensor4D }, {
       causal: o.causal,
-      normalize: true,
-      eps: o.eps,
+      normalize: false,
+      eps: 0,
       chunkSize: o.chunkSize,
-    }),
+    }); // [b, h, n, dv+1]
+    const num = tf.slice(both, [0, 0, 0, 0], [-1, -1, -1, dv]) as tf.Tensor4D; // [b, h, n, dv]
+    const den = tf.slice(both, [0, 0, 0, dv], [-1, -1, -1, 1]) as tf.Tensor4D; // [b, h, n, 1]
+    return favorNormalize(num, { den, scale, eps: o.eps });
+  },
 });
