@@ -14,6 +14,7 @@
  */
 
 export * from "./config.ts";
+export * from "./generate.ts";
 export * from "./model.ts";
 export * from "./positions.ts";
 export * from "./pretrained.ts";
