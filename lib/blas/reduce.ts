@@ -40,8 +40,11 @@ function reduceBlock(
       const start = o * reduce;
       if (isSum) {
         let s = 0;
-        if (scale === 1) { for (let j = 0; j < reduce; j++) s += x[start + j]; }
-        else for (let j = 0; j < reduce; j++) s += Math.fround(x[start + j] / scale);
+        if (scale === 1) {
+          for (let j = 0; j < reduce; j++) s += x[start + j];
+        } else {
+          for (let j = 0; j < reduce; j++) s += Math.fround(x[start + j] / scale);
+        }
         out[o] = s;
       } else if (kind === "max") {
         let m = x[start];
@@ -71,8 +74,11 @@ function reduceBlock(
       acc.fill(0);
       for (let r = 0; r < reduce; r++) {
         const row = base + r * inner;
-        if (scale === 1) { for (let i = 0; i < inner; i++) acc[i] += x[row + i]; }
-        else for (let i = 0; i < inner; i++) acc[i] += Math.fround(x[row + i] / scale);
+        if (scale === 1) {
+          for (let i = 0; i < inner; i++) acc[i] += x[row + i];
+        } else {
+          for (let i = 0; i < inner; i++) acc[i] += Math.fround(x[row + i] / scale);
+        }
       }
     } else {
       for (let i = 0; i < inner; i++) acc[i] = x[base + i];
