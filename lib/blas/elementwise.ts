@@ -112,8 +112,11 @@ function broadcastPlan(aShape: readonly number[], bShape: readonly number[]): Br
   return { outShape, dims: dims.reverse(), stridesA: stridesA.reverse(), stridesB: stridesB.reverse() };
 }
 
-function runBroadcast(row: RowLoop, a: Float32Array, b: Float32Array, out: Values, plan: BroadcastPlan): void {
-  const { dims, stridesA, stridesB } = plan;
+function runBroadcast(
+  row: RowLoop,
+  operands: { a: Float32Array; b: Float32Array; out: Values; plan: BroadcastPlan },
+): void {
+  const { a, b, out, plan: { dims, stridesA, stridesB } } = operands;
   const k = dims.length;
   if (k === 0) {
     if (out.length > 0) row(a, 0, 0, b, 0, 0, out, 0, 1);
@@ -138,7 +141,8 @@ function runBroadcast(row: RowLoop, a: Float32Array, b: Float32Array, out: Value
   }
 }
 
-function binary(name: string, expr: string, outDtype: "float32" | "bool"): Kernel {
+function binary(name: string, op: { expr: string; outDtype: "float32" | "bool" }): Kernel {
+  const { expr, outDtype } = op;
   const row = rowLoop(expr);
   const fast: FastPath = ({ inputs, backend }) => {
     const a = inputs.a!;
@@ -147,7 +151,7 @@ function binary(name: string, expr: string, outDtype: "float32" | "bool"): Kerne
     const plan = broadcastPlan(a.shape, b.shape);
     const size = sizeOf(plan.outShape);
     const out = outDtype === "bool" ? new Uint8Array(size) : new Float32Array(size);
-    runBroadcast(row, f32(backend, a), f32(backend, b), out, plan);
+    runBroadcast(row, { a: f32(backend, a), b: f32(backend, b), out, plan });
     return backend.makeTensorInfo(plan.outShape, outDtype, out);
   };
   return withFallback(name, fast);
@@ -229,7 +233,7 @@ const UNARY: Record<string, string> = {
  */
 export function elementwiseKernels(): Record<string, Kernel> {
   const kernels: Record<string, Kernel> = {};
-  for (const [name, [expr, dtype]] of Object.entries(BINARY)) kernels[name] = binary(name, expr, dtype);
+  for (const [name, [expr, outDtype]] of Object.entries(BINARY)) kernels[name] = binary(name, { expr, outDtype });
   for (const [name, expr] of Object.entries(UNARY)) kernels[name] = unary(name, expr);
   kernels[tf.EluGrad] = withFallback(tf.EluGrad, eluGrad);
   return kernels;

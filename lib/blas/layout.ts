@@ -60,7 +60,8 @@ function transposeTile(
 }
 
 /** out = transpose(x, perm) for row-major x of shape `shape`. */
-function transposeValues(x: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
+function transposeValues(x: Float32Array, layout: { shape: readonly number[]; perm: readonly number[] }): Float32Array {
+  const { shape, perm } = layout;
   const out = new Float32Array(x.length);
   const c = collapsePermutation(shape, perm);
   const k = c.shape.length;
@@ -111,7 +112,7 @@ function transpose({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefin
   if (x.dtype !== "float32") return undefined;
   const perm = attrs?.perm as number[];
   const outShape = perm.map((axis) => x.shape[axis]);
-  const out = transposeValues(f32(backend, x), x.shape, perm);
+  const out = transposeValues(f32(backend, x), { shape: x.shape, perm });
   return backend.makeTensorInfo(outShape, "float32", out);
 }
 

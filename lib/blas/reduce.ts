@@ -26,11 +26,10 @@ type ReduceKind = "sum" | "mean" | "max" | "min";
 
 /** x viewed as [outer, reduce, inner] -> out [outer, inner]. */
 function reduceBlock(
-  kind: ReduceKind,
   x: Float32Array,
-  layout: { outer: number; reduce: number; inner: number },
+  layout: { kind: ReduceKind; outer: number; reduce: number; inner: number },
 ): Float32Array {
-  const { outer, reduce, inner } = layout;
+  const { kind, outer, reduce, inner } = layout;
   const out = new Float32Array(outer * inner);
   const isSum = kind === "sum" || kind === "mean";
   // The cpu Mean divides every element by the count (rounding to float32) and then sums.
@@ -98,14 +97,15 @@ function reduceBlock(
   return out;
 }
 
-function reduction(name: string, kind: ReduceKind, axisAttr: "axis" | "reductionIndices"): Kernel {
+function reduction(name: string, how: { kind: ReduceKind; axisAttr: "axis" | "reductionIndices" }): Kernel {
+  const { kind, axisAttr } = how;
   const fast: FastPath = ({ inputs, backend, attrs }) => {
     const x = inputs.x!;
     if (x.dtype !== "float32" || x.shape.some((d) => d === 0)) return undefined;
     const axes = tf.util.parseAxisParam(attrs?.[axisAttr] as number | number[], x.shape);
     const layout = reductionLayout(x.shape, axes);
     if (!layout) return undefined;
-    const out = reduceBlock(kind, f32(backend, x), layout);
+    const out = reduceBlock(f32(backend, x), { kind, ...layout });
     const [outShape] = tf.backend_util.computeOutAndReduceShapes(x.shape, axes);
     const shape = attrs?.keepDims ? tf.backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
     return backend.makeTensorInfo(shape, "float32", out);
@@ -208,10 +208,10 @@ function unsortedSegmentSum({ inputs, backend, attrs }: KernelArgs): TensorInfo 
  */
 export function reductionKernels(): Record<string, Kernel> {
   return {
-    [tf.Sum]: reduction(tf.Sum, "sum", "axis"),
-    [tf.Mean]: reduction(tf.Mean, "mean", "axis"),
-    [tf.Max]: reduction(tf.Max, "max", "reductionIndices"),
-    [tf.Min]: reduction(tf.Min, "min", "axis"),
+    [tf.Sum]: reduction(tf.Sum, { kind: "sum", axisAttr: "axis" }),
+    [tf.Mean]: reduction(tf.Mean, { kind: "mean", axisAttr: "axis" }),
+    [tf.Max]: reduction(tf.Max, { kind: "max", axisAttr: "reductionIndices" }),
+    [tf.Min]: reduction(tf.Min, { kind: "min", axisAttr: "axis" }),
     [tf.Softmax]: withFallback(tf.Softmax, softmax),
     [tf.Cumsum]: withFallback(tf.Cumsum, cumsum),
     [tf.UnsortedSegmentSum]: withFallback(tf.UnsortedSegmentSum, unsortedSegmentSum),
