@@ -415,6 +415,12 @@ Deno.test({
           }
         }
       }));
+    // cpu multiplies every row by a 0/1 mask, so one NaN reaches every segment; blas keeps it in its own.
+    await onBackend("blas", () =>
+      tf.tidy(() => {
+        const out = tf.unsortedSegmentSum(tf.tensor2d([[1, 2], [NaN, 3], [4, 5]]), tf.tensor1d([0, 1, 0], "int32"), 2);
+        assert.deepEqual(Array.from(out.dataSync()), [5, 7, NaN, 3]);
+      }));
     await assertSameAsCpu("gradient of an embedding lookup", () => {
       const table = tensor([10, 4], 19);
       const indices = tf.tensor2d([[1, 4, 1], [9, 0, 4]], [2, 3], "int32");

@@ -7,10 +7,12 @@
  * - the hot non-matmul kernels of attention and transformer training as tight typed-array loops
  *   (lib/blas/kernels.ts): Add, Sub, Multiply, RealDiv, Maximum, Minimum, SquaredDifference, Pow and the
  *   comparisons, with any broadcast; Exp, Log, Neg, Sqrt, Rsqrt, Square, Relu, Elu, EluGrad, Sigmoid,
- *   Tanh, Abs, Reciprocal, Step; Sum, Mean, Max, Min over a block of axes; Softmax in one pass per row;
+ *   Tanh, Abs, Reciprocal, Step; Sum, Mean, Max, Min over a block of axes; Softmax as one kernel;
  *   Cumsum; GatherV2 and UnsortedSegmentSum (an embedding lookup and its gradient); Transpose; PadV2.
  *   They take float32, hand other dtypes to the cpu kernels, and compute what the cpu kernels compute,
- *   with the same roundings, bit for bit.
+ *   with the same roundings, bit for bit; except where the cpu kernel is wrong: Cumsum over a negative
+ *   axis (cpu returns a mis-shaped tensor) and UnsortedSegmentSum with NaN or Inf input (cpu spreads it
+ *   to every segment).
  *
  * `ATTNLAB_BLAS_KERNELS=matmul` leaves out the second group, to measure what it gains.
  *

@@ -184,7 +184,8 @@ function unsortedSegmentSum({ inputs, backend, attrs }: KernelArgs): TensorInfo 
   const rowSize = x.shape.slice(1).reduce((p, d) => p * d, 1);
   const xv = f32(backend, x);
   const idv = backend.data.get(ids.dataId)!.values as Int32Array;
-  // Rows summed in doubles in row order, as the cpu kernel's masked sums do.
+  // Rows summed in doubles in row order, as the cpu kernel's masked sums do. Unlike those (mask * x),
+  // a NaN or Inf in one row does not spill into every other segment.
   const acc = new Float64Array(numSegments * rowSize);
   for (let r = 0; r < idv.length; r++) {
     const id = idv[r];
