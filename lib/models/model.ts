@@ -14,6 +14,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { normalizeLastAxis, type QKV, variants } from "../attention/mod.ts";
+import type { ClassBatch, LmBatch } from "../data/types.ts";
 import { seededNormal } from "../random.ts";
 import {
   ffnHiddenSize,
@@ -26,30 +27,8 @@ import {
 } from "./config.ts";
 import { rotary, sinusoidalTable } from "./positions.ts";
 
-/** Language-modelling batch: predict `targets[i]` from `inputs[..i]`; row-major [batch, length]. */
-export interface LmBatchLike {
-  kind: "lm";
-  inputs: Int32Array;
-  targets: Int32Array;
-  batch: number;
-  length: number;
-  /** 1 where the target counts in the loss; absent: every target counts. */
-  mask?: Float32Array;
-}
-
-/** Classification batch: inputs row-major [batch, length], labels [batch], padding id `pad`. */
-export interface ClassBatchLike {
-  kind: "cls";
-  inputs: Int32Array;
-  labels: Int32Array;
-  batch: number;
-  length: number;
-  numClasses: number;
-  pad: number;
-}
-
 /** A batch the model trains on. */
-export type ModelBatch = LmBatchLike | ClassBatchLike;
+export type ModelBatch = LmBatch | ClassBatch;
 
 /** How one forward pass runs its attention layers. */
 interface ForwardHooks {
