@@ -1,8 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { initBackend, loadableBackends } from "../lib/backend.ts";
-import { blasOverrides, registerBlasBackend } from "../lib/blas/backend.ts";
-import { BLAS_INSTALL_HINT } from "../lib/blas/sgemm.ts";
+import { blasOverrides } from "../lib/blas/backend.ts";
 import { blasKernelSet, fastKernels } from "../lib/blas/kernels.ts";
 import { seededNormal, seededUniform } from "../lib/random.ts";
 
@@ -121,16 +120,8 @@ const BROADCASTS: [number[], number[]][] = [
   [[1, 2, 1, 3, 1], [1, 2, 1, 3, 1]],
 ];
 
-const skipMessage = "OpenBLAS is not loadable here, so the blas kernels cannot run";
 
-Deno.test({
-  name: "blas kernels: without OpenBLAS the backend is refused with the install hint",
-  ignore: HAS_BLAS,
-  fn: () => {
-    console.log(`skipping the blas kernel comparisons: ${skipMessage}`);
-    assert.throws(() => registerBlasBackend(), (err: Error) => err.message.includes(BLAS_INSTALL_HINT));
-  },
-});
+// Without OpenBLAS the backend is refused with the install hint: tests/backend_test.ts checks that in a subprocess.
 
 Deno.test({
   name: "blas kernels: the backend registers its own kernels for everything in fastKernels()",
