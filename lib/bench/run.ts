@@ -129,6 +129,11 @@ export interface RunBenchOptions {
 const MB = 1e6;
 /** A length is skipped when its forward + backward run is predicted (by FLOP ratio) to exceed this × maxRunS. */
 const PREDICTED_CAP_FACTOR = 1.5;
+/**
+ * wasm's heap is 32-bit: past about 2 GiB its allocator traps outside any await (seen at n = 65536 as an
+ * uncaught "RuntimeError: divide by zero" that ended the run), so wasm rows whose predicted peak exceeds this are skipped.
+ */
+const WASM_HEAP_BUDGET_MB = 1536;
 /** Share of the total budget the TensorFlow.js measurements may start within when PyTorch runs after them. */
 const TFJS_BUDGET_SHARE = 0.85;
 const TORCH_MIN_BUDGET_S = 30;
@@ -286,7 +291,7 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
   const total = config.lengths.length * config.backends.length * config.variants.length * config.causal.length;
   const bar = progress({ total, label: "bench", output: options.progressOutput ?? "auto" });
   const stopped = new Map<string, string>();
-  const last = new Map<string, { ms: number; flops: number }>();
+  const last = new Map<string, { ms: number; flops: number; peakMb: number; n: number }>();
   const capMs = config.maxRunS * 1000;
   // PyTorch runs last and is much faster; it gets what is left of the budget, at least TORCH_MIN_BUDGET_S.
   const tfjsBudgetS = config.torch ? config.totalBudgetS * TFJS_BUDGET_SHARE : config.totalBudgetS;
@@ -333,6 +338,14 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
             stopped.set(key, row.note);
             continue;
           }
+          // Peak memory of every variant here grows at most linearly in n (softmax runs by query blocks when large).
+          const predictedMb = before ? before.peakMb * n / before.n : 0;
+          if (backend === "wasm" && predictedMb > WASM_HEAP_BUDGET_MB) {
+            row.status = "skipped (memory)";
+            row.note = `wasm heap: predicted peak ≈ ${predictedMb.toFixed(0)} MB > ${WASM_HEAP_BUDGET_MB} MB`;
+            stopped.set(key, row.note);
+            continue;
+          }
           if (elapsedS() > tfjsBudgetS) {
             row.status = "skipped (total budget)";
             row.note = `bench ran past ${tfjsBudgetS.toFixed(0)} s`;
@@ -360,7 +373,7 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
               peak_mb_fwd_bwd: m.peakBytesFwdBwd! / MB,
             });
             const slowest = Math.max(m.warmupMs, m.fwdBwdMs!);
-            last.set(key, { ms: m.fwdBwdMs!, flops: flops.fwdBwd });
+            last.set(key, { ms: m.fwdBwdMs!, flops: flops.fwdBwd, peakMb: m.peakBytesFwdBwd! / MB, n });
             if (slowest > capMs) {
               stopped.set(key, `n = ${n} took ${(slowest / 1000).toFixed(1)} s > ${config.maxRunS} s`);
             }
