@@ -17,6 +17,7 @@ import * as tf from "@tensorflow/tfjs";
 import { resolveOptions } from "../attention/types.ts";
 import type { TransformerModel } from "../models/model.ts";
 import { LOCALITY_RATIOS, localityCurve } from "./locality.ts";
+import { checkKeys, describe } from "./_checks.ts";
 
 /** What {@linkcode textWindows} returns: `count` windows of `n` bytes as token ids. */
 export interface TextWindows {
@@ -119,14 +120,6 @@ interface LocalitySums {
 // A neighbourhood of at least this fraction holds at least the query itself, for every n and every query.
 const MIN_RATIO = 1e-6;
 
-function describe(value: unknown): string {
-  if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(", ")}]`;
-  if (value instanceof Uint8Array) return `a Uint8Array of ${value.length} bytes`;
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "string") return `"${value}"`;
-  return String(value);
-}
-
 function checkRatios(owner: string, ratios: unknown): number[] {
   if (!Array.isArray(ratios) || ratios.length === 0) {
     throw new Error(`${owner}: option ratios must be a non-empty array of numbers in [0, 1], got ${describe(ratios)}`);
@@ -139,20 +132,6 @@ function checkRatios(owner: string, ratios: unknown): number[] {
     }
   });
   return [...ratios];
-}
-
-/** Throws unless `options` is undefined or an object whose keys are all in `valid`; returns it as a record. */
-function checkKeys(owner: string, options: unknown, valid: readonly string[]): Record<string, unknown> {
-  if (options !== undefined && (options === null || typeof options !== "object" || Array.isArray(options))) {
-    throw new Error(`${owner}: options must be an object, got ${describe(options)}`);
-  }
-  const given = (options ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(given)) {
-    if (!valid.includes(key)) {
-      throw new Error(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
-    }
-  }
-  return given;
 }
 
 function checkModel(owner: string, model: unknown): TransformerModel {

@@ -15,6 +15,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { checkQKV, type QKV, type VariantName, variants } from "../attention/mod.ts";
 import { randomNormal } from "../random.ts";
+import { describe } from "./_checks.ts";
 
 /** The two score normalisations: "softmax" (f = exp) and "linear" (f = identity). */
 export const SCORE_KINDS = ["softmax", "linear"] as const;
@@ -24,13 +25,6 @@ export type ScoreKind = typeof SCORE_KINDS[number];
 
 /** Floats held by one chunk of a batched Jacobian; bounds the memory of the batched reverse passes. */
 const CHUNK_FLOATS = 1 << 22;
-
-function describe(value: unknown): string {
-  if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(", ")}]`;
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "string") return `"${value}"`;
-  return String(value);
-}
 
 function checkKind(owner: string, kind: unknown): ScoreKind {
   if (typeof kind !== "string" || !(SCORE_KINDS as readonly string[]).includes(kind)) {

@@ -12,6 +12,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { resolveOptions } from "../attention/types.ts";
+import { describe } from "./_checks.ts";
 
 /** A matrix of cells, each the mean of the original entries in a block of token indices. */
 export interface MatrixCells {
@@ -53,12 +54,6 @@ export interface CropOptions {
   start?: number;
   /** Side of the window in cells (an integer >= 1). Required. */
   size: number;
-}
-
-function describe(value: unknown): string {
-  if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(", ")}]`;
-  if (Array.isArray(value)) return "an array";
-  return String(value);
 }
 
 /** Reads a Tensor2D into cells of one token each, or checks and returns given cells. */

@@ -21,6 +21,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { resolveOptions } from "../attention/types.ts";
+import { checkKeys, describe } from "./_checks.ts";
 
 /**
  * The default neighbourhood ratios of {@linkcode localityCurve}: 0, 0.05, ..., 1 (21 points).
@@ -112,13 +113,6 @@ interface Rows {
 // x·m within this of an integer counts as that integer, so 0.07 · 100 = 7.000000000000001 gives 7 tokens, not 8.
 const CEIL_SLACK = 1e-9;
 
-function describe(value: unknown): string {
-  if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(", ")}]`;
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "string") return `"${value}"`;
-  return String(value);
-}
-
 /** The neighbourhood size ⌈x·m⌉ (with {@link CEIL_SLACK}), clamped to [0, m]. */
 function neighbourhoodSize(x: number, m: number): number {
   return Math.min(m, Math.max(0, Math.ceil(x * m - CEIL_SLACK)));
@@ -200,20 +194,6 @@ function checkRatios(owner: string, ratios: unknown): number[] {
     }
   });
   return [...ratios];
-}
-
-/** Throws unless options is undefined or a plain object whose keys are all in `valid`. */
-function checkKeys(owner: string, options: unknown, valid: readonly string[]): Record<string, unknown> {
-  if (options !== undefined && (options === null || typeof options !== "object" || Array.isArray(options))) {
-    throw new Error(`${owner}: options must be an object, got ${describe(options)}`);
-  }
-  const given = (options ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(given)) {
-    if (!valid.includes(key)) {
-      throw new Error(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
-    }
-  }
-  return given;
 }
 
 /**
