@@ -495,3 +495,50 @@ Deno.test("pruneManifest drops entries whose files are gone and keeps the rest",
   assert.deepEqual(await pruneManifest(`${dir}/missing`), []);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("captions, tables and claims are recorded in the manifest; entries without kind stay figures", async () => {
+  const { entryKind, saveClaims, saveTable } = await import("../lib/figures/mod.ts");
+  const dir = await tempDir();
+  const run = startRun({ notebook: "09_demo", config: { n: 8 }, seed: 3 });
+  const fig = await saveFigure("demo_fig", titledPlot(), { run, outDir: dir, caption: "A & B <shown>" });
+  assert.equal(fig.entry.caption, "A & B <shown>");
+  assert.equal("kind" in fig.entry, false);
+  const rows = [{ model: "vanilla", paper: 1.5, measured: 1 / 3 }];
+  const tab = await saveTable("demo_table", rows, { run, outDir: dir, caption: "Paper versus measured" });
+  assert.equal(await Deno.readTextFile(join(dir, "demo_table.csv")), toCsv(rows));
+  const claims = [
+    { id: "a", claim: "x is small", paper: "< 1", measured: "0.5", reproduced: true },
+    { id: "b", claim: "y is large", paper: "> 1", measured: "0.5", reproduced: false, note: "toy size" },
+    { id: "c", claim: "z", paper: "?", measured: "3", reproduced: null },
+  ];
+  const saved = await saveClaims("09_claims", claims, { run, outDir: dir });
+  assert.deepEqual(JSON.parse(await Deno.readTextFile(saved.path)), claims);
+  const manifest = await readManifest(dir);
+  assert.deepEqual(Object.keys(manifest.figures), ["09_claims", "demo_fig", "demo_table"]);
+  assert.deepEqual(manifest.figures.demo_table, tab.entry);
+  assert.equal(manifest.figures.demo_table.kind, "table");
+  assert.equal(manifest.figures.demo_table.caption, "Paper versus measured");
+  assert.equal(manifest.figures["09_claims"].kind, "claims");
+  assert.equal(manifest.figures["09_claims"].notebook, "09_demo");
+  assert.deepEqual(manifest.figures["09_claims"].files, ["09_claims.json"]);
+  assert.deepEqual(Object.values(manifest.figures).map(entryKind), ["claims", "figure", "table"]);
+  const markdown = saved[JUPYTER_DISPLAY]()["text/markdown"]!;
+  assert.ok(markdown.includes("| ✓ |") && markdown.includes("| ✗ |") && markdown.includes("| n/a |"), markdown);
+
+  await assert.rejects(saveFigure("demo_fig", titledPlot(), { outDir: dir, caption: "" }), /options\.caption/);
+  await assert.rejects(
+    saveClaims("09_claims", [{ ...claims[0], reproduced: "yes" as unknown as boolean }], { outDir: dir }),
+    /claims\[0\]\.reproduced must be true, false or null/,
+  );
+  await assert.rejects(saveClaims("09_claims", [claims[0], claims[0]], { outDir: dir }), /used twice/);
+  await assert.rejects(
+    saveClaims("09_claims", [{ ...claims[0], measured: 0.5 as unknown as string }], { outDir: dir }),
+    /claims\[0\]\.measured must be a non-empty string/,
+  );
+  await assert.rejects(saveTable("demo_table", [], { outDir: dir }), /rows is empty/);
+  await assert.rejects(saveTable("demo_table", rows, { outDir: dir, colour: 1 } as never), /unknown option "colour"/);
+
+  await Deno.remove(join(dir, "demo_table.csv"));
+  const { pruneManifest } = await import("../lib/figures/manifest.ts");
+  assert.deepEqual(await pruneManifest(dir), ["demo_table"]);
+});

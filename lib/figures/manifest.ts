@@ -3,8 +3,9 @@
  *
  * The file lives next to the figures and looks like
  * `{ "figures": { "<name>": { name, files, notebook?, config, seed, backend,
- * commit, dirty, date, durationMs } } }`, figure names sorted so diffs stay
- * small. It is updated read-modify-write under a lock file
+ * commit, dirty, date, durationMs, caption?, kind? } } }`, names sorted so
+ * diffs stay small. An entry without `kind` is a figure (older manifests have
+ * no kinds); `"table"` entries come from `saveTable`, `"claims"` from `saveClaims`. It is updated read-modify-write under a lock file
  * (`manifest.json.lock`, shared by processes) and written atomically.
  *
  * @module
@@ -23,7 +24,13 @@ export type Config = Record<string, unknown>;
 /** The seed recorded with a figure: a number, a string, or `null` for "none". */
 export type Seed = number | string | null;
 
-/** One figure's record in the manifest. */
+/** What a manifest entry records: a figure (the default when absent), a table, or a notebook's claims. */
+export type EntryKind = "figure" | "table" | "claims";
+
+/** The kinds an entry's `kind` may take. */
+export const ENTRY_KINDS: readonly EntryKind[] = ["figure", "table", "claims"];
+
+/** One figure's (or table's, or claims file's) record in the manifest. */
 export interface ManifestEntry {
   name: string;
   /** File names relative to the figures folder. */
@@ -40,6 +47,23 @@ export interface ManifestEntry {
   date: string;
   /** Compute time in milliseconds, or `null` when unknown. */
   durationMs: number | null;
+  /** What the figure or table shows, when the notebook gave a caption. */
+  caption?: string;
+  /** Absent for figures; `"table"` or `"claims"` otherwise. */
+  kind?: EntryKind;
+}
+
+/**
+ * The kind of a manifest entry: its `kind`, or `"figure"` when it has none.
+ *
+ * @example
+ * ```ts
+ * import { entryKind } from "./manifest.ts";
+ * console.log(entryKind({ kind: "table" }), entryKind({})); // table figure
+ * ```
+ */
+export function entryKind(entry: { kind?: EntryKind }): EntryKind {
+  return entry.kind ?? "figure";
 }
 
 /** The whole manifest file. */
@@ -87,6 +111,26 @@ export function checkConfig(config: unknown, where: string): Config {
     throw new Error(`${where}: config must be JSON-serialisable (${(err as Error).message})`);
   }
   return config as Config;
+}
+
+/**
+ * Validates a caption: `undefined` (none) or a non-empty string.
+ *
+ * @example
+ * ```ts
+ * import { checkCaption } from "./manifest.ts";
+ * console.log(checkCaption("Time per token against n.", "saveFigure")); // Time per token against n.
+ * ```
+ */
+export function checkCaption(caption: unknown, where: string): string | undefined {
+  if (caption === undefined) return undefined;
+  if (typeof caption !== "string" || caption.trim() === "") {
+    throw new Error(
+      `${where}: options.caption must be a non-empty string such as "Time per token against n", ` +
+        `got ${caption === null ? "null" : typeof caption === "string" ? "an empty string" : typeof caption}`,
+    );
+  }
+  return caption;
 }
 
 /**
@@ -279,7 +323,7 @@ export function recordFigure(dir: string, entry: ManifestEntry): Promise<Manifes
 }
 
 /**
- * Drops the entries of figures whose files are gone (a notebook stopped drawing them) and
+ * Drops the entries (figures, tables, claims) whose files are gone (a notebook stopped saving them) and
  * returns the names dropped.
  *
  * @example

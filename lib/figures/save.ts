@@ -11,7 +11,7 @@ import { columnsOf, toCsv } from "./csv.ts";
 import type { Row } from "./csv.ts";
 import { JUPYTER_DISPLAY } from "./display.ts";
 import type { Displayable } from "./display.ts";
-import { checkConfig, checkSeed, gitState, recordFigure } from "./manifest.ts";
+import { checkCaption, checkConfig, checkSeed, gitState, recordFigure } from "./manifest.ts";
 import type { Config, ManifestEntry, Run, Seed } from "./manifest.ts";
 import { svgToPng } from "./render.ts";
 import { toSvgString } from "./svg.ts";
@@ -38,9 +38,11 @@ export interface SaveFigureOptions {
   durationMs?: number;
   /** Output folder. Default: `figuresDir()` (`ATTNLAB_FIGURES_DIR` or `figures/`). */
   outDir?: string;
+  /** One or two sentences saying what the figure shows; stored in the manifest and shown in the report. */
+  caption?: string;
 }
 
-const OPTION_KEYS = ["data", "run", "notebook", "config", "seed", "backend", "durationMs", "outDir"];
+const OPTION_KEYS = ["data", "run", "notebook", "config", "seed", "backend", "durationMs", "outDir", "caption"];
 
 /** What {@linkcode saveFigure} returns; displays itself inline in Jupyter. */
 export interface SavedFigure extends Displayable {
@@ -76,6 +78,7 @@ function checkOptions(options: SaveFigureOptions): void {
   if (options.outDir !== undefined && (typeof options.outDir !== "string" || options.outDir === "")) {
     throw new Error(`saveFigure: options.outDir must be a non-empty folder path, got ${String(options.outDir)}`);
   }
+  checkCaption(options.caption, "saveFigure");
   const duration = options.durationMs;
   if (duration !== undefined && !(typeof duration === "number" && Number.isFinite(duration) && duration >= 0)) {
     throw new Error(`saveFigure: options.durationMs must be a non-negative number of milliseconds, got ${duration}`);
@@ -96,7 +99,8 @@ async function currentBackend(): Promise<string | null> {
  * fonts) and, when `options.data` is given, `<name>.csv`, each written
  * atomically; without data a stale `<name>.csv` is removed. Then records the
  * figure in `manifest.json` with its config, seed, backend, git commit, date
- * and compute time. The same inputs give byte-identical SVG, PNG and CSV.
+ * and compute time (and `options.caption` when given). The same inputs give
+ * byte-identical SVG, PNG and CSV.
  * The result displays the figure inline in Jupyter.
  *
  * @example
@@ -159,6 +163,7 @@ export async function saveFigure(
     dirty,
     date: new Date().toISOString(),
     durationMs,
+    ...(options.caption !== undefined ? { caption: options.caption } : {}),
   };
   await recordFigure(dir, entry);
   const listing = Object.values(paths).join("\n");
