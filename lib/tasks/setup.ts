@@ -6,6 +6,8 @@
  *   otherwise an Error names the command to run), and the Notebook server
  *   too for `deno task notebook`;
  * - libopenblas0 when missing and root (optional: never fails setup);
+ * - chromium when missing and root (optional here; `tests/report_test.ts`
+ *   and `deno task report` check the report in it), unless `browser: false`;
  * - the Deno kernelspec, pointing at the deno running this task;
  * - the npm packages (`deno install`).
  *
@@ -30,6 +32,8 @@ export const EXECUTOR_PACKAGES: readonly string[] = ["python3-nbclient", "jupyte
 export const NOTEBOOK_PACKAGES: readonly string[] = ["jupyter-notebook"];
 /** Debian package with the BLAS library; optional. */
 export const BLAS_PACKAGES: readonly string[] = ["libopenblas0"];
+/** Debian package with the headless browser the report is checked in (about 115 MB download). */
+export const BROWSER_PACKAGES: readonly string[] = ["chromium"];
 /** pip packages for machines without Debian's apt. */
 export const PIP_PACKAGES: readonly string[] = ["nbclient", "nbformat", "jupyter_client"];
 
@@ -37,6 +41,8 @@ export const PIP_PACKAGES: readonly string[] = ["nbclient", "nbformat", "jupyter
 export interface SetupOptions {
   /** Also install the Jupyter Notebook server (for `deno task notebook`). Default false. */
   notebookUI?: boolean;
+  /** Also install chromium, which the test task and `deno task report` use to check the report. Default true. */
+  browser?: boolean;
   /** Skip `deno install`. Default false. */
   skipNpm?: boolean;
   /** Receives progress lines. Default `console.log`. */
@@ -51,6 +57,8 @@ export interface SetupReport {
   kernelspec: string;
   /** Whether libopenblas0 is installed. */
   openblas: boolean;
+  /** Whether chromium is installed. */
+  chromium: boolean;
   /** Debian packages installed by this call. */
   installed: string[];
   /** Seconds the call took. */
@@ -83,16 +91,18 @@ export function installHint(packages: readonly string[], options: { apt: boolean
  * ```ts
  * import { missingPackages } from "./setup.ts";
  * console.log(missingPackages({ executor: false, notebook: false, openblas: true, notebookUI: true }));
+ * console.log(missingPackages({ executor: true, notebook: true, openblas: true, notebookUI: false, chromium: false }));
  * ```
  */
 export function missingPackages(
-  have: { executor: boolean; notebook: boolean; openblas: boolean; notebookUI: boolean },
+  have: { executor: boolean; notebook: boolean; openblas: boolean; notebookUI: boolean; chromium?: boolean },
 ): { required: string[]; optional: string[] } {
   const required = [
     ...(have.executor ? [] : EXECUTOR_PACKAGES),
     ...(have.notebookUI && !have.notebook ? NOTEBOOK_PACKAGES : []),
   ];
-  return { required, optional: have.openblas ? [] : [...BLAS_PACKAGES] };
+  const optional = [...(have.openblas ? [] : BLAS_PACKAGES), ...(have.chromium === false ? BROWSER_PACKAGES : [])];
+  return { required, optional };
 }
 
 const LIB_DIRS = [
@@ -115,6 +125,19 @@ const LIB_DIRS = [
 export function hasOpenblas(): boolean {
   if (Deno.build.os !== "linux") return true;
   return LIB_DIRS.some((dir) => existsSync(join(dir, "libopenblas.so.0")));
+}
+
+/**
+ * Whether Debian's chromium is installed (`/usr/bin/chromium`).
+ *
+ * @example
+ * ```ts
+ * import { hasChromium } from "./setup.ts";
+ * console.log(typeof hasChromium());
+ * ```
+ */
+export function hasChromium(): boolean {
+  return existsSync("/usr/bin/chromium");
 }
 
 function isRoot(): boolean {
@@ -155,7 +178,7 @@ async function aptInstall(packages: string[], log: (line: string) => void): Prom
   return { ok: install.success, output: install.output };
 }
 
-let blasHintShown = false;
+let optionalHintShown = false;
 
 /**
  * Makes the machine ready; see the module doc. Throws an Error naming the
@@ -178,7 +201,15 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
   let search = await findPython({ needNotebook: notebookUI });
   const executor = search.found !== undefined || search.withoutNotebook !== undefined;
   let openblas = hasOpenblas();
-  const need = missingPackages({ executor, notebook: search.found !== undefined, openblas, notebookUI });
+  const browser = options.browser ?? true;
+  let chromium = hasChromium();
+  const need = missingPackages({
+    executor,
+    notebook: search.found !== undefined,
+    openblas,
+    notebookUI,
+    ...(browser ? { chromium } : {}),
+  });
   if (need.required.length > 0 || need.optional.length > 0) {
     const root = isRoot();
     const apt = hasApt();
@@ -194,9 +225,11 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
       }
       search = await findPython({ needNotebook: notebookUI });
       openblas = hasOpenblas();
-    } else if (need.optional.length > 0 && need.required.length === 0 && !blasHintShown) {
-      blasHintShown = true;
-      log(`setup: optional: install OpenBLAS with \`${installHint(need.optional, { apt, root })}\``);
+      chromium = hasChromium();
+    } else if (need.optional.length > 0 && need.required.length === 0 && !optionalHintShown) {
+      optionalHintShown = true;
+      const what = need.optional.map((p) => p === "chromium" ? "chromium (to check the report)" : "OpenBLAS");
+      log(`setup: optional: install ${what.join(" and ")} with \`${installHint(need.optional, { apt, root })}\``);
     }
     if (!search.found) {
       const what = notebookUI ? "the Jupyter Notebook server" : "Jupyter's nbclient";
@@ -234,7 +267,7 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
     `setup: ready in ${seconds.toFixed(1)} s (python ${python.executable}, nbclient ${python.nbclient}` +
       `${python.notebook ? `, notebook ${python.notebook}` : ""}; kernelspec ${kernel.dir})`,
   );
-  return { python, kernelspec: join(jupyterDataDir(), "kernels", "deno"), openblas, installed, seconds };
+  return { python, kernelspec: join(jupyterDataDir(), "kernels", "deno"), openblas, chromium, installed, seconds };
 }
 
 const FLAGS = {

@@ -1,0 +1,186 @@
+/**
+ * The report as one self-contained HTML page: inline CSS, images as `data:`
+ * URIs, no script, nothing fetched.
+ *
+ * @module
+ */
+
+import { encodeBase64 } from "./base64.ts";
+import type { NotebookSection, ReportData, RunInfo } from "./load.ts";
+
+/**
+ * Escapes text for HTML element content and attribute values.
+ *
+ * @example
+ * ```ts
+ * import { escapeHtml } from "./html.ts";
+ * console.log(escapeHtml(`<a href="x">&'`)); // &lt;a href=&quot;x&quot;&gt;&amp;&#39;
+ * ```
+ */
+export function escapeHtml(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
+    .replace(/'/g, "&#39;");
+}
+
+/**
+ * The id of a notebook's section: `nb-` and the notebook name.
+ *
+ * @example
+ * ```ts
+ * import { sectionId } from "./html.ts";
+ * console.log(sectionId("01_gradient_bounds")); // nb-01_gradient_bounds
+ * ```
+ */
+export function sectionId(notebook: string): string {
+  return `nb-${notebook.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+}
+
+/**
+ * ✓, ✗ or n/a for a claim's `reproduced` flag.
+ *
+ * @example
+ * ```ts
+ * import { verdictMark } from "./html.ts";
+ * console.log(verdictMark(true), verdictMark(false), verdictMark(null)); // ✓ ✗ n/a
+ * ```
+ */
+export function verdictMark(reproduced: boolean | null): string {
+  return reproduced === null ? "n/a" : reproduced ? "✓" : "✗";
+}
+
+const CSS = `
+body { font-family: "DejaVu Sans", system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+  color: #222; line-height: 1.45; }
+h1, h2, h3 { line-height: 1.2; }
+h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; text-align: left; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.92em; color: #444; margin-top: 0.3em; }
+.yes { color: #1a7f37; font-weight: bold; }
+.no { color: #c62828; font-weight: bold; }
+.na { color: #777; }
+.counts span { margin-right: 1.5em; }
+pre { background: #f7f7f7; padding: 0.5em; overflow-x: auto; font-size: 0.85em; }
+.meta { font-size: 0.85em; color: #555; }
+`;
+
+function verdictClass(reproduced: boolean | null): string {
+  return reproduced === null ? "na" : reproduced ? "yes" : "no";
+}
+
+function isNumeric(value: string): boolean {
+  return value !== "" && /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-?Infinity$|^NaN$/i.test(value);
+}
+
+function htmlTable(columns: string[], rows: string[][]): string {
+  const numeric = columns.map((_, i) => rows.length > 0 && rows.every((r) => (r[i] ?? "") === "" || isNumeric(r[i])));
+  const head = columns.map((c) => `<th>${escapeHtml(c)}</th>`).join("");
+  const body = rows.map((r) =>
+    `<tr>${
+      columns.map((_, i) => `<td${numeric[i] ? ' class="num"' : ""}>${escapeHtml(r[i] ?? "")}</td>`).join("")
+    }</tr>`
+  ).join("\n");
+  return `<table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+}
+
+function runTable(runs: RunInfo[]): string {
+  const rows = runs.map((r) => [
+    r.backend ?? "unknown",
+    r.commit === null ? "none" : `${r.commit.slice(0, 10)}${r.dirty ? " (uncommitted changes)" : ""}`,
+    r.firstDate === r.lastDate ? r.firstDate : `${r.firstDate} – ${r.lastDate}`,
+    r.durationMs === null ? "" : `${(r.durationMs / 1000).toFixed(1)} s`,
+    r.seed === null ? "none" : String(r.seed),
+  ]);
+  const table = htmlTable(["backend", "commit", "date (UTC)", "compute time", "seed"], rows);
+  const configs = runs.map((r, i) =>
+    `<details><summary>configuration${runs.length > 1 ? ` ${i + 1}` : ""}</summary><pre>${
+      escapeHtml(JSON.stringify(r.config, null, 2))
+    }</pre></details>`
+  );
+  return `${table}\n${configs.join("\n")}`;
+}
+
+function summaryHtml(data: ReportData): string {
+  const s = data.summary;
+  const counts = `<p class="counts"><span class="yes">✓ reproduced: ${s.reproduced}</span>` +
+    `<span class="no">✗ not reproduced: ${s.notReproduced}</span>` +
+    `<span class="na">n/a not comparable: ${s.notComparable}</span><span>claims: ${s.total}</span></p>`;
+  const groups = data.notebooks.filter((n) => n.claims.length > 0).map((n) => {
+    const items = n.claims.flatMap((c) => c.claims).map((c) =>
+      `<tr><td class="${verdictClass(c.reproduced)}">${verdictMark(c.reproduced)}</td><td>${escapeHtml(c.claim)}</td>` +
+      `<td>${escapeHtml(c.paper)}</td><td>${escapeHtml(c.measured)}</td><td>${escapeHtml(c.note ?? "")}</td></tr>`
+    ).join("\n");
+    return `<h3><a href="#${sectionId(n.notebook)}">${escapeHtml(n.notebook)}</a></h3>\n<table><thead><tr>` +
+      `<th></th><th>claim</th><th>paper</th><th>measured</th><th>note</th></tr></thead><tbody>\n${items}\n</tbody></table>`;
+  });
+  const none = groups.length === 0 ? "<p>No notebook has saved claims yet.</p>" : "";
+  return `<section id="summary">\n<h2>What reproduced and what did not</h2>\n${counts}\n${none}${
+    groups.join("\n")
+  }\n</section>`;
+}
+
+function notebookHtml(n: NotebookSection): string {
+  const figures = n.figures.map((f) => {
+    const src = `data:${f.mime};base64,${encodeBase64(f.bytes)}`;
+    const caption = f.entry.caption ?? "";
+    return `<figure id="fig-${escapeHtml(f.entry.name)}">\n<img src="${src}" alt="${
+      escapeHtml(caption || f.entry.name)
+    }">\n` +
+      `<figcaption><strong>${escapeHtml(f.entry.name)}</strong>${
+        caption ? ` — ${escapeHtml(caption)}` : ""
+      }</figcaption>\n</figure>`;
+  });
+  const tables = n.tables.map((t) =>
+    `<div class="table" id="table-${escapeHtml(t.entry.name)}">\n<h4>${escapeHtml(t.entry.name)}${
+      t.entry.caption ? ` — ${escapeHtml(t.entry.caption)}` : ""
+    }</h4>\n${htmlTable(t.columns, t.rows)}\n</div>`
+  );
+  return `<section class="notebook" id="${sectionId(n.notebook)}">\n<h2>${escapeHtml(n.notebook)}</h2>\n` +
+    (figures.length > 0 ? `<h3>Figures</h3>\n${figures.join("\n")}\n` : "") +
+    (tables.length > 0 ? `<h3>Tables</h3>\n${tables.join("\n")}\n` : "") +
+    `<h3>Run</h3>\n<div class="meta">\n${runTable(n.runs)}\n</div>\n</section>`;
+}
+
+/**
+ * Renders the report as one self-contained HTML page: the claims summary,
+ * then per notebook its figures (embedded as `data:` URIs) with captions,
+ * its tables and how its run was made.
+ *
+ * @example
+ * ```ts
+ * import { renderHtml } from "./html.ts";
+ * const claim = { id: "a", claim: "x < 1", paper: "< 1", measured: "0.5", reproduced: true };
+ * const html = renderHtml({
+ *   figuresDir: "/tmp", asOf: null, summary: { total: 1, reproduced: 1, notReproduced: 0, notComparable: 0 },
+ *   notebooks: [{ notebook: "01_demo", figures: [], tables: [], runs: [], claims: [{ entry: {} as never, claims: [claim] }] }],
+ * });
+ * console.log(html.includes('id="summary"'), html.includes("x &lt; 1")); // true true
+ * ```
+ */
+export function renderHtml(data: ReportData): string {
+  const toc = data.notebooks.map((n) => `<li><a href="#${sectionId(n.notebook)}">${escapeHtml(n.notebook)}</a></li>`);
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>attnlab report: The Devil in Linear Transformer, reproduced</title>
+<style>${CSS}</style>
+</head>
+<body>
+<h1>attnlab report</h1>
+<p class="meta">Reproducing Qin et al. (2022), "The Devil in Linear Transformer". Generated by <code>deno task report</code>
+from <code>manifest.json</code> and the files it lists${
+    data.asOf ? `; latest result saved ${escapeHtml(data.asOf)}` : ""
+  }. Every number below comes from a notebook run.</p>
+<nav><ul>\n<li><a href="#summary">What reproduced and what did not</a></li>\n${toc.join("\n")}\n</ul></nav>
+${summaryHtml(data)}
+${data.notebooks.map(notebookHtml).join("\n")}
+</body>
+</html>
+`;
+}

@@ -1,0 +1,76 @@
+/**
+ * `deno task report`: builds `figures/report.html` and `figures/report.md`
+ * from the manifest, then checks the page in headless chromium when it is
+ * installed (and says how to install it when not).
+ *
+ * @module
+ */
+
+import { relative } from "node:path";
+import { REPO_ROOT } from "../env.ts";
+import { formatHelp, parseFlags, runMain } from "../tasks/cli.ts";
+import { buildReport } from "./build.ts";
+import { sectionId } from "./html.ts";
+import { CHROMIUM_INSTALL_HINT, chromiumAvailable, verifyReport } from "./verify.ts";
+
+const FLAGS = {
+  "figures-dir": { type: "string", value: "DIR", description: "figures folder to read (default figures/)" },
+  "no-verify": { type: "boolean", description: "do not open the report in the browser" },
+  png: { type: "boolean", description: "embed PNGs instead of SVGs" },
+  help: { type: "boolean", description: "show this help" },
+} as const;
+
+/**
+ * The task's entry point; returns the exit status.
+ *
+ * @example
+ * ```ts
+ * import { main } from "./main.ts";
+ * console.log(await main(["--help"])); // 0
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, FLAGS, { command: "report" });
+  if (values.help) {
+    console.log(formatHelp("deno task report [flags]", "Builds figures/report.html and figures/report.md.", FLAGS));
+    return 0;
+  }
+  const started = performance.now();
+  const built = await buildReport({
+    ...(values["figures-dir"] ? { figuresDir: values["figures-dir"] as string } : {}),
+    image: values.png ? "png" : "auto",
+  });
+  const s = built.data.summary;
+  const show = (p: string) => relative(Deno.cwd(), p) || p;
+  console.log(
+    `report: wrote ${show(built.html)} (${
+      (built.htmlBytes / 1e6).toFixed(2)
+    } MB, ${built.image.toUpperCase()} images) ` +
+      `and ${show(built.markdown)} in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
+      `${built.data.notebooks.length} notebook(s), claims: ${s.reproduced} reproduced, ${s.notReproduced} not, ` +
+      `${s.notComparable} not comparable`,
+  );
+  if (values["no-verify"]) return 0;
+  if (!chromiumAvailable()) {
+    console.log(`report: not verified in a browser: chromium is missing; install it with: ${CHROMIUM_INSTALL_HINT}`);
+    return 0;
+  }
+  const result = await verifyReport(built.html, {
+    sections: ["summary", ...built.data.notebooks.map((n) => sectionId(n.notebook))],
+  });
+  const external = result.requests.filter((r) => !r.startsWith("file:") && !r.startsWith("data:")).length;
+  console.log(
+    `report: verified in chromium: ${result.images} image(s), ${result.sections.length} section(s), ` +
+      `${result.requests.length} request(s), ${external} external`,
+  );
+  if (!result.ok) {
+    console.error(`report: the page has problems:\n${result.problems.map((p) => `  - ${p}`).join("\n")}`);
+    return 1;
+  }
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.chdir(REPO_ROOT);
+  await runMain(main);
+}

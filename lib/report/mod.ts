@@ -1,0 +1,39 @@
+/**
+ * The report for people who read results rather than notebooks: one
+ * self-contained HTML page and a Markdown version, built from
+ * `figures/manifest.json` and the figures, tables and claims it lists, and
+ * checked in headless chromium. Run it with `deno task report`.
+ *
+ * ```ts
+ * import { buildReport, renderHtml } from "./mod.ts"; // from a script: "../lib/report/mod.ts"
+ * import { saveClaims } from "../figures/mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * const claim = { id: "a", claim: "c", paper: "1", measured: "1.0", reproduced: true };
+ * await saveClaims("demo_claims", [claim], { notebook: "01_demo", outDir: dir, backend: "cpu" });
+ * const built = await buildReport({ figuresDir: dir });
+ * console.log(built.data.summary, typeof renderHtml);
+ * ```
+ *
+ * @module
+ */
+
+export { buildReport, MAX_HTML_BYTES } from "./build.ts";
+export type { BuildReportOptions, BuiltReport } from "./build.ts";
+export { escapeHtml, renderHtml, sectionId, verdictMark } from "./html.ts";
+export { escapeMarkdown, renderMarkdown } from "./markdown.ts";
+export type { RenderMarkdownOptions } from "./markdown.ts";
+export { countClaims, loadReport, OTHER_NOTEBOOK } from "./load.ts";
+export type {
+  ClaimCounts,
+  LoadReportOptions,
+  NotebookSection,
+  ReportClaims,
+  ReportData,
+  ReportFigure,
+  ReportTable,
+  RunInfo,
+} from "./load.ts";
+export { parseCsv } from "./csv.ts";
+export { encodeBase64 } from "./base64.ts";
+export { CHROMIUM_FLAGS, CHROMIUM_INSTALL_HINT, CHROMIUM_PATH, chromiumAvailable, verifyReport } from "./verify.ts";
+export type { VerifyReportOptions, VerifyResult } from "./verify.ts";
