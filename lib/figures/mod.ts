@@ -2,7 +2,9 @@
  * Figures for attnlab notebooks: build a plot with Observable Plot, then save
  * it with {@linkcode saveFigure}, which writes `<name>.svg`, `<name>.png` and
  * `<name>.csv` (the data) to the figures folder, records the run in
- * `manifest.json`, and shows the figure inline in Jupyter.
+ * `manifest.json`, and shows the figure inline in Jupyter. Paper-versus-measured
+ * tables go through {@linkcode saveTable}, a notebook's verdicts through
+ * {@linkcode saveClaims}; `deno task report` gathers all three.
  *
  * ```ts
  * import * as Plot from "@observablehq/plot";
