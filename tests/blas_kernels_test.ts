@@ -120,7 +120,6 @@ const BROADCASTS: [number[], number[]][] = [
   [[1, 2, 1, 3, 1], [1, 2, 1, 3, 1]],
 ];
 
-
 // Without OpenBLAS the backend is refused with the install hint: tests/backend_test.ts checks that in a subprocess.
 
 Deno.test({
@@ -512,6 +511,47 @@ Deno.test({
       if (!shape.includes(0)) {
         await assertSameAsCpu(`d ${what}`, () => withGrads((x) => tf.pad(x, paddings, value), [tensor(shape, 24)]));
       }
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "blas kernels: Slice and SplitV agree with cpu for ranks 1 to 5, offsets, -1 sizes and empty parts, forward and gradient",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const slices: [number[], number[], number[]][] = [
+      [[7], [2], [4]],
+      [[3, 5], [1, 0], [2, -1]],
+      [[3, 5], [0, 2], [3, 2]],
+      [[2, 3, 4], [1, 1, 0], [1, 2, 4]],
+      [[2, 2, 6, 4, 3], [0, 0, 1, 0, 0], [2, 2, 4, 4, 3]],
+      [[2, 2, 6, 4, 3], [1, 0, 2, 1, 1], [1, 2, 3, 2, 2]],
+      [[4, 40], [1, 3], [2, 20]],
+      [[3, 4], [1, 0], [0, 4]],
+    ];
+    for (const [shape, begin, size] of slices) {
+      const what = `slice [${shape}] at [${begin}] size [${size}]`;
+      await assertSameAsCpu(what, () => tf.slice(tensor(shape, 31, { specials: true }), begin, size));
+      if (!size.includes(0)) {
+        await assertSameAsCpu(`d ${what}`, () => withGrads((x) => tf.slice(x, begin, size), [tensor(shape, 32)]));
+      }
+    }
+    const splits: [number[], number | number[], number][] = [
+      [[6], 3, 0],
+      [[2, 9, 4], [2, 3, 4], 1],
+      [[2, 9, 4], [5, -1], 1],
+      [[3, 2, 8], 4, -1],
+      [[2, 3, 6, 2, 5], [1, 0, 5], 2],
+    ];
+    for (const [shape, parts, axis] of splits) {
+      const what = `split [${shape}] into ${JSON.stringify(parts)} along ${axis}`;
+      await assertSameAsCpu(what, () => tf.split(tensor(shape, 33, { specials: true }), parts, axis));
+      // The gradient of concat is SplitV.
+      await assertSameAsCpu(
+        `d concat of ${what}`,
+        () => withGrads((a, b) => tf.concat([a, b], axis), [tensor(shape, 34), tensor(shape, 35)]),
+      );
     }
   },
 });

@@ -326,8 +326,9 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
             continue;
           }
           if (stopped.has(key)) {
-            row.status = "skipped (time)";
-            row.note = stopped.get(key)!;
+            const why = stopped.get(key)!;
+            row.status = why.startsWith("wasm heap") ? "skipped (memory)" : "skipped (time)";
+            row.note = why;
             continue;
           }
           const before = last.get(key);

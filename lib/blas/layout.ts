@@ -1,6 +1,6 @@
 /**
  * Data-movement kernels of the `blas` backend: Transpose (any permutation, in cache-sized tiles),
- * PadV2 and GatherV2 (embedding lookups). float32 only; other dtypes go to the cpu kernels. Both copy values, so results are exact.
+ * PadV2, GatherV2 (embedding lookups), Slice and SplitV (one contiguous copy per run of whole trailing axes). float32 only; other dtypes go to the cpu kernels. Both copy values, so results are exact.
  *
  * @module
  */
@@ -145,6 +145,77 @@ function padV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
   return backend.makeTensorInfo(outShape, "float32", out);
 }
 
+/**
+ * x[begin : begin + size] in row-major order. Trailing axes taken whole merge into one longer run,
+ * so each run is one `set` of a contiguous block.
+ */
+function sliceValues(
+  xv: Float32Array,
+  region: { shape: readonly number[]; begin: number[]; size: number[] },
+): Float32Array {
+  const shape = [...region.shape];
+  const begin = [...region.begin];
+  const size = [...region.size];
+  const out = new Float32Array(sizeOf(size));
+  if (out.length === 0) return out;
+  if (shape.length === 0) return xv.slice(0, 1);
+  while (shape.length > 1 && size.at(-1) === shape.at(-1)) {
+    const last = shape.pop()!;
+    size.pop();
+    begin.pop();
+    shape[shape.length - 1] *= last;
+    size[size.length - 1] *= last;
+    begin[begin.length - 1] *= last;
+  }
+  const rank = shape.length;
+  const strides = rowMajorStrides(shape);
+  const run = size[rank - 1];
+  const rows = out.length / run;
+  const index = new Array(rank - 1).fill(0);
+  let src = begin.reduce((offset, b, i) => offset + b * strides[i], 0);
+  for (let r = 0, dst = 0; r < rows; r++, dst += run) {
+    if (run < 16) { for (let i = 0; i < run; i++) out[dst + i] = xv[src + i]; }
+    else out.set(xv.subarray(src, src + run), dst);
+    for (let d = rank - 2; d >= 0; d--) {
+      src += strides[d];
+      if (++index[d] < size[d]) break;
+      index[d] = 0;
+      src -= strides[d] * size[d];
+    }
+  }
+  return out;
+}
+
+function slice({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
+  const x = inputs.x!;
+  if (x.dtype !== "float32") return undefined;
+  const [begin, size] = tf.slice_util.parseSliceParams(
+    x as tf.Tensor,
+    attrs?.begin as number[],
+    attrs?.size as number[],
+  );
+  const out = sliceValues(f32(backend, x), { shape: x.shape, begin, size });
+  return backend.makeTensorInfo(size, "float32", out);
+}
+
+function splitV({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
+  const x = inputs.x!;
+  if (x.dtype !== "float32") return undefined;
+  const axis = tf.util.parseAxisParam(attrs?.axis as number, x.shape)[0];
+  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs?.numOrSizeSplits as number[] | number, axis);
+  const xv = f32(backend, x);
+  const begin = new Array(x.shape.length).fill(0);
+  const outs = sizes.map((s) => {
+    const size = [...x.shape];
+    size[axis] = s;
+    const info = backend.makeTensorInfo(size, "float32", sliceValues(xv, { shape: x.shape, begin: [...begin], size }));
+    begin[axis] += s;
+    return info;
+  });
+  // SplitV returns several tensors; the kernel registry accepts an array.
+  return outs as unknown as TensorInfo;
+}
+
 function gatherV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
   const x = inputs.x!;
   const indices = inputs.indices!;
@@ -189,5 +260,7 @@ export function layoutKernels(): Record<string, Kernel> {
     [tf.Transpose]: withFallback(tf.Transpose, transpose),
     [tf.PadV2]: withFallback(tf.PadV2, padV2),
     [tf.GatherV2]: withFallback(tf.GatherV2, gatherV2),
+    [tf.Slice]: withFallback(tf.Slice, slice),
+    [tf.SplitV]: withFallback(tf.SplitV, splitV),
   };
 }
