@@ -89,6 +89,9 @@ Deno.test("uniform: the curve is ⌈x·n⌉/n, the area (n + 1)/(2n), also for n
     assertNear(out.auc, (n + 1) / (2 * n), `uniform auc n=${n}`);
     assert.deepEqual(out.ratios, RATIOS);
   }
+  const w = tf.fill([5, 5], 0.2);
+  assertAllNear(localityCurve(w, RATIOS).curve, FRACTIONS.map((x) => size(x, 5) / 5), "ratios passed positionally");
+  w.dispose();
   // 0.07 · 100 and 0.14 · 50 are 7.000000000000001 in floating point; the neighbourhoods still hold 7 tokens.
   for (const [x, n] of [[0.07, 100], [0.14, 50]]) {
     assert.ok(x * n > 7, "the float product must overshoot for this check to bite");
@@ -298,7 +301,7 @@ Deno.test("bad inputs throw errors that name the argument and the fix", () => {
       () => localityCurve(ok, { window: 3 } as unknown as { causal: boolean }),
       /unknown option "window".*ratios, causal/,
     ],
-    [() => localityCurve(ok, [0.5] as unknown as { causal: boolean }), /options must be an object/],
+    [() => localityCurve(ok, [0.5, 2]), /ratios must hold numbers in \[0, 1\], got 2 at index 1/],
     [
       () => localityCurve(tf.ones([3, 3]), { causal: true }),
       /causal weights must be 0 above the diagonal.*query 0, key 1.*causal: false/,

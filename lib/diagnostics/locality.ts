@@ -217,6 +217,8 @@ function checkRatios(owner: string, ratios: unknown): number[] {
  * attention gives (1/n) Σ_i ⌈x·(i + 1)⌉/(i + 1) ≈ x, the diagonal that uniform bidirectional attention gives on
  * the full curve. For non-causal weights the available context is all n keys and `availableCurve` equals `curve`.
  *
+ * The second argument is either the options or, as a shorthand, the ratios alone: `localityCurve(w, [0, 0.5, 1])`.
+ *
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
@@ -227,9 +229,9 @@ function checkRatios(owner: string, ratios: unknown): number[] {
  * uniform.dispose();
  * ```
  */
-export function localityCurve(weights: tf.Tensor, options?: LocalityOptions): LocalityCurve {
+export function localityCurve(weights: tf.Tensor, options?: LocalityOptions | readonly number[]): LocalityCurve {
   const owner = "localityCurve";
-  const given = checkKeys(owner, options, ["ratios", "causal"]);
+  const given = checkKeys(owner, Array.isArray(options) ? { ratios: options } : options, ["ratios", "causal"]);
   const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
   const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
     causal: { type: "boolean" },
