@@ -23,7 +23,7 @@ const OPTION_SETS: Record<VariantName, AnyOptions[]> = {
   softmax: [{}, { scale: 0.5 }, { queryBlockSize: 16 }],
   linear: [{}, { featureMap: "relu", chunkSize: 16 }],
   performer: [{ features: 12, seed: 3, chunkSize: 16 }],
-  cosformer: [{}, { chunkSize: 7 }],
+  cosformer: [{}, { chunkSize: 7 }, { chunkSize: 7, maxLength: 200 }],
   norm: [{}, { norm: "layer", normScope: "head", chunkSize: 16 }, { featureMap: "elu+1", norm: "rms" }],
   diag: [{}, { inner: "relu", blockSize: 16 }, { blockSize: 7 }],
   local: [{}, { window: 5 }, { window: 0 }],

@@ -387,12 +387,18 @@ Deno.test("decode cosformer: fewer steps than maxLength give the first rows of a
     tf.slice(variants.cosformer.attend(qkv, { causal: true }), [0, 0, 0, 0], [-1, -1, 10, -1])
   );
   assertClose(run.out, whole, "10 of 33 steps", TOL);
+  // attend() over the 10-token prefix with M = 33 gives the same rows; the reference builds the matrix with M = 33.
+  const early = tf.tidy(() => variants.cosformer.attend(prefix, { causal: true, maxLength }));
+  const earlyReference = tf.tidy(() => variants.cosformer.reference(prefix, { causal: true, maxLength }));
+  assertClose(early, whole, "attend of the prefix with maxLength 33", TOL);
+  assertClose(earlyReference, whole, "reference of the prefix with maxLength 33", TOL);
+  tf.dispose([early, earlyReference]);
   tf.dispose([qkv.q, qkv.k, qkv.v, prefix.q, prefix.k, prefix.v, run.out, whole, ...Object.values(run.state.tensors)]);
 });
 
 Deno.test("decode: accepts every option of the variant it wraps, and only those plus its own", () => {
   for (const name of DECODER_VARIANTS) {
-    const own = name === "softmax" ? ["cache"] : name === "cosformer" ? ["maxLength"] : [];
+    const own = name === "softmax" ? ["cache"] : [];
     const keys = Object.keys(decoder(name, decoderOptions(name, {}, 4)).options).sort();
     assert.deepEqual(keys, [...Object.keys(variants[name].defaults), ...own].sort(), name);
   }

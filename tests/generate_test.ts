@@ -88,6 +88,19 @@ Deno.test("generate: a KV-cached softmax model equals one re-run over the whole 
   model.dispose();
 });
 
+Deno.test('generate: cache "none" equals "kv" for every preset, also in a session longer than its tokens', () => {
+  for (const preset of PRESETS) {
+    const model = smallModel(preset);
+    const ids = seededIds(40, 11);
+    // cosFormer's M is the session's length (90), not the 40 tokens seen, on both paths.
+    const kv = sessionLogits(model, ids, { prompt: 3, length: 90 });
+    const none = sessionLogits(model, ids, { prompt: 3, cache: "none", length: 90 });
+    assertClose(none, kv, `${preset}: none vs kv`, TOL);
+    tf.dispose([kv, none]);
+    model.dispose();
+  }
+});
+
 Deno.test("generate: the same seed gives the same tokens, other seeds other tokens", async () => {
   const model = smallModel("transnormer-t2");
   const run = (seed: number) => generate(model, { prompt: "The Congress", maxNewTokens: 24, seed });

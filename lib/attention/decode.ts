@@ -60,10 +60,7 @@ interface DecoderExtras {
     /** Keep the prefix's K, V (true, default: O(t) per token) or recompute the whole prefix every step (false: O(t²)). */
     cache?: boolean;
   };
-  cosformer: {
-    /** The sequence length M of cos(π/2 (i − j)/M); required: attend() uses M = n, so decoding needs n in advance. */
-    maxLength?: number | null;
-  };
+  cosformer: Record<never, never>;
   linear: Record<never, never>;
   performer: Record<never, never>;
   norm: Record<never, never>;
@@ -71,7 +68,10 @@ interface DecoderExtras {
   local: Record<never, never>;
 }
 
-/** The variant's own options (causal is implied) plus the decoder's: `cache` (softmax), `maxLength` (cosformer). */
+/**
+ * The variant's own options (causal is implied) plus the decoder's `cache` (softmax). cosFormer's `maxLength` (M) is
+ * required here: attend() defaults to M = n, so a decoder needs the sequence length in advance.
+ */
 export type DecoderOptions<N extends DecoderVariant> =
   & Omit<VariantOptionsOf[N], "causal">
   & { causal?: true }

@@ -163,8 +163,11 @@ export function decodeSession(model: TransformerModel, options?: DecodeSessionOp
           const logits = model.logitsWith(all, {
             attend: (layer, qkv, variantOptions) => {
               const name = config.attention[layer].variant;
+              // cosFormer's M is the session's length on both paths, so "none" and "kv" compute the same weights.
               const blocked = name === "softmax" && variantOptions.queryBlockSize == null
                 ? { ...variantOptions, queryBlockSize: RECOMPUTE_QUERY_BLOCK }
+                : name === "cosformer"
+                ? { ...variantOptions, maxLength: length }
                 : variantOptions;
               const out = (variants[name] as unknown as { attend(q: QKV, o: object): tf.Tensor4D }).attend(
                 qkv,
