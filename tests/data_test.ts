@@ -579,3 +579,14 @@ Deno.test("bad arguments throw errors that name the argument", async () => {
     /tokenization must be one of "word", "byte"/,
   );
 });
+
+Deno.test("the public API keeps the two-positional rule: the internal argument checks are not exported", async () => {
+  const data = await import("../lib/data/mod.ts");
+  for (const name of ["checkInteger", "resolveDataOptions"]) {
+    assert.ok(!(name in data), `lib/data/mod.ts exports ${name}`);
+  }
+  const train = await import("../lib/train/mod.ts");
+  for (const name of ["resolveTrainOptions", "checkEveryObject"]) {
+    assert.ok(!(name in train), `lib/train/mod.ts exports ${name}`);
+  }
+});

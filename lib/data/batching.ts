@@ -9,7 +9,8 @@
  */
 
 import { seededUniform } from "../random.ts";
-import { checkInteger, type LmBatch, mixSeed, resolveDataOptions } from "./types.ts";
+import { checkInteger, resolveDataOptions } from "./_checks.ts";
+import { type LmBatch, mixSeed } from "./types.ts";
 
 /** A token stream: bytes, or ids from a larger vocabulary. */
 export type TokenStream = Uint8Array | Uint16Array | Int32Array;

@@ -13,7 +13,8 @@
  */
 
 import { seededUniform } from "../random.ts";
-import { checkInteger, type LmBatch, mixSeed, resolveDataOptions, type SyntheticTask } from "./types.ts";
+import { checkInteger, resolveDataOptions } from "./_checks.ts";
+import { type LmBatch, mixSeed, type SyntheticTask } from "./types.ts";
 
 /** Options for {@linkcode copyingTask}. */
 export interface CopyingOptions {

@@ -22,7 +22,8 @@
  */
 
 import { seededUniform } from "../random.ts";
-import { checkInteger, type ClassBatch, mixSeed, resolveDataOptions, type SyntheticTask } from "./types.ts";
+import { checkInteger, resolveDataOptions } from "./_checks.ts";
+import { type ClassBatch, mixSeed, type SyntheticTask } from "./types.ts";
 
 /** The operators, in id order starting at {@linkcode LISTOPS_TOKENS}.MAX. */
 export const LISTOPS_OPERATORS = ["MAX", "MIN", "MED", "SM"] as const;

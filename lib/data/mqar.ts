@@ -20,14 +20,8 @@
  */
 
 import { seededUniform } from "../random.ts";
-import {
-  checkInteger,
-  type LmBatch,
-  mixSeed,
-  resolveDataOptions,
-  sampleDistinct,
-  type SyntheticTask,
-} from "./types.ts";
+import { checkInteger, resolveDataOptions } from "./_checks.ts";
+import { type LmBatch, mixSeed, sampleDistinct, type SyntheticTask } from "./types.ts";
 
 /** Options for {@linkcode mqarTask}. */
 export interface MqarOptions {

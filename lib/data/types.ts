@@ -1,11 +1,11 @@
 /**
- * The batch types shared by the data layer, the models and the training loop,
- * and the argument checks the data modules share.
+ * The batch types shared by the data layer, the models and the training loop, and the
+ * seeding, hashing and sampling helpers of the data modules.
  *
  * @module
  */
 
-import { type OptionRule, resolveOptions } from "../attention/types.ts";
+import { checkInteger } from "./_checks.ts";
 
 /**
  * Language modelling: predict `targets[i]` from `inputs[..i]`. Row-major `[batch, length]`.
@@ -79,22 +79,6 @@ export interface SyntheticTask<B extends LmBatch | ClassBatch> {
 }
 
 /**
- * Throws unless `value` is an integer >= `min`; the message names the owner and the argument.
- *
- * @example
- * ```ts
- * import { checkInteger } from "./types.ts";
- * checkInteger("demo", "step", 3, 0);
- * ```
- */
-export function checkInteger(owner: string, name: string, value: unknown, min: number): asserts value is number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
-    const got = typeof value === "string" ? `"${value}"` : String(value);
-    throw new Error(`${owner}: ${name} must be an integer >= ${min}, got ${got}`);
-  }
-}
-
-/**
  * A 32-bit seed for example `index` of the stream seeded by `seed`: a murmur3-style mix of both,
  * so neighbouring seeds and indices give unrelated generators.
  *
@@ -134,62 +118,6 @@ function fmix(x: number): number {
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** An option rule of lib/attention, or a string (optionally nullable). */
-export type DataOptionRule = OptionRule | { type: "string"; nullable?: boolean };
-
-/**
- * {@linkcode resolveOptions} with string options too: fills in defaults; unknown keys,
- * wrong types and out-of-range values throw an Error that names the option.
- *
- * @example
- * ```ts
- * import { resolveDataOptions } from "./types.ts";
- * const o = resolveDataOptions("demo", { seqLen: 8 }, { seqLen: 64, dir: "data" }, {
- *   seqLen: { type: "number", min: 1, integer: true },
- *   dir: { type: "string" },
- * });
- * console.log(o.seqLen, o.dir); // 8 data
- * ```
- */
-export function resolveDataOptions<T extends object>(
-  owner: string,
-  options: object | undefined,
-  defaults: T,
-  rules: Record<string, DataOptionRule>,
-): T {
-  const plain: Record<string, OptionRule> = {};
-  if (options !== undefined && (options === null || typeof options !== "object" || Array.isArray(options))) {
-    return resolveOptions(owner, options, defaults, plain);
-  }
-  const strings: string[] = [];
-  for (const [key, rule] of Object.entries(rules)) {
-    if (rule.type === "string") strings.push(key);
-    // A string option passes resolveOptions' key check as a nullable number and is checked here instead.
-    plain[key] = rule.type === "string" ? { type: "number", nullable: true } : rule;
-  }
-  const given = (options ?? {}) as Record<string, unknown>;
-  const rest = { ...given };
-  for (const key of strings) delete rest[key];
-  const out = resolveOptions(owner, options === undefined ? undefined : rest, defaults, plain) as Record<
-    string,
-    unknown
-  >;
-  for (const key of strings) {
-    const value = given[key];
-    if (value === undefined) continue;
-    const nullable = (rules[key] as { nullable?: boolean }).nullable;
-    if (!(typeof value === "string" && value.length > 0) && !(value === null && nullable)) {
-      throw new Error(
-        `${owner}: option ${key} must be a non-empty string${nullable ? " or null" : ""}, got ${
-          Array.isArray(value) ? "an array" : String(value)
-        }`,
-      );
-    }
-    out[key] = value;
-  }
-  return out as T;
 }
 
 /**

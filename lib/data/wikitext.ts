@@ -28,7 +28,8 @@ import { REPO_ROOT } from "../env.ts";
 import { writeFileAtomic } from "../figures/atomic.ts";
 import { progress } from "../notebook/progress.ts";
 import type { SplitName } from "./sotu.ts";
-import { resolveDataOptions, sha256Hex } from "./types.ts";
+import { resolveDataOptions } from "./_checks.ts";
+import { sha256Hex } from "./types.ts";
 import { listZip, type ZipEntry, zipEntryStream } from "./zip.ts";
 
 /** The standard WikiText-103 archive. */

@@ -1,6 +1,6 @@
 /**
  * Option checks for the training loop: the rules of `resolveOptions` plus functions, strings and
- * nested objects, which `resolveOptions` does not cover.
+ * nested objects, which `resolveOptions` does not cover (internal: not re-exported from mod.ts).
  *
  * @module
  */
@@ -19,7 +19,7 @@ export type TrainOptionRule =
  *
  * @example
  * ```ts
- * import { describeValue } from "./options.ts";
+ * import { describeValue } from "./_options.ts";
  * console.log(describeValue("x"), describeValue([1]), describeValue(() => 1)); // "x" an array a function
  * ```
  */
@@ -39,7 +39,7 @@ export function describeValue(value: unknown): string {
  *
  * @example
  * ```ts
- * import { resolveTrainOptions } from "./options.ts";
+ * import { resolveTrainOptions } from "./_options.ts";
  * const o = resolveTrainOptions("demo", { lr: 0.1, onStep: () => {} }, { lr: 1e-3, onStep: null }, {
  *   lr: { type: "number", min: 0, exclusiveMin: true },
  *   onStep: { type: "function", nullable: true },
@@ -114,7 +114,7 @@ function checkExtraRule(
  *
  * @example
  * ```ts
- * import { checkEveryObject } from "./options.ts";
+ * import { checkEveryObject } from "./_options.ts";
  * const probe = checkEveryObject({ every: 2, fn: () => ({}) }, "train: option probe", "fn");
  * console.log(probe.every); // 2
  * ```

@@ -13,7 +13,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { describeValue, resolveTrainOptions, type TrainOptionRule } from "./options.ts";
+import { describeValue, resolveTrainOptions, type TrainOptionRule } from "./_options.ts";
 
 /** The learning-rate schedules after warmup. */
 export const SCHEDULES = ["cosine", "constant"] as const;

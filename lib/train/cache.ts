@@ -7,7 +7,7 @@
 import { join, relative } from "node:path";
 import { REPO_ROOT } from "../env.ts";
 import { CheckpointError, loadCheckpoint, readCheckpointManifest } from "./checkpoint.ts";
-import { describeValue } from "./options.ts";
+import { describeValue } from "./_options.ts";
 import {
   DEFAULT_RUNS_DIR,
   resolveTrainingOptions,

@@ -29,7 +29,7 @@ import {
 } from "./adam.ts";
 import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { canonicalJson, sha256Hex } from "./hash.ts";
-import { checkEveryObject, describeValue, resolveTrainOptions, type TrainOptionRule } from "./options.ts";
+import { checkEveryObject, describeValue, resolveTrainOptions, type TrainOptionRule } from "./_options.ts";
 import type { GradNormRow, NonFiniteStop, ProbeRow, Trainable, TrainLogs, TrainRow, ValidRow } from "./types.ts";
 
 /** Validation batches, evaluated every `every` steps and at the end. */
