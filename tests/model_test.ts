@@ -320,6 +320,11 @@ Deno.test("bad batches and ids get clear errors", () => {
     const x = tf.zeros([1, 3], "int32") as tf.Tensor2D;
     assert.throws(() => m.logits(x, { form: "naive" } as never), /form must be "fast" or "reference"/);
     assert.throws(() => m.logits(x, { causal: true } as never), /unknown option "causal"/);
+    assert.throws(() => m.attentionWeights(x, { form: "fast" } as never), /attentionWeights: unknown option "form"/);
+    assert.throws(() => m.referenceLoss(lmBatch(1, 3, 1), { perturbs: [] } as never), /unknown option "perturbs"/);
+    const attend = () => tf.zeros([1, 2, 3, 8]) as tf.Tensor4D;
+    assert.throws(() => m.logitsWith(x, { attend, start: 1 } as never), /logitsWith: unknown option "start"/);
+    assert.throws(() => rotary(tf.zeros([1, 1, 2, 4]) as tf.Tensor4D, { ofset: 1 } as never), /unknown option "ofset"/);
     x.dispose();
   });
 });

@@ -113,6 +113,26 @@ Deno.test("learningRate: warmup from 0 and cosine to minLr at known steps (close
   assert.throws(() => learningRate(-1, o), /step must be an integer >= 0/);
 });
 
+Deno.test("learningRate, clipByGlobalNorm and adam.apply: an unknown option key throws, naming the key", () => {
+  assert.throws(
+    () => learningRate(0, { lr: 1, steps: 4, warmUp: 2 } as never),
+    /learningRate: unknown option "warmUp"/,
+  );
+  assert.throws(() => learningRate(0, null as never), /learningRate: options must be an object/);
+  const g = tf.tensor1d([3, 4]);
+  assert.throws(
+    () => clipByGlobalNorm({ g }, 1, { gradNorm: 5 } as never),
+    /clipByGlobalNorm: unknown option "gradNorm"/,
+  );
+  const w = tf.variable(tf.tensor1d([1, 2]));
+  const opt = adam({ w }, { lr: 0.1, steps: 4 });
+  assert.throws(() => opt.apply({ w: g }, { norm: 5 } as never), /adam\.apply: unknown option "norm"/);
+  assert.equal(opt.step, 0, "a rejected call applies nothing");
+  assert.deepEqual(Array.from(w.dataSync()), [1, 2]);
+  opt.dispose();
+  tf.dispose([g, w]);
+});
+
 Deno.test("adam: a few AdamW steps match a float64 closed-form reference", () => {
   const w0 = [1, -2, 0.5];
   const c = [1, 0.5, 2];

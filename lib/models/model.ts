@@ -156,9 +156,8 @@ export class TransformerModel {
    * attention layer through its explicit O(n²) matrix instead of the fast path.
    */
   logits(ids: tf.Tensor2D, options: LogitsOptions = {}): tf.Tensor {
-    const { pad, form = "fast", ...rest } = options;
-    const unknown = Object.keys(rest);
-    if (unknown.length) throw new Error(`TransformerModel.logits: unknown option "${unknown[0]}"; valid: pad, form`);
+    checkKeys("TransformerModel.logits", options, ["pad", "form"]);
+    const { pad, form = "fast" } = options;
     if (form !== "fast" && form !== "reference") {
       throw new Error(`TransformerModel.logits: form must be "fast" or "reference", got ${String(form)}`);
     }
@@ -173,6 +172,7 @@ export class TransformerModel {
    * options the layer's variant runs with (including `causal` and Performer's seed).
    */
   logitsWith(ids: tf.Tensor2D, options: { offset?: number; attend: AttendHook; pad?: number }): tf.Tensor {
+    checkKeys("TransformerModel.logitsWith", options, ["offset", "attend", "pad"]);
     const { offset = 0, attend, pad } = options;
     this.#checkIds(ids);
     if (typeof attend !== "function") throw new Error("TransformerModel.logitsWith: attend must be a function");
@@ -195,6 +195,7 @@ export class TransformerModel {
    * Its gradient with respect to E at 0 is {@linkcode scoreGradients}.
    */
   referenceLoss(batch: ModelBatch, options: { perturb?: tf.Tensor4D[] } = {}): tf.Scalar {
+    checkKeys("TransformerModel.referenceLoss", options, ["perturb"]);
     const { perturb } = options;
     if (perturb !== undefined) {
       const want = [batch.batch, this.config.heads, batch.length, batch.length].join(", ");
@@ -217,6 +218,7 @@ export class TransformerModel {
    * For NormAttention and DiagAttention with relu blocks this is the raw (unnormalised) kernel matrix.
    */
   attentionWeights(ids: tf.Tensor2D, options: { pad?: number } = {}): tf.Tensor4D[] {
+    checkKeys("TransformerModel.attentionWeights", options, ["pad"]);
     this.#checkIds(ids);
     return tf.tidy(() => {
       const out: tf.Tensor4D[] = [];
@@ -377,6 +379,18 @@ export class TransformerModel {
     if (!batch.mask) return tf.neg(tf.mean(picked));
     const mask = tf.tensor1d(batch.mask);
     return tf.neg(tf.div(tf.sum(tf.mul(picked, mask)), tf.maximum(tf.sum(mask), 1)));
+  }
+}
+
+/** Throws unless `options` is a plain object whose keys are all in `valid`. */
+function checkKeys(owner: string, options: unknown, valid: readonly string[]): void {
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new Error(`${owner}: options must be an object, got ${options === null ? "null" : typeof options}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!valid.includes(key)) {
+      throw new Error(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
+    }
   }
 }
 

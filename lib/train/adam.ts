@@ -138,6 +138,14 @@ export function learningRate(step: number, options: ScheduleOptions): number {
   if (typeof step !== "number" || !Number.isInteger(step) || step < 0) {
     throw new Error(`learningRate: step must be an integer >= 0, got ${describeValue(step)}`);
   }
+  checkKeys("learningRate", options, SCHEDULE_KEYS);
+  return scheduledRate(step, options);
+}
+
+const SCHEDULE_KEYS = ["lr", "minLr", "warmup", "steps", "schedule"] as const;
+
+/** {@linkcode learningRate} without the checks, for resolved options (which carry Adam's keys too). */
+function scheduledRate(step: number, options: ScheduleOptions): number {
   const { lr = ADAM_DEFAULTS.lr, warmup = 0, steps, schedule = "cosine" } = options;
   const minLr = options.minLr ?? 0.1 * lr;
   if (step < warmup) return lr * (step + 1) / warmup;
@@ -145,6 +153,18 @@ export function learningRate(step: number, options: ScheduleOptions): number {
   const span = steps - warmup - 1;
   const progress = span > 0 ? Math.min(1, (step - warmup) / span) : 0;
   return minLr + (lr - minLr) * (1 + Math.cos(Math.PI * progress)) / 2;
+}
+
+/** Throws unless `options` is a plain object whose keys are all in `valid`. */
+function checkKeys(owner: string, options: unknown, valid: readonly string[]): void {
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new Error(`${owner}: options must be an object, got ${describeValue(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!valid.includes(key)) {
+      throw new Error(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
+    }
+  }
 }
 
 /**
@@ -218,6 +238,7 @@ export function clipByGlobalNorm(
       `clipByGlobalNorm: clip must be a finite number > 0 or null (no clipping), got ${describeValue(clip)}`,
     );
   }
+  checkKeys("clipByGlobalNorm", options, ["norm"]);
   const norm = options.norm ?? globalNorm(grads);
   const clipped = clip !== null && norm > clip;
   const scale = clipped ? clip / norm : 1;
@@ -323,6 +344,7 @@ export function adam(variables: Readonly<Record<string, tf.Variable>>, options: 
     },
     apply(grads, applyOptions = {}) {
       alive();
+      checkKeys("adam.apply", applyOptions, ["gradNorm"]);
       for (const key of Object.keys(grads)) {
         if (!(key in variables)) {
           throw new Error(`adam.apply: grads has "${key}", which is not one of the variables (${names.join(", ")})`);
@@ -340,7 +362,7 @@ export function adam(variables: Readonly<Record<string, tf.Variable>>, options: 
       if (!Number.isFinite(gradNorm)) {
         throw new Error(`adam.apply: the global gradient norm is ${gradNorm}; refusing to apply a non-finite update`);
       }
-      const lr = learningRate(step, o);
+      const lr = scheduledRate(step, o);
       const clipped = o.clip !== null && gradNorm > o.clip;
       const scale = clipped ? o.clip! / gradNorm : 1;
       const t = step + 1;

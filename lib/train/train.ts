@@ -409,6 +409,7 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
   const log = o.log ?? (() => {});
   const dir = o.name === null ? null : join(o.runsDir, o.name);
   const varList = names.map((n) => model.variables[n]);
+  const schedule = { lr: o.lr, minLr: o.minLr, warmup: o.warmup, steps: o.steps, schedule: o.schedule };
   const opt = adam(model.variables, {
     lr: o.lr,
     minLr: o.minLr,
@@ -525,7 +526,7 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
           const gradNorm = Math.sqrt(total);
           gradRow.global = gradNorm;
 
-          const lr = learningRate(s, o);
+          const lr = learningRate(s, schedule);
           const badVariables = names.filter((_, i) => !Number.isFinite(squares[i]));
           if (!Number.isFinite(loss) || badVariables.length > 0) {
             const where = Number.isFinite(loss) ? badVariables[0] : "loss";
