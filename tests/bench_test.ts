@@ -6,10 +6,30 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { crossoverLength, fitExponent, flopCount, measureAttention, softmaxPlan } from "../lib/bench/mod.ts";
+import { dirname } from "node:path";
+import {
+  type BenchConfig,
+  crossoverLength,
+  defaultBenchConfig,
+  fitExponent,
+  flopCount,
+  formatBenchTable,
+  measureAttention,
+  probeTorch,
+  PYTHON,
+  runBench,
+  softmaxPlan,
+  TORCH_SCRIPT,
+} from "../lib/bench/mod.ts";
 import { configFromFlags } from "../lib/tasks/bench.ts";
 import { initBackend } from "../lib/backend.ts";
 import { REPO_ROOT } from "../lib/env.ts";
+import { local, softmax } from "../lib/attention/mod.ts";
+import { assertClose, outputAndGrads, seededQKV } from "./helpers.ts";
+
+const TORCH = await probeTorch();
+/** Appended to the names of the tests that need PyTorch, which are ignored without it. */
+const NEEDS_TORCH = TORCH.available ? "" : ` (ignored: PyTorch not importable by ${PYTHON}: ${TORCH.detail})`;
 
 Deno.test("flopCount: softmax is 2·bh·n²·(dk + dv), forward + backward three times that", () => {
   const { fwd, fwdBwd } = flopCount("softmax", { batch: 2, heads: 3, n: 5, dk: 4, dv: 6 });
@@ -123,6 +143,135 @@ Deno.test("bench flags: parsed into a config, bad ones rejected with a clear mes
   assert.throws(() => configFromFlags(["--backends", "blas"], ["cpu"]), /--backends: blas cannot load/);
   assert.throws(() => configFromFlags(["--repeats", "0"], ["cpu"]), /--repeats must be a positive integer/);
   assert.throws(() => configFromFlags(["--max-n", "10"], ["cpu"]), /--max-n must be at least 256/);
+});
+
+function tinyBench(overrides: Partial<BenchConfig>): BenchConfig {
+  return {
+    ...defaultBenchConfig({ quick: true, backends: ["cpu"] }),
+    lengths: [16, 32],
+    heads: 1,
+    d: 8,
+    torch: false,
+    ...overrides,
+  };
+}
+
+Deno.test("runBench: cpu rows past --cpu-max-n are skip rows that say why, and the table explains the empty x cpu", async () => {
+  const result = await runBench(tinyBench({ variants: ["diag"], cpuMaxN: 16 }), {
+    progressOutput: "none",
+    log: () => {},
+  });
+  assert.deepEqual(result.rows.map((r) => [r.n, r.status]), [[16, "ok"], [32, "skipped (cpu n limit)"]]);
+  assert.match(result.rows[1].note, /cpu capped at n ≤ 16 \(--cpu-max-n\); its JavaScript kernels take minutes/);
+  const table = formatBenchTable(result.rows);
+  assert.ok(table.startsWith("backend"));
+  assert.match(table, /x cpu is empty from n = 32: cpu capped at n ≤ 16/);
+  assert.match(table, /x torch is empty throughout/);
+});
+
+/** Runs `code` in PyTorch's python with lib/bench importable, `input` as JSON on stdin; returns its JSON. */
+async function python(code: string, input: unknown): Promise<Record<string, number[]>> {
+  const prelude = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${
+    JSON.stringify(dirname(TORCH_SCRIPT))
+  })\n`;
+  const child = new Deno.Command(PYTHON, {
+    args: ["-c", prelude + code],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(JSON.stringify(input)));
+  await writer.close();
+  const out = await child.output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  assert.ok(out.success, decode(out.stderr));
+  return JSON.parse(decode(out.stdout));
+}
+
+Deno.test({
+  name:
+    `torch: local and query-blocked softmax in torch_attention.py match lib/attention, output and gradients${NEEDS_TORCH}`,
+  ignore: !TORCH.available,
+  fn: async () => {
+    const cases = [
+      { n: 11, window: 3, block: 4 },
+      { n: 150, window: 64, block: 64 },
+    ];
+    for (const { n, window, block } of cases) {
+      const qkv = seededQKV({ b: 1, h: 2, n, dk: 4, dv: 4, seed: n });
+      const cot = seededQKV({ b: 1, h: 2, n, dk: 4, dv: 4, seed: n + 10 }).v;
+      const torch = await python(
+        `import torch
+from torch_attention import blocked_softmax_attention, local_attention
+x = {key: torch.tensor(value, requires_grad=True) for key, value in json.load(sys.stdin).items()}
+out = {}
+for causal in (True, False):
+    for name, f in (("local", lambda q, k, v: local_attention(q, k, v, causal, ${window})),
+                    ("softmax", lambda q, k, v: blocked_softmax_attention(q, k, v, causal, ${block}))):
+        y = f(x["q"], x["k"], x["v"])
+        grads = torch.autograd.grad(y, (x["q"], x["k"], x["v"]), x["cot"])
+        for key, value in zip(("out", "dq", "dk", "dv"), (y, *grads)):
+            out[f"{name}|{str(causal).lower()}|{key}"] = value.flatten().tolist()
+print(json.dumps(out))`,
+        { q: qkv.q.arraySync(), k: qkv.k.arraySync(), v: qkv.v.arraySync(), cot: cot.arraySync() },
+      );
+      for (const causal of [true, false]) {
+        const references = {
+          local: outputAndGrads((x) => local.attend(x, { window, causal }), qkv, cot),
+          softmax: outputAndGrads((x) => softmax.attend(x, { causal }), qkv, cot),
+        };
+        for (const [name, ref] of Object.entries(references)) {
+          const expected = [ref.out, ...ref.grads];
+          ["out", "dq", "dk", "dv"].forEach((key, i) => {
+            const actual = tf.tensor(torch[`${name}|${causal}|${key}`], expected[i].shape);
+            assertClose(actual, expected[i], `${name} n=${n} window=${window} causal=${causal} ${key}`);
+          });
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `runBench with PyTorch: local and blocked softmax run, softmax past the memory budget is a torch skip row${NEEDS_TORCH}`,
+  ignore: !TORCH.available,
+  fn: async () => {
+    // Heads 1, d 8: whole n = 64 needs 160 KiB of n×n buffers, n = 128 runs by blocks of 64 under 400 kB.
+    const blocked = await runBench(
+      tinyBench({
+        variants: ["softmax", "local"],
+        lengths: [64, 128],
+        memoryBudgetBytes: 4e5,
+        cpuMaxN: 64,
+        torch: true,
+      }),
+      { progressOutput: "none", log: () => {} },
+    );
+    const torch = blocked.rows.filter((r) => r.backend === "torch");
+    assert.deepEqual(torch.map((r) => [r.variant, r.n, r.status, r.note]), [
+      ["softmax", 64, "ok", ""],
+      ["local", 64, "ok", ""],
+      ["softmax", 128, "ok", "query blocks of 64"],
+      ["local", 128, "ok", ""],
+    ]);
+    assert.ok(torch.every((r) => r.fwd_bwd_ms! > 0 && r.gflops_fwd_bwd! > 0));
+    const skipped = await runBench(tinyBench({ variants: ["softmax"], memoryBudgetBytes: 1e3, torch: true }), {
+      progressOutput: "none",
+      log: () => {},
+    });
+    assert.deepEqual(
+      skipped.rows.map((r) => [r.backend, r.n, r.status]),
+      [["cpu", 16, "skipped (memory)"], ["cpu", 32, "skipped (memory)"], ["torch", 16, "skipped (memory)"], [
+        "torch",
+        32,
+        "skipped (memory)",
+      ]],
+    );
+    assert.ok(skipped.rows.every((r) => /n×n buffers ≈ .* GiB > budget/.test(r.note)));
+  },
 });
 
 async function bench(args: string[]) {

@@ -35,6 +35,7 @@ export {
   type RunBenchOptions,
   SOFTMAX_LIVE_MATRICES,
   softmaxPlan,
+  speedupNotes,
 } from "./run.ts";
 export {
   probeTorch,

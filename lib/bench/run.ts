@@ -12,7 +12,7 @@ import { type VariantName, variants } from "../attention/mod.ts";
 import { progress } from "../notebook/progress.ts";
 import { FLOP_VARIANTS, flopCount } from "./flops.ts";
 import { measureAttention, type SgemmPeak, sgemmPeak } from "./measure.ts";
-import { probeTorch, runTorchBench, type TorchBenchResult } from "./torch.ts";
+import { probeTorch, runTorchBench, type TorchBenchConfig, type TorchBenchResult, type TorchRow } from "./torch.ts";
 
 /** Everything a bench run needs. */
 export interface BenchConfig {
@@ -138,6 +138,10 @@ const WASM_HEAP_BUDGET_MB = 1536;
 const TFJS_BUDGET_SHARE = 0.85;
 const TORCH_MIN_BUDGET_S = 30;
 
+function cpuCapNote(cpuMaxN: number): string {
+  return `cpu capped at n ≤ ${cpuMaxN} (--cpu-max-n); its JavaScript kernels take minutes beyond`;
+}
+
 /**
  * How softmax runs at length n under the memory budget: whole, by query blocks (when the installed softmax has
  * `queryBlockSize`), or not at all.
@@ -253,14 +257,20 @@ async function measurePeak(backends: BackendName[], log: (line: string) => void)
   return { ...await sgemmPeak({ backend: best, size }), note };
 }
 
-function torchLengths(config: BenchConfig): Record<string, number[]> {
-  const out: Record<string, number[]> = {};
+/** What PyTorch runs: every length but softmax's memory skips, and softmax's query blocks where tfjs blocks too. */
+function torchPlan(config: BenchConfig): Pick<TorchBenchConfig, "lengths" | "softmax_query_blocks"> {
+  const lengths: Record<string, number[]> = {};
+  const blocks: Record<string, number> = {};
   for (const variant of config.variants) {
-    out[variant] = variant === "softmax"
-      ? config.lengths.filter((n) => softmaxPlan(n, config).mode === "whole")
+    lengths[variant] = variant === "softmax"
+      ? config.lengths.filter((n) => softmaxPlan(n, config).mode !== "skip")
       : [...config.lengths];
   }
-  return out;
+  for (const n of config.lengths) {
+    const plan = softmaxPlan(n, config);
+    if (config.variants.includes("softmax") && plan.mode === "blocked") blocks[n] = plan.queryBlockSize!;
+  }
+  return { lengths, softmax_query_blocks: blocks };
 }
 
 /**
@@ -322,7 +332,7 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
           if (row.status !== "") continue;
           if (backend === "cpu" && n > config.cpuMaxN) {
             row.status = "skipped (cpu n limit)";
-            row.note = `cpu measured up to n = ${config.cpuMaxN}`;
+            row.note = cpuCapNote(config.cpuMaxN);
             continue;
           }
           if (stopped.has(key)) {
@@ -408,7 +418,7 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
       log(`bench: ${torch.detail}`);
     } else {
       torchResult = await runTorchBench({
-        lengths: torchLengths(config),
+        ...torchPlan(config),
         batch: config.batch,
         heads: config.heads,
         d: config.d,
@@ -427,14 +437,21 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
     }
   }
 
-  for (const t of torchResult?.rows ?? []) {
+  for (const t of torchResult ? withTorchMemorySkips(torchResult.rows, config) : []) {
     const variant = t.variant as VariantName;
     const row = emptyRow({ backend: "torch", variant, causal: t.causal, n: t.n }, config);
     row.status = t.status;
+    row.note = t.note ?? "";
     if (t.status === "ok") {
       Object.assign(row, { fwd_ms: t.fwd_ms, fwd_bwd_ms: t.fwd_bwd_ms, repeats: t.repeats });
     }
-    const flops = flopsOf(variant, t.n, t.causal);
+    const plan = variant === "softmax" ? softmaxPlan(t.n, config) : null;
+    const flops = flopsOf(
+      variant,
+      t.n,
+      t.causal,
+      plan?.mode === "blocked" ? { queryBlockSize: plan.queryBlockSize } : {},
+    );
     row.gflop_fwd = flops.fwd / 1e9;
     row.gflop_fwd_bwd = flops.fwdBwd / 1e9;
     rows.push(row);
@@ -443,6 +460,18 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
   if (previous && tf.getBackend() !== previous) await tf.setBackend(previous);
   fillDerived(rows, peak.gflops);
   return { config, rows, peak, torch, elapsedS: elapsedS() };
+}
+
+/** PyTorch's rows plus a skip row for each softmax length held back by the memory budget, in length order. */
+function withTorchMemorySkips(rows: TorchRow[], config: BenchConfig): TorchRow[] {
+  if (!config.variants.includes("softmax")) return rows;
+  const skips = config.lengths.flatMap((n) => {
+    const plan = softmaxPlan(n, config);
+    if (plan.mode !== "skip") return [];
+    const note = `n×n buffers ≈ ${(plan.bytes / 2 ** 30).toFixed(1)} GiB > budget`;
+    return config.causal.map((causal) => ({ variant: "softmax", n, causal, status: "skipped (memory)", note }));
+  });
+  return [...rows, ...skips].sort((a, b) => a.n - b.n);
 }
 
 function fillDerived(rows: BenchRow[], peakGflops: number): void {
@@ -478,7 +507,34 @@ function fmt(value: number | null, digits: number): string {
 }
 
 /**
- * The bench rows as a fixed-width text table (the CSV holds every column).
+ * Why the speed-up columns are empty where they are: one line each, printed under the bench table.
+ *
+ * @example
+ * ```ts
+ * import { speedupNotes } from "./run.ts";
+ * console.log(speedupNotes([])[0].startsWith("x cpu, x torch:")); // true
+ * ```
+ */
+export function speedupNotes(rows: readonly BenchRow[]): string[] {
+  const notes = [
+    "x cpu, x torch: that backend's fwd+bwd ms / this row's (higher is faster) at the same variant, causal and n; " +
+    "empty where that backend has no ok row to compare with.",
+  ];
+  const cpu = rows.filter((r) => r.backend === "cpu");
+  const capped = cpu.filter((r) => r.status === "skipped (cpu n limit)");
+  if (rows.length > 0 && cpu.length === 0) notes.push("x cpu is empty throughout: the cpu backend was not measured.");
+  if (capped.length > 0) {
+    const first = capped.reduce((a, b) => (b.n < a.n ? b : a));
+    notes.push(`x cpu is empty from n = ${first.n}: ${first.note}.`);
+  }
+  if (rows.length > 0 && !rows.some((r) => r.backend === "torch")) {
+    notes.push("x torch is empty throughout: PyTorch did not run (see the torch line above).");
+  }
+  return notes;
+}
+
+/**
+ * The bench rows as a fixed-width text table (the CSV holds every column), then {@linkcode speedupNotes}.
  *
  * @example
  * ```ts
@@ -520,5 +576,5 @@ export function formatBenchTable(rows: readonly BenchRow[]): string {
   const line = (cells: string[]) =>
     cells.map((c, i) => (i < 2 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ")
       .trimEnd();
-  return [line(header), ...body.map(line)].join("\n");
+  return [line(header), ...body.map(line), "", ...speedupNotes(rows)].join("\n");
 }

@@ -63,6 +63,8 @@ export interface TorchBenchConfig {
   threads?: number;
   /** Size of the square matmul timed as the sgemm peak; default 1024. */
   sgemm_size?: number;
+  /** Softmax lengths run by query blocks (the backward recomputes each block's probabilities): n -> block size. */
+  softmax_query_blocks?: Record<string, number>;
 }
 
 /** One PyTorch measurement. */
@@ -71,6 +73,8 @@ export interface TorchRow {
   n: number;
   causal: boolean;
   status: string;
+  /** Why it was skipped, or how it ran ("query blocks of 1024"). */
+  note?: string;
   fwd_ms?: number;
   fwd_bwd_ms?: number;
   repeats?: number;

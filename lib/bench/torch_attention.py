@@ -4,11 +4,13 @@ Usage: python3 torch_attention.py '<json config>'  ->  one JSON object on stdout
 
 Config keys: lengths ({variant: [n, ...]}), batch, heads, d, causal ([true] or [true, false]), repeats,
 max_run_s (stop growing n for a variant once one forward + backward run exceeds it), budget_s (start no new
-measurement after this long), threads, sgemm_size.
-Same shapes and formulas as the TypeScript variants: softmax (masked n x n), linear (elu+1, chunkwise-parallel
-when causal, eps 1e-6), norm (elu, no denominator, SimpleRMSNorm over all heads), cosformer (relu features
-re-weighted by sin/cos of pi/2 * i/n), performer (FAVOR+ with m = ceil(d ln d) features), diag (softmax in
-blocks of 64). Chunks of 64.
+measurement after this long), threads, sgemm_size, softmax_query_blocks ({"n": block size}: softmax lengths run
+by query blocks).
+Same shapes and formulas as the TypeScript variants: softmax (masked n x n; by query blocks whose probabilities
+the backward recomputes when given a block size), linear (elu+1, chunkwise-parallel when causal, eps 1e-6), norm
+(elu, no denominator, SimpleRMSNorm over all heads), cosformer (relu features re-weighted by sin/cos of
+pi/2 * i/n), performer (FAVOR+ with m = ceil(d ln d) features), diag (softmax in blocks of 64), local (softmax
+over |i - j| <= 64, j <= i when causal, in chunks of the window). Chunks of 64.
 """
 
 import json
@@ -18,9 +20,13 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 CHUNK = 64
 BLOCK = 64
+WINDOW = 64
+# Masked logits get this added, as lib/attention/variant.ts's maskBias does (finite, so padded rows stay finite).
+MASK_BIAS = -1e9
 
 
 def pad_tokens(x, size):
@@ -72,6 +78,56 @@ def softmax_attention(q, k, v, causal):
     return torch.softmax(logits, -1) @ v
 
 
+def softmax_block(qb, k, v, start, causal):
+    rows, d = qb.shape[2], qb.shape[3]
+    logits = (qb @ k.transpose(-1, -2)) / math.sqrt(d)
+    if causal:
+        future = torch.arange(k.shape[2]).reshape(1, -1) > torch.arange(start, start + rows).reshape(-1, 1)
+        logits = logits.masked_fill(future, float("-inf"))
+    return torch.softmax(logits, -1) @ v
+
+
+def blocked_softmax_attention(q, k, v, causal, size):
+    """Softmax by query blocks of `size`; each block's probabilities are recomputed in the backward (checkpoint),
+    so memory is O(size * n). Causal blocks read the keys up to their last query."""
+    n = q.shape[2]
+    outs = []
+    for start in range(0, n, size):
+        stop = min(n, start + size)
+        keys = stop if causal else n
+        qb, kb, vb = q[:, :, start:stop], k[:, :, :keys], v[:, :, :keys]
+        if torch.is_grad_enabled():
+            outs.append(checkpoint(softmax_block, qb, kb, vb, start, causal, use_reentrant=False))
+        else:
+            outs.append(softmax_block(qb, kb, vb, start, causal))
+    return torch.cat(outs, 2)
+
+
+def local_attention(q, k, v, causal, window=WINDOW):
+    """Softmax over keys with |i - j| <= window (and j <= i when causal), as lib/attention/local.ts computes it:
+    queries in chunks of C = window, each chunk against the 3C keys of chunks c-1, c, c+1."""
+    b, h, n, d = q.shape
+    dv = v.shape[3]
+    c = max(1, min(window, n))
+    nc = -(-n // c)
+    tail = nc * c - n
+    queries = F.pad(q, (0, 0, 0, tail)).reshape(b, h, nc, c, d)
+
+    def neighbourhood(x):
+        chunks = F.pad(x, (0, 0, c, tail + c)).reshape(b, h, nc + 2, c, x.shape[3])
+        return torch.cat([chunks[:, :, s : s + nc] for s in range(3)], 3)  # [b, h, nc, 3C, d]
+
+    i = torch.arange(nc * c).reshape(nc, c, 1)
+    j = (torch.arange(nc) * c - c).reshape(nc, 1, 1) + torch.arange(3 * c).reshape(1, 1, 3 * c)
+    allowed = (j >= 0) & (j < n) & ((i - j).abs() <= window)
+    if causal:
+        allowed = allowed & (j <= i)
+    bias = (~allowed).float() * MASK_BIAS  # [nc, C, 3C]
+    logits = (queries @ neighbourhood(k).transpose(-1, -2)) / math.sqrt(d) + bias
+    out = torch.softmax(logits, -1) @ neighbourhood(v)
+    return out.reshape(b, h, nc * c, dv)[:, :, :n]
+
+
 def diag_attention(q, k, v, causal):
     b, h, n, d = q.shape
     size = min(BLOCK, n)
@@ -101,7 +157,9 @@ def favor_features(x, w, role):
     return torch.exp(wx - half - stab) / math.sqrt(m)
 
 
-def make_attend(variant, d, causal):
+def make_attend(variant, d, causal, query_block=None):
+    if variant == "softmax" and query_block:
+        return lambda q, k, v: blocked_softmax_attention(q, k, v, causal, query_block)
     if variant == "softmax":
         return lambda q, k, v: softmax_attention(q, k, v, causal)
     if variant == "linear":
@@ -118,6 +176,8 @@ def make_attend(variant, d, causal):
         )
     if variant == "diag":
         return lambda q, k, v: diag_attention(q, k, v, causal)
+    if variant == "local":
+        return lambda q, k, v: local_attention(q, k, v, causal)
     return None
 
 
@@ -168,31 +228,33 @@ def main():
     sgemm_ms = median([timed(lambda: a @ b) for _ in range(5)])
     rows = []
     max_run_ms = config["max_run_s"] * 1000
-    attends = {
-        (variant, causal): make_attend(variant, config["d"], causal)
-        for variant in config["lengths"]
-        for causal in config["causal"]
-    }
-    stopped = set()
+    blocks = {int(n): size for n, size in config.get("softmax_query_blocks", {}).items()}
+    stopped = {}
     # Lengths outer, so a spent budget cuts the longest lengths of every variant first.
     for n in sorted({n for lengths in config["lengths"].values() for n in lengths}):
-        for (variant, causal), attend in attends.items():
+        for variant in config["lengths"]:
             if n not in config["lengths"][variant]:
                 continue
-            row = {"variant": variant, "n": n, "causal": causal}
-            if attend is None:
-                rows.append({**row, "status": "not in torch_attention.py"})
-            elif (variant, causal) in stopped:
-                rows.append({**row, "status": "skipped (time)"})
-            elif time.perf_counter() - start > budget_s:
-                rows.append({**row, "status": "skipped (total budget)"})
-            else:
-                fwd, fwd_bwd, warm, runs = measure(
-                    attend, config["batch"], config["heads"], n, config["d"], config["repeats"], max_run_ms
-                )
-                rows.append({**row, "status": "ok", "fwd_ms": fwd, "fwd_bwd_ms": fwd_bwd, "repeats": runs})
-                if max(warm, fwd_bwd) > max_run_ms:
-                    stopped.add((variant, causal))
+            block = blocks.get(n) if variant == "softmax" else None
+            for causal in config["causal"]:
+                attend = make_attend(variant, config["d"], causal, block)
+                row = {"variant": variant, "n": n, "causal": causal}
+                if block:
+                    row["note"] = f"query blocks of {block}"
+                if attend is None:
+                    rows.append({**row, "status": "not in torch_attention.py"})
+                elif (variant, causal) in stopped:
+                    rows.append({**row, "status": "skipped (time)", "note": stopped[(variant, causal)]})
+                elif time.perf_counter() - start > budget_s:
+                    rows.append({**row, "status": "skipped (total budget)", "note": f"torch ran past {budget_s:.0f} s"})
+                else:
+                    fwd, fwd_bwd, warm, runs = measure(
+                        attend, config["batch"], config["heads"], n, config["d"], config["repeats"], max_run_ms
+                    )
+                    rows.append({**row, "status": "ok", "fwd_ms": fwd, "fwd_bwd_ms": fwd_bwd, "repeats": runs})
+                    slowest = max(warm, fwd_bwd)
+                    if slowest > max_run_ms:
+                        stopped[(variant, causal)] = f"n = {n} took {slowest / 1000:.1f} s > {config['max_run_s']} s"
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

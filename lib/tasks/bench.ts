@@ -51,10 +51,11 @@ const DESCRIPTION =
   `Times every attention variant (causal; --bidirectional adds the other setting), batch 1, 8 heads, d = 64,
 forward and forward + backward (gradients for q, k, v through a random cotangent), on every backend that loads,
 at n = 256, 512, ..., 65536. Bounded: softmax lengths whose n×n buffers exceed the memory budget run by query
-blocks or are skipped; a backend and variant stop growing n once one run exceeds --max-run-s; the cpu backend
-stops at --cpu-max-n; nothing new starts after --budget-s. Every skip is a row that says why.
+blocks (in PyTorch too) or are skipped; a backend and variant stop growing n once one run exceeds --max-run-s;
+the cpu backend stops at --cpu-max-n; nothing new starts after --budget-s. Every skip is a row that says why.
 Columns: median ms, GFLOP/s from the matmul FLOP count (lib/bench/flops.ts), share of the sgemm peak measured
-in the same run, speed-up over the cpu backend and over PyTorch (when installed), peak MB from tf.profile.`;
+in the same run, speed-up over the cpu backend (empty past --cpu-max-n) and over PyTorch (when installed),
+peak MB from tf.profile.`;
 
 function positiveInteger(value: string, flag: string): number {
   const n = Number(value);
