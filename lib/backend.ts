@@ -139,7 +139,7 @@ const announced = new Set<BackendName>();
  * ```ts
  * import { initBackend } from "./backend.ts";
  * const name = await initBackend({ quiet: true });
- * console.log(["tensorflow", "wasm", "cpu"].includes(name));
+ * console.log(["tensorflow", "blas", "wasm", "cpu"].includes(name)); // true
  * ```
  */
 export async function initBackend(options: InitBackendOptions = {}): Promise<BackendName> {
