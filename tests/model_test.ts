@@ -368,6 +368,30 @@ Deno.test("no leaked tensors over repeated forward, loss, weights and score-grad
   assert.deepEqual(tf.memory().numTensors, start);
 });
 
+Deno.test("firstNonFinite: null for a healthy model; else the first stage whose output a bad weight reaches", () => {
+  const start = tf.memory().numTensors;
+  const batch = lmBatch(1, 6, 30);
+  const poison = (m: TransformerModel, name: string, index: number[], value: number) => {
+    const w = m.variables[name];
+    tf.tidy(() => w.assign(tf.add(w, tf.scatterND([index], [value], w.shape))));
+  };
+  const cases: [string, number[], number, string][] = [
+    ["embed.weight", [batch.inputs[2], 0], NaN, "embed"],
+    ["blocks.0.attn.wv", [0, 0], Infinity, "blocks.0.attn"],
+    ["blocks.1.attn.wq", [1, 1], NaN, "blocks.1.attn"],
+    ["blocks.0.ffn.w1", [0, 0], NaN, "blocks.0.ffn"],
+    ["norm.weight", [0], NaN, "norm"],
+  ];
+  for (const [name, index, value, stage] of cases) {
+    withModel({ attention: "vanilla", ...small, norm: "layer" }, (m) => {
+      assert.equal(m.firstNonFinite(batch), null);
+      poison(m, name, index, value);
+      assert.equal(m.firstNonFinite(batch), stage, name);
+    });
+  }
+  assert.equal(tf.memory().numTensors, start);
+});
+
 Deno.test("logitsWith: an attend hook that calls the variant reproduces logits; the hook sees every layer", () => {
   withModel({ attention: "transnormer-t1", ...small, rotary: true }, (m) => {
     tf.tidy(() => {

@@ -17,6 +17,8 @@ import {
   type TrainOptions,
 } from "../lib/train/mod.ts";
 import { randomNormal, seededNormal } from "../lib/random.ts";
+import { createModel } from "../lib/models/mod.ts";
+import type { LmBatch } from "../lib/data/mod.ts";
 import "./helpers.ts";
 
 const D = 4;
@@ -551,6 +553,7 @@ Deno.test("train: a non-finite gradient stops at the right step and layer, witho
       step: 3,
       where: "blocks.1.w",
       layer: 1,
+      stage: null,
       variables: ["blocks.1.w"],
     });
     assert.equal(before.step, 3);
@@ -566,8 +569,10 @@ Deno.test("train: a non-finite gradient stops at the right step and layer, witho
     model.dispose();
 
     const both = mlp(6);
-    const first = await train(both, { ...base, batchAt: poisoned(1, ["blocks.1.w", "blocks.0.w"]) });
-    assert.equal(first.stopped?.where, "blocks.0.w");
+    // Both bad: the report names the highest layer, where backpropagation meets the NaN first; all are listed.
+    const first = await train(both, { ...base, batchAt: poisoned(1, ["blocks.0.w", "blocks.1.w"]) });
+    assert.equal(first.stopped?.where, "blocks.1.w");
+    assert.equal(first.stopped?.layer, 1);
     assert.deepEqual(first.stopped?.variables, ["blocks.0.w", "blocks.1.w"]);
     both.dispose();
 
@@ -576,12 +581,99 @@ Deno.test("train: a non-finite gradient stops at the right step and layer, witho
     assert.equal(loss.stopped?.where, "loss");
     assert.equal(loss.stopped?.step, 2);
     assert.equal(loss.stopped?.layer, null);
+    assert.equal(loss.stopped?.stage, null, "a model without firstNonFinite cannot say where");
     await assert.rejects(
       train(lossModel, { ...base, batchAt: poisoned(0, ["blocks.0.w"]), throwOnNonFinite: true }),
       /stopped at step 0: non-finite gradient of blocks\.0\.w/,
     );
     lossModel.dispose();
   });
+});
+
+/** A tiny 2-layer TransformerModel language model and its batch at `step`. */
+function tinyTransformer(attention: "vanilla" | "transnormer-t2") {
+  const model = createModel({ attention, layers: 2, dModel: 8, heads: 2, maxLength: 16, seed: 3 }, { log: () => {} });
+  const lmBatchAt = (step: number): LmBatch => {
+    const normal = seededNormal(500 + step);
+    const inputs = Int32Array.from({ length: 2 * 8 }, () => Math.abs(Math.floor(normal() * 40)) % 256);
+    return { kind: "lm", inputs, targets: inputs.map((t) => (t + 1) % 256), batch: 2, length: 8 };
+  };
+  return { model, lmBatchAt };
+}
+
+Deno.test("train: a NaN or Inf weight in layer 1 of a real transformer stops with layer 1, cleanly", async () => {
+  // A NaN q makes the attention variant throw (its finite check): no gradient is computed. An Inf in the
+  // last FFN gives a NaN loss instead, whose gradient is NaN everywhere, the embedding's included.
+  const cases = [
+    { attention: "vanilla", weight: "blocks.1.attn.wq", value: NaN, stage: "blocks.1.attn", throws: true },
+    { attention: "transnormer-t2", weight: "blocks.1.ffn.w1", value: Infinity, stage: "blocks.1.ffn", throws: false },
+  ] as const;
+  for (const { attention, weight, value, stage, throws } of cases) {
+    const { model, lmBatchAt } = tinyTransformer(attention);
+    const tensorsBefore = tf.memory().numTensors;
+    const messages: string[] = [];
+    const result = await train(model, {
+      steps: 5,
+      lr: 1e-2,
+      batchAt: lmBatchAt,
+      progress: "none",
+      log: (m) => messages.push(m),
+      // After update 1, one entry of a layer-1 weight goes bad: the loss of step 2 is the first non-finite one.
+      onStep: ({ step }) => {
+        if (step !== 1) return;
+        const w = model.variables[weight];
+        tf.tidy(() => w.assign(tf.add(w, tf.scatterND([[0, 0]], [value], w.shape as [number, number]))));
+      },
+    });
+    const stopped = result.stopped!;
+    assert.equal(stopped.step, 2, attention);
+    assert.equal(stopped.where, "loss");
+    assert.equal(stopped.layer, 1, `${attention}: a NaN from layer 1 on is reported in layer 1`);
+    assert.equal(stopped.stage, stage);
+    if (throws) assert.deepEqual(stopped.variables, []);
+    else assert.ok(stopped.variables.includes("embed.weight") && stopped.variables.includes("blocks.0.attn.wq"));
+    assert.equal(result.step, 2);
+    assert.equal(result.finished, false);
+    assert.equal(result.logs.train.length, 3);
+    assert.match(
+      messages.at(-1)!,
+      new RegExp(`stopped at step 2: non-finite loss \\(first non-finite output: ${stage}\\)`),
+    );
+    assert.equal(tf.memory().numTensors, tensorsBefore, `${attention}: no tensors leaked`);
+    for (const [name, w] of Object.entries(model.variables)) {
+      if (name !== weight) assert.ok(w.dataSync().every(Number.isFinite), `${name} was not updated with NaN`);
+    }
+    model.dispose();
+  }
+});
+
+Deno.test("train: non-finite gradients in a real transformer are reported in the highest layer they reach", async () => {
+  const { model, lmBatchAt } = tinyTransformer("vanilla");
+  // sqrt(w - w) adds 0 to the loss and NaN to w's gradient: the spread a NaN from layer 1 leaves behind it.
+  const poisoned = ["embed.weight", "blocks.0.attn.wq", "blocks.1.attn.wq", "blocks.1.attn.wo"];
+  const wrapped: Trainable<LmBatch> = {
+    variables: model.variables,
+    config: model.config,
+    loss: (batch) =>
+      tf.tidy(() =>
+        poisoned.reduce(
+          (loss, name) => tf.add(loss, tf.sum(tf.sqrt(tf.sub(model.variables[name], model.variables[name])))),
+          model.loss(batch) as tf.Tensor,
+        ) as tf.Scalar
+      ),
+  };
+  const tensorsBefore = tf.memory().numTensors;
+  const result = await train(wrapped, { ...QUIET, steps: 3, batchAt: lmBatchAt });
+  assert.deepEqual(result.stopped, {
+    reason: "non-finite",
+    step: 0,
+    where: "blocks.1.attn.wo",
+    layer: 1,
+    stage: null,
+    variables: poisoned,
+  });
+  assert.equal(tf.memory().numTensors, tensorsBefore);
+  model.dispose();
 });
 
 Deno.test("trainCached: reuses a finished run with the same hash, resumes a partial one, retrains on a change", async () => {
@@ -707,6 +799,10 @@ Deno.test("train: bad options and models throw errors that name the problem", as
   await assert.rejects(
     train({ ...model, config: { f: () => 1 } }, ok),
     /model.config must be JSON-serialisable: .*model.config.f is a function/,
+  );
+  await assert.rejects(
+    train({ ...model, firstNonFinite: "blocks.0" } as never, ok),
+    /model.firstNonFinite must be a function \(batch\) => string \| null, or absent/,
   );
   await assert.rejects(train({ ...model, variables: {} }, ok), /variables is empty/);
   await assert.rejects(

@@ -43,6 +43,8 @@ interface ForwardHooks {
   offset?: number;
   /** Replaces every layer's attention: gets the layer index, its q, k, v [b, h, n, dh] and options. */
   attend?: AttendHook;
+  /** Sees the stream after each stage: "embed", "blocks.<i>.attn", "blocks.<i>.ffn" [b, n, d], "norm" [b, n, d]. */
+  inspect?: (stage: string, x: tf.Tensor) => void;
 }
 
 /** Computes one layer's attention output [b, h, n, dh] in place of the variant (e.g. from a decoding state). */
@@ -256,6 +258,55 @@ export class TransformerModel {
     return norms;
   }
 
+  /**
+   * Where a non-finite loss starts: the first stage of the forward pass on `batch` whose output holds a
+   * NaN or ±Inf, in order "embed" (embedding + positions), "blocks.<i>.attn" and "blocks.<i>.ffn" (the
+   * residual stream after layer i's attention and FFN), "norm" (the final norm), "head" (the logits);
+   * null when every stage is finite. Non-finite q, k or v count as a non-finite attention output (the
+   * variants would throw on them). The training loop calls it when it stops on a non-finite loss.
+   *
+   * @example
+   * ```ts
+   * import { createModel } from "./model.ts";
+   * const model = createModel({ attention: "vanilla", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
+   * const batch = { kind: "lm" as const, inputs: Int32Array.from([1, 2]), targets: Int32Array.from([2, 3]), batch: 1, length: 2 };
+   * console.log(model.firstNonFinite(batch)); // null
+   * model.variables["blocks.1.ffn.w1"].assign(model.variables["blocks.1.ffn.w1"].mul(NaN));
+   * console.log(model.firstNonFinite(batch)); // blocks.1.ffn
+   * model.dispose();
+   * ```
+   */
+  firstNonFinite(batch: ModelBatch): string | null {
+    if (this.#disposed) throw new Error("TransformerModel: the model was disposed");
+    checkBatch(batch, this.config);
+    const stages: string[] = [];
+    let flags: ArrayLike<number> = [];
+    tf.tidy(() => {
+      const finite: tf.Tensor[] = [];
+      const inspect = (stage: string, x: tf.Tensor) => {
+        stages.push(stage);
+        finite.push(tf.all(tf.isFinite(x))); // []
+      };
+      // The variants throw on non-finite q, k, v; here they give a NaN output that the next stage reports.
+      const attend: AttendHook = (i, qkv, options) => {
+        const bad = tf.tidy(() =>
+          !Number.isFinite(tf.sum(tf.mul(tf.concat([qkv.q, qkv.k, qkv.v], 3), 0)).dataSync()[0])
+        );
+        if (bad) return tf.fill(qkv.v.shape, NaN) as tf.Tensor4D; // [b, h, n, dh]
+        const variant = variants[this.config.attention[i].variant] as unknown as {
+          attend(qkv: QKV, o: object): tf.Tensor4D;
+        };
+        return variant.attend(qkv, options);
+      };
+      const ids = tf.tensor2d(batch.inputs, [batch.batch, batch.length], "int32"); // [b, n]
+      const pad = batch.kind === "cls" ? batch.pad : undefined;
+      inspect("head", this.#head(this.#forward(ids, { mode: "fast", pad, inspect, attend }), ids, pad));
+      flags = tf.stack(finite).dataSync(); // [stages]
+    });
+    const bad = Array.from(flags).findIndex((f) => !f);
+    return bad < 0 ? null : stages[bad];
+  }
+
   /** Frees the variables and the position table. */
   dispose(): void {
     if (this.#disposed) return;
@@ -300,12 +351,17 @@ export class TransformerModel {
     let x = tf.reshape(tf.mul(tf.matMul(onehot, this.#v("embed.weight")), Math.sqrt(d)), [b, n, d]) as tf.Tensor3D;
     const offset = hooks.offset ?? 0;
     if (this.#positions) x = tf.add(x, tf.slice(this.#positions, [offset, 0], [n, d])); // [b, n, d]
+    hooks.inspect?.("embed", x);
     this.config.attention.forEach((layer, i) => {
       const p = `blocks.${i}`;
       x = tf.add(x, this.#attention(this.#norm(x, `${p}.norm1`), layer, i, hooks));
+      hooks.inspect?.(`${p}.attn`, x);
       x = tf.add(x, this.#ffn(this.#norm(x, `${p}.norm2`), p));
+      hooks.inspect?.(`${p}.ffn`, x);
     });
-    return this.#norm(x, "norm"); // [b, n, d]
+    const out = this.#norm(x, "norm"); // [b, n, d]
+    hooks.inspect?.("norm", out);
+    return out;
   }
 
   #attention(x: tf.Tensor3D, layer: LayerAttention, i: number, hooks: ForwardHooks): tf.Tensor3D {

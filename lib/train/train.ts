@@ -207,6 +207,13 @@ function checkModel<B>(owner: string, model: Trainable<B>): string[] {
   if (typeof model.loss !== "function") {
     throw new Error(`${owner}: model.loss must be a function (batch) => tf.Scalar, got ${describeValue(model.loss)}`);
   }
+  if (model.firstNonFinite !== undefined && typeof model.firstNonFinite !== "function") {
+    throw new Error(
+      `${owner}: model.firstNonFinite must be a function (batch) => string | null, or absent; got ${
+        describeValue(model.firstNonFinite)
+      }`,
+    );
+  }
   try {
     canonicalJson(model.config, "model.config");
   } catch (err) {
@@ -381,11 +388,35 @@ function layerOf(name: string): number | null {
   return match ? Number(match[1]) : null;
 }
 
+/** Frees what tf.variableGrads saved for the backward pass when its function threw (tfjs leaves it on the tape). */
+function disposeTape(): void {
+  const state = tf.engine().state;
+  if (state.gradientDepth !== 0 || !state.activeTape) return;
+  for (const node of state.activeTape) for (const t of node.saved ?? []) t.dispose();
+  state.activeTape = [];
+}
+
+/**
+ * The bad variable backpropagation reaches first: NaN from layer k spreads to every earlier layer and to
+ * the (tied) embedding, so the last bad one in the highest layer; with none in a layer, the last bad one.
+ */
+function firstReached(bad: readonly string[]): string {
+  let best = bad[bad.length - 1];
+  let bestLayer = -1;
+  for (const name of bad) {
+    const layer = layerOf(name);
+    if (layer !== null && layer >= bestLayer) [best, bestLayer] = [name, layer];
+  }
+  return best;
+}
+
 /**
  * Trains `model` with Adam over steps [start, until) where start is 0, or the checkpoint's step with
  * `resume: true`. Each step computes the loss and gradients of `batchAt(step)`, logs them, clips and updates.
  * Stops cleanly (no update, no checkpoint) at the first non-finite loss or gradient and reports where in
- * `stopped`. Returns the logs; the model's variables hold the trained weights. The caller owns the model.
+ * `stopped`: for a gradient, the bad variable in the highest layer; for the loss, the first stage of the
+ * forward pass with a non-finite output when the model has `firstNonFinite` (with it, a loss that throws
+ * on non-finite values, as the attention variants do, stops the same way). Returns the logs; the model's variables hold the trained weights. The caller owns the model.
  *
  * @example
  * ```ts
@@ -485,6 +516,15 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
 
     if (o.probe && start === 0 && !logs.probes.some((r) => r.step === 0)) runProbe(0);
 
+    const lossStop = (step: number, batch: B, variables: string[]): NonFiniteStop => {
+      const stage = model.firstNonFinite?.(batch) ?? null;
+      if (stage !== null && typeof stage !== "string") {
+        throw new Error(`train: model.firstNonFinite must return a string or null, got ${describeValue(stage)}`);
+      }
+      const layer = stage === null ? null : layerOf(`${stage}.`);
+      return { reason: "non-finite", step, where: "loss", layer, stage, variables };
+    };
+
     const layers = [...new Set(names.map(layerOf).filter((l): l is number => l !== null))].sort((a, b) => a - b);
     const bar = progress({ total: until - start, label: o.name ?? "train", output: o.progress });
     let stopped: NonFiniteStop | null = null;
@@ -496,7 +536,35 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
         if (tokens !== null && (typeof tokens !== "number" || !(tokens >= 0))) {
           throw new Error(`train: batchTokens must return a number >= 0, got ${describeValue(tokens)} at step ${s}`);
         }
-        const { value, grads } = tf.variableGrads(() => model.loss(batch), varList);
+        let computed: { value: tf.Scalar; grads: tf.NamedTensorMap };
+        try {
+          computed = tf.variableGrads(() => model.loss(batch), varList);
+        } catch (err) {
+          disposeTape();
+          // A model may throw on the non-finite values it meets (the attention variants check q, k, v): when it
+          // locates a non-finite output, stop as on a non-finite loss; any other error propagates.
+          let stop: NonFiniteStop | null = null;
+          try {
+            stop = model.firstNonFinite ? lossStop(s, batch, []) : null;
+          } catch {
+            throw err;
+          }
+          if (stop?.stage == null) throw err;
+          stopped = stop;
+          logs.train.push({
+            step: s,
+            lr: learningRate(s, schedule),
+            loss: NaN,
+            grad_norm: NaN,
+            clipped: false,
+            clip: o.clip,
+            tokens,
+            tokens_per_s: null,
+            seconds: (performance.now() - t0) / 1000,
+          });
+          break;
+        }
+        const { value, grads } = computed;
         const byName: Record<string, tf.Tensor | null> = {};
         names.forEach((n, i) => (byName[n] = grads[varList[i].name] ?? null));
         let loss: number;
@@ -529,8 +597,19 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
           const lr = learningRate(s, schedule);
           const badVariables = names.filter((_, i) => !Number.isFinite(squares[i]));
           if (!Number.isFinite(loss) || badVariables.length > 0) {
-            const where = Number.isFinite(loss) ? badVariables[0] : "loss";
-            stopped = { reason: "non-finite", step: s, where, layer: layerOf(where), variables: badVariables };
+            if (Number.isFinite(loss)) {
+              const where = firstReached(badVariables);
+              stopped = {
+                reason: "non-finite",
+                step: s,
+                where,
+                layer: layerOf(where),
+                stage: null,
+                variables: badVariables,
+              };
+            } else {
+              stopped = lossStop(s, batch, badVariables);
+            }
             logs.train.push({
               step: s,
               lr,
@@ -585,9 +664,13 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
 
     if (stopped !== null) {
       if (dir !== null) await writeLogCsvs(dir, logs);
-      const message = `${o.name ?? "train"}: stopped at step ${stopped.step}: non-finite ${
-        stopped.where === "loss" ? "loss" : `gradient of ${stopped.where}`
-      }; the last checkpoint (step ${savedStep ?? "none"}) holds the weights before it`;
+      const what = stopped.where !== "loss"
+        ? `gradient of ${stopped.where}`
+        : stopped.stage === null
+        ? "loss"
+        : `loss (first non-finite output: ${stopped.stage})`;
+      const kept = `the last checkpoint (step ${savedStep ?? "none"}) holds the weights before it`;
+      const message = `${o.name ?? "train"}: stopped at step ${stopped.step}: non-finite ${what}; ${kept}`;
       if (o.throwOnNonFinite) throw new Error(`train: ${message}`);
       log(message);
     } else {

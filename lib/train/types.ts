@@ -14,6 +14,12 @@ export interface Trainable<B> {
   loss(batch: B): tf.Scalar;
   /** A JSON-serialisable config that, with the training options, identifies the run (hashed for the cache). */
   readonly config: unknown;
+  /**
+   * Optional: the first stage of the forward pass on `batch` whose output is not finite (a "blocks.<i>."
+   * prefix marks layer i), or null. The loop calls it once when the loss is not finite, and when `loss`
+   * throws: a stage found then makes the throw a non-finite stop (the attention variants throw on NaN input).
+   */
+  firstNonFinite?(batch: B): string | null;
 }
 
 /**
@@ -78,10 +84,26 @@ export interface NonFiniteStop {
   reason: "non-finite";
   /** The batch index whose loss or gradients were not finite; its update was not applied. */
   step: number;
-  /** "loss", or the first variable (in the model's order) with a non-finite gradient. */
+  /**
+   * "loss" when the loss was not finite; else the variable with a non-finite gradient where backpropagation
+   * meets one first: the last of them (in the model's order) in the highest-numbered layer ("blocks.<i>."),
+   * or, when no layer's variable is bad, the last of them in the model's order.
+   */
   where: string;
-  /** The layer i of `where` ("blocks.<i>."), or null. */
+  /**
+   * The layer i where it started: for a gradient, that of `where`; for the loss, that of `stage`. Null when
+   * it is in no layer ("blocks.<i>.").
+   */
   layer: number | null;
-  /** Every variable with a non-finite gradient, in the model's order (empty when the loss was not finite). */
+  /**
+   * For a non-finite loss: the first stage of the forward pass with a non-finite output, from
+   * {@linkcode Trainable.firstNonFinite} (e.g. "blocks.1.attn"); null for gradients, when the model has no
+   * such method, or when every stage was finite.
+   */
+  stage: string | null;
+  /**
+   * Every variable with a non-finite gradient, in the model's order; empty when the loss threw on a non-finite
+   * value (see {@linkcode Trainable.firstNonFinite}) and no gradient was computed.
+   */
   variables: string[];
 }
