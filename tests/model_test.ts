@@ -221,6 +221,91 @@ Deno.test("attentionWeights: one [b, h, n, n] matrix per layer; softmax rows are
   });
 });
 
+/** Layer 0's q and k [b, h, n, dh] rebuilt by hand: gather·√d + sinusoids, SimpleRMSNorm, projections, head split. */
+function layer0QK(m: TransformerModel, x: tf.Tensor2D): { q: tf.Tensor4D; k: tf.Tensor4D } {
+  const { dModel: d, heads: h } = m.config;
+  const [b, n] = x.shape;
+  const embedded = tf.add(tf.mul(tf.gather(m.variables["embed.weight"], x), Math.sqrt(d)), sinusoidalTable(n, d)); // [b, n, d]
+  // SimpleRMSNorm: x / (‖x‖ / √d + 1e-8).
+  const rms = tf.div(tf.norm(embedded, "euclidean", -1, true), Math.sqrt(d)); // [b, n, 1]
+  const normed = tf.div(embedded, tf.add(rms, 1e-8)); // [b, n, d]
+  const project = (w: string) => {
+    const y = tf.einsum("bnd,de->bne", normed, m.variables[`blocks.0.attn.${w}`]); // [b, n, d]
+    return tf.transpose(tf.reshape(y, [b, n, h, d / h]), [0, 2, 1, 3]) as tf.Tensor4D; // [b, h, n, dh]
+  };
+  let q = project("wq");
+  let k = project("wk");
+  if (m.config.rotary) [q, k] = [rotary(q), rotary(k)];
+  return { q, k };
+}
+
+Deno.test("attentionWeights: layer 0's matrix is built from the layer's actual q and k", () => {
+  const n = 7;
+  // Softmax by hand: softmax(q kᵀ / √dh) over the keys j <= i.
+  for (const rotaryOn of [false, true]) {
+    withModel({ attention: "vanilla", ...small, rotary: rotaryOn }, (m) => {
+      tf.tidy(() => {
+        const x = tf.tensor2d(ids(2, n, 40), [2, n], "int32");
+        const { q, k } = layer0QK(m, x);
+        const scores = tf.div(tf.matMul(q, k, false, true), Math.sqrt(m.config.dModel / m.config.heads)); // [b, h, n, n]
+        const future = tf.sub(1, tf.linalg.bandPart(tf.ones([n, n]), -1, 0)); // [n, n]
+        const expected = tf.softmax(tf.add(scores, tf.mul(future, -1e9))); // [b, h, n, n]
+        assertClose(m.attentionWeights(x)[0], expected, `softmax layer 0, rotary ${rotaryOn}`);
+      });
+    });
+  }
+  // A kernel variant: linear attention's own weights() on the rebuilt q and k.
+  withModel({ attention: "linear", ...small }, (m) => {
+    tf.tidy(() => {
+      const x = tf.tensor2d(ids(2, n, 41), [2, n], "int32");
+      const { q, k } = layer0QK(m, x);
+      const expected = variants.linear.weights({ q, k }, { featureMap: "elu+1", causal: true });
+      const actual = m.attentionWeights(x)[0];
+      assertClose(actual, expected, "linear layer 0");
+      // A real check of the inputs: other q and k give another matrix.
+      const shuffled = variants.linear.weights({ q: k, k: q }, { featureMap: "elu+1", causal: true });
+      assert.ok(tf.max(tf.abs(tf.sub(actual, shuffled))).dataSync()[0] > 1e-3);
+    });
+  });
+});
+
+Deno.test("LayerNorm + MLP, no positions, and rotary: shapes, causality, and a decreasing loss", () => {
+  const n = 70;
+  const configs: ModelConfigInput[] = [
+    { attention: "transnormer-t2", ...small, norm: "layer", ffn: "mlp" },
+    { attention: "transnormer-t2", ...small, positions: "none" },
+    { attention: "vanilla", ...small, positions: "none", rotary: true },
+  ];
+  for (const config of configs) {
+    const what = JSON.stringify({ ...config, ...Object.fromEntries(Object.keys(small).map((k) => [k, undefined])) });
+    withModel(config, (m) => {
+      const base = ids(1, n, 50);
+      tf.tidy(() => {
+        const a = m.logits(tf.tensor2d(base, [1, n], "int32"));
+        assert.deepEqual(a.shape, [1, n, 256]);
+        for (const t of [5, 66]) {
+          const changed = base.slice();
+          changed[t] = (changed[t] + 31) % 256;
+          const b = m.logits(tf.tensor2d(changed, [1, n], "int32"));
+          assertClose(tf.slice(b, [0, 0, 0], [1, t, 256]), tf.slice(a, [0, 0, 0], [1, t, 256]), `${what} t=${t}`);
+          const own = tf.max(tf.abs(tf.sub(tf.slice(a, [0, t, 0], [1, 1, 256]), tf.slice(b, [0, t, 0], [1, 1, 256]))));
+          assert.ok(own.dataSync()[0] > 1e-4, `${what}: token ${t} must change its own logits`);
+        }
+      });
+      const batch = lmBatch(2, 16, 51);
+      const opt = tf.train.adam(1e-2);
+      const losses: number[] = [];
+      for (let step = 0; step < 8; step++) {
+        const value = opt.minimize(() => m.loss(batch), true, Object.values(m.variables))!;
+        losses.push(value.dataSync()[0]);
+        value.dispose();
+      }
+      opt.dispose();
+      assert.ok(losses[7] < losses[0] - 0.1, `${what}: ${losses.map((l) => l.toFixed(3))}`);
+    });
+  }
+});
+
 Deno.test("scoreGradients: the directional derivative of the loss along a perturbation of M, zero where unseen", () => {
   for (const preset of ["vanilla", "transnormer-t1"] as const) {
     withModel({ attention: preset, ...small }, (m) => {
