@@ -22,6 +22,7 @@ import {
   sectionId,
   verifyReport,
 } from "../lib/report/mod.ts";
+import { main } from "../lib/report/main.ts";
 
 Deno.env.set("ATTNLAB_FIGURES_DIR", await Deno.makeTempDir({ prefix: "attnlab_report_env_" }));
 
@@ -134,6 +135,28 @@ Deno.test("buildReport writes report.html and report.md atomically; PNG mode emb
   const leftovers = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".tmp"));
   assert.deepEqual(leftovers, []);
   await assert.rejects(buildReport({ figuresDir: dir, colour: true } as never), /unknown option "colour"/);
+});
+
+Deno.test("deno task report: --verify fails when the browser is missing, and says how to install it", async () => {
+  const dir = await fixture();
+  const errors: string[] = [];
+  const original = console.error;
+  const log = console.log;
+  console.error = (...parts: unknown[]) => void errors.push(parts.join(" "));
+  console.log = () => {};
+  try {
+    const missing = join(dir, "no-such-chromium");
+    assert.equal(await main(["--figures-dir", dir, "--verify", "--chromium", missing]), 1);
+    assert.match(
+      errors.join("\n"),
+      /no chromium at .*no-such-chromium.*apt-get install.*--chromium PATH.*drop --verify/s,
+    );
+    assert.equal(await main(["--figures-dir", dir, "--chromium", missing]), 0, "without --verify the check is skipped");
+    await assert.rejects(main(["--figures-dir", dir, "--verify", "--no-verify"]), /--verify or --no-verify, not both/);
+  } finally {
+    console.error = original;
+    console.log = log;
+  }
 });
 
 Deno.test({

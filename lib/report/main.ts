@@ -11,11 +11,17 @@ import { REPO_ROOT } from "../env.ts";
 import { formatHelp, parseFlags, runMain } from "../tasks/cli.ts";
 import { buildReport } from "./build.ts";
 import { sectionId } from "./html.ts";
-import { CHROMIUM_INSTALL_HINT, chromiumAvailable, verifyReport } from "./verify.ts";
+import { CHROMIUM_INSTALL_HINT, CHROMIUM_PATH, chromiumAvailable, verifyReport } from "./verify.ts";
 
 const FLAGS = {
   "figures-dir": { type: "string", value: "DIR", description: "figures folder to read (default figures/)" },
   "no-verify": { type: "boolean", description: "do not open the report in the browser" },
+  verify: { type: "boolean", description: "fail (exit 1) when chromium is missing, instead of skipping the check" },
+  chromium: {
+    type: "string",
+    value: "PATH",
+    description: `the browser that checks the page (default ${CHROMIUM_PATH})`,
+  },
   png: { type: "boolean", description: "embed PNGs instead of SVGs" },
   help: { type: "boolean", description: "show this help" },
 } as const;
@@ -31,6 +37,9 @@ const FLAGS = {
  */
 export async function main(args: string[]): Promise<number> {
   const { values } = parseFlags(args, FLAGS, { command: "report" });
+  if (values.verify && values["no-verify"]) {
+    throw new Error("report: give --verify or --no-verify, not both");
+  }
   if (values.help) {
     console.log(formatHelp("deno task report [flags]", "Builds figures/report.html and figures/report.md.", FLAGS));
     return 0;
@@ -51,11 +60,19 @@ export async function main(args: string[]): Promise<number> {
       `${s.notComparable} not comparable`,
   );
   if (values["no-verify"]) return 0;
-  if (!chromiumAvailable()) {
-    console.log(`report: not verified in a browser: chromium is missing; install it with: ${CHROMIUM_INSTALL_HINT}`);
+  const chromium = (values.chromium as string | undefined) ?? CHROMIUM_PATH;
+  if (!chromiumAvailable(chromium)) {
+    const message = `report: not verified in a browser: no chromium at ${chromium}; install it with: ` +
+      `${CHROMIUM_INSTALL_HINT}, or give its path with --chromium PATH`;
+    if (values.verify) {
+      console.error(`${message} (or drop --verify to skip the check)`);
+      return 1;
+    }
+    console.log(message);
     return 0;
   }
   const result = await verifyReport(built.html, {
+    executablePath: chromium,
     sections: ["summary", ...built.data.notebooks.map((n) => sectionId(n.notebook))],
   });
   const external = result.requests.filter((r) => !r.startsWith("file:") && !r.startsWith("data:")).length;
