@@ -33,7 +33,7 @@ export interface LmRecipe {
   validBatches: number;
   /** Record every layer's attention-score gradient norm every this many updates (null: never). */
   probeEvery: number | null;
-  /** Sequences of the step's batch the score-gradient probe uses. */
+  /** Sequences of the step's batch the score-gradient probe uses (the whole batch when >= batchSize). */
   probeRows: number;
 }
 
@@ -49,8 +49,8 @@ export const LM_RECIPE: Readonly<LmRecipe> = Object.freeze({
   seed: 0,
   validEvery: 50,
   validBatches: 8,
-  probeEvery: 10,
-  probeRows: 2,
+  probeEvery: 1,
+  probeRows: 16,
 });
 
 /** The quick-mode recipe: a few steps, to exercise the path in CI. */
@@ -65,8 +65,8 @@ export const LM_RECIPE_QUICK: Readonly<LmRecipe> = Object.freeze({
   seed: 0,
   validEvery: 3,
   validBatches: 1,
-  probeEvery: 2,
-  probeRows: 1,
+  probeEvery: 1,
+  probeRows: 2,
 });
 
 /** The architecture every preset shares in full mode (the attention list comes from the preset). */
