@@ -293,18 +293,24 @@ Deno.test("LayerNorm + MLP, no positions, and rotary: shapes, causality, and a d
         }
       });
       const batch = lmBatch(2, 16, 51);
-      const opt = tf.train.adam(1e-2);
-      const losses: number[] = [];
-      for (let step = 0; step < 8; step++) {
-        const value = opt.minimize(() => m.loss(batch), true, Object.values(m.variables))!;
-        losses.push(value.dataSync()[0]);
-        value.dispose();
-      }
-      opt.dispose();
+      const losses = adamLosses(m, batch);
       assert.ok(losses[7] < losses[0] - 0.1, `${what}: ${losses.map((l) => l.toFixed(3))}`);
     });
   }
 });
+
+/** The loss at each of `steps` Adam steps (lr 1e-2) on one fixed batch. */
+function adamLosses(m: TransformerModel, batch: ModelBatch, steps = 8): number[] {
+  const opt = tf.train.adam(1e-2);
+  const losses: number[] = [];
+  for (let step = 0; step < steps; step++) {
+    const value = opt.minimize(() => m.loss(batch), true, Object.values(m.variables))!;
+    losses.push(value.dataSync()[0]);
+    value.dispose();
+  }
+  opt.dispose();
+  return losses;
+}
 
 Deno.test("scoreGradients: the directional derivative of the loss along a perturbation of M, zero where unseen", () => {
   for (const preset of ["vanilla", "transnormer-t1"] as const) {
@@ -351,14 +357,7 @@ Deno.test("loss decreases on a fixed tiny batch within a few steps, for every pr
           pad: 0,
         }
         : lmBatch(2, 16, 11);
-      const opt = tf.train.adam(1e-2);
-      const losses: number[] = [];
-      for (let step = 0; step < 8; step++) {
-        const value = opt.minimize(() => m.loss(batch), true, Object.values(m.variables))!;
-        losses.push(value.dataSync()[0]);
-        value.dispose();
-      }
-      opt.dispose();
+      const losses = adamLosses(m, batch);
       assert(
         losses[7] < losses[0] - 0.1,
         `${config.attention}${config.task ?? ""}: ${losses.map((l) => l.toFixed(3))}`,
