@@ -154,6 +154,62 @@ Deno.test({
 });
 
 Deno.test({
+  name: "blas: _FusedMatMul agrees with cpu for every activation, with and without bias, forward and gradient",
+  ignore: !HAS_BLAS,
+  fn: async (t) => {
+    const activations = ["linear", "relu", "relu6", "sigmoid", "elu", "leakyrelu", "prelu"] as const;
+    // [3, 5, 4] x [3, 4, 6], inputs scaled by 2 so that outputs reach past relu6's kink at 6.
+    type Run = { out: unknown; grads: unknown[] };
+    const run = (activation: typeof activations[number], withBias: boolean): Run => {
+      let result: Run = { out: null, grads: [] };
+      tf.tidy(() => {
+        const a = tf.mul(randomNormal([3, 5, 4], { seed: 11 }), 2);
+        const b = tf.mul(randomNormal([3, 4, 6], { seed: 12 }), 2);
+        const bias = randomNormal([6], { seed: 13 });
+        const alpha = tf.mul(randomNormal([6], { seed: 14 }), 0.3);
+        const cot = randomNormal([3, 5, 6], { seed: 15 });
+        const f = (x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+          tf.fused.matMul({
+            a: x as tf.Tensor3D,
+            b: y as tf.Tensor3D,
+            ...(withBias ? { bias: z } : {}),
+            activation,
+            ...(activation === "prelu" ? { preluActivationWeights: alpha } : {}),
+            ...(activation === "leakyrelu" ? { leakyreluAlpha: 0.15 } : {}),
+          });
+        const out = f(a, b, bias).arraySync();
+        const inputs = withBias ? [a, b, bias] : [a, b];
+        const grads = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(xs[0], xs[1], xs[2] ?? bias), cot)))(inputs)
+          .map((g) => g.arraySync());
+        result = { out, grads };
+      });
+      return result;
+    };
+    for (const activation of activations) {
+      for (const withBias of [true, false]) {
+        await t.step(`${activation}${withBias ? " + bias" : ""}`, async () => {
+          const blas = await onBackend("blas", () => run(activation, withBias));
+          const cpu = await onBackend("cpu", () => run(activation, withBias));
+          tf.tidy(() =>
+            assertClose(tf.tensor(blas.out as number[]), tf.tensor(cpu.out as number[]), `${activation}: output`)
+          );
+          assert.equal(blas.grads.length, withBias ? 3 : 2);
+          tf.tidy(() =>
+            blas.grads.forEach((g, i) =>
+              assertClose(
+                tf.tensor(g as number[]),
+                tf.tensor(cpu.grads[i] as number[]),
+                `${activation}: gradient ${i}`,
+              )
+            )
+          );
+        });
+      }
+    }
+  },
+});
+
+Deno.test({
   name: "blas: mismatched inner dims are an error, int32 falls back to the cpu kernel, nothing leaks",
   ignore: !HAS_BLAS,
   fn: async () => {
