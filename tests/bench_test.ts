@@ -24,8 +24,8 @@ import {
 import { configFromFlags } from "../lib/tasks/bench.ts";
 import { initBackend } from "../lib/backend.ts";
 import { REPO_ROOT } from "../lib/env.ts";
-import { local, softmax } from "../lib/attention/mod.ts";
-import { assertClose, outputAndGrads, seededQKV } from "./helpers.ts";
+import { local, orthogonalRandomFeatures, softmax, variants } from "../lib/attention/mod.ts";
+import { assertClose, maxAbsDiff, outputAndGrads, seededQKV } from "./helpers.ts";
 
 const TORCH = await probeTorch();
 /** Appended to the names of the tests that need PyTorch, which are ignored without it. */
@@ -231,6 +231,70 @@ print(json.dumps(out))`,
         }
       }
     }
+  },
+});
+
+Deno.test({
+  name:
+    `torch: make_attend's softmax, linear, norm, cosformer, performer and diag match lib/attention, output and gradients${NEEDS_TORCH}`,
+  ignore: !TORCH.available,
+  fn: async () => {
+    // The bench runs every variant but softmax with its defaults (softmax gets queryBlockSize, checked above), so
+    // variants[name].attend with { causal } is the reference. Performer's projection differs by construction
+    // (torch.randn with seed 0 against the JavaScript orthogonal random features), so the TypeScript projection
+    // is handed to make_attend through torch.randn; the check asserts make_attend asks for the same [m, dk].
+    const names = ["softmax", "linear", "norm", "cosformer", "performer", "diag"] as const;
+    const worst: Record<string, number> = {};
+    for (const { n, dk, dv } of [{ n: 1, dk: 4, dv: 6 }, { n: 63, dk: 4, dv: 6 }, { n: 65, dk: 5, dv: 3 }]) {
+      const qkv = seededQKV({ b: 1, h: 2, n, dk, dv, seed: 7 * n });
+      const cot = seededQKV({ b: 1, h: 2, n, dk: dv, dv, seed: 7 * n + 10 }).v;
+      const m = Math.max(1, Math.ceil(dk * Math.log(dk)));
+      const projection = orthogonalRandomFeatures({ features: m, dk, seed: 0 });
+      const torch = await python(
+        `import torch
+import torch_attention
+data = json.load(sys.stdin)
+w = torch.tensor(data.pop("w"))
+x = {key: torch.tensor(value, requires_grad=True) for key, value in data.items()}
+randn = torch.randn
+def projection(*shape, generator=None):
+    assert tuple(shape) == tuple(w.shape), (shape, w.shape)
+    return w.clone()
+out = {}
+for causal in (True, False):
+    for name in ${JSON.stringify(names)}:
+        torch.randn = projection if name == "performer" else randn
+        attend = torch_attention.make_attend(name, ${dk}, causal)
+        torch.randn = randn
+        y = attend(x["q"], x["k"], x["v"])
+        grads = torch.autograd.grad(y, (x["q"], x["k"], x["v"]), x["cot"])
+        for key, value in zip(("out", "dq", "dk", "dv"), (y, *grads)):
+            out[f"{name}|{str(causal).lower()}|{key}"] = value.flatten().tolist()
+print(json.dumps(out))`,
+        {
+          q: qkv.q.arraySync(),
+          k: qkv.k.arraySync(),
+          v: qkv.v.arraySync(),
+          cot: cot.arraySync(),
+          w: projection.arraySync(),
+        },
+      );
+      for (const causal of [true, false]) {
+        for (const name of names) {
+          const options = name === "performer" ? { causal, projection } : { causal };
+          const ref = outputAndGrads((x) => variants[name].attend(x, options), qkv, cot);
+          const expected = [ref.out, ...ref.grads];
+          ["out", "dq", "dk", "dv"].forEach((key, i) => {
+            const actual = tf.tensor(torch[`${name}|${causal}|${key}`], expected[i].shape);
+            const what = `${name} n=${n} dk=${dk} dv=${dv} causal=${causal} ${key}`;
+            assertClose(actual, expected[i], what);
+            const scale = Math.max(1, tf.max(tf.abs(expected[i])).dataSync()[0]);
+            worst[name] = Math.max(worst[name] ?? 0, maxAbsDiff(actual, expected[i]) / scale);
+          });
+        }
+      }
+    }
+    console.log(`max |torch - tfjs| / max(1, max|tfjs|): ${JSON.stringify(worst)}`);
   },
 });
 

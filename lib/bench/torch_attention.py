@@ -36,7 +36,11 @@ def pad_tokens(x, size):
 
 
 def exclusive_prefix(x, dim):
-    return torch.cumsum(x, dim) - x
+    """Sum of the entries before each along dim, as tf.cumsum(exclusive) computes it: shifted, not cumsum - x, whose
+    cancellation (forward and backward) costs float32 digits where a denominator is small."""
+    n = x.shape[dim]
+    zero = torch.zeros_like(x.narrow(dim, 0, 1))
+    return torch.cat([zero, torch.cumsum(x.narrow(dim, 0, n - 1), dim)], dim)
 
 
 def kernel_attention(fq, fk, v, causal, normalize, eps):
