@@ -67,17 +67,7 @@ export function resolveOptions<T extends object>(
   defaults: T,
   rules: Record<string, OptionRule>,
 ): T {
-  if (options !== undefined && (options === null || typeof options !== "object" || Array.isArray(options))) {
-    throw new Error(`${owner}: options must be an object, got ${describe(options)}`);
-  }
-  const given = (options ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(given)) {
-    if (!(key in rules)) {
-      throw new Error(
-        `${owner}: unknown option "${key}"; valid options are ${Object.keys(rules).join(", ")}`,
-      );
-    }
-  }
+  const given = checkOptionKeys(owner, options, Object.keys(rules));
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [key, rule] of Object.entries(rules)) {
     const value = given[key];
@@ -121,8 +111,37 @@ function checkRule(owner: string, key: string, value: unknown, rule: OptionRule)
   }
 }
 
+/**
+ * Throws unless `options` is undefined (no options: returns `{}`) or a plain object whose keys are all in `valid`;
+ * the message names the first unknown key and the valid ones. Returns the options as a record.
+ *
+ * @example
+ * ```ts
+ * import { checkOptionKeys } from "./types.ts";
+ * console.log(checkOptionKeys("demo", { causal: true }, ["causal", "eps"]).causal); // true
+ * try {
+ *   checkOptionKeys("demo", { casual: true }, ["causal", "eps"]);
+ * } catch (err) {
+ *   console.log((err as Error).message); // demo: unknown option "casual"; valid options are causal, eps
+ * }
+ * ```
+ */
+export function checkOptionKeys(owner: string, options: unknown, valid: readonly string[]): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new Error(`${owner}: options must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!valid.includes(key)) {
+      throw new Error(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
+    }
+  }
+  return options as Record<string, unknown>;
+}
+
 function describe(value: unknown): string {
   if (value instanceof tf.Tensor) return `a tensor of shape [${value.shape.join(", ")}]`;
+  if (typeof value === "function") return "a function";
   if (Array.isArray(value)) return "an array";
   if (typeof value === "string") return `"${value}"`;
   return String(value);

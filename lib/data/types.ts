@@ -5,6 +5,7 @@
  * @module
  */
 
+import { checkOptionKeys } from "../attention/types.ts";
 import { checkInteger } from "./_checks.ts";
 
 /**
@@ -132,14 +133,10 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
  * ```
  */
 export function sampleDistinct(uniform: () => number, options: { population: number; count: number }): number[] {
-  if (options === null || typeof options !== "object" || Array.isArray(options)) {
-    throw new Error(`sampleDistinct: options must be an object { population, count }, got ${String(options)}`);
+  if (options === undefined) {
+    throw new Error("sampleDistinct: options must be an object { population, count }, got undefined");
   }
-  for (const key of Object.keys(options)) {
-    if (key !== "population" && key !== "count") {
-      throw new Error(`sampleDistinct: unknown option "${key}"; valid options are population, count`);
-    }
-  }
+  checkOptionKeys("sampleDistinct", options, ["population", "count"]);
   const { population, count } = options;
   checkInteger("sampleDistinct", "population", population, 0);
   checkInteger("sampleDistinct", "count", count, 0);

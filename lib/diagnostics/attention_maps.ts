@@ -14,10 +14,10 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { resolveOptions } from "../attention/types.ts";
+import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
 import type { TransformerModel } from "../models/model.ts";
 import { LOCALITY_RATIOS, localityCurve } from "./locality.ts";
-import { checkKeys, describe } from "./_checks.ts";
+import { describe } from "./_checks.ts";
 
 /** What {@linkcode textWindows} returns: `count` windows of `n` bytes as token ids. */
 export interface TextWindows {
@@ -174,7 +174,7 @@ export function textWindows(bytes: Uint8Array, options: TextWindowsOptions): Tex
   if (!(bytes instanceof Uint8Array)) {
     throw new Error(`${owner}: bytes must be a Uint8Array (e.g. corpus.splits.valid), got ${describe(bytes)}`);
   }
-  const given = checkKeys(owner, options, ["n", "count", "separator"]);
+  const given = checkOptionKeys(owner, options, ["n", "count", "separator"]);
   for (const key of ["n", "count"]) {
     if (given[key] === undefined) {
       throw new Error(`${owner}: option ${key} is required, e.g. { n: 128, count: 16 }`);
@@ -374,7 +374,7 @@ function means(owner: string, sums: LocalitySums, ratios: number[]): PooledLocal
  */
 export function pooledLocalityCurve(weights: tf.Tensor, options?: PooledLocalityOptions): PooledLocality {
   const owner = "pooledLocalityCurve";
-  const given = checkKeys(owner, options, ["ratios", "causal"]);
+  const given = checkOptionKeys(owner, options, ["ratios", "causal"]);
   const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
   const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
     causal: { type: "boolean" },
@@ -409,7 +409,7 @@ export function layerLocality(
   options?: LayerLocalityOptions,
 ): LayerLocality[] {
   const owner = "layerLocality";
-  const given = checkKeys(owner, options, ["ratios", "batchSize"]);
+  const given = checkOptionKeys(owner, options, ["ratios", "batchSize"]);
   const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
   const { batchSize } = resolveOptions(owner, { batchSize: given.batchSize }, { batchSize: 8 }, {
     batchSize: { type: "number", min: 1, integer: true },

@@ -20,8 +20,8 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { resolveOptions } from "../attention/types.ts";
-import { checkKeys, describe } from "./_checks.ts";
+import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
+import { describe } from "./_checks.ts";
 
 /**
  * The default neighbourhood ratios of {@linkcode localityCurve}: 0, 0.05, ..., 1 (21 points).
@@ -231,7 +231,10 @@ function checkRatios(owner: string, ratios: unknown): number[] {
  */
 export function localityCurve(weights: tf.Tensor, options?: LocalityOptions | readonly number[]): LocalityCurve {
   const owner = "localityCurve";
-  const given = checkKeys(owner, Array.isArray(options) ? { ratios: options } : options, ["ratios", "causal"]);
+  const given = checkOptionKeys(owner, Array.isArray(options) ? { ratios: options } : options, [
+    "ratios",
+    "causal",
+  ]);
   const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
   const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
     causal: { type: "boolean" },
@@ -375,7 +378,7 @@ export function meanAttentionDistance(weights: tf.Tensor): RowStatistic {
  */
 export function windowMass(weights: tf.Tensor, options: WindowMassOptions): RowStatistic {
   const owner = "windowMass";
-  const given = checkKeys(owner, options, ["window"]);
+  const given = checkOptionKeys(owner, options, ["window"]);
   if (given.window === undefined) {
     throw new Error(`${owner}: option window is required: the largest |i - j| counted as local, e.g. { window: 32 }`);
   }

@@ -13,7 +13,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { normalizeLastAxis, type QKV, variants } from "../attention/mod.ts";
+import { checkOptionKeys, normalizeLastAxis, type QKV, variants } from "../attention/mod.ts";
 import type { ClassBatch, LmBatch } from "../data/types.ts";
 import { seededNormal } from "../random.ts";
 import {
@@ -158,7 +158,7 @@ export class TransformerModel {
    * attention layer through its explicit O(n²) matrix instead of the fast path.
    */
   logits(ids: tf.Tensor2D, options: LogitsOptions = {}): tf.Tensor {
-    checkKeys("TransformerModel.logits", options, ["pad", "form"]);
+    checkOptionKeys("TransformerModel.logits", options, ["pad", "form"]);
     const { pad, form = "fast" } = options;
     if (form !== "fast" && form !== "reference") {
       throw new Error(`TransformerModel.logits: form must be "fast" or "reference", got ${String(form)}`);
@@ -174,7 +174,8 @@ export class TransformerModel {
    * options the layer's variant runs with (including `causal` and Performer's seed).
    */
   logitsWith(ids: tf.Tensor2D, options: { offset?: number; attend: AttendHook; pad?: number }): tf.Tensor {
-    checkKeys("TransformerModel.logitsWith", options, ["offset", "attend", "pad"]);
+    if (options === undefined) throw new Error("TransformerModel.logitsWith: options must be an object, got undefined");
+    checkOptionKeys("TransformerModel.logitsWith", options, ["offset", "attend", "pad"]);
     const { offset = 0, attend, pad } = options;
     this.#checkIds(ids);
     if (typeof attend !== "function") throw new Error("TransformerModel.logitsWith: attend must be a function");
@@ -197,7 +198,7 @@ export class TransformerModel {
    * Its gradient with respect to E at 0 is {@linkcode scoreGradients}.
    */
   referenceLoss(batch: ModelBatch, options: { perturb?: tf.Tensor4D[] } = {}): tf.Scalar {
-    checkKeys("TransformerModel.referenceLoss", options, ["perturb"]);
+    checkOptionKeys("TransformerModel.referenceLoss", options, ["perturb"]);
     const { perturb } = options;
     if (perturb !== undefined) {
       const want = [batch.batch, this.config.heads, batch.length, batch.length].join(", ");
@@ -220,7 +221,7 @@ export class TransformerModel {
    * For NormAttention and DiagAttention with relu blocks this is the raw (unnormalised) kernel matrix.
    */
   attentionWeights(ids: tf.Tensor2D, options: { pad?: number } = {}): tf.Tensor4D[] {
-    checkKeys("TransformerModel.attentionWeights", options, ["pad"]);
+    checkOptionKeys("TransformerModel.attentionWeights", options, ["pad"]);
     this.#checkIds(ids);
     return tf.tidy(() => {
       const out: tf.Tensor4D[] = [];
@@ -435,18 +436,6 @@ export class TransformerModel {
     if (!batch.mask) return tf.neg(tf.mean(picked));
     const mask = tf.tensor1d(batch.mask);
     return tf.neg(tf.div(tf.sum(tf.mul(picked, mask)), tf.maximum(tf.sum(mask), 1)));
-  }
-}
-
-/** Throws unless `options` is a plain object whose keys are all in `valid`. */
-function checkKeys(owner: string, options: unknown, valid: readonly string[]): void {
-  if (options === null || typeof options !== "object" || Array.isArray(options)) {
-    throw new Error(`${owner}: options must be an object, got ${options === null ? "null" : typeof options}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!valid.includes(key)) {
-      throw new Error(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
-    }
   }
 }
 

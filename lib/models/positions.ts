@@ -5,6 +5,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { checkOptionKeys } from "../attention/types.ts";
 
 /**
  * The sinusoidal table [length, d]: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)).
@@ -47,12 +48,7 @@ export function sinusoidalTable(length: number, d: number): tf.Tensor2D {
  * ```
  */
 export function rotary(x: tf.Tensor4D, options: { offset?: number } = {}): tf.Tensor4D {
-  if (options === null || typeof options !== "object" || Array.isArray(options)) {
-    throw new Error(`rotary: options must be an object like { offset: 3 }, got ${String(options)}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (key !== "offset") throw new Error(`rotary: unknown option "${key}"; the only option is offset`);
-  }
+  checkOptionKeys("rotary", options, ["offset"]);
   const { offset = 0 } = options;
   if (!(x instanceof tf.Tensor) || x.rank !== 4) {
     throw new Error("rotary: x must be a tf.Tensor4D [batch, heads, n, d]");

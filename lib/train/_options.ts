@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type OptionRule, resolveOptions } from "../attention/types.ts";
+import { checkOptionKeys, type OptionRule, resolveOptions } from "../attention/types.ts";
 
 /** A rule for one option: one of `resolveOptions`'s, or a function, a string, or an object checked by `check`. */
 export type TrainOptionRule =
@@ -53,15 +53,7 @@ export function resolveTrainOptions<T extends object>(
   defaults: T,
   rules: Record<string, TrainOptionRule>,
 ): T {
-  if (options !== undefined && (options === null || typeof options !== "object" || Array.isArray(options))) {
-    throw new Error(`${owner}: options must be an object, got ${describeValue(options)}`);
-  }
-  const given = (options ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(given)) {
-    if (!(key in rules)) {
-      throw new Error(`${owner}: unknown option "${key}"; valid options are ${Object.keys(rules).join(", ")}`);
-    }
-  }
+  const given = checkOptionKeys(owner, options, Object.keys(rules));
   const builtin: Record<string, OptionRule> = {};
   const builtinGiven: Record<string, unknown> = {};
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };

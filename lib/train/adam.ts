@@ -13,6 +13,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { checkOptionKeys } from "../attention/types.ts";
 import { describeValue, resolveTrainOptions, type TrainOptionRule } from "./_options.ts";
 
 /** The learning-rate schedules after warmup. */
@@ -138,7 +139,9 @@ export function learningRate(step: number, options: ScheduleOptions): number {
   if (typeof step !== "number" || !Number.isInteger(step) || step < 0) {
     throw new Error(`learningRate: step must be an integer >= 0, got ${describeValue(step)}`);
   }
-  checkKeys("learningRate", options, SCHEDULE_KEYS);
+  // The schedule has no defaults for every key (steps), so its options are required.
+  if (options === undefined) throw new Error("learningRate: options must be an object, got undefined");
+  checkOptionKeys("learningRate", options, SCHEDULE_KEYS);
   return scheduledRate(step, options);
 }
 
@@ -153,18 +156,6 @@ function scheduledRate(step: number, options: ScheduleOptions): number {
   const span = steps - warmup - 1;
   const progress = span > 0 ? Math.min(1, (step - warmup) / span) : 0;
   return minLr + (lr - minLr) * (1 + Math.cos(Math.PI * progress)) / 2;
-}
-
-/** Throws unless `options` is a plain object whose keys are all in `valid`. */
-function checkKeys(owner: string, options: unknown, valid: readonly string[]): void {
-  if (options === null || typeof options !== "object" || Array.isArray(options)) {
-    throw new Error(`${owner}: options must be an object, got ${describeValue(options)}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!valid.includes(key)) {
-      throw new Error(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
-    }
-  }
 }
 
 /**
@@ -238,7 +229,7 @@ export function clipByGlobalNorm(
       `clipByGlobalNorm: clip must be a finite number > 0 or null (no clipping), got ${describeValue(clip)}`,
     );
   }
-  checkKeys("clipByGlobalNorm", options, ["norm"]);
+  checkOptionKeys("clipByGlobalNorm", options, ["norm"]);
   const norm = options.norm ?? globalNorm(grads);
   const clipped = clip !== null && norm > clip;
   const scale = clipped ? clip / norm : 1;
@@ -344,7 +335,7 @@ export function adam(variables: Readonly<Record<string, tf.Variable>>, options: 
     },
     apply(grads, applyOptions = {}) {
       alive();
-      checkKeys("adam.apply", applyOptions, ["gradNorm"]);
+      checkOptionKeys("adam.apply", applyOptions, ["gradNorm"]);
       for (const key of Object.keys(grads)) {
         if (!(key in variables)) {
           throw new Error(`adam.apply: grads has "${key}", which is not one of the variables (${names.join(", ")})`);
