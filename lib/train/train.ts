@@ -525,6 +525,22 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
       return { reason: "non-finite", step, where: "loss", layer, stage, variables };
     };
 
+    // The log row of a step that stopped on a non-finite value: no update was applied.
+    const stoppedRow = (
+      step: number,
+      at: { loss: number; gradNorm: number; tokens: number | null; t0: number },
+    ): TrainRow => ({
+      step,
+      lr: learningRate(step, schedule),
+      loss: at.loss,
+      grad_norm: at.gradNorm,
+      clipped: false,
+      clip: o.clip,
+      tokens: at.tokens,
+      tokens_per_s: null,
+      seconds: (performance.now() - at.t0) / 1000,
+    });
+
     const layers = [...new Set(names.map(layerOf).filter((l): l is number => l !== null))].sort((a, b) => a - b);
     const bar = progress({ total: until - start, label: o.name ?? "train", output: o.progress });
     let stopped: NonFiniteStop | null = null;
@@ -551,17 +567,7 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
           }
           if (stop?.stage == null) throw err;
           stopped = stop;
-          logs.train.push({
-            step: s,
-            lr: learningRate(s, schedule),
-            loss: NaN,
-            grad_norm: NaN,
-            clipped: false,
-            clip: o.clip,
-            tokens,
-            tokens_per_s: null,
-            seconds: (performance.now() - t0) / 1000,
-          });
+          logs.train.push(stoppedRow(s, { loss: NaN, gradNorm: NaN, tokens, t0 }));
           break;
         }
         const { value, grads } = computed;
@@ -594,7 +600,6 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
           const gradNorm = Math.sqrt(total);
           gradRow.global = gradNorm;
 
-          const lr = learningRate(s, schedule);
           const badVariables = names.filter((_, i) => !Number.isFinite(squares[i]));
           if (!Number.isFinite(loss) || badVariables.length > 0) {
             if (Number.isFinite(loss)) {
@@ -610,17 +615,7 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
             } else {
               stopped = lossStop(s, batch, badVariables);
             }
-            logs.train.push({
-              step: s,
-              lr,
-              loss,
-              grad_norm: gradNorm,
-              clipped: false,
-              clip: o.clip,
-              tokens,
-              tokens_per_s: null,
-              seconds: (performance.now() - t0) / 1000,
-            });
+            logs.train.push(stoppedRow(s, { loss, gradNorm, tokens, t0 }));
             logs.gradNorms.push(gradRow);
             break;
           }
