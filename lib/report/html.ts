@@ -5,7 +5,7 @@
  * @module
  */
 
-import { encodeBase64 } from "./base64.ts";
+import { Buffer } from "node:buffer";
 import type { NotebookSection, ReportData, RunInfo } from "./load.ts";
 
 /**
@@ -125,7 +125,7 @@ function summaryHtml(data: ReportData): string {
 
 function notebookHtml(n: NotebookSection): string {
   const figures = n.figures.map((f) => {
-    const src = `data:${f.mime};base64,${encodeBase64(f.bytes)}`;
+    const src = `data:${f.mime};base64,${Buffer.from(f.bytes).toString("base64")}`;
     const caption = f.entry.caption ?? "";
     return `<figure id="fig-${escapeHtml(f.entry.name)}">\n<img src="${src}" alt="${
       escapeHtml(caption || f.entry.name)

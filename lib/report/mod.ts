@@ -34,6 +34,5 @@ export type {
   RunInfo,
 } from "./load.ts";
 export { parseCsv } from "./csv.ts";
-export { encodeBase64 } from "./base64.ts";
 export { CHROMIUM_FLAGS, CHROMIUM_INSTALL_HINT, CHROMIUM_PATH, chromiumAvailable, verifyReport } from "./verify.ts";
 export type { VerifyReportOptions, VerifyResult } from "./verify.ts";
