@@ -300,7 +300,8 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
     flopCount(variant, { batch: config.batch, heads: config.heads, n, dk: config.d, causal, options: extra });
   const total = config.lengths.length * config.backends.length * config.variants.length * config.causal.length;
   const bar = progress({ total, label: "bench", output: options.progressOutput ?? "auto" });
-  const stopped = new Map<string, string>();
+  // Why a configuration stopped growing n: the status and note of every longer row.
+  const stopped = new Map<string, { status: string; note: string }>();
   const last = new Map<string, { ms: number; flops: number; peakMb: number; n: number }>();
   const capMs = config.maxRunS * 1000;
   // PyTorch runs last and is much faster; it gets what is left of the budget, at least TORCH_MIN_BUDGET_S.
@@ -336,9 +337,7 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
             continue;
           }
           if (stopped.has(key)) {
-            const why = stopped.get(key)!;
-            row.status = why.startsWith("wasm heap") ? "skipped (memory)" : "skipped (time)";
-            row.note = why;
+            Object.assign(row, stopped.get(key));
             continue;
           }
           const before = last.get(key);
@@ -346,7 +345,7 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
           if (predicted > PREDICTED_CAP_FACTOR * capMs) {
             row.status = "skipped (time)";
             row.note = `forward+backward predicted ≈ ${(predicted / 1000).toFixed(0)} s`;
-            stopped.set(key, row.note);
+            stopped.set(key, { status: row.status, note: row.note });
             continue;
           }
           // Peak memory of every variant here grows at most linearly in n (softmax runs by query blocks when large).
@@ -354,7 +353,7 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
           if (backend === "wasm" && predictedMb > WASM_HEAP_BUDGET_MB) {
             row.status = "skipped (memory)";
             row.note = `wasm heap: predicted peak ≈ ${predictedMb.toFixed(0)} MB > ${WASM_HEAP_BUDGET_MB} MB`;
-            stopped.set(key, row.note);
+            stopped.set(key, { status: row.status, note: row.note });
             continue;
           }
           if (elapsedS() > tfjsBudgetS) {
@@ -386,12 +385,13 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
             const slowest = Math.max(m.warmupMs, m.fwdBwdMs!);
             last.set(key, { ms: m.fwdBwdMs!, flops: flops.fwdBwd, peakMb: m.peakBytesFwdBwd! / MB, n });
             if (slowest > capMs) {
-              stopped.set(key, `n = ${n} took ${(slowest / 1000).toFixed(1)} s > ${config.maxRunS} s`);
+              const note = `n = ${n} took ${(slowest / 1000).toFixed(1)} s > ${config.maxRunS} s`;
+              stopped.set(key, { status: "skipped (time)", note });
             }
           } catch (err) {
             row.status = "failed";
             row.note = (err as Error).message.split("\n")[0].slice(0, 160);
-            stopped.set(key, `failed at n = ${n}`);
+            stopped.set(key, { status: "skipped (time)", note: `failed at n = ${n}` });
           }
         }
       }
