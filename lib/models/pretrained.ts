@@ -10,8 +10,8 @@ import { isQuick } from "../env.ts";
 import { type ByteCorpus, loadSotu } from "../data/sotu.ts";
 import { lmSampler, lmTiling } from "../data/batching.ts";
 import type { LmBatch } from "../data/types.ts";
-import { type CacheAction, trainCached } from "../train/cache.ts";
-import type { TrainResult } from "../train/train.ts";
+import { type CacheAction, trainCached, type TrainCachedOptions } from "../train/cache.ts";
+import type { StepInfo, TrainResult } from "../train/train.ts";
 import type { ProgressOutput } from "../notebook/progress.ts";
 import type { ModelConfigInput } from "./config.ts";
 import { createModel, type TransformerModel } from "./model.ts";
@@ -97,6 +97,10 @@ export interface TrainedLanguageModelOptions {
   corpus?: ByteCorpus;
   /** Where trained runs live; default data/runs. */
   runsDir?: string;
+  /** Save a checkpoint every this many updates, so an interrupted run resumes there; default null (at the end). */
+  checkpointEvery?: number | null;
+  /** Called after each update (see {@linkcode StepInfo}); does not change the run's hash. */
+  onStep?: ((info: StepInfo) => void | Promise<void>) | null;
   progress?: ProgressOutput;
   log?: ((line: string) => void) | null;
 }
@@ -111,7 +115,122 @@ export interface TrainedLanguageModel {
 }
 
 const RECIPE_KEYS = Object.keys(LM_RECIPE);
-const OPTION_KEYS = ["name", "recipe", "quick", "corpus", "runsDir", "progress", "log"];
+const OPTION_KEYS = ["name", "recipe", "quick", "corpus", "runsDir", "checkpointEvery", "onStep", "progress", "log"];
+
+/**
+ * The run folder name of a shared language model: `lm/<label>`, or `lm-quick/<label>` in quick mode.
+ *
+ * @example
+ * ```ts
+ * import { lmRunName } from "./pretrained.ts";
+ * console.log(lmRunName("vanilla", false), lmRunName("vanilla", true)); // lm/vanilla lm-quick/vanilla
+ * ```
+ */
+export function lmRunName(label: string, quick: boolean): string {
+  return `${quick ? "lm-quick" : "lm"}/${label}`;
+}
+
+/**
+ * Everything {@linkcode trainCached} needs to train or load one language model: the run's name,
+ * a model builder and the training options. {@linkcode trainedLanguageModel} trains it; the
+ * training task (`deno task train`) uses it to train runs ahead of the notebooks and to tell
+ * which runs are already cached.
+ */
+export interface LanguageModelRun {
+  /** The run's folder under the runs folder, e.g. `lm/transnormer-t2`. */
+  name: string;
+  recipe: LmRecipe;
+  corpus: ByteCorpus;
+  /** What to pass to {@linkcode trainCached} with `name`. */
+  options: TrainCachedOptions<LmBatch, TransformerModel>;
+}
+
+/**
+ * The run that {@linkcode trainedLanguageModel} trains or loads, without training it.
+ *
+ * @example
+ * ```ts
+ * import { languageModelRun } from "./pretrained.ts";
+ * const run = await languageModelRun("transnormer-t2", { quick: true });
+ * console.log(run.name, run.recipe.steps); // lm-quick/transnormer-t2 6
+ * ```
+ */
+export async function languageModelRun(
+  architecture: string | ModelConfigInput,
+  options: TrainedLanguageModelOptions = {},
+): Promise<LanguageModelRun> {
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.includes(key)) {
+      throw new Error(`trainedLanguageModel: unknown option "${key}"; valid options are ${OPTION_KEYS.join(", ")}`);
+    }
+  }
+  const quick = options.quick ?? isQuick();
+  for (const key of Object.keys(options.recipe ?? {})) {
+    if (!RECIPE_KEYS.includes(key)) {
+      throw new Error(`trainedLanguageModel: unknown recipe key "${key}"; valid keys are ${RECIPE_KEYS.join(", ")}`);
+    }
+  }
+  const recipe: LmRecipe = { ...(quick ? LM_RECIPE_QUICK : LM_RECIPE), ...options.recipe };
+  const base = quick ? LM_ARCHITECTURE_QUICK : LM_ARCHITECTURE;
+  const input: ModelConfigInput = typeof architecture === "string"
+    ? { ...base, attention: architecture as ModelConfigInput["attention"], seed: recipe.seed }
+    : { ...base, seed: recipe.seed, ...architecture };
+  if (typeof architecture !== "string" && Array.isArray(architecture.attention) && architecture.layers === undefined) {
+    delete input.layers;
+  }
+  const label = typeof architecture === "string" ? architecture : architecture.attention;
+  if (options.name === undefined && typeof label !== "string") {
+    throw new Error(
+      `trainedLanguageModel: a custom attention list needs options.name, the run's folder under data/runs`,
+    );
+  }
+  const name = options.name ?? lmRunName(label as string, quick);
+  const corpus = options.corpus ?? await loadSotu();
+  const sampler = lmSampler(corpus.splits.train, {
+    batchSize: recipe.batchSize,
+    seqLen: recipe.seqLen,
+    seed: recipe.seed,
+  });
+  const tiling = lmTiling(corpus.splits.valid, {
+    batchSize: recipe.batchSize,
+    seqLen: recipe.seqLen,
+    maxBatches: recipe.validBatches,
+  });
+  const validation = Array.from(tiling);
+  // The probe reads the model that build() made last: trainCached builds once per call.
+  let model: TransformerModel | null = null;
+  const probeBatch = (step: number): LmBatch => {
+    const b = sampler.batch(step);
+    const rows = Math.min(recipe.probeRows, b.batch);
+    const size = rows * b.length;
+    return { ...b, batch: rows, inputs: b.inputs.slice(0, size), targets: b.targets.slice(0, size) };
+  };
+  const trainOptions: TrainCachedOptions<LmBatch, TransformerModel> = {
+    build: () => (model = createModel(input, { log: options.log ?? (() => {}) })),
+    steps: recipe.steps,
+    lr: recipe.lr,
+    warmup: recipe.warmup,
+    clip: recipe.clip,
+    weightDecay: recipe.weightDecay,
+    batchAt: (step) => sampler.batch(step),
+    validation: { every: recipe.validEvery, batches: () => validation },
+    probe: recipe.probeEvery === null ? null : {
+      every: recipe.probeEvery,
+      fn: (step) =>
+        Object.fromEntries(model!.scoreGradientNorms(probeBatch(step)).map((v, i) => [`score_grad_${i}`, v])),
+    },
+    batchTokens: (b) => b.inputs.length,
+    seed: recipe.seed,
+    dataId:
+      `${corpus.name}:${corpus.checksums.corpus}:seq${recipe.seqLen}:batch${recipe.batchSize}:valid${recipe.validBatches}:probe${recipe.probeEvery}x${recipe.probeRows}`,
+    ...(options.runsDir ? { runsDir: options.runsDir } : {}),
+    ...(options.checkpointEvery !== undefined ? { checkpointEvery: options.checkpointEvery } : {}),
+    ...(options.onStep !== undefined ? { onStep: options.onStep } : {}),
+    ...(options.progress ? { progress: options.progress } : {}),
+    ...(options.log !== undefined ? { log: options.log } : {}),
+  };
+  return { name, recipe, corpus, options: trainOptions };
+}
 
 /**
  * A byte-level language model of the given architecture, trained with the shared recipe on the
@@ -139,72 +258,7 @@ export async function trainedLanguageModel(
   architecture: string | ModelConfigInput,
   options: TrainedLanguageModelOptions = {},
 ): Promise<TrainedLanguageModel> {
-  for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.includes(key)) {
-      throw new Error(`trainedLanguageModel: unknown option "${key}"; valid options are ${OPTION_KEYS.join(", ")}`);
-    }
-  }
-  const quick = options.quick ?? isQuick();
-  for (const key of Object.keys(options.recipe ?? {})) {
-    if (!RECIPE_KEYS.includes(key)) {
-      throw new Error(`trainedLanguageModel: unknown recipe key "${key}"; valid keys are ${RECIPE_KEYS.join(", ")}`);
-    }
-  }
-  const recipe: LmRecipe = { ...(quick ? LM_RECIPE_QUICK : LM_RECIPE), ...options.recipe };
-  const base = quick ? LM_ARCHITECTURE_QUICK : LM_ARCHITECTURE;
-  const input: ModelConfigInput = typeof architecture === "string"
-    ? { ...base, attention: architecture as ModelConfigInput["attention"], seed: recipe.seed }
-    : { ...base, seed: recipe.seed, ...architecture };
-  if (typeof architecture !== "string" && Array.isArray(architecture.attention) && architecture.layers === undefined) {
-    delete input.layers;
-  }
-  const label = typeof architecture === "string" ? architecture : architecture.attention;
-  if (options.name === undefined && typeof label !== "string") {
-    throw new Error(
-      `trainedLanguageModel: a custom attention list needs options.name, the run's folder under data/runs`,
-    );
-  }
-  const name = options.name ?? `${quick ? "lm-quick" : "lm"}/${label}`;
-  const corpus = options.corpus ?? await loadSotu();
-  const sampler = lmSampler(corpus.splits.train, {
-    batchSize: recipe.batchSize,
-    seqLen: recipe.seqLen,
-    seed: recipe.seed,
-  });
-  const tiling = lmTiling(corpus.splits.valid, {
-    batchSize: recipe.batchSize,
-    seqLen: recipe.seqLen,
-    maxBatches: recipe.validBatches,
-  });
-  const validation = Array.from(tiling);
-  let model: TransformerModel | null = null;
-  const probeBatch = (step: number): LmBatch => {
-    const b = sampler.batch(step);
-    const rows = Math.min(recipe.probeRows, b.batch);
-    const size = rows * b.length;
-    return { ...b, batch: rows, inputs: b.inputs.slice(0, size), targets: b.targets.slice(0, size) };
-  };
-  const { model: trained, result, action } = await trainCached<LmBatch, TransformerModel>(name, {
-    build: () => (model = createModel(input, { log: options.log ?? (() => {}) })),
-    steps: recipe.steps,
-    lr: recipe.lr,
-    warmup: recipe.warmup,
-    clip: recipe.clip,
-    weightDecay: recipe.weightDecay,
-    batchAt: (step) => sampler.batch(step),
-    validation: { every: recipe.validEvery, batches: () => validation },
-    probe: recipe.probeEvery === null ? null : {
-      every: recipe.probeEvery,
-      fn: (step) =>
-        Object.fromEntries(model!.scoreGradientNorms(probeBatch(step)).map((v, i) => [`score_grad_${i}`, v])),
-    },
-    batchTokens: (b) => b.inputs.length,
-    seed: recipe.seed,
-    dataId:
-      `${corpus.name}:${corpus.checksums.corpus}:seq${recipe.seqLen}:batch${recipe.batchSize}:valid${recipe.validBatches}:probe${recipe.probeEvery}x${recipe.probeRows}`,
-    ...(options.runsDir ? { runsDir: options.runsDir } : {}),
-    ...(options.progress ? { progress: options.progress } : {}),
-    ...(options.log !== undefined ? { log: options.log } : {}),
-  });
-  return { model: trained, result, action, recipe, corpus };
+  const run = await languageModelRun(architecture, options);
+  const { model, result, action } = await trainCached<LmBatch, TransformerModel>(run.name, run.options);
+  return { model, result, action, recipe: run.recipe, corpus: run.corpus };
 }

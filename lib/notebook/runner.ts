@@ -17,7 +17,9 @@
 
 import { copyFileSync, mkdirSync, readdirSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
+import { writeFileAtomic } from "../figures/atomic.ts";
 import { findPython } from "./jupyter.ts";
+import { normaliseOutputs, type NotebookJson } from "./outputs.ts";
 import { defaultFiguresDir, EXECUTE_PY, NOTEBOOKS_DIR, ROOT } from "./paths.ts";
 
 /** `quick`: small sizes, on copies; `full`: full sizes, saved in place. */
@@ -365,6 +367,32 @@ function readCells(path: string): string[] {
 }
 
 /**
+ * JSON as nbformat writes it: keys sorted, one-space indent, non-ASCII kept, a final newline.
+ *
+ * @example
+ * ```ts
+ * import { nbformatJson } from "./runner.ts";
+ * console.log(nbformatJson({ b: 1, a: ["é"] }));
+ * ```
+ */
+export function nbformatJson(value: unknown): string {
+  const sorted = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(sorted)
+      : v !== null && typeof v === "object"
+      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Record<string, unknown>)[k])]))
+      : v;
+  return JSON.stringify(sorted(value), null, 1) + "\n";
+}
+
+// Reads the executed notebook, adds PNG twins and relative paths, and replaces the target atomically.
+async function saveNormalised(executed: string, target: string): Promise<void> {
+  const notebook = JSON.parse(await Deno.readTextFile(executed)) as NotebookJson;
+  normaliseOutputs(notebook);
+  await writeFileAtomic(target, nbformatJson(notebook));
+}
+
+/**
  * Executes one notebook; resolves with its result, or rejects with a
  * {@linkcode NotebookError} naming the notebook and the failing cell.
  *
@@ -400,10 +428,12 @@ export async function runNotebook(path: string, options: RunOptions = {}): Promi
     mkdirSync(figuresDir, { recursive: true });
     // A fresh clone has no notebooks/ until a notebook is committed; the kernel needs it to exist.
     mkdirSync(options.cwd ?? NOTEBOOKS_DIR, { recursive: true });
+    // Full mode: the driver saves to scratch; the outputs are normalised before the notebook is replaced.
+    const executed = join(scratch, `executed_${name}`);
     const args = buildExecuteArgs({
       input,
-      output: mode === "full" ? source : undefined,
-      partialOutput: join(scratch, mode === "quick" ? `executed_${name}` : name),
+      output: mode === "full" ? executed : undefined,
+      partialOutput: join(scratch, `partial_${name}`),
       cwd: options.cwd,
       kernel: options.kernel,
       cellTimeoutSeconds: options.cellTimeoutSeconds,
@@ -487,7 +517,7 @@ export async function runNotebook(path: string, options: RunOptions = {}): Promi
     const seconds = (performance.now() - started) / 1000;
     const kernelEvent = events.find((e) => e.event === "kernel_started");
     const kernelSeconds = kernelEvent ? Number(kernelEvent.seconds) : undefined;
-    const executed = events.filter((e) => e.event === "cell_done").length;
+    const executedCells = events.filter((e) => e.event === "cell_done").length;
     const failure = events.find((e) => e.event === "error");
     const done = events.find((e) => e.event === "done");
     if (failure) {
@@ -504,10 +534,11 @@ export async function runNotebook(path: string, options: RunOptions = {}): Promi
         kind: "runner",
       });
     }
+    if (mode === "full") await saveNormalised(executed, source);
     return {
       notebook: displayPath(source),
       cells: cells.length,
-      executed,
+      executed: executedCells,
       seconds,
       kernelSeconds,
       status: "ok",

@@ -5,11 +5,22 @@
  * @module
  */
 
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { pruneManifest } from "../figures/manifest.ts";
-import { formatSummary, listNotebooks, runNotebooks } from "../notebook/runner.ts";
+import { groupsForNotebooks } from "../experiments/mod.ts";
+import { displayPath, formatSeconds, formatSummary, listNotebooks, runNotebooks } from "../notebook/runner.ts";
+import type { NotebookResult } from "../notebook/runner.ts";
 import { defaultFiguresDir } from "../notebook/paths.ts";
+import {
+  notebookInputsHash,
+  readResumeRecord,
+  RESUME_FILE,
+  type ResumeRecord,
+  writeResumeRecord,
+} from "../notebook/resume.ts";
+import { sourceHash } from "../source_hash.ts";
 import { setup } from "./setup.ts";
+import { parseCount, trainPlannedRuns } from "./train.ts";
 import { formatHelp, parseFlags, parseSeconds, runMain } from "./cli.ts";
 
 const FLAGS = {
@@ -20,14 +31,20 @@ const FLAGS = {
     description: "run only notebooks whose file name starts with or contains PATTERN (e.g. --only 00)",
   },
   "fail-fast": { type: "boolean", description: "stop at the first failing notebook" },
+  restart: { type: "boolean", description: "ignore what an interrupted run finished; run every notebook again" },
+  "no-train": { type: "boolean", description: "skip the training stage (notebooks then train what they miss)" },
+  jobs: { type: "string", value: "N", description: "runs trained at once in the training stage (default: cores)" },
   "cell-timeout": { type: "string", value: "SECONDS", description: "seconds one cell may run (default 3600)" },
   timeout: { type: "string", value: "SECONDS", description: "seconds one notebook may run (default 14400)" },
   help: { type: "boolean", description: "show this help" },
 } as const;
 
-const DESCRIPTION = `Executes notebooks/NN_*.ipynb (or the NOTEBOOKS given) one by one at full size
-through Jupyter and the Deno kernel, saving each in place with its outputs.
-A failing notebook is left unchanged; its partial outputs go to a temporary file.`;
+const DESCRIPTION = `First trains every run the notebooks load that data/runs/ lacks (deno task train),
+as resumable jobs with progress and the time left; then executes notebooks/NN_*.ipynb
+(or the NOTEBOOKS given) one by one at full size through Jupyter and the Deno kernel,
+saving each in place with its outputs. A failing notebook is left unchanged; its partial
+outputs go to a temporary file. An interrupted run resumes: training from the last
+checkpoints, notebooks after the last one finished (unless it or lib/ changed).`;
 
 /**
  * The task's entry point; returns the exit status.
@@ -48,31 +65,83 @@ export async function main(args: string[]): Promise<number> {
     ? parseSeconds(values["cell-timeout"] as string, "--cell-timeout")
     : 3600;
   const timeoutSeconds = values.timeout ? parseSeconds(values.timeout as string, "--timeout") : 14400;
+  const jobs = values.jobs ? parseCount(values.jobs as string, "--jobs") : undefined;
   const only = (values.only as string[] | undefined) ?? [];
   if (positionals.length > 0 && only.length > 0) throw new Error("reproduce: give NOTEBOOKS or --only, not both");
   const missing = positionals.filter((path) => !existsSync(path));
   if (missing.length > 0) throw new Error(`reproduce: no such notebook: ${missing.join(", ")}`);
   const notebooks = positionals.length > 0 ? positionals : listNotebooks({ only });
 
+  const started = performance.now();
   await setup();
   if (notebooks.length === 0) {
     console.log("reproduce: no notebooks in notebooks/, nothing to do");
     return 0;
   }
-  console.log(`reproduce: ${notebooks.length} notebook(s), figures to ${defaultFiguresDir()}`);
-  const results = await runNotebooks(notebooks, {
-    mode: "full",
-    cellTimeoutSeconds,
-    timeoutSeconds,
-    failFast: Boolean(values["fail-fast"]),
-  });
-  console.log(formatSummary(results));
-  const dropped = await pruneManifest(defaultFiguresDir());
+  const figuresDir = defaultFiguresDir();
+  const library = await sourceHash();
+  let record: ResumeRecord | null = values.restart ? null : readResumeRecord();
+  if (record !== null) {
+    console.log(
+      `reproduce: resuming the run started ${record.started} (${Object.keys(record.done).length} notebook(s) ` +
+        `finished then; --restart runs every notebook again)`,
+    );
+  }
+  record ??= { version: 1, started: new Date().toISOString(), done: {} };
+
+  if (!values["no-train"]) {
+    const groups = groupsForNotebooks(notebooks);
+    const runs = groups.flatMap((g) => g.runs(false));
+    if (runs.length > 0) {
+      console.log(`reproduce: training stage: ${groups.map((g) => `${g.name} (${g.description})`).join("; ")}`);
+      const reports = await trainPlannedRuns(runs, { jobs, quick: false });
+      const failed = reports.filter((r) => r.status === "failed");
+      if (failed.length > 0) {
+        console.error(
+          `reproduce: ${failed.length} run(s) failed to train: ${failed.map((r) => r.name).join(", ")}; ` +
+            "fix the cause and run `deno task reproduce` again: finished runs are kept",
+        );
+        return 1;
+      }
+    }
+  }
+
+  console.log(`reproduce: ${notebooks.length} notebook(s), figures to ${figuresDir}`);
+  const results: NotebookResult[] = [];
+  let skipped = 0;
+  for (const notebook of notebooks) {
+    const key = displayPath(notebook);
+    const inputs = await notebookInputsHash(readFileSync(notebook, "utf8"), library);
+    const done = record.done[key];
+    if (done?.inputs === inputs) {
+      console.log(`notebook ${key}: finished at ${done.finished} by the interrupted run, unchanged since: skipped`);
+      skipped++;
+      continue;
+    }
+    const [result] = await runNotebooks([notebook], { mode: "full", cellTimeoutSeconds, timeoutSeconds });
+    results.push(result);
+    if (result.status === "ok") {
+      record.done[key] = { inputs, finished: new Date().toISOString(), seconds: Math.round(result.seconds) };
+      await writeResumeRecord(record);
+    } else if (values["fail-fast"]) {
+      break;
+    }
+  }
+  if (results.length > 0) console.log(formatSummary(results));
+  const dropped = await pruneManifest(figuresDir);
   if (dropped.length > 0) {
     console.log(`reproduce: dropped manifest entries of figures no longer drawn: ${dropped.join(", ")}`);
   }
   const failed = results.filter((r) => r.status === "failed").length;
-  console.log(`reproduce: ${results.length - failed} passed, ${failed} failed`);
+  // Only a run over every notebook that finished them all closes the record; a partial one keeps it.
+  const everyNotebook = positionals.length === 0 && only.length === 0;
+  if (everyNotebook && failed === 0 && results.length + skipped === notebooks.length) {
+    rmSync(RESUME_FILE, { force: true });
+  }
+  console.log(
+    `reproduce: ${results.length - failed} passed, ${failed} failed, ${skipped} already done; ` +
+      `${formatSeconds((performance.now() - started) / 1000)} in all`,
+  );
   return failed > 0 ? 1 : 0;
 }
 

@@ -1,0 +1,15 @@
+/**
+ * The trained runs the notebooks need, declared as groups so they can be trained ahead of the
+ * notebooks (`deno task train`) as resumable jobs. Importing this module registers every group.
+ *
+ * ```ts
+ * import { runGroups } from "./mod.ts";
+ * console.log(runGroups().map((g) => `${g.name}: ${g.runs(false).length} runs`)); // ["lm: 6 runs", "ablation: 36 runs"]
+ * ```
+ *
+ * @module
+ */
+
+export * from "./registry.ts";
+export * from "./shared_lms.ts";
+export * from "./ablations.ts";

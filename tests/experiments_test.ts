@@ -1,0 +1,153 @@
+// The training stage of `task reproduce`: planned runs, their cache state, the worker pool, and
+// what an interrupted reproduce resumes.
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  ABLATION_CONFIGS,
+  ablationRun,
+  groupsForNotebooks,
+  type PlannedRun,
+  runGroup,
+  runSpec,
+  runState,
+} from "../lib/experiments/mod.ts";
+import { lmRunName } from "../lib/models/pretrained.ts";
+import { loadSotu } from "../lib/data/sotu.ts";
+import { initBackend } from "../lib/backend.ts";
+import { readCheckpointManifest, trainCached } from "../lib/train/mod.ts";
+import { parseWorkerEvent, selectRuns, trainPlannedRuns, WORKER_EVENT } from "../lib/tasks/train.ts";
+import { notebookInputsHash, readResumeRecord, writeResumeRecord } from "../lib/notebook/resume.ts";
+import { sourceHash } from "../lib/source_hash.ts";
+import "./helpers.ts";
+
+const corpus = await loadSotu();
+await initBackend({ quiet: true });
+
+Deno.test("planned runs: the lm group names its runs as trainedLanguageModel does, one per preset", () => {
+  const full = runGroup("lm").runs(false);
+  assert.equal(full.length, 6);
+  for (const run of full) assert.equal(run.name, lmRunName(run.architecture as string, false));
+  assert.deepEqual(runGroup("lm").runs(true).map((r) => r.name.split("/")[0]), Array(6).fill("lm-quick"));
+});
+
+Deno.test("planned runs: every ablation configuration × seed, and notebooks map to the groups they read", () => {
+  const configs = Object.keys(ABLATION_CONFIGS).length;
+  assert.equal(runGroup("ablation").runs(false).length, configs * 3);
+  assert.equal(runGroup("ablation").runs(true).length, configs);
+  assert.deepEqual(groupsForNotebooks(["notebooks/00_tour.ipynb", "notebooks/07_complexity.ipynb"]), []);
+  assert.deepEqual(groupsForNotebooks(["notebooks/05_ablations.ipynb"]).map((g) => g.name), ["ablation"]);
+  assert.deepEqual(groupsForNotebooks(["x/03_attention_dilution.ipynb"]).map((g) => g.name), ["lm"]);
+  assert.equal(selectRuns(["lm", "ablation"], true).length, 6 + configs);
+  assert.throws(() => selectRuns(["nope"], true), /unknown run group "nope"; the groups are lm, ablation/);
+  assert.throws(() => ablationRun("nope", 1, true), RangeError);
+});
+
+Deno.test("runState: missing, then partial after an interrupted run, finished after it resumes, stale when the recipe changes", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const start = tf.memory().numTensors;
+  try {
+    const run = runGroup("lm").runs(true)[1];
+    assert.deepEqual(await runState(run, { corpus, runsDir }), { kind: "missing" });
+    const spec = await runSpec(run, { corpus, runsDir, progress: "none", log: null });
+    // Stop after 3 of the 6 updates, as a killed worker would after its last checkpoint.
+    const first = await trainCached(spec.name, { ...spec.options, until: 3 });
+    first.model.dispose();
+    assert.deepEqual(await runState(run, { corpus, runsDir }), { kind: "partial", step: 3, steps: 6 });
+    const resumed = await trainCached(spec.name, spec.options);
+    resumed.model.dispose();
+    assert.equal(resumed.action, "resumed");
+    assert.deepEqual(resumed.result.logs.train.map((r) => r.step), [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(await runState(run, { corpus, runsDir }), { kind: "finished", step: 6 });
+    const changed: PlannedRun = { ...run, options: { ...run.options, recipe: { lr: 1e-3 } } };
+    const stale = await runState(changed, { corpus, runsDir });
+    assert.equal(stale.kind, "stale");
+    assert.match((stale as { reason: string }).reason, /trained with hash [0-9a-f]{8}…, now [0-9a-f]{8}…/);
+    assert.equal(tf.memory().numTensors, start);
+  } finally {
+    await Deno.remove(runsDir, { recursive: true });
+  }
+});
+
+Deno.test("trainPlannedRuns: trains missing runs in worker processes, resumes an unfinished one, then finds all cached", async () => {
+  const runsDir = await Deno.makeTempDir();
+  try {
+    const [a, b] = runGroup("lm").runs(true);
+    const spec = await runSpec(b, { corpus, runsDir, progress: "none", log: null });
+    const partial = await trainCached(spec.name, { ...spec.options, until: 2 });
+    partial.model.dispose();
+    const lines: string[] = [];
+    const reports = await trainPlannedRuns([a, b], { quick: true, jobs: 2, runsDir, log: (l) => lines.push(l) });
+    assert.deepEqual(reports.map((r) => [r.name, r.before.kind, r.status]), [
+      [a.name, "missing", "trained"],
+      [b.name, "partial", "trained"],
+    ]);
+    for (const run of [a, b]) {
+      const manifest = await readCheckpointManifest(join(runsDir, run.name));
+      assert.equal(manifest?.finished, true);
+      assert.equal(manifest?.step, 6);
+    }
+    assert.ok(lines.some((l) => l.includes("2 run(s), 0 cached, 2 to train, 2 at a time")), lines.join("\n"));
+    const again = await trainPlannedRuns([a, b], { quick: true, runsDir, log: () => {} });
+    assert.deepEqual(again.map((r) => r.status), ["cached", "cached"]);
+  } finally {
+    await Deno.remove(runsDir, { recursive: true });
+  }
+});
+
+Deno.test("parseWorkerEvent reads the worker's progress lines and nothing else", () => {
+  assert.deepEqual(parseWorkerEvent(`${WORKER_EVENT}{"step":0,"steps":6}`), { step: 0, steps: 6 });
+  assert.equal(parseWorkerEvent(`attnlab: backend blas`), null);
+});
+
+Deno.test("resume record: a notebook's inputs hash ignores outputs, follows code and library; a corrupt record is ignored", async () => {
+  const nb = (code: string, out: string) =>
+    JSON.stringify({
+      cells: [
+        { cell_type: "markdown", source: ["# title"] },
+        { cell_type: "code", source: [code], outputs: [{ output_type: "stream", text: out }] },
+      ],
+    });
+  const h = await notebookInputsHash(nb("train()", "loss 1"), "L");
+  assert.equal(await notebookInputsHash(nb("train()", "loss 2"), "L"), h);
+  assert.notEqual(await notebookInputsHash(nb("train(2)", "loss 1"), "L"), h);
+  assert.notEqual(await notebookInputsHash(nb("train()", "loss 1"), "M"), h);
+  assert.throws(() => notebookInputsHash("{}", "L"), /not a notebook/);
+
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "cache", "reproduce.json");
+    await writeResumeRecord({
+      version: 1,
+      started: "s",
+      done: { "notebooks/00.ipynb": { inputs: h, finished: "f", seconds: 1 } },
+    }, path);
+    assert.equal(readResumeRecord(path)?.done["notebooks/00.ipynb"].inputs, h);
+    for (const bad of ["null", "{", "[]", '{"version":2,"done":{}}']) {
+      await Deno.writeTextFile(path, bad);
+      const notes: string[] = [];
+      assert.equal(readResumeRecord(path, (l) => notes.push(l)), null);
+      assert.match(notes[0], /ignoring an unreadable resume record/);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sourceHash changes when a file under a hashed folder changes, is added or renamed", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(join(root, "lib", "attention"), { recursive: true });
+    await Deno.writeTextFile(join(root, "lib", "attention", "softmax.ts"), "export const a = 1;\n");
+    const h0 = await sourceHash(["lib"], { root });
+    assert.equal(await sourceHash(["lib"], { root }), h0);
+    await Deno.writeTextFile(join(root, "lib", "attention", "softmax.ts"), "export const a = 2;\n");
+    const h1 = await sourceHash(["lib"], { root });
+    assert.notEqual(h1, h0);
+    await Deno.rename(join(root, "lib", "attention", "softmax.ts"), join(root, "lib", "attention", "linear.ts"));
+    assert.notEqual(await sourceHash(["lib"], { root }), h1);
+    await assert.rejects(() => sourceHash(["missing"], { root }), /sourceHash: cannot read .*missing/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
