@@ -1,6 +1,9 @@
 /**
- * Tests for lib/figures: snapshot SVGs, reproducible files, atomic writes,
- * the manifest, CSV formatting, PNG rendering and error messages.
+ * Tests for lib/figures and the figures settings of lib/env.ts: snapshot SVGs,
+ * reproducible files, figure sets saved as one unit (lock, sweep, crash
+ * recovery in a killed child process), the manifest and its config checks, CSV
+ * formatting, PNG rendering, inline display with a PNG twin, the quick-mode
+ * figures folder and error messages.
  *
  * Snapshots live in tests/snapshots/<name>.svg. When a figure changes on
  * purpose, accept the new output with
@@ -9,21 +12,32 @@
 
 import { strict as assert } from "node:assert";
 import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { hostname, tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as Plot from "@observablehq/plot";
 import { initBackend } from "../lib/backend.ts";
-import { writeFileAtomic } from "../lib/figures/atomic.ts";
+import { ensureFiguresDir, figuresDir, QUICK_FIGURES_PREFIX, REPO_ROOT } from "../lib/env.ts";
+import { sweepTempFiles, writeFileAtomic } from "../lib/figures/atomic.ts";
+import { commitFileSet } from "../lib/figures/file_set.ts";
+import { LOCK_STALE_MS, LOCK_WAIT_MS, staleReason, withFileLock } from "../lib/figures/lock.ts";
+import { MANIFEST_LOCK, SAVE_JOURNAL } from "../lib/figures/manifest.ts";
 import {
+  checkConfig,
+  displayPath,
   gitState,
   JUPYTER_DISPLAY,
   plotDocument,
+  pngForSvg,
   readManifest,
   readPngSize,
   renderSvg,
+  saveClaims,
   saveFigure,
+  saveTable,
   show,
   startRun,
+  svgSize,
   svgToPng,
   table,
   toCsv,
@@ -124,6 +138,19 @@ function titledPlot() {
       Plot.ruleY([0]),
     ],
   });
+}
+
+/** For assert.throws / assert.rejects: the error is exactly a `kind` and its message contains `text`. */
+function errorWith(kind: ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor, text: string) {
+  return (err: unknown): boolean => {
+    assert.ok(err instanceof Error, `expected an Error, got ${String(err)}`);
+    assert.equal(err.constructor, kind, `expected a ${kind.name}, got ${err.name}: ${err.message}`);
+    assert.ok(
+      err.message.includes(text),
+      `expected the message to include ${JSON.stringify(text)}, got ${JSON.stringify(err.message)}`,
+    );
+    return true;
+  };
 }
 
 async function listDir(dir: string): Promise<string[]> {
@@ -441,13 +468,79 @@ Deno.test("bad inputs give clear errors and write nothing", async () => {
   assert.throws(() => startRun({ sead: 1 } as never), /startRun: unknown option "sead"/);
 });
 
-Deno.test("saveFigure and show display inline as image/svg+xml", async () => {
+function decodeBase64(text: string): Uint8Array {
+  assert.match(text, /^[A-Za-z0-9+/]+={0,2}$/, "base64 without line breaks, as Jupyter expects for image/png");
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
+Deno.test("saveFigure and show display inline as image/svg+xml with a 1x image/png twin", async () => {
   const saved = await saveFigure("inline", heatmapPlot(), { outDir: await tempDir() });
   const bundle = saved[JUPYTER_DISPLAY]();
+  assert.deepEqual(Object.keys(bundle), ["image/svg+xml", "image/png", "text/plain"]);
   assert.equal(bundle["image/svg+xml"], saved.svg);
+  const png = decodeBase64(bundle["image/png"]);
+  assert.deepEqual([...png.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
+  // 1x: the PNG has the SVG's size in pixels, so it displays at the figure's size.
+  assert.deepEqual(readPngSize(png), svgSize(saved.svg));
+  assert.deepEqual(png, svgToPng(saved.svg, { scale: 1 }));
   assert.match(bundle["text/plain"], /inline\.svg\n.*inline\.png$/);
   const shown = show(heatmapPlot());
-  assert.equal(shown[JUPYTER_DISPLAY]()["image/svg+xml"], saved.svg);
+  const shownBundle = shown[JUPYTER_DISPLAY]();
+  assert.deepEqual(Object.keys(shownBundle), ["image/svg+xml", "image/png", "text/plain"]);
+  assert.equal(shownBundle["image/svg+xml"], saved.svg);
+  // Deterministic: the same SVG gives the same PNG, in show(), in saveFigure and from pngForSvg.
+  assert.equal(shownBundle["image/png"], bundle["image/png"]);
+  assert.equal(pngForSvg(saved.svg), bundle["image/png"]);
+});
+
+Deno.test("pngForSvg renders SVG from elsewhere (no xmlns, xlink) and rejects what is not SVG", () => {
+  const plot = logLinePlot() as unknown as { outerHTML: string };
+  // A Plot with a legend is a <figure>: take its inner <svg>, which has no xmlns, as a notebook would display it.
+  const html = plot.outerHTML;
+  const inner = html.slice(html.lastIndexOf("<svg"), html.lastIndexOf("</svg>") + 6);
+  assert.doesNotMatch(inner.slice(0, inner.indexOf(">")), /xmlns=/);
+  const png = decodeBase64(pngForSvg(inner));
+  const width = Number(/width="(\d+)"/.exec(inner)![1]);
+  assert.equal(readPngSize(png).width, width);
+  const linked = '<svg width="4" height="2"><defs><rect id="r" width="4" height="2" fill="black"/></defs>' +
+    '<use xlink:href="#r"/></svg>';
+  const pixels = renderSvg(
+    '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"' + linked.slice(4),
+    { scale: 1 },
+  ).png;
+  assert.deepEqual(decodeBase64(pngForSvg(linked)), pixels);
+  assert.equal(readPngSize(decodeBase64(pngForSvg(linked, { scale: 2 }))).width, 8);
+  assert.throws(
+    () => pngForSvg(42 as never),
+    errorWith(TypeError, "pngForSvg: svg must be a string of SVG markup, got number"),
+  );
+  assert.throws(
+    () => pngForSvg("<div><svg/></div>"),
+    /pngForSvg: svg must be SVG markup starting with "<svg", got "<div>/,
+  );
+});
+
+Deno.test("saveFigure lists the files it wrote relative to the repository root, and keeps paths absolute", async () => {
+  // A folder inside the repository that git ignores (node_modules/), removed afterwards.
+  const inside = await Deno.makeTempDir({ dir: join(REPO_ROOT, "node_modules"), prefix: ".attnlab_figures_test_" });
+  try {
+    const saved = await saveFigure("listed", titledPlot(), { outDir: inside, data: [{ a: 1 }] });
+    const rel = `node_modules/${basename(inside)}`;
+    assert.equal(
+      saved[JUPYTER_DISPLAY]()["text/plain"],
+      `saved listed:\n${rel}/listed.svg\n${rel}/listed.png\n${rel}/listed.csv`,
+    );
+    assert.equal(saved.paths.svg, join(inside, "listed.svg"));
+    assert.equal(saved.paths.csv, join(inside, "listed.csv"));
+  } finally {
+    await Deno.remove(inside, { recursive: true });
+  }
+  const outside = await tempDir();
+  const saved = await saveFigure("listed", titledPlot(), { outDir: outside });
+  assert.equal(saved[JUPYTER_DISPLAY]()["text/plain"], `saved listed:\n${outside}/listed.svg\n${outside}/listed.png`);
+  assert.equal(displayPath(join(REPO_ROOT, "figures", "a.svg")), "figures/a.svg");
+  assert.equal(displayPath(REPO_ROOT), REPO_ROOT);
+  assert.equal(displayPath(`${REPO_ROOT}-other/a.svg`), `${REPO_ROOT}-other/a.svg`);
 });
 
 Deno.test("table renders HTML, Markdown and plain text, escaping cells and truncating long inputs", () => {
@@ -541,4 +634,456 @@ Deno.test("captions, tables and claims are recorded in the manifest; entries wit
   await Deno.remove(join(dir, "demo_table.csv"));
   const { pruneManifest } = await import("../lib/figures/manifest.ts");
   assert.deepEqual(await pruneManifest(dir), ["demo_table"]);
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// A figure's files change together: checks before writes, the lock, sweeping, and what a killed save leaves.
+
+/** Every file in a folder with its bytes, to show that a failed save changed nothing. */
+async function folderState(dir: string): Promise<Record<string, string>> {
+  const state: Record<string, string> = {};
+  for (const name of await listDir(dir)) state[name] = new TextDecoder().decode(await Deno.readFile(join(dir, name)));
+  return state;
+}
+
+/** The pid of a process that has exited (and been reaped), so that no process has it. */
+async function deadPid(): Promise<number> {
+  const child = new Deno.Command("true", { stdout: "null", stderr: "null" }).spawn();
+  await child.status;
+  assert.equal(existsSync(`/proc/${child.pid}`), false, `process ${child.pid} should be gone`);
+  return child.pid;
+}
+
+const SQUARE = (fill: string) =>
+  `<svg xmlns="http://www.w3.org/2000/svg" width="30" height="20"><rect width="30" height="20" fill="${fill}"/></svg>`;
+
+Deno.test("an unreadable manifest fails every save before anything is written, even the lock", async () => {
+  const dir = await tempDir();
+  await saveFigure("kept", SQUARE("blue"), { outDir: dir, data: [{ v: 1 }], backend: "cpu" });
+  for (const bad of ["{ not json", '{"figures": []}', "null"]) {
+    await Deno.writeTextFile(join(dir, "manifest.json"), bad);
+    const before = await folderState(dir);
+    const why = bad === "{ not json"
+      ? /manifest\.json is not valid JSON .*; fix it or delete it/
+      : /has no "figures" object/;
+    await assert.rejects(saveFigure("kept", SQUARE("red"), { outDir: dir, data: [{ v: 2 }], backend: "cpu" }), why);
+    await assert.rejects(saveFigure("fresh", SQUARE("red"), { outDir: dir, backend: "cpu" }), why);
+    await assert.rejects(saveTable("tab", [{ a: 1 }], { outDir: dir, backend: "cpu" }), why);
+    const claim = { id: "a", claim: "c", paper: "1", measured: "1", reproduced: true };
+    await assert.rejects(saveClaims("claims", [claim], { outDir: dir, backend: "cpu" }), why);
+    assert.deepEqual(await folderState(dir), before);
+  }
+});
+
+Deno.test("a lock whose holder no longer runs is broken at once and the save succeeds", async () => {
+  const dir = await tempDir();
+  const lock = join(dir, MANIFEST_LOCK);
+  const pid = await deadPid();
+  await Deno.writeTextFile(
+    lock,
+    JSON.stringify({ pid, host: hostname(), since: new Date().toISOString(), token: "x" }),
+  );
+  const started = Date.now();
+  const saved = await saveFigure("after_crash", SQUARE("green"), { outDir: dir, backend: "cpu" });
+  // Broken because the pid is gone, not because it aged: well within the staleness limit.
+  assert.ok(Date.now() - started < LOCK_STALE_MS / 3, `took ${Date.now() - started} ms`);
+  assert.equal(saved.entry.name, "after_crash");
+  assert.deepEqual(await listDir(dir), ["after_crash.png", "after_crash.svg", "manifest.json"]);
+});
+
+Deno.test("lock staleness: a dead pid, or no touch for the limit; a live holder makes waiters fail with the fix", async () => {
+  const pid = await deadPid();
+  const now = Date.now();
+  assert.equal(staleReason({ pid, host: hostname(), touchedMs: now }), `its holder, process ${pid}, no longer runs`);
+  assert.equal(staleReason({ pid, touchedMs: now }), `its holder, process ${pid}, no longer runs`);
+  // On another host the pid says nothing; only age counts.
+  assert.equal(staleReason({ pid, host: `${hostname()}-elsewhere`, touchedMs: now }), null);
+  assert.equal(staleReason({ pid: Deno.pid, touchedMs: now }), null);
+  assert.equal(staleReason({ pid: Deno.pid, touchedMs: now - 31_000 }), "not touched for 31 s (limit 30 s)");
+  assert.ok(LOCK_WAIT_MS > LOCK_STALE_MS, "a waiter must outlast the staleness limit");
+
+  // An old lock file without a pid (an older version's) is broken once it is older than the limit.
+  const dir = await tempDir();
+  const lock = join(dir, MANIFEST_LOCK);
+  await Deno.writeTextFile(lock, "");
+  const old = new Date(Date.now() - LOCK_STALE_MS - 5_000);
+  await Deno.utime(lock, old, old);
+  await saveFigure("after_old_lock", SQUARE("green"), { outDir: dir, backend: "cpu" });
+  assert.equal(existsSync(lock), false);
+
+  // A live, fresh holder: the waiter gives up, names the lock file and says how to fix it, and writes nothing.
+  await Deno.writeTextFile(lock, JSON.stringify({ pid: Deno.pid, host: hostname(), since: "then", token: "live" }));
+  const before = await folderState(dir);
+  let planned = false;
+  await assert.rejects(
+    commitFileSet(dir, () => {
+      planned = true;
+      return { files: [["x.txt", "x"]] };
+    }, { lockName: MANIFEST_LOCK, journalName: SAVE_JOURNAL, waitMs: 300 }),
+    (err: Error) => {
+      assert.match(err.message, new RegExp(`^could not take the lock ${lock} within 0 s: it is held by process`));
+      assert.match(
+        err.message,
+        /If no other notebook or task is saving to .*, delete .*manifest\.json\.lock and retry$/,
+      );
+      return true;
+    },
+  );
+  assert.equal(planned, false);
+  assert.deepEqual(await folderState(dir), before);
+  await assert.rejects(
+    withFileLock(lock, () => Promise.resolve(), { waitMs: -1 }),
+    errorWith(RangeError, "withFileLock: options.waitMs must be a non-negative number of milliseconds, got -1"),
+  );
+});
+
+Deno.test("leftover temporary files are swept at the next save: set ones at once, others once old", async () => {
+  const dir = await tempDir();
+  await saveFigure("kept", SQUARE("blue"), { outDir: dir, backend: "cpu" });
+  const leftovers = [".kept.svg.set-0123abcd.tmp", ".kept.png.set-89abcdef.tmp", ".manifest.json.set-00000000.tmp"];
+  for (const name of leftovers) await Deno.writeTextFile(join(dir, name), "partial");
+  // writeFileAtomic temp files (no lock): an old one is a leftover, a fresh one may be a write in progress.
+  await Deno.writeTextFile(join(dir, ".bench.csv.0123abcd.tmp"), "old");
+  const old = new Date(Date.now() - LOCK_STALE_MS - 5_000);
+  await Deno.utime(join(dir, ".bench.csv.0123abcd.tmp"), old, old);
+  await Deno.writeTextFile(join(dir, ".report.html.89abcdef.tmp"), "being written");
+  await Deno.writeTextFile(join(dir, ".notes.tmp"), "not ours");
+  await saveFigure("next", SQUARE("red"), { outDir: dir, backend: "cpu" });
+  assert.deepEqual(await listDir(dir), [
+    ".notes.tmp",
+    ".report.html.89abcdef.tmp",
+    "kept.png",
+    "kept.svg",
+    "manifest.json",
+    "next.png",
+    "next.svg",
+  ]);
+  assert.deepEqual(await sweepTempFiles(dir, { olderThanMs: LOCK_STALE_MS, sets: true }), []);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(await sweepTempFiles(dir, { olderThanMs: 10 }), [".report.html.89abcdef.tmp"]);
+});
+
+Deno.test("a save that finds a folder where a file goes fails before writing anything", async () => {
+  const dir = await tempDir();
+  await Deno.mkdir(join(dir, "blocked.png"));
+  await assert.rejects(
+    saveFigure("blocked", SQUARE("red"), { outDir: dir, backend: "cpu" }),
+    new RegExp(`cannot save ${join(dir, "blocked.png")}: a folder of that name is in the way; move or delete it`),
+  );
+  assert.deepEqual(await listDir(dir), ["blocked.png"]);
+});
+
+/** Runs saveFigure in a child process that stops at `stage` (and `index`), then kills it with SIGKILL. */
+async function killedSave(dir: string, stage: string, index: number): Promise<void> {
+  const script = join(await tempDir(), "killed_save.ts");
+  const lib = (path: string) => new URL(`../lib/figures/${path}`, import.meta.url).href;
+  await Deno.writeTextFile(
+    script,
+    `import { fileSetTestHooks } from "${lib("file_set.ts")}";
+import { saveFigure } from "${lib("save.ts")}";
+fileSetTestHooks.onStage = (stage, index) => {
+  if (stage === ${JSON.stringify(stage)} && (stage !== "before-step" || index === ${index})) {
+    Deno.stdout.writeSync(new TextEncoder().encode("STOPPED\\n"));
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); // hang here until killed
+  }
+};
+await saveFigure("crash", ${JSON.stringify(SQUARE("red"))}, {
+  outDir: ${JSON.stringify(dir)}, data: [{ v: 2 }], seed: 2, backend: "cpu",
+});
+console.log("FINISHED");
+`,
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--frozen", "--config", join(REPO_ROOT, "deno.json"), script],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let out = "";
+  const decoder = new TextDecoder();
+  const reader = child.stdout.getReader();
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += decoder.decode(value);
+  }
+  child.kill("SIGKILL");
+  reader.releaseLock();
+  await child.stdout.cancel();
+  const stderr = decoder.decode(await new Response(child.stderr).arrayBuffer());
+  const status = await child.status;
+  assert.equal(out, "STOPPED\n", `the child should stop at ${stage}; stderr: ${stderr}`);
+  assert.equal(status.signal, "SIGKILL");
+}
+
+async function oldSet(dir: string) {
+  await saveFigure("crash", SQUARE("blue"), { outDir: dir, data: [{ v: 1 }], seed: 1, backend: "cpu" });
+  return await folderState(dir);
+}
+
+Deno.test("a save killed after writing its temporaries leaves the old set; the next save sweeps the leftovers", async () => {
+  const dir = await tempDir();
+  const old = await oldSet(dir);
+  await killedSave(dir, "temps-written", 0);
+  const after = await folderState(dir);
+  for (const name of Object.keys(old)) assert.equal(after[name], old[name], `${name} must be the old one`);
+  const extra = Object.keys(after).filter((name) => !(name in old)).sort();
+  assert.equal(extra.length, 5, extra.join(", ")); // four temporaries and the lock
+  assert.ok(extra.includes(MANIFEST_LOCK), extra.join(", "));
+  for (const target of ["crash.svg", "crash.png", "crash.csv", "manifest.json"]) {
+    assert.ok(extra.some((name) => name.startsWith(`.${target}.set-`) && name.endsWith(".tmp")), target);
+  }
+  assert.equal((await readManifest(dir)).figures.crash.seed, 1);
+
+  const next = await saveFigure("other", SQUARE("green"), { outDir: dir, backend: "cpu" });
+  assert.deepEqual(await listDir(dir), [
+    "crash.csv",
+    "crash.png",
+    "crash.svg",
+    "manifest.json",
+    "other.png",
+    "other.svg",
+  ]);
+  const final = await folderState(dir);
+  for (const name of ["crash.svg", "crash.png", "crash.csv"]) assert.equal(final[name], old[name], name);
+  const manifest = await readManifest(dir);
+  assert.equal(manifest.figures.crash.seed, 1);
+  assert.deepEqual(manifest.figures.other, next.entry);
+});
+
+Deno.test("a save killed in the middle of its renames is finished by the next save in that folder", async () => {
+  const dir = await tempDir();
+  const old = await oldSet(dir);
+  await killedSave(dir, "before-step", 1); // crash.svg renamed, crash.png and the rest not yet
+  const svg = toSvgString(SQUARE("red"));
+  const mixed = await folderState(dir);
+  assert.equal(mixed["crash.svg"], svg, "the new SVG is in place");
+  assert.equal(mixed["crash.png"], old["crash.png"], "beside the old PNG");
+  assert.equal(mixed["crash.csv"], "v\n1\n");
+  assert.equal(mixed["manifest.json"], old["manifest.json"]);
+  assert.ok(SAVE_JOURNAL in mixed, "the journal records the renames still to do");
+
+  await saveFigure("other", SQUARE("green"), { outDir: dir, backend: "cpu" });
+  assert.deepEqual(await listDir(dir), [
+    "crash.csv",
+    "crash.png",
+    "crash.svg",
+    "manifest.json",
+    "other.png",
+    "other.svg",
+  ]);
+  assert.equal(await Deno.readTextFile(join(dir, "crash.svg")), svg);
+  assert.deepEqual(await Deno.readFile(join(dir, "crash.png")), svgToPng(svg));
+  assert.equal(await Deno.readTextFile(join(dir, "crash.csv")), "v\n2\n");
+  const manifest = await readManifest(dir);
+  assert.equal(manifest.figures.crash.seed, 2, "the killed save's manifest entry was put in place too");
+  assert.deepEqual(Object.keys(manifest.figures), ["crash", "other"]);
+});
+
+Deno.test("a corrupt journal stops the next save with its path and the fix, before anything is written", async () => {
+  const dir = await tempDir();
+  await oldSet(dir);
+  for (
+    const [journal, why] of [
+      ["{", /is not valid JSON/],
+      ['{"steps": [["rename", "../../etc/passwd", "crash.svg"]]}', /steps\[0\]\[1\] must be a plain file name/],
+      ['{"steps": [["rename", "crash.png", "crash.svg"]]}', /steps\[0\]\[1\] must be a set temporary file/],
+    ] as const
+  ) {
+    await Deno.writeTextFile(join(dir, SAVE_JOURNAL), journal);
+    const before = await folderState(dir);
+    await assert.rejects(saveFigure("other", SQUARE("green"), { outDir: dir, backend: "cpu" }), (err: Error) => {
+      assert.match(err.message, new RegExp(`^${join(dir, SAVE_JOURNAL).replace(/\./g, "\\.")} \\(the journal`));
+      assert.match(err.message, why);
+      assert.match(err.message, /delete it, and the \.\*\.set-\*\.tmp files beside it/);
+      return true;
+    });
+    assert.deepEqual(await folderState(dir), before);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Config values must be JSON values.
+
+Deno.test("checkConfig rejects what JSON would drop or change, naming the path", () => {
+  class Schedule {
+    steps = 10;
+  }
+  const cyclic: Record<string, unknown> = { a: { b: {} } };
+  (cyclic.a as { b: Record<string, unknown> }).b.back = cyclic.a;
+  const cases: [unknown, string][] = [
+    [{ schedule: (step: number) => step }, "config.schedule is a function (schedule)"],
+    [{ tag: Symbol("x") }, "config.tag is a symbol (Symbol(x))"],
+    [{ big: 10n }, "config.big is a bigint (10n); a config holds only JSON values"],
+    [{ lr: NaN }, "config.lr is NaN"],
+    [{ lr: Infinity }, "config.lr is Infinity"],
+    [{ lr: -Infinity }, "config.lr is -Infinity"],
+    [{ sizes: new Map([["a", 1]]) }, "config.sizes is an instance of Map; a config holds only JSON values"],
+    [{ seen: new Set([1]) }, "config.seen is an instance of Set"],
+    [{ when: new Date(0) }, "config.when is an instance of Date"],
+    [{ schedule: new Schedule() }, "config.schedule is an instance of Schedule"],
+    [{ data: new Float32Array(2) }, "config.data is an instance of Float32Array"],
+    [cyclic, "config.a.b.back is the same object as config.a (a cycle)"],
+    [{ layers: [{ act: "relu" }, { act: Math.max }] }, "config.layers[1].act is a function (max)"],
+    [{ "learning rate": () => 0 }, 'config["learning rate"] is a function'],
+    [{ sizes: [1, undefined] }, "config.sizes[1] is undefined (or an array hole)"],
+    [{ [Symbol("k")]: 1 }, "config is an object with a symbol key (Symbol(k))"],
+  ];
+  for (const [config, message] of cases) {
+    assert.throws(() => checkConfig(config, "saveFigure"), (err: Error) => {
+      assert.ok(err instanceof TypeError, `${message}: got ${err.name}`);
+      assert.ok(err.message.startsWith(`saveFigure: ${message}`), err.message);
+      assert.match(
+        err.message,
+        /a config holds only JSON values: finite numbers, strings, booleans, null, arrays and plain objects; \w/,
+      );
+      return true;
+    });
+  }
+  assert.throws(() => checkConfig({ when: new Date(0) }, "x"), /convert it with \.toISOString\(\)/);
+  assert.throws(() => checkConfig({ sizes: new Map() }, "x"), /convert it with Object\.fromEntries\(map\)/);
+  assert.throws(
+    () => checkConfig(null, "x"),
+    errorWith(TypeError, "x: config must be a plain object like { n: 64, heads: 4 }, got null"),
+  );
+  assert.throws(() => checkConfig([1], "x"), errorWith(TypeError, "got an array"));
+
+  // JSON values pass, including a shared (non-cyclic) object, a null-prototype object and an undefined property.
+  const shared = { d: 64 };
+  const bare = Object.assign(Object.create(null), { x: 1 });
+  const ok = { a: shared, b: shared, bare, n: -0, s: "", t: true, z: null, list: [[1], { k: [] }], gone: undefined };
+  assert.equal(checkConfig(ok, "x"), ok);
+});
+
+Deno.test("a config that is not JSON fails saveFigure, saveTable and startRun before anything is written", async () => {
+  const dir = await tempDir();
+  await assert.rejects(
+    saveFigure("cfg", SQUARE("red"), { outDir: dir, config: { schedule: () => 1 } }),
+    errorWith(TypeError, "saveFigure: config.schedule is a function"),
+  );
+  await assert.rejects(
+    saveTable("cfg", [{ a: 1 }], { outDir: dir, config: { n: 1n } }),
+    errorWith(TypeError, "save table: config.n is a bigint (1n)"),
+  );
+  assert.throws(() => startRun({ config: { lr: NaN } }), errorWith(TypeError, "startRun: config.lr is NaN"));
+  const run = { ...startRun({}), config: { m: new Map() } };
+  await assert.rejects(
+    saveClaims("cfg", [{ id: "a", claim: "c", paper: "1", measured: "1", reproduced: true }], { outDir: dir, run }),
+    errorWith(TypeError, "save claims: config.m is an instance of Map"),
+  );
+  assert.deepEqual(await listDir(dir), []);
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Where figures go: quick mode's temporary folder, and an unusable ATTNLAB_FIGURES_DIR.
+
+async function withEnv<T>(vars: Record<string, string | undefined>, body: () => Promise<T> | T): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
+  const set = (values: Record<string, string | undefined>) => {
+    for (const [k, v] of Object.entries(values)) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+  };
+  set(vars);
+  try {
+    return await body();
+  } finally {
+    set(saved);
+  }
+}
+
+Deno.test("quick mode without ATTNLAB_FIGURES_DIR writes figures to one temporary folder, and says so once", async () => {
+  const repoManifest = join(REPO_ROOT, "figures", "manifest.json");
+  const repoManifestBefore = existsSync(repoManifest) ? await Deno.readTextFile(repoManifest) : undefined;
+  const messages: string[] = [];
+  const error = console.error;
+  console.error = (...args: unknown[]) => messages.push(args.join(" "));
+  try {
+    await withEnv({ ATTNLAB_QUICK: "1", ATTNLAB_FIGURES_DIR: undefined }, async () => {
+      const dir = figuresDir();
+      assert.equal(dirname(dir), await Deno.realPath(tmpdir()).catch(() => tmpdir()));
+      assert.ok(basename(dir).startsWith(QUICK_FIGURES_PREFIX), dir);
+      assert.equal(figuresDir(), dir, "created once and reused");
+      const saved = await saveFigure("quick_demo", SQUARE("red"), { backend: "cpu" });
+      assert.equal(saved.paths.svg, join(dir, "quick_demo.svg"));
+      assert.deepEqual(messages, [
+        `attnlab: quick mode (ATTNLAB_QUICK=1) writes figures to ${dir}, not figures/; ` +
+        `set ATTNLAB_FIGURES_DIR=figures to write them there`,
+      ]);
+      assert.equal(figuresDir({ quick: false }), join(REPO_ROOT, "figures"));
+      await Deno.remove(dir, { recursive: true });
+    });
+    // Asking for figures/ in quick mode: a relative value is taken from the repository root, not the cwd.
+    await withEnv({ ATTNLAB_QUICK: "1", ATTNLAB_FIGURES_DIR: "figures" }, () => {
+      assert.equal(figuresDir(), join(REPO_ROOT, "figures"));
+    });
+    await withEnv({ ATTNLAB_QUICK: "0", ATTNLAB_FIGURES_DIR: undefined }, () => {
+      assert.equal(figuresDir(), join(REPO_ROOT, "figures"));
+    });
+    assert.throws(() => figuresDir({ fast: true } as never), errorWith(TypeError, 'figuresDir: unknown option "fast"'));
+  } finally {
+    console.error = error;
+  }
+  const repoManifestAfter = existsSync(repoManifest) ? await Deno.readTextFile(repoManifest) : undefined;
+  assert.equal(repoManifestAfter, repoManifestBefore, "figures/manifest.json is untouched");
+});
+
+Deno.test("an unusable ATTNLAB_FIGURES_DIR fails before any work with the variable, its value, why and the fix", async () => {
+  const file = join(await tempDir(), "notes.txt");
+  await Deno.writeTextFile(file, "a regular file\n");
+  const fix = "; set ATTNLAB_FIGURES_DIR to a folder you can write to (it is created if missing), " +
+    "or unset it to use figures/ (a temporary folder in quick mode)";
+  const cases: [string, string][] = [
+    [join(file, "figures"), `${file} is a file, not a folder, so no folder can be created under it`],
+    [join(file, "a", "b"), `${file} is a file, not a folder, so no folder can be created under it`],
+    [file, `${file} is a file, not a folder`],
+  ];
+  for (const [value, reason] of cases) {
+    await withEnv({ ATTNLAB_FIGURES_DIR: value }, async () => {
+      const expected = `ATTNLAB_FIGURES_DIR=${
+        JSON.stringify(value)
+      } cannot be used as the figures folder: ${reason}${fix}`;
+      assert.throws(() => ensureFiguresDir(), errorWith(Error, expected));
+      assert.throws(() => ensureFiguresDir(undefined, { quick: false }), errorWith(Error, expected));
+      let rendered = false;
+      const figure = {
+        get outerHTML() {
+          rendered = true;
+          return SQUARE("red");
+        },
+      };
+      await assert.rejects(saveFigure("env_bad", figure as never, { backend: "cpu" }), errorWith(Error, expected));
+      assert.equal(rendered, false, "the check comes before any work");
+      await assert.rejects(saveTable("env_bad", [{ a: 1 }], { backend: "cpu" }), errorWith(Error, expected));
+    });
+  }
+  assert.equal(await Deno.readTextFile(file), "a regular file\n");
+  // A folder that even root cannot write to (Linux's /proc; elsewhere /proc cannot be created).
+  await withEnv({ ATTNLAB_FIGURES_DIR: "/proc/self" }, () => {
+    assert.throws(
+      () => ensureFiguresDir(),
+      /^Error: ATTNLAB_FIGURES_DIR="\/proc\/self" cannot be used as the figures folder: /,
+    );
+  });
+  await withEnv({ ATTNLAB_FIGURES_DIR: "" }, () => {
+    assert.throws(
+      () => ensureFiguresDir(),
+      errorWith(Error, "ATTNLAB_FIGURES_DIR is set but empty; unset it to use figures/"),
+    );
+  });
+  await assert.rejects(
+    saveFigure("bad_out", SQUARE("red"), { outDir: join(file, "out"), backend: "cpu" }),
+    errorWith(
+      Error,
+      `saveFigure: options.outDir ${
+        JSON.stringify(join(file, "out"))
+      } cannot be used as the figures folder: ${file} is a file`,
+    ),
+  );
+  // A usable value: a missing folder is created, and the check leaves nothing in it.
+  const fresh = join(await tempDir(), "new", "figures");
+  await withEnv({ ATTNLAB_FIGURES_DIR: fresh }, () => assert.equal(ensureFiguresDir(), fresh));
+  assert.deepEqual(await listDir(fresh), []);
+  assert.throws(
+    () => ensureFiguresDir(fresh, { lable: "x" } as never),
+    errorWith(TypeError, 'ensureFiguresDir: unknown option "lable"; expected label or quick'),
+  );
 });

@@ -8,20 +8,20 @@
  * - `saveTable(name, rows, { run, caption })` writes `<name>.csv` and records
  *   a manifest entry of kind `"table"`.
  *
- * Both write atomically and record config, seed, backend, commit and date
- * the way `saveFigure` does.
+ * Both check everything first (arguments, config, the folder, a readable
+ * manifest), then save the file and its manifest entry together the way
+ * `saveFigure` does, recording config, seed, backend, commit and date.
  *
  * @module
  */
 
-import { join, resolve } from "node:path";
-import { figuresDir, REPO_ROOT } from "../env.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { join } from "node:path";
+import { ensureFiguresDir, REPO_ROOT } from "../env.ts";
 import { columnsOf, toCsv } from "./csv.ts";
 import type { Row } from "./csv.ts";
 import { JUPYTER_DISPLAY } from "./display.ts";
 import type { Displayable } from "./display.ts";
-import { checkCaption, checkConfig, checkSeed, gitState, recordFigure } from "./manifest.ts";
+import { checkCaption, checkConfig, checkSeed, gitState, readManifest, recordFigure } from "./manifest.ts";
 import type { Config, EntryKind, ManifestEntry, Run, Seed } from "./manifest.ts";
 import { FIGURE_NAME } from "./save.ts";
 import { table } from "./table.ts";
@@ -56,7 +56,7 @@ export interface SaveResultOptions {
   backend?: string;
   /** What the table shows (tables only; claims carry their own text). */
   caption?: string;
-  /** Output folder. Default: `figuresDir()` (`ATTNLAB_FIGURES_DIR` or `figures/`). */
+  /** Output folder. Default: `figuresDir()` (`ATTNLAB_FIGURES_DIR`, else `figures/`, or a temporary folder in quick mode). */
   outDir?: string;
 }
 
@@ -169,9 +169,18 @@ async function currentBackend(): Promise<string | null> {
   return typeof name === "string" && name !== "" ? name : null;
 }
 
+// Checks what the entry needs, the folder and the manifest, before anything is written; returns the folder.
+async function prepare(options: SaveResultOptions, kind: EntryKind): Promise<string> {
+  checkConfig(options.config ?? options.run?.config ?? {}, `save ${kind}`);
+  checkSeed(options.seed !== undefined ? options.seed : options.run?.seed ?? null, `save ${kind}`);
+  const dir = ensureFiguresDir(options.outDir, { label: `save ${kind}: options.outDir` });
+  await readManifest(dir);
+  return dir;
+}
+
 async function record(
   name: string,
-  file: string,
+  file: readonly [string, string],
   kind: EntryKind,
   options: SaveResultOptions,
   dir: string,
@@ -181,7 +190,7 @@ async function record(
   const { commit, dirty } = await gitState(REPO_ROOT, dir);
   const entry: ManifestEntry = {
     name,
-    files: [file],
+    files: [file[0]],
     ...(notebook !== undefined ? { notebook } : {}),
     config: checkConfig(options.config ?? run?.config ?? {}, `save ${kind}`),
     seed: checkSeed(options.seed !== undefined ? options.seed : run?.seed ?? null, `save ${kind}`),
@@ -193,13 +202,13 @@ async function record(
     ...(options.caption !== undefined ? { caption: options.caption } : {}),
     kind,
   };
-  await recordFigure(dir, entry);
+  await recordFigure(dir, entry, { files: [file] });
   return entry;
 }
 
 /**
  * Saves a notebook's claims, each compared with what it measured, as
- * `<name>.json` (atomically) and records a manifest entry of kind `"claims"`.
+ * `<name>.json`, together with a manifest entry of kind `"claims"`.
  * Build every `measured` string and `reproduced` flag from measured values.
  * The result displays as a table with ✓ / ✗ / n/a.
  *
@@ -225,11 +234,9 @@ export async function saveClaims(
   checkName(name, "saveClaims");
   const checked = checkClaims(claims);
   const o = checkOptions(options, "saveClaims", false);
-  const dir = resolve(o.outDir ?? figuresDir());
-  await Deno.mkdir(dir, { recursive: true });
+  const dir = await prepare(o, "claims");
   const path = join(dir, `${name}.json`);
-  await writeFileAtomic(path, JSON.stringify(checked, null, 2) + "\n");
-  const entry = await record(name, `${name}.json`, "claims", o, dir);
+  const entry = await record(name, [`${name}.json`, JSON.stringify(checked, null, 2) + "\n"], "claims", o, dir);
   const mark = (r: boolean | null) => r === null ? "n/a" : r ? "✓" : "✗";
   const shown = table(checked.map((c) => ({
     reproduced: mark(c.reproduced),
@@ -242,9 +249,9 @@ export async function saveClaims(
 }
 
 /**
- * Saves a table (flat rows, e.g. paper versus measured) as `<name>.csv`
- * (atomically) and records a manifest entry of kind `"table"` with its
- * caption. The result displays as the table.
+ * Saves a table (flat rows, e.g. paper versus measured) as `<name>.csv`,
+ * together with a manifest entry of kind `"table"` with its caption. The
+ * result displays as the table.
  *
  * @example
  * ```ts
@@ -263,11 +270,9 @@ export async function saveTable(
   columnsOf(rows, "saveTable: rows");
   if (rows.length === 0) throw new Error("saveTable: rows is empty; pass at least one row object");
   const o = checkOptions(options, "saveTable", true);
-  const dir = resolve(o.outDir ?? figuresDir());
-  await Deno.mkdir(dir, { recursive: true });
+  const dir = await prepare(o, "table");
   const path = join(dir, `${name}.csv`);
-  await writeFileAtomic(path, toCsv(rows));
-  const entry = await record(name, `${name}.csv`, "table", o, dir);
+  const entry = await record(name, [`${name}.csv`, toCsv(rows)], "table", o, dir);
   const shown = table(rows);
   return { name, path, entry, [JUPYTER_DISPLAY]: () => shown[JUPYTER_DISPLAY]() };
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { pngForSvg } from "./render.ts";
 import { svgSize, toSvgString } from "./svg.ts";
 import type { FigureInput } from "./svg.ts";
 
@@ -28,7 +29,24 @@ export interface ShownFigure extends Displayable {
 }
 
 /**
- * Displays a figure inline (as `image/svg+xml`) without saving anything.
+ * The MIME bundle for an SVG figure: `image/svg+xml`, its `image/png` twin
+ * (base64, from `pngForSvg`: untrusted notebooks drop SVG and show the PNG) and
+ * a `text/plain` fallback.
+ *
+ * @example
+ * ```ts
+ * import { svgMimeBundle } from "./display.ts";
+ * const bundle = svgMimeBundle('<svg xmlns="http://www.w3.org/2000/svg" width="20" height="10"/>', "a box");
+ * console.log(Object.keys(bundle)); // ["image/svg+xml", "image/png", "text/plain"]
+ * ```
+ */
+export function svgMimeBundle(svg: string, text: string): MimeBundle {
+  return { "image/svg+xml": svg, "image/png": pngForSvg(svg), "text/plain": text };
+}
+
+/**
+ * Displays a figure inline without saving anything: as `image/svg+xml`, with an
+ * `image/png` twin for untrusted notebooks (rendered once, when first displayed).
  * Make it the last expression of a cell, or `await Deno.jupyter.display(show(plot))`.
  *
  * @example
@@ -36,16 +54,17 @@ export interface ShownFigure extends Displayable {
  * import * as Plot from "@observablehq/plot";
  * import { JUPYTER_DISPLAY, plotDocument, show } from "./mod.ts";
  * const shown = show(Plot.plot({ document: plotDocument(), marks: [Plot.lineY([1, 3, 2])] }));
- * console.log(Object.keys(shown[JUPYTER_DISPLAY]())); // ["image/svg+xml", "text/plain"]
+ * console.log(Object.keys(shown[JUPYTER_DISPLAY]())); // ["image/svg+xml", "image/png", "text/plain"]
  * ```
  */
 export function show(figure: FigureInput): ShownFigure {
   const svg = toSvgString(figure);
   const { width, height } = svgSize(svg);
+  let bundle: MimeBundle | undefined;
   return {
     svg,
     width,
     height,
-    [JUPYTER_DISPLAY]: () => ({ "image/svg+xml": svg, "text/plain": `<figure ${width}×${height}>` }),
+    [JUPYTER_DISPLAY]: () => bundle ??= svgMimeBundle(svg, `<figure ${width}×${height}>`),
   };
 }

@@ -5,20 +5,34 @@
  * `{ "figures": { "<name>": { name, files, notebook?, config, seed, backend,
  * commit, dirty, date, durationMs, caption?, kind? } } }`, names sorted so
  * diffs stay small. An entry without `kind` is a figure (older manifests have
- * no kinds); `"table"` entries come from `saveTable`, `"claims"` from `saveClaims`. It is updated read-modify-write under a lock file
- * (`manifest.json.lock`, shared by processes) and written atomically.
+ * no kinds); `"table"` entries come from `saveTable`, `"claims"` from `saveClaims`.
+ *
+ * It is updated read-modify-write under a lock file (`manifest.json.lock`,
+ * shared by processes; see `lock.ts` for how a stale lock is broken), together
+ * with the files an entry describes: {@linkcode recordFigure} writes them all
+ * under temporary names, then renames them into place with the manifest last
+ * (see `file_set.ts` for the steps and what a crash at any point leaves). The
+ * manifest is read once before the lock is taken, so an unreadable manifest
+ * fails before anything is written.
  *
  * @module
  */
 
 import { isAbsolute, join, relative } from "node:path";
 import { REPO_ROOT } from "../env.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { commitFileSet } from "./file_set.ts";
+import type { FileContent } from "./file_set.ts";
 
 /** The manifest's file name inside the figures folder. */
 export const MANIFEST_FILE = "manifest.json";
 
-/** A JSON-serialisable configuration object. */
+/** The lock file that serialises saves into one figures folder. */
+export const MANIFEST_LOCK = `${MANIFEST_FILE}.lock`;
+
+/** The journal of a save in progress (see `file_set.ts`); matches `.*.tmp`, so git ignores it. */
+export const SAVE_JOURNAL = `.${MANIFEST_FILE}.journal.tmp`;
+
+/** A configuration object holding only JSON values (see {@linkcode checkConfig}). */
 export type Config = Record<string, unknown>;
 
 /** The seed recorded with a figure: a number, a string, or `null` for "none". */
@@ -92,24 +106,92 @@ export interface Run {
   elapsedMs(): number;
 }
 
+const CONFIG_VALUES = "JSON values: finite numbers, strings, booleans, null, arrays and plain objects";
+
+function describeValue(value: unknown): string {
+  if (typeof value === "function") return `a function${value.name ? ` (${value.name})` : ""}`;
+  if (typeof value === "symbol") return `a symbol (${String(value)})`;
+  if (typeof value === "bigint") return `a bigint (${value}n)`;
+  if (typeof value === "number") return String(value);
+  if (value === undefined) return "undefined (or an array hole)"; // object properties that are undefined are skipped
+  const name = (Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null)?.constructor?.name;
+  return name ? `an instance of ${name}` : "an object with an unusual prototype";
+}
+
+function hintFor(value: unknown): string {
+  if (value === undefined) return "JSON would store it as null: use null, or leave the element out";
+  if (typeof value === "function") return "record what it does instead, e.g. its name or its parameters";
+  if (typeof value === "bigint") return "convert it with Number() or String()";
+  if (typeof value === "number") return "record it as a string or null, or leave it out";
+  if (value instanceof Map) return "convert it with Object.fromEntries(map)";
+  if (value instanceof Set) return "convert it with [...set]";
+  if (value instanceof Date) return "convert it with .toISOString()";
+  if (ArrayBuffer.isView(value)) return "convert it with Array.from()";
+  return "convert it to one of those";
+}
+
+function keyPath(path: string, key: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
+}
+
+// Walks a config value; `ancestors` holds the objects on the path from the root, to find cycles.
+function checkConfigValue(value: unknown, path: string, where: string, ancestors: Map<object, string>): void {
+  const fail = (what: string, hint: string): never => {
+    throw new TypeError(`${where}: ${path} is ${what}; a config holds only ${CONFIG_VALUES}; ${hint}`);
+  };
+  if (value === null || typeof value === "string" || typeof value === "boolean") return;
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) fail(describeValue(value), hintFor(value));
+    return;
+  }
+  if (typeof value !== "object") return fail(describeValue(value), hintFor(value));
+  const seenAt = ancestors.get(value);
+  if (seenAt !== undefined) fail(`the same object as ${seenAt} (a cycle)`, "store the data without the cycle");
+  const isArray = Array.isArray(value);
+  const proto = Object.getPrototypeOf(value);
+  if (!isArray && proto !== Object.prototype && proto !== null) fail(describeValue(value), hintFor(value));
+  const symbols = Object.getOwnPropertySymbols(value);
+  if (symbols.length > 0) fail(`an object with a symbol key (${String(symbols[0])})`, "use string keys");
+  ancestors.set(value, path);
+  if (isArray) {
+    for (let i = 0; i < value.length; i++) checkConfigValue(value[i], `${path}[${i}]`, where, ancestors);
+  } else {
+    for (const [key, item] of Object.entries(value)) {
+      // An undefined property is the same as a missing one, in JSON as in the config.
+      if (item !== undefined) checkConfigValue(item, keyPath(path, key), where, ancestors);
+    }
+  }
+  ancestors.delete(value);
+}
+
 /**
- * Validates a config object: a plain object that survives `JSON.stringify`.
+ * Validates a config object: a plain object holding only JSON values (finite
+ * numbers, strings, booleans, `null`, arrays and plain objects), so that the
+ * manifest stores exactly what the config says. Anything else (a function, a
+ * symbol, a bigint, `NaN` or `±Infinity`, an instance such as a `Map` or a
+ * `Date`, a cycle) throws a `TypeError` that names its path, e.g.
+ * `config.schedule`. A property set to `undefined` counts as absent.
  *
  * @example
  * ```ts
  * import { checkConfig } from "./manifest.ts";
  * console.log(checkConfig({ n: 64, heads: 4 }, "saveFigure")); // { n: 64, heads: 4 }
+ * try {
+ *   checkConfig({ schedule: (step: number) => step / 100 }, "saveFigure");
+ * } catch (err) {
+ *   console.log((err as Error).message); // saveFigure: config.schedule is a function (schedule); a config holds only JSON values: …
+ * }
  * ```
  */
 export function checkConfig(config: unknown, where: string): Config {
   if (config === null || typeof config !== "object" || Array.isArray(config)) {
-    throw new Error(`${where}: config must be a plain object like { n: 64, heads: 4 }, got ${typeof config}`);
+    throw new TypeError(
+      `${where}: config must be a plain object like { n: 64, heads: 4 }, got ${
+        config === null ? "null" : Array.isArray(config) ? "an array" : typeof config
+      }`,
+    );
   }
-  try {
-    JSON.stringify(config);
-  } catch (err) {
-    throw new Error(`${where}: config must be JSON-serialisable (${(err as Error).message})`);
-  }
+  checkConfigValue(config, "config", where, new Map());
   return config as Config;
 }
 
@@ -250,60 +332,55 @@ export async function readManifest(dir: string): Promise<Manifest> {
   return { figures };
 }
 
-const LOCK_STALE_MS = 30_000;
-const LOCK_TIMEOUT_MS = 15_000;
-
-async function withLock<T>(lockPath: string, body: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + LOCK_TIMEOUT_MS;
-  for (;;) {
-    try {
-      (await Deno.open(lockPath, { write: true, createNew: true })).close();
-      break;
-    } catch (err) {
-      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
-      const mtime = (await Deno.stat(lockPath).catch(() => null))?.mtime?.getTime();
-      if (mtime !== undefined && Date.now() - mtime > LOCK_STALE_MS) {
-        await Deno.remove(lockPath).catch(() => {});
-        continue;
-      }
-      if (Date.now() > deadline) {
-        throw new Error(
-          `could not lock ${lockPath} within ${LOCK_TIMEOUT_MS / 1000}s; ` +
-            `if no other notebook is saving figures, delete that file and retry`,
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-  try {
-    return await body();
-  } finally {
-    await Deno.remove(lockPath).catch(() => {});
-  }
-}
-
 let queue: Promise<unknown> = Promise.resolve();
 
-// Read, change and write `<dir>/manifest.json` (sorted by figure name, atomically, under a lock).
-function updateManifest(dir: string, change: (figures: Record<string, ManifestEntry>) => void): Promise<Manifest> {
+/** Files saved together with a manifest entry (see {@linkcode recordFigure}). */
+export interface RecordFigureOptions {
+  /** Files to write into the folder (name, content), renamed into place before the manifest. */
+  files?: readonly FileContent[];
+  /** File names to remove in the same step (e.g. a CSV the figure no longer has). */
+  remove?: readonly string[];
+}
+
+function sortedManifest(figures: Record<string, ManifestEntry>): Manifest {
+  const sorted: Record<string, ManifestEntry> = {};
+  for (const name of Object.keys(figures).sort()) sorted[name] = figures[name];
+  return { figures: sorted };
+}
+
+// Read, change and write `<dir>/manifest.json` (sorted by figure name) together with `files`, as one unit under
+// the folder's lock. Saves from this process queue up here, so they never wait on each other's lock file.
+async function updateManifest(
+  dir: string,
+  change: (figures: Record<string, ManifestEntry>) => void | Promise<void>,
+  options: RecordFigureOptions = {},
+): Promise<Manifest> {
+  // Read once before the lock: an unreadable manifest fails before anything, even the lock file, is written.
+  await readManifest(dir);
+  let manifest: Manifest | undefined;
   const task = queue.then(() =>
-    withLock(join(dir, `${MANIFEST_FILE}.lock`), async () => {
+    commitFileSet(dir, async () => {
       const { figures } = await readManifest(dir);
-      change(figures);
-      const sorted: Record<string, ManifestEntry> = {};
-      for (const name of Object.keys(figures).sort()) sorted[name] = figures[name];
-      const manifest = { figures: sorted };
-      await writeFileAtomic(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
-      return manifest;
-    })
+      await change(figures);
+      manifest = sortedManifest(figures);
+      return {
+        files: options.files ?? [],
+        remove: options.remove ?? [],
+        last: [MANIFEST_FILE, JSON.stringify(manifest, null, 2) + "\n"],
+      };
+    }, { lockName: MANIFEST_LOCK, journalName: SAVE_JOURNAL })
   );
   queue = task.catch(() => {});
-  return task;
+  await task;
+  return manifest!;
 }
 
 /**
- * Adds or replaces one entry in `<dir>/manifest.json` (sorted by figure name,
- * written atomically under a lock) and returns the new manifest.
+ * Adds or replaces one entry in `<dir>/manifest.json` (sorted by figure name)
+ * and returns the new manifest. `options.files` are saved in the same step:
+ * under the folder's lock, everything is written to temporary files first,
+ * then renamed into place with the manifest last (see `file_set.ts`). The
+ * folder must exist.
  *
  * @example
  * ```ts
@@ -316,10 +393,10 @@ function updateManifest(dir: string, change: (figures: Record<string, ManifestEn
  * console.log(Object.keys(manifest.figures)); // ["demo"]
  * ```
  */
-export function recordFigure(dir: string, entry: ManifestEntry): Promise<Manifest> {
+export function recordFigure(dir: string, entry: ManifestEntry, options: RecordFigureOptions = {}): Promise<Manifest> {
   return updateManifest(dir, (figures) => {
     figures[entry.name] = entry;
-  });
+  }, options);
 }
 
 /**
@@ -339,14 +416,16 @@ export function recordFigure(dir: string, entry: ManifestEntry): Promise<Manifes
  */
 export async function pruneManifest(dir: string): Promise<string[]> {
   const dropped: string[] = [];
-  const present = new Set<string>();
   try {
-    for await (const entry of Deno.readDir(dir)) present.add(entry.name);
+    await Deno.stat(dir);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return dropped;
     throw err;
   }
-  await updateManifest(dir, (figures) => {
+  await updateManifest(dir, async (figures) => {
+    // Listed under the lock, after any interrupted save was finished.
+    const present = new Set<string>();
+    for await (const entry of Deno.readDir(dir)) present.add(entry.name);
     for (const [name, entry] of Object.entries(figures)) {
       if (!entry.files.every((file) => present.has(file))) {
         dropped.push(name);

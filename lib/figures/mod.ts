@@ -6,6 +6,14 @@
  * tables go through {@linkcode saveTable}, a notebook's verdicts through
  * {@linkcode saveClaims}; `deno task report` gathers all three.
  *
+ * A figure's files and its manifest entry change together: a save checks
+ * everything first, writes every file under a temporary name, then renames them
+ * into place with the manifest last, under the folder's lock (`file_set.ts`
+ * explains what a crash at any point leaves and how the next save repairs it).
+ * Inline figures carry an `image/png` twin beside the SVG ({@linkcode pngForSvg}),
+ * so they show in untrusted notebooks too, and list their files relative to
+ * the repository root.
+ *
  * ```ts
  * import * as Plot from "@observablehq/plot";
  * import { plotDocument, saveFigure, startRun, table } from "./mod.ts"; // from a notebook: "../lib/figures/mod.ts"
@@ -28,18 +36,27 @@ export { plotDocument } from "./dom.ts";
 export type { PlotDocument } from "./dom.ts";
 export { FONT_FAMILY, svgSize, toSvgString } from "./svg.ts";
 export type { DomElement, DomNode, FigureInput } from "./svg.ts";
-export { PNG_SCALE, renderSvg, svgToPng } from "./render.ts";
+export { DISPLAY_PNG_SCALE, PNG_SCALE, pngForSvg, renderSvg, svgToPng } from "./render.ts";
 export type { RenderedPng, SvgToPngOptions } from "./render.ts";
 export { DEFAULT_DIGITS, formatNumber, toCsv } from "./csv.ts";
 export type { Cell, Row, ToCsvOptions } from "./csv.ts";
-export { JUPYTER_DISPLAY, show } from "./display.ts";
+export { JUPYTER_DISPLAY, show, svgMimeBundle } from "./display.ts";
 export type { Displayable, MimeBundle, ShownFigure } from "./display.ts";
 export { table } from "./table.ts";
 export type { Table, TableOptions } from "./table.ts";
-export { ENTRY_KINDS, entryKind, gitState, MANIFEST_FILE, pruneManifest, readManifest, startRun } from "./manifest.ts";
+export {
+  checkConfig,
+  ENTRY_KINDS,
+  entryKind,
+  gitState,
+  MANIFEST_FILE,
+  pruneManifest,
+  readManifest,
+  startRun,
+} from "./manifest.ts";
 export type { Config, EntryKind, GitState, Manifest, ManifestEntry, Run, Seed, StartRunOptions } from "./manifest.ts";
 export { checkClaims, saveClaims, saveTable } from "./claims.ts";
 export type { Claim, SavedResult, SaveResultOptions } from "./claims.ts";
-export { FIGURE_NAME, saveFigure } from "./save.ts";
+export { displayPath, FIGURE_NAME, saveFigure } from "./save.ts";
 export type { SavedFigure, SaveFigureOptions } from "./save.ts";
 export { readPngSize } from "./png.ts";

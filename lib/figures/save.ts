@@ -1,17 +1,23 @@
 /**
  * `saveFigure`: the one way notebooks save a figure.
  *
+ * A save checks everything before it writes anything: the arguments, the
+ * figures folder (`ensureFiguresDir`: it names `ATTNLAB_FIGURES_DIR` when that
+ * is at fault), and that `manifest.json` is readable. It then renders the SVG,
+ * PNG and CSV in memory and hands them to `recordFigure`, which writes them
+ * under temporary names and renames them into place with the manifest entry
+ * last, under the folder's lock (`file_set.ts` says what a crash leaves).
+ *
  * @module
  */
 
-import { join, resolve } from "node:path";
-import { figuresDir, REPO_ROOT } from "../env.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { isAbsolute, join, relative, sep } from "node:path";
+import { ensureFiguresDir, REPO_ROOT } from "../env.ts";
 import { columnsOf, toCsv } from "./csv.ts";
 import type { Row } from "./csv.ts";
-import { JUPYTER_DISPLAY } from "./display.ts";
-import type { Displayable } from "./display.ts";
-import { checkCaption, checkConfig, checkSeed, gitState, recordFigure } from "./manifest.ts";
+import { JUPYTER_DISPLAY, svgMimeBundle } from "./display.ts";
+import type { Displayable, MimeBundle } from "./display.ts";
+import { checkCaption, checkConfig, checkSeed, gitState, readManifest, recordFigure } from "./manifest.ts";
 import type { Config, ManifestEntry, Run, Seed } from "./manifest.ts";
 import { svgToPng } from "./render.ts";
 import { toSvgString } from "./svg.ts";
@@ -36,13 +42,32 @@ export interface SaveFigureOptions {
   backend?: string;
   /** Compute time in milliseconds; overrides the time measured by `run`. */
   durationMs?: number;
-  /** Output folder. Default: `figuresDir()` (`ATTNLAB_FIGURES_DIR` or `figures/`). */
+  /** Output folder. Default: `figuresDir()` (`ATTNLAB_FIGURES_DIR`, else `figures/`, or a temporary folder in quick mode). */
   outDir?: string;
   /** One or two sentences saying what the figure shows; stored in the manifest and shown in the report. */
   caption?: string;
 }
 
 const OPTION_KEYS = ["data", "run", "notebook", "config", "seed", "backend", "durationMs", "outDir", "caption"];
+
+/**
+ * A path as shown to people: relative to the repository root (with `/`) when it
+ * lies inside it, so saved notebook outputs carry no machine's absolute paths;
+ * absolute otherwise.
+ *
+ * @example
+ * ```ts
+ * import { join } from "node:path";
+ * import { REPO_ROOT } from "../env.ts";
+ * import { displayPath } from "./save.ts";
+ * console.log(displayPath(join(REPO_ROOT, "figures", "a.svg")), displayPath("/elsewhere/a.svg")); // figures/a.svg /elsewhere/a.svg
+ * ```
+ */
+export function displayPath(path: string): string {
+  const rel = relative(REPO_ROOT, path);
+  if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) return path;
+  return rel.split(sep).join("/");
+}
 
 /** What {@linkcode saveFigure} returns; displays itself inline in Jupyter. */
 export interface SavedFigure extends Displayable {
@@ -96,12 +121,17 @@ async function currentBackend(): Promise<string | null> {
 
 /**
  * Saves a figure as `<name>.svg`, `<name>.png` (2x, white background, DejaVu
- * fonts) and, when `options.data` is given, `<name>.csv`, each written
- * atomically; without data a stale `<name>.csv` is removed. Then records the
- * figure in `manifest.json` with its config, seed, backend, git commit, date
- * and compute time (and `options.caption` when given). The same inputs give
- * byte-identical SVG, PNG and CSV.
- * The result displays the figure inline in Jupyter.
+ * fonts) and, when `options.data` is given, `<name>.csv`; without data a stale
+ * `<name>.csv` is removed. The files and the figure's entry in `manifest.json`
+ * (config, seed, backend, git commit, date, compute time, and
+ * `options.caption` when given) change together: everything is checked first
+ * (arguments, the folder, a readable manifest), then written under temporary
+ * names and renamed into place with the manifest last, under the folder's lock.
+ * The same inputs give byte-identical SVG, PNG and CSV.
+ *
+ * The result displays the figure inline in Jupyter as `image/svg+xml` with an
+ * `image/png` twin (1x, for untrusted notebooks, where Jupyter drops SVG), and
+ * lists the files relative to the repository root.
  *
  * @example
  * ```ts
@@ -132,25 +162,15 @@ export async function saveFigure(
   const seed = checkSeed(options.seed !== undefined ? options.seed : run?.seed ?? null, "saveFigure");
   const notebook = options.notebook ?? run?.notebook;
   const durationMs = options.durationMs !== undefined ? Math.round(options.durationMs) : run?.elapsedMs() ?? null;
+  const dir = ensureFiguresDir(options.outDir, { label: "saveFigure: options.outDir" });
+  await readManifest(dir); // fails now, before the rendering, if the manifest is unreadable
 
   const svg = toSvgString(figure);
   const png = svgToPng(svg);
   const csv = options.data !== undefined ? toCsv(options.data) : undefined;
 
-  const dir = resolve(options.outDir ?? figuresDir());
-  await Deno.mkdir(dir, { recursive: true });
   const paths: SavedFigure["paths"] = { svg: join(dir, `${name}.svg`), png: join(dir, `${name}.png`) };
-  await writeFileAtomic(paths.svg, svg);
-  await writeFileAtomic(paths.png, png);
-  if (csv !== undefined) {
-    paths.csv = join(dir, `${name}.csv`);
-    await writeFileAtomic(paths.csv, csv);
-  } else {
-    await Deno.remove(join(dir, `${name}.csv`)).catch((err) => {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    });
-  }
-
+  if (csv !== undefined) paths.csv = join(dir, `${name}.csv`);
   const { commit, dirty } = await gitState(REPO_ROOT, dir);
   const entry: ManifestEntry = {
     name,
@@ -165,13 +185,17 @@ export async function saveFigure(
     durationMs,
     ...(options.caption !== undefined ? { caption: options.caption } : {}),
   };
-  await recordFigure(dir, entry);
-  const listing = Object.values(paths).join("\n");
+  await recordFigure(dir, entry, {
+    files: [[`${name}.svg`, svg], [`${name}.png`, png], ...(csv !== undefined ? [[`${name}.csv`, csv] as const] : [])],
+    remove: csv === undefined ? [`${name}.csv`] : [],
+  });
+  const listing = Object.values(paths).map(displayPath).join("\n");
+  let bundle: MimeBundle | undefined;
   return {
     name,
     svg,
     paths,
     entry,
-    [JUPYTER_DISPLAY]: () => ({ "image/svg+xml": svg, "text/plain": `saved ${name}:\n${listing}` }),
+    [JUPYTER_DISPLAY]: () => bundle ??= svgMimeBundle(svg, `saved ${name}:\n${listing}`),
   };
 }

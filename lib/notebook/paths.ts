@@ -17,7 +17,8 @@ export const NOTEBOOKS_DIR: string = join(ROOT, "notebooks");
 export const EXECUTE_PY: string = join(ROOT, "lib", "notebook", "execute.py");
 
 /**
- * The folder full runs write figures to: `ATTNLAB_FIGURES_DIR`, or `figures/` at the root.
+ * The folder full runs write figures to: `ATTNLAB_FIGURES_DIR`, or `figures/` at the root
+ * (even under `ATTNLAB_QUICK=1`: the runner sets each notebook's mode itself).
  *
  * @example
  * ```ts
@@ -26,5 +27,5 @@ export const EXECUTE_PY: string = join(ROOT, "lib", "notebook", "execute.py");
  * ```
  */
 export function defaultFiguresDir(): string {
-  return figuresDir();
+  return figuresDir({ quick: false });
 }
