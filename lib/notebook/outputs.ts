@@ -11,9 +11,8 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { REPO_ROOT } from "../env.ts";
-import { svgToPng } from "../figures/render.ts";
+import { pngForSvg } from "../figures/render.ts";
 
 /** A notebook as nbformat 4 stores it (only the parts read here). */
 export interface NotebookJson {
@@ -30,7 +29,7 @@ export interface NotebookJson {
 export interface NormaliseOptions {
   /** The folder whose paths become relative. Default: the repository root. */
   root?: string;
-  /** Renders an SVG to base64 PNG. Default: resvg at 1× (the PNG a browser shows at the SVG's size). */
+  /** Renders an SVG to base64 PNG. Default: {@linkcode pngForSvg} at 1×, as lib/figures displays figures. */
   pngForSvg?: (svg: string) => string;
 }
 
@@ -40,20 +39,6 @@ export interface NormaliseReport {
   pngs: number;
   /** Strings in which a path was made relative. */
   paths: number;
-}
-
-/**
- * The default PNG twin of an SVG output: resvg at 1×, base64.
- *
- * @example
- * ```ts
- * import { defaultPngForSvg } from "./outputs.ts";
- * const png = defaultPngForSvg('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="2"/>');
- * console.log(png.startsWith("iVBORw0KGgo")); // true
- * ```
- */
-export function defaultPngForSvg(svg: string): string {
-  return Buffer.from(svgToPng(svg, { scale: 1 })).toString("base64");
 }
 
 function joined(value: unknown): string | undefined {
@@ -93,7 +78,7 @@ export function relativisePaths(text: string, root: string): string {
  */
 export function normaliseOutputs(notebook: NotebookJson, options: NormaliseOptions = {}): NormaliseReport {
   const root = options.root ?? REPO_ROOT;
-  const pngForSvg = options.pngForSvg ?? defaultPngForSvg;
+  const toPng = options.pngForSvg ?? ((svg: string) => pngForSvg(svg));
   const report: NormaliseReport = { pngs: 0, paths: 0 };
   const fix = (value: unknown): unknown => {
     const text = joined(value);
@@ -113,7 +98,7 @@ export function normaliseOutputs(notebook: NotebookJson, options: NormaliseOptio
       }
       const svg = joined(data["image/svg+xml"]);
       if (svg !== undefined && data["image/png"] === undefined) {
-        data["image/png"] = pngForSvg(svg);
+        data["image/png"] = toPng(svg);
         report.pngs++;
       }
     }

@@ -6,11 +6,11 @@
  */
 
 import { existsSync, readFileSync, rmSync } from "node:fs";
+import { ensureFiguresDir } from "../env.ts";
 import { pruneManifest } from "../figures/manifest.ts";
 import { groupsForNotebooks } from "../experiments/mod.ts";
 import { displayPath, formatSeconds, formatSummary, listNotebooks, runNotebooks } from "../notebook/runner.ts";
 import type { NotebookResult } from "../notebook/runner.ts";
-import { defaultFiguresDir } from "../notebook/paths.ts";
 import {
   notebookInputsHash,
   readResumeRecord,
@@ -73,12 +73,13 @@ export async function main(args: string[]): Promise<number> {
   const notebooks = positionals.length > 0 ? positionals : listNotebooks({ only });
 
   const started = performance.now();
+  // An unusable ATTNLAB_FIGURES_DIR fails here, before any setup or training, naming the variable.
+  const figuresDir = ensureFiguresDir(undefined, { quick: false });
   await setup();
   if (notebooks.length === 0) {
     console.log("reproduce: no notebooks in notebooks/, nothing to do");
     return 0;
   }
-  const figuresDir = defaultFiguresDir();
   const library = await sourceHash();
   let record: ResumeRecord | null = values.restart ? null : readResumeRecord();
   if (record !== null) {
