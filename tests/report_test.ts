@@ -5,11 +5,14 @@
  */
 
 import { strict as assert } from "node:assert";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { Buffer } from "node:buffer";
+import { REPO_ROOT } from "../lib/env.ts";
 import * as Plot from "@observablehq/plot";
 import { plotDocument, saveClaims, saveFigure, saveTable, startRun } from "../lib/figures/mod.ts";
 import {
   buildReport,
+  checkFiguresDir,
   CHROMIUM_INSTALL_HINT,
   chromiumAvailable,
   countClaims,
@@ -189,4 +192,164 @@ Deno.test({
     assert.ok(failed.problems.includes("image does not show: broken"), failed.problems.join("\n"));
     assert.ok(failed.problems.includes("missing section: #nb-missing"));
   },
+});
+
+/** Rewrites `<dir>/manifest.json` with `change` applied to its figures object; returns the manifest's path. */
+async function editManifest(dir: string, change: (figures: Record<string, unknown>) => void): Promise<string> {
+  const path = join(dir, "manifest.json");
+  const manifest = JSON.parse(await Deno.readTextFile(path));
+  change(manifest.figures);
+  await Deno.writeTextFile(path, JSON.stringify(manifest, null, 2));
+  return path;
+}
+
+Deno.test("a null or malformed manifest entry is an error naming the manifest, the entry and the fix", async () => {
+  const cases: [string, unknown, string][] = [
+    ["null", null, "is null, not an object"],
+    ["an array", [], "is an array, not an object"],
+    ["a number", 3, "is a number, not an object"],
+    ["no files", { name: "beta_dots", date: "2024-01-01T00:00:00Z" }, "has no files list of file names"],
+    ["a non-string file", { name: "beta_dots", date: "2024-01-01T00:00:00Z", files: [3] }, "has no files list"],
+    ["no name", { files: ["beta_dots.svg"], date: "2024-01-01T00:00:00Z" }, "has no name"],
+    ["a bad kind", { name: "b", files: ["beta_dots.svg"], date: "d", kind: "movie" }, 'has kind "movie", not one of'],
+  ];
+  for (const [what, value, problem] of cases) {
+    const dir = await fixture();
+    const path = await editManifest(dir, (figures) => void (figures.beta_dots = value));
+    const keys = Object.keys(JSON.parse(await Deno.readTextFile(path)).figures);
+    const position = keys.indexOf("beta_dots") + 1;
+    const expected = `report: ${path}: entry ${position} of ${keys.length}, figures["beta_dots"], ${problem}`;
+    for (const attempt of [() => loadReport(dir), () => buildReport({ figuresDir: dir })]) {
+      await assert.rejects(attempt, (err: Error) => {
+        assert.ok(err.message.startsWith(expected), `${what}: ${err.message}`);
+        assert.ok(
+          err.message.includes('the manifest is corrupt: rerun the notebook that saves "beta_dots"') &&
+            err.message.endsWith(`or remove the entry from ${path}`),
+          err.message,
+        );
+        return true;
+      });
+    }
+    assert.equal(await Deno.stat(join(dir, "report.html")).catch(() => null), null, `${what}: no report written`);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("manifest paths outside the figures folder are refused, and the outside file is never read", async () => {
+  const secret = `<svg xmlns="http://www.w3.org/2000/svg"><text>OUTSIDE-SECRET-${crypto.randomUUID()}</text></svg>`;
+  const name = (path: string) => path.split("/").at(-1)!;
+  const cases: [string, (dir: string, outside: string) => string | Promise<string>, RegExp][] = [
+    ["../", (_dir, outside) => `../${name(outside)}`, /which is outside the figures folder/],
+    ["../../", (_dir, outside) => `../../${name(dirname(outside))}/${name(outside)}`, /which is outside the figures/],
+    ["sub/../../", (_dir, outside) => `sub/../../${name(outside)}`, /which is outside the figures folder/],
+    ["absolute", (_dir, outside) => outside, /which is outside the figures folder/],
+    ["symlink", async (dir, outside) => {
+      await Deno.symlink(outside, join(dir, "link.svg"));
+      return "link.svg";
+    }, /lists "link\.svg", which is a link to .*outside-.*, outside the figures folder/],
+  ];
+  // Every way Deno reads a file, wrapped to record the paths asked for.
+  const readers = ["readFile", "readTextFile", "open", "readFileSync", "readTextFileSync", "openSync"] as const;
+  const deno = Deno as unknown as Record<string, (path: string | URL, ...rest: unknown[]) => unknown>;
+  const originals = Object.fromEntries(readers.map((r) => [r, deno[r]]));
+  for (const [what, make, message] of cases) {
+    const dir = await fixture();
+    // The outside file lies next to the figures folder, as ../outside-<id>.svg.
+    const outside = join(dirname(dir), `outside-${crypto.randomUUID()}.svg`);
+    await Deno.writeTextFile(outside, secret);
+    const file = await make(dir, outside);
+    await editManifest(dir, (figures) => void ((figures.alpha_line as { files: string[] }).files = [file]));
+    const opened: string[] = [];
+    for (const r of readers) {
+      deno[r] = (path, ...rest) => {
+        opened.push(String(path));
+        return originals[r](path, ...rest);
+      };
+    }
+    try {
+      await assert.rejects(buildReport({ figuresDir: dir }), (err: Error) => {
+        assert.match(err.message, message, what);
+        assert.ok(err.message.includes("alpha_line"), `${what}: names the entry: ${err.message}`);
+        assert.ok(err.message.includes(JSON.stringify(file)), `${what}: names the path: ${err.message}`);
+        return true;
+      });
+    } finally {
+      for (const r of readers) deno[r] = originals[r];
+    }
+    const realOutside = await Deno.realPath(outside);
+    for (const path of opened) {
+      const real = await Deno.realPath(path).catch(() => path);
+      assert.notEqual(real, realOutside, `${what}: ${path} was read`);
+    }
+    assert.ok(opened.some((p) => p.endsWith("manifest.json")), "the spy saw the manifest being read");
+    // Nothing was written either, so no page holds the outside file's content.
+    assert.equal(await Deno.stat(join(dir, "report.html")).catch(() => null), null, what);
+    await Deno.remove(outside);
+    await Deno.remove(dir, { recursive: true });
+  }
+  // The same files inside the folder are fine, and their content is embedded.
+  const dir = await fixture();
+  await Deno.mkdir(join(dir, "sub"));
+  await Deno.writeTextFile(join(dir, "sub", "inside.svg"), secret);
+  await editManifest(dir, (figures) => void ((figures.alpha_line as { files: string[] }).files = ["sub/inside.svg"]));
+  const built = await buildReport({ figuresDir: dir, image: "svg" });
+  const html = await Deno.readTextFile(built.html);
+  assert.ok(html.includes(Buffer.from(secret).toString("base64")), "a file inside the folder is embedded");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a figures folder that does not exist, or holds no manifest.json, is an error naming the folder and the flag", async () => {
+  const parent = await Deno.makeTempDir({ prefix: "attnlab_report_dirs_" });
+  const missing = join(parent, "figurs");
+  const empty = join(parent, "empty");
+  await Deno.mkdir(empty);
+  const fix = "give the folder that holds manifest.json";
+  await assert.rejects(
+    loadReport(missing),
+    (err: Error) =>
+      err.message.startsWith(`report: the figures folder ${missing} does not exist (resolved to ${missing}); ${fix}`),
+  );
+  await assert.rejects(
+    buildReport({ figuresDir: empty }),
+    /report: the figures folder .*empty holds no manifest\.json/,
+  );
+  await assert.rejects(checkFiguresDir(join(empty, "..", "empty", "x")), /does not exist/);
+  const log = console.log;
+  console.log = () => {};
+  try {
+    await assert.rejects(main(["--figures-dir", missing, "--no-verify"]), (err: Error) => {
+      assert.equal(
+        err.message,
+        `report: --figures-dir ${missing} does not exist (resolved to ${missing}); ${fix} (the notebooks write ` +
+          "figures/ and its manifest.json), e.g. --figures-dir figures",
+      );
+      return true;
+    });
+    await assert.rejects(
+      main(["--figures-dir", empty, "--no-verify"]),
+      new RegExp(`^Error: report: --figures-dir ${empty} holds no manifest\\.json .*run the notebooks first`),
+    );
+    // Without the flag, the default folder (here ATTNLAB_FIGURES_DIR, an empty folder) is checked the same way.
+    await assert.rejects(
+      main(["--no-verify"]),
+      /report: the default figures folder \(ATTNLAB_FIGURES_DIR or figures\/\) .* holds no manifest\.json/,
+    );
+  } finally {
+    console.log = log;
+  }
+  assert.deepEqual([...Deno.readDirSync(empty)], [], "no report written into the empty folder");
+  // Through the task's error path: one error line, exit status 1.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(REPO_ROOT, "lib", "report", "main.ts"), "--figures-dir", missing, "--no-verify"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 1, stderr);
+  assert.equal(
+    stderr,
+    `error: report: --figures-dir ${missing} does not exist (resolved to ${missing}); ${fix} (the notebooks write figures/ and its manifest.json), e.g. --figures-dir figures\n`,
+  );
+  assert.equal(new TextDecoder().decode(out.stdout), "");
+  await Deno.remove(parent, { recursive: true });
 });

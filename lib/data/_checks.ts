@@ -22,11 +22,11 @@ export function checkInteger(owner: string, name: string, value: unknown, min: n
   }
 }
 
-/** An option rule of lib/attention, or a string (optionally nullable). */
-export type DataOptionRule = OptionRule | { type: "string"; nullable?: boolean };
+/** An option rule of lib/attention, or a string or function (optionally nullable). */
+export type DataOptionRule = OptionRule | { type: "string" | "function"; nullable?: boolean };
 
 /**
- * {@linkcode resolveOptions} with string options too: fills in defaults; unknown keys,
+ * {@linkcode resolveOptions} with string and function options too: fills in defaults; unknown keys,
  * wrong types and out-of-range values throw an Error that names the option.
  *
  * @example
@@ -49,26 +49,30 @@ export function resolveDataOptions<T extends object>(
   if (options !== undefined && (options === null || typeof options !== "object" || Array.isArray(options))) {
     return resolveOptions(owner, options, defaults, plain);
   }
-  const strings: string[] = [];
+  const own: string[] = [];
   for (const [key, rule] of Object.entries(rules)) {
-    if (rule.type === "string") strings.push(key);
-    // A string option passes resolveOptions' key check as a nullable number and is checked here instead.
-    plain[key] = rule.type === "string" ? { type: "number", nullable: true } : rule;
+    if (rule.type === "string" || rule.type === "function") own.push(key);
+    // A string or function option passes resolveOptions' key check as a nullable number and is checked here instead.
+    plain[key] = rule.type === "string" || rule.type === "function"
+      ? { type: "number", nullable: true }
+      : rule as OptionRule;
   }
   const given = (options ?? {}) as Record<string, unknown>;
   const rest = { ...given };
-  for (const key of strings) delete rest[key];
+  for (const key of own) delete rest[key];
   const out = resolveOptions(owner, options === undefined ? undefined : rest, defaults, plain) as Record<
     string,
     unknown
   >;
-  for (const key of strings) {
+  for (const key of own) {
     const value = given[key];
     if (value === undefined) continue;
-    const nullable = (rules[key] as { nullable?: boolean }).nullable;
-    if (!(typeof value === "string" && value.length > 0) && !(value === null && nullable)) {
+    const rule = rules[key] as { type: "string" | "function"; nullable?: boolean };
+    const ok = rule.type === "string" ? typeof value === "string" && value.length > 0 : typeof value === "function";
+    if (!ok && !(value === null && rule.nullable)) {
+      const what = rule.type === "string" ? "a non-empty string" : "a function";
       throw new Error(
-        `${owner}: option ${key} must be a non-empty string${nullable ? " or null" : ""}, got ${
+        `${owner}: option ${key} must be ${what}${rule.nullable ? " or null" : ""}, got ${
           Array.isArray(value) ? "an array" : String(value)
         }`,
       );

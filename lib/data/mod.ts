@@ -1,6 +1,6 @@
 /**
- * The data layer: real text (State of the Union bytes, WikiText-103), synthetic probes
- * (MQAR, ListOps, copying) and deterministic language-model batching.
+ * The data layer: real text (State of the Union bytes, WikiText-103, your own UTF-8 files with
+ * `loadTextCorpus`), synthetic probes (MQAR, ListOps, copying) and deterministic language-model batching.
  *
  * ```ts
  * import { lmSampler, loadSotu, mqarTask } from "./mod.ts";
@@ -20,3 +20,4 @@ export * from "./listops.ts";
 export * from "./copying.ts";
 export * from "./zip.ts";
 export * from "./wikitext.ts";
+export * from "./text.ts";

@@ -46,12 +46,18 @@ export type SplitName = "train" | "valid" | "test";
 /** The split names in corpus order. */
 export const SPLIT_NAMES: readonly SplitName[] = ["train", "valid", "test"];
 
-/** One input document. */
-export interface CorpusDocument {
-  /** Unique id; decides the split. */
-  id: string;
-  text: string;
-}
+/** One input document: its text, or its bytes as they are (any bytes but {@linkcode DOCUMENT_SEPARATOR}). */
+export type CorpusDocument =
+  | {
+    /** Unique id; decides the split. */
+    id: string;
+    text: string;
+  }
+  | {
+    /** Unique id; decides the split. */
+    id: string;
+    bytes: Uint8Array;
+  };
 
 /** Where a document lies in `ByteCorpus.bytes`: [start, end), separator excluded (it is at `end`). */
 export interface DocumentRange {
@@ -104,12 +110,13 @@ export async function splitOf(id: string): Promise<SplitName> {
 }
 
 /**
- * Lays documents out as a {@linkcode ByteCorpus}: split by id, UTF-8 bytes, separators, checksums.
+ * Lays documents out as a {@linkcode ByteCorpus}: split by id, UTF-8 bytes (a document given as
+ * `bytes` is taken as it is), separators, checksums.
  *
  * @example
  * ```ts
  * import { buildByteCorpus } from "./sotu.ts";
- * const c = await buildByteCorpus([{ id: "a", text: "hi" }, { id: "b", text: "yo" }]);
+ * const c = await buildByteCorpus([{ id: "a", text: "hi" }, { id: "b", bytes: new Uint8Array([121, 111]) }]);
  * console.log(c.bytes.length, c.checksums.corpus.length); // 6 64
  * ```
  */
@@ -125,18 +132,23 @@ export async function buildByteCorpus(
   const seen = new Set<string>();
   const encoded: { id: string; split: SplitName; bytes: Uint8Array }[] = [];
   for (const [i, doc] of documents.entries()) {
-    if (doc === null || typeof doc !== "object" || typeof doc.id !== "string" || typeof doc.text !== "string") {
-      throw new Error(`buildByteCorpus: documents[${i}] must be { id: string, text: string }`);
+    const d = doc as { id?: unknown; text?: unknown; bytes?: unknown } | null;
+    const hasText = typeof d?.text === "string";
+    const hasBytes = d?.bytes instanceof Uint8Array;
+    if (d === null || typeof d !== "object" || typeof d.id !== "string" || hasText === hasBytes) {
+      throw new Error(
+        `buildByteCorpus: documents[${i}] must be { id: string, text: string } or { id: string, bytes: Uint8Array }`,
+      );
     }
-    if (doc.id.length === 0 || seen.has(doc.id)) {
-      throw new Error(`buildByteCorpus: documents[${i}].id "${doc.id}" is empty or repeated; ids must be unique`);
+    if (d.id.length === 0 || seen.has(d.id)) {
+      throw new Error(`buildByteCorpus: documents[${i}].id "${d.id}" is empty or repeated; ids must be unique`);
     }
-    seen.add(doc.id);
-    const bytes = encoder.encode(doc.text);
+    seen.add(d.id);
+    const bytes = hasText ? encoder.encode(d.text as string) : d.bytes as Uint8Array;
     if (bytes.includes(DOCUMENT_SEPARATOR)) {
-      throw new Error(`buildByteCorpus: document "${doc.id}" contains byte 0, which is the document separator`);
+      throw new Error(`buildByteCorpus: document "${d.id}" contains byte 0, which is the document separator`);
     }
-    encoded.push({ id: doc.id, split: await splitOf(doc.id), bytes });
+    encoded.push({ id: d.id, split: await splitOf(d.id), bytes });
   }
   const total = encoded.reduce((n, d) => n + d.bytes.length + 1, 0);
   const bytes = new Uint8Array(total);
@@ -212,6 +224,8 @@ export interface LoadSotuOptions {
   cacheDir?: string;
   /** Read and write the cache. Default true. */
   cache?: boolean;
+  /** Receives the one-line note written when a corrupt cache is rebuilt; null: silent. Default console.warn. */
+  log?: ((message: string) => void) | null;
 }
 
 interface CacheMeta {
@@ -222,13 +236,19 @@ interface CacheMeta {
   documents: DocumentRange[];
 }
 
+/** The cache's two files; meta.json is written last, so its presence means corpus.bin was complete. */
+const CACHE_FILES = { bytes: "corpus.bin", meta: "meta.json" } as const;
+
 /**
  * The State of the Union corpus, byte-level, split by address (see the module doc).
  * The first call reads the npm package and writes `corpus.bin` and `meta.json` under
  * `<cacheDir>/<version>-<rule>/` (atomically); later calls read them and use them only
- * when the SHA-256 of `corpus.bin` and the one recorded in `meta.json` are {@linkcode SOTU_SHA256}.
- * A corpus built from the package must have that checksum too, or loadSotu throws (see
- * {@linkcode checkSotuChecksum}).
+ * when `meta.json` is a complete record of this version and rule, its documents tile
+ * `corpus.bin`, and the SHA-256 of `corpus.bin` and the one recorded in `meta.json` are
+ * {@linkcode SOTU_SHA256}. Any other cache (unreadable or non-object JSON, missing fields,
+ * one file without the other, a truncated or altered `corpus.bin`) is corrupt: it is rebuilt,
+ * with a one-line note to `log`. A corpus built from the package must have that checksum too,
+ * or loadSotu throws (see {@linkcode checkSotuChecksum}).
  * Needs read permission (and write permission for the cache).
  *
  * @example
@@ -242,28 +262,40 @@ export async function loadSotu(options?: LoadSotuOptions): Promise<ByteCorpus> {
   const o = resolveDataOptions(
     "loadSotu",
     options,
-    { cacheDir: join(REPO_ROOT, "data", "cache", "sotu"), cache: true },
+    {
+      cacheDir: join(REPO_ROOT, "data", "cache", "sotu"),
+      cache: true,
+      log: console.warn as ((message: string) => void) | null,
+    },
     {
       cacheDir: { type: "string" },
       cache: { type: "boolean" },
+      log: { type: "function", nullable: true },
     },
   );
   const source = { package: SOTU_PACKAGE.name, version: SOTU_PACKAGE.version, splitRule: SPLIT_RULE };
   const dir = join(o.cacheDir, `${SOTU_PACKAGE.version}-${SPLIT_RULE}`);
   try {
+    let corrupt = false;
     if (o.cache) {
       const cached = await readCache(dir, source);
-      if (cached) return cached;
+      if (cached !== null && typeof cached === "object") return cached;
+      // A string says why the cache cannot be used; null means there is none yet.
+      if (typeof cached === "string") {
+        corrupt = true;
+        o.log?.(`loadSotu: the cache in ${dir} is corrupt (${cached}); rebuilding it from ${SOTU_PACKAGE.name}`);
+      }
     }
     const built = await buildByteCorpus(await sotuDocuments(), { name: "sotu" });
     checkSotuChecksum(built.checksums.corpus);
     const corpus = { ...built, source };
     if (o.cache) {
+      if (corrupt) await clearCache(dir);
       await Deno.mkdir(dir, { recursive: true });
-      await writeFileAtomic(join(dir, "corpus.bin"), corpus.bytes);
+      await writeFileAtomic(join(dir, CACHE_FILES.bytes), corpus.bytes);
       const meta: CacheMeta = { ...source, checksums: corpus.checksums, documents: corpus.documents };
       // meta.json is written last: its presence means corpus.bin was complete.
-      await writeFileAtomic(join(dir, "meta.json"), JSON.stringify(meta));
+      await writeFileAtomic(join(dir, CACHE_FILES.meta), JSON.stringify(meta));
     }
     return corpus;
   } catch (err) {
@@ -277,33 +309,147 @@ export async function loadSotu(options?: LoadSotuOptions): Promise<ByteCorpus> {
   }
 }
 
-async function readCache(dir: string, source: ByteCorpus["source"]): Promise<ByteCorpus | null> {
-  let meta: CacheMeta;
-  let bytes: Uint8Array;
-  try {
-    meta = JSON.parse(await Deno.readTextFile(join(dir, "meta.json")));
-    bytes = await Deno.readFile(join(dir, "corpus.bin"));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound || err instanceof SyntaxError) return null;
-    throw err;
-  }
-  if (meta.version !== source.version || meta.splitRule !== source.splitRule) return null;
-  if (!Array.isArray(meta.documents) || !tiles(meta.documents, bytes)) return null;
-  if (meta.checksums?.corpus !== SOTU_SHA256 || (await sha256Hex(bytes)) !== SOTU_SHA256) return null;
-  return await assemble("sotu", bytes, meta.documents, source, true);
+function isPermissionError(err: unknown): boolean {
+  return err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied;
 }
 
-/** Whether the ranges follow one another, each ended by a separator, and cover `bytes` exactly. */
-function tiles(documents: DocumentRange[], bytes: Uint8Array): boolean {
+type CacheFile<T> = { value: T } | { missing: true } | { problem: string };
+
+/** A cache file's contents, or that it does not exist, or why it cannot be read. */
+async function readCacheFile<T>(path: string, read: (path: string) => Promise<T>): Promise<CacheFile<T>> {
+  try {
+    return { value: await read(path) };
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return { missing: true };
+    if (isPermissionError(err)) throw err;
+    // A folder in the file's place, or an I/O error: the cache cannot be used, and is rebuilt.
+    return { problem: `cannot read ${path}: ${(err as Error).message}` };
+  }
+}
+
+/** Removes whatever stands where the cache's files go, so that they can be written again. */
+async function clearCache(dir: string): Promise<void> {
+  const info = await Deno.lstat(dir).catch(() => null);
+  if (info !== null && !info.isDirectory) {
+    await Deno.remove(dir);
+    return;
+  }
+  for (const name of [CACHE_FILES.meta, CACHE_FILES.bytes]) {
+    await Deno.remove(join(dir, name), { recursive: true }).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    });
+  }
+}
+
+function describeJson(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Why `meta` is not a usable record of `source`, or null when it is. */
+function metaProblem(meta: unknown, source: ByteCorpus["source"]): string | null {
+  if (meta === null || typeof meta !== "object" || Array.isArray(meta)) {
+    return `${CACHE_FILES.meta} holds ${describeJson(meta)}, expected an object`;
+  }
+  const m = meta as Record<string, unknown>;
+  for (const key of ["package", "version", "splitRule"] as const) {
+    if (m[key] !== source[key]) {
+      return `${CACHE_FILES.meta} records ${key} ${JSON.stringify(m[key]) ?? "undefined"}, expected "${source[key]}"`;
+    }
+  }
+  const sums = m.checksums as Record<string, unknown> | null | undefined;
+  if (sums === null || typeof sums !== "object" || Array.isArray(sums)) {
+    return `${CACHE_FILES.meta} has no checksums object`;
+  }
+  for (const key of ["corpus", ...SPLIT_NAMES]) {
+    if (typeof sums[key] !== "string" || !HEX64.test(sums[key] as string)) {
+      return `${CACHE_FILES.meta} has no SHA-256 in checksums.${key}`;
+    }
+  }
+  if (sums.corpus !== SOTU_SHA256) {
+    return `${CACHE_FILES.meta} records checksum ${sums.corpus}, expected SOTU_SHA256 ${SOTU_SHA256}`;
+  }
+  if (!Array.isArray(m.documents) || m.documents.length === 0) {
+    return `${CACHE_FILES.meta} has no documents array`;
+  }
+  for (const [i, d] of (m.documents as unknown[]).entries()) {
+    const r = d as Record<string, unknown> | null;
+    if (
+      r === null || typeof r !== "object" || typeof r.id !== "string" || r.id === "" ||
+      !SPLIT_NAMES.includes(r.split as SplitName) || !Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.end)
+    ) {
+      return `${CACHE_FILES.meta}: documents[${i}] is not { id, split, start, end }`;
+    }
+  }
+  return null;
+}
+
+/** The cached corpus; null when there is no cache; a string saying why the cache is corrupt. */
+async function readCache(dir: string, source: ByteCorpus["source"]): Promise<ByteCorpus | string | null> {
+  const metaFile = await readCacheFile(join(dir, CACHE_FILES.meta), Deno.readTextFile);
+  const bytesFile = await readCacheFile(join(dir, CACHE_FILES.bytes), Deno.readFile);
+  if ("missing" in metaFile && "missing" in bytesFile) return null;
+  if ("problem" in metaFile) return metaFile.problem;
+  if ("problem" in bytesFile) return bytesFile.problem;
+  if ("missing" in metaFile) return `${CACHE_FILES.bytes} without ${CACHE_FILES.meta}: an interrupted write`;
+  if ("missing" in bytesFile) return `${CACHE_FILES.meta} without ${CACHE_FILES.bytes}`;
+  const bytes = bytesFile.value;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(metaFile.value);
+  } catch (err) {
+    if (err instanceof SyntaxError) return `${CACHE_FILES.meta} is not valid JSON: ${err.message}`;
+    throw err;
+  }
+  const problem = metaProblem(parsed, source);
+  if (problem !== null) return problem;
+  const meta = parsed as CacheMeta;
+  const covered = tiledLength(meta.documents, bytes);
+  if (covered !== bytes.length) {
+    return covered === null
+      ? `the documents in ${CACHE_FILES.meta} do not tile ${CACHE_FILES.bytes} (${bytes.length} bytes)`
+      : `the documents in ${CACHE_FILES.meta} cover ${covered} bytes, ${CACHE_FILES.bytes} has ${bytes.length}`;
+  }
+  const sum = await sha256Hex(bytes);
+  if (sum !== SOTU_SHA256) return `${CACHE_FILES.bytes} has SHA-256 ${sum}, expected SOTU_SHA256 ${SOTU_SHA256}`;
+  const ids = new Set<string>();
+  for (const d of meta.documents) {
+    // The bytes are right, but the split of each document must follow the rule too.
+    if (ids.has(d.id) || d.split !== await splitOf(d.id)) {
+      return `${CACHE_FILES.meta}: document "${d.id}" is repeated or not in its split ${await splitOf(d.id)}`;
+    }
+    ids.add(d.id);
+  }
+  const corpus = await assemble("sotu", bytes, meta.documents, source, true);
+  for (const key of SPLIT_NAMES) {
+    if (corpus.checksums[key] !== meta.checksums[key]) {
+      return `the ${key} split has SHA-256 ${corpus.checksums[key]}, ${CACHE_FILES.meta} records ${
+        meta.checksums[key]
+      }`;
+    }
+  }
+  return corpus;
+}
+
+/**
+ * How many bytes the ranges cover when they follow one another in split order, each ended by a
+ * separator; null when they do not (a gap, an overlap, a split out of order, a missing separator).
+ */
+function tiledLength(documents: DocumentRange[], bytes: Uint8Array): number | null {
   let offset = 0;
   let splitIndex = 0;
   for (const d of documents) {
     const s = SPLIT_NAMES.indexOf(d.split);
-    if (d.start !== offset || d.end < d.start || s < splitIndex || bytes[d.end] !== DOCUMENT_SEPARATOR) return false;
+    if (d.start !== offset || d.end < d.start || s < splitIndex) return null;
+    // Past the end of a truncated corpus.bin: report the length the documents claim.
+    if (d.end < bytes.length && bytes[d.end] !== DOCUMENT_SEPARATOR) return null;
     splitIndex = s;
     offset = d.end + 1;
   }
-  return offset === bytes.length;
+  return offset;
 }
 
 async function sotuDocuments(): Promise<CorpusDocument[]> {

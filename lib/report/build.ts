@@ -18,7 +18,7 @@ export const MAX_HTML_BYTES = 15_000_000;
 
 /** Options for {@linkcode buildReport}; all optional. */
 export interface BuildReportOptions {
-  /** The figures folder to read. Default `figuresDir()` (`ATTNLAB_FIGURES_DIR` or `figures/`). */
+  /** The figures folder to read. Default `figuresDir({ quick: false })` (`ATTNLAB_FIGURES_DIR` or `figures/`, even in quick mode). */
   figuresDir?: string;
   /** Where `report.html` and `report.md` go. Default: the figures folder. */
   outDir?: string;
@@ -62,7 +62,7 @@ export async function buildReport(options: BuildReportOptions = {}): Promise<Bui
   if (!["svg", "png", "auto"].includes(mode)) {
     throw new Error(`buildReport: options.image must be "svg", "png" or "auto", got ${JSON.stringify(mode)}`);
   }
-  const dir = resolve(options.figuresDir ?? figuresDir());
+  const dir = resolve(options.figuresDir ?? figuresDir({ quick: false }));
   const outDir = resolve(options.outDir ?? dir);
   let image: "svg" | "png" = mode === "png" ? "png" : "svg";
   let data = await loadReport(dir, { image });

@@ -5,10 +5,10 @@
  * @module
  */
 
-import { join, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { checkClaims } from "../figures/claims.ts";
 import type { Claim } from "../figures/claims.ts";
-import { entryKind, MANIFEST_FILE, readManifest } from "../figures/manifest.ts";
+import { ENTRY_KINDS, entryKind, MANIFEST_FILE, readManifest } from "../figures/manifest.ts";
 import type { Config, ManifestEntry } from "../figures/manifest.ts";
 import { parseCsv } from "./csv.ts";
 
@@ -105,9 +105,115 @@ export function countClaims(claims: readonly Claim[]): ClaimCounts {
   };
 }
 
+/**
+ * Throws unless `dir` is a folder holding `manifest.json`; returns its absolute path. `label`
+ * says where `dir` came from in the message (default "the figures folder"; the report task
+ * passes its flag).
+ *
+ * @example
+ * ```ts
+ * import { checkFiguresDir } from "./load.ts";
+ * const dir = await Deno.makeTempDir();
+ * const err = await checkFiguresDir(dir, "--figures-dir").catch((e) => e);
+ * console.log(err.message.includes("holds no manifest.json")); // true
+ * ```
+ */
+export async function checkFiguresDir(dir: string, label = "the figures folder"): Promise<string> {
+  if (typeof dir !== "string" || dir.length === 0) {
+    throw new TypeError(`report: ${label} must be a non-empty path, got ${JSON.stringify(dir) ?? String(dir)}`);
+  }
+  const root = resolve(dir);
+  const fix = `give the folder that holds ${MANIFEST_FILE} (the notebooks write figures/ and its ${MANIFEST_FILE}), ` +
+    "e.g. --figures-dir figures";
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(root);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new Error(`report: ${label} ${dir} does not exist (resolved to ${root}); ${fix}`);
+    }
+    throw err;
+  }
+  if (!info.isDirectory) throw new Error(`report: ${label} ${dir} is not a folder (resolved to ${root}); ${fix}`);
+  const manifest = await Deno.stat(join(root, MANIFEST_FILE)).catch((err) => {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  });
+  if (manifest === null || !manifest.isFile) {
+    throw new Error(
+      `report: ${label} ${dir} holds no ${MANIFEST_FILE} (resolved to ${root}), so there is nothing to report; ` +
+        `${fix}, or run the notebooks first (deno task reproduce)`,
+    );
+  }
+  return root;
+}
+
+/** What is wrong with a manifest entry, or null when the report can use it. */
+function entryProblem(entry: unknown): string | null {
+  if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
+    return `is ${entry === null ? "null" : Array.isArray(entry) ? "an array" : `a ${typeof entry}`}, not an object`;
+  }
+  const e = entry as Record<string, unknown>;
+  if (typeof e.name !== "string" || e.name === "") return "has no name";
+  if (!Array.isArray(e.files) || !e.files.every((f) => typeof f === "string" && f !== "")) {
+    return "has no files list of file names";
+  }
+  if (typeof e.date !== "string") return "has no date";
+  if (e.kind !== undefined && !ENTRY_KINDS.includes(e.kind as ManifestEntry["kind"] & string)) {
+    return `has kind ${JSON.stringify(e.kind)}, not one of ${ENTRY_KINDS.join(", ")}`;
+  }
+  for (const key of ["notebook", "caption"]) {
+    if (e[key] !== undefined && typeof e[key] !== "string") return `has a ${key} that is not a string`;
+  }
+  return null;
+}
+
+/**
+ * Checks every entry of the manifest in `root`: an entry the report cannot use, or a file path
+ * that leaves the folder (absolute, or through ".."), is an Error naming the manifest, the entry
+ * and the path. Nothing is read here.
+ */
+function checkEntries(root: string, figures: Record<string, unknown>): void {
+  const path = join(root, MANIFEST_FILE);
+  const keys = Object.keys(figures);
+  for (const [index, key] of keys.entries()) {
+    const where = `${path}: entry ${index + 1} of ${keys.length}, figures[${JSON.stringify(key)}],`;
+    const problem = entryProblem(figures[key]);
+    if (problem !== null) {
+      throw new Error(
+        `report: ${where} ${problem}; the manifest is corrupt: rerun the notebook that saves "${key}" ` +
+          `(deno task reproduce --only NN), or remove the entry from ${path}`,
+      );
+    }
+    for (const file of (figures[key] as ManifestEntry).files) {
+      if (isAbsolute(file) || !inside(root, resolve(root, file))) {
+        throw new Error(
+          `report: ${where} lists the file ${JSON.stringify(file)}, which is outside the figures folder ${root}; ` +
+            `the report only embeds files inside it: fix or remove the entry in ${path}`,
+        );
+      }
+    }
+  }
+}
+
+/** Whether `path` (absolute, normalised) lies inside the folder `root`. */
+function inside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
 async function readFile(dir: string, file: string, entry: ManifestEntry): Promise<Uint8Array> {
   try {
-    return await Deno.readFile(join(dir, file));
+    // A symbolic link may lead out of the folder: compare real paths before reading anything.
+    const real = await Deno.realPath(join(dir, file));
+    const realRoot = await Deno.realPath(dir);
+    if (!inside(realRoot, real)) {
+      throw new Error(
+        `report: ${MANIFEST_FILE} entry "${entry.name}" lists ${JSON.stringify(file)}, which is a link to ${real}, ` +
+          `outside the figures folder ${dir}; the report only embeds files inside it: replace the link with the file`,
+      );
+    }
+    return await Deno.readFile(real);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
       const rerun = entry.notebook ? ` (deno task reproduce --only ${entry.notebook.slice(0, 2)})` : "";
@@ -146,8 +252,11 @@ function runsOf(entries: ManifestEntry[]): RunInfo[] {
 
 /**
  * Reads `dir`'s manifest and every file it lists, grouped by notebook (sorted
- * by name; entries in the order they were saved). A file the manifest lists
- * but that is missing, a malformed claims file or CSV is an Error naming it.
+ * by name; entries in the order they were saved). A folder that does not exist
+ * or holds no `manifest.json` (see {@linkcode checkFiguresDir}), a manifest entry
+ * that is not an entry (`null`, no files...), a listed file outside the folder
+ * (absolute, `..`, or a link leading out; it is not read), a file the manifest
+ * lists but that is missing, a malformed claims file or CSV is an Error naming it.
  *
  * @example
  * ```ts
@@ -168,8 +277,9 @@ export async function loadReport(dir: string, options: LoadReportOptions = {}): 
   if (image !== "svg" && image !== "png") {
     throw new Error(`loadReport: options.image must be "svg" or "png", got ${JSON.stringify(image)}`);
   }
-  const root = resolve(dir);
+  const root = await checkFiguresDir(dir);
   const manifest = await readManifest(root);
+  checkEntries(root, manifest.figures);
   const groups = new Map<string, ManifestEntry[]>();
   for (const entry of Object.values(manifest.figures)) {
     const name = entry.notebook ?? OTHER_NOTEBOOK;

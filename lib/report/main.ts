@@ -7,10 +7,11 @@
  */
 
 import { relative } from "node:path";
-import { REPO_ROOT } from "../env.ts";
+import { figuresDir, REPO_ROOT } from "../env.ts";
 import { formatHelp, parseFlags, runMain } from "../tasks/cli.ts";
 import { buildReport } from "./build.ts";
 import { sectionId } from "./html.ts";
+import { checkFiguresDir } from "./load.ts";
 import { CHROMIUM_INSTALL_HINT, CHROMIUM_PATH, chromiumAvailable, verifyReport } from "./verify.ts";
 
 const FLAGS = {
@@ -45,10 +46,13 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const started = performance.now();
-  const built = await buildReport({
-    ...(values["figures-dir"] ? { figuresDir: values["figures-dir"] as string } : {}),
-    image: values.png ? "png" : "auto",
-  });
+  // A misspelt folder must fail here (exit 1), not build an empty report.
+  const given = values["figures-dir"] as string | undefined;
+  const dir = await checkFiguresDir(
+    given ?? figuresDir({ quick: false }),
+    given !== undefined ? "--figures-dir" : "the default figures folder (ATTNLAB_FIGURES_DIR or figures/)",
+  );
+  const built = await buildReport({ figuresDir: dir, image: values.png ? "png" : "auto" });
   const s = built.data.summary;
   const show = (p: string) => relative(Deno.cwd(), p) || p;
   console.log(

@@ -22,7 +22,7 @@ export type { BuildReportOptions, BuiltReport } from "./build.ts";
 export { escapeHtml, renderHtml, sectionId, verdictMark } from "./html.ts";
 export { escapeMarkdown, renderMarkdown } from "./markdown.ts";
 export type { RenderMarkdownOptions } from "./markdown.ts";
-export { countClaims, loadReport, OTHER_NOTEBOOK } from "./load.ts";
+export { checkFiguresDir, countClaims, loadReport, OTHER_NOTEBOOK } from "./load.ts";
 export type {
   ClaimCounts,
   LoadReportOptions,
