@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import queue
+import signal
 import sys
 import tempfile
 import time
@@ -191,4 +192,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # SIGTERM (the runner stopping) becomes SystemExit, so nbclient shuts the kernel down on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     sys.exit(main(sys.argv[1:]))

@@ -18,6 +18,7 @@
 import { copyFileSync, mkdirSync, readdirSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { writeFileAtomic } from "../figures/atomic.ts";
+import { trackChild } from "../children.ts";
 import { findPython } from "./jupyter.ts";
 import { normaliseOutputs, type NotebookJson } from "./outputs.ts";
 import { defaultFiguresDir, EXECUTE_PY, NOTEBOOKS_DIR, ROOT } from "./paths.ts";
@@ -453,6 +454,7 @@ export async function runNotebook(path: string, options: RunOptions = {}): Promi
       stdout: "piped",
       stderr: "piped",
     }).spawn();
+    const untrack = trackChild(child);
 
     const started = performance.now();
     const events: DriverEvent[] = [];
@@ -511,6 +513,7 @@ export async function runNotebook(path: string, options: RunOptions = {}): Promi
       forEachLine(child.stdout, onStdout),
       forEachLine(child.stderr, onStderr),
     ]);
+    untrack();
     clearInterval(heartbeat);
     clearTimeout(guard);
 

@@ -13,6 +13,7 @@ import { isQuick } from "../env.ts";
 import { loadSotu } from "../data/sotu.ts";
 import { type PlannedRun, runGroup, runGroups, runSpec, type RunState, runState } from "../experiments/mod.ts";
 import { trainCached } from "../train/cache.ts";
+import { trackChild } from "../children.ts";
 import { progress } from "../notebook/progress.ts";
 import { formatSeconds } from "../notebook/runner.ts";
 import { formatHelp, parseFlags, runMain } from "./cli.ts";
@@ -176,6 +177,7 @@ export async function trainPlannedRuns(
       stdout: "piped",
       stderr: "piped",
     }).spawn();
+    const untrack = trackChild(child);
     const keep = (line: string) => {
       if (!line.trim()) return;
       tail.push(line);
@@ -193,6 +195,7 @@ export async function trainPlannedRuns(
       }),
       forEachLine(child.stderr, keep),
     ]);
+    untrack();
     current.delete(run.name);
     const seconds = (performance.now() - started) / 1000;
     finished++;
