@@ -224,7 +224,7 @@ Deno.test("generate: bad arguments get errors that name the option and the fix",
   await rejects({ ...base, topK: 2.5 }, /option topK must be an integer/);
   await rejects({ ...base, prompt: "" }, /option prompt is empty; give at least one token/);
   await rejects({ ...base, prompt: [] }, /option prompt is empty/);
-  await rejects({ ...base, prompt: [1, 300] }, /prompt token 1 must be an integer id in 0..255, got 300/);
+  await rejects({ ...base, prompt: [1, 300] }, /prompt token 1 must be an integer token id in 0..255, got 300/);
   await rejects({ ...base, prompt: 5 }, /option prompt must be a string, a Uint8Array or an array/);
   await rejects({ ...base, maxNewTokens: 256 }, /= 257 exceeds the model's maxLength 256/);
   await rejects({ prompt: "a" }, /option maxNewTokens is required/);
@@ -247,7 +247,7 @@ Deno.test("generate: bad arguments get errors that name the option and the fix",
   assert.throws(() => sampleToken([1, 2], { uniform: 0.5, temperature: 0 }), /option temperature must be > 0/);
   assert.throws(() => sampleToken([1, 2], { uniform: 0.5, topK: 3 }), /option topK \(3\) exceeds the 2 logits/);
   assert.throws(() => sampleToken([1, 2], {}), /option uniform must be a number in \[0, 1\)/);
-  assert.throws(() => sampleToken([NaN, NaN], { greedy: true }), /logits must be finite/);
+  assert.throws(() => sampleToken([NaN, NaN], { greedy: true }), /logits\[0\] is NaN/);
 
   const classifier = createModel({
     attention: "linear",

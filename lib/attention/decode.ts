@@ -23,9 +23,9 @@ import * as tf from "@tensorflow/tfjs";
 import { cosformer, type CosformerOptions } from "./cosformer.ts";
 import { diag, type DiagOptions } from "./diag.ts";
 import { kernelChunked, type KernelState, kernelStep, lowerTriangle } from "./kernel.ts";
-import { linear, LINEAR_RULES, type LinearOptions } from "./linear.ts";
+import { linear, type LinearOptions } from "./linear.ts";
 import { local, type LocalOptions } from "./local.ts";
-import { norm, NORM_RULES, type NormOptions } from "./norm.ts";
+import { norm, type NormOptions } from "./norm.ts";
 import { applyOutputNorm } from "./norms.ts";
 import {
   favorNormalize,
@@ -141,40 +141,15 @@ interface Engine {
 
 type Resolved = Record<string, unknown>;
 
-const causalRule: OptionRule = { type: "boolean" };
-const chunkRule: OptionRule = { type: "number", min: 1, integer: true };
-const epsRule: OptionRule = { type: "number", min: 0 };
-
-// The decoder's rules: the variant's own (the test checks they cover its defaults) plus cache / maxLength.
+// The decoder's rules: the variant's own plus the decoder's `cache` (softmax).
 const RULES: Record<DecoderVariant, Record<string, OptionRule>> = {
-  softmax: {
-    causal: causalRule,
-    scale: { type: "number", min: 0, exclusiveMin: true, nullable: true },
-    queryBlockSize: { type: "number", min: 1, integer: true, nullable: true },
-    cache: { type: "boolean" },
-  },
-  linear: LINEAR_RULES,
-  performer: {
-    causal: causalRule,
-    features: { type: "number", min: 1, integer: true, nullable: true },
-    seed: { type: "number", min: 0, integer: true },
-    projection: { type: "tensor", rank: 2, nullable: true },
-    eps: epsRule,
-    chunkSize: chunkRule,
-  },
-  cosformer: {
-    causal: causalRule,
-    eps: epsRule,
-    chunkSize: chunkRule,
-    maxLength: { type: "number", min: 1, integer: true, nullable: true },
-  },
-  norm: NORM_RULES,
-  diag: {
-    causal: causalRule,
-    blockSize: { type: "number", min: 1, integer: true },
-    inner: { type: "enum", values: ["softmax", "relu"] },
-  },
-  local: { causal: causalRule, window: { type: "number", min: 0, integer: true } },
+  softmax: { ...softmax.rules, cache: { type: "boolean" } },
+  linear: linear.rules,
+  performer: performer.rules,
+  cosformer: cosformer.rules,
+  norm: norm.rules,
+  diag: diag.rules,
+  local: local.rules,
 };
 
 // Defaults: the variant's own, causal, and the decoder's extras.

@@ -77,6 +77,9 @@ function resolve(name: RecurrentVariant, owner: string, options: object | undefi
 
 function checkState(owner: string, state: KernelState, dims: { batch: number; heads: number; dk: number; dv: number }) {
   const want = [dims.batch, dims.heads, dims.dk, dims.dv];
+  if (state?.s instanceof tf.Tensor && state.z instanceof tf.Tensor && (state.s.isDisposed || state.z.isDisposed)) {
+    throw new Error(`${owner}: option state was disposed; pass the state returned by the latest call`);
+  }
   const ok = state && state.s instanceof tf.Tensor && state.z instanceof tf.Tensor &&
     state.s.shape.every((s, i) => s === want[i]) && state.z.shape.every((s, i) => s === want[i]) && state.z.rank === 3;
   if (!ok) {
@@ -138,8 +141,22 @@ export function recurrentStep<N extends RecurrentVariant>(
   const { q, k, v } = token ?? {};
   for (const [label, x] of [["q", q], ["k", k], ["v", v]] as const) {
     if (!(x instanceof tf.Tensor) || x.rank !== 3) {
-      throw new Error(`${name}.${owner}: ${label} must be a rank-3 tensor [batch, heads, d] for one token`);
+      throw new TypeError(`${name}.${owner}: ${label} must be a rank-3 tensor [batch, heads, d] for one token`);
     }
+    if (x.isDisposed) throw new Error(`${name}.${owner}: ${label} was disposed; pass a live tensor`);
+    const axis = ["batch", "heads", label === "v" ? "dv" : "dk"][x.shape.findIndex((s) => s < 1)];
+    if (axis !== undefined) {
+      throw new RangeError(
+        `${name}.${owner}: ${label} must have ${axis} >= 1, got shape [${x.shape.join(", ")}] ([batch, heads, d])`,
+      );
+    }
+  }
+  // tfjs would broadcast a k or v of size 1 along an axis against the state instead of failing.
+  if (k.shape.join() !== q.shape.join() || v.shape[0] !== q.shape[0] || v.shape[1] !== q.shape[1]) {
+    throw new Error(
+      `${name}.${owner}: k must have q's shape [batch, heads, dk] and v q's batch and heads, got q [${q.shape}], ` +
+        `k [${k.shape}], v [${v.shape}]`,
+    );
   }
   if (o.state === null) throw new Error(`${name}.${owner}: option state is required; start from initialState()`);
   checkState(`${name}.${owner}`, o.state, { batch: q.shape[0], heads: q.shape[1], dk: q.shape[2], dv: v.shape[2] });

@@ -38,6 +38,12 @@ export interface AttentionVariant<O extends AttentionOptions = AttentionOptions>
   outputNorm(o: tf.Tensor4D, options?: O): tf.Tensor4D;
   /** Every option's default (null: computed from the input); the keys are the accepted options. */
   readonly defaults: Readonly<Required<O>>;
+  /**
+   * How each option is checked (the keys are the accepted options): give them to {@linkcode resolveOptions}
+   * with {@linkcode AttentionVariant.defaults} to check options before running the variant, as a model does
+   * when it is built.
+   */
+  readonly rules: Readonly<Record<string, OptionRule>>;
 }
 
 /** How one option is checked: a type, plus a set of allowed values or a lower bound. */
@@ -49,7 +55,7 @@ export type OptionRule =
 
 /**
  * Fills in defaults and checks every option against its rule.
- * Unknown keys, wrong types and out-of-range values throw an Error that names the option.
+ * Unknown keys and wrong types throw a TypeError, out-of-range values a RangeError; the message names the option.
  *
  * @example
  * ```ts
@@ -83,30 +89,30 @@ function checkRule(owner: string, key: string, value: unknown, rule: OptionRule)
   if (value === null && "nullable" in rule && rule.nullable) return;
   switch (rule.type) {
     case "boolean":
-      if (typeof value !== "boolean") throw new Error(`${where} must be true or false, got ${describe(value)}`);
+      if (typeof value !== "boolean") throw new TypeError(`${where} must be true or false, got ${describe(value)}`);
       return;
     case "enum":
       if (typeof value !== "string" || !rule.values.includes(value)) {
-        throw new Error(
-          `${where} must be one of ${rule.values.map((v) => `"${v}"`).join(", ")}, got ${describe(value)}`,
-        );
+        const allowed = rule.values.map((v) => `"${v}"`).join(", ");
+        const message = `${where} must be one of ${allowed}, got ${describe(value)}`;
+        throw typeof value === "string" ? new RangeError(message) : new TypeError(message);
       }
       return;
     case "number": {
-      if (typeof value !== "number" || !Number.isFinite(value)) {
-        throw new Error(`${where} must be a finite number, got ${describe(value)}`);
-      }
-      if (rule.integer && !Number.isInteger(value)) throw new Error(`${where} must be an integer, got ${value}`);
+      if (typeof value !== "number") throw new TypeError(`${where} must be a finite number, got ${describe(value)}`);
+      if (!Number.isFinite(value)) throw new RangeError(`${where} must be a finite number, got ${value}`);
+      if (rule.integer && !Number.isInteger(value)) throw new RangeError(`${where} must be an integer, got ${value}`);
       if (rule.min !== undefined) {
         const bad = rule.exclusiveMin ? value <= rule.min : value < rule.min;
-        if (bad) throw new Error(`${where} must be ${rule.exclusiveMin ? ">" : ">="} ${rule.min}, got ${value}`);
+        if (bad) throw new RangeError(`${where} must be ${rule.exclusiveMin ? ">" : ">="} ${rule.min}, got ${value}`);
       }
       return;
     }
     case "tensor":
       if (!(value instanceof tf.Tensor) || value.rank !== rule.rank) {
-        throw new Error(`${where} must be a rank-${rule.rank} tf.Tensor, got ${describe(value)}`);
+        throw new TypeError(`${where} must be a rank-${rule.rank} tf.Tensor, got ${describe(value)}`);
       }
+      if (value.isDisposed) throw new Error(`${where} was disposed; pass a live tensor (dispose it after the call)`);
       return;
   }
 }
@@ -129,11 +135,11 @@ function checkRule(owner: string, key: string, value: unknown, rule: OptionRule)
 export function checkOptionKeys(owner: string, options: unknown, valid: readonly string[]): Record<string, unknown> {
   if (options === undefined) return {};
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
-    throw new Error(`${owner}: options must be an object, got ${describe(options)}`);
+    throw new TypeError(`${owner}: options must be an object, got ${describe(options)}`);
   }
   for (const key of Object.keys(options)) {
     if (!valid.includes(key)) {
-      throw new Error(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
+      throw new TypeError(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
     }
   }
   return options as Record<string, unknown>;
@@ -162,25 +168,43 @@ let finiteChecks = true;
  */
 export function setFiniteChecks(enabled: boolean): void {
   if (typeof enabled !== "boolean") {
-    throw new Error(`setFiniteChecks: enabled must be a boolean, got ${describe(enabled)}`);
+    throw new TypeError(`setFiniteChecks: enabled must be a boolean, got ${describe(enabled)}`);
   }
   finiteChecks = enabled;
 }
 
+const AXES = ["batch", "heads", "n"] as const;
+
 function checkTensor4D(owner: string, name: string, x: unknown, last: string): tf.Tensor4D {
   if (!(x instanceof tf.Tensor)) {
-    throw new Error(`${owner}: ${name} must be a tf.Tensor of shape [batch, heads, n, ${last}], got ${describe(x)}`);
+    throw new TypeError(
+      `${owner}: ${name} must be a tf.Tensor of shape [batch, heads, n, ${last}], got ${describe(x)}`,
+    );
+  }
+  // A disposed tensor keeps its shape but not its data; tfjs would fail deep inside a kernel.
+  if (x.isDisposed) {
+    throw new Error(
+      `${owner}: ${name} was disposed; pass a live tensor (dispose it after the call, or build it again)`,
+    );
   }
   if (x.rank !== 4) {
-    throw new Error(
+    throw new TypeError(
       `${owner}: ${name} must have rank 4 [batch, heads, n, ${last}], got shape [${x.shape.join(", ")}]; ` +
         `add the missing axes with tf.reshape, e.g. [1, 1, n, ${last}]`,
     );
   }
   if (x.dtype !== "float32") {
-    throw new Error(`${owner}: ${name} must be float32, got ${x.dtype}; use tf.cast(${name}, "float32")`);
+    throw new TypeError(`${owner}: ${name} must be float32, got ${x.dtype}; use tf.cast(${name}, "float32")`);
   }
-  if (x.shape[2] < 1) throw new Error(`${owner}: ${name} must hold at least one token (n >= 1), got n = 0`);
+  // An empty axis gives NaN (a softmax over no features) or zeros instead of an error further on.
+  [...AXES, last].forEach((axis, i) => {
+    if (x.shape[i] < 1) {
+      throw new RangeError(
+        `${owner}: ${name} must have ${axis} >= 1, got shape [${x.shape.join(", ")}] ([batch, heads, n, ${last}]); ` +
+          `every axis needs at least one entry`,
+      );
+    }
+  });
   if (finiteChecks) {
     // x * 0 is 0 for finite entries and NaN for NaN or +-Inf; one reduction finds either.
     const probe = tf.tidy(() => tf.sum(tf.mul(x, 0)));
@@ -192,7 +216,8 @@ function checkTensor4D(owner: string, name: string, x: unknown, last: string): t
 }
 
 /**
- * Checks q and k: rank 4, float32, finite, same batch, heads, length and feature size.
+ * Checks q and k: live (not disposed), rank 4, float32, no empty axis, finite, same batch, heads, length and
+ * feature size. A wrong type or rank throws a TypeError, an empty axis a RangeError, a disposed tensor an Error.
  *
  * @example
  * ```ts
@@ -204,7 +229,7 @@ function checkTensor4D(owner: string, name: string, x: unknown, last: string): t
  */
 export function checkQK(owner: string, qk: QK): void {
   if (qk === null || typeof qk !== "object") {
-    throw new Error(`${owner}: expected an object { q, k }, got ${describe(qk)}`);
+    throw new TypeError(`${owner}: expected an object { q, k }, got ${describe(qk)}`);
   }
   const q = checkTensor4D(owner, "q", qk.q, "dk");
   const k = checkTensor4D(owner, "k", qk.k, "dk");
@@ -230,7 +255,7 @@ export function checkQK(owner: string, qk: QK): void {
  */
 export function checkQKV(owner: string, qkv: QKV): void {
   if (qkv === null || typeof qkv !== "object") {
-    throw new Error(`${owner}: expected an object { q, k, v }, got ${describe(qkv)}`);
+    throw new TypeError(`${owner}: expected an object { q, k, v }, got ${describe(qkv)}`);
   }
   checkQK(owner, qkv);
   const v = checkTensor4D(owner, "v", qkv.v, "dv");

@@ -57,6 +57,7 @@ export function defineVariant<O extends AttentionOptions>(spec: VariantSpec<O>):
   return Object.freeze({
     name,
     defaults: Object.freeze({ ...defaults }),
+    rules: Object.freeze({ ...rules }) as Readonly<Record<string, OptionRule>>,
     attend(qkv: QKV, options?: O): tf.Tensor4D {
       checkQKV(`${name}.attend`, qkv);
       const o = resolve("attend", options);
@@ -77,8 +78,9 @@ export function defineVariant<O extends AttentionOptions>(spec: VariantSpec<O>):
     },
     outputNorm(out: tf.Tensor4D, options?: O): tf.Tensor4D {
       if (!(out instanceof tf.Tensor) || out.rank !== 4) {
-        throw new Error(`${name}.outputNorm: o must be a rank-4 tf.Tensor [batch, heads, n, dv]`);
+        throw new TypeError(`${name}.outputNorm: o must be a rank-4 tf.Tensor [batch, heads, n, dv]`);
       }
+      if (out.isDisposed) throw new Error(`${name}.outputNorm: o was disposed; pass a live tensor`);
       const o = resolve("outputNorm", options);
       return spec.outputNorm ? tf.tidy(() => spec.outputNorm!(out, o)) : tf.clone(out);
     },

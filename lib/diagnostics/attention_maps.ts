@@ -17,7 +17,7 @@ import * as tf from "@tensorflow/tfjs";
 import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
 import type { TransformerModel } from "../models/model.ts";
 import { LOCALITY_RATIOS, localityCurve } from "./locality.ts";
-import { describe } from "./_checks.ts";
+import { checkNotDisposed, describe } from "./_checks.ts";
 
 /** What {@linkcode textWindows} returns: `count` windows of `n` bytes as token ids. */
 export interface TextWindows {
@@ -146,6 +146,7 @@ function checkModel(owner: string, model: unknown): TransformerModel {
 }
 
 function checkIds(owner: string, ids: unknown): tf.Tensor2D {
+  checkNotDisposed(owner, "ids", ids);
   if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== "int32") {
     throw new Error(
       `${owner}: ids must be an int32 tf.Tensor2D [windows, n], got ${describe(ids)}; ` +
@@ -229,6 +230,7 @@ export function rowNormalize<T extends tf.Tensor>(weights: T, options?: RowNorma
   const { by } = resolveOptions(owner, options, { by: "sum" as "sum" | "abs" }, {
     by: { type: "enum", values: ["sum", "abs"] },
   });
+  checkNotDisposed(owner, "weights", weights);
   if (!(weights instanceof tf.Tensor) || weights.rank < 2 || weights.dtype !== "float32") {
     throw new Error(
       `${owner}: weights must be a float32 tf.Tensor with queries and keys in its last two axes ([.., n, n]), ` +
@@ -285,6 +287,7 @@ export function attentionMaps(
 
 /** Sums of the locality quantities over the non-empty rows of each (batch, head) group of `weights`. */
 function groupSums(owner: string, weights: unknown, ratios: number[], causal: boolean): LocalitySums[] {
+  checkNotDisposed(owner, "weights", weights);
   if (!(weights instanceof tf.Tensor) || (weights.rank !== 2 && weights.rank !== 4) || weights.dtype !== "float32") {
     throw new Error(
       `${owner}: weights must be a float32 tf.Tensor of shape [n, n] or [batch, heads, n, n], got ${describe(weights)}`,

@@ -15,7 +15,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { checkQKV, type QKV, type VariantName, variants } from "../attention/mod.ts";
 import { randomNormal } from "../random.ts";
-import { describe } from "./_checks.ts";
+import { checkNotDisposed, describe } from "./_checks.ts";
 
 /** The two score normalisations: "softmax" (f = exp) and "linear" (f = identity). */
 export const SCORE_KINDS = ["softmax", "linear"] as const;
@@ -45,6 +45,7 @@ function checkScores(
   positive = false,
 ): tf.Tensor2D {
   const shapes = ranks.map((r) => (r === 1 ? "[n]" : "[batch, n]")).join(" or ");
+  checkNotDisposed(owner, "scores", scores);
   if (!(scores instanceof tf.Tensor) || !ranks.includes(scores.rank)) {
     throw new Error(`${owner}: scores must be a float32 tf.Tensor of shape ${shapes}, got ${describe(scores)}`);
   }

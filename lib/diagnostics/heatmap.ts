@@ -12,7 +12,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { resolveOptions } from "../attention/types.ts";
-import { describe } from "./_checks.ts";
+import { checkNotDisposed, describe } from "./_checks.ts";
 
 /** A matrix of cells, each the mean of the original entries in a block of token indices. */
 export interface MatrixCells {
@@ -58,6 +58,7 @@ export interface CropOptions {
 
 /** Reads a Tensor2D into cells of one token each, or checks and returns given cells. */
 function toCells(owner: string, matrix: unknown): MatrixCells {
+  checkNotDisposed(owner, "matrix", matrix);
   if (matrix instanceof tf.Tensor) {
     if (matrix.rank !== 2) {
       throw new Error(

@@ -21,7 +21,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
-import { describe } from "./_checks.ts";
+import { checkNotDisposed, describe } from "./_checks.ts";
 
 /**
  * The default neighbourhood ratios of {@linkcode localityCurve}: 0, 0.05, ..., 1 (21 points).
@@ -119,6 +119,7 @@ function neighbourhoodSize(x: number, m: number): number {
 }
 
 function readWeights(owner: string, weights: unknown, causal = false): Rows {
+  checkNotDisposed(owner, "weights", weights);
   if (!(weights instanceof tf.Tensor) || (weights.rank !== 2 && weights.rank !== 4)) {
     throw new Error(
       `${owner}: weights must be a float32 tf.Tensor of shape [n, n] or [batch, heads, n, n], got ${

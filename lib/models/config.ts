@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type VariantName, variants } from "../attention/mod.ts";
+import { resolveOptions, type VariantName, variants } from "../attention/mod.ts";
 
 /** The registered attention variants, as a list. */
 export const VARIANT_NAMES = Object.keys(variants) as VariantName[];
@@ -85,8 +85,20 @@ export const MODEL_DEFAULTS: Readonly<Omit<ModelConfig, "attention" | "preset">>
   seed: 0,
 });
 
+/**
+ * The largest `maxLength`, 2^20 tokens: past it no variant here fits a sequence in memory (softmax holds n² scores,
+ * the others n × dModel activations per layer), and the sinusoidal table alone holds maxLength × dModel floats.
+ */
+export const MAX_LENGTH = 1_048_576;
+
+/**
+ * The most floats the sinusoidal position table (maxLength × dModel, allocated when the model is built) may hold:
+ * 2^26, 256 MiB of float32.
+ */
+export const MAX_POSITION_TABLE_FLOATS = 67_108_864;
+
 type Rule =
-  | { kind: "int"; min: number; nullable?: boolean }
+  | { kind: "int"; min: number; max?: { value: number; why: string }; nullable?: boolean }
   | { kind: "enum"; values: readonly string[] }
   | { kind: "bool" };
 
@@ -99,7 +111,11 @@ const RULES: Record<keyof typeof MODEL_DEFAULTS, Rule> = {
   ffnHidden: { kind: "int", min: 1, nullable: true },
   positions: { kind: "enum", values: ["sinusoidal", "none"] },
   rotary: { kind: "bool" },
-  maxLength: { kind: "int", min: 1 },
+  maxLength: {
+    kind: "int",
+    min: 1,
+    max: { value: MAX_LENGTH, why: "no variant here fits a longer sequence in memory (softmax holds n² scores)" },
+  },
   task: { kind: "enum", values: ["lm", "classify"] },
   numClasses: { kind: "int", min: 2, nullable: true },
   seed: { kind: "int", min: 0 },
@@ -156,15 +172,18 @@ function checkField(key: string, value: unknown, rule: Rule): void {
   const where = `modelConfig: ${key}`;
   if (value === null && rule.kind === "int" && rule.nullable) return;
   if (rule.kind === "bool" && typeof value !== "boolean") {
-    throw new Error(`${where} must be true or false, got ${describe(value)}`);
+    throw new TypeError(`${where} must be true or false, got ${describe(value)}`);
   }
   if (rule.kind === "enum" && (typeof value !== "string" || !rule.values.includes(value))) {
-    throw new Error(`${where} must be one of ${rule.values.map((v) => `"${v}"`).join(", ")}, got ${describe(value)}`);
+    const message = `${where} must be one of ${rule.values.map((v) => `"${v}"`).join(", ")}, got ${describe(value)}`;
+    throw typeof value === "string" ? new RangeError(message) : new TypeError(message);
   }
-  if (rule.kind === "int" && (typeof value !== "number" || !Number.isInteger(value) || value < rule.min)) {
-    throw new Error(
-      `${where} must be an integer >= ${rule.min}${rule.nullable ? " or null" : ""}, got ${describe(value)}`,
-    );
+  if (rule.kind === "int") {
+    const range = `an integer >= ${rule.min}${rule.max ? ` and <= ${rule.max.value}` : ""}`;
+    const wanted = `${where} must be ${range}${rule.nullable ? " or null" : ""}, got ${describe(value)}`;
+    if (typeof value !== "number") throw new TypeError(wanted);
+    if (!Number.isInteger(value) || value < rule.min) throw new RangeError(wanted);
+    if (rule.max && value > rule.max.value) throw new RangeError(`${wanted}: ${rule.max.why}`);
   }
 }
 
@@ -186,17 +205,20 @@ function layerAttention(entry: unknown, index: number): LayerAttention {
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
     throw new Error(`${where}.options must be an object, got ${describe(options)}`);
   }
-  const accepted = Object.keys(variants[variant as VariantName].defaults).filter((k) => k !== "causal");
+  const { defaults, rules } = variants[variant as VariantName];
+  const accepted = Object.keys(defaults).filter((k) => k !== "causal");
   for (const key of Object.keys(options)) {
     if (key === "causal") {
       throw new Error(`${where}.options: "causal" is set by the model from its task ("lm" is causal); remove it`);
     }
     if (!accepted.includes(key)) {
-      throw new Error(
+      throw new TypeError(
         `${where}.options: unknown option "${key}" for ${variant}; valid options are ${accepted.join(", ")}`,
       );
     }
   }
+  // The variant's own rules, now rather than at the first forward pass.
+  resolveOptions(`${where}.options (${variant})`, options, defaults, rules);
   return { variant: variant as VariantName, options: { ...options } };
 }
 
@@ -214,7 +236,10 @@ function layerAttention(entry: unknown, index: number): LayerAttention {
  */
 export function modelConfig(input: ModelConfigInput = {}): ModelConfig {
   if (input === null || typeof input !== "object" || Array.isArray(input)) {
-    throw new Error(`modelConfig: expected an options object, got ${describe(input)}`);
+    throw new TypeError(
+      `modelConfig: config must be an object, got ${describe(input)}; ` +
+        'e.g. { attention: "transnormer-t2", layers: 4, dModel: 64, heads: 4 }, or {} for the defaults',
+    );
   }
   const known = [...Object.keys(RULES), "attention", "layers"];
   for (const key of Object.keys(input)) {
@@ -259,6 +284,14 @@ export function modelConfig(input: ModelConfigInput = {}): ModelConfig {
   }
   if (config.task === "lm" && config.numClasses !== null) {
     throw new Error(`modelConfig: numClasses is only for task "classify"; remove it or set task: "classify"`);
+  }
+  const table = config.maxLength * config.dModel;
+  if (config.positions === "sinusoidal" && table > MAX_POSITION_TABLE_FLOATS) {
+    throw new RangeError(
+      `modelConfig: maxLength × dModel = ${config.maxLength} × ${config.dModel} = ${table} floats, over the limit of ` +
+        `${MAX_POSITION_TABLE_FLOATS} (256 MiB) for the sinusoidal position table the model allocates when built; ` +
+        `lower maxLength to at most ${Math.floor(MAX_POSITION_TABLE_FLOATS / config.dModel)}, or set positions: "none"`,
+    );
   }
   return config;
 }

@@ -24,7 +24,7 @@ import * as tf from "@tensorflow/tfjs";
 import { decoder, type DecoderVariant, type DecodeState } from "../attention/decode.ts";
 import { type OptionRule, type QKV, resolveOptions, variants } from "../attention/mod.ts";
 import { seededUniform } from "../random.ts";
-import type { TransformerModel } from "./model.ts";
+import { TransformerModel } from "./model.ts";
 
 /** How a session carries the past: each layer's decoding state, or nothing (the whole sequence re-run per token). */
 export type CacheMode = "kv" | "none";
@@ -70,17 +70,20 @@ const SESSION_RULES: Record<string, OptionRule> = {
 // needs 16k × block scores at once instead of 16k².
 const RECOMPUTE_QUERY_BLOCK = 512;
 
+function checkId(where: string, id: unknown, vocabSize: number): void {
+  if (typeof id !== "number") throw new TypeError(`${where} must be a token id (a number), got ${String(id)}`);
+  if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+    throw new RangeError(`${where} must be an integer token id in 0..${vocabSize - 1}, got ${id}`);
+  }
+}
+
 function checkIds(owner: string, ids: ArrayLike<number>, vocabSize: number): number[] {
   if (ids === null || typeof ids !== "object" || typeof ids.length !== "number") {
-    throw new Error(`${owner}: ids must be an array of token ids (number[] or a typed array), got ${String(ids)}`);
+    throw new TypeError(`${owner}: ids must be an array of token ids (number[] or a typed array), got ${String(ids)}`);
   }
   const out = Array.from(ids);
-  if (out.length === 0) throw new Error(`${owner}: ids must hold at least one token, got an empty list`);
-  out.forEach((id, i) => {
-    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-      throw new Error(`${owner}: ids[${i}] must be an integer token id in 0..${vocabSize - 1}, got ${id}`);
-    }
-  });
+  if (out.length === 0) throw new RangeError(`${owner}: ids must hold at least one token, got an empty list`);
+  out.forEach((id, i) => checkId(`${owner}: ids[${i}]`, id, vocabSize));
   return out;
 }
 
@@ -112,6 +115,9 @@ function checkIds(owner: string, ids: ArrayLike<number>, vocabSize: number): num
  */
 export function decodeSession(model: TransformerModel, options?: DecodeSessionOptions): DecodeSession {
   const owner = "decodeSession";
+  if (!(model instanceof TransformerModel)) {
+    throw new TypeError(`${owner}: model must be a TransformerModel (from createModel), got ${String(model)}`);
+  }
   const { onLayerOutput = null, ...rest } = options ?? {};
   if (onLayerOutput !== null && typeof onLayerOutput !== "function") {
     throw new Error(`${owner}: option onLayerOutput must be a function (layer, out) => void or null`);
@@ -224,9 +230,7 @@ export function decodeSession(model: TransformerModel, options?: DecodeSessionOp
     },
     prefill: (ids) => advance("prefill", checkIds(`${owner}.prefill`, ids, config.vocabSize)),
     step(id: number) {
-      if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) {
-        throw new Error(`${owner}.step: id must be an integer token id in 0..${config.vocabSize - 1}, got ${id}`);
-      }
+      checkId(`${owner}.step: id`, id, config.vocabSize);
       return advance("step", [id]);
     },
     stateFloats: () => layerStateFloats().reduce((a, b) => a + b, 0),
@@ -283,7 +287,11 @@ export function sampleToken(logits: ArrayLike<number>, options: SampleOptions = 
   const n = logits?.length;
   if (typeof n !== "number" || n < 1) throw new Error(`${owner}: logits must be a non-empty array of numbers`);
   let best = 0;
-  for (let i = 1; i < n; i++) if (logits[i] > logits[best]) best = i;
+  for (let i = 0; i < n; i++) {
+    // A NaN is never the largest, and its weight would make every cumulative share NaN: the draw would fall through.
+    if (Number.isNaN(logits[i])) throw new RangeError(`${owner}: logits[${i}] is NaN; logits must be numbers`);
+    if (logits[i] > logits[best]) best = i;
+  }
   if (!Number.isFinite(logits[best])) {
     throw new Error(`${owner}: logits must be finite, got a maximum of ${logits[best]}`);
   }
@@ -359,18 +367,14 @@ function promptIds(prompt: unknown, vocabSize: number): number[] {
   if (typeof prompt === "string") ids = Array.from(new TextEncoder().encode(prompt));
   else if (prompt instanceof Uint8Array || Array.isArray(prompt)) ids = Array.from(prompt as ArrayLike<number>);
   else {
-    throw new Error(
+    throw new TypeError(
       `${owner}: option prompt must be a string, a Uint8Array or an array of token ids, got ${String(prompt)}`,
     );
   }
   if (ids.length === 0) {
-    throw new Error(`${owner}: option prompt is empty; give at least one token (e.g. the document separator 0)`);
+    throw new RangeError(`${owner}: option prompt is empty; give at least one token (e.g. the document separator 0)`);
   }
-  ids.forEach((id, i) => {
-    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-      throw new Error(`${owner}: prompt token ${i} must be an integer id in 0..${vocabSize - 1}, got ${id}`);
-    }
-  });
+  ids.forEach((id, i) => checkId(`${owner}: prompt token ${i}`, id, vocabSize));
   return ids;
 }
 
@@ -393,6 +397,9 @@ function promptIds(prompt: unknown, vocabSize: number): number[] {
  */
 export async function generate(model: TransformerModel, options: GenerateOptions): Promise<GenerateResult> {
   const owner = "generate";
+  if (!(model instanceof TransformerModel)) {
+    throw new TypeError(`${owner}: model must be a TransformerModel (from createModel), got ${String(model)}`);
+  }
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
     throw new Error(`${owner}: options must be an object { prompt, maxNewTokens, ... }, got ${String(options)}`);
   }

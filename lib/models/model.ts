@@ -27,6 +27,12 @@ import {
 } from "./config.ts";
 import { rotary, sinusoidalTable } from "./positions.ts";
 
+/**
+ * The most parameters a model may have, 2^28: checked before any weight is allocated, so that a mistyped size fails
+ * at once instead of filling gigabytes with random numbers.
+ */
+export const MAX_PARAMETERS = 268_435_456;
+
 /** A batch the model trains on. */
 export type ModelBatch = LmBatch | ClassBatch;
 
@@ -95,17 +101,8 @@ export class TransformerModel {
     const { vocabSize: V, dModel: d, attention, norm, task, numClasses } = config;
     const L = attention.length;
     const hidden = ffnHiddenSize(config);
-    const normal = seededNormal(config.seed);
-    const vars: Record<string, tf.Variable> = {};
-    const add = (name: string, shape: number[], std: number | "ones" | "zeros") => {
-      const size = shape.reduce((a, b) => a * b, 1);
-      const data = new Float32Array(size);
-      if (std === "ones") data.fill(1);
-      else if (std !== "zeros") { for (let i = 0; i < size; i++) data[i] = normal() * std; }
-      const init = tf.tensor(data, shape);
-      vars[name] = tf.variable(init, true);
-      init.dispose();
-    };
+    const plan: { name: string; shape: number[]; std: number | "ones" | "zeros" }[] = [];
+    const add = (name: string, shape: number[], std: number | "ones" | "zeros") => plan.push({ name, shape, std });
     // Residual-branch outputs start smaller by 1/sqrt(2L) so the stream's variance stays put with depth.
     const outStd = (fanIn: number) => 1 / Math.sqrt(fanIn) / Math.sqrt(2 * L);
     add("embed.weight", [V, d], 1 / Math.sqrt(d));
@@ -138,9 +135,40 @@ export class TransformerModel {
       add("head.weight", [d, numClasses!], 1 / Math.sqrt(d));
       add("head.bias", [numClasses!], "zeros");
     }
+    this.parameterCount = plan.reduce((sum, { shape }) => sum + shape.reduce((a, b) => a * b, 1), 0);
+    if (this.parameterCount > MAX_PARAMETERS) {
+      throw new RangeError(
+        `TransformerModel: the config needs ${this.parameterCount.toLocaleString("en-US")} parameters, over the ` +
+          `limit of ${MAX_PARAMETERS.toLocaleString("en-US")} (1 GiB of float32, and Adam keeps two more copies); ` +
+          "lower dModel, ffnHidden, vocabSize or the number of layers",
+      );
+    }
+
+    const normal = seededNormal(config.seed);
+    const vars: Record<string, tf.Variable> = {};
+    try {
+      for (const { name, shape, std } of plan) {
+        const size = shape.reduce((a, b) => a * b, 1);
+        const data = new Float32Array(size);
+        if (std === "ones") data.fill(1);
+        else if (std !== "zeros") { for (let i = 0; i < size; i++) data[i] = normal() * std; }
+        // tidy disposes the initial tensor, also when the variable cannot be made, and keeps the variable.
+        vars[name] = tf.tidy(() => tf.variable(tf.tensor(data, shape), true));
+      }
+      this.#positions = config.positions === "sinusoidal" ? sinusoidalTable(config.maxLength, d) : null;
+    } catch (err) {
+      // A failed build leaves nothing behind.
+      tf.dispose(Object.values(vars));
+      // The sizes were checked by modelConfig: a RangeError here is an allocation too large for this machine.
+      if (err instanceof RangeError) {
+        throw new RangeError(
+          `TransformerModel: out of memory allocating ${this.parameterCount.toLocaleString("en-US")} parameters ` +
+            `(${err.message}); lower dModel, ffnHidden, vocabSize or the number of layers`,
+        );
+      }
+      throw err;
+    }
     this.variables = Object.freeze(vars);
-    this.parameterCount = Object.values(vars).reduce((s, v) => s + v.size, 0);
-    this.#positions = config.positions === "sinusoidal" ? sinusoidalTable(config.maxLength, d) : null;
   }
 
   /** One line: preset or layer list, sizes and the parameter count. */
@@ -163,7 +191,8 @@ export class TransformerModel {
     if (form !== "fast" && form !== "reference") {
       throw new Error(`TransformerModel.logits: form must be "fast" or "reference", got ${String(form)}`);
     }
-    this.#checkIds(ids);
+    this.#checkIdValues(ids);
+    this.#checkPad("TransformerModel.logits", pad);
     return tf.tidy(() => this.#head(this.#forward(ids, { mode: form, pad }), ids, pad));
   }
 
@@ -177,7 +206,8 @@ export class TransformerModel {
     if (options === undefined) throw new Error("TransformerModel.logitsWith: options must be an object, got undefined");
     checkOptionKeys("TransformerModel.logitsWith", options, ["offset", "attend", "pad"]);
     const { offset = 0, attend, pad } = options;
-    this.#checkIds(ids);
+    this.#checkIdValues(ids);
+    this.#checkPad("TransformerModel.logitsWith", pad);
     if (typeof attend !== "function") throw new Error("TransformerModel.logitsWith: attend must be a function");
     if (!Number.isInteger(offset) || offset < 0 || offset + ids.shape[1] > this.config.maxLength) {
       throw new Error(
@@ -200,6 +230,7 @@ export class TransformerModel {
   referenceLoss(batch: ModelBatch, options: { perturb?: tf.Tensor4D[] } = {}): tf.Scalar {
     checkOptionKeys("TransformerModel.referenceLoss", options, ["perturb"]);
     const { perturb } = options;
+    checkBatch(batch, { config: this.config, owner: "TransformerModel.referenceLoss" });
     if (perturb !== undefined) {
       const want = [batch.batch, this.config.heads, batch.length, batch.length].join(", ");
       if (!Array.isArray(perturb) || perturb.length !== this.config.attention.length) {
@@ -210,6 +241,9 @@ export class TransformerModel {
       perturb.forEach((e, i) => {
         if (!(e instanceof tf.Tensor) || e.shape.join(", ") !== want) {
           throw new Error(`TransformerModel.referenceLoss: perturb[${i}] must have shape [${want}]`);
+        }
+        if (e.isDisposed) {
+          throw new Error(`TransformerModel.referenceLoss: perturb[${i}] was disposed; pass a live tensor`);
         }
       });
     }
@@ -222,7 +256,8 @@ export class TransformerModel {
    */
   attentionWeights(ids: tf.Tensor2D, options: { pad?: number } = {}): tf.Tensor4D[] {
     checkOptionKeys("TransformerModel.attentionWeights", options, ["pad"]);
-    this.#checkIds(ids);
+    this.#checkIdValues(ids);
+    this.#checkPad("TransformerModel.attentionWeights", options.pad);
     return tf.tidy(() => {
       const out: tf.Tensor4D[] = [];
       this.#forward(ids, {
@@ -240,6 +275,8 @@ export class TransformerModel {
    * blocks, outside the window) are zero.
    */
   scoreGradients(batch: ModelBatch): tf.Tensor4D[] {
+    if (this.#disposed) throw new Error("TransformerModel: the model was disposed");
+    checkBatch(batch, { config: this.config, owner: "TransformerModel.scoreGradients" });
     const { batch: b, length: n } = batch;
     const h = this.config.heads;
     return tf.tidy(() => {
@@ -279,7 +316,7 @@ export class TransformerModel {
    */
   firstNonFinite(batch: ModelBatch): string | null {
     if (this.#disposed) throw new Error("TransformerModel: the model was disposed");
-    checkBatch(batch, this.config);
+    checkBatch(batch, { config: this.config, owner: "TransformerModel.firstNonFinite" });
     const stages: string[] = [];
     let flags: ArrayLike<number> = [];
     tf.tidy(() => {
@@ -323,15 +360,49 @@ export class TransformerModel {
   #checkIds(ids: tf.Tensor2D): tf.Tensor2D {
     if (this.#disposed) throw new Error("TransformerModel: the model was disposed");
     if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== "int32") {
-      throw new Error(
+      throw new TypeError(
         `TransformerModel: ids must be an int32 tf.Tensor2D [batch, n]; build one with tf.tensor2d(data, [b, n], "int32")`,
       );
     }
-    const n = ids.shape[1];
-    if (n < 1 || n > this.config.maxLength) {
-      throw new Error(`TransformerModel: sequence length must be 1..${this.config.maxLength} (maxLength), got ${n}`);
+    if (ids.isDisposed) {
+      throw new Error("TransformerModel: ids was disposed; pass a live tensor (dispose it after the call)");
     }
+    const [b, n] = ids.shape;
+    if (n < 1 || n > this.config.maxLength) {
+      throw new RangeError(
+        `TransformerModel: sequence length must be 1..${this.config.maxLength} (maxLength), got ${n}`,
+      );
+    }
+    if (b < 1) throw new RangeError(`TransformerModel: ids must hold at least one sequence, got shape [${b}, ${n}]`);
     return ids;
+  }
+
+  /** {@linkcode #checkIds}, and every id in the vocabulary: one min/max read, for ids that come as a tensor. */
+  #checkIdValues(ids: tf.Tensor2D): void {
+    this.#checkIds(ids);
+    const V = this.config.vocabSize;
+    // tf.oneHot turns an id outside 0..V-1 into a zero row: an all-zero embedding, with no error.
+    const [lo, hi] = tf.tidy(() => tf.stack([tf.min(ids), tf.max(ids)]).dataSync());
+    if (lo < 0 || hi >= V) {
+      throw new RangeError(
+        `TransformerModel: ids holds token id ${lo < 0 ? lo : hi}, outside the vocabulary 0..${V - 1} ` +
+          `(vocabSize ${V}); map such tokens to an id the model has, or build the model with a larger vocabSize`,
+      );
+    }
+  }
+
+  #checkPad(owner: string, pad: unknown): void {
+    if (pad === undefined) return;
+    if (this.config.task !== "classify") {
+      throw new Error(`${owner}: option pad is only for a classifier (task "classify"); remove it`);
+    }
+    if (typeof pad !== "number") throw new TypeError(`${owner}: option pad must be a token id, got ${String(pad)}`);
+    if (!Number.isInteger(pad) || pad < 0 || pad >= this.config.vocabSize) {
+      // A pad that matches no token would pool the padding silently.
+      throw new RangeError(
+        `${owner}: option pad must be a token id in 0..${this.config.vocabSize - 1}, got ${pad}`,
+      );
+    }
   }
 
   #v(name: string): tf.Variable {
@@ -421,7 +492,7 @@ export class TransformerModel {
   }
 
   #loss(batch: ModelBatch, hooks: ForwardHooks): tf.Scalar {
-    checkBatch(batch, this.config);
+    checkBatch(batch, { config: this.config, owner: "TransformerModel.loss" });
     const ids = tf.tensor2d(batch.inputs, [batch.batch, batch.length], "int32");
     const pad = batch.kind === "cls" ? batch.pad : undefined;
     const logits = this.#head(this.#forward(this.#checkIds(ids), { ...hooks, pad }), ids, pad);
@@ -473,34 +544,73 @@ function visibleKeys(layer: LayerAttention, n: number, causal: boolean): tf.Tens
   return tf.tensor2d(data, [n, n]);
 }
 
-function checkBatch(batch: ModelBatch, config: ModelConfig): void {
+/**
+ * Checks a batch before any tensor is made, in one pass over each array: ids, targets and labels in range (tf.oneHot
+ * turns an id out of range into a zero row, so a bad target would add 0 to the loss and a bad input read a zero
+ * embedding, with no error), mask weights finite and >= 0 with at least one > 0.
+ */
+function checkBatch(batch: ModelBatch, context: { config: ModelConfig; owner: string }): void {
+  const { config, owner } = context;
   if (batch === null || typeof batch !== "object" || (batch.kind !== "lm" && batch.kind !== "cls")) {
-    throw new Error(`TransformerModel.loss: batch must be an LmBatch (kind "lm") or a ClassBatch (kind "cls")`);
+    throw new TypeError(`${owner}: batch must be an LmBatch (kind "lm") or a ClassBatch (kind "cls")`);
   }
   const want = config.task === "lm" ? "lm" : "cls";
   if (batch.kind !== want) {
-    throw new Error(`TransformerModel.loss: a ${config.task} model needs kind "${want}" batches, got "${batch.kind}"`);
+    throw new Error(`${owner}: a ${config.task} model needs kind "${want}" batches, got "${batch.kind}"`);
+  }
+  for (const key of ["batch", "length"] as const) {
+    if (!Number.isInteger(batch[key]) || batch[key] < 1) {
+      throw new RangeError(`${owner}: batch.${key} must be an integer >= 1, got ${String(batch[key])}`);
+    }
+  }
+  if (batch.length > config.maxLength) {
+    throw new RangeError(
+      `${owner}: batch.length must be at most the model's maxLength ${config.maxLength}, got ${batch.length}`,
+    );
   }
   const size = batch.batch * batch.length;
-  if (!(batch.inputs instanceof Int32Array) || batch.inputs.length !== size) {
-    throw new Error(`TransformerModel.loss: batch.inputs must be an Int32Array of batch*length = ${size} ids`);
-  }
-  for (const id of batch.inputs) {
-    if (id < 0 || id >= config.vocabSize) {
-      throw new Error(`TransformerModel.loss: token id ${id} is outside the vocabulary 0..${config.vocabSize - 1}`);
+  const checkIds = (key: "inputs" | "targets" | "labels", count: number, fix: string) => {
+    const ids = (batch as unknown as Record<string, unknown>)[key];
+    const [what, limit] = key === "labels" ? ["label", config.numClasses!] : ["token id", config.vocabSize];
+    if (!(ids instanceof Int32Array) || ids.length !== count) {
+      const wanted = key === "labels" ? `batch = ${count}` : `batch*length = ${count}`;
+      throw new TypeError(`${owner}: batch.${key} must be an Int32Array of ${wanted} ${what}s`);
     }
-  }
+    for (let i = 0; i < ids.length; i++) {
+      if (ids[i] < 0 || ids[i] >= limit) {
+        throw new RangeError(`${owner}: batch.${key}[${i}] is ${what} ${ids[i]}, outside 0..${limit - 1}; ${fix}`);
+      }
+    }
+  };
+  const vocabulary = `the vocabulary has ${config.vocabSize} ids: map other tokens to one of them, or build the ` +
+    "model with a larger vocabSize";
+  checkIds("inputs", size, vocabulary);
   if (batch.kind === "lm") {
-    if (!(batch.targets instanceof Int32Array) || batch.targets.length !== size) {
-      throw new Error(`TransformerModel.loss: batch.targets must be an Int32Array of ${size} ids`);
+    checkIds("targets", size, `${vocabulary} (a masked target too: give it 0 with mask 0)`);
+    if (batch.mask !== undefined) {
+      if (!(batch.mask instanceof Float32Array) || batch.mask.length !== size) {
+        throw new TypeError(`${owner}: batch.mask must be a Float32Array of ${size} weights`);
+      }
+      let total = 0;
+      for (const w of batch.mask) {
+        if (!(w >= 0) || w === Infinity) {
+          throw new RangeError(`${owner}: batch.mask weights must be finite and >= 0, got ${w}`);
+        }
+        total += w;
+      }
+      // The loss divides by the mask's sum: with nothing selected it would be 0 whatever the model predicts.
+      if (total === 0) {
+        throw new RangeError(`${owner}: batch.mask selects no target (all weights are 0); the mean loss is undefined`);
+      }
     }
-    if (batch.mask !== undefined && (!(batch.mask instanceof Float32Array) || batch.mask.length !== size)) {
-      throw new Error(`TransformerModel.loss: batch.mask must be a Float32Array of ${size} weights`);
+  } else {
+    if (batch.numClasses !== config.numClasses) {
+      throw new Error(`${owner}: the batch has ${batch.numClasses} classes, the model ${config.numClasses}`);
     }
-  } else if (!(batch.labels instanceof Int32Array) || batch.labels.length !== batch.batch) {
-    throw new Error(`TransformerModel.loss: batch.labels must be an Int32Array of ${batch.batch} labels`);
-  } else if (batch.numClasses !== config.numClasses) {
-    throw new Error(`TransformerModel.loss: the batch has ${batch.numClasses} classes, the model ${config.numClasses}`);
+    checkIds("labels", batch.batch, `the model has numClasses ${config.numClasses}; check the task's labels`);
+    if (!Number.isInteger(batch.pad) || batch.pad < 0 || batch.pad >= config.vocabSize) {
+      throw new RangeError(`${owner}: batch.pad must be a token id in 0..${config.vocabSize - 1}, got ${batch.pad}`);
+    }
   }
 }
 
@@ -521,9 +631,15 @@ export function createModel(
   config: ModelConfig | ModelConfigInput,
   options: CreateModelOptions = {},
 ): TransformerModel {
-  const { log = console.log, ...rest } = options;
-  const unknown = Object.keys(rest);
-  if (unknown.length) throw new Error(`createModel: unknown option "${unknown[0]}"; the only option is log`);
+  if (config === null || typeof config !== "object" || Array.isArray(config)) {
+    throw new TypeError(
+      `createModel: config must be an object, got ${Array.isArray(config) ? "an array" : String(config)}; ` +
+        'e.g. createModel({ attention: "transnormer-t2", layers: 4, dModel: 64, heads: 4 }), or createModel({}) ' +
+        "for the defaults",
+    );
+  }
+  const { log = console.log } = checkOptionKeys("createModel", options, ["log"]) as CreateModelOptions;
+  if (typeof log !== "function") throw new TypeError(`createModel: option log must be a function (line) => void`);
   const { preset, ...input } = config as ModelConfigInput & { preset?: unknown };
   const resolved = modelConfig(input);
   // A resolved config carries its preset name beside the expanded list; keep it.

@@ -393,6 +393,12 @@ export function adam(variables: Readonly<Record<string, tf.Variable>>, options: 
       if (state === null || typeof state !== "object" || !Number.isInteger(state.step) || state.step < 0) {
         throw new Error(`adam.setState: state must be { step: integer >= 0, m, v }, got ${describeValue(state)}`);
       }
+      if (state.step > o.steps) {
+        throw new RangeError(
+          `adam.setState: state.step ${state.step} is beyond the schedule's ${o.steps} steps; ` +
+            `create the optimizer with steps >= ${state.step}`,
+        );
+      }
       for (const name of names) {
         for (const [which, moments] of [["m", state.m], ["v", state.v]] as const) {
           const data = moments?.[name];

@@ -8,6 +8,7 @@ import { join, relative } from "node:path";
 import { REPO_ROOT } from "../env.ts";
 import { CheckpointError, loadCheckpoint, readCheckpointManifest } from "./checkpoint.ts";
 import { describeValue } from "./_options.ts";
+import { checkRunDir } from "./_run_dir.ts";
 import {
   DEFAULT_RUNS_DIR,
   resolveTrainingOptions,
@@ -44,7 +45,8 @@ function shortPath(dir: string): string {
  * Returns a trained model for run `name`: if `<runsDir>/<name>/` holds a finished checkpoint whose hash
  * (model config + options that change the result, see `runIdentity`) matches, loads it without training;
  * if it holds an unfinished one with the same hash, resumes it; otherwise (none, another hash, or a
- * corrupt checkpoint) trains from scratch. Says which through `log`.
+ * corrupt checkpoint) trains from scratch. Says which through `log`. The run folder must be writable: that is
+ * checked first, before the model is built.
  *
  * @example
  * ```ts
@@ -83,9 +85,17 @@ export async function trainCached<B, M extends Trainable<B>>(
   const trainOptions: TrainOptions<B> = { ...rest, name };
   const o = resolveTrainingOptions("trainCached", trainOptions);
   const log = o.log ?? (() => {});
-  const dir = join(o.runsDir ?? DEFAULT_RUNS_DIR, name);
+  const runsDir = o.runsDir ?? DEFAULT_RUNS_DIR;
+  const dir = join(runsDir, name);
   const where = shortPath(dir);
+  await checkRunDir("trainCached", { runsDir, dir });
   const model = build();
+  if (model !== null && typeof (model as { then?: unknown }).then === "function") {
+    throw new TypeError(
+      "trainCached: option build returned a Promise; it must build the model synchronously, e.g. " +
+        "build: () => createModel(config)",
+    );
+  }
   try {
     const { hash } = await runIdentity(model, trainOptions);
     let manifestHash: string | null = null;

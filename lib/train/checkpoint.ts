@@ -253,6 +253,30 @@ export async function removeCheckpoint(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Throws a RangeError when a checkpoint's step lies beyond the schedule's steps: resuming it would run no step and
+ * report an unfinished run. `dir` is the run folder.
+ *
+ * @example
+ * ```ts
+ * import { checkCheckpointStep } from "./checkpoint.ts";
+ * checkCheckpointStep("runs/demo", { step: 10, steps: 10 });
+ * try {
+ *   checkCheckpointStep("runs/demo", { step: 99, steps: 10 });
+ * } catch (err) {
+ *   console.log((err as Error).message.slice(0, 58)); // checkpoint runs/demo/checkpoint.json is at step 99, beyond
+ * }
+ * ```
+ */
+export function checkCheckpointStep(dir: string, at: { step: number; steps: number }): void {
+  if (at.step > at.steps) {
+    throw new RangeError(
+      `checkpoint ${join(dir, MANIFEST_FILE)} is at step ${at.step}, beyond the schedule's ${at.steps} steps; ` +
+        `raise steps to at least ${at.step} (a new run), or delete ${dir} to start over`,
+    );
+  }
+}
+
 function isFileEntry(x: unknown): x is FileEntry {
   const f = x as FileEntry;
   return f !== null && typeof f === "object" && typeof f.path === "string" && DATA_FILE.test(f.path) &&
@@ -308,6 +332,8 @@ export async function readCheckpointManifest(dir: string): Promise<CheckpointMan
     throw bad("step and steps must be integers");
   }
   if (typeof m.hash !== "string" || typeof m.finished !== "boolean") throw bad("hash or finished missing");
+  checkCheckpointStep(dir, m);
+  if (m.finished !== (m.step === m.steps)) throw bad(`finished is ${m.finished} at step ${m.step} of ${m.steps}`);
   for (const key of ["weights", "adam", "logs"] as const) {
     if (!isFileEntry(m[key])) throw bad(`${key} is not a file entry { path, bytes, sha256 }`);
   }

@@ -27,9 +27,10 @@ import {
   type ResolvedAdamOptions,
   squaredNorms,
 } from "./adam.ts";
-import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { checkCheckpointStep, loadCheckpoint, removeCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { canonicalJson, sha256Hex } from "./hash.ts";
 import { checkEveryObject, describeValue, resolveTrainOptions, type TrainOptionRule } from "./_options.ts";
+import { checkRunDir } from "./_run_dir.ts";
 import type { GradNormRow, NonFiniteStop, ProbeRow, Trainable, TrainLogs, TrainRow, ValidRow } from "./types.ts";
 
 /** Validation batches, evaluated every `every` steps and at the end. */
@@ -368,6 +369,12 @@ async function removeLogCsvs(dir: string): Promise<void> {
 }
 
 async function validationLoss<B>(model: Trainable<B>, batches: B[]): Promise<number> {
+  if (isThenable(batches)) {
+    throw new TypeError(
+      "train: validation.batches() returned a Promise; it must return the array of batches synchronously " +
+        "(load them before training, e.g. const valid = await load(); batches: () => valid)",
+    );
+  }
   if (!Array.isArray(batches) || batches.length === 0) {
     throw new Error(
       `train: validation.batches() must return a non-empty array of batches, got ${describeValue(batches)}`,
@@ -381,6 +388,11 @@ async function validationLoss<B>(model: Trainable<B>, batches: B[]): Promise<num
     total += value;
   }
   return total / batches.length;
+}
+
+function isThenable(value: unknown): boolean {
+  return value !== null && (typeof value === "object" || typeof value === "function") &&
+    typeof (value as { then?: unknown }).then === "function";
 }
 
 function layerOf(name: string): number | null {
@@ -439,6 +451,7 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
   const { identity, hash } = await identityOf(model, names, o);
   const log = o.log ?? (() => {});
   const dir = o.name === null ? null : join(o.runsDir, o.name);
+  if (dir !== null) await checkRunDir("train", { runsDir: o.runsDir, dir });
   const varList = names.map((n) => model.variables[n]);
   const schedule = { lr: o.lr, minLr: o.minLr, warmup: o.warmup, steps: o.steps, schedule: o.schedule };
   const opt = adam(model.variables, {
@@ -469,6 +482,7 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
               "pass resume: false to start over, or choose another name",
           );
         }
+        checkCheckpointStep(dir, { step: checkpoint.manifest.step, steps: o.steps });
         restoreWeights(model.variables, checkpoint.weights);
         opt.setState(checkpoint.adam);
         logs = checkpoint.logs;
@@ -501,8 +515,17 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
     };
     const runProbe = (step: number) => {
       const values = o.probe!.fn(step);
-      if (values === null || typeof values !== "object") {
-        throw new Error(`train: probe.fn must return an object of numbers, got ${describeValue(values)}`);
+      if (isThenable(values)) {
+        throw new TypeError("train: probe.fn returned a Promise; it must be synchronous and return { name: number }");
+      }
+      if (values === null || typeof values !== "object" || Array.isArray(values)) {
+        throw new TypeError(`train: probe.fn must return an object of numbers, got ${describeValue(values)}`);
+      }
+      for (const [key, value] of Object.entries(values)) {
+        // A string or an object would be written to probes.csv as it is, and read back as no number.
+        if (typeof value !== "number") {
+          throw new TypeError(`train: probe.fn must return an object of numbers, got ${key}: ${describeValue(value)}`);
+        }
       }
       logs.probes.push({ step, ...values } as ProbeRow);
       dirty = true;
@@ -548,6 +571,13 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
       for (let s = start; s < until; s++) {
         const t0 = performance.now();
         const batch = o.batchAt(s);
+        if (isThenable(batch)) {
+          throw new TypeError(
+            `train: option batchAt returned a Promise at step ${s}; it must be synchronous and pure in step ` +
+              "(the loss runs inside tf.variableGrads): load or compute the batches before training, e.g. " +
+              "const batches = await loadAll(); batchAt: (s) => batches[s % batches.length]",
+          );
+        }
         const tokens = o.tokensPerBatch ?? (o.batchTokens ? o.batchTokens(batch) : null);
         if (tokens !== null && (typeof tokens !== "number" || !(tokens >= 0))) {
           throw new Error(`train: batchTokens must return a number >= 0, got ${describeValue(tokens)} at step ${s}`);
