@@ -8,6 +8,10 @@
  * - libopenblas0 when missing and root (optional: never fails setup);
  * - chromium when missing and root (optional here; `tests/report_test.ts`
  *   and `deno task report` check the report in it), unless `browser: false`;
+ * - with `browserTests` (the test task's default), the Notebook server and
+ *   chromium as requirements: the tests in `tests/browser/` open notebooks in
+ *   Jupyter in headless chromium. Without root, an Error names the one
+ *   command to run;
  * - the Deno kernelspec, pointing at the deno running this task;
  * - the npm packages (`deno install`).
  *
@@ -43,6 +47,11 @@ export interface SetupOptions {
   notebookUI?: boolean;
   /** Also install chromium, which the test task and `deno task report` use to check the report. Default true. */
   browser?: boolean;
+  /**
+   * Require what the browser tests (`tests/browser/`) need: the Notebook
+   * server and chromium. Implies `notebookUI` and `browser`. Default false.
+   */
+  browserTests?: boolean;
   /** Skip `deno install`. Default false. */
   skipNpm?: boolean;
   /** Receives progress lines. Default `console.log`. */
@@ -84,6 +93,22 @@ export function installHint(packages: readonly string[], options: { apt: boolean
   return `pip install ${pip.join(" ")}`;
 }
 
+/** What {@linkcode missingPackages} is told was found, and what is wanted. */
+export interface HavePackages {
+  /** Whether a Python with nbclient was found. */
+  executor: boolean;
+  /** Whether that Python also has the Notebook server. */
+  notebook: boolean;
+  /** Whether libopenblas0 is installed. */
+  openblas: boolean;
+  /** Whether the Notebook server is wanted. */
+  notebookUI: boolean;
+  /** Whether chromium is installed; leave it out when chromium is not wanted. */
+  chromium?: boolean;
+  /** Whether chromium is required (the browser tests) rather than optional. Default false. */
+  chromiumRequired?: boolean;
+}
+
 /**
  * The Debian packages still needed, given what was found.
  *
@@ -92,16 +117,25 @@ export function installHint(packages: readonly string[], options: { apt: boolean
  * import { missingPackages } from "./setup.ts";
  * console.log(missingPackages({ executor: false, notebook: false, openblas: true, notebookUI: true }));
  * console.log(missingPackages({ executor: true, notebook: true, openblas: true, notebookUI: false, chromium: false }));
+ * // The browser tests: both the Notebook server and chromium are required.
+ * console.log(missingPackages({
+ *   executor: true,
+ *   notebook: false,
+ *   openblas: true,
+ *   notebookUI: true,
+ *   chromium: false,
+ *   chromiumRequired: true,
+ * })); // { required: ["jupyter-notebook", "chromium"], optional: [] }
  * ```
  */
-export function missingPackages(
-  have: { executor: boolean; notebook: boolean; openblas: boolean; notebookUI: boolean; chromium?: boolean },
-): { required: string[]; optional: string[] } {
+export function missingPackages(have: HavePackages): { required: string[]; optional: string[] } {
+  const chromium = have.chromium === false ? BROWSER_PACKAGES : [];
   const required = [
     ...(have.executor ? [] : EXECUTOR_PACKAGES),
     ...(have.notebookUI && !have.notebook ? NOTEBOOK_PACKAGES : []),
+    ...(have.chromiumRequired ? chromium : []),
   ];
-  const optional = [...(have.openblas ? [] : BLAS_PACKAGES), ...(have.chromium === false ? BROWSER_PACKAGES : [])];
+  const optional = [...(have.openblas ? [] : BLAS_PACKAGES), ...(have.chromiumRequired ? [] : chromium)];
   return { required, optional };
 }
 
@@ -195,13 +229,14 @@ let optionalHintShown = false;
 export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
   const log = options.log ?? console.log;
   const started = performance.now();
-  const notebookUI = options.notebookUI ?? false;
+  const browserTests = options.browserTests ?? false;
+  const notebookUI = (options.notebookUI ?? false) || browserTests;
   const installed: string[] = [];
 
   let search = await findPython({ needNotebook: notebookUI });
   const executor = search.found !== undefined || search.withoutNotebook !== undefined;
   let openblas = hasOpenblas();
-  const browser = options.browser ?? true;
+  const browser = (options.browser ?? true) || browserTests;
   let chromium = hasChromium();
   const need = missingPackages({
     executor,
@@ -209,6 +244,7 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
     openblas,
     notebookUI,
     ...(browser ? { chromium } : {}),
+    chromiumRequired: browserTests,
   });
   if (need.required.length > 0 || need.optional.length > 0) {
     const root = isRoot();
@@ -231,13 +267,21 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
       const what = need.optional.map((p) => p === "chromium" ? "chromium (to check the report)" : "OpenBLAS");
       log(`setup: optional: install ${what.join(" and ")} with \`${installHint(need.optional, { apt, root })}\``);
     }
+    const forTests = browserTests ? " (the browser tests need it; `deno task test --no-browser` skips them)" : "";
     if (!search.found) {
       const what = notebookUI ? "the Jupyter Notebook server" : "Jupyter's nbclient";
+      const pythonPackages = need.required.filter((p) => !BROWSER_PACKAGES.includes(p));
       throw new Error(
-        `setup: no Python with ${what} (tried: ${search.rejected.join("; ")}). ` +
+        `setup: no Python with ${what}${forTests} (tried: ${search.rejected.join("; ")}). ` +
           `Install it with: ${installHint(need.required, { apt, root })}` +
-          (apt ? ` (or, without Debian's packages: ${installHint(need.required, { apt: false, root })})` : "") +
+          (apt ? ` (or, without Debian's packages: ${installHint(pythonPackages, { apt: false, root })})` : "") +
           "; or set ATTNLAB_PYTHON to an interpreter that has it",
+      );
+    }
+    if (browserTests && !chromium) {
+      throw new Error(
+        `setup: no chromium at /usr/bin/chromium${forTests}. Install it with: ` +
+          (apt ? installHint(BROWSER_PACKAGES, { apt, root }) : "your system's package manager (Debian: chromium)"),
       );
     }
   }

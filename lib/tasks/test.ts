@@ -1,6 +1,7 @@
 /**
- * `deno task test`: setup, unit and doc tests, then every notebook in quick
- * mode; ends with the line `test: N passed, M failed`.
+ * `deno task test`: setup, unit and doc tests (the browser tests in
+ * `tests/browser/` among them), then every notebook in quick mode; ends with
+ * the line `test: N passed, M failed`.
  *
  * @module
  */
@@ -9,6 +10,9 @@ import { formatSummary, listNotebooks, runNotebooks } from "../notebook/runner.t
 import { ROOT } from "../notebook/paths.ts";
 import { setup } from "./setup.ts";
 import { formatHelp, parseFlags, parseSeconds, runMain } from "./cli.ts";
+
+/** The browser tests: notebooks opened in the Jupyter Notebook server in headless chromium. */
+export const BROWSER_TESTS = "tests/browser/";
 
 const FLAGS = {
   filter: {
@@ -23,7 +27,11 @@ const FLAGS = {
     description: "run only notebooks whose file name starts with or contains PATTERN",
   },
   "no-notebooks": { type: "boolean", description: "skip the notebooks" },
-  "no-unit": { type: "boolean", description: "skip the unit and doc tests" },
+  "no-unit": { type: "boolean", description: "skip the unit and doc tests (the browser tests too)" },
+  "no-browser": {
+    type: "boolean",
+    description: `skip the browser tests (${BROWSER_TESTS}: Jupyter Notebook in headless chromium)`,
+  },
   "fail-fast": { type: "boolean", description: "stop at the first failing test or notebook" },
   "cell-timeout": { type: "string", value: "SECONDS", description: "seconds one notebook cell may run (default 600)" },
   timeout: { type: "string", value: "SECONDS", description: "seconds one notebook may run (default 1800)" },
@@ -32,6 +40,9 @@ const FLAGS = {
 
 const DESCRIPTION = `Runs setup, then \`deno test -A --doc\` over tests/ and lib/ (or the PATHS given),
 then every notebooks/NN_*.ipynb in quick mode (ATTNLAB_QUICK=1, on temporary copies).
+The tests in ${BROWSER_TESTS} open notebooks in the Jupyter Notebook server in headless
+chromium, so setup then also installs jupyter-notebook and chromium (apt, as root;
+otherwise it names the command); --no-browser skips them.
 With --filter or PATHS the notebooks are skipped unless --only is given too.
 Arguments after -- go to \`deno test\` unchanged. The last line is \`test: N passed, M failed\`.`;
 
@@ -67,6 +78,8 @@ export interface DenoTestArgsOptions {
   paths?: readonly string[];
   filter?: string;
   failFast?: boolean;
+  /** Paths for `deno test --ignore`. */
+  ignore?: readonly string[];
   /** Passed through unchanged. */
   extra?: readonly string[];
 }
@@ -78,12 +91,14 @@ export interface DenoTestArgsOptions {
  * ```ts
  * import { buildDenoTestArgs } from "./test.ts";
  * console.log(buildDenoTestArgs({ filter: "attention" }).join(" "));
+ * console.log(buildDenoTestArgs({ ignore: ["tests/browser/"] }).join(" ")); // test -A --doc --ignore=tests/browser/ tests/ lib/
  * ```
  */
 export function buildDenoTestArgs(options: DenoTestArgsOptions = {}): string[] {
   const args = ["test", "-A", "--doc"];
   if (options.filter) args.push("--filter", options.filter);
   if (options.failFast) args.push("--fail-fast");
+  if (options.ignore && options.ignore.length > 0) args.push(`--ignore=${options.ignore.join(",")}`);
   args.push(...(options.extra ?? []));
   const paths = options.paths && options.paths.length > 0 ? options.paths : ["tests/", "lib/"];
   args.push(...paths);
@@ -155,11 +170,15 @@ export async function main(args: string[]): Promise<number> {
   const narrowed = Boolean(values.filter) || positionals.length > 0;
   const runNotebooksToo = !values["no-notebooks"] && (only.length > 0 || !narrowed);
   const failFast = Boolean(values["fail-fast"]);
+  const noBrowser = Boolean(values["no-browser"]);
+  // Setup installs the browser tests' needs only when they can run: not skipped, and not narrowed away by PATHS.
+  const browserTests = !noBrowser && !values["no-unit"] &&
+    (positionals.length === 0 || positionals.some((p) => p.includes("browser")));
 
   let passed = 0;
   let failed = 0;
   try {
-    await setup();
+    await setup({ browserTests });
   } catch (err) {
     console.error(`error: ${(err as Error).message}`);
     console.log(formatTotals(0, 1));
@@ -171,6 +190,7 @@ export async function main(args: string[]): Promise<number> {
       paths: positionals,
       filter: values.filter as string | undefined,
       failFast,
+      ignore: noBrowser ? [BROWSER_TESTS] : [],
       extra: rest,
     }));
     passed += counts.passed;
