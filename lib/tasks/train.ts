@@ -152,16 +152,25 @@ export async function trainPlannedRuns(
   log(`train: ${runs.length} run(s), ${runs.length - todo.length} cached, ${todo.length} to train, ${jobs} at a time`);
   if (todo.length === 0) return reports;
 
-  const stepsOf = async (run: PlannedRun) => (await runSpec(run, { corpus })).recipe.steps;
-  const remaining = await Promise.all(todo.map(async ({ run, i }) => {
-    const s = states[i];
-    return (await stepsOf(run)) - (s.kind === "partial" ? s.step : 0);
+  // The bar counts work, not steps, so its time left is right across runs of unequal cost: a step
+  // costs its batch's tokens, twice when the score-gradient probe (a second pass) runs at that step.
+  const costs = await Promise.all(todo.map(async ({ run }) => {
+    const { recipe } = await runSpec(run, { corpus });
+    const probe = recipe.probeEvery === null ? 0 : 1 / recipe.probeEvery;
+    // In units of 1024 token-passes, at least 1 per step.
+    return {
+      steps: recipe.steps,
+      perStep: Math.max(1, Math.round(recipe.batchSize * recipe.seqLen * (1 + probe) / 1024)),
+    };
   }));
-  const total = remaining.reduce((a, b) => a + b, 0);
-  const bar = progress({ total, label: "train", plainIntervalSeconds: 30 });
+  const total = todo.reduce((sum, { i }, j) => {
+    const s = states[i];
+    return sum + costs[j].perStep * (costs[j].steps - (s.kind === "partial" ? s.step : 0));
+  }, 0);
+  const bar = progress({ total, label: "train (work)", plainIntervalSeconds: 30 });
   const current = new Map<string, string>();
   let finished = 0;
-  const runOne = async (run: PlannedRun, i: number) => {
+  const runOne = async (run: PlannedRun, i: number, perStep: number) => {
     const started = performance.now();
     const before = states[i];
     let last = before.kind === "partial" ? before.step : 0;
@@ -190,7 +199,12 @@ export async function trainPlannedRuns(
         if (event === null) return keep(line);
         const done = event.step + 1;
         current.set(run.name, `${done}/${event.steps}`);
-        if (done > last) bar.tick(done - last, { running: [...current].map(([n, s]) => `${n} ${s}`).join(", ") });
+        if (done > last) {
+          bar.tick(perStep * (done - last), {
+            runs: `${finished}/${todo.length} done`,
+            running: [...current].map(([n, s]) => `${n} ${s}`).join(", "),
+          });
+        }
         last = Math.max(last, done);
       }),
       forEachLine(child.stderr, keep),
@@ -207,11 +221,13 @@ export async function trainPlannedRuns(
       log(`train: ${run.name} FAILED (exit ${status.code}) [${finished}/${todo.length}]\n    ${tail.join("\n    ")}`);
     }
   };
-  const queue = [...todo];
+  const queue = todo.map((t, j) => ({ ...t, perStep: costs[j].perStep }));
   await Promise.all(Array.from({ length: Math.min(jobs, queue.length) }, async () => {
-    for (let next = queue.shift(); next !== undefined; next = queue.shift()) await runOne(next.run, next.i);
+    for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+      await runOne(next.run, next.i, next.perStep);
+    }
   }));
-  await bar.done({ running: "none" });
+  await bar.done({ runs: `${finished}/${todo.length} done`, running: "none" });
   return reports;
 }
 
