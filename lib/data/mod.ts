@@ -15,6 +15,7 @@
 export * from "./types.ts";
 export * from "./sotu.ts";
 export * from "./batching.ts";
+export * from "./mlm.ts";
 export * from "./mqar.ts";
 export * from "./listops.ts";
 export * from "./copying.ts";

@@ -9,7 +9,8 @@ import { checkOptionKeys } from "../attention/types.ts";
 import { checkInteger } from "./_checks.ts";
 
 /**
- * Language modelling: predict `targets[i]` from `inputs[..i]`. Row-major `[batch, length]`.
+ * Language modelling: predict `targets[i]` from `inputs[..i]`, or, for a masked language model (task "mlm", batches
+ * from lib/data/mlm.ts), from all of `inputs`, scoring the positions `mask` marks. Row-major `[batch, length]`.
  *
  * @example
  * ```ts

@@ -33,7 +33,10 @@ export type PresetName = typeof PRESETS[number];
 export interface ModelConfig {
   /** The preset the attention list came from, or null for a hand-written list. */
   preset: PresetName | null;
-  /** Token vocabulary; 256 for bytes. */
+  /**
+   * Token vocabulary: the rows of the embedding table and the width of the LM head. Default 256 (bytes), and 257 for
+   * task "mlm" (256 bytes and the [MASK] id 256).
+   */
   vocabSize: number;
   /** Hidden size d. */
   dModel: number;
@@ -53,10 +56,19 @@ export interface ModelConfig {
   rotary: boolean;
   /** Longest sequence the model accepts (the sinusoidal table's length). */
   maxLength: number;
-  /** "lm": causal language model with a tied output head; "classify": bidirectional encoder, mean-pooled, linear head. */
-  task: "lm" | "classify";
+  /**
+   * "lm": causal language model with a tied output head; "mlm": bidirectional (non-causal in every layer) masked
+   * language model with the same tied head, whose loss averages over the masked positions only (a batch's `mask`
+   * weights, required); "classify": bidirectional encoder, mean-pooled, linear head.
+   */
+  task: "lm" | "mlm" | "classify";
   /** Classes of the classification head; required when task is "classify". */
   numClasses: number | null;
+  /**
+   * Task "mlm" only: the [MASK] token id, an id of the vocabulary that the data never holds. Default vocabSize - 1
+   * (256 with the default vocabSize 257, so the bytes 0..255 keep their ids); null for the other tasks.
+   */
+  maskToken: number | null;
   /** Seeds the initial weights (and Performer's projections). */
   seed: number;
 }
@@ -82,8 +94,12 @@ export const MODEL_DEFAULTS: Readonly<Omit<ModelConfig, "attention" | "preset">>
   maxLength: 1024,
   task: "lm",
   numClasses: null,
+  maskToken: null,
   seed: 0,
 });
+
+/** The default vocabSize of a masked language model (task "mlm"): the 256 bytes and one [MASK] id, 256. */
+export const MLM_VOCAB_SIZE = 257;
 
 /**
  * The largest `maxLength`, 2^20 tokens: past it no variant here fits a sequence in memory (softmax holds n² scores,
@@ -116,8 +132,9 @@ const RULES: Record<keyof typeof MODEL_DEFAULTS, Rule> = {
     min: 1,
     max: { value: MAX_LENGTH, why: "no variant here fits a longer sequence in memory (softmax holds n² scores)" },
   },
-  task: { kind: "enum", values: ["lm", "classify"] },
+  task: { kind: "enum", values: ["lm", "mlm", "classify"] },
   numClasses: { kind: "int", min: 2, nullable: true },
+  maskToken: { kind: "int", min: 0, nullable: true },
   seed: { kind: "int", min: 0 },
 };
 
@@ -209,7 +226,10 @@ function layerAttention(entry: unknown, index: number): LayerAttention {
   const accepted = Object.keys(defaults).filter((k) => k !== "causal");
   for (const key of Object.keys(options)) {
     if (key === "causal") {
-      throw new Error(`${where}.options: "causal" is set by the model from its task ("lm" is causal); remove it`);
+      throw new Error(
+        `${where}.options: "causal" is set by the model from its task ("lm" is causal, "mlm" and "classify" are ` +
+          "not); remove it",
+      );
     }
     if (!accepted.includes(key)) {
       throw new TypeError(
@@ -232,6 +252,8 @@ function layerAttention(entry: unknown, index: number): LayerAttention {
  * console.log(c.attention.length, c.heads, c.norm); // 2 4 srms
  * const custom = modelConfig({ attention: ["diag", { variant: "norm", options: { norm: "layer" } }] });
  * console.log(custom.preset, custom.attention[1].options.norm); // null layer
+ * const mlm = modelConfig({ task: "mlm" }); // the bytes and a [MASK] id
+ * console.log(mlm.vocabSize, mlm.maskToken); // 257 256
  * ```
  */
 export function modelConfig(input: ModelConfigInput = {}): ModelConfig {
@@ -282,8 +304,21 @@ export function modelConfig(input: ModelConfigInput = {}): ModelConfig {
   if (config.task === "classify" && config.numClasses === null) {
     throw new Error(`modelConfig: task "classify" needs numClasses (an integer >= 2)`);
   }
-  if (config.task === "lm" && config.numClasses !== null) {
+  if (config.task !== "classify" && config.numClasses !== null) {
     throw new Error(`modelConfig: numClasses is only for task "classify"; remove it or set task: "classify"`);
+  }
+  if (config.task === "mlm") {
+    // The [MASK] id: one id past the bytes by default, since vocabSize defaults to MLM_VOCAB_SIZE for "mlm".
+    if (input.vocabSize === undefined) config.vocabSize = MLM_VOCAB_SIZE;
+    if (config.maskToken === null) config.maskToken = config.vocabSize - 1;
+    if (config.maskToken >= config.vocabSize) {
+      throw new RangeError(
+        `modelConfig: maskToken must be a token id in 0..${config.vocabSize - 1} (vocabSize ${config.vocabSize}), ` +
+          `got ${config.maskToken}; leave it out for vocabSize - 1, or raise vocabSize`,
+      );
+    }
+  } else if (config.maskToken !== null) {
+    throw new Error(`modelConfig: maskToken is only for task "mlm"; remove it or set task: "mlm"`);
   }
   const table = config.maxLength * config.dModel;
   if (config.positions === "sinusoidal" && table > MAX_POSITION_TABLE_FLOATS) {

@@ -3,8 +3,10 @@
  *
  * token ids [b, n] → embedding · sqrt(d) + sinusoidal positions → N pre-norm blocks
  * (`x + Attn(Norm(x))`, then `x + FFN(Norm(x))`) → final norm → head.
- * The language model ties its output head to the embedding and is causal; the classifier is
- * bidirectional, mean-pools the non-pad tokens and applies a linear head.
+ * The language model ties its output head to the embedding and is causal; the masked language model
+ * (task "mlm") has the same tied head but bidirectional attention in every layer, and its loss averages
+ * over the masked positions only; the classifier is bidirectional, mean-pools the non-pad tokens and
+ * applies a linear head.
  *
  * Every attention layer projects q, k, v, runs its variant's fast `attend` (or, for the diagnostics,
  * the explicit `weights(q, k) · v` reference), merges the heads and projects out.
@@ -181,7 +183,7 @@ export class TransformerModel {
   }
 
   /**
-   * Logits for token ids [b, n]: [b, n, vocab] for the language model, [b, classes] for the classifier.
+   * Logits for token ids [b, n]: [b, n, vocab] for the language models ("lm", "mlm"), [b, classes] for the classifier.
    * `pad` (classifier only) marks tokens left out of the pooling; `form: "reference"` runs every
    * attention layer through its explicit O(n²) matrix instead of the fast path.
    */
@@ -217,7 +219,24 @@ export class TransformerModel {
     return tf.tidy(() => this.#head(this.#forward(ids, { mode: "fast", offset, attend, pad }), ids, pad));
   }
 
-  /** Mean cross-entropy of a batch (masked targets left out). Synchronous, for tf.variableGrads. */
+  /**
+   * Mean cross-entropy of a batch, synchronous (for tf.variableGrads). With `mask` weights it is the weighted mean
+   * over positions, sum(w · CE) / sum(w), so a position of weight 0 does not count; a masked language model (task
+   * "mlm") requires them (1 on the masked positions: see lib/data/mlm.ts), so its loss is the mean over the masked
+   * tokens and exp(loss) their perplexity.
+   *
+   * @example
+   * ```ts
+   * import { createModel } from "./model.ts";
+   * const model = createModel({ attention: "vanilla", layers: 1, dModel: 8, heads: 2, task: "mlm" }, { log: () => {} });
+   * const [M, targets] = [model.config.maskToken!, Int32Array.from([104, 105, 33])]; // "hi!", "i" masked
+   * const batch = { kind: "lm" as const, inputs: Int32Array.from([104, M, 33]), targets, batch: 1, length: 3 };
+   * const loss = model.loss({ ...batch, mask: Float32Array.from([0, 1, 0]) });
+   * console.log(loss.dataSync()[0] > 0); // true
+   * loss.dispose();
+   * model.dispose();
+   * ```
+   */
   loss(batch: ModelBatch): tf.Scalar {
     return tf.tidy(() => this.#loss(batch, { mode: "fast" }));
   }
@@ -353,6 +372,7 @@ export class TransformerModel {
     this.#positions?.dispose();
   }
 
+  /** Only the causal language model masks future keys; "mlm" and "classify" attend both ways in every layer. */
   get #causal(): boolean {
     return this.config.task === "lm";
   }
@@ -482,7 +502,7 @@ export class TransformerModel {
   #head(h: tf.Tensor3D, ids: tf.Tensor2D, pad: number | undefined): tf.Tensor {
     const { vocabSize: V, task } = this.config;
     const [b, n, d] = h.shape;
-    if (task === "lm") {
+    if (task !== "classify") {
       return tf.reshape(tf.matMul(tf.reshape(h, [b * n, d]), this.#v("embed.weight"), false, true), [b, n, V]);
     }
     const keep = pad === undefined ? tf.onesLike(ids).toFloat() : tf.cast(tf.notEqual(ids, pad), "float32"); // [b, n]
@@ -554,7 +574,7 @@ function checkBatch(batch: ModelBatch, context: { config: ModelConfig; owner: st
   if (batch === null || typeof batch !== "object" || (batch.kind !== "lm" && batch.kind !== "cls")) {
     throw new TypeError(`${owner}: batch must be an LmBatch (kind "lm") or a ClassBatch (kind "cls")`);
   }
-  const want = config.task === "lm" ? "lm" : "cls";
+  const want = config.task === "classify" ? "cls" : "lm";
   if (batch.kind !== want) {
     throw new Error(`${owner}: a ${config.task} model needs kind "${want}" batches, got "${batch.kind}"`);
   }
@@ -602,6 +622,12 @@ function checkBatch(batch: ModelBatch, context: { config: ModelConfig; owner: st
       if (total === 0) {
         throw new RangeError(`${owner}: batch.mask selects no target (all weights are 0); the mean loss is undefined`);
       }
+    } else if (config.task === "mlm") {
+      // Without weights the loss would average over every position, most of them unmasked copies of the input.
+      throw new TypeError(
+        `${owner}: a masked language model (task "mlm") needs batch.mask, a Float32Array of ${size} weights ` +
+          "(1 on the masked positions, 0 elsewhere); build its batches with mlmSampler or mlmTiling (lib/data/mlm.ts)",
+      );
     }
   } else {
     if (batch.numClasses !== config.numClasses) {

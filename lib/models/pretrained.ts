@@ -9,11 +9,12 @@
 import { isQuick } from "../env.ts";
 import { type ByteCorpus, loadSotu } from "../data/sotu.ts";
 import { lmSampler, lmTiling } from "../data/batching.ts";
+import { MLM_REPLACE, mlmSampler, mlmTiling } from "../data/mlm.ts";
 import type { LmBatch } from "../data/types.ts";
 import { type CacheAction, trainCached, type TrainCachedOptions } from "../train/cache.ts";
 import type { StepInfo, TrainResult } from "../train/train.ts";
 import type { ProgressOutput } from "../notebook/progress.ts";
-import type { ModelConfigInput } from "./config.ts";
+import { modelConfig, type ModelConfigInput } from "./config.ts";
 import { createModel, type TransformerModel } from "./model.ts";
 
 /** Everything about how a language model is trained, besides its architecture. */
@@ -35,6 +36,15 @@ export interface LmRecipe {
   probeEvery: number | null;
   /** Sequences of the step's batch the score-gradient probe uses (the whole batch when >= batchSize). */
   probeRows: number;
+  /**
+   * "lm" (default): causal next-token prediction. "mlm": masked language modelling as the authors' bidirectional
+   * runs (fairseq's masked_lm): a model of task "mlm" (bidirectional, vocabSize 257 with [MASK] = 256) trained on
+   * {@linkcode mlmSampler} batches and validated on a fixed {@linkcode mlmTiling}, so its loss and perplexity are
+   * over the masked bytes.
+   */
+  task: "lm" | "mlm";
+  /** Task "mlm": the fraction of positions masked in each row (BERT's 0.15); unused by "lm". */
+  maskRate: number;
 }
 
 /** The full-mode recipe: minutes per model on 2 cores with the blas backend. */
@@ -51,6 +61,8 @@ export const LM_RECIPE: Readonly<LmRecipe> = Object.freeze({
   validBatches: 8,
   probeEvery: 1,
   probeRows: 16,
+  task: "lm",
+  maskRate: 0.15,
 });
 
 /** The quick-mode recipe: a few steps, to exercise the path in CI. */
@@ -67,6 +79,8 @@ export const LM_RECIPE_QUICK: Readonly<LmRecipe> = Object.freeze({
   validBatches: 1,
   probeEvery: 1,
   probeRows: 2,
+  task: "lm",
+  maskRate: 0.15,
 });
 
 /** The architecture every preset shares in full mode (the attention list comes from the preset). */
@@ -85,9 +99,18 @@ export const LM_ARCHITECTURE_QUICK: Readonly<ModelConfigInput> = Object.freeze({
   maxLength: 16384,
 });
 
+/**
+ * The seed of the masking of an "mlm" run's validation batches: one for every run, whatever its own seed, so that
+ * validation perplexities are over the same masked bytes and comparable across runs.
+ */
+export const MLM_VALID_SEED = 0;
+
 /** Options of {@linkcode trainedLanguageModel}. */
 export interface TrainedLanguageModelOptions {
-  /** The run's folder name under data/runs; default `lm/<preset>` (`lm-quick/<preset>` in quick mode). */
+  /**
+   * The run's folder name under data/runs; default `lm/<preset>` (`lm-quick/<preset>` in quick mode), and
+   * `mlm/<preset>` (`mlm-quick/<preset>`) when the recipe's task is "mlm".
+   */
   name?: string;
   /** Overrides of the mode's recipe. */
   recipe?: Partial<LmRecipe>;
@@ -131,6 +154,20 @@ export function lmRunName(label: string, quick: boolean): string {
 }
 
 /**
+ * The run folder name of a masked language model (recipe task "mlm"): `mlm/<label>`, or `mlm-quick/<label>` in
+ * quick mode, beside the causal runs of {@linkcode lmRunName}.
+ *
+ * @example
+ * ```ts
+ * import { mlmRunName } from "./pretrained.ts";
+ * console.log(mlmRunName("vanilla", false), mlmRunName("vanilla", true)); // mlm/vanilla mlm-quick/vanilla
+ * ```
+ */
+export function mlmRunName(label: string, quick: boolean): string {
+  return `${quick ? "mlm-quick" : "mlm"}/${label}`;
+}
+
+/**
  * Everything {@linkcode trainCached} needs to train or load one language model: the run's name,
  * a model builder and the training options. {@linkcode trainedLanguageModel} trains it; the
  * training task (`deno task train`) uses it to train runs ahead of the notebooks and to tell
@@ -153,6 +190,8 @@ export interface LanguageModelRun {
  * import { languageModelRun } from "./pretrained.ts";
  * const run = await languageModelRun("transnormer-t2", { quick: true });
  * console.log(run.name, run.recipe.steps); // lm-quick/transnormer-t2 6
+ * const mlm = await languageModelRun("transnormer-t2", { quick: true, recipe: { task: "mlm" } });
+ * console.log(mlm.name, mlm.options.batchAt!(0).mask!.some((w) => w === 1)); // mlm-quick/transnormer-t2 true
  * ```
  */
 export async function languageModelRun(
@@ -171,10 +210,20 @@ export async function languageModelRun(
     }
   }
   const recipe: LmRecipe = { ...(quick ? LM_RECIPE_QUICK : LM_RECIPE), ...options.recipe };
+  if (recipe.task !== "lm" && recipe.task !== "mlm") {
+    const message = `trainedLanguageModel: recipe.task must be "lm" or "mlm", got ${String(recipe.task)}`;
+    throw typeof recipe.task === "string" ? new RangeError(message) : new TypeError(message);
+  }
+  if (typeof architecture !== "string" && architecture.task !== undefined && architecture.task !== recipe.task) {
+    throw new Error(
+      `trainedLanguageModel: the architecture's task "${architecture.task}" differs from the recipe's ` +
+        `"${recipe.task}"; leave task out of the architecture and set recipe.task ("lm" or "mlm")`,
+    );
+  }
   const base = quick ? LM_ARCHITECTURE_QUICK : LM_ARCHITECTURE;
   const input: ModelConfigInput = typeof architecture === "string"
-    ? { ...base, attention: architecture as ModelConfigInput["attention"], seed: recipe.seed }
-    : { ...base, seed: recipe.seed, ...architecture };
+    ? { ...base, attention: architecture as ModelConfigInput["attention"], seed: recipe.seed, task: recipe.task }
+    : { ...base, seed: recipe.seed, ...architecture, task: recipe.task };
   if (typeof architecture !== "string" && Array.isArray(architecture.attention) && architecture.layers === undefined) {
     delete input.layers;
   }
@@ -184,18 +233,25 @@ export async function languageModelRun(
       `trainedLanguageModel: a custom attention list needs options.name, the run's folder under data/runs`,
     );
   }
-  const name = options.name ?? lmRunName(label as string, quick);
+  const mlm = recipe.task === "mlm";
+  const name = options.name ?? (mlm ? mlmRunName : lmRunName)(label as string, quick);
   const corpus = options.corpus ?? await loadSotu();
-  const sampler = lmSampler(corpus.splits.train, {
-    batchSize: recipe.batchSize,
-    seqLen: recipe.seqLen,
-    seed: recipe.seed,
-  });
-  const tiling = lmTiling(corpus.splits.valid, {
-    batchSize: recipe.batchSize,
-    seqLen: recipe.seqLen,
-    maxBatches: recipe.validBatches,
-  });
+  const { batchSize, seqLen, seed, maskRate } = recipe;
+  // The [MASK] id of the model this run builds (256 unless the architecture sets vocabSize or maskToken).
+  const maskToken = mlm ? modelConfig(input).maskToken! : 0;
+  const sampler = mlm
+    ? mlmSampler(corpus.splits.train, { batchSize, seqLen, seed, maskRate, maskToken })
+    : lmSampler(corpus.splits.train, { batchSize, seqLen, seed });
+  const tiling = mlm
+    ? mlmTiling(corpus.splits.valid, {
+      batchSize,
+      seqLen,
+      maxBatches: recipe.validBatches,
+      maskRate,
+      maskToken,
+      seed: MLM_VALID_SEED,
+    })
+    : lmTiling(corpus.splits.valid, { batchSize, seqLen, maxBatches: recipe.validBatches });
   const validation = Array.from(tiling);
   // The probe reads the model that build() made last: trainCached builds once per call.
   let model: TransformerModel | null = null;
@@ -203,7 +259,8 @@ export async function languageModelRun(
     const b = sampler.batch(step);
     const rows = Math.min(recipe.probeRows, b.batch);
     const size = rows * b.length;
-    return { ...b, batch: rows, inputs: b.inputs.slice(0, size), targets: b.targets.slice(0, size) };
+    const rest = b.mask ? { mask: b.mask.slice(0, size) } : {};
+    return { ...b, batch: rows, inputs: b.inputs.slice(0, size), targets: b.targets.slice(0, size), ...rest };
   };
   const trainOptions: TrainCachedOptions<LmBatch, TransformerModel> = {
     build: () => (model = createModel(input, { log: options.log ?? (() => {}) })),
@@ -222,7 +279,11 @@ export async function languageModelRun(
     batchTokens: (b) => b.inputs.length,
     seed: recipe.seed,
     dataId:
-      `${corpus.name}:${corpus.checksums.corpus}:seq${recipe.seqLen}:batch${recipe.batchSize}:valid${recipe.validBatches}:probe${recipe.probeEvery}x${recipe.probeRows}`,
+      `${corpus.name}:${corpus.checksums.corpus}:seq${recipe.seqLen}:batch${recipe.batchSize}:valid${recipe.validBatches}:probe${recipe.probeEvery}x${recipe.probeRows}` +
+      // Only masked runs name their masking, so the causal runs keep their data id.
+      (mlm
+        ? `:mlm${maskRate}:${MLM_REPLACE.mask}/${MLM_REPLACE.random}/${MLM_REPLACE.keep}:validmask${MLM_VALID_SEED}`
+        : ""),
     ...(options.runsDir ? { runsDir: options.runsDir } : {}),
     ...(options.checkpointEvery !== undefined ? { checkpointEvery: options.checkpointEvery } : {}),
     ...(options.onStep !== undefined ? { onStep: options.onStep } : {}),
