@@ -188,8 +188,16 @@ Deno.test("mlm models are not autoregressive: decoding and generation refuse the
   await noLeaks(async () => {
     const model = createModel({ attention: "linear", ...small, task: "mlm" }, quiet);
     try {
-      throwsWith(() => decodeSession(model), Error, 'got task "mlm"');
-      await rejectsWith(() => generate(model, { prompt: "ab", maxNewTokens: 2 }), Error, 'got task "mlm"');
+      throwsWith(
+        () => decodeSession(model),
+        TypeError,
+        'a masked language model (task "mlm") is bidirectional, not autoregressive',
+      );
+      await rejectsWith(
+        () => generate(model, { prompt: "ab", maxNewTokens: 2 }),
+        TypeError,
+        "cannot decode or generate",
+      );
     } finally {
       model.dispose();
     }

@@ -129,8 +129,14 @@ export function decodeSession(model: TransformerModel, options?: DecodeSessionOp
     SESSION_RULES,
   );
   const { config } = model;
+  if (config.task === "mlm") {
+    throw new TypeError(
+      `${owner}: a masked language model (task "mlm") is bidirectional, not autoregressive, so it cannot decode ` +
+        `or generate; fill masks with model.logits on a masked input instead`,
+    );
+  }
   if (config.task !== "lm") {
-    throw new Error(`${owner}: model must be a language model (task "lm"), got task "${config.task}"`);
+    throw new TypeError(`${owner}: model must be a language model (task "lm"), got task "${config.task}"`);
   }
   const length = o.length ?? config.maxLength;
   if (length > config.maxLength) {
