@@ -23,12 +23,20 @@ import { commitFileSet } from "../lib/figures/file_set.ts";
 import { LOCK_STALE_MS, LOCK_WAIT_MS, staleReason, withFileLock } from "../lib/figures/lock.ts";
 import { MANIFEST_LOCK, SAVE_JOURNAL } from "../lib/figures/manifest.ts";
 import {
+  checkClaims,
   checkConfig,
   displayPath,
   gitState,
   JUPYTER_DISPLAY,
+  LEGACY_RULE,
+  libraryCodeHash,
+  md,
+  normalizeClaims,
+  outcomeMark,
   plotDocument,
   pngForSvg,
+  PROVENANCE_ENV,
+  provenanceFromEnv,
   readManifest,
   readPngSize,
   renderSvg,
@@ -359,7 +367,7 @@ Deno.test("saveFigure uses ATTNLAB_FIGURES_DIR when no outDir is given, and drop
 });
 
 Deno.test("gitState: null outside git, and ignores the figures folder when judging dirty", async () => {
-  assert.deepEqual(await gitState(await tempDir()), { commit: null, dirty: null });
+  assert.deepEqual(await gitState(await tempDir()), { commit: null, dirty: null, codeHash: null });
   const hasGit = await new Deno.Command("git", { args: ["--version"], stdout: "null", stderr: "null" }).output()
     .then((o) => o.success, () => false);
   if (!hasGit) return;
@@ -372,7 +380,7 @@ Deno.test("gitState: null outside git, and ignores the figures folder when judgi
       stderr: "null",
     }).output();
   await git("init", "-q");
-  assert.deepEqual(await gitState(repo), { commit: null, dirty: false });
+  assert.deepEqual(await gitState(repo), { commit: null, dirty: false, codeHash: null });
   await Deno.writeTextFile(join(repo, "code.ts"), "export {};\n");
   await git("add", "code.ts");
   await git("commit", "-q", "-m", "init");
@@ -615,13 +623,25 @@ Deno.test("captions, tables and claims are recorded in the manifest; entries wit
   assert.equal(manifest.figures["09_claims"].notebook, "09_demo");
   assert.deepEqual(manifest.figures["09_claims"].files, ["09_claims.json"]);
   assert.deepEqual(Object.values(manifest.figures).map(entryKind), ["claims", "figure", "table"]);
+  assert.equal(
+    manifest.figures["09_claims"].codeHash,
+    await libraryCodeHash(),
+    "the claims entry records the code hash",
+  );
   const markdown = saved[JUPYTER_DISPLAY]()["text/markdown"]!;
-  assert.ok(markdown.includes("| ✓ |") && markdown.includes("| ✗ |") && markdown.includes("| n/a |"), markdown);
+  const legacy = "legacy: the notebook's own check (no interval)";
+  assert.deepEqual(markdown.split("\n").slice(0, 5), [
+    "| outcome | claim | paper | measured | reason | rule | note |",
+    "| :--- | :--- | :--- | :--- | :--- | :--- | :--- |",
+    `| ✓ | x is small | &lt; 1 | 0.5 |  | ${legacy} |  |`,
+    `| ✗ | y is large | &gt; 1 | 0.5 |  | ${legacy} | toy size |`,
+    `| ? | z | ? | 3 | not comparable | ${legacy} |  |`,
+  ]);
 
   await assert.rejects(saveFigure("demo_fig", titledPlot(), { outDir: dir, caption: "" }), /options\.caption/);
   await assert.rejects(
     saveClaims("09_claims", [{ ...claims[0], reproduced: "yes" as unknown as boolean }], { outDir: dir }),
-    /claims\[0\]\.reproduced must be true, false or null/,
+    errorWith(TypeError, 'saveClaims: claims[0].reproduced must be true, false or null (not comparable), got "yes"'),
   );
   await assert.rejects(saveClaims("09_claims", [claims[0], claims[0]], { outDir: dir }), /used twice/);
   await assert.rejects(
@@ -1086,4 +1106,276 @@ Deno.test("an unusable ATTNLAB_FIGURES_DIR fails before any work with the variab
     () => ensureFiguresDir(fresh, { lable: "x" } as never),
     errorWith(TypeError, 'ensureFiguresDir: unknown option "lable"; expected label or quick'),
   );
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Claims in three outcomes, md(), and provenance (code hash, ATTNLAB_PROVENANCE).
+
+const TEXT = { claim: "T2 improves on vanilla", paper: "29.57 vs 29.63", measured: "0.10 ± 0.03" };
+
+Deno.test("three-outcome claims: saved as given, read back normalised; legacy claims map onto the outcomes", async () => {
+  const { verdict, exactVerdict, inconclusiveBecause } = await import("../lib/stats/verdict.ts");
+  const { tInterval } = await import("../lib/stats/intervals.ts");
+  const clear = verdict(tInterval([0.10, 0.12, 0.09, 0.11]), { direction: "greater", margin: 0.02 });
+  const noisy = verdict(tInterval([0.10, -0.05, 0.02]), { direction: "greater", margin: 0.02 });
+  const settle = { model: "6 layers, d = 512", tokens: "300M", seeds: 5, flops: 4.5e16, note: "bf16" };
+  const claims = [
+    { id: "clear", ...TEXT, ...clear },
+    {
+      id: "noisy",
+      ...TEXT,
+      ...noisy,
+      settle,
+    },
+    { id: "fails", ...TEXT, ...exactVerdict(false, "max ratio ≤ 1 + 1e-5") },
+    {
+      id: "state",
+      ...TEXT,
+      ...inconclusiveBecause("by construction", "the state size is fixed by the code"),
+      evidence: false as const,
+    },
+    { id: "old_yes", ...TEXT, reproduced: true },
+    { id: "old_no", ...TEXT, reproduced: false, note: "toy size" },
+    { id: "old_na", ...TEXT, reproduced: null },
+  ];
+  const dir = await tempDir();
+  const saved = await saveClaims("10_claims", claims, { notebook: "10_demo", outDir: dir, backend: "cpu" });
+  // The file keeps exactly what the notebook gave, legacy fields included.
+  assert.deepEqual(JSON.parse(await Deno.readTextFile(saved.path)), JSON.parse(JSON.stringify(claims)));
+
+  const read = normalizeClaims(JSON.parse(await Deno.readTextFile(saved.path)));
+  assert.deepEqual(read.map((c) => [c.id, c.outcome, c.reason ?? null, c.evidence, c.legacy]), [
+    ["clear", "reproduced", null, true, false],
+    ["noisy", "inconclusive", "within noise", true, false],
+    ["fails", "not reproduced", "check fails", true, false],
+    ["state", "inconclusive", "by construction", false, false],
+    ["old_yes", "reproduced", null, true, true],
+    ["old_no", "not reproduced", null, true, true],
+    ["old_na", "inconclusive", "not comparable", true, true],
+  ]);
+  assert.equal(LEGACY_RULE, "legacy: the notebook's own check (no interval)");
+  assert.deepEqual(read.slice(4).map((c) => c.rule), [LEGACY_RULE, LEGACY_RULE, LEGACY_RULE]);
+  assert.equal(read[5].note, "toy size");
+  assert.equal("reproduced" in read[4], false, "normalised claims carry no legacy field");
+  assert.deepEqual(read[1].settle, settle);
+  // The interval survives the JSON round trip: n = 4 values, a 95% t interval.
+  assert.equal(read[0].interval?.n, 4);
+  assert.equal(read[0].interval?.level, 0.95);
+  assert.equal(read[0].rule, clear.rule);
+
+  const markdown = saved[JUPYTER_DISPLAY]()["text/markdown"]!;
+  const marks = markdown.split("\n").slice(2).map((line) => line.split(" | ")[0]);
+  assert.deepEqual(marks, ["| ✓", "| ?", "| ✗", "| ?", "| ✓", "| ✗", "| ?"]);
+  assert.ok(markdown.includes("| by construction; not counted as evidence |"), markdown);
+  assert.deepEqual([outcomeMark("reproduced"), outcomeMark("not reproduced"), outcomeMark("inconclusive")], [
+    "✓",
+    "✗",
+    "?",
+  ]);
+  assert.throws(() => outcomeMark("n/a" as never), errorWith(RangeError, "outcomeMark: outcome must be one of"));
+});
+
+Deno.test("claims: mixing the formats and every malformed field of the new one are errors naming the field", () => {
+  const good = { id: "a", ...TEXT, outcome: "inconclusive", reason: "within noise", rule: "the 95% t interval ..." };
+  const interval = { estimate: 0.1, low: 0.05, high: 0.15, level: 0.95, n: 3, method: "t" };
+  const cases: [string, Record<string, unknown>, ErrorConstructor, string][] = [
+    [
+      "mixed",
+      { ...good, reproduced: true },
+      TypeError,
+      'saveClaims: claims[0] mixes the legacy field "reproduced" with "outcome", "reason", "rule"',
+    ],
+    ["mixed, one field", { id: "a", ...TEXT, reproduced: null, rule: "r" }, TypeError, 'with "rule"; a claim is'],
+    ["neither", { id: "a", ...TEXT }, TypeError, "saveClaims: claims[0] has no outcome: give outcome"],
+    ["unknown outcome", { ...good, outcome: "n/a" }, RangeError, 'claims[0].outcome must be one of "reproduced"'],
+    ["outcome not a string", { ...good, outcome: true }, TypeError, "claims[0].outcome must be one of"],
+    ["no rule", { ...good, rule: undefined }, TypeError, "claims[0].rule must be a non-empty sentence"],
+    ["blank rule", { ...good, rule: "  " }, TypeError, "claims[0].rule must be a non-empty sentence"],
+    ["inconclusive, no reason", { ...good, reason: undefined }, TypeError, "is inconclusive without a reason"],
+    ["reproduced with a reason", { ...good, outcome: "reproduced" }, RangeError, "is reproduced but gives reason"],
+    ["empty reason", { ...good, reason: "" }, TypeError, "claims[0].reason must be a non-empty string"],
+    ["evidence true", { ...good, evidence: true }, TypeError, "claims[0].evidence may only be false"],
+    ["interval not an object", { ...good, interval: [1, 2] }, TypeError, "claims[0].interval must be an interval"],
+    [
+      "interval extra key",
+      { ...good, interval: { ...interval, nullValue: 0 } },
+      TypeError,
+      'unknown field "nullValue"',
+    ],
+    ["interval NaN", { ...good, interval: { ...interval, estimate: NaN } }, TypeError, "interval.estimate must be"],
+    ["interval bounds", { ...good, interval: { ...interval, low: 0.2 } }, RangeError, "must have low ≤ high"],
+    ["interval level", { ...good, interval: { ...interval, level: 95 } }, RangeError, "interval.level must be"],
+    ["interval n", { ...good, interval: { ...interval, n: 0 } }, RangeError, "interval.n must be"],
+    [
+      "settle on reproduced",
+      {
+        ...good,
+        outcome: "reproduced",
+        reason: undefined,
+        settle: { seeds: 3 },
+      },
+      RangeError,
+      "claims[0].settle says what would settle an inconclusive claim",
+    ],
+    ["settle empty", { ...good, settle: {} }, TypeError, "claims[0].settle is empty"],
+    ["settle unknown", { ...good, settle: { gpus: 8 } }, TypeError, 'claims[0].settle has unknown field "gpus"'],
+    ["settle seeds", { ...good, settle: { seeds: 2.5 } }, RangeError, "claims[0].settle.seeds must be a positive"],
+    ["settle flops", { ...good, settle: { flops: -1 } }, RangeError, "claims[0].settle.flops must be a positive"],
+    ["settle model", { ...good, settle: { model: "" } }, TypeError, "claims[0].settle.model must be a non-empty"],
+    ["unknown field", { ...good, verdict: "yes" }, TypeError, 'claims[0] has unknown field "verdict"'],
+  ];
+  for (const [what, claim, kind, text] of cases) {
+    const given = Object.fromEntries(Object.entries(claim).filter(([, v]) => v !== undefined));
+    assert.throws(() => checkClaims([given]), errorWith(kind, text), what);
+  }
+  assert.throws(() => checkClaims({}), errorWith(TypeError, "saveClaims: claims must be an array"));
+  assert.throws(() => normalizeClaims([null], "report: x.json"), errorWith(TypeError, "report: x.json: claims[0]"));
+  // Each valid on its own: a not-reproduced claim may give the verdict's reason, or none.
+  assert.equal(checkClaims([{ ...good, outcome: "not reproduced", reason: "opposite effect" }]).length, 1);
+  assert.equal(checkClaims([{ ...good, outcome: "not reproduced", reason: undefined }]).length, 1);
+  assert.equal(checkClaims([{ ...good, interval: { ...interval, low: null, high: null } }]).length, 1);
+});
+
+Deno.test("saveClaims refuses a mixed claim before writing anything", async () => {
+  const dir = await tempDir();
+  const mixed = { id: "a", ...TEXT, reproduced: true, outcome: "reproduced", rule: "r" } as never;
+  await assert.rejects(saveClaims("11_claims", [mixed], { outDir: dir }), errorWith(TypeError, "mixes the legacy"));
+  assert.deepEqual(await listDir(dir), []);
+});
+
+Deno.test("md displays Markdown built from numbers; anything but a string is a TypeError", () => {
+  const p = 2.194;
+  const shown = md(`Softmax grows like n^**${p.toFixed(2)}**.`);
+  assert.equal(shown.text, "Softmax grows like n^**2.19**.");
+  assert.deepEqual(shown[JUPYTER_DISPLAY](), {
+    "text/markdown": "Softmax grows like n^**2.19**.",
+    "text/plain": "Softmax grows like n^**2.19**.",
+  });
+  assert.throws(() => md(2.19 as never), errorWith(TypeError, "md: text must be a string of Markdown, got number"));
+  assert.throws(() => md(null as never), errorWith(TypeError, "got null"));
+});
+
+/** Runs `f` with ATTNLAB_PROVENANCE set to `value` (or unset for undefined), restoring it afterwards. */
+async function withProvenance<T>(value: string | undefined, f: () => T | Promise<T>): Promise<T> {
+  const saved = Deno.env.get(PROVENANCE_ENV);
+  if (value === undefined) Deno.env.delete(PROVENANCE_ENV);
+  else Deno.env.set(PROVENANCE_ENV, value);
+  try {
+    return await f();
+  } finally {
+    if (saved === undefined) Deno.env.delete(PROVENANCE_ENV);
+    else Deno.env.set(PROVENANCE_ENV, saved);
+  }
+}
+
+Deno.test("ATTNLAB_PROVENANCE: gitState and every save record it; fromEnv: false reads git", async () => {
+  assert.equal(PROVENANCE_ENV, "ATTNLAB_PROVENANCE");
+  const recorded = { commit: "a".repeat(40), dirty: false, codeHash: "b".repeat(64) };
+  await withProvenance(JSON.stringify(recorded), async () => {
+    assert.deepEqual(provenanceFromEnv(), recorded);
+    assert.deepEqual(await gitState(), recorded);
+    assert.deepEqual(await gitState(await tempDir()), recorded, "the recorded state, whatever the folder");
+    const outside = await gitState(await tempDir(), undefined, { fromEnv: false });
+    assert.deepEqual(outside, { commit: null, dirty: null, codeHash: null });
+    const dir = await tempDir();
+    const claim = { id: "a", ...TEXT, reproduced: true };
+    const saved = await saveClaims("12_claims", [claim], { outDir: dir, backend: "cpu" });
+    assert.equal(saved.entry.commit, recorded.commit);
+    assert.equal(saved.entry.dirty, false);
+    assert.equal(saved.entry.codeHash, recorded.codeHash);
+    const tab = await saveTable("t", [{ a: 1 }], { outDir: dir, backend: "cpu" });
+    assert.deepEqual([tab.entry.commit, tab.entry.dirty, tab.entry.codeHash], [
+      recorded.commit,
+      false,
+      recorded.codeHash,
+    ]);
+  });
+  await withProvenance("", () => assert.equal(provenanceFromEnv(), null, "empty means unset"));
+  await withProvenance(undefined, async () => {
+    assert.equal(provenanceFromEnv(), null);
+    const here = await gitState();
+    assert.equal(here.codeHash, await libraryCodeHash());
+    assert.match(here.codeHash ?? "", /^[0-9a-f]{64}$/);
+  });
+  await assert.rejects(
+    gitState(REPO_ROOT, undefined, { env: false } as never),
+    errorWith(TypeError, 'unknown option "env"'),
+  );
+});
+
+Deno.test("ATTNLAB_PROVENANCE: a malformed value fails startRun, gitState and saves with the variable's name", async () => {
+  const ok = { commit: "c".repeat(40), dirty: true, codeHash: null };
+  const cases: [string, string, ErrorConstructor, string][] = [
+    ["not JSON", "{ commit", TypeError, "ATTNLAB_PROVENANCE is not valid JSON"],
+    ["an array", "[]", TypeError, "ATTNLAB_PROVENANCE must hold a JSON object, got []"],
+    [
+      "extra field",
+      JSON.stringify({ ...ok, branch: "main" }),
+      TypeError,
+      'ATTNLAB_PROVENANCE has unknown field "branch"',
+    ],
+    [
+      "short commit",
+      JSON.stringify({ ...ok, commit: "abc123" }),
+      RangeError,
+      "ATTNLAB_PROVENANCE: commit must be 40 or 64",
+    ],
+    [
+      "commit type",
+      JSON.stringify({ ...ok, commit: 7 }),
+      TypeError,
+      "ATTNLAB_PROVENANCE: commit must be a string or null",
+    ],
+    [
+      "dirty",
+      JSON.stringify({ ...ok, dirty: "no" }),
+      TypeError,
+      'ATTNLAB_PROVENANCE: dirty must be true, false or null, got "no"',
+    ],
+    [
+      "no dirty",
+      JSON.stringify({ commit: null, codeHash: null }),
+      TypeError,
+      "dirty must be true, false or null, got nothing",
+    ],
+    ["code hash", JSON.stringify({ ...ok, codeHash: "XYZ" }), RangeError, "ATTNLAB_PROVENANCE: codeHash must be 64"],
+  ];
+  for (const [what, value, kind, text] of cases) {
+    await withProvenance(value, async () => {
+      assert.throws(() => provenanceFromEnv(), errorWith(kind, text), what);
+      assert.throws(() => startRun({ notebook: "01_x" }), errorWith(kind, text), `${what}: startRun`);
+      await assert.rejects(gitState(), errorWith(kind, text), `${what}: gitState`);
+      const dir = await tempDir();
+      await assert.rejects(
+        saveClaims("13_claims", [{ id: "a", ...TEXT, reproduced: true }], { outDir: dir, backend: "cpu" }),
+        errorWith(kind, text),
+        `${what}: saveClaims`,
+      );
+      assert.deepEqual((await listDir(dir)).filter((f) => f.endsWith(".json") && f !== "manifest.json"), []);
+    });
+  }
+  // The message says who sets it and how to do without it.
+  await withProvenance("{", () => {
+    assert.throws(() => provenanceFromEnv(), /set by deno task reproduce .*unset it to read the git state directly/);
+  });
+});
+
+Deno.test("libraryCodeHash: over lib/, deno.json and deno.lock; another byte gives another hash; null without them", async () => {
+  const make = async (body: string) => {
+    const root = await tempDir();
+    await Deno.mkdir(join(root, "lib", "attention"), { recursive: true });
+    await Deno.writeTextFile(join(root, "lib", "attention", "a.ts"), body);
+    await Deno.writeTextFile(join(root, "deno.json"), "{}\n");
+    await Deno.writeTextFile(join(root, "deno.lock"), "{}\n");
+    return root;
+  };
+  const a = await libraryCodeHash(await make("export const a = 1;\n"));
+  const same = await libraryCodeHash(await make("export const a = 1;\n"));
+  const b = await libraryCodeHash(await make("export const a = 2;\n"));
+  assert.match(a ?? "", /^[0-9a-f]{64}$/);
+  assert.equal(a, same, "equal trees, equal hashes");
+  assert.notEqual(a, b);
+  const partial = await make("x");
+  await Deno.remove(join(partial, "deno.lock"));
+  assert.equal(await libraryCodeHash(partial), null);
 });

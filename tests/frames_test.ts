@@ -376,7 +376,21 @@ async function figuresFixture(): Promise<string> {
   await write(
     dir,
     "02_claims.json",
-    JSON.stringify([{ id: "ppl", claim: "T2 ≤ vanilla", paper: "29.57", measured: "n/a", reproduced: null }]),
+    JSON.stringify([
+      { id: "ppl", claim: "T2 ≤ vanilla", paper: "29.57", measured: "n/a", reproduced: null },
+      {
+        id: "noise",
+        claim: "RMSNorm's gain helps",
+        paper: "−0.8%",
+        measured: "−0.6%",
+        outcome: "inconclusive",
+        reason: "within noise",
+        rule: "the 95% t interval straddles 0.02",
+        interval: { estimate: 0.006, low: -0.01, high: 0.022, level: 0.95, n: 3, method: "t" },
+        settle: { seeds: 13, flops: 9e12 },
+        evidence: false,
+      },
+    ]),
   );
   await write(dir, "dilution_table.csv", "model,layer,auc,rank\nvanilla,0,0.75,1\n1+elu,1,,—\n");
   await write(dir, "scaling.csv", "n,ms\n64,1.5\n128,4.25\n");
@@ -428,34 +442,62 @@ async function figuresFixture(): Promise<string> {
   return dir;
 }
 
-Deno.test("claims: every claim of every *_claims.json, with notebook, verdict and null where absent", async () => {
+Deno.test("claims: every claim of every *_claims.json in three outcomes, legacy ones normalised, null where absent", async () => {
   const figuresDir = await figuresFixture();
   const df = await claims({ figuresDir });
-  assert.equal(df.height, 3);
+  assert.equal(df.height, 4);
   assert.deepEqual(df.columns, [
     "notebook",
     "name",
     "id",
-    "verdict",
-    "reproduced",
+    "outcome",
+    "reason",
+    "rule",
+    "evidence",
+    "legacy",
     "claim",
     "paper",
     "measured",
     "note",
+    "interval_estimate",
+    "interval_low",
+    "interval_high",
+    "interval_level",
+    "interval_n",
+    "interval_method",
+    "settle_model",
+    "settle_tokens",
+    "settle_seeds",
+    "settle_flops",
+    "settle_note",
   ]);
-  assert.equal(dtypes(df).reproduced, "Bool");
-  assert.equal(dtypes(df).note, "String");
-  assert.deepEqual(column(df, "notebook"), ["01_demo", "01_demo", null]);
-  assert.deepEqual(column(df, "name"), ["01_claims", "01_claims", "02_claims"]);
-  assert.deepEqual(column(df, "id"), ["bound", "speed", "ppl"]);
-  assert.deepEqual(column(df, "verdict"), ["reproduced", "not reproduced", "not comparable"]);
-  assert.deepEqual(column(df, "reproduced"), [true, false, null]);
-  assert.deepEqual(column(df, "note"), [null, "CPU", null]);
+  const types = dtypes(df);
+  assert.deepEqual(
+    [types.evidence, types.legacy, types.note, types.interval_low, types.interval_n, types.settle_flops],
+    ["Bool", "Bool", "String", "Float64", "Int64", "Float64"],
+  );
+  assert.deepEqual(column(df, "notebook"), ["01_demo", "01_demo", null, null]);
+  assert.deepEqual(column(df, "name"), ["01_claims", "01_claims", "02_claims", "02_claims"]);
+  assert.deepEqual(column(df, "id"), ["bound", "speed", "ppl", "noise"]);
+  // Legacy true / false / null read as reproduced / not reproduced / inconclusive ("not comparable").
+  assert.deepEqual(column(df, "outcome"), ["reproduced", "not reproduced", "inconclusive", "inconclusive"]);
+  assert.deepEqual(column(df, "reason"), [null, null, "not comparable", "within noise"]);
+  const legacyRule = "legacy: the notebook's own check (no interval)";
+  assert.deepEqual(column(df, "rule"), [legacyRule, legacyRule, legacyRule, "the 95% t interval straddles 0.02"]);
+  assert.deepEqual(column(df, "evidence"), [true, true, true, false]);
+  assert.deepEqual(column(df, "legacy"), [true, true, true, false]);
+  assert.deepEqual(column(df, "note"), [null, "CPU", null, null]);
+  assert.deepEqual(column(df, "interval_low"), [null, null, null, -0.01]);
+  assert.deepEqual(column(df, "interval_n"), [null, null, null, 3]);
+  assert.deepEqual(column(df, "interval_method"), [null, null, null, "t"]);
+  assert.deepEqual(column(df, "settle_seeds"), [null, null, null, 13]);
+  assert.deepEqual(column(df, "settle_flops"), [null, null, null, 9e12]);
+  assert.deepEqual(column(df, "settle_model"), [null, null, null, null]);
   // The default folder is figuresDir(): ATTNLAB_FIGURES_DIR when set.
   const saved = Deno.env.get("ATTNLAB_FIGURES_DIR");
   Deno.env.set("ATTNLAB_FIGURES_DIR", figuresDir);
   try {
-    assert.equal((await claims()).height, 3);
+    assert.equal((await claims()).height, 4);
   } finally {
     if (saved === undefined) Deno.env.delete("ATTNLAB_FIGURES_DIR");
     else Deno.env.set("ATTNLAB_FIGURES_DIR", saved);
@@ -467,8 +509,18 @@ Deno.test("claims: a malformed file, no claims files, a missing folder and unkno
   await write(figuresDir, "03_claims.json", JSON.stringify([{ id: "x", claim: "c", paper: "p", measured: "m" }]));
   await rejectsExactly(
     () => claims({ figuresDir }),
-    Error,
-    /claims: .*03_claims\.json: claims\[0\]\.reproduced must be true, false or null/,
+    TypeError,
+    /claims: .*03_claims\.json: claims\[0\] has no outcome: give outcome/,
+  );
+  await write(
+    figuresDir,
+    "03_claims.json",
+    JSON.stringify([{ id: "x", claim: "c", paper: "p", measured: "m", reproduced: false, outcome: "reproduced" }]),
+  );
+  await rejectsExactly(
+    () => claims({ figuresDir }),
+    TypeError,
+    /claims: .*03_claims\.json: claims\[0\] mixes the legacy field "reproduced" with "outcome"/,
   );
   await write(figuresDir, "03_claims.json", "[{");
   await rejectsExactly(() => claims({ figuresDir }), Error, /claims: .*03_claims\.json is not valid JSON/);

@@ -9,7 +9,15 @@ import { dirname, join } from "node:path";
 import { Buffer } from "node:buffer";
 import { REPO_ROOT } from "../lib/env.ts";
 import * as Plot from "@observablehq/plot";
-import { plotDocument, saveClaims, saveFigure, saveTable, startRun } from "../lib/figures/mod.ts";
+import {
+  libraryCodeHash,
+  plotDocument,
+  pruneManifest,
+  saveClaims,
+  saveFigure,
+  saveTable,
+  startRun,
+} from "../lib/figures/mod.ts";
 import {
   buildReport,
   checkFiguresDir,
@@ -30,6 +38,7 @@ import { main } from "../lib/report/main.ts";
 Deno.env.set("ATTNLAB_FIGURES_DIR", await Deno.makeTempDir({ prefix: "attnlab_report_env_" }));
 
 const HOSTILE = `<script>alert("x")</script> | *bold* & 'q'`;
+const LEGACY = "legacy: the notebook's own check (no interval)";
 
 /** A fixture figures folder: two notebooks, two figures, a table with awkward cells, claims of every verdict. */
 async function fixture(): Promise<string> {
@@ -85,22 +94,36 @@ Deno.test("loadReport groups by notebook and counts claims; HTML and Markdown ca
   const dir = await fixture();
   const data = await loadReport(dir);
   assert.deepEqual(data.notebooks.map((n) => n.notebook), ["01_alpha", "02_beta"]);
-  assert.deepEqual(data.summary, { total: 4, reproduced: 2, notReproduced: 1, notComparable: 1 });
+  // Legacy claims read as three outcomes: true ✓, false ✗, null inconclusive ("not comparable").
+  assert.deepEqual(data.summary, {
+    total: 4,
+    reproduced: 2,
+    notReproduced: 1,
+    inconclusive: 1,
+    inconclusiveBy: { "not comparable": 1 },
+    notCounted: 0,
+  });
   assert.deepEqual(data.summary, countClaims(data.notebooks.flatMap((n) => n.claims.flatMap((c) => c.claims))));
   const [alpha, beta] = data.notebooks;
   assert.deepEqual(alpha.figures.map((f) => [f.entry.name, f.mime]), [["alpha_line", "image/svg+xml"]]);
   assert.deepEqual(alpha.tables[0].columns, ["model", "paper", "measured"]);
   assert.deepEqual(alpha.tables[0].rows, [['a, "b"', "1.5", "0.333333"], [HOSTILE, "2", ""]]);
-  assert.equal(beta.runs.length, 1);
-  assert.equal(beta.runs[0].backend, "wasm");
-  assert.deepEqual(beta.runs[0].config, { m: 2 });
+  // One run per way of making: the same config, backend and commit, split only by the code hash recorded
+  // (saveClaims records one; a figure saved before saveFigure records one has none).
+  assert.equal(beta.runs.length, new Set(beta.runs.map((r) => r.codeHash ?? "unrecorded")).size);
+  for (const r of beta.runs) {
+    assert.equal(r.backend, "wasm");
+    assert.deepEqual(r.config, { m: 2 });
+  }
 
   const html = renderHtml(data);
   assert.equal(html.includes("<script"), false, "user text must be escaped");
   assert.equal(html.includes("http://") || html.includes("https://"), false, "no external URL");
   assert.ok(
-    html.includes("✓ reproduced: 2") && html.includes("✗ not reproduced: 1") && html.includes("n/a not comparable: 1"),
+    html.includes("✓ reproduced: 2") && html.includes("✗ not reproduced: 1") && html.includes("? inconclusive: 1"),
   );
+  // The summary comes first: before the first notebook's section.
+  assert.ok(html.indexOf('id="summary"') < html.indexOf(`id="${sectionId("01_alpha")}"`));
   assert.equal((html.match(/<img src="data:image\/svg\+xml;base64,/g) ?? []).length, 2);
   for (const id of ["summary", sectionId("01_alpha"), sectionId("02_beta")]) assert.ok(html.includes(`id="${id}"`), id);
   assert.ok(html.includes("Paper versus measured") && html.includes("toy size"));
@@ -108,9 +131,11 @@ Deno.test("loadReport groups by notebook and counts claims; HTML and Markdown ca
   const md = renderMarkdown(data, { outDir: join(dir, "..") });
   const base = dir.split("/").at(-1);
   assert.ok(md.includes(`](${base}/alpha_line.svg)`), "image path relative to the Markdown file");
-  assert.ok(md.includes("| ✗ | y grows | grows | flat | toy size |"), md);
+  assert.ok(md.includes(`| ✗ | y grows | grows | flat |  | ${LEGACY} | toy size |`), md);
+  assert.ok(md.includes(`| ? | z | ? | 3 | not comparable | ${LEGACY} |  |`), md);
   assert.ok(md.includes('| a, "b" | 1.5 | 0.333333 |'));
-  assert.ok(md.includes("✓ reproduced: 2 · ✗ not reproduced: 1 · n/a not comparable: 1 · claims: 4"));
+  assert.ok(md.includes("✓ reproduced: 2 · ✗ not reproduced: 1 · ? inconclusive: 1 · claims counted: 4"), md);
+  assert.ok(md.indexOf("## What reproduced and what did not") < md.indexOf("## 01\\_alpha"), "summary first");
   assert.equal(md.includes("<script"), false);
   assert.ok(renderMarkdown(data).includes("](alpha_line.svg)"));
 });
@@ -125,6 +150,14 @@ Deno.test("a file listed in the manifest but missing is a clear error; a bad cla
   const dir2 = await fixture();
   await Deno.writeTextFile(join(dir2, "02_claims.json"), JSON.stringify([{ id: "x", claim: "c" }]));
   await assert.rejects(loadReport(dir2), /02_claims\.json: claims\[0\]\.paper must be a non-empty string/);
+  await Deno.writeTextFile(
+    join(dir2, "02_claims.json"),
+    JSON.stringify([{ id: "x", claim: "c", paper: "p", measured: "m", reproduced: true, outcome: "reproduced" }]),
+  );
+  await assert.rejects(
+    loadReport(dir2),
+    /02_claims\.json: claims\[0\] mixes the legacy field "reproduced" with "outcome"/,
+  );
   await assert.rejects(loadReport(dir2, { image: "gif" as "png" }), /options\.image must be "svg" or "png"/);
 });
 
@@ -352,4 +385,305 @@ Deno.test("a figures folder that does not exist, or holds no manifest.json, is a
   );
   assert.equal(new TextDecoder().decode(out.stdout), "");
   await Deno.remove(parent, { recursive: true });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Three outcomes, claims not counted, what would settle them, changes since the last commit, provenance.
+
+const TEXT = { claim: "an effect", paper: "p", measured: "m" };
+const CURRENT = "c".repeat(64);
+
+/** A figures folder with claims in the three-outcome format (and one legacy file). */
+async function outcomesFixture(dir?: string): Promise<string> {
+  const out = dir ?? await Deno.makeTempDir({ prefix: "attnlab_report_outcomes_" });
+  await Deno.mkdir(out, { recursive: true });
+  const run = startRun({ notebook: "05_ablation", config: {}, seed: 0 });
+  await saveClaims("05_claims", [
+    {
+      id: "diag_early",
+      ...TEXT,
+      claim: "Diag early helps",
+      outcome: "reproduced",
+      rule: "interval above 0.02",
+      interval: { estimate: 0.05271, low: 0.031, high: 0.07442, level: 0.95, n: 3, method: "paired t" },
+    },
+    {
+      id: "block_cost",
+      ...TEXT,
+      claim: "Larger blocks cost more",
+      outcome: "inconclusive",
+      reason: "within noise",
+      rule: "ratio interval straddles 1.2",
+      settle: { model: "one Diag layer", tokens: "n = 4K–16K", seeds: 10, flops: 2e9, note: "time the layer" },
+    },
+    {
+      id: "rms_gain",
+      ...TEXT,
+      claim: "RMSNorm's gain helps a little",
+      outcome: "inconclusive",
+      reason: "underpowered",
+      rule: "n < 13 seeds",
+    },
+    {
+      id: "no_norm",
+      ...TEXT,
+      claim: "Without a norm training collapses",
+      outcome: "not reproduced",
+      reason: "confident absence",
+      rule: "interval below ×160",
+    },
+    {
+      id: "state",
+      ...TEXT,
+      claim: "The state has constant size",
+      outcome: "reproduced",
+      rule: "the state size is fixed by the code",
+      evidence: false,
+    },
+    {
+      id: "quarter",
+      ...TEXT,
+      claim: "Quarter bound",
+      outcome: "inconclusive",
+      reason: "by construction",
+      rule: "an identity",
+      evidence: false,
+    },
+  ], { run, outDir: out, backend: "cpu" });
+  const old = startRun({ notebook: "06_rnn", config: {}, seed: 0 });
+  await saveClaims("06_claims", [{ id: "speedup", ...TEXT, claim: "4,460× faster", reproduced: null }], {
+    run: old,
+    outDir: out,
+    backend: "cpu",
+  });
+  return out;
+}
+
+Deno.test("the summary counts three outcomes; by-construction claims are listed apart and not counted", async () => {
+  const dir = await outcomesFixture();
+  const data = await loadReport(dir, { codeHash: CURRENT });
+  // Counted: diag_early ✓, block_cost ?, rms_gain ?, no_norm ✗, speedup ? (legacy null); state and quarter apart.
+  assert.deepEqual(data.summary, {
+    total: 5,
+    reproduced: 1,
+    notReproduced: 1,
+    inconclusive: 3,
+    inconclusiveBy: { "within noise": 1, underpowered: 1, "not comparable": 1 },
+    notCounted: 2,
+  });
+  const html = renderHtml(data);
+  assert.ok(html.includes("✓ reproduced: 1") && html.includes("✗ not reproduced: 1"), "counts");
+  assert.ok(html.includes("? inconclusive: 3") && html.includes("by construction, not counted: 2"), "counts");
+  const md = renderMarkdown(data);
+  assert.ok(
+    md.includes(
+      "✓ reproduced: 1 · ✗ not reproduced: 1 · ? inconclusive: 3 · claims counted: 5 · by construction, not counted: 2",
+    ),
+    md,
+  );
+  assert.ok(md.includes("Inconclusive by reason: not comparable 1, underpowered 1, within noise 1."), md);
+  // Not counted, apart: both evidence:false claims, whatever their outcome.
+  const apart = md.slice(md.indexOf("### By construction, not counted"), md.indexOf("### Inconclusive, and"));
+  assert.ok(
+    apart.includes("| ✓ | 05\\_ablation | The state has constant size | m |  | the state size is fixed"),
+    apart,
+  );
+  assert.ok(apart.includes("| ? | 05\\_ablation | Quarter bound | m | by construction | an identity |"), apart);
+  // Every counted inconclusive claim with its reason and what would settle it.
+  const inconclusive = md.slice(md.indexOf("### Inconclusive, and"), md.indexOf("### Outcomes changed"));
+  assert.ok(
+    inconclusive.includes(
+      "| ? | 05\\_ablation | Larger blocks cost more | within noise | one Diag layer; n = 4K–16K tokens; 10 seeds; " +
+        "2.0e9 FLOPs; time the layer |",
+    ),
+    inconclusive,
+  );
+  assert.ok(inconclusive.includes("| ? | 05\\_ablation | RMSNorm's gain helps a little | underpowered | not stated |"));
+  assert.ok(inconclusive.includes("| ? | 06\\_rnn | 4,460× faster | not comparable | not stated |"));
+  assert.equal(inconclusive.includes("Quarter bound"), false, "by-construction claims are not among them");
+  // The notebook's table shows the interval (its own column, as some claim here has one), the reason and the rule.
+  assert.ok(
+    md.includes(
+      "| ✓ | Diag early helps | p | m | 0.05271 \\[0.031, 0.07442\\] (95% paired t, n = 3) |  | interval above 0.02 |",
+    ),
+    md,
+  );
+  assert.ok(
+    md.includes("| ✗ | Without a norm training collapses | p | m |  | confident absence | interval below ×160 |  |"),
+  );
+  assert.ok(md.includes("| ✓ | The state has constant size | p | m |  | not counted as evidence | the state size"));
+  const built = await buildReport({ figuresDir: dir, codeHash: CURRENT });
+  assert.equal(await Deno.readTextFile(built.markdown), renderMarkdown(built.data, { outDir: dir }));
+});
+
+/** Runs git in `cwd` with a fixed identity; throws on failure. */
+async function gitIn(cwd: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command("git", {
+    args: ["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false", ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, `git ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+Deno.test("the report lists the claims whose outcome changed since HEAD, legacy claims normalised on both sides", async () => {
+  const repo = await Deno.makeTempDir({ prefix: "attnlab_report_git_" });
+  const figures = join(repo, "figures");
+  // Before any git: says so, does not fail.
+  const before = await loadReport(await outcomesFixture(figures), { codeHash: CURRENT });
+  assert.equal(before.changes.compared, false);
+  assert.match(
+    before.changes.note,
+    /is not inside a git repository, so the claims whose outcome changed .* not listed/,
+  );
+  await gitIn(repo, "init", "-q");
+  const noCommit = await loadReport(figures, { codeHash: CURRENT });
+  assert.match(noCommit.changes.note, /has no commit yet/);
+  // The committed report: 05 as above, 06 legacy (reproduced: null), and a 07 file that will go.
+  await saveClaims("07_claims", [{ id: "order", ...TEXT, claim: "T2 > Performer", reproduced: true }], {
+    notebook: "07_complexity",
+    outDir: figures,
+    backend: "cpu",
+  });
+  await gitIn(repo, "add", "-A");
+  await gitIn(repo, "commit", "-q", "-m", "committed report");
+  const same = await loadReport(figures, { codeHash: CURRENT });
+  assert.equal(same.changes.compared, true);
+  assert.deepEqual(same.changes.changes, []);
+  assert.match(same.changes.note, /^no claim changed its outcome since commit [0-9a-f]{10}$/);
+
+  // Now: 05 rewritten (one outcome flips, one reason changes but not the outcome, one claim new, one gone);
+  // 06 moves to the new format with the same outcome (inconclusive) and must not be listed; 07 is gone.
+  const run = startRun({ notebook: "05_ablation", config: {}, seed: 0 });
+  await saveClaims("05_claims", [
+    { id: "diag_early", ...TEXT, claim: "Diag early helps", outcome: "not reproduced", rule: "interval below 0" },
+    {
+      id: "block_cost",
+      ...TEXT,
+      claim: "Larger blocks cost more",
+      outcome: "inconclusive",
+      reason: "underpowered",
+      rule: "n < 3",
+    },
+    { id: "no_norm", ...TEXT, claim: "Without a norm training collapses", outcome: "reproduced", rule: "r" },
+    { id: "fresh", ...TEXT, claim: "A new claim", outcome: "reproduced", rule: "r" },
+    { id: "state", ...TEXT, claim: "The state has constant size", outcome: "reproduced", rule: "r", evidence: false },
+    { id: "quarter", ...TEXT, claim: "Quarter bound", outcome: "inconclusive", reason: "by construction", rule: "r" },
+  ], { run, outDir: figures, backend: "cpu" });
+  await saveClaims("06_claims", [{
+    id: "speedup",
+    ...TEXT,
+    claim: "4,460× faster",
+    outcome: "inconclusive",
+    reason: "not comparable",
+    rule: "GPU batched against CPU batch 1",
+  }], { notebook: "06_rnn", outDir: figures, backend: "cpu" });
+  await Deno.remove(join(figures, "07_claims.json"));
+  await pruneManifest(figures);
+
+  const data = await loadReport(figures, { codeHash: CURRENT });
+  assert.equal(data.changes.compared, true);
+  assert.match(data.changes.commit ?? "", /^[0-9a-f]{40}$/);
+  assert.deepEqual(
+    data.changes.changes.map((c) => [c.file, c.notebook, c.id, c.before, c.after]),
+    [
+      ["05_claims.json", "05_ablation", "diag_early", "reproduced", "not reproduced"],
+      ["05_claims.json", "05_ablation", "no_norm", "not reproduced", "reproduced"],
+      ["05_claims.json", "05_ablation", "fresh", null, "reproduced"],
+      ["05_claims.json", "05_ablation", "rms_gain", "inconclusive", null],
+      ["07_claims.json", "07_complexity", "order", "reproduced", null],
+    ],
+  );
+  assert.deepEqual(data.changes.problems, []);
+  assert.match(data.changes.note, /^5 claim\(s\) differ from commit [0-9a-f]{10}$/);
+  const md = renderMarkdown(data);
+  const section = md.slice(md.indexOf("### Outcomes changed"), md.indexOf("### Provenance"));
+  assert.ok(section.includes("| 05\\_ablation | Diag early helps | ✓ reproduced | ✗ not reproduced |"), section);
+  assert.ok(
+    section.includes(
+      "| 05\\_ablation | Without a norm training collapses | ✗ not reproduced (confident absence) | ✓ reproduced |",
+    ),
+    section,
+  );
+  assert.ok(section.includes("| 05\\_ablation | A new claim | (new since) | ✓ reproduced |"), section);
+  assert.ok(section.includes("| 07\\_complexity | T2 > Performer | ✓ reproduced | (gone) |"), section);
+  assert.equal(section.includes("4,460"), false, "legacy null and inconclusive are the same outcome");
+  assert.ok(renderHtml(data).includes('id="changes"'));
+
+  // A copy outside git compares with the committed folder given as the baseline.
+  const copy = await Deno.makeTempDir({ prefix: "attnlab_report_copy_" });
+  for (const e of Deno.readDirSync(figures)) await Deno.copyFile(join(figures, e.name), join(copy, e.name));
+  assert.equal((await loadReport(copy, { codeHash: CURRENT })).changes.compared, false);
+  const viaBaseline = await loadReport(copy, { codeHash: CURRENT, baseline: figures });
+  assert.deepEqual(viaBaseline.changes.changes, data.changes.changes);
+
+  // A committed claims file that cannot be read is named, and left out; the report still builds.
+  await Deno.writeTextFile(join(figures, "06_claims.json"), "[{");
+  await gitIn(repo, "add", "-A");
+  await gitIn(repo, "commit", "-q", "-m", "broken claims");
+  await saveClaims("06_claims", [{ id: "speedup", ...TEXT, reproduced: null }], {
+    notebook: "06_rnn",
+    outDir: figures,
+    backend: "cpu",
+  });
+  const broken = await loadReport(figures, { codeHash: CURRENT });
+  assert.equal(broken.changes.problems.length, 1);
+  assert.match(
+    broken.changes.problems[0],
+    /^06_claims\.json at [0-9a-f]{10} cannot be read \(.*JSON.*\); its claims are not compared$/,
+  );
+  assert.equal(broken.changes.changes.some((c) => c.file === "06_claims.json"), false);
+  await Deno.remove(repo, { recursive: true });
+  await Deno.remove(copy, { recursive: true });
+});
+
+Deno.test("the report marks results made from a dirty tree, under other code, or with no code hash", async () => {
+  const dir = await outcomesFixture();
+  const other = "d".repeat(64);
+  const path = join(dir, "manifest.json");
+  const manifest = JSON.parse(await Deno.readTextFile(path));
+  const e05 = manifest.figures["05_claims"];
+  const e06 = manifest.figures["06_claims"];
+  Object.assign(e05, { dirty: true, codeHash: other });
+  Object.assign(e06, { dirty: false, codeHash: CURRENT });
+  await Deno.writeTextFile(path, JSON.stringify(manifest));
+  const data = await loadReport(dir, { codeHash: CURRENT });
+  assert.deepEqual(data.provenance, {
+    codeHash: CURRENT,
+    total: 2,
+    dirty: ["05_claims"],
+    otherCode: ["05_claims"],
+    noCodeHash: [],
+  });
+  const [n05, n06] = data.notebooks;
+  assert.deepEqual(n05.claims[0].flags, ["uncommitted changes", "other code"]);
+  assert.deepEqual(n05.runs.map((r) => r.flags), [["uncommitted changes", "other code"]]);
+  assert.deepEqual(n06.claims[0].flags, []);
+  const md = renderMarkdown(data);
+  assert.ok(md.includes("- 1 of 2 results were made from a tree with uncommitted changes: 05\\_claims."), md);
+  assert.ok(md.includes("- 1 of 2 results were made under other code than the current tree's"), md);
+  assert.ok(md.includes("Made with: uncommitted changes; other code."), md);
+  assert.ok(md.includes("(clean tree, current code)"), "the clean run says so");
+  const html = renderHtml(data);
+  assert.ok(html.includes("<td>uncommitted changes; other code</td>"), "the run table's provenance column");
+
+  // Entries saved before code hashes were recorded say that they cannot be judged.
+  delete e05.codeHash;
+  e05.dirty = false;
+  await Deno.writeTextFile(path, JSON.stringify(manifest));
+  const old = await loadReport(dir, { codeHash: CURRENT });
+  assert.deepEqual([old.provenance.dirty, old.provenance.otherCode, old.provenance.noCodeHash], [[], [], [
+    "05_claims",
+  ]]);
+  assert.ok(renderMarkdown(old).includes("1 of 2 results record no code hash (saved before code hashes were recorded"));
+  // All clean.
+  e05.codeHash = CURRENT;
+  await Deno.writeTextFile(path, JSON.stringify(manifest));
+  const clean = renderMarkdown(await loadReport(dir, { codeHash: CURRENT }));
+  assert.ok(clean.includes("- All 2 results were made from a clean tree under the current code."), clean);
+  // The current code hash defaults to the library's.
+  assert.equal((await loadReport(dir)).provenance.codeHash, await libraryCodeHash());
+  await assert.rejects(loadReport(dir, { codeHash: "abc" }), /options\.codeHash must be 64 lowercase hex digits/);
+  await assert.rejects(loadReport(dir, { baseline: "" }), /options\.baseline must be a folder path/);
 });

@@ -10,6 +10,7 @@ import {
   loadCheckpoint,
   MANIFEST_FILE,
   readCheckpointManifest,
+  runIdentity,
   saveCheckpoint,
   train,
   type Trainable,
@@ -817,5 +818,97 @@ Deno.test("train: bad options and models throw errors that name the problem", as
   );
   await assert.rejects(trainCached("x", { ...ok } as never), /option build must be a function/);
   await assert.rejects(trainCached("bad name!", { ...ok, build: () => mlp(11) }), /option name must be a name/);
+  model.dispose();
+});
+
+Deno.test("the run's hash covers the training code: a change under lib/attention retrains, one elsewhere does not", async () => {
+  const { trainingCodeHash, TRAINING_SOURCES } = await import("../lib/train/train.ts");
+  const { REPO_ROOT } = await import("../lib/env.ts");
+  const { cpSync } = await import("node:fs");
+  assert.deepEqual(TRAINING_SOURCES, ["lib/attention", "lib/models", "lib/train", "lib/data", "lib/random.ts"]);
+  await withTempDir(async (root) => {
+    // A copy of the training sources hashes like the repository; the real files are never touched.
+    for (const path of TRAINING_SOURCES) cpSync(join(REPO_ROOT, path), join(root, path), { recursive: true });
+    const original = await trainingCodeHash({ root });
+    assert.equal(original, await trainingCodeHash());
+    assert.match(original, /^[0-9a-f]{64}$/);
+    await Deno.mkdir(join(root, "lib", "report"), { recursive: true });
+    await Deno.writeTextFile(join(root, "lib", "report", "extra.ts"), "export const x = 1;\n");
+    assert.equal(await trainingCodeHash({ root }), original, "code outside the training sources is not hashed");
+    await Deno.writeTextFile(join(root, "lib", "attention", "softmax.ts"), "\n// changed\n", { append: true });
+    const changed = await trainingCodeHash({ root });
+    assert.notEqual(changed, original);
+    await assert.rejects(trainingCodeHash({ root: join(root, "nowhere") }), /sourceHash: cannot read .*nowhere/);
+    assert.throws(() => trainingCodeHash({ rot: root } as never), /unknown option "rot"; the only option is root/);
+
+    const runsDir = join(root, "runs");
+    const messages: string[] = [];
+    const tensors = tf.memory().numTensors;
+    const options = {
+      runsDir,
+      steps: 3,
+      lr: 0.05,
+      seed: 7,
+      progress: "none" as const,
+      log: (m: string) => messages.push(m),
+      build: () => mlp(7),
+      batchAt: (step: number) => batchAt(step),
+    };
+    // By default the identity holds the current code's hash.
+    const probe = mlp(7);
+    const { build: _build, ...trainOptions } = options;
+    const byDefault = await runIdentity(probe, trainOptions);
+    assert.equal(byDefault.identity.codeHash, await trainingCodeHash());
+    const before = await runIdentity(probe, { ...trainOptions, codeHash: original });
+    const after = await runIdentity(probe, { ...trainOptions, codeHash: changed });
+    assert.equal(before.hash, byDefault.hash, "the repository's code, given or computed, is the same key");
+    assert.notEqual(after.hash, before.hash);
+    probe.dispose();
+
+    const first = await trainCached("code", { ...options, codeHash: original });
+    const again = await trainCached("code", { ...options, codeHash: original });
+    const retrained = await trainCached("code", { ...options, codeHash: changed });
+    const reused = await trainCached("code", { ...options, codeHash: changed });
+    assert.deepEqual([first.action, again.action, retrained.action, reused.action], [
+      "trained",
+      "reused",
+      "retrained",
+      "reused",
+    ]);
+    assert.equal(retrained.result.hash, after.hash);
+    assert.ok(
+      messages.some((m) =>
+        m === `hash changed: retraining code (was ${before.hash.slice(0, 8)}…, now ${after.hash.slice(0, 8)}…)`
+      ),
+    );
+    // Resuming a checkpoint made by other code is refused, and says why.
+    const partial = mlp(7);
+    await train(partial, { ...QUIET, name: "resume-code", runsDir, steps: 4, until: 2, batchAt, codeHash: original });
+    await assert.rejects(
+      train(partial, { ...QUIET, name: "resume-code", runsDir, steps: 4, batchAt, resume: true, codeHash: changed }),
+      /is of a different run .*the training code changed/,
+    );
+    partial.dispose();
+    for (const r of [first, again, retrained, reused]) r.model.dispose();
+    assert.equal(tf.memory().numTensors, tensors, "no tensor left behind");
+  });
+});
+
+Deno.test("train: a malformed codeHash option is a TypeError or RangeError naming it", async () => {
+  const model = mlp(12);
+  const ok = { ...QUIET, steps: 2, batchAt };
+  await assert.rejects(train(model, { ...ok, codeHash: 42 as never }), (err: Error) => {
+    assert.equal(err.constructor, TypeError);
+    assert.match(
+      err.message,
+      /^train: option codeHash must be a string \(a SHA-256 such as trainingCodeHash\(\) returns\)/,
+    );
+    return true;
+  });
+  await assert.rejects(async () => await runIdentity(model, { ...ok, codeHash: "ABC" }), (err: Error) => {
+    assert.equal(err.constructor, RangeError);
+    assert.match(err.message, /^runIdentity: option codeHash must be 64 lowercase hex digits .*got "ABC"/);
+    return true;
+  });
   model.dispose();
 });

@@ -3,14 +3,20 @@
  * paper says, saved next to its figures for `deno task report`.
  *
  * - `saveClaims(name, claims, { run })` writes `<name>.json`: an array of
- *   `{ id, claim, paper, measured, reproduced, note? }`, and records a
- *   manifest entry of kind `"claims"`.
+ *   claims as the notebook gave them, and records a manifest entry of kind
+ *   `"claims"`. A claim reads one of three outcomes, with the rule that decided
+ *   it: `{ id, claim, paper, measured, outcome, rule, reason?, interval?,
+ *   settle?, evidence?, note? }` (spread `verdict(...)` from `lib/stats` into it).
+ *   The legacy format `{ id, claim, paper, measured, reproduced, note? }` is still
+ *   accepted; a claim may not mix the two. Readers go through
+ *   {@linkcode normalizeClaims}, which maps legacy claims onto the three outcomes.
  * - `saveTable(name, rows, { run, caption })` writes `<name>.csv` and records
  *   a manifest entry of kind `"table"`.
  *
  * Both check everything first (arguments, config, the folder, a readable
  * manifest), then save the file and its manifest entry together the way
- * `saveFigure` does, recording config, seed, backend, commit and date.
+ * `saveFigure` does, recording config, seed, backend, commit, dirty, code hash
+ * and date.
  *
  * @module
  */
@@ -19,15 +25,18 @@ import { join } from "node:path";
 import { ensureFiguresDir, REPO_ROOT } from "../env.ts";
 import { columnsOf, toCsv } from "./csv.ts";
 import type { Row } from "./csv.ts";
+import { OUTCOMES } from "../stats/verdict.ts";
+import type { Outcome, Reason, VerdictInterval } from "../stats/verdict.ts";
 import { JUPYTER_DISPLAY } from "./display.ts";
 import type { Displayable } from "./display.ts";
 import { checkCaption, checkConfig, checkSeed, gitState, readManifest, recordFigure } from "./manifest.ts";
 import type { Config, EntryKind, ManifestEntry, Run, Seed } from "./manifest.ts";
 import { FIGURE_NAME } from "./save.ts";
 import { table } from "./table.ts";
+import type { Table } from "./table.ts";
 
-/** One statement of the paper set against what a notebook measured. */
-export interface Claim {
+/** The text every claim carries, in either format. */
+export interface ClaimText {
   /** Short identifier, unique within the notebook, e.g. `"softmax_bound"`. */
   id: string;
   /** What the paper says, in a sentence. */
@@ -36,12 +45,105 @@ export interface Claim {
   paper: string;
   /** The measured number, formatted. */
   measured: string;
-  /** Whether the measurement agrees with the paper; `null` when they cannot be compared. */
-  reproduced: boolean | null;
   /** Anything a reader needs to judge the comparison. */
   note?: string;
 }
 
+/**
+ * What would settle an inconclusive claim: the model, the training tokens, the
+ * seeds and the compute it takes (at least one field).
+ */
+export interface Settle {
+  /** The model it needs, e.g. `"6 layers, d = 512 (≈25M parameters)"`. */
+  model?: string;
+  /** The training tokens, e.g. `"300M"`. */
+  tokens?: string;
+  /** Seeds per arm (a positive integer). */
+  seeds?: number;
+  /** The FLOPs it takes (6·N·D for training), a positive number. */
+  flops?: number;
+  /** Anything else, e.g. `"batched generation on a GPU"`. */
+  note?: string;
+}
+
+/**
+ * A claim decided by a stated rule, in three outcomes (the format of
+ * `lib/stats`' `verdict`, `inconclusiveBecause` and `exactVerdict`: spread one
+ * into the claim, `{ id, claim, paper, measured, ...verdict(interval, rule) }`).
+ */
+export interface OutcomeClaim extends ClaimText {
+  /** `"reproduced"`, `"not reproduced"` or `"inconclusive"`. */
+  outcome: Outcome;
+  /**
+   * Why: required when inconclusive (`"within noise"`, `"underpowered"`,
+   * `"not comparable"`, `"by construction"` or a short phrase); optional when not
+   * reproduced (`"opposite effect"`, `"confident absence"`, …); never when reproduced.
+   */
+  reason?: Reason;
+  /** The rule that decided it, as a sentence with its numbers. */
+  rule: string;
+  /** The interval it was decided on, when there was one. */
+  interval?: VerdictInterval;
+  /** For an inconclusive claim: what would settle it. */
+  settle?: Settle;
+  /**
+   * `false` for a check that holds by construction or by algebra: it is shown,
+   * but not counted as evidence. Leave it out for every other claim.
+   */
+  evidence?: false;
+}
+
+/**
+ * A claim in the first format, `reproduced: true | false | null`, which the
+ * notebooks still write. Readers normalise it ({@linkcode normalizeClaims}):
+ * `true` is reproduced, `false` not reproduced, `null` inconclusive ("not comparable"),
+ * each with the rule {@linkcode LEGACY_RULE}.
+ */
+export interface LegacyClaim extends ClaimText {
+  /** Whether the measurement agrees with the paper; `null` when they cannot be compared. */
+  reproduced: boolean | null;
+}
+
+/** One statement of the paper set against what a notebook measured, in either format (never both). */
+export type Claim = OutcomeClaim | LegacyClaim;
+
+/** A claim as readers see it: every claim in the three-outcome form, whichever format it was saved in. */
+export interface NormalizedClaim extends ClaimText {
+  outcome: Outcome;
+  /** Why (absent when reproduced; "not comparable" for a legacy `reproduced: null`). */
+  reason?: Reason;
+  /** The rule that decided it; {@linkcode LEGACY_RULE} for a legacy claim. */
+  rule: string;
+  interval?: VerdictInterval;
+  settle?: Settle;
+  /** Whether the claim counts as evidence (false for checks that hold by construction). */
+  evidence: boolean;
+  /** Whether the claim was saved in the legacy `reproduced` format. */
+  legacy: boolean;
+}
+
+/** The rule a legacy claim (`reproduced: true | false | null`) is read with. */
+export const LEGACY_RULE = "legacy: the notebook's own check (no interval)";
+
+/**
+ * ✓, ✗ or ? for an outcome.
+ *
+ * @example
+ * ```ts
+ * import { outcomeMark } from "./claims.ts";
+ * console.log(outcomeMark("reproduced"), outcomeMark("not reproduced"), outcomeMark("inconclusive")); // ✓ ✗ ?
+ * ```
+ */
+export function outcomeMark(outcome: Outcome): string {
+  if (outcome === "reproduced") return "✓";
+  if (outcome === "not reproduced") return "✗";
+  if (outcome === "inconclusive") return "?";
+  throw new RangeError(
+    `outcomeMark: outcome must be one of ${OUTCOMES.map((o) => `"${o}"`).join(", ")}, got ${
+      JSON.stringify(outcome) ?? String(outcome)
+    }`,
+  );
+}
 /** Options for {@linkcode saveClaims} and {@linkcode saveTable}; all optional. */
 export interface SaveResultOptions {
   /** From `startRun`: supplies notebook, config, seed and the compute time. */
@@ -69,9 +171,151 @@ export interface SavedResult extends Displayable {
   entry: ManifestEntry;
 }
 
-const CLAIM_KEYS = ["id", "claim", "paper", "measured", "reproduced", "note"];
+const TEXT_KEYS = ["id", "claim", "paper", "measured", "note"];
+const OUTCOME_KEYS = ["outcome", "reason", "rule", "interval", "settle", "evidence"];
+const CLAIM_KEYS = [...TEXT_KEYS, "reproduced", ...OUTCOME_KEYS];
+const INTERVAL_KEYS = ["estimate", "low", "high", "level", "n", "method"];
+const SETTLE_KEYS = ["model", "tokens", "seeds", "flops", "note"];
 const CLAIM_ID = /^[a-z0-9][a-z0-9_-]*$/;
+const SHAPE = "{ id, claim, paper, measured, outcome, rule, reason?, interval?, settle?, evidence?, note? } " +
+  "(or, in the legacy format, { id, claim, paper, measured, reproduced, note? })";
 
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "object") return "an object";
+  if (value === undefined || typeof value === "number" || typeof value === "boolean") return String(value);
+  return `a ${typeof value}`;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function nonEmpty(value: unknown): boolean {
+  return typeof value === "string" && value.trim() !== "";
+}
+
+function checkInterval(value: unknown, at: string): void {
+  if (!isObject(value)) {
+    throw new TypeError(
+      `${at} must be an interval { ${INTERVAL_KEYS.join(", ")} } as verdict() returns, got ${describe(value)}`,
+    );
+  }
+  for (const key of Object.keys(value)) {
+    if (!INTERVAL_KEYS.includes(key)) {
+      throw new TypeError(
+        `${at} has unknown field "${key}"; expected ${INTERVAL_KEYS.join(", ")} (verdict() writes them)`,
+      );
+    }
+  }
+  const { estimate, low, high, level, n, method } = value;
+  if (typeof estimate !== "number" || !Number.isFinite(estimate)) {
+    throw new TypeError(`${at}.estimate must be a finite number, got ${describe(estimate)}`);
+  }
+  for (const [key, bound] of [["low", low], ["high", high]] as const) {
+    if (bound !== null && (typeof bound !== "number" || !Number.isFinite(bound))) {
+      throw new TypeError(
+        `${at}.${key} must be a finite number, or null when it could not be computed, got ${describe(bound)}`,
+      );
+    }
+  }
+  if (typeof low === "number" && typeof high === "number" && low > high) {
+    throw new RangeError(`${at} must have low ≤ high, got [${low}, ${high}]`);
+  }
+  if (typeof level !== "number" || !(level > 0 && level <= 1)) {
+    throw new RangeError(
+      `${at}.level must be a confidence level in (0, 1] (1 for an exact value), got ${describe(level)}`,
+    );
+  }
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1) {
+    throw new RangeError(`${at}.n must be the number of values behind it, an integer ≥ 1, got ${describe(n)}`);
+  }
+  if (!nonEmpty(method)) {
+    throw new TypeError(`${at}.method must be a non-empty string such as "t", got ${describe(method)}`);
+  }
+}
+
+function checkSettle(value: unknown, at: string): void {
+  if (!isObject(value)) {
+    throw new TypeError(`${at} must be an object { ${SETTLE_KEYS.join(", ")} } (any of them), got ${describe(value)}`);
+  }
+  const keys = Object.keys(value);
+  for (const key of keys) {
+    if (!SETTLE_KEYS.includes(key)) {
+      throw new TypeError(`${at} has unknown field "${key}"; expected ${SETTLE_KEYS.join(", ")}`);
+    }
+  }
+  if (keys.length === 0) {
+    throw new TypeError(
+      `${at} is empty; say what would settle the claim with ${SETTLE_KEYS.join(", ")}, or leave it out`,
+    );
+  }
+  for (const key of ["model", "tokens", "note"]) {
+    if (key in value && !nonEmpty(value[key])) {
+      throw new TypeError(`${at}.${key} must be a non-empty string, got ${describe(value[key])}`);
+    }
+  }
+  if ("seeds" in value && (typeof value.seeds !== "number" || !Number.isInteger(value.seeds) || value.seeds < 1)) {
+    throw new RangeError(`${at}.seeds must be a positive integer (seeds per arm), got ${describe(value.seeds)}`);
+  }
+  if ("flops" in value && (typeof value.flops !== "number" || !Number.isFinite(value.flops) || value.flops <= 0)) {
+    throw new RangeError(`${at}.flops must be a positive finite number (e.g. 4.5e16), got ${describe(value.flops)}`);
+  }
+}
+
+// The fields of the three-outcome format; `at` is e.g. `saveClaims: claims[2]`.
+function checkOutcomeFields(claim: Record<string, unknown>, at: string): void {
+  const { outcome, reason, rule } = claim;
+  if (typeof outcome !== "string") {
+    throw new TypeError(
+      `${at}.outcome must be one of ${OUTCOMES.map((o) => `"${o}"`).join(", ")}, got ${describe(outcome)}`,
+    );
+  }
+  if (!OUTCOMES.includes(outcome as Outcome)) {
+    throw new RangeError(
+      `${at}.outcome must be one of ${OUTCOMES.map((o) => `"${o}"`).join(", ")}, got ${describe(outcome)}`,
+    );
+  }
+  if (!nonEmpty(rule)) {
+    throw new TypeError(
+      `${at}.rule must be a non-empty sentence saying how the claim was decided (verdict() writes one), got ${
+        describe(rule)
+      }`,
+    );
+  }
+  if (reason !== undefined && !nonEmpty(reason)) {
+    throw new TypeError(`${at}.reason must be a non-empty string when given, got ${describe(reason)}`);
+  }
+  if (outcome === "inconclusive" && reason === undefined) {
+    throw new TypeError(
+      `${at} is inconclusive without a reason; set reason to "within noise", "underpowered", "not comparable", ` +
+        `"by construction" or a short phrase`,
+    );
+  }
+  if (outcome === "reproduced" && reason !== undefined) {
+    throw new RangeError(
+      `${at} is reproduced but gives reason ${describe(reason)}; a reason says why a claim is not reproduced or ` +
+        "inconclusive: remove it, or change the outcome",
+    );
+  }
+  if (claim.interval !== undefined) checkInterval(claim.interval, `${at}.interval`);
+  if (claim.settle !== undefined) {
+    if (outcome !== "inconclusive") {
+      throw new RangeError(
+        `${at}.settle says what would settle an inconclusive claim, but this claim is ${describe(outcome)}; remove it`,
+      );
+    }
+    checkSettle(claim.settle, `${at}.settle`);
+  }
+  if (claim.evidence !== undefined && claim.evidence !== false) {
+    throw new TypeError(
+      `${at}.evidence may only be false (a check that holds by construction, not counted as evidence); ` +
+        `leave it out for a claim that counts, got ${describe(claim.evidence)}`,
+    );
+  }
+}
 function checkName(name: unknown, where: string): string {
   if (typeof name !== "string" || !FIGURE_NAME.test(name)) {
     throw new Error(
@@ -107,62 +351,151 @@ function checkOptions(options: unknown, where: string, allowCaption: boolean): S
 }
 
 /**
- * Checks a list of claims and returns it; the errors name the claim and field at fault.
+ * Checks a list of claims and returns it unchanged; the errors name the claim
+ * and field at fault (`TypeError` for a missing or mistyped field, `RangeError`
+ * for a value out of range). Each claim is in the three-outcome format (`outcome`,
+ * `rule`, and `reason` when inconclusive) or in the legacy one (`reproduced`),
+ * never both. Read claims through {@linkcode normalizeClaims}.
  *
  * @example
  * ```ts
  * import { checkClaims } from "./claims.ts";
  * const claims = checkClaims([
- *   { id: "bound", claim: "softmax's |∂p/∂s| ≤ 1/4", paper: "0.25", measured: "0.25", reproduced: true },
+ *   { id: "bound", claim: "softmax's |∂p/∂s| ≤ 1/4", paper: "0.25", measured: "0.25", outcome: "reproduced",
+ *     rule: "max |∂p/∂s| ≤ 1/4 + 1e-6 (float32 rounding)" },
+ *   { id: "old", claim: "c", paper: "1", measured: "1.0", reproduced: true },
  * ]);
- * console.log(claims.length); // 1
+ * console.log(claims.length); // 2
+ * try {
+ *   checkClaims([{ id: "x", claim: "c", paper: "1", measured: "2", reproduced: false, outcome: "not reproduced", rule: "r" }]);
+ * } catch (err) {
+ *   console.log((err as Error).message.startsWith("saveClaims: claims[0] mixes")); // true
+ * }
  * ```
  */
 export function checkClaims(claims: unknown, where = "saveClaims"): Claim[] {
   if (!Array.isArray(claims)) {
-    throw new Error(
-      `${where}: claims must be an array of { id, claim, paper, measured, reproduced }, got ${typeof claims}`,
-    );
+    throw new TypeError(`${where}: claims must be an array of ${SHAPE}, got ${describe(claims)}`);
   }
   const seen = new Set<string>();
   claims.forEach((c, i) => {
-    if (c === null || typeof c !== "object" || Array.isArray(c)) {
-      throw new Error(`${where}: claims[${i}] must be an object { id, claim, paper, measured, reproduced }`);
-    }
+    const at = `${where}: claims[${i}]`;
+    if (!isObject(c)) throw new TypeError(`${at} must be an object ${SHAPE}, got ${describe(c)}`);
     for (const key of Object.keys(c)) {
       if (!CLAIM_KEYS.includes(key)) {
-        throw new Error(`${where}: claims[${i}] has unknown field "${key}"; expected ${CLAIM_KEYS.join(", ")}`);
+        throw new TypeError(`${at} has unknown field "${key}"; expected ${CLAIM_KEYS.join(", ")}`);
       }
     }
-    const claim = c as Record<string, unknown>;
-    if (typeof claim.id !== "string" || !CLAIM_ID.test(claim.id)) {
-      throw new Error(`${where}: claims[${i}].id must match ${CLAIM_ID}, got ${JSON.stringify(claim.id)}`);
+    if (typeof c.id !== "string" || !CLAIM_ID.test(c.id)) {
+      throw new TypeError(`${at}.id must match ${CLAIM_ID}, got ${describe(c.id)}`);
     }
-    if (seen.has(claim.id)) {
-      throw new Error(`${where}: claims[${i}].id "${claim.id}" is used twice; ids must be unique`);
-    }
-    seen.add(claim.id);
+    if (seen.has(c.id)) throw new RangeError(`${at}.id "${c.id}" is used twice; ids must be unique`);
+    seen.add(c.id);
     for (const key of ["claim", "paper", "measured"]) {
-      if (typeof claim[key] !== "string" || (claim[key] as string).trim() === "") {
-        throw new Error(
-          `${where}: claims[${i}].${key} must be a non-empty string (format numbers first), got ${typeof claim[key]}`,
+      if (!nonEmpty(c[key])) {
+        throw new TypeError(`${at}.${key} must be a non-empty string (format numbers first), got ${describe(c[key])}`);
+      }
+    }
+    if (c.note !== undefined && typeof c.note !== "string") {
+      throw new TypeError(`${at}.note must be a string when given, got ${describe(c.note)}`);
+    }
+    const modern = OUTCOME_KEYS.filter((key) => key in c);
+    if ("reproduced" in c) {
+      if (modern.length > 0) {
+        throw new TypeError(
+          `${at} mixes the legacy field "reproduced" with ${modern.map((k) => `"${k}"`).join(", ")}; a claim is ` +
+            `either { outcome, rule, reason?, ... } or, in the legacy format, { reproduced }: drop "reproduced"`,
         );
       }
-    }
-    if (!(claim.reproduced === true || claim.reproduced === false || claim.reproduced === null)) {
-      throw new Error(
-        `${where}: claims[${i}].reproduced must be true, false or null (not comparable), got ${
-          String(claim.reproduced)
-        }`,
+      if (!(c.reproduced === true || c.reproduced === false || c.reproduced === null)) {
+        throw new TypeError(
+          `${at}.reproduced must be true, false or null (not comparable), got ${describe(c.reproduced)}`,
+        );
+      }
+    } else if (modern.length === 0) {
+      throw new TypeError(
+        `${at} has no outcome: give outcome ("reproduced", "not reproduced" or "inconclusive") and rule, e.g. ` +
+          "by spreading verdict(interval, rule) from lib/stats into the claim",
       );
-    }
-    if (claim.note !== undefined && typeof claim.note !== "string") {
-      throw new Error(`${where}: claims[${i}].note must be a string when given, got ${typeof claim.note}`);
+    } else {
+      checkOutcomeFields(c, at);
     }
   });
   return claims as Claim[];
 }
 
+/**
+ * Checks claims ({@linkcode checkClaims}) and returns them in the three-outcome
+ * form, whichever format they were saved in. A legacy claim maps `reproduced: true`
+ * to "reproduced", `false` to "not reproduced" and `null` to "inconclusive" with
+ * reason "not comparable", each with the rule {@linkcode LEGACY_RULE}; `evidence`
+ * is `false` only for claims that say so.
+ *
+ * @example
+ * ```ts
+ * import { normalizeClaims } from "./claims.ts";
+ * const [old, fixed] = normalizeClaims([
+ *   { id: "speed", claim: "4,460× faster", paper: "4460", measured: "908×", reproduced: null },
+ *   { id: "state", claim: "constant state", paper: "O(1)", measured: "4352 B", outcome: "inconclusive",
+ *     reason: "by construction", rule: "the state size is fixed by the code", evidence: false },
+ * ]);
+ * console.log(old.outcome, old.reason, old.legacy); // inconclusive not comparable true
+ * console.log(fixed.evidence, fixed.legacy); // false false
+ * ```
+ */
+export function normalizeClaims(claims: unknown, where = "normalizeClaims"): NormalizedClaim[] {
+  return checkClaims(claims, where).map((c): NormalizedClaim => {
+    const text: ClaimText = { id: c.id, claim: c.claim, paper: c.paper, measured: c.measured };
+    if (c.note !== undefined) text.note = c.note;
+    if ("reproduced" in c) {
+      const outcome: Outcome = c.reproduced === null ? "inconclusive" : c.reproduced ? "reproduced" : "not reproduced";
+      return {
+        ...text,
+        outcome,
+        ...(c.reproduced === null ? { reason: "not comparable" } : {}),
+        rule: LEGACY_RULE,
+        evidence: true,
+        legacy: true,
+      };
+    }
+    return {
+      ...text,
+      outcome: c.outcome,
+      ...(c.reason !== undefined ? { reason: c.reason } : {}),
+      rule: c.rule,
+      ...(c.interval !== undefined ? { interval: c.interval } : {}),
+      ...(c.settle !== undefined ? { settle: c.settle } : {}),
+      evidence: c.evidence !== false,
+      legacy: false,
+    };
+  });
+}
+
+/**
+ * The table a claims file displays as: outcome (✓ / ✗ / ?), claim, paper,
+ * measured, reason (with "not counted as evidence" for checks that hold by
+ * construction), rule and note.
+ *
+ * @example
+ * ```ts
+ * import { claimsTable, JUPYTER_DISPLAY } from "./mod.ts";
+ * const shown = claimsTable([{ id: "a", claim: "c", paper: "1", measured: "2", reproduced: null }]);
+ * console.log(shown[JUPYTER_DISPLAY]()["text/markdown"].split("\n")[2].startsWith("| ? | c | 1 | 2 | not comparable |")); // true
+ * ```
+ */
+export function claimsTable(claims: readonly Claim[]): Table {
+  return table(
+    normalizeClaims(claims, "claimsTable").map((c) => ({
+      outcome: outcomeMark(c.outcome),
+      claim: c.claim,
+      paper: c.paper,
+      measured: c.measured,
+      reason: [c.reason, c.evidence ? undefined : "not counted as evidence"].filter((x) => x !== undefined).join("; "),
+      rule: c.rule,
+      note: c.note ?? "",
+    })),
+  );
+}
 async function currentBackend(): Promise<string | null> {
   const { backendName } = await import("../backend.ts");
   const name = backendName();
@@ -187,7 +520,7 @@ async function record(
 ): Promise<ManifestEntry> {
   const { run } = options;
   const notebook = options.notebook ?? run?.notebook;
-  const { commit, dirty } = await gitState(REPO_ROOT, dir);
+  const { commit, dirty, codeHash } = await gitState(REPO_ROOT, dir);
   const entry: ManifestEntry = {
     name,
     files: [file[0]],
@@ -197,6 +530,7 @@ async function record(
     backend: options.backend ?? await currentBackend(),
     commit,
     dirty,
+    codeHash,
     date: new Date().toISOString(),
     durationMs: run?.elapsedMs() ?? null,
     ...(options.caption !== undefined ? { caption: options.caption } : {}),
@@ -208,20 +542,24 @@ async function record(
 
 /**
  * Saves a notebook's claims, each compared with what it measured, as
- * `<name>.json`, together with a manifest entry of kind `"claims"`.
- * Build every `measured` string and `reproduced` flag from measured values.
- * The result displays as a table with ✓ / ✗ / n/a.
+ * `<name>.json` (the claims as given), together with a manifest entry of kind
+ * `"claims"`. Build every `measured` string and every outcome from measured
+ * values: spread `verdict(interval, rule)`, `exactVerdict` or `inconclusiveBecause`
+ * from `lib/stats` into each claim. Legacy claims (`reproduced: true | false | null`)
+ * are still accepted. The result displays as a table with ✓ / ✗ / ?, the reason
+ * and the rule ({@linkcode claimsTable}).
  *
  * @example
  * ```ts
+ * import { exactVerdict } from "../stats/verdict.ts";
  * import { saveClaims } from "./claims.ts";
- * const measured = 0.25;
+ * const measured = 0.25000003;
  * const saved = await saveClaims("demo_claims", [{
  *   id: "softmax_bound",
  *   claim: "Softmax attention's |∂p/∂s| is at most 1/4",
  *   paper: "≤ 0.25",
- *   measured: measured.toFixed(4),
- *   reproduced: measured <= 0.25,
+ *   measured: measured.toFixed(8),
+ *   ...exactVerdict(measured <= 0.25 + 1e-6, "max |∂p/∂s| ≤ 1/4 + 1e-6 (float32 rounding)"),
  * }], { notebook: "demo", outDir: await Deno.makeTempDir() });
  * console.log(saved.entry.kind, saved.entry.files); // claims ["demo_claims.json"]
  * ```
@@ -237,14 +575,7 @@ export async function saveClaims(
   const dir = await prepare(o, "claims");
   const path = join(dir, `${name}.json`);
   const entry = await record(name, [`${name}.json`, JSON.stringify(checked, null, 2) + "\n"], "claims", o, dir);
-  const mark = (r: boolean | null) => r === null ? "n/a" : r ? "✓" : "✗";
-  const shown = table(checked.map((c) => ({
-    reproduced: mark(c.reproduced),
-    claim: c.claim,
-    paper: c.paper,
-    measured: c.measured,
-    note: c.note ?? "",
-  })));
+  const shown = claimsTable(checked);
   return { name, path, entry, [JUPYTER_DISPLAY]: () => shown[JUPYTER_DISPLAY]() };
 }
 

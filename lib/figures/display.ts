@@ -68,3 +68,33 @@ export function show(figure: FigureInput): ShownFigure {
     [JUPYTER_DISPLAY]: () => bundle ??= svgMimeBundle(svg, `<figure ${width}×${height}>`),
   };
 }
+
+/** What {@linkcode md} returns: Markdown that displays as such in Jupyter. */
+export interface ShownMarkdown extends Displayable {
+  /** The Markdown text. */
+  text: string;
+}
+
+/**
+ * Displays Markdown in Jupyter (`text/markdown`, with the same text as
+ * `text/plain`): for prose built from measured numbers, e.g.
+ * ``md(`The fitted exponent is **${p.toFixed(2)}**.`)`` as the last expression
+ * of a cell. A `text` that is not a string is a `TypeError`.
+ *
+ * @example
+ * ```ts
+ * import { JUPYTER_DISPLAY, md } from "./mod.ts";
+ * const ratio = 2460 / 908;
+ * const shown = md(`The speed-up moved by **×${ratio.toFixed(2)}** between runs.`);
+ * console.log(shown[JUPYTER_DISPLAY]()["text/markdown"]); // The speed-up moved by **×2.71** between runs.
+ * ```
+ */
+export function md(text: string): ShownMarkdown {
+  if (typeof text !== "string") {
+    const got = text === null ? "null" : Array.isArray(text) ? "an array" : typeof text;
+    throw new TypeError(
+      `md: text must be a string of Markdown, got ${got}; build it with a template literal, e.g. md(\`p = \${p}\`)`,
+    );
+  }
+  return { text, [JUPYTER_DISPLAY]: () => ({ "text/markdown": text, "text/plain": text }) };
+}

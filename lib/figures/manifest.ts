@@ -3,8 +3,8 @@
  *
  * The file lives next to the figures and looks like
  * `{ "figures": { "<name>": { name, files, notebook?, config, seed, backend,
- * commit, dirty, date, durationMs, caption?, kind? } } }`, names sorted so
- * diffs stay small. An entry without `kind` is a figure (older manifests have
+ * commit, dirty, codeHash?, date, durationMs, caption?, kind? } } }`, names
+ * sorted so diffs stay small. An entry without `kind` is a figure (older manifests have
  * no kinds); `"table"` entries come from `saveTable`, `"claims"` from `saveClaims`.
  *
  * It is updated read-modify-write under a lock file (`manifest.json.lock`,
@@ -15,11 +15,23 @@
  * manifest is read once before the lock is taken, so an unreadable manifest
  * fails before anything is written.
  *
+ * Provenance: `commit` and `dirty` come from git, and `codeHash` is the
+ * SHA-256 of the library's source (`lib/`, `deno.json` and `deno.lock`: the
+ * `LIBRARY_SOURCES` of `lib/source_hash.ts`, the same inputs a resumed
+ * `deno task reproduce` keys its notebooks on), so the report can mark results
+ * made under older code. Trained models are keyed by a narrower hash (the model,
+ * training and data code; `trainingCodeHash` in `lib/train/train.ts`). `deno task
+ * reproduce` records all three once, at its start, and hands them to the
+ * notebooks in {@linkcode PROVENANCE_ENV} (`ATTNLAB_PROVENANCE`), so that the
+ * notebooks it saves in place as it goes do not mark later results dirty;
+ * {@linkcode gitState} returns that state when the variable is set.
+ *
  * @module
  */
 
 import { isAbsolute, join, relative } from "node:path";
 import { REPO_ROOT } from "../env.ts";
+import { LIBRARY_SOURCES, sourceHash } from "../source_hash.ts";
 import { commitFileSet } from "./file_set.ts";
 import type { FileContent } from "./file_set.ts";
 
@@ -57,6 +69,11 @@ export interface ManifestEntry {
   commit: string | null;
   /** Whether `git status --porcelain` (figures folder excluded) listed changes; `null` without git. */
   dirty: boolean | null;
+  /**
+   * SHA-256 of the library's source when the result was made (see {@linkcode libraryCodeHash}); `null` outside a
+   * checkout; absent in entries saved before code hashes were recorded.
+   */
+  codeHash?: string | null;
   /** When the figure was saved, ISO 8601 in UTC. */
   date: string;
   /** Compute time in milliseconds, or `null` when unknown. */
@@ -232,6 +249,8 @@ export function checkSeed(seed: unknown, where: string): Seed {
 /**
  * Starts timing a computation and records what it depends on; every figure
  * saved with `{ run }` gets its notebook, config, seed and the elapsed time.
+ * A malformed `ATTNLAB_PROVENANCE` (see {@linkcode provenanceFromEnv}) fails
+ * here, before the notebook computes anything.
  *
  * @example
  * ```ts
@@ -250,6 +269,8 @@ export function startRun(options: StartRunOptions = {}): Run {
   if (options.notebook !== undefined && typeof options.notebook !== "string") {
     throw new Error(`startRun: notebook must be a string such as "01_scaling", got ${typeof options.notebook}`);
   }
+  // A malformed ATTNLAB_PROVENANCE fails here, at the top of the notebook, not at its first save.
+  provenanceFromEnv();
   const startMs = performance.now();
   return {
     ...(options.notebook !== undefined ? { notebook: options.notebook } : {}),
@@ -269,35 +290,175 @@ async function git(args: string[], cwd: string): Promise<string | null> {
   }
 }
 
-/** The state of the code's git checkout, as recorded in the manifest. */
+/** The state of the code's checkout, as recorded in the manifest. */
 export interface GitState {
   commit: string | null;
   dirty: boolean | null;
+  /** {@linkcode libraryCodeHash} of the checkout; `null` when it has no `lib/`, `deno.json` or `deno.lock`. */
+  codeHash: string | null;
+}
+
+/** Options of {@linkcode gitState}. */
+export interface GitStateOptions {
+  /** Use {@linkcode PROVENANCE_ENV} when it is set. Default true; `deno task reproduce` reads git itself with false. */
+  fromEnv?: boolean;
 }
 
 /**
- * Reads `git rev-parse HEAD` and whether `git status --porcelain` is non-empty
- * in `dir`, ignoring changes under `excludeDir` (the figures folder, whose own
- * output would otherwise mark every later save as dirty). Outside a git
+ * The environment variable in which `deno task reproduce` hands the notebooks the git state it recorded at
+ * its start, as JSON `{ "commit": …, "dirty": …, "codeHash": … }`.
+ */
+export const PROVENANCE_ENV = "ATTNLAB_PROVENANCE";
+
+const COMMIT = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+const codeHashes = new Map<string, Promise<string | null>>();
+
+/**
+ * The SHA-256 of the library's source in the checkout at `root` (default the repository root): every file
+ * under `lib/`, `deno.json` and `deno.lock` (`LIBRARY_SOURCES`), with its path, as `sourceHash` computes it.
+ * `null` when one of them is missing (not a checkout). Computed once per process and root: a running
+ * notebook's modules do not change under it either.
+ *
+ * @example
+ * ```ts
+ * import { libraryCodeHash } from "./manifest.ts";
+ * console.log((await libraryCodeHash())?.length, await libraryCodeHash(await Deno.makeTempDir())); // 64 null
+ * ```
+ */
+export function libraryCodeHash(root: string = REPO_ROOT): Promise<string | null> {
+  let hash = codeHashes.get(root);
+  if (hash === undefined) {
+    hash = (async () => {
+      for (const path of LIBRARY_SOURCES) {
+        try {
+          await Deno.stat(join(root, path));
+        } catch (err) {
+          if (err instanceof Deno.errors.NotFound) return null;
+          throw err;
+        }
+      }
+      return await sourceHash(LIBRARY_SOURCES, { root });
+    })();
+    codeHashes.set(root, hash);
+    // A failure (a file unreadable for a moment) is not remembered.
+    hash.catch(() => codeHashes.delete(root));
+  }
+  return hash;
+}
+
+function describeJson(value: unknown): string {
+  return value === undefined ? "nothing" : JSON.stringify(value);
+}
+
+/**
+ * The git state in {@linkcode PROVENANCE_ENV} (`ATTNLAB_PROVENANCE`), validated, or `null` when the variable
+ * is unset or empty. A value that is not JSON `{ "commit": "<40 or 64 hex digits>" | null, "dirty": true |
+ * false | null, "codeHash": "<64 hex digits>" | null }` is an Error naming the variable (`TypeError` for the
+ * wrong shape or type, `RangeError` for a malformed hash).
+ *
+ * @example
+ * ```ts
+ * import { PROVENANCE_ENV, provenanceFromEnv } from "./manifest.ts";
+ * Deno.env.set(PROVENANCE_ENV, JSON.stringify({ commit: "a".repeat(40), dirty: false, codeHash: null }));
+ * console.log(provenanceFromEnv()?.dirty); // false
+ * Deno.env.set(PROVENANCE_ENV, "{ not json");
+ * try {
+ *   provenanceFromEnv();
+ * } catch (err) {
+ *   console.log((err as Error).message.startsWith("ATTNLAB_PROVENANCE is not valid JSON")); // true
+ * }
+ * Deno.env.delete(PROVENANCE_ENV);
+ * ```
+ */
+export function provenanceFromEnv(): GitState | null {
+  const text = Deno.env.get(PROVENANCE_ENV);
+  if (text === undefined || text.trim() === "") return null;
+  const fix = `${PROVENANCE_ENV} is set by deno task reproduce to the git state at its start, as ` +
+    `{"commit": "<40 or 64 hex digits>" | null, "dirty": true | false | null, "codeHash": "<64 hex digits>" | null}; ` +
+    "unset it to read the git state directly";
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new TypeError(`${PROVENANCE_ENV} is not valid JSON (${(err as Error).message}); ${fix}`);
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new TypeError(`${PROVENANCE_ENV} must hold a JSON object, got ${describeJson(parsed)}; ${fix}`);
+  }
+  const state = parsed as Record<string, unknown>;
+  for (const key of Object.keys(state)) {
+    if (!["commit", "dirty", "codeHash"].includes(key)) {
+      throw new TypeError(`${PROVENANCE_ENV} has unknown field "${key}"; ${fix}`);
+    }
+  }
+  const { commit, dirty, codeHash } = state;
+  if (commit !== null && typeof commit !== "string") {
+    throw new TypeError(`${PROVENANCE_ENV}: commit must be a string or null, got ${describeJson(commit)}; ${fix}`);
+  }
+  if (typeof commit === "string" && !COMMIT.test(commit)) {
+    throw new RangeError(
+      `${PROVENANCE_ENV}: commit must be 40 or 64 lowercase hex digits, got ${describeJson(commit)}; ${fix}`,
+    );
+  }
+  if (dirty !== null && typeof dirty !== "boolean") {
+    throw new TypeError(`${PROVENANCE_ENV}: dirty must be true, false or null, got ${describeJson(dirty)}; ${fix}`);
+  }
+  if (codeHash !== null && typeof codeHash !== "string") {
+    throw new TypeError(`${PROVENANCE_ENV}: codeHash must be a string or null, got ${describeJson(codeHash)}; ${fix}`);
+  }
+  if (typeof codeHash === "string" && !SHA256.test(codeHash)) {
+    throw new RangeError(
+      `${PROVENANCE_ENV}: codeHash must be 64 lowercase hex digits (a SHA-256), got ${describeJson(codeHash)}; ${fix}`,
+    );
+  }
+  return { commit, dirty, codeHash };
+}
+
+/**
+ * The state of the checkout at `dir` (default the repository root): `git rev-parse HEAD`, whether
+ * `git status --porcelain` is non-empty, ignoring changes under `excludeDir` (the figures folder, whose own
+ * output would otherwise mark every later save as dirty), and {@linkcode libraryCodeHash}. Outside a git
  * repository, before the first commit, or without git, the unknown parts are `null`.
+ *
+ * When {@linkcode PROVENANCE_ENV} (`ATTNLAB_PROVENANCE`) is set, as `deno task reproduce` sets it for the
+ * notebooks it runs, returns the state it holds instead (validated: see {@linkcode provenanceFromEnv}), unless
+ * `options.fromEnv` is false.
  *
  * @example
  * ```ts
  * import { gitState } from "./manifest.ts";
- * const outside = await gitState(await Deno.makeTempDir());
- * console.log(outside); // { commit: null, dirty: null }
+ * const outside = await gitState(await Deno.makeTempDir(), undefined, { fromEnv: false });
+ * console.log(outside); // { commit: null, dirty: null, codeHash: null }
  * ```
  */
-export async function gitState(dir: string = REPO_ROOT, excludeDir?: string): Promise<GitState> {
+export async function gitState(
+  dir: string = REPO_ROOT,
+  excludeDir?: string,
+  options: GitStateOptions = {},
+): Promise<GitState> {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`gitState: options must be an object like { fromEnv: false }, got ${String(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== "fromEnv") throw new TypeError(`gitState: unknown option "${key}"; the only option is fromEnv`);
+  }
+  if (options.fromEnv !== undefined && typeof options.fromEnv !== "boolean") {
+    throw new TypeError(`gitState: options.fromEnv must be true or false, got ${String(options.fromEnv)}`);
+  }
+  if (options.fromEnv !== false) {
+    const recorded = provenanceFromEnv();
+    if (recorded !== null) return recorded;
+  }
   const head = await git(["rev-parse", "--verify", "--quiet", "HEAD"], dir);
-  const commit = head === null || !/^[0-9a-f]{40,64}$/.test(head.trim()) ? null : head.trim();
+  const commit = head === null || !COMMIT.test(head.trim()) ? null : head.trim();
   const pathspec = ["--", "."];
   if (excludeDir !== undefined) {
     const rel = relative(dir, excludeDir);
     if (rel !== "" && !rel.startsWith("..") && !isAbsolute(rel)) pathspec.push(`:(exclude)${rel}`);
   }
   const status = await git(["status", "--porcelain", ...pathspec], dir);
-  return { commit, dirty: status === null ? null : status.trim() !== "" };
+  return { commit, dirty: status === null ? null : status.trim() !== "", codeHash: await libraryCodeHash(dir) };
 }
 
 /**

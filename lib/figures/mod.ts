@@ -4,7 +4,9 @@
  * `<name>.csv` (the data) to the figures folder, records the run in
  * `manifest.json`, and shows the figure inline in Jupyter. Paper-versus-measured
  * tables go through {@linkcode saveTable}, a notebook's verdicts through
- * {@linkcode saveClaims}; `deno task report` gathers all three.
+ * {@linkcode saveClaims} (three outcomes, each with the rule that decided it);
+ * `deno task report` gathers all three. {@linkcode md} displays Markdown built
+ * from measured numbers.
  *
  * A figure's files and its manifest entry change together: a save checks
  * everything first, writes every file under a temporary name, then renames them
@@ -40,8 +42,8 @@ export { DISPLAY_PNG_SCALE, PNG_SCALE, pngForSvg, renderSvg, svgToPng } from "./
 export type { RenderedPng, SvgToPngOptions } from "./render.ts";
 export { DEFAULT_DIGITS, formatNumber, toCsv } from "./csv.ts";
 export type { Cell, Row, ToCsvOptions } from "./csv.ts";
-export { JUPYTER_DISPLAY, show, svgMimeBundle } from "./display.ts";
-export type { Displayable, MimeBundle, ShownFigure } from "./display.ts";
+export { JUPYTER_DISPLAY, md, show, svgMimeBundle } from "./display.ts";
+export type { Displayable, MimeBundle, ShownFigure, ShownMarkdown } from "./display.ts";
 export { table } from "./table.ts";
 export type { Table, TableOptions } from "./table.ts";
 export {
@@ -49,14 +51,44 @@ export {
   ENTRY_KINDS,
   entryKind,
   gitState,
+  libraryCodeHash,
   MANIFEST_FILE,
+  PROVENANCE_ENV,
+  provenanceFromEnv,
   pruneManifest,
   readManifest,
   startRun,
 } from "./manifest.ts";
-export type { Config, EntryKind, GitState, Manifest, ManifestEntry, Run, Seed, StartRunOptions } from "./manifest.ts";
-export { checkClaims, saveClaims, saveTable } from "./claims.ts";
-export type { Claim, SavedResult, SaveResultOptions } from "./claims.ts";
+export type {
+  Config,
+  EntryKind,
+  GitState,
+  GitStateOptions,
+  Manifest,
+  ManifestEntry,
+  Run,
+  Seed,
+  StartRunOptions,
+} from "./manifest.ts";
+export {
+  checkClaims,
+  claimsTable,
+  LEGACY_RULE,
+  normalizeClaims,
+  outcomeMark,
+  saveClaims,
+  saveTable,
+} from "./claims.ts";
+export type {
+  Claim,
+  ClaimText,
+  LegacyClaim,
+  NormalizedClaim,
+  OutcomeClaim,
+  SavedResult,
+  SaveResultOptions,
+  Settle,
+} from "./claims.ts";
 export { displayPath, FIGURE_NAME, saveFigure } from "./save.ts";
 export type { SavedFigure, SaveFigureOptions } from "./save.ts";
 export { readPngSize } from "./png.ts";

@@ -9,7 +9,7 @@
 import type { DataFrame } from "nodejs-polars";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { figuresDir } from "../env.ts";
-import { checkClaims } from "../figures/claims.ts";
+import { normalizeClaims } from "../figures/claims.ts";
 import type { Row } from "../figures/csv.ts";
 import { entryKind, MANIFEST_FILE, readManifest } from "../figures/manifest.ts";
 import type { EntryKind, ManifestEntry } from "../figures/manifest.ts";
@@ -98,13 +98,45 @@ async function savedCsv(owner: string, name: unknown, kind: EntryKind, folder: u
   return show(csvToFrame(text, path));
 }
 
+// Column types of claims(): every column is typed whatever the rows hold, so an all-null column keeps its type.
+const CLAIM_TYPES: Readonly<Record<string, ColumnType>> = {
+  notebook: "string",
+  name: "string",
+  id: "string",
+  outcome: "string",
+  reason: "string",
+  rule: "string",
+  evidence: "bool",
+  legacy: "bool",
+  claim: "string",
+  paper: "string",
+  measured: "string",
+  note: "string",
+  interval_estimate: "float",
+  interval_low: "float",
+  interval_high: "float",
+  interval_level: "float",
+  interval_n: "int",
+  interval_method: "string",
+  settle_model: "string",
+  settle_tokens: "string",
+  settle_seeds: "int",
+  settle_flops: "float",
+  settle_note: "string",
+};
+
 /**
  * Every claim of every notebook, from the `*_claims.json` files of the figures folder (written by
- * `saveClaims`), one row per claim in file order: `notebook` (from the manifest; `null` when it has
- * no entry for the file), `name` (the file's name without `.json`), `id`, `verdict`
- * ("reproduced", "not reproduced" or "not comparable"), `reproduced` (Bool, `null` when not
- * comparable), `claim`, `paper`, `measured` and `note` (`null` when none). A malformed file is an Error
- * naming it and the claim at fault; no claims files at all is an Error saying how to write them.
+ * `saveClaims`), one row per claim in file order, in the three-outcome form (`normalizeClaims`: a legacy
+ * `reproduced: true / false / null` reads as reproduced / not reproduced / inconclusive, "not comparable"):
+ * `notebook` (from the manifest; `null` when it has no entry for the file), `name` (the file's name without
+ * `.json`), `id`, `outcome` ("reproduced", "not reproduced" or "inconclusive"), `reason`, `rule`, `evidence`
+ * (false for checks that hold by construction), `legacy` (saved in the legacy format), `claim`, `paper`,
+ * `measured`, `note`, the interval the verdict was decided on (`interval_estimate`, `interval_low`,
+ * `interval_high`, `interval_level`, `interval_n`, `interval_method`) and what would settle an inconclusive
+ * claim (`settle_model`, `settle_tokens`, `settle_seeds`, `settle_flops`, `settle_note`); `null` where absent.
+ * A malformed file is an Error naming it and the claim at fault; no claims files at all is an Error saying
+ * how to write them.
  *
  * @example
  * ```ts
@@ -112,11 +144,13 @@ async function savedCsv(owner: string, name: unknown, kind: EntryKind, folder: u
  * import { claims } from "./results.ts";
  * const dir = await Deno.makeTempDir();
  * await saveClaims("01_claims", [
- *   { id: "bound", claim: "|∂p/∂s| ≤ 1/4", paper: "0.25", measured: "0.2500", reproduced: true },
- *   { id: "speed", claim: "4,460× faster", paper: "4460", measured: "n/a", reproduced: null, note: "CPU" },
+ *   { id: "bound", claim: "|∂p/∂s| ≤ 1/4", paper: "0.25", measured: "0.2500", outcome: "reproduced",
+ *     rule: "max |∂p/∂s| ≤ 1/4 + 1e-6" },
+ *   { id: "speed", claim: "4,460× faster", paper: "4460", measured: "908×", reproduced: null, note: "CPU" },
  * ], { notebook: "01_demo", outDir: dir, backend: "cpu" });
  * const df = await claims({ figuresDir: dir });
- * console.log(df.getColumn("verdict").toArray()); // ["reproduced", "not comparable"]
+ * console.log(df.getColumn("outcome").toArray(), df.getColumn("reason").toArray());
+ * // ["reproduced", "inconclusive"] [null, "not comparable"]
  * ```
  */
 export async function claims(options: FiguresDirOptions = {}): Promise<DataFrame> {
@@ -143,26 +177,35 @@ export async function claims(options: FiguresDirOptions = {}): Promise<DataFrame
       if (err instanceof SyntaxError) throw new Error(`claims: ${path} is not valid JSON (${err.message})`);
       throw err;
     }
-    for (const c of checkClaims(parsed, `claims: ${path}`)) {
-      const row: Row = {
+    for (const c of normalizeClaims(parsed, `claims: ${path}`)) {
+      rows.push({
         notebook: notebookOf.get(file) ?? null,
         name: file.slice(0, -".json".length),
         id: c.id,
-        verdict: c.reproduced === null ? "not comparable" : c.reproduced ? "reproduced" : "not reproduced",
-        reproduced: c.reproduced,
+        outcome: c.outcome,
+        reason: c.reason ?? null,
+        rule: c.rule,
+        evidence: c.evidence,
+        legacy: c.legacy,
         claim: c.claim,
         paper: c.paper,
         measured: c.measured,
         note: c.note ?? null,
-      };
-      // Any field a later claims format adds comes after the known ones.
-      for (const [key, value] of Object.entries(c)) if (!(key in row)) row[key] = value as Row[string];
-      rows.push(row);
+        interval_estimate: c.interval?.estimate ?? null,
+        interval_low: c.interval?.low ?? null,
+        interval_high: c.interval?.high ?? null,
+        interval_level: c.interval?.level ?? null,
+        interval_n: c.interval?.n ?? null,
+        interval_method: c.interval?.method ?? null,
+        settle_model: c.settle?.model ?? null,
+        settle_tokens: c.settle?.tokens ?? null,
+        settle_seeds: c.settle?.seeds ?? null,
+        settle_flops: c.settle?.flops ?? null,
+        settle_note: c.settle?.note ?? null,
+      });
     }
   }
-  const text: ColumnType = "string";
-  const types = { notebook: text, name: text, id: text, verdict: text, reproduced: "bool" as const, note: text };
-  return show(rowsToFrame("claims", rows, { types }));
+  return show(rowsToFrame("claims", rows, { types: CLAIM_TYPES }));
 }
 
 /**

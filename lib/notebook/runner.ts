@@ -18,6 +18,8 @@
 import { copyFileSync, mkdirSync, readdirSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { writeFileAtomic } from "../figures/atomic.ts";
+import { PROVENANCE_ENV } from "../figures/manifest.ts";
+import type { GitState } from "../figures/manifest.ts";
 import { trackChild } from "../children.ts";
 import { findPython } from "./jupyter.ts";
 import { normaliseOutputs, type NotebookJson } from "./outputs.ts";
@@ -48,6 +50,12 @@ export interface RunOptions {
   log?: (line: string) => void;
   /** Seconds between "still running" lines for a long cell. Default 60. */
   heartbeatSeconds?: number;
+  /**
+   * The git state to record in every manifest entry the notebook saves, handed to the kernel as
+   * `ATTNLAB_PROVENANCE` (`deno task reproduce` records it once, at its start). Default: none, and the
+   * notebook reads the git state at each save.
+   */
+  provenance?: GitState;
 }
 
 /** The outcome of one notebook. */
@@ -449,6 +457,15 @@ export async function runNotebook(path: string, options: RunOptions = {}): Promi
         ATTNLAB_QUICK: mode === "quick" ? "1" : "0",
         ATTNLAB_FIGURES_DIR: resolve(figuresDir),
         PYTHONUNBUFFERED: "1",
+        ...(options.provenance !== undefined
+          ? {
+            [PROVENANCE_ENV]: JSON.stringify({
+              commit: options.provenance.commit,
+              dirty: options.provenance.dirty,
+              codeHash: options.provenance.codeHash,
+            }),
+          }
+          : {}),
       },
       stdin: "null",
       stdout: "piped",

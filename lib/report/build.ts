@@ -24,6 +24,10 @@ export interface BuildReportOptions {
   outDir?: string;
   /** `"svg"` embeds SVGs, `"png"` PNGs; `"auto"` (default) SVGs unless the page would pass {@linkcode MAX_HTML_BYTES}. */
   image?: "svg" | "png" | "auto";
+  /** The folder whose claims files at git `HEAD` are the last committed report. Default: the figures folder. */
+  baseline?: string;
+  /** The current tree's code hash, to mark results made under other code. Default `libraryCodeHash()`. */
+  codeHash?: string | null;
 }
 
 /** What {@linkcode buildReport} wrote. */
@@ -54,8 +58,8 @@ export interface BuiltReport {
  */
 export async function buildReport(options: BuildReportOptions = {}): Promise<BuiltReport> {
   for (const key of Object.keys(options)) {
-    if (!["figuresDir", "outDir", "image"].includes(key)) {
-      throw new Error(`buildReport: unknown option "${key}"; expected figuresDir, outDir or image`);
+    if (!["figuresDir", "outDir", "image", "baseline", "codeHash"].includes(key)) {
+      throw new Error(`buildReport: unknown option "${key}"; expected figuresDir, outDir, image, baseline or codeHash`);
     }
   }
   const mode = options.image ?? "auto";
@@ -65,11 +69,15 @@ export async function buildReport(options: BuildReportOptions = {}): Promise<Bui
   const dir = resolve(options.figuresDir ?? figuresDir({ quick: false }));
   const outDir = resolve(options.outDir ?? dir);
   let image: "svg" | "png" = mode === "png" ? "png" : "svg";
-  let data = await loadReport(dir, { image });
+  const compare = {
+    ...(options.baseline !== undefined ? { baseline: options.baseline } : {}),
+    ...(options.codeHash !== undefined ? { codeHash: options.codeHash } : {}),
+  };
+  let data = await loadReport(dir, { image, ...compare });
   let page = new TextEncoder().encode(renderHtml(data));
   if (mode === "auto" && page.length > MAX_HTML_BYTES) {
     image = "png";
-    data = await loadReport(dir, { image });
+    data = await loadReport(dir, { image, ...compare });
     page = new TextEncoder().encode(renderHtml(data));
   }
   await Deno.mkdir(outDir, { recursive: true });

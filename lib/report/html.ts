@@ -6,7 +6,18 @@
  */
 
 import { Buffer } from "node:buffer";
+import { outcomeMark } from "../figures/claims.ts";
+import type { Outcome } from "../stats/verdict.ts";
 import type { NotebookSection, ReportData, RunInfo } from "./load.ts";
+import {
+  changeRows,
+  claimsTable,
+  countsLine,
+  inconclusiveRows,
+  notCountedRows,
+  provenanceLines,
+  runCommit,
+} from "./_summary.ts";
 
 /**
  * Escapes text for HTML element content and attribute values.
@@ -36,16 +47,21 @@ export function sectionId(notebook: string): string {
 }
 
 /**
- * ✓, ✗ or n/a for a claim's `reproduced` flag.
+ * ✓, ✗ or ? for an outcome (a legacy `reproduced` flag is read as
+ * `normalizeClaims` reads it: `null` is inconclusive).
  *
  * @example
  * ```ts
  * import { verdictMark } from "./html.ts";
- * console.log(verdictMark(true), verdictMark(false), verdictMark(null)); // ✓ ✗ n/a
+ * console.log(verdictMark("reproduced"), verdictMark("not reproduced"), verdictMark("inconclusive")); // ✓ ✗ ?
+ * console.log(verdictMark(true), verdictMark(false), verdictMark(null)); // ✓ ✗ ?
  * ```
  */
-export function verdictMark(reproduced: boolean | null): string {
-  return reproduced === null ? "n/a" : reproduced ? "✓" : "✗";
+export function verdictMark(outcome: Outcome | boolean | null): string {
+  if (outcome === true) return outcomeMark("reproduced");
+  if (outcome === false) return outcomeMark("not reproduced");
+  if (outcome === null) return outcomeMark("inconclusive");
+  return outcomeMark(outcome);
 }
 
 const CSS = `
@@ -62,14 +78,15 @@ figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.92em; color: #444; margin-top: 0.3em; }
 .yes { color: #1a7f37; font-weight: bold; }
 .no { color: #c62828; font-weight: bold; }
-.na { color: #777; }
+.na { color: #9a6700; font-weight: bold; }
+.flag { color: #9a6700; }
 .counts span { margin-right: 1.5em; }
 pre { background: #f7f7f7; padding: 0.5em; overflow-x: auto; font-size: 0.85em; }
 .meta { font-size: 0.85em; color: #555; }
 `;
 
-function verdictClass(reproduced: boolean | null): string {
-  return reproduced === null ? "na" : reproduced ? "yes" : "no";
+function outcomeClass(mark: string): string {
+  return mark === "✓" ? "yes" : mark === "✗" ? "no" : "na";
 }
 
 function isNumeric(value: string): boolean {
@@ -90,12 +107,13 @@ function htmlTable(columns: string[], rows: string[][]): string {
 function runTable(runs: RunInfo[]): string {
   const rows = runs.map((r) => [
     r.backend ?? "unknown",
-    r.commit === null ? "none" : `${r.commit.slice(0, 10)}${r.dirty ? " (uncommitted changes)" : ""}`,
+    runCommit(r),
+    r.flags.length === 0 ? "clean tree, current code" : r.flags.join("; "),
     r.firstDate === r.lastDate ? r.firstDate : `${r.firstDate} – ${r.lastDate}`,
     r.durationMs === null ? "" : `${(r.durationMs / 1000).toFixed(1)} s`,
     r.seed === null ? "none" : String(r.seed),
   ]);
-  const table = htmlTable(["backend", "commit", "date (UTC)", "compute time", "seed"], rows);
+  const table = htmlTable(["backend", "commit", "provenance", "date (UTC)", "compute time", "seed"], rows);
   const configs = runs.map((r, i) =>
     `<details><summary>configuration${runs.length > 1 ? ` ${i + 1}` : ""}</summary><pre>${
       escapeHtml(JSON.stringify(r.config, null, 2))
@@ -104,21 +122,64 @@ function runTable(runs: RunInfo[]): string {
   return `${table}\n${configs.join("\n")}`;
 }
 
+// A table whose first column holds outcome marks, coloured.
+function marksTable(columns: readonly string[], rows: string[][]): string {
+  const head = columns.map((c) => `<th>${escapeHtml(c)}</th>`).join("");
+  const body = rows.map((r) =>
+    `<tr><td class="${outcomeClass(r[0])}">${escapeHtml(r[0])}</td>${
+      r.slice(1).map((cell) => `<td>${escapeHtml(cell)}</td>`).join("")
+    }</tr>`
+  ).join("\n");
+  return `<table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+}
+
 function summaryHtml(data: ReportData): string {
   const s = data.summary;
   const counts = `<p class="counts"><span class="yes">✓ reproduced: ${s.reproduced}</span>` +
     `<span class="no">✗ not reproduced: ${s.notReproduced}</span>` +
-    `<span class="na">n/a not comparable: ${s.notComparable}</span><span>claims: ${s.total}</span></p>`;
+    `<span class="na">? inconclusive: ${s.inconclusive}</span><span>claims counted: ${s.total}</span>` +
+    (s.notCounted > 0 ? `<span>by construction, not counted: ${s.notCounted}</span>` : "") + `</p>\n` +
+    `<p>${escapeHtml(countsLine(s))}</p>`;
+  const parts = [counts];
+  const notCounted = notCountedRows(data);
+  if (notCounted.rows.length > 0) {
+    parts.push(
+      `<h3 id="not-counted">By construction, not counted</h3>\n<p>These checks hold by construction or by algebra: ` +
+        `they are shown, but they are not evidence and are left out of the counts above.</p>\n` +
+        marksTable(notCounted.columns, notCounted.rows),
+    );
+  }
+  const inconclusive = inconclusiveRows(data);
+  if (inconclusive.rows.length > 0) {
+    parts.push(
+      `<h3 id="inconclusive">Inconclusive, and what would settle them</h3>\n` +
+        marksTable(inconclusive.columns, inconclusive.rows),
+    );
+  }
+  const changes = changeRows(data);
+  parts.push(
+    `<h3 id="changes">Outcomes changed since the last committed report</h3>\n<p>${
+      escapeHtml(data.changes.note.charAt(0).toUpperCase() + data.changes.note.slice(1))
+    }.</p>\n` +
+      (changes.rows.length > 0 ? htmlTable(changes.columns, changes.rows) : "") +
+      (data.changes.problems.length > 0
+        ? `<ul>${data.changes.problems.map((p) => `<li class="flag">${escapeHtml(p)}</li>`).join("")}</ul>`
+        : ""),
+  );
+  parts.push(
+    `<h3 id="provenance">Provenance</h3>\n<ul>${
+      provenanceLines(data).map((line) => `<li>${escapeHtml(line)}</li>`).join("")
+    }</ul>`,
+  );
   const groups = data.notebooks.filter((n) => n.claims.length > 0).map((n) => {
-    const items = n.claims.flatMap((c) => c.claims).map((c) =>
-      `<tr><td class="${verdictClass(c.reproduced)}">${verdictMark(c.reproduced)}</td><td>${escapeHtml(c.claim)}</td>` +
-      `<td>${escapeHtml(c.paper)}</td><td>${escapeHtml(c.measured)}</td><td>${escapeHtml(c.note ?? "")}</td></tr>`
-    ).join("\n");
-    return `<h3><a href="#${sectionId(n.notebook)}">${escapeHtml(n.notebook)}</a></h3>\n<table><thead><tr>` +
-      `<th></th><th>claim</th><th>paper</th><th>measured</th><th>note</th></tr></thead><tbody>\n${items}\n</tbody></table>`;
+    const flags = [...new Set(n.claims.flatMap((c) => c.flags))];
+    const claims = claimsTable(n);
+    return `<h3><a href="#${sectionId(n.notebook)}">${escapeHtml(n.notebook)}</a></h3>\n` +
+      (flags.length > 0 ? `<p class="flag">Made with: ${escapeHtml(flags.join("; "))}.</p>\n` : "") +
+      marksTable(claims.columns, claims.rows);
   });
   const none = groups.length === 0 ? "<p>No notebook has saved claims yet.</p>" : "";
-  return `<section id="summary">\n<h2>What reproduced and what did not</h2>\n${counts}\n${none}${
+  return `<section id="summary">\n<h2>What reproduced and what did not</h2>\n${parts.join("\n")}\n${none}${
     groups.join("\n")
   }\n</section>`;
 }
@@ -146,17 +207,25 @@ function notebookHtml(n: NotebookSection): string {
 }
 
 /**
- * Renders the report as one self-contained HTML page: the claims summary,
- * then per notebook its figures (embedded as `data:` URIs) with captions,
- * its tables and how its run was made.
+ * Renders the report as one self-contained HTML page: the three-outcome
+ * summary first (counts, the checks not counted as evidence, the inconclusive
+ * claims with what would settle them, the outcomes changed since the last
+ * committed report, provenance, and the claims of each notebook with ✓ / ✗ / ?,
+ * reason and rule), then per notebook its figures (embedded as `data:` URIs)
+ * with captions, its tables and how its run was made.
  *
  * @example
  * ```ts
+ * import { normalizeClaims } from "../figures/claims.ts";
  * import { renderHtml } from "./html.ts";
- * const claim = { id: "a", claim: "x < 1", paper: "< 1", measured: "0.5", reproduced: true };
+ * import { countClaims } from "./load.ts";
+ * const claims = normalizeClaims([{ id: "a", claim: "x < 1", paper: "< 1", measured: "0.5", reproduced: true }]);
  * const html = renderHtml({
- *   figuresDir: "/tmp", asOf: null, summary: { total: 1, reproduced: 1, notReproduced: 0, notComparable: 0 },
- *   notebooks: [{ notebook: "01_demo", figures: [], tables: [], runs: [], claims: [{ entry: {} as never, claims: [claim] }] }],
+ *   figuresDir: "/tmp", asOf: null, summary: countClaims(claims),
+ *   notebooks: [{ notebook: "01_demo", figures: [], tables: [], runs: [],
+ *     claims: [{ entry: {} as never, file: "01_claims.json", claims, flags: [] }] }],
+ *   changes: { compared: false, commit: null, note: "git is not installed", changes: [], problems: [] },
+ *   provenance: { codeHash: null, total: 1, dirty: [], otherCode: [], noCodeHash: [] },
  * });
  * console.log(html.includes('id="summary"'), html.includes("x &lt; 1")); // true true
  * ```
@@ -177,7 +246,8 @@ export function renderHtml(data: ReportData): string {
 from <code>manifest.json</code> and the files it lists${
     data.asOf ? `; latest result saved ${escapeHtml(data.asOf)}` : ""
   }. Every number below comes from a notebook run.</p>
-<nav><ul>\n<li><a href="#summary">What reproduced and what did not</a></li>\n${toc.join("\n")}\n</ul></nav>
+<nav><ul>\n<li><a href="#summary">What reproduced and what did not</a>: <a href="#changes">changes since the last commit</a>,
+<a href="#provenance">provenance</a></li>\n${toc.join("\n")}\n</ul></nav>
 ${summaryHtml(data)}
 ${data.notebooks.map(notebookHtml).join("\n")}
 </body>

@@ -6,10 +6,15 @@
  */
 
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
-import { checkClaims } from "../figures/claims.ts";
-import type { Claim } from "../figures/claims.ts";
-import { ENTRY_KINDS, entryKind, MANIFEST_FILE, readManifest } from "../figures/manifest.ts";
+import { REPO_ROOT } from "../env.ts";
+import { normalizeClaims } from "../figures/claims.ts";
+import type { NormalizedClaim } from "../figures/claims.ts";
+import { ENTRY_KINDS, entryKind, libraryCodeHash, MANIFEST_FILE, readManifest } from "../figures/manifest.ts";
 import type { Config, ManifestEntry } from "../figures/manifest.ts";
+import { countOutcomes } from "../stats/verdict.ts";
+import type { OutcomeCounts } from "../stats/verdict.ts";
+import { changesSinceCommit } from "./changes.ts";
+import type { ChangesSinceCommit } from "./changes.ts";
 import { parseCsv } from "./csv.ts";
 
 /** A figure and the image that shows it. */
@@ -28,19 +33,27 @@ export interface ReportTable {
   rows: string[][];
 }
 
-/** A notebook's claims file. */
+/** A notebook's claims file, its claims in the three-outcome form (legacy claims normalised). */
 export interface ReportClaims {
   entry: ManifestEntry;
-  claims: Claim[];
+  /** The JSON file, relative to the figures folder. */
+  file: string;
+  claims: NormalizedClaim[];
+  /** What is doubtful about how the file was made (see {@linkcode provenanceFlags}); empty when nothing. */
+  flags: string[];
 }
 
-/** How one notebook's results were made: a distinct config / backend / commit, with its dates. */
+/** How one notebook's results were made: a distinct config / backend / commit / code hash, with its dates. */
 export interface RunInfo {
   config: Config;
   seed: ManifestEntry["seed"];
   backend: string | null;
   commit: string | null;
   dirty: boolean | null;
+  /** The entries' code hash; `null` outside a checkout, `undefined` when not recorded. */
+  codeHash?: string | null;
+  /** What is doubtful about how these results were made (see {@linkcode provenanceFlags}); empty when nothing. */
+  flags: string[];
   /** Earliest and latest save date of the entries made this way. */
   firstDate: string;
   lastDate: string;
@@ -58,12 +71,28 @@ export interface NotebookSection {
   runs: RunInfo[];
 }
 
-/** Counts of claims by verdict. */
-export interface ClaimCounts {
+/**
+ * Counts of the claims that count as evidence, by outcome (`countOutcomes` of
+ * `lib/stats`), plus those that do not (`evidence: false`: checks that hold by
+ * construction), which are left out of every other count.
+ */
+export interface ClaimCounts extends OutcomeCounts {
+  /** Claims with `evidence: false`: shown, not counted. */
+  notCounted: number;
+}
+
+/** Provenance of the manifest's entries, against the tree the report is built from. */
+export interface ProvenanceSummary {
+  /** The current tree's code hash (`libraryCodeHash`), or `null` when unknown. */
+  codeHash: string | null;
+  /** Entries in the manifest. */
   total: number;
-  reproduced: number;
-  notReproduced: number;
-  notComparable: number;
+  /** Names of the entries made from a tree with uncommitted changes (`dirty: true`). */
+  dirty: string[];
+  /** Names of the entries made under another code hash than the current tree's. */
+  otherCode: string[];
+  /** Names of the entries that record no code hash (saved before code hashes were recorded, or outside a checkout). */
+  noCodeHash: string[];
 }
 
 /** The whole report's data. */
@@ -74,35 +103,78 @@ export interface ReportData {
   asOf: string | null;
   notebooks: NotebookSection[];
   summary: ClaimCounts;
+  /** The claims whose outcome changed since the last committed report. */
+  changes: ChangesSinceCommit;
+  provenance: ProvenanceSummary;
 }
 
 /** Options for {@linkcode loadReport}. */
 export interface LoadReportOptions {
   /** Which image of a figure to embed: `"svg"` (default, falls back to PNG) or `"png"`. */
   image?: "svg" | "png";
+  /**
+   * The folder whose claims files at git `HEAD` are the last committed report, to list the claims whose
+   * outcome changed since (see `changesSinceCommit`). Default: the figures folder itself.
+   */
+  baseline?: string;
+  /** The current tree's code hash, to mark results made under other code. Default `libraryCodeHash()`. */
+  codeHash?: string | null;
 }
 
 /** Entries without a notebook are grouped under this name. */
 export const OTHER_NOTEBOOK = "other";
 
 /**
- * Counts claims by verdict.
+ * Counts claims by outcome for the report's summary: `countOutcomes` over the
+ * claims that count as evidence, and apart from them the claims with
+ * `evidence: false` (by construction, not counted).
  *
  * @example
  * ```ts
+ * import { normalizeClaims } from "../figures/claims.ts";
  * import { countClaims } from "./load.ts";
- * const c = (reproduced: boolean | null) => ({ id: "x", claim: "c", paper: "p", measured: "m", reproduced });
- * console.log(countClaims([c(true), c(false), c(null), c(true)]));
- * // { total: 4, reproduced: 2, notReproduced: 1, notComparable: 1 }
+ * const c = (reproduced: boolean | null, id: string) => ({ id, claim: "c", paper: "p", measured: "m", reproduced });
+ * const claims = normalizeClaims([c(true, "a"), c(false, "b"), c(null, "c"), {
+ *   id: "d", claim: "c", paper: "p", measured: "m", outcome: "reproduced", rule: "fixed by the code", evidence: false,
+ * }]);
+ * const counts = countClaims(claims);
+ * console.log(counts.reproduced, counts.notReproduced, counts.inconclusive, counts.total, counts.notCounted); // 1 1 1 3 1
  * ```
  */
-export function countClaims(claims: readonly Claim[]): ClaimCounts {
-  return {
-    total: claims.length,
-    reproduced: claims.filter((c) => c.reproduced === true).length,
-    notReproduced: claims.filter((c) => c.reproduced === false).length,
-    notComparable: claims.filter((c) => c.reproduced === null).length,
-  };
+export function countClaims(claims: readonly NormalizedClaim[]): ClaimCounts {
+  if (!Array.isArray(claims)) {
+    throw new TypeError(
+      `countClaims: claims must be an array of normalised claims (normalizeClaims), got ${typeof claims}`,
+    );
+  }
+  const counted = claims.filter((c) => c.evidence !== false);
+  return { ...countOutcomes(counted), notCounted: claims.length - counted.length };
+}
+
+/**
+ * What is doubtful about how a manifest entry was made, against the current
+ * tree's code hash: `"uncommitted changes"` when it was made from a dirty tree,
+ * `"other code"` when its code hash differs from the current one, `"no code
+ * hash"` when it records none (saved before code hashes were recorded, or
+ * outside a checkout). Empty when nothing is.
+ *
+ * @example
+ * ```ts
+ * import { provenanceFlags } from "./load.ts";
+ * const current = "a".repeat(64);
+ * console.log(provenanceFlags({ dirty: true, codeHash: "b".repeat(64) }, current)); // ["uncommitted changes", "other code"]
+ * console.log(provenanceFlags({ dirty: false, codeHash: current }, current)); // []
+ * ```
+ */
+export function provenanceFlags(
+  entry: { dirty?: boolean | null; codeHash?: string | null },
+  currentCodeHash: string | null,
+): string[] {
+  const flags: string[] = [];
+  if (entry.dirty === true) flags.push("uncommitted changes");
+  if (typeof entry.codeHash !== "string") flags.push("no code hash");
+  else if (currentCodeHash !== null && entry.codeHash !== currentCodeHash) flags.push("other code");
+  return flags;
 }
 
 /**
@@ -165,6 +237,9 @@ function entryProblem(entry: unknown): string | null {
   for (const key of ["notebook", "caption"]) {
     if (e[key] !== undefined && typeof e[key] !== "string") return `has a ${key} that is not a string`;
   }
+  if (e.codeHash !== undefined && e.codeHash !== null && typeof e.codeHash !== "string") {
+    return "has a codeHash that is not a string";
+  }
   return null;
 }
 
@@ -226,10 +301,10 @@ async function readFile(dir: string, file: string, entry: ManifestEntry): Promis
   }
 }
 
-function runsOf(entries: ManifestEntry[]): RunInfo[] {
+function runsOf(entries: ManifestEntry[], currentCodeHash: string | null): RunInfo[] {
   const byKey = new Map<string, RunInfo>();
   for (const e of [...entries].sort((a, b) => a.date.localeCompare(b.date))) {
-    const key = JSON.stringify([e.config, e.seed, e.backend, e.commit, e.dirty]);
+    const key = JSON.stringify([e.config, e.seed, e.backend, e.commit, e.dirty, e.codeHash ?? "unrecorded"]);
     const run = byKey.get(key);
     if (run === undefined) {
       byKey.set(key, {
@@ -238,6 +313,8 @@ function runsOf(entries: ManifestEntry[]): RunInfo[] {
         backend: e.backend,
         commit: e.commit,
         dirty: e.dirty,
+        ...(e.codeHash !== undefined ? { codeHash: e.codeHash } : {}),
+        flags: provenanceFlags(e, currentCodeHash),
         firstDate: e.date,
         lastDate: e.date,
         durationMs: e.durationMs,
@@ -271,13 +348,30 @@ function runsOf(entries: ManifestEntry[]): RunInfo[] {
  */
 export async function loadReport(dir: string, options: LoadReportOptions = {}): Promise<ReportData> {
   for (const key of Object.keys(options)) {
-    if (key !== "image") throw new Error(`loadReport: unknown option "${key}"; the only option is image`);
+    if (!["image", "baseline", "codeHash"].includes(key)) {
+      throw new Error(`loadReport: unknown option "${key}"; expected image, baseline or codeHash`);
+    }
   }
   const image = options.image ?? "svg";
   if (image !== "svg" && image !== "png") {
     throw new Error(`loadReport: options.image must be "svg" or "png", got ${JSON.stringify(image)}`);
   }
+  if (options.baseline !== undefined && (typeof options.baseline !== "string" || options.baseline === "")) {
+    throw new TypeError(
+      `loadReport: options.baseline must be a folder path (the committed figures folder), got ${
+        JSON.stringify(options.baseline) ?? String(options.baseline)
+      }`,
+    );
+  }
+  if (options.codeHash !== undefined && options.codeHash !== null && !/^[0-9a-f]{64}$/.test(String(options.codeHash))) {
+    throw new TypeError(
+      `loadReport: options.codeHash must be 64 lowercase hex digits (libraryCodeHash()) or null, got ${
+        JSON.stringify(options.codeHash) ?? String(options.codeHash)
+      }`,
+    );
+  }
   const root = await checkFiguresDir(dir);
+  const currentCodeHash = options.codeHash !== undefined ? options.codeHash : await libraryCodeHash(REPO_ROOT);
   const manifest = await readManifest(root);
   checkEntries(root, manifest.figures);
   const groups = new Map<string, ManifestEntry[]>();
@@ -286,10 +380,16 @@ export async function loadReport(dir: string, options: LoadReportOptions = {}): 
     groups.set(name, [...(groups.get(name) ?? []), entry]);
   }
   const notebooks: NotebookSection[] = [];
-  const allClaims: Claim[] = [];
+  const allClaims: NormalizedClaim[] = [];
   for (const notebook of [...groups.keys()].sort()) {
     const entries = groups.get(notebook)!.sort((a, b) => a.date.localeCompare(b.date) || a.name.localeCompare(b.name));
-    const section: NotebookSection = { notebook, figures: [], tables: [], claims: [], runs: runsOf(entries) };
+    const section: NotebookSection = {
+      notebook,
+      figures: [],
+      tables: [],
+      claims: [],
+      runs: runsOf(entries, currentCodeHash),
+    };
     for (const entry of entries) {
       const kind = entryKind(entry);
       if (kind === "figure") {
@@ -320,13 +420,36 @@ export async function loadReport(dir: string, options: LoadReportOptions = {}): 
           if (err instanceof SyntaxError) throw new Error(`report: ${path} is not valid JSON (${err.message})`);
           throw err;
         }
-        const claims = checkClaims(parsed, `report: ${path}`);
-        section.claims.push({ entry, claims });
+        const claims = normalizeClaims(parsed, `report: ${path}`);
+        section.claims.push({ entry, file, claims, flags: provenanceFlags(entry, currentCodeHash) });
         allClaims.push(...claims);
       }
     }
     notebooks.push(section);
   }
-  const dates = Object.values(manifest.figures).map((e) => e.date).sort();
-  return { figuresDir: root, asOf: dates.at(-1) ?? null, notebooks, summary: countClaims(allClaims) };
+  const entries = Object.values(manifest.figures);
+  const dates = entries.map((e) => e.date).sort();
+  const flagged = (flag: string) =>
+    entries.filter((e) => provenanceFlags(e, currentCodeHash).includes(flag)).map((e) => e.name).sort();
+  const current = notebooks.flatMap((n) =>
+    n.claims.map((c) => ({
+      file: c.file,
+      notebook: n.notebook === OTHER_NOTEBOOK ? null : n.notebook,
+      claims: c.claims,
+    }))
+  );
+  return {
+    figuresDir: root,
+    asOf: dates.at(-1) ?? null,
+    notebooks,
+    summary: countClaims(allClaims),
+    changes: await changesSinceCommit(current, { baseline: options.baseline ?? root }),
+    provenance: {
+      codeHash: currentCodeHash,
+      total: entries.length,
+      dirty: flagged("uncommitted changes"),
+      otherCode: flagged("other code"),
+      noCodeHash: flagged("no code hash"),
+    },
+  };
 }

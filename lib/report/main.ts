@@ -16,6 +16,11 @@ import { CHROMIUM_INSTALL_HINT, CHROMIUM_PATH, chromiumAvailable, verifyReport }
 
 const FLAGS = {
   "figures-dir": { type: "string", value: "DIR", description: "figures folder to read (default figures/)" },
+  baseline: {
+    type: "string",
+    value: "DIR",
+    description: "folder whose claims at git HEAD are the last committed report (default: the figures folder)",
+  },
   "no-verify": { type: "boolean", description: "do not open the report in the browser" },
   verify: { type: "boolean", description: "fail (exit 1) when chromium is missing, instead of skipping the check" },
   chromium: {
@@ -52,7 +57,12 @@ export async function main(args: string[]): Promise<number> {
     given ?? figuresDir({ quick: false }),
     given !== undefined ? "--figures-dir" : "the default figures folder (ATTNLAB_FIGURES_DIR or figures/)",
   );
-  const built = await buildReport({ figuresDir: dir, image: values.png ? "png" : "auto" });
+  const baseline = values.baseline as string | undefined;
+  const built = await buildReport({
+    figuresDir: dir,
+    image: values.png ? "png" : "auto",
+    ...(baseline !== undefined ? { baseline } : {}),
+  });
   const s = built.data.summary;
   const show = (p: string) => relative(Deno.cwd(), p) || p;
   console.log(
@@ -60,8 +70,9 @@ export async function main(args: string[]): Promise<number> {
       (built.htmlBytes / 1e6).toFixed(2)
     } MB, ${built.image.toUpperCase()} images) ` +
       `and ${show(built.markdown)} in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
-      `${built.data.notebooks.length} notebook(s), claims: ${s.reproduced} reproduced, ${s.notReproduced} not, ` +
-      `${s.notComparable} not comparable`,
+      `${built.data.notebooks.length} notebook(s), claims: ${s.reproduced} reproduced, ${s.notReproduced} not ` +
+      `reproduced, ${s.inconclusive} inconclusive${s.notCounted > 0 ? `, ${s.notCounted} not counted` : ""}; ` +
+      `${built.data.changes.note}`,
   );
   if (values["no-verify"]) return 0;
   const chromium = (values.chromium as string | undefined) ?? CHROMIUM_PATH;

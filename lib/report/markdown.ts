@@ -6,8 +6,16 @@
  */
 
 import { relative } from "node:path";
-import { verdictMark } from "./html.ts";
 import type { NotebookSection, ReportData } from "./load.ts";
+import {
+  changeRows,
+  claimsTable,
+  countsLine,
+  inconclusiveRows,
+  notCountedRows,
+  provenanceLines,
+  runCommit,
+} from "./_summary.ts";
 
 /**
  * Escapes text for a Markdown table cell or line: backslashes, `|`, `*`, `_`,
@@ -23,8 +31,8 @@ export function escapeMarkdown(text: string): string {
   return text.replace(/\\/g, "\\\\").replace(/([|*_`\[\]])/g, "\\$1").replace(/</g, "&lt;").replace(/\r?\n/g, " ");
 }
 
-function mdTable(columns: string[], rows: string[][]): string {
-  const line = (cells: string[]) => `| ${cells.map(escapeMarkdown).join(" | ")} |`;
+function mdTable(columns: readonly string[], rows: string[][]): string {
+  const line = (cells: readonly string[]) => `| ${cells.map(escapeMarkdown).join(" | ")} |`;
   return [
     line(columns),
     `| ${columns.map(() => "---").join(" | ")} |`,
@@ -50,10 +58,10 @@ function notebookMarkdown(n: NotebookSection, prefix: string): string {
   }
   out.push("Run:", "");
   for (const r of n.runs) {
-    const commit = r.commit === null ? "none" : `${r.commit.slice(0, 10)}${r.dirty ? " (uncommitted changes)" : ""}`;
+    const commit = `${runCommit(r)} (${r.flags.length === 0 ? "clean tree, current code" : r.flags.join("; ")})`;
     const when = r.firstDate === r.lastDate ? r.firstDate : `${r.firstDate} – ${r.lastDate}`;
     out.push(
-      `- backend ${escapeMarkdown(r.backend ?? "unknown")}, commit ${commit}, ${when}` +
+      `- backend ${escapeMarkdown(r.backend ?? "unknown")}, commit ${escapeMarkdown(commit)}, ${when}` +
         `${r.durationMs === null ? "" : `, ${(r.durationMs / 1000).toFixed(1)} s`}; config ${
           escapeMarkdown(JSON.stringify(r.config))
         }`,
@@ -73,19 +81,26 @@ export interface RenderMarkdownOptions {
 }
 
 /**
- * Renders the report as Markdown: the claims summary (counts and a table per
- * notebook with ✓ / ✗ / n/a), then per notebook its figures (by relative
- * path), tables and runs.
+ * Renders the report as Markdown: the three-outcome summary first (counts, the
+ * checks not counted as evidence, the inconclusive claims with what would settle
+ * them, the outcomes changed since the last committed report, provenance, and a
+ * table per notebook with ✓ / ✗ / ?, reason and rule), then per notebook its
+ * figures (by relative path), tables and runs.
  *
  * @example
  * ```ts
+ * import { normalizeClaims } from "../figures/claims.ts";
+ * import { countClaims } from "./load.ts";
  * import { renderMarkdown } from "./markdown.ts";
- * const claim = { id: "a", claim: "x | y", paper: "1", measured: "2", reproduced: false };
+ * const claims = normalizeClaims([{ id: "a", claim: "x | y", paper: "1", measured: "2", reproduced: false }]);
  * const md = renderMarkdown({
- *   figuresDir: "/tmp/f", asOf: null, summary: { total: 1, reproduced: 0, notReproduced: 1, notComparable: 0 },
- *   notebooks: [{ notebook: "01_demo", figures: [], tables: [], runs: [], claims: [{ entry: {} as never, claims: [claim] }] }],
+ *   figuresDir: "/tmp/f", asOf: null, summary: countClaims(claims),
+ *   notebooks: [{ notebook: "01_demo", figures: [], tables: [], runs: [],
+ *     claims: [{ entry: {} as never, file: "01_claims.json", claims, flags: [] }] }],
+ *   changes: { compared: false, commit: null, note: "git is not installed", changes: [], problems: [] },
+ *   provenance: { codeHash: null, total: 1, dirty: [], otherCode: [], noCodeHash: [] },
  * });
- * console.log(md.includes("| ✗ | x \\| y | 1 | 2 |  |")); // true
+ * console.log(md.includes("| ✗ | x \\| y | 1 | 2 |  | legacy: the notebook's own check (no interval) |  |")); // true
  * ```
  */
 export function renderMarkdown(data: ReportData, options: RenderMarkdownOptions = {}): string {
@@ -102,14 +117,45 @@ export function renderMarkdown(data: ReportData, options: RenderMarkdownOptions 
     "",
     "## What reproduced and what did not",
     "",
-    `✓ reproduced: ${s.reproduced} · ✗ not reproduced: ${s.notReproduced} · n/a not comparable: ${s.notComparable} · claims: ${s.total}`,
+    `✓ reproduced: ${s.reproduced} · ✗ not reproduced: ${s.notReproduced} · ? inconclusive: ${s.inconclusive} · ` +
+    `claims counted: ${s.total}${s.notCounted > 0 ? ` · by construction, not counted: ${s.notCounted}` : ""}`,
+    "",
+    escapeMarkdown(countsLine(s)),
     "",
   ];
+  const notCounted = notCountedRows(data);
+  if (notCounted.rows.length > 0) {
+    out.push(
+      "### By construction, not counted",
+      "",
+      "These checks hold by construction or by algebra: they are shown, but they are not evidence and are left " +
+        "out of the counts above.",
+      "",
+      mdTable(notCounted.columns, notCounted.rows),
+      "",
+    );
+  }
+  const inconclusive = inconclusiveRows(data);
+  if (inconclusive.rows.length > 0) {
+    out.push("### Inconclusive, and what would settle them", "", mdTable(inconclusive.columns, inconclusive.rows), "");
+  }
+  const changes = changeRows(data);
+  const note = data.changes.note.charAt(0).toUpperCase() + data.changes.note.slice(1);
+  out.push("### Outcomes changed since the last committed report", "", `${escapeMarkdown(note)}.`, "");
+  if (changes.rows.length > 0) out.push(mdTable(changes.columns, changes.rows), "");
+  for (const problem of data.changes.problems) out.push(`- ${escapeMarkdown(problem)}`);
+  if (data.changes.problems.length > 0) out.push("");
+  out.push("### Provenance", "", ...provenanceLines(data).map((line) => `- ${escapeMarkdown(line)}`), "");
   for (const n of data.notebooks.filter((n) => n.claims.length > 0)) {
-    const rows = n.claims.flatMap((c) => c.claims).map((
-      c,
-    ) => [verdictMark(c.reproduced), c.claim, c.paper, c.measured, c.note ?? ""]);
-    out.push(`### ${escapeMarkdown(n.notebook)}`, "", mdTable(["", "claim", "paper", "measured", "note"], rows), "");
+    const flags = [...new Set(n.claims.flatMap((c) => c.flags))];
+    const claims = claimsTable(n);
+    out.push(
+      `### ${escapeMarkdown(n.notebook)}`,
+      "",
+      ...(flags.length > 0 ? [`Made with: ${escapeMarkdown(flags.join("; "))}.`, ""] : []),
+      mdTable(claims.columns, claims.rows),
+      "",
+    );
   }
   const prefix = relative(outDir, data.figuresDir).split("\\").join("/");
   for (const n of data.notebooks) out.push(notebookMarkdown(n, prefix));

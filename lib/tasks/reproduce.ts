@@ -6,8 +6,8 @@
  */
 
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { ensureFiguresDir } from "../env.ts";
-import { pruneManifest } from "../figures/manifest.ts";
+import { ensureFiguresDir, REPO_ROOT } from "../env.ts";
+import { gitState, pruneManifest } from "../figures/manifest.ts";
 import { groupsForNotebooks } from "../experiments/mod.ts";
 import { displayPath, formatSeconds, formatSummary, listNotebooks, runNotebooks } from "../notebook/runner.ts";
 import type { NotebookResult } from "../notebook/runner.ts";
@@ -75,6 +75,14 @@ export async function main(args: string[]): Promise<number> {
   const started = performance.now();
   // An unusable ATTNLAB_FIGURES_DIR fails here, before any setup or training, naming the variable.
   const figuresDir = ensureFiguresDir(undefined, { quick: false });
+  // The git state is recorded once, before anything is written (the notebooks are saved in place as the run
+  // goes, which would mark every later result dirty), and handed to the notebooks as ATTNLAB_PROVENANCE.
+  const provenance = await gitState(REPO_ROOT, figuresDir, { fromEnv: false });
+  console.log(
+    `reproduce: provenance: commit ${provenance.commit?.slice(0, 10) ?? "none"}, ${
+      provenance.dirty === null ? "no git" : provenance.dirty ? "uncommitted changes" : "clean tree"
+    }, code hash ${provenance.codeHash?.slice(0, 10) ?? "none"}`,
+  );
   await setup();
   if (notebooks.length === 0) {
     console.log("reproduce: no notebooks in notebooks/, nothing to do");
@@ -119,7 +127,7 @@ export async function main(args: string[]): Promise<number> {
       skipped++;
       continue;
     }
-    const [result] = await runNotebooks([notebook], { mode: "full", cellTimeoutSeconds, timeoutSeconds });
+    const [result] = await runNotebooks([notebook], { mode: "full", cellTimeoutSeconds, timeoutSeconds, provenance });
     results.push(result);
     if (result.status === "ok") {
       record.done[key] = { inputs, finished: new Date().toISOString(), seconds: Math.round(result.seconds) };

@@ -1,5 +1,8 @@
 /**
  * Trained-model cache: train a run once, and load its finished checkpoint on later calls with the same hash.
+ * The hash covers the model config, the options that change the result and the code that trains it
+ * (`trainingCodeHash`: `lib/attention`, `lib/models`, `lib/train`, `lib/data`, `lib/random.ts`), so a change
+ * to any of them retrains instead of loading a stale model.
  *
  * @module
  */
@@ -43,7 +46,8 @@ function shortPath(dir: string): string {
 
 /**
  * Returns a trained model for run `name`: if `<runsDir>/<name>/` holds a finished checkpoint whose hash
- * (model config + options that change the result, see `runIdentity`) matches, loads it without training;
+ * (model config + options that change the result + the hash of the code that trains it, see `runIdentity`
+ * and `trainingCodeHash`) matches, loads it without training;
  * if it holds an unfinished one with the same hash, resumes it; otherwise (none, another hash, or a
  * corrupt checkpoint) trains from scratch. Says which through `log`. The run folder must be writable: that is
  * checked first, before the model is built.

@@ -12,6 +12,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../env.ts";
+import { sourceHash } from "../source_hash.ts";
 import { writeFileAtomic } from "../figures/atomic.ts";
 import { toCsv } from "../figures/csv.ts";
 import { progress, type ProgressOutput } from "../notebook/progress.ts";
@@ -89,6 +90,12 @@ export interface TrainOptions<B> extends AdamOptions {
   seed?: number | null;
   /** Names the data (corpus, split, sequence length...): part of the run's hash only. Default null. */
   dataId?: string | null;
+  /**
+   * The hash of the code that defines the model, the training and the data: part of the run's hash only, so
+   * that a change to that code retrains. Default (absent or null): {@linkcode trainingCodeHash}, computed once
+   * per process. Give one (64 lowercase hex digits) only to test the cache against another code version.
+   */
+  codeHash?: string | null;
   /** Throw instead of returning `stopped` when the loss or a gradient is not finite. Default false. */
   throwOnNonFinite?: boolean;
   /** Where the progress line goes. Default "auto". */
@@ -144,6 +151,7 @@ const LOOP_DEFAULTS = {
   batchTokens: null,
   seed: null,
   dataId: null,
+  codeHash: null,
   throwOnNonFinite: false,
   progress: "auto",
   log: console.log,
@@ -163,6 +171,7 @@ const LOOP_RULES: Record<string, TrainOptionRule> = {
   batchTokens: { type: "function", nullable: true },
   seed: { type: "number", nullable: true },
   dataId: { type: "string", nullable: true },
+  codeHash: { type: "string", nullable: true },
   throwOnNonFinite: { type: "boolean" },
   progress: { type: "enum", values: ["auto", "jupyter", "tty", "plain", "none"] },
   log: { type: "function", nullable: true },
@@ -179,6 +188,22 @@ const LOOP_RULES: Record<string, TrainOptionRule> = {
  * ```
  */
 export function resolveTrainingOptions<B>(owner: string, options: TrainOptions<B>): Resolved<B> {
+  const codeHash = (options as { codeHash?: unknown } | null)?.codeHash;
+  if (codeHash !== undefined && codeHash !== null) {
+    if (typeof codeHash !== "string") {
+      throw new TypeError(
+        `${owner}: option codeHash must be a string (a SHA-256 such as trainingCodeHash() returns) or null, got ${
+          describeValue(codeHash)
+        }`,
+      );
+    }
+    if (!/^[0-9a-f]{64}$/.test(codeHash)) {
+      throw new RangeError(
+        `${owner}: option codeHash must be 64 lowercase hex digits (a SHA-256 such as trainingCodeHash() returns), ` +
+          `got ${describeValue(codeHash)}; leave it out to hash the current code`,
+      );
+    }
+  }
   const rules = { ...ADAM_RULES, ...LOOP_RULES };
   const o = resolveTrainOptions(owner, options, { ...ADAM_DEFAULTS, ...LOOP_DEFAULTS, steps: 0 }, rules);
   if ((options as { batchAt?: unknown }).batchAt === undefined) {
@@ -223,6 +248,58 @@ function checkModel<B>(owner: string, model: Trainable<B>): string[] {
   return checkVariables(`${owner}: model`, model.variables);
 }
 
+/**
+ * The source a trained model depends on, relative to the repository root: the attention variants, the
+ * models, the training loop, the data pipelines and the seeded random numbers. {@linkcode trainingCodeHash}
+ * hashes it into every run's identity.
+ */
+export const TRAINING_SOURCES: readonly string[] = Object.freeze([
+  "lib/attention",
+  "lib/models",
+  "lib/train",
+  "lib/data",
+  "lib/random.ts",
+]);
+
+let currentCodeHash: Promise<string> | undefined;
+
+/**
+ * The SHA-256 of {@linkcode TRAINING_SOURCES} (every file's path and bytes, as `sourceHash` computes it), part
+ * of every run's identity: a change to a file under `lib/attention`, `lib/models`, `lib/train`, `lib/data` or
+ * to `lib/random.ts`, comments included, makes `trainCached` and `task train` retrain. For the repository
+ * itself (no `root`) it is computed once per process, as the modules that train are loaded once; with
+ * `options.root` (another checkout, a test's copy) it is computed afresh. A missing path is an Error naming it.
+ *
+ * @example
+ * ```ts
+ * import { trainingCodeHash } from "./train.ts";
+ * const hash = await trainingCodeHash();
+ * console.log(hash.length, hash === await trainingCodeHash()); // 64 true
+ * ```
+ */
+export function trainingCodeHash(options: { root?: string } = {}): Promise<string> {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`trainingCodeHash: options must be an object like { root }, got ${describeValue(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== "root") throw new TypeError(`trainingCodeHash: unknown option "${key}"; the only option is root`);
+  }
+  if (options.root !== undefined) {
+    if (typeof options.root !== "string" || options.root === "") {
+      throw new TypeError(`trainingCodeHash: options.root must be a folder path, got ${describeValue(options.root)}`);
+    }
+    return sourceHash(TRAINING_SOURCES, { root: options.root });
+  }
+  if (currentCodeHash === undefined) {
+    currentCodeHash = sourceHash(TRAINING_SOURCES);
+    // A failure is not remembered: the next call tries again.
+    currentCodeHash.catch(() => {
+      currentCodeHash = undefined;
+    });
+  }
+  return currentCodeHash;
+}
+
 /** The description of a run that its hash covers. */
 export interface RunIdentity {
   config: unknown;
@@ -240,12 +317,15 @@ export interface RunIdentity {
   clip: number | null;
   seed: number | null;
   dataId: string | null;
+  /** {@linkcode trainingCodeHash}, or the `codeHash` option when given. */
+  codeHash: string;
 }
 
 /**
- * The identity of a run (model config, variable shapes and the options that change the result: schedule,
- * Adam constants, clipping, weight decay and which variables it applies to, seed, dataId) and its SHA-256.
- * Functions cannot be hashed: when `batchAt` changes, change `dataId`.
+ * The identity of a run (model config, variable shapes, the options that change the result: schedule,
+ * Adam constants, clipping, weight decay and which variables it applies to, seed, dataId; and the hash of
+ * the code that trains it, {@linkcode trainingCodeHash}) and its SHA-256. Functions cannot be hashed: when
+ * `batchAt` changes, change `dataId`.
  *
  * @example
  * ```ts
@@ -255,7 +335,8 @@ export interface RunIdentity {
  * const model = { variables: { w }, config: { kind: "demo" }, loss: () => tf.sum(w) as tf.Scalar };
  * const a = await runIdentity(model, { steps: 10, batchAt: () => null });
  * const b = await runIdentity(model, { steps: 20, batchAt: () => null });
- * console.log(a.hash.length, a.hash !== b.hash); // 64 true
+ * const c = await runIdentity(model, { steps: 10, batchAt: () => null, codeHash: "0".repeat(64) });
+ * console.log(a.hash.length, a.hash !== b.hash, a.hash !== c.hash); // 64 true true
  * w.dispose();
  * ```
  */
@@ -289,6 +370,7 @@ async function identityOf<B>(
     clip: o.clip,
     seed: o.seed,
     dataId: o.dataId,
+    codeHash: o.codeHash ?? await trainingCodeHash(),
   };
   return { identity, hash: await sha256Hex(canonicalJson(identity)) };
 }
@@ -478,7 +560,7 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
         if (checkpoint.manifest.hash !== hash) {
           throw new Error(
             `train: the checkpoint in ${dir} is of a different run (hash ${checkpoint.manifest.hash.slice(0, 12)}…, ` +
-              `this run ${hash.slice(0, 12)}…: model config or training options changed); ` +
+              `this run ${hash.slice(0, 12)}…: the model config, the training options or the training code changed); ` +
               "pass resume: false to start over, or choose another name",
           );
         }
