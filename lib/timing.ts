@@ -54,6 +54,72 @@ export function medianMs(fn: () => tf.TensorContainer, options: MedianMsOptions 
   return repeats % 2 === 1 ? times[mid] : (times[mid - 1] + times[mid]) / 2;
 }
 
+/** Options for {@linkcode interleavedTimes}. */
+export interface InterleavedOptions {
+  /** Rounds; each round times every function once. Default 7. */
+  rounds?: number;
+  /** Timed runs per function per round, whose median is the round's time. Default 3. */
+  repeats?: number;
+  /** Untimed runs of every function before the first round. Default 1. */
+  warmup?: number;
+  /** Receives (round, name) before each timing, e.g. for a progress line. */
+  onTime?: (round: number, name: string) => void;
+}
+
+/**
+ * Times several computations in interleaved rounds: each round times every function
+ * ({@linkcode medianMs} of `repeats` runs), in an order rotated from round to round, so a change
+ * in the machine's load hits every function alike instead of whichever ran last. Returns each
+ * function's per-round times in milliseconds, paired by round: feed two of them to `ratioInterval`
+ * from lib/stats with `paired: true` for a ratio with its confidence interval.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { interleavedTimes } from "./timing.ts";
+ * const a = tf.ones([64, 64]);
+ * const times = interleavedTimes({ small: () => tf.matMul(a, a), big: () => tf.matMul(tf.tile(a, [4, 1]), a) }, {
+ *   rounds: 3, repeats: 1,
+ * });
+ * console.log(times.small.length, times.big.length); // 3 3
+ * a.dispose();
+ * ```
+ */
+export function interleavedTimes(
+  fns: Record<string, () => tf.TensorContainer>,
+  options: InterleavedOptions = {},
+): Record<string, number[]> {
+  for (const key of Object.keys(options)) {
+    if (!["rounds", "repeats", "warmup", "onTime"].includes(key)) {
+      throw new TypeError(`interleavedTimes: unknown option "${key}"; expected rounds, repeats, warmup or onTime`);
+    }
+  }
+  const { rounds = 7, repeats = 3, warmup = 1, onTime } = options;
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    throw new RangeError(`interleavedTimes: rounds must be an integer >= 1, got ${rounds}`);
+  }
+  const names = Object.keys(fns);
+  if (names.length === 0) throw new RangeError("interleavedTimes: give at least one function to time");
+  for (const name of names) {
+    if (typeof fns[name] !== "function") {
+      throw new TypeError(`interleavedTimes: fns.${name} must be a function returning tensors`);
+    }
+  }
+  if (!Number.isInteger(warmup) || warmup < 0) {
+    throw new RangeError(`interleavedTimes: warmup must be an integer >= 0, got ${warmup}`);
+  }
+  for (let w = 0; w < warmup; w++) for (const name of names) medianMs(fns[name], { repeats: 1, warmup: 0 });
+  const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < names.length; k++) {
+      const name = names[(r + k) % names.length];
+      onTime?.(r, name);
+      times[name].push(medianMs(fns[name], { repeats, warmup: 0 }));
+    }
+  }
+  return times;
+}
+
 function flatten(container: tf.TensorContainer): tf.Tensor[] {
   if (container instanceof tf.Tensor) return [container];
   if (Array.isArray(container)) return container.flatMap(flatten);

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { medianMs } from "../lib/timing.ts";
+import { interleavedTimes, medianMs } from "../lib/timing.ts";
 import "./helpers.ts";
 
 Deno.test("medianMs runs fn warmup + repeats times and disposes every result", () => {
@@ -19,4 +19,32 @@ Deno.test("medianMs rejects bad options", () => {
   assert.throws(() => medianMs(() => [], { repeats: 0 }), /repeats must be an integer >= 1, got 0/);
   assert.throws(() => medianMs(() => [], { warmup: -1 }), /warmup must be an integer >= 0/);
   assert.throws(() => medianMs(() => [], { repeat: 3 } as never), /unknown option "repeat"/);
+});
+
+Deno.test("interleavedTimes: every function once per round, in an order rotated each round, warmups apart, nothing leaked", () => {
+  const start = tf.memory().numTensors;
+  const calls: string[] = [];
+  const make = (name: string) => () => {
+    calls.push(name);
+    return tf.ones([2, 2]);
+  };
+  const seen: string[] = [];
+  const times = interleavedTimes({ a: make("a"), b: make("b"), c: make("c") }, {
+    rounds: 3,
+    repeats: 2,
+    warmup: 1,
+    onTime: (round, name) => seen.push(`${round}${name}`),
+  });
+  // One warmup call each, then per round: each function twice (repeats), starting one further along.
+  assert.deepEqual(calls.join(""), "abc" + "aabbcc" + "bbccaa" + "ccaabb");
+  assert.deepEqual(seen, ["0a", "0b", "0c", "1b", "1c", "1a", "2c", "2a", "2b"]);
+  assert.deepEqual(Object.keys(times), ["a", "b", "c"]);
+  for (const name of ["a", "b", "c"]) {
+    assert.equal(times[name].length, 3);
+    assert.ok(times[name].every((ms) => ms >= 0 && Number.isFinite(ms)));
+  }
+  assert.equal(tf.memory().numTensors, start);
+  assert.throws(() => interleavedTimes({}), /at least one function/);
+  assert.throws(() => interleavedTimes({ a: make("a") }, { rounds: 0 }), RangeError);
+  assert.throws(() => interleavedTimes({ a: make("a") }, { round: 3 } as never), /unknown option "round"/);
 });
