@@ -324,6 +324,7 @@ Deno.test("manifest records backend, seed, config, notebook, commit and timing, 
     "backend",
     "commit",
     "dirty",
+    "codeHash",
     "date",
     "durationMs",
   ]);

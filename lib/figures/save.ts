@@ -171,7 +171,7 @@ export async function saveFigure(
 
   const paths: SavedFigure["paths"] = { svg: join(dir, `${name}.svg`), png: join(dir, `${name}.png`) };
   if (csv !== undefined) paths.csv = join(dir, `${name}.csv`);
-  const { commit, dirty } = await gitState(REPO_ROOT, dir);
+  const { commit, dirty, codeHash } = await gitState(REPO_ROOT, dir);
   const entry: ManifestEntry = {
     name,
     files: Object.values(paths).map((p) => p.slice(dir.length + 1)),
@@ -181,6 +181,7 @@ export async function saveFigure(
     backend: options.backend ?? await currentBackend(),
     commit,
     dirty,
+    codeHash,
     date: new Date().toISOString(),
     durationMs,
     ...(options.caption !== undefined ? { caption: options.caption } : {}),

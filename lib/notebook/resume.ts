@@ -34,6 +34,12 @@ export interface ResumeRecord {
   started: string;
   /** Notebook path (relative to the repository) to what finished. */
   done: Record<string, FinishedNotebook>;
+  /**
+   * The git state and code hash recorded when the interrupted run started, before it saved anything.
+   * A resumed run at the same commit and code hash reuses it: the tree is dirty then only because the
+   * interrupted run saved notebooks in place.
+   */
+  provenance?: { commit: string | null; dirty: boolean | null; codeHash: string | null };
 }
 
 /**

@@ -77,7 +77,13 @@ export async function main(args: string[]): Promise<number> {
   const figuresDir = ensureFiguresDir(undefined, { quick: false });
   // The git state is recorded once, before anything is written (the notebooks are saved in place as the run
   // goes, which would mark every later result dirty), and handed to the notebooks as ATTNLAB_PROVENANCE.
-  const provenance = await gitState(REPO_ROOT, figuresDir, { fromEnv: false });
+  let provenance = await gitState(REPO_ROOT, figuresDir, { fromEnv: false });
+  let record: ResumeRecord | null = values.restart ? null : readResumeRecord();
+  const recorded = record?.provenance;
+  if (recorded && recorded.commit === provenance.commit && recorded.codeHash === provenance.codeHash) {
+    // Same commit and code: the tree is dirty now only from the notebooks the interrupted run saved.
+    provenance = { ...provenance, dirty: recorded.dirty };
+  }
   console.log(
     `reproduce: provenance: commit ${provenance.commit?.slice(0, 10) ?? "none"}, ${
       provenance.dirty === null ? "no git" : provenance.dirty ? "uncommitted changes" : "clean tree"
@@ -89,14 +95,18 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const library = await sourceHash();
-  let record: ResumeRecord | null = values.restart ? null : readResumeRecord();
   if (record !== null) {
     console.log(
       `reproduce: resuming the run started ${record.started} (${Object.keys(record.done).length} notebook(s) ` +
         `finished then; --restart runs every notebook again)`,
     );
   }
-  record ??= { version: 1, started: new Date().toISOString(), done: {} };
+  record ??= {
+    version: 1,
+    started: new Date().toISOString(),
+    done: {},
+    provenance: { commit: provenance.commit, dirty: provenance.dirty, codeHash: provenance.codeHash },
+  };
 
   if (!values["no-train"]) {
     const groups = groupsForNotebooks(notebooks);

@@ -59,6 +59,8 @@ export {
   runIdentity,
   type StepInfo,
   train,
+  TRAINING_SOURCES,
+  trainingCodeHash,
   type TrainOptions,
   type TrainResult,
   type ValidationOptions,
