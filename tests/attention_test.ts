@@ -4,10 +4,12 @@ import {
   applyFeatureMap,
   chunkedAttend,
   initialState,
-  type KernelState,
   type QKV,
+  RECURRENT_VARIANTS,
   recurrentAttend,
   recurrentStep,
+  type RecurrentVariant,
+  type StateTensors,
   type VariantName,
   variants,
 } from "../lib/attention/mod.ts";
@@ -27,6 +29,7 @@ const OPTION_SETS: Record<VariantName, AnyOptions[]> = {
   norm: [{}, { norm: "layer", normScope: "head", chunkSize: 16 }, { featureMap: "elu+1", norm: "rms" }],
   diag: [{}, { inner: "relu", blockSize: 16 }, { blockSize: 7 }],
   local: [{}, { window: 5 }, { window: 0 }],
+  retention: [{}, { gamma: 0.9, chunkSize: 16 }, { gamma: [0.5, 1], scale: 0.3, chunkSize: 7 }],
 };
 
 const LENGTHS = [1, 7, 63, 64, 65, 130];
@@ -150,12 +153,16 @@ function splitTokens(qkv: QKV, s: number): [QKV, QKV] {
   return [first, second];
 }
 
-const RECURRENT_OPTIONS: Record<"linear" | "norm", AnyOptions[]> = {
+/** Option sets of the recurrent forms; cosFormer's need M (maxLength) in advance. */
+const RECURRENT_OPTIONS: Record<RecurrentVariant, AnyOptions[]> = {
   linear: [{}, { featureMap: "relu" }],
+  performer: [{ features: 12, seed: 3 }],
+  cosformer: [{ maxLength: 65 }, { maxLength: 200 }],
   norm: [{}, { featureMap: "elu+1", normScope: "head" }],
+  retention: [{}, { gamma: [0.5, 1], scale: 0.3 }],
 };
 
-for (const name of ["linear", "norm"] as const) {
+for (const name of RECURRENT_VARIANTS) {
   Deno.test(`${name}: naive ≡ chunked ≡ recurrent, outputs and gradients`, async (t) => {
     for (const options of RECURRENT_OPTIONS[name]) {
       for (const n of [1, 7, 65]) {
@@ -176,24 +183,29 @@ for (const name of ["linear", "norm"] as const) {
 
   Deno.test(`${name}: state split: [0, s) then [s, n) from the carried state equals one run`, async (t) => {
     const n = 70;
+    const [options] = RECURRENT_OPTIONS[name].map((o) => ({ ...o, ...(o.maxLength ? { maxLength: n } : {}) }));
     for (const s of [1, 30, 64, 69]) {
       await t.step(`s=${s}`, () => {
         tf.tidy(() => {
           const qkv = seededQKV({ n, dk: 4, dv: 6, seed: s, std: 0.7 });
-          const whole = chunkedAttend(name, qkv, { chunkSize: 16 });
+          const whole = chunkedAttend(name, qkv, { ...options, chunkSize: 16 });
           const [a, b] = splitTokens(qkv, s);
           const forms = {
-            chunked: (x: QKV, state?: KernelState) => chunkedAttend(name, x, { chunkSize: 16, state }),
-            recurrent: (x: QKV, state?: KernelState) => recurrentAttend(name, x, { state }),
+            chunked: (x: QKV, from?: { state: StateTensors; position: number }) =>
+              chunkedAttend(name, x, { ...options, chunkSize: 16, ...from } as never),
+            recurrent: (x: QKV, from?: { state: StateTensors; position: number }) =>
+              recurrentAttend(name, x, { ...options, ...from } as never),
           };
           for (const [firstName, first] of Object.entries(forms)) {
             for (const [secondName, second] of Object.entries(forms)) {
               const head = first(a);
-              const tail = second(b, head.state);
+              const tail = second(b, { state: head.state, position: s });
               const what = `${firstName} then ${secondName}`;
               assertClose(tf.concat([head.output, tail.output], 2), whole.output, `${what}: output`);
-              assertClose(tail.state.s, whole.state.s, `${what}: state s`);
-              assertClose(tail.state.z, whole.state.z, `${what}: state z`);
+              assert.deepEqual(Object.keys(tail.state).sort(), Object.keys(whole.state).sort(), `${what}: state keys`);
+              for (const [key, x] of Object.entries(whole.state as StateTensors)) {
+                assertClose((tail.state as StateTensors)[key], x, `${what}: state ${key}`);
+              }
             }
           }
         });
@@ -310,7 +322,10 @@ Deno.test("bad input gets a clear error", () => {
   bad(() => variants.softmax.attend(good, { scale: -1 }), /option scale must be > 0/);
   bad(() => variants.local.attend(good, { window: -2 }), /option window must be >= 0/);
   bad(() => recurrentAttend("linear", good, { causal: false } as AnyOptions), /recurrent forms are causal/);
-  bad(() => recurrentAttend("softmax" as "linear", good), /variant must be one of linear, norm/);
+  bad(
+    () => recurrentAttend("softmax" as "linear", good),
+    new RegExp(`recurrentAttend: variant must be one of ${RECURRENT_VARIANTS.join(", ")}, got "softmax"`),
+  );
   bad(
     () => chunkedAttend("norm", good, { state: initialState({ batch: 1, heads: 2, dk: 3, dv: 2 }) }),
     /option state must be/,
@@ -346,10 +361,11 @@ Deno.test("no tensors leak from any form, forward or backward", () => {
       tf.sum(tf.mul(variants.softmax.attend({ q, k, v } as QKV, { causal: true, queryBlockSize: 16 }), cot))
     )([qkv.q, qkv.k, qkv.v]);
     tf.dispose(blocked);
-    for (const name of ["linear", "norm"] as const) {
-      const a = chunkedAttend(name, qkv, { chunkSize: 16 });
-      const b = recurrentAttend(name, qkv, { state: a.state });
-      tf.dispose([a.output, a.state.s, a.state.z, b.output, b.state.s, b.state.z]);
+    for (const name of RECURRENT_VARIANTS) {
+      const [options] = RECURRENT_OPTIONS[name].map((o) => ({ ...o, ...(o.maxLength ? { maxLength: 140 } : {}) }));
+      const a = chunkedAttend(name, qkv, { ...options, chunkSize: 16 } as never);
+      const b = recurrentAttend(name, qkv, { ...options, state: a.state, position: 70 } as never);
+      tf.dispose([a.output, b.output, ...Object.values(a.state), ...Object.values(b.state)]);
     }
     assert.throws(() => variants.linear.attend({ ...qkv, v: tf.fill([2, 2, 70, 3], NaN) as tf.Tensor4D }));
   };

@@ -12,6 +12,7 @@ import {
   crossoverLength,
   defaultBenchConfig,
   fitExponent,
+  FLOP_VARIANTS,
   flopCount,
   formatBenchTable,
   measureAttention,
@@ -63,12 +64,25 @@ Deno.test("flopCount: bidirectional kernel, diag and local closed forms", () => 
   assert.equal(flopCount("performer", { batch: 1, heads: 1, n: 1, dk: 64 }).fwd > 0, true);
 });
 
+Deno.test("flopCount: every registered variant has a count, and the variant's defaults fill in its options", () => {
+  // Every variant: the registry is the list, so a new variant cannot drop out of the benchmark.
+  assert.deepEqual(FLOP_VARIANTS, Object.keys(variants));
+  for (const name of FLOP_VARIANTS) {
+    const { fwd, fwdBwd } = flopCount(name, { batch: 1, heads: 2, n: 100, dk: 8 });
+    assert.ok(fwd > 0 && fwdBwd >= 3 * fwd, `${name}: ${fwd}, ${fwdBwd}`);
+  }
+  // chunkSize 64 is linear's default; options the variant does not have are ignored.
+  const dims = { batch: 1, heads: 1, n: 100, dk: 2, dv: 3 };
+  assert.deepEqual(flopCount("linear", dims), flopCount("linear", { ...dims, options: { chunkSize: 64, window: 2 } }));
+  assert.equal(flopCount("linear", dims).fwd, 2 * 128 * (64 * (2 + 3) + 2 * 2 * 3));
+});
+
 Deno.test("flopCount: bad input names the argument", () => {
   assert.throws(() => flopCount("nope" as "linear", { batch: 1, heads: 1, n: 4, dk: 2 }), /variant must be one of/);
   assert.throws(() => flopCount("linear", { batch: 1, heads: 1, n: 0, dk: 2 }), /dims\.n must be a positive integer/);
   assert.throws(
     () => flopCount("linear", { batch: 1, heads: 1, n: 4, dk: 2, options: { chunkSize: 1.5 } }),
-    /options\.chunkSize/,
+    /option chunkSize must be an integer, got 1\.5/,
   );
 });
 
@@ -235,15 +249,15 @@ print(json.dumps(out))`,
 });
 
 Deno.test({
-  name:
-    `torch: make_attend's softmax, linear, norm, cosformer, performer and diag match lib/attention, output and gradients${NEEDS_TORCH}`,
+  name: `torch: make_attend's twin of every variant matches lib/attention, output and gradients${NEEDS_TORCH}`,
   ignore: !TORCH.available,
   fn: async () => {
     // The bench runs every variant but softmax with its defaults (softmax gets queryBlockSize, checked above), so
     // variants[name].attend with { causal } is the reference. Performer's projection differs by construction
     // (torch.randn with seed 0 against the JavaScript orthogonal random features), so the TypeScript projection
     // is handed to make_attend through torch.randn; the check asserts make_attend asks for the same [m, dk].
-    const names = ["softmax", "linear", "norm", "cosformer", "performer", "diag"] as const;
+    // Every registered variant has its twin in torch_attention.py (local also at other windows, in the test above).
+    const names = Object.keys(variants) as (keyof typeof variants)[];
     const worst: Record<string, number> = {};
     for (const { n, dk, dv } of [{ n: 1, dk: 4, dv: 6 }, { n: 63, dk: 4, dv: 6 }, { n: 65, dk: 5, dv: 3 }]) {
       const qkv = seededQKV({ b: 1, h: 2, n, dk, dv, seed: 7 * n });

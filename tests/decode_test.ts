@@ -8,7 +8,9 @@ import {
   type DecodeState,
   orthogonalRandomFeatures,
   type QKV,
+  RECURRENT_VARIANTS,
   recurrentAttend,
+  type StateTensors,
   variants,
 } from "../lib/attention/mod.ts";
 import { assertClose, seededQKV } from "./helpers.ts";
@@ -25,19 +27,20 @@ const OPTION_SETS: Record<DecoderVariant, AnyOptions[]> = {
   norm: [{}, { norm: "layer", normScope: "head", chunkSize: 16 }, { featureMap: "elu+1", norm: "rms" }],
   diag: [{}, { inner: "relu", blockSize: 16 }, { blockSize: 7 }, { blockSize: 1 }],
   local: [{}, { window: 5 }, { window: 0 }],
+  retention: [{}, { gamma: [0.5, 1], scale: 0.3, chunkSize: 16 }],
 };
 
 const LENGTHS = [1, 63, 65];
 
-/** The decoder options for a sequence of n tokens: cosFormer needs the length. */
+/** The decoder options for a sequence of n tokens, as a decode session sets them (cosFormer needs the length). */
 function decoderOptions(name: DecoderVariant, options: AnyOptions, n: number): AnyOptions {
-  return name === "cosformer" ? { ...options, maxLength: n } : options;
+  return variants[name].sessionOptions(options, { length: n, rerun: false });
 }
 
-/** The variant's options for attend()/reference(): the decoder-only keys removed, causal set. */
-function variantOptions(options: AnyOptions): AnyOptions {
-  const { cache: _, maxLength: __, ...rest } = options;
-  return { ...rest, causal: true };
+/** The variant's options for attend()/reference() of decoder `name`: the decoder-only keys removed, causal set. */
+function variantOptions(name: DecoderVariant, options: AnyOptions): AnyOptions {
+  const own = Object.keys(variants[name].decoding?.extraDefaults ?? {});
+  return { ...Object.fromEntries(Object.entries(options).filter(([key]) => !own.includes(key))), causal: true };
 }
 
 /** Tokens [from, from + size) of q, k and v. */
@@ -92,8 +95,8 @@ for (const name of DECODER_VARIANTS) {
           const qkv = seededQKV({ n, dk: 5, dv: 3, seed: 7 * n + 1, std: 0.7 });
           const dec = decoder(name, decoderOptions(name, base, n));
           const run = decodeSequence(dec, qkv);
-          const reference = variants[name].reference(qkv, variantOptions(base));
-          const attend = variants[name].attend(qkv, variantOptions(base));
+          const reference = variants[name].reference(qkv, variantOptions(name, base));
+          const attend = variants[name].attend(qkv, variantOptions(name, base));
           assertClose(run.out, reference, `${name} ${JSON.stringify(base)} n=${n}: steps vs reference`, TOL);
           assertClose(run.out, attend, `${name} ${JSON.stringify(base)} n=${n}: steps vs attend`, TOL);
           assert.equal(run.state.position, n);
@@ -112,7 +115,7 @@ for (const name of DECODER_VARIANTS) {
           const qkv = seededQKV({ n, dk: 4, dv: 6, seed: s, std: 0.7 });
           const dec = decoder(name, decoderOptions(name, base, n));
           const run = decodeSequence(dec, qkv, { prefill: s });
-          const attend = variants[name].attend(qkv, variantOptions(base));
+          const attend = variants[name].attend(qkv, variantOptions(name, base));
           assertClose(run.out, attend, `${name} ${JSON.stringify(base)} prompt=${s}`, TOL);
           // A second prefill from the carried state: [0, s) then [s, n) in two calls.
           if (s < n) {
@@ -146,6 +149,7 @@ Deno.test("decode: state size per position: constant for the recurrent variants,
     "softmax no cache": (t) => b * h * (t + 1) * (2 * dk + dv),
     diag: (t) => b * h * ((t + 1) % 16) * (dk + dv),
     local: (t) => b * h * Math.min(t + 1, 5) * (dk + dv),
+    retention: () => b * h * dk * dv,
   };
   const decoders: Record<string, Decoder> = {
     linear: decoder("linear"),
@@ -156,6 +160,7 @@ Deno.test("decode: state size per position: constant for the recurrent variants,
     "softmax no cache": decoder("softmax", { cache: false }),
     diag: decoder("diag", { blockSize: 16 }),
     local: decoder("local", { window: 5 }),
+    retention: decoder("retention"),
   };
   for (const [label, dec] of Object.entries(decoders)) {
     const run = decodeSequence(dec, qkv);
@@ -189,6 +194,7 @@ Deno.test("decode: no tensors leak over 2000 steps, and the count of held tensor
     ["softmax no cache", decoder("softmax", { cache: false }), 300],
     ["diag", decoder("diag", { blockSize: 8 }), steps],
     ["local", decoder("local", { window: 3 }), steps],
+    ["retention", decoder("retention"), steps],
   ];
   for (const [label, dec, count] of cases) {
     await t.step(label, () => {
@@ -235,35 +241,29 @@ Deno.test("decode: prefill and init leak nothing, and a state survives the calle
   tf.dispose([qkv.q, qkv.k, qkv.v]);
 });
 
-for (const name of ["linear", "norm"] as const) {
+for (const name of RECURRENT_VARIANTS) {
   Deno.test(`decode ${name}: state split: recurrentAttend on [0, s), then steps from the carried state, equals one run`, () => {
     const n = 50;
+    const options = decoderOptions(name, {}, n);
     for (const s of [1, 20, 49]) {
       const qkv = seededQKV({ n, dk: 4, dv: 3, seed: 30 + s, std: 0.7 });
       const head = tokens(qkv, { from: 0, size: s });
       const tail = tokens(qkv, { from: s, size: n - s });
-      const first = recurrentAttend(name, head);
-      const dec = decoder(name);
+      const first = recurrentAttend(name, head, options as never);
+      const dec = decoder(name, options as never);
       const start = dec.init(dimsOf(qkv), { from: first.state, position: s });
       const rest = decodeSequence(dec, tail, { start });
-      const whole = variants[name].attend(qkv, { causal: true });
+      const whole = variants[name].attend(qkv, { ...variantOptions(name, options), causal: true } as never);
       assertClose(tf.concat([first.output, rest.out], 2), whole, `${name} s=${s}`, TOL);
       assert.equal(rest.state.position, n);
-      const check = recurrentAttend(name, qkv);
-      assertClose(rest.state.tensors.s, check.state.s, `${name} s=${s}: final S`, TOL);
-      assertClose(rest.state.tensors.z, check.state.z, `${name} s=${s}: final z`, TOL);
+      const check = recurrentAttend(name, qkv, options as never);
+      for (const [key, x] of Object.entries(check.state as StateTensors)) {
+        assertClose(rest.state.tensors[key], x, `${name} s=${s}: final ${key}`, TOL);
+      }
       [start, rest.state].forEach((x) => dec.dispose(x));
       tf.dispose([qkv, head, tail].flatMap((x) => [x.q, x.k, x.v]));
-      tf.dispose([
-        first.output,
-        first.state.s,
-        first.state.z,
-        rest.out,
-        whole,
-        check.output,
-        check.state.s,
-        check.state.z,
-      ]);
+      tf.dispose([first.output, rest.out, whole, check.output]);
+      tf.dispose([...Object.values(first.state as StateTensors), ...Object.values(check.state as StateTensors)]);
     }
   });
 }
@@ -426,8 +426,13 @@ Deno.test("decode: bad input gets an error that names the argument and the fix",
   assert.throws(() => dec.init(dims, { position: 3 }), /option position needs a carried state/);
   assert.throws(
     () => decoder("diag").init(dims, { from: state.tensors as AnyOptions, position: 0 } as AnyOptions),
-    /only for linear and norm/,
+    /option from is only for the variants with recurrent forms \(linear, performer, cosformer, norm, retention\)/,
   );
+  assert.throws(
+    () => decoder("retention").init(dims, { from: state.tensors, position: 3 }),
+    /option from must be \{ s: \[2, 2, 4, 3\] \} \(the dims given\)/,
+  );
+  assert.throws(() => decoder("retention", { gamma: 2 }), /decoder\("retention"\): option gamma must be <= 1, got 2/);
 
   const rank3 = tf.zeros([2, 2, 4]);
   assert.throws(

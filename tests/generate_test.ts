@@ -9,6 +9,7 @@ import {
   sampleToken,
   type TransformerModel,
 } from "../lib/models/mod.ts";
+import { type VariantName, variants } from "../lib/attention/mod.ts";
 import { seededUniform } from "../lib/random.ts";
 import { assertClose } from "./helpers.ts";
 
@@ -75,6 +76,22 @@ for (const preset of PRESETS) {
     model.dispose();
   });
 }
+
+Deno.test("generate: every registered variant decodes: session logits, kv and none, equal the parallel forward", async (t) => {
+  for (const variant of Object.keys(variants) as VariantName[]) {
+    await t.step(variant, () => {
+      const model = createModel({ attention: [variant, variant], ...SMALL }, quiet);
+      const ids = seededIds(70, 21);
+      const expected = parallelLogits(model, ids);
+      const kv = sessionLogits(model, ids, { prompt: 5 });
+      const none = sessionLogits(model, ids, { prompt: 5, cache: "none" });
+      assertClose(kv, expected, `${variant}: kv vs parallel`, TOL);
+      assertClose(none, expected, `${variant}: none vs parallel`, TOL);
+      tf.dispose([expected, kv, none]);
+      model.dispose();
+    });
+  }
+});
 
 Deno.test("generate: a KV-cached softmax model equals one re-run over the whole prefix per token", () => {
   const model = smallModel("vanilla");
@@ -182,7 +199,15 @@ Deno.test("generate: state size is constant for the recurrent presets, grows wit
 
 Deno.test("generate: no tensors leak over 2000 generated tokens, with every kind of decoding state", async () => {
   const model = createModel({
-    attention: ["softmax", "linear", "performer", "cosformer", "norm", { variant: "diag", options: { blockSize: 16 } }],
+    attention: [
+      "softmax",
+      "linear",
+      "performer",
+      "cosformer",
+      "norm",
+      { variant: "diag", options: { blockSize: 16 } },
+      "retention",
+    ],
     dModel: 8,
     heads: 1,
     maxLength: 2100,
@@ -197,8 +222,12 @@ Deno.test("generate: no tensors leak over 2000 generated tokens, with every kind
   });
   assert.equal(out.tokens.length, 2000);
   assert.equal(tf.memory().numTensors, start, "tensors after generate");
-  // While generating, only the states are alive: softmax k, v; S, z per kernel layer; performer's 4; diag's block.
-  assert.ok(duringMax - start <= 2 + 2 + 4 + 2 + 2 + 2, `at most the states' tensors alive, got ${duringMax - start}`);
+  // While generating, only the states are alive: softmax k, v; S, z per kernel layer; performer's 4; diag's block;
+  // retention's S.
+  assert.ok(
+    duringMax - start <= 2 + 2 + 4 + 2 + 2 + 2 + 1,
+    `at most the states' tensors alive, got ${duringMax - start}`,
+  );
   // The softmax layer's cache grows with t; every other layer's state does not.
   const session = decodeSession(model);
   tf.dispose(session.prefill([1, 2, 3]));
@@ -208,6 +237,7 @@ Deno.test("generate: no tensors leak over 2000 generated tokens, with every kind
   session.dispose();
   assert.equal(late[0], early[0] + 100 * 2 * 8);
   assert.deepEqual(late.slice(1, 5), early.slice(1, 5));
+  assert.equal(late[6], early[6]);
   assert.equal(tf.memory().numTensors, start, "tensors after the session");
   model.dispose();
 });

@@ -339,6 +339,48 @@ Deno.test("scoreGradients: the directional derivative of the loss along a pertur
   }
 });
 
+Deno.test("scoreGradients: zero exactly where each layer's variant cannot see (local's window, diag's blocks, causal)", () => {
+  const attention = [
+    { variant: "local", options: { window: 2 } },
+    { variant: "diag", options: { blockSize: 4 } },
+    "retention",
+  ] as const;
+  const seen = [
+    (i: number, j: number) => j <= i && i - j <= 2,
+    (i: number, j: number) => j <= i && Math.floor(i / 4) === Math.floor(j / 4),
+    (i: number, j: number) => j <= i,
+  ];
+  withModel({ ...small, attention: [...attention], layers: 3 }, (m) => {
+    const grads = m.scoreGradients(lmBatch(1, 10, 4)).map((g) => g.arraySync() as number[][][][]);
+    grads.forEach((g, layer) => {
+      for (let i = 0; i < 10; i++) {
+        for (let j = 0; j < 10; j++) {
+          const value = g[0][1][i][j];
+          if (!seen[layer](i, j)) assert.ok(value === 0, `layer ${layer} (${i}, ${j}) is not seen: ${value}`);
+        }
+      }
+      // Seen entries do carry gradient (no mask hides them).
+      assert.ok(g[0][1].flat().some((x) => x !== 0), `layer ${layer}: some gradient`);
+    });
+  });
+});
+
+Deno.test("a variant with a seed option gets one per layer (seed · 1009 + layer) unless the layer sets it", () => {
+  const attention = ["performer", { variant: "performer", options: { seed: 3 } }, "retention", "performer"] as const;
+  withModel({ ...small, attention: [...attention], layers: 4, seed: 5 }, (m) => {
+    const seeds: unknown[] = [];
+    tf.tidy(() => {
+      m.logitsWith(tf.tensor2d(ids(1, 6, 2), [1, 6], "int32"), {
+        attend: (layer, qkv, options) => {
+          seeds.push(options.seed);
+          return variants[m.config.attention[layer].variant].attend(qkv, options as never);
+        },
+      });
+    });
+    assert.deepEqual(seeds, [5 * 1009, 3, undefined, 5 * 1009 + 3]);
+  });
+});
+
 Deno.test("loss decreases on a fixed tiny batch within a few steps, for every preset and the classifier", () => {
   const configs: ModelConfigInput[] = [
     ...PRESETS.map((p) => ({ attention: p, ...small })),

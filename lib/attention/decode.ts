@@ -3,15 +3,14 @@
  * time from a carried state, with one API for all. Token t's output equals row t of the
  * variant's causal attend() over the whole sequence.
  *
- * | variant            | state                                   | cost per token |
- * | ------------------ | --------------------------------------- | -------------- |
- * | linear, norm       | S [m, dv], z [m] (m = dk)               | O(dk dv)       |
- * | performer          | S, z over m random features, key max c  | O(m (dk + dv)) |
- * | cosformer          | S, z over 2 dk features                 | O(dk dv)       |
- * | softmax (cache)    | K, V of the prefix                      | O(t d)         |
- * | softmax (no cache) | q, k, v of the prefix, all recomputed   | O(t² d)        |
- * | diag               | K, V of the current block               | O(blockSize d) |
- * | local              | K, V of the last `window` tokens        | O(window d)    |
+ * This module is generic: it checks inputs and states, and owns the states' tensors. What a state
+ * holds and how a token advances it is each variant's own decoding engine (`variants[name].decoding`),
+ * derived from its recurrent forms (linear, norm, performer, cosformer, retention: a state of fixed
+ * size) or declared in its file (softmax's KV cache, diag's current block, local's window).
+ *
+ * Each variant's file states what its state holds and what a token costs; README.md beside this file tabulates them
+ * (S and z of fixed size for the recurrent variants, the prefix's K and V for softmax, the current block for diag, the
+ * last `window` tokens for local).
  *
  * Derivations and the documented deviations (performer's key stabiliser, cosFormer's
  * `maxLength`) are in README.md beside this file.
@@ -20,70 +19,34 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { cosformer, type CosformerOptions } from "./cosformer.ts";
-import { diag, type DiagOptions } from "./diag.ts";
-import { kernelChunked, type KernelState, kernelStep, lowerTriangle } from "./kernel.ts";
-import { linear, type LinearOptions } from "./linear.ts";
-import { local, type LocalOptions } from "./local.ts";
-import { norm, type NormOptions } from "./norm.ts";
-import { applyOutputNorm } from "./norms.ts";
+import { checkStateTensors } from "./variant.ts";
+import { DECODER_VARIANTS, type DecoderVariant, type OptionsOf, variants } from "./mod.ts";
 import {
-  favorNormalize,
-  favorWithStabiliser,
-  orthogonalRandomFeatures,
-  performer,
-  type PerformerOptions,
-} from "./performer.ts";
-import { chunkedAttend, initialState, recurrentStep } from "./recurrent.ts";
-import { softmax, type SoftmaxOptions } from "./softmax.ts";
-import { checkQKV, type OptionRule, type QKV, resolveOptions } from "./types.ts";
-import { maskBias } from "./variant.ts";
+  checkQKV,
+  type DecodingEngine,
+  type OptionRule,
+  type QKV,
+  resolveOptions,
+  type StateDims,
+  type StateTensors,
+} from "./types.ts";
 
-/** The variants {@linkcode decoder} accepts: all of them. */
-export const DECODER_VARIANTS = ["softmax", "linear", "performer", "cosformer", "norm", "diag", "local"] as const;
-
-/** One of {@linkcode DECODER_VARIANTS}. */
-export type DecoderVariant = typeof DECODER_VARIANTS[number];
-
-interface VariantOptionsOf {
-  softmax: SoftmaxOptions;
-  linear: LinearOptions;
-  performer: PerformerOptions;
-  cosformer: CosformerOptions;
-  norm: NormOptions;
-  diag: DiagOptions;
-  local: LocalOptions;
-}
-
-interface DecoderExtras {
-  softmax: {
-    /** Keep the prefix's K, V (true, default: O(t) per token) or recompute the whole prefix every step (false: O(t²)). */
-    cache?: boolean;
-  };
-  cosformer: Record<never, never>;
-  linear: Record<never, never>;
-  performer: Record<never, never>;
-  norm: Record<never, never>;
-  diag: Record<never, never>;
-  local: Record<never, never>;
-}
+/** Options only variant N's decoder takes: its engine's own (softmax's cache), all optional. */
+type DecoderExtras<N extends DecoderVariant> = (typeof variants)[N]["decoding"] extends DecodingEngine<infer X> | null
+  ? Partial<X>
+  : never;
 
 /**
- * The variant's own options (causal is implied) plus the decoder's `cache` (softmax). cosFormer's `maxLength` (M) is
- * required here: attend() defaults to M = n, so a decoder needs the sequence length in advance.
+ * The variant's own options (causal is implied) plus the decoder's own (softmax's `cache`). cosFormer's `maxLength` (M)
+ * is required here: attend() defaults to M = n, so a decoder needs the sequence length in advance.
  */
 export type DecoderOptions<N extends DecoderVariant> =
-  & Omit<VariantOptionsOf[N], "causal">
+  & Omit<OptionsOf<N>, "causal">
   & { causal?: true }
-  & DecoderExtras[N];
+  & DecoderExtras<N>;
 
 /** Sizes fixed for a whole decode: batch, heads, key/query features dk, value features dv. */
-export interface DecodeDims {
-  batch: number;
-  heads: number;
-  dk: number;
-  dv: number;
-}
+export type DecodeDims = StateDims;
 
 /**
  * A decoder's carried state. Its tensors are kept (tf.keep) and owned by the caller: dispose
@@ -105,10 +68,10 @@ export interface DecodeResult {
   state: DecodeState;
 }
 
-/** Where {@linkcode Decoder.init} starts: zeros by default, or a carried kernel state (linear, norm). */
+/** Where {@linkcode Decoder.init} starts: zeros by default, or a state carried from the variant's recurrent forms. */
 export interface DecodeInitOptions {
-  /** The state after `position` tokens from recurrentAttend / chunkedAttend (linear and norm only). */
-  from?: KernelState | null;
+  /** The state after `position` tokens from recurrentAttend / chunkedAttend (variants with recurrent forms only). */
+  from?: Readonly<StateTensors> | null;
   /** Tokens already consumed; required with `from`, 0 otherwise. */
   position?: number;
 }
@@ -130,295 +93,7 @@ export interface Decoder {
   dispose(state: DecodeState): void;
 }
 
-/** The engine of one variant: tensors in, outputs and new tensors out, run inside tf.tidy. */
-interface Engine {
-  init(dims: DecodeDims): Record<string, tf.Tensor>;
-  advance(tensors: Readonly<Record<string, tf.Tensor>>, call: { qkv: QKV; position: number; single: boolean }): {
-    out: tf.Tensor4D;
-    tensors: Record<string, tf.Tensor>;
-  };
-}
-
 type Resolved = Record<string, unknown>;
-
-// The decoder's rules: the variant's own plus the decoder's `cache` (softmax).
-const RULES: Record<DecoderVariant, Record<string, OptionRule>> = {
-  softmax: { ...softmax.rules, cache: { type: "boolean" } },
-  linear: linear.rules,
-  performer: performer.rules,
-  cosformer: cosformer.rules,
-  norm: norm.rules,
-  diag: diag.rules,
-  local: local.rules,
-};
-
-// Defaults: the variant's own, causal, and the decoder's extras.
-const DEFAULTS: Record<DecoderVariant, Resolved> = {
-  softmax: { ...softmax.defaults, causal: true, cache: true },
-  linear: { ...linear.defaults, causal: true },
-  performer: { ...performer.defaults, causal: true },
-  cosformer: { ...cosformer.defaults, causal: true, maxLength: null },
-  norm: { ...norm.defaults, causal: true },
-  diag: { ...diag.defaults, causal: true },
-  local: { ...local.defaults, causal: true },
-};
-
-const sliceTokens = (x: tf.Tensor4D, from: number, size: number) =>
-  tf.slice(x, [0, 0, from, 0], [-1, -1, size, -1]) as tf.Tensor4D;
-
-const sliceLast = (x: tf.Tensor4D, range: { from: number; size: number }) =>
-  tf.slice(x, [0, 0, 0, range.from], [-1, -1, -1, range.size]) as tf.Tensor4D;
-
-const squeezeToken = (x: tf.Tensor4D) => tf.squeeze(x, [2]) as tf.Tensor3D;
-
-const appendTokens = (cache: tf.Tensor | undefined, x: tf.Tensor4D) =>
-  cache === undefined ? x : tf.concat([cache as tf.Tensor4D, x], 2) as tf.Tensor4D;
-
-/** Queries against an explicit key set under a 0/1 mask: softmax(q Kᵀ·scale + bias) V, or relu(q Kᵀ·scale) ⊙ mask V. */
-function maskedAttend(
-  qkv: QKV,
-  options: { allowed: tf.Tensor2D; scale: number; inner: "softmax" | "relu" },
-): tf.Tensor4D {
-  const logits = tf.mul(tf.matMul(qkv.q, qkv.k, false, true), options.scale); // [b, h, p, c]
-  const scores = options.inner === "softmax"
-    ? tf.softmax(tf.add(logits, maskBias(options.allowed)))
-    : tf.mul(tf.relu(logits), options.allowed); // [b, h, p, c]
-  return tf.matMul(scores, qkv.v) as tf.Tensor4D; // [b, h, p, dv]
-}
-
-/** A [p, c + p] 0/1 mask: p new queries against c cached keys then the p new keys; query r sits at key index c + r. */
-function bandMask(sizes: { rows: number; cached: number }, allowed: (i: number, j: number) => boolean): tf.Tensor2D {
-  const { rows: p, cached: c } = sizes;
-  const data = new Float32Array(p * (c + p));
-  for (let r = 0; r < p; r++) {
-    for (let col = 0; col < c + p; col++) {
-      data[r * (c + p) + col] = allowed(r + c, col) ? 1 : 0;
-    }
-  }
-  return tf.tensor2d(data, [p, c + p]); // [p, c+p]
-}
-
-function kernelEngine(name: "linear" | "norm", o: Resolved): Engine {
-  const { causal: _, ...options } = o;
-  return {
-    init: (dims) => ({ ...initialState(dims) }),
-    advance: ({ s, z }, { qkv, single }) => {
-      const state = { s: s as tf.Tensor4D, z: z as tf.Tensor3D };
-      if (!single) {
-        const run = chunkedAttend(name, qkv, { ...options, state });
-        return { out: run.output, tensors: { ...run.state } };
-      }
-      const token = { q: squeezeToken(qkv.q), k: squeezeToken(qkv.k), v: squeezeToken(qkv.v) };
-      const step = recurrentStep(name, token, { ...options, state });
-      return { out: tf.expandDims(step.output, 2) as tf.Tensor4D, tensors: { ...step.state } };
-    },
-  };
-}
-
-function performerEngine(o: Resolved): Engine {
-  const given = o.projection as tf.Tensor2D | null;
-  const eps = o.eps as number;
-  return {
-    init: ({ batch, heads, dk, dv }) => {
-      const features = given?.shape[0] ?? (o.features as number | null) ?? Math.max(1, Math.ceil(dk * Math.log(dk)));
-      const projection = given === null
-        ? orthogonalRandomFeatures({ features, dk, seed: o.seed as number })
-        : tf.clone(given); // [m, dk]
-      return {
-        projection,
-        s: tf.zeros([batch, heads, features, dv]),
-        z: tf.zeros([batch, heads, features]),
-        // The running maximum of the keys' w·x' so far; -inf before the first key.
-        c: tf.fill([batch, heads, 1, 1], -Infinity), // [b, h, 1, 1]
-      };
-    },
-    advance: (tensors, { qkv, single }) => {
-      const projection = tensors.projection as tf.Tensor2D;
-      const [m, dk] = projection.shape;
-      const [b, h] = qkv.q.shape;
-      const xs = tf.mul(qkv.k, Math.pow(dk, -0.25)); // [b, h, p, dk]
-      const wx = tf.matMul(xs, projection, false, true); // [b, h, p, m]
-      const half = tf.mul(tf.sum(tf.square(xs), -1, true), 0.5); // [b, h, p, 1]
-      // favorFeatures subtracts the maximum over all keys, future ones included; a decoder can only
-      // know the maximum so far, so the state is kept at that scale and rescaled when it grows.
-      const c = tf.maximum(tensors.c, tf.max(wx, [2, 3], true)); // [b, h, 1, 1]
-      const rescale = tf.exp(tf.sub(tensors.c, c)); // [b, h, 1, 1]
-      const state = {
-        s: tf.mul(tensors.s, rescale) as tf.Tensor4D, // [b, h, m, dv]
-        z: tf.mul(tensors.z, tf.reshape(rescale, [b, h, 1])) as tf.Tensor3D, // [b, h, m]
-      };
-      const fk = tf.mul(tf.exp(tf.sub(tf.sub(wx, half), c)), 1 / Math.sqrt(m)) as tf.Tensor4D; // [b, h, p, m]
-      const fq = favorWithStabiliser(qkv.q, { projection, role: "query" }); // features [b, h, p, m]
-      // A column of ones after v carries the denominator through the unnormalised kernel (as in attend()),
-      // so eps can be added at the unstabilised scale e^(c_q + c).
-      const dv = qkv.v.shape[3];
-      const v1 = tf.concat([qkv.v, tf.onesLike(sliceLast(qkv.v, { from: 0, size: 1 }))], 3) as tf.Tensor4D; // [b, h, p, dv+1]
-      const kernel = {
-        normalize: false,
-        eps: 0,
-        state: { s: tf.concat([state.s, tf.expandDims(state.z, 3)], 3) as tf.Tensor4D, z: state.z }, // s: [b, h, m, dv+1]
-      };
-      const run = single
-        ? kernelStep({ fq: squeezeToken(fq.features), fk: squeezeToken(fk), v: squeezeToken(v1) }, kernel)
-        : kernelChunked({ fq: fq.features, fk, v: v1 }, { ...kernel, chunkSize: o.chunkSize as number });
-      const both = (single ? tf.expandDims(run.output, 2) : run.output) as tf.Tensor4D; // [b, h, p, dv+1]
-      const out = favorNormalize(sliceLast(both, { from: 0, size: dv }), {
-        den: sliceLast(both, { from: dv, size: 1 }),
-        scale: tf.add(fq.stabiliser, c) as tf.Tensor4D, // [b, h, p, 1]
-        eps,
-      }); // [b, h, p, dv]
-      const s = sliceLast(run.state.s, { from: 0, size: dv }); // [b, h, m, dv]
-      return { out, tensors: { projection, s, z: run.state.z, c } };
-    },
-  };
-}
-
-function cosformerEngine(o: Resolved): Engine {
-  const maxLength = o.maxLength as number;
-  const eps = o.eps as number;
-  // φ(x_i) = [relu(x_i) sin(a_i), relu(x_i) cos(a_i)], a_i = π/2 · i / M at absolute positions i = 1..M.
-  const features = (x: tf.Tensor4D, position: number) => {
-    const p = x.shape[2];
-    const angles = Float32Array.from({ length: p }, (_, i) => (Math.PI / 2) * (position + i + 1) / maxLength);
-    const a = tf.tensor2d(angles, [p, 1]); // [p, 1]
-    const r = tf.relu(x); // [b, h, p, dk]
-    return tf.concat([tf.mul(r, tf.sin(a)), tf.mul(r, tf.cos(a))], 3) as tf.Tensor4D; // [b, h, p, 2dk]
-  };
-  return {
-    init: ({ batch, heads, dk, dv }) => ({
-      s: tf.zeros([batch, heads, 2 * dk, dv]),
-      z: tf.zeros([batch, heads, 2 * dk]),
-    }),
-    advance: (tensors, { qkv, position, single }) => {
-      const state = { s: tensors.s as tf.Tensor4D, z: tensors.z as tf.Tensor3D };
-      const fq = features(qkv.q, position);
-      const fk = features(qkv.k, position);
-      if (single) {
-        const run = kernelStep({ fq: squeezeToken(fq), fk: squeezeToken(fk), v: squeezeToken(qkv.v) }, {
-          normalize: true,
-          eps,
-          state,
-        });
-        return { out: tf.expandDims(run.output, 2) as tf.Tensor4D, tensors: { ...run.state } };
-      }
-      const run = kernelChunked({ fq, fk, v: qkv.v }, {
-        normalize: true,
-        eps,
-        chunkSize: o.chunkSize as number,
-        state,
-      });
-      return { out: run.output, tensors: { ...run.state } };
-    },
-  };
-}
-
-function softmaxEngine(o: Resolved): Engine {
-  const scaleOf = (dk: number) => (o.scale as number | null) ?? 1 / Math.sqrt(dk);
-  if (o.cache) {
-    return {
-      init: () => ({}),
-      advance: (tensors, { qkv, position }) => {
-        const k = appendTokens(tensors.k, qkv.k); // [b, h, t+p, dk]
-        const v = appendTokens(tensors.v, qkv.v); // [b, h, t+p, dv]
-        const p = qkv.q.shape[2];
-        const allowed = lowerTriangle(p, { cols: position + p, offset: position }); // [p, t+p]
-        const out = maskedAttend({ q: qkv.q, k, v }, { allowed, scale: scaleOf(k.shape[3]), inner: "softmax" });
-        return { out, tensors: { k, v } };
-      },
-    };
-  }
-  // No cache: keep the prefix's inputs and re-run the causal attention over all of it at every call.
-  return {
-    init: () => ({}),
-    advance: (tensors, { qkv }) => {
-      const prefix = {
-        q: appendTokens(tensors.q, qkv.q), // [b, h, t+p, dk]
-        k: appendTokens(tensors.k, qkv.k), // [b, h, t+p, dk]
-        v: appendTokens(tensors.v, qkv.v), // [b, h, t+p, dv]
-      };
-      const { cache: _, ...options } = o;
-      const all = softmax.attend(prefix, options as SoftmaxOptions); // [b, h, t+p, dv]
-      const p = qkv.q.shape[2];
-      return { out: sliceTokens(all, all.shape[2] - p, p), tensors: prefix };
-    },
-  };
-}
-
-/**
- * Runs the p new tokens piece by piece; each piece attends to `cache` keys plus its own under `allowed`,
- * then `keep` says how many of the most recent keys the next piece still needs.
- */
-function windowedAdvance(
-  tensors: Readonly<Record<string, tf.Tensor>>,
-  options: {
-    qkv: QKV;
-    position: number;
-    pieceEnd: (start: number) => number;
-    allowed: (i: number, j: number) => boolean;
-    keep: (end: number, available: number) => number;
-    inner: "softmax" | "relu";
-  },
-): { out: tf.Tensor4D; tensors: Record<string, tf.Tensor> } {
-  const { qkv } = options;
-  const p = qkv.q.shape[2];
-  const scale = 1 / Math.sqrt(qkv.q.shape[3]);
-  let cache: { k?: tf.Tensor4D; v?: tf.Tensor4D } = { k: tensors.k as tf.Tensor4D, v: tensors.v as tf.Tensor4D };
-  const outs: tf.Tensor4D[] = [];
-  for (let start = 0; start < p;) {
-    const end = Math.min(p, options.pieceEnd(options.position + start) - options.position);
-    const len = end - start;
-    const k = appendTokens(cache.k, sliceTokens(qkv.k, start, len)); // [b, h, c+len, dk]
-    const v = appendTokens(cache.v, sliceTokens(qkv.v, start, len)); // [b, h, c+len, dv]
-    const c = k.shape[2] - len;
-    const first = options.position + start - c;
-    const allowed = bandMask({ rows: len, cached: c }, (i, j) => options.allowed(first + i, first + j)); // [len, c+len]
-    outs.push(maskedAttend({ q: sliceTokens(qkv.q, start, len), k, v }, { allowed, scale, inner: options.inner }));
-    const kept = options.keep(options.position + end, c + len);
-    cache = kept === 0 ? {} : { k: sliceTokens(k, c + len - kept, kept), v: sliceTokens(v, c + len - kept, kept) };
-    start = end;
-  }
-  const out = outs.length === 1 ? outs[0] : tf.concat(outs, 2) as tf.Tensor4D; // [b, h, p, dv]
-  const next: Record<string, tf.Tensor> = cache.k && cache.v ? { k: cache.k, v: cache.v } : {};
-  return { out, tensors: next };
-}
-
-function diagEngine(o: Resolved): Engine {
-  const size = o.blockSize as number;
-  const inner = o.inner as "softmax" | "relu";
-  const block = (i: number) => Math.floor(i / size);
-  return {
-    init: () => ({}),
-    advance: (tensors, { qkv, position }) => {
-      const run = windowedAdvance(tensors, {
-        qkv,
-        position,
-        // A piece never crosses a block boundary, and the cache holds only the current block.
-        pieceEnd: (start) => (block(start) + 1) * size,
-        allowed: (i, j) => j <= i && block(i) === block(j),
-        keep: (end, available) => Math.min(available, end % size),
-        inner,
-      });
-      const out = inner === "relu" ? applyOutputNorm(run.out, { norm: "srms", scope: "hidden" }) : run.out;
-      return { out, tensors: run.tensors };
-    },
-  };
-}
-
-function localEngine(o: Resolved): Engine {
-  const window = o.window as number;
-  return {
-    init: () => ({}),
-    advance: (tensors, { qkv, position }) =>
-      windowedAdvance(tensors, {
-        qkv,
-        position,
-        pieceEnd: (start) => start + Math.max(1, window),
-        allowed: (i, j) => j <= i && i - j <= window,
-        keep: (_, available) => Math.min(available, window),
-        inner: "softmax",
-      }),
-  };
-}
 
 function checkDims(owner: string, dims: DecodeDims): DecodeDims {
   if (dims === null || typeof dims !== "object" || Array.isArray(dims)) {
@@ -452,32 +127,32 @@ function checkInitOptions(owner: string, options: DecodeInitOptions | undefined)
     throw new Error(`${owner}: option position must be a non-negative integer, got ${String(position)}`);
   }
   if (from !== null && (typeof from !== "object" || Array.isArray(from))) {
-    throw new Error(`${owner}: option from must be a KernelState { s, z } or null, got ${String(from)}`);
+    throw new Error(`${owner}: option from must be a state (its tensors by name) or null, got ${String(from)}`);
   }
   return { from, position };
 }
 
-function resolveDecoderOptions(name: DecoderVariant, options: object | undefined): Resolved {
+function resolveDecoderOptions(
+  engine: DecodingEngine<object>,
+  name: DecoderVariant,
+  options: object | undefined,
+): Resolved {
   const owner = `decoder("${name}")`;
   const causal = (options as { causal?: unknown } | undefined)?.causal;
   if (causal !== undefined && causal !== true) {
-    throw new Error(`${owner}: option causal must be true or omitted: decoding is causal; use the variant's attend()`);
-  }
-  const o = resolveOptions<Resolved>(owner, options, { ...DEFAULTS[name] }, RULES[name]);
-  if (name === "cosformer" && o.maxLength === null) {
-    throw new Error(
-      `${owner}: option maxLength is required: cosFormer's weight cos(π/2 (i − j)/M) uses M = the sequence length, ` +
-        `so give the length of the sequence to decode, e.g. { maxLength: 512 }`,
+    throw new RangeError(
+      `${owner}: option causal must be true or omitted: decoding is causal; use the variant's attend()`,
     );
   }
-  if (name === "performer" && o.projection !== null && o.features !== null) {
-    const rows = (o.projection as tf.Tensor2D).shape[0];
-    if (rows !== o.features) {
-      throw new Error(
-        `${owner}: option features (${o.features}) disagrees with projection's ${rows} rows; give only one`,
-      );
-    }
-  }
+  // The variant's own defaults and rules, causal, and the decoder's extras (softmax's cache).
+  const { defaults, rules } = variants[name];
+  const o = resolveOptions<Resolved>(
+    owner,
+    options,
+    { ...defaults, causal: true, ...engine.extraDefaults },
+    { ...rules, ...engine.extraRules } as Record<string, OptionRule>,
+  );
+  engine.check(o, owner);
   return o;
 }
 
@@ -511,19 +186,9 @@ export function decoder<N extends DecoderVariant>(name: N, options?: DecoderOpti
   if (!(DECODER_VARIANTS as readonly string[]).includes(name)) {
     throw new Error(`decoder: variant must be one of ${DECODER_VARIANTS.join(", ")}, got ${JSON.stringify(name)}`);
   }
-  const o = resolveDecoderOptions(name, options);
+  const engine = variants[name].decoding as DecodingEngine<object>;
+  const o = resolveDecoderOptions(engine, name, options);
   const owner = `decoder("${name}")`;
-  const engine: Engine = name === "linear" || name === "norm"
-    ? kernelEngine(name, o)
-    : name === "performer"
-    ? performerEngine(o)
-    : name === "cosformer"
-    ? cosformerEngine(o)
-    : name === "softmax"
-    ? softmaxEngine(o)
-    : name === "diag"
-    ? diagEngine(o)
-    : localEngine(o);
 
   const checkState = (method: string, state: DecodeState) => {
     if (state === null || typeof state !== "object" || !state.tensors || !state.dims) {
@@ -556,12 +221,6 @@ export function decoder<N extends DecoderVariant>(name: N, options?: DecoderOpti
         );
       }
     }
-    if (name === "cosformer" && state.position + n > (o.maxLength as number)) {
-      throw new Error(
-        `${owner}.${method}: position ${state.position + n} is beyond maxLength ${o.maxLength}; ` +
-          `cosFormer's weights depend on the sequence length, so build the decoder with a larger maxLength`,
-      );
-    }
   };
 
   const advance = (state: DecodeState, { method, qkv }: { method: string; qkv: QKV }): DecodeResult => {
@@ -569,7 +228,7 @@ export function decoder<N extends DecoderVariant>(name: N, options?: DecoderOpti
     checkInput(state, { method, qkv });
     const old = new Set<tf.Tensor>([...Object.values(state.tensors), qkv.q, qkv.k, qkv.v]);
     const result = tf.tidy(() => {
-      const r = engine.advance(state.tensors, { qkv, position: state.position, single: method === "step" });
+      const r = engine.advance(state.tensors, { qkv, position: state.position, single: method === "step" }, o);
       // Every state owns its tensors: what the engine passed through unchanged is cloned.
       const tensors = Object.fromEntries(
         Object.entries(r.tensors).map(([key, x]) => [key, old.has(x) ? tf.clone(x) : x]),
@@ -592,38 +251,33 @@ export function decoder<N extends DecoderVariant>(name: N, options?: DecoderOpti
     init(dims: DecodeDims, initOptions?: DecodeInitOptions): DecodeState {
       const d = Object.freeze(checkDims(`${owner}.init`, dims));
       const start = checkInitOptions(`${owner}.init`, initOptions);
-      const projection = o.projection as tf.Tensor2D | null | undefined;
-      if (projection && projection.shape[1] !== d.dk) {
-        throw new Error(
-          `${owner}.init: option projection must be [features, dk] with dk = ${d.dk}, got [${
-            projection.shape.join(", ")
-          }]`,
-        );
-      }
       let tensors: Record<string, tf.Tensor>;
       if (start.from) {
-        if (name !== "linear" && name !== "norm") {
-          throw new Error(`${owner}.init: option from is only for linear and norm (the KernelState of recurrent.ts)`);
+        if (engine.stateShapes === null) {
+          throw new Error(
+            `${owner}.init: option from is only for the variants with recurrent forms (${recurrentNames()}): ` +
+              `${name}'s state is a cache that only its decoder makes`,
+          );
         }
         if (start.position === undefined) {
           throw new Error(`${owner}.init: option position is required with from: the tokens the state has consumed`);
         }
-        const { s, z } = start.from;
-        const ok = s instanceof tf.Tensor && z instanceof tf.Tensor && !s.isDisposed && !z.isDisposed &&
-          s.shape.join() === [d.batch, d.heads, d.dk, d.dv].join() &&
-          z.shape.join() === [d.batch, d.heads, d.dk].join();
-        if (!ok) {
-          throw new Error(
-            `${owner}.init: option from must be { s: [${d.batch}, ${d.heads}, ${d.dk}, ${d.dv}], ` +
-              `z: [${d.batch}, ${d.heads}, ${d.dk}] } (the dims given), as returned by recurrentAttend or chunkedAttend`,
-          );
-        }
-        tensors = { s: tf.clone(s), z: tf.clone(z) };
+        checkStateTensors(`${owner}.init`, start.from, {
+          shapes: engine.stateShapes(d, o),
+          what: "option from",
+          hint: "(the dims given), as returned by recurrentAttend or chunkedAttend",
+        });
+        tensors = tf.tidy(() => Object.fromEntries(Object.entries(start.from!).map(([key, x]) => [key, tf.clone(x)])));
       } else {
         if (start.position !== undefined && start.position !== 0) {
           throw new Error(`${owner}.init: option position needs a carried state (option from); omit it otherwise`);
         }
-        tensors = tf.tidy(() => engine.init(d));
+        const old = new Set(Object.values(o).filter((x): x is tf.Tensor => x instanceof tf.Tensor));
+        tensors = tf.tidy(() => {
+          const made = engine.init(d, o);
+          // A state owns its tensors: one passed in through the options (a given projection) is cloned.
+          return Object.fromEntries(Object.entries(made).map(([key, x]) => [key, old.has(x) ? tf.clone(x) : x]));
+        });
       }
       for (const x of Object.values(tensors)) tf.keep(x);
       return Object.freeze({ variant: name, dims: d, position: start.position ?? 0, tensors: Object.freeze(tensors) });
@@ -641,4 +295,8 @@ export function decoder<N extends DecoderVariant>(name: N, options?: DecoderOpti
       tf.dispose(Object.values(state.tensors));
     },
   });
+}
+
+function recurrentNames(): string {
+  return DECODER_VARIANTS.filter((name) => variants[name].decoding?.stateShapes !== null).join(", ");
 }

@@ -3,14 +3,16 @@
  * tokens, nothing across a block boundary. O(n * blockSize * d).
  * - inner "softmax" (T2): softmax(Q K^T / sqrt(dk)) per block, no norm after.
  * - inner "relu" (T1): relu(Q K^T / sqrt(dk)) per block, no denominator, then SimpleRMSNorm over the hidden dim.
+ * Its decoder keeps the keys and values of the current block so far: O(blockSize d) per token.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { windowedAdvance } from "./_decoding.ts";
 import { applyOutputNorm } from "./norms.ts";
 import type { AttentionOptions } from "./types.ts";
-import { defineVariant, maskBias, maskFrom } from "./variant.ts";
+import { defineVariant, forwardFlops, maskedSoftmax, maskFrom, paddedLength } from "./variant.ts";
 
 /** Options of {@linkcode diag}. */
 export interface DiagOptions extends AttentionOptions {
@@ -21,7 +23,12 @@ export interface DiagOptions extends AttentionOptions {
 }
 
 function blockScores(logits: tf.Tensor, allowed: tf.Tensor, inner: "softmax" | "relu"): tf.Tensor {
-  return inner === "softmax" ? tf.softmax(tf.add(logits, maskBias(allowed))) : tf.mul(tf.relu(logits), allowed);
+  return inner === "softmax" ? maskedSoftmax(logits, allowed) : tf.mul(tf.relu(logits), allowed);
+}
+
+/** Query i sees key j when both lie in the same block of `blockSize` tokens (and j <= i when causal). */
+function visible(i: number, j: number, o: Required<DiagOptions>): boolean {
+  return Math.floor(i / o.blockSize) === Math.floor(j / o.blockSize) && (!o.causal || j <= i);
 }
 
 function outputNorm(out: tf.Tensor4D, o: Required<DiagOptions>): tf.Tensor4D {
@@ -49,10 +56,10 @@ export const diag = defineVariant<DiagOptions>({
     blockSize: { type: "number", min: 1, integer: true },
     inner: { type: "enum", values: ["softmax", "relu"] },
   },
+  visible,
   weights: ({ q, k }, o) => {
     const [, , n, dk] = q.shape;
-    const block = (i: number) => Math.floor(i / o.blockSize);
-    const allowed = maskFrom(n, (i, j) => block(i) === block(j) && (!o.causal || j <= i));
+    const allowed = maskFrom(n, (i, j) => visible(i, j, o));
     const logits = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, n, n]
     return blockScores(logits, allowed, o.inner) as tf.Tensor4D;
   },
@@ -72,7 +79,7 @@ export const diag = defineVariant<DiagOptions>({
       for (let r = 0; r < size; r++) {
         for (let t = 0; t < size; t++) {
           const real = blk * size + t < n;
-          allowedData[(blk * size + r) * size + t] = real && (!o.causal || t <= r) ? 1 : 0;
+          allowedData[(blk * size + r) * size + t] = real && visible(blk * size + r, blk * size + t, o) ? 1 : 0;
         }
       }
     }
@@ -81,5 +88,28 @@ export const diag = defineVariant<DiagOptions>({
     const out = tf.matMul(blockScores(logits, allowed, o.inner), blocks(v)); // [b, h, nb, B, dv]
     const cut = tf.slice(tf.reshape(out, [b, h, nb * size, dv]), [0, 0, 0, 0], [b, h, n, dv]) as tf.Tensor4D;
     return outputNorm(cut, o);
+  },
+  // `2·bh·N·B·(dk + dv)`, N = n padded to blocks of B.
+  flops: ({ batch, heads, n, dk, dv }, o) => {
+    const size = Math.min(o.blockSize, n);
+    return forwardFlops(2 * batch * heads * paddedLength(n, size) * size * (dk + dv));
+  },
+  // Token t attends to the keys from B⌊t/B⌋ to t: the state holds the current block's keys and values so far.
+  decoding: {
+    init: () => ({}),
+    advance: (tensors, { qkv, position }, o) => {
+      const size = o.blockSize;
+      const run = windowedAdvance(tensors, {
+        qkv,
+        position,
+        // A piece never crosses a block boundary, and the cache holds only the current block.
+        pieceEnd: (start) => (Math.floor(start / size) + 1) * size,
+        visible: (i, j) => visible(i, j, o),
+        keep: (end, available) => Math.min(available, end % size),
+        scores: (logits, allowed) => blockScores(logits, allowed, o.inner),
+      });
+      // T1's SimpleRMSNorm acts on each token's hidden vector, which a piece can do alone.
+      return { out: outputNorm(run.out, o), tensors: run.tensors };
+    },
   },
 });

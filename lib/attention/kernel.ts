@@ -8,14 +8,16 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import type { AttentionOptions, FlopCount, FlopSize } from "./types.ts";
+import { forwardFlops, paddedLength, type RecurrentSpec } from "./variant.ts";
 
 /** The carried state of causal kernel attention: S = sum phi(k) v^T and z = sum phi(k). */
-export interface KernelState {
+export type KernelState = {
   /** [batch, heads, m, dv] */
   s: tf.Tensor4D;
   /** [batch, heads, m] */
   z: tf.Tensor3D;
-}
+};
 
 /** Features of queries and keys ([batch, heads, n, m]) and the values ([batch, heads, n, dv]). */
 export interface Features {
@@ -240,4 +242,86 @@ export function kernelStep(
     return { out, s, z };
   });
   return { output: result.out, state: { s: result.s, z: result.z } };
+}
+
+/**
+ * Matmul FLOPs of kernel attention over m features (padding included): causal, the chunkwise form,
+ * `2·bh·N·(C·(m + dv) + 2·m·dv)` (chunk Q Kᵀ, chunk (Q Kᵀ) V, chunk Kᵀ V, Q S; N = n padded to chunks of C);
+ * bidirectional, `4·bh·n·m·dv` (Kᵀ V, then Q (Kᵀ V)). `extra` adds the variant's own work (feature projections).
+ *
+ * @example
+ * ```ts
+ * import { kernelFlops } from "./kernel.ts";
+ * const size = { batch: 1, heads: 1, n: 8, dk: 2, dv: 3 };
+ * console.log(kernelFlops(size, { causal: false, chunkSize: 64, m: 2 }).fwd); // 192
+ * ```
+ */
+export function kernelFlops(
+  size: FlopSize,
+  options: { causal: boolean; chunkSize: number; m: number; extra?: number },
+): FlopCount {
+  const { batch, heads, n, dv } = size;
+  const { m, extra = 0 } = options;
+  const bh = batch * heads;
+  if (!options.causal) return forwardFlops(4 * bh * n * m * dv + extra);
+  const c = Math.min(options.chunkSize, n);
+  return forwardFlops(2 * bh * paddedLength(n, c) * (c * (m + dv) + 2 * m * dv) + extra);
+}
+
+/** How a kernel variant's state forms get their features, normalisation and output norm. */
+export interface KernelForms<O extends AttentionOptions & { chunkSize?: number }> {
+  /** φ(x) [b, h, p, d] -> [b, h, p, m] for tokens from absolute position `position` on. */
+  features(x: tf.Tensor4D, options: Required<O>, position: number): tf.Tensor4D;
+  /** m, the number of features, for key size dk. */
+  size(dk: number): number;
+  /** Divide rows by φ(q)·z + eps (linear attention, cosFormer) or leave them raw (NormAttention). */
+  kernel(options: Required<O>): KernelOptions;
+  /** The output norm applied to each token's output (NormAttention), if any. */
+  outputNorm?(out: tf.Tensor4D, options: Required<O>): tf.Tensor4D;
+  /** Throws, naming `owner`, when the options cannot run the state forms. */
+  check?(options: Required<O>, owner: string): void;
+}
+
+/**
+ * The state forms of a kernel variant, state {@linkcode KernelState} over m features: {@linkcode kernelChunked}
+ * (prefill, chunkedAttend) and {@linkcode kernelStep} (step, recurrentAttend), from the variant's features.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { kernelRecurrent } from "./kernel.ts";
+ * const forms = kernelRecurrent<{ causal?: boolean; chunkSize?: number }>({
+ *   features: (x) => tf.relu(x),
+ *   size: (dk) => dk,
+ *   kernel: () => ({ normalize: true, eps: 1e-6 }),
+ * });
+ * const x = tf.ones([1, 1, 3, 2]) as tf.Tensor4D;
+ * const { output } = forms.chunked({ q: x, k: x, v: x }, { causal: true, chunkSize: 2 }, { state: null, position: 0 });
+ * console.log(output.shape.join(",")); // 1,1,3,2
+ * ```
+ */
+export function kernelRecurrent<O extends AttentionOptions & { chunkSize?: number }>(
+  how: KernelForms<O>,
+): RecurrentSpec<O, KernelState> {
+  const finish = (out: tf.Tensor4D, o: Required<O>) => (how.outputNorm ? how.outputNorm(out, o) : out);
+  return {
+    shapes: ({ batch, heads, dk, dv }) => ({ s: [batch, heads, how.size(dk), dv], z: [batch, heads, how.size(dk)] }),
+    ...(how.check ? { check: how.check } : {}),
+    chunked: ({ q, k, v }, o, { state, position }) => {
+      const fq = how.features(q, o, position); // [b, h, n, m]
+      const fk = how.features(k, o, position); // [b, h, n, m]
+      const run = kernelChunked(
+        { fq, fk, v },
+        { ...how.kernel(o), chunkSize: o.chunkSize as number, ...(state ? { state } : {}) },
+      );
+      return { output: finish(run.output, o), state: run.state };
+    },
+    step: ({ q, k, v }, o, { state, position }) => {
+      const token = (x: tf.Tensor4D) => tf.squeeze(x, [2]) as tf.Tensor3D; // [b, h, d]
+      const fq = token(how.features(q, o, position)); // [b, h, m]
+      const fk = token(how.features(k, o, position)); // [b, h, m]
+      const run = kernelStep({ fq, fk, v: token(v) }, { ...how.kernel(o), state });
+      return { output: finish(tf.expandDims(run.output, 2) as tf.Tensor4D, o), state: run.state }; // [b, h, 1, dv]
+    },
+  };
 }

@@ -1,12 +1,13 @@
 /**
  * Linear attention (Katharopoulos et al., 2020): O_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + eps),
  * with S_i = sum_j phi(k_j) v_j^T and z_i = sum_j phi(k_j) over j <= i (causal) or all j.
+ * Its state forms and decoder carry S [dk, dv] and z [dk] per head: O(dk dv) per token at any position.
  *
  * @module
  */
 
 import { applyFeatureMap, FEATURE_MAPS, type FeatureMap } from "./feature_maps.ts";
-import { kernelAttend, kernelMatrix } from "./kernel.ts";
+import { kernelAttend, kernelFlops, kernelMatrix, kernelRecurrent, type KernelState } from "./kernel.ts";
 import type { AttentionOptions } from "./types.ts";
 import { defineVariant } from "./variant.ts";
 
@@ -28,7 +29,7 @@ export const LINEAR_DEFAULTS: Required<LinearOptions> = {
   chunkSize: 64,
 };
 
-/** Option rules shared by linear attention and its recurrent forms. */
+/** Option rules of linear attention (and of its recurrent forms and decoder). */
 export const LINEAR_RULES = {
   causal: { type: "boolean" },
   featureMap: { type: "enum", values: FEATURE_MAPS },
@@ -37,7 +38,8 @@ export const LINEAR_RULES = {
 } as const;
 
 /**
- * The `linear` variant. Causal attend() is chunkwise-parallel: no n x n or n x dk x dv tensor.
+ * The `linear` variant. Causal attend() is chunkwise-parallel: no n x n or n x dk x dv tensor. Its recurrent forms
+ * (`chunkedAttend`, `recurrentAttend`, `recurrentStep`) carry {@linkcode KernelState} { s: [b, h, dk, dv], z: [b, h, dk] }.
  *
  * @example
  * ```ts
@@ -50,7 +52,7 @@ export const LINEAR_RULES = {
  * console.log(tf.max(tf.abs(tf.sub(fast, naive))).dataSync()[0] < 1e-4); // true
  * ```
  */
-export const linear = defineVariant<LinearOptions>({
+export const linear = defineVariant<LinearOptions, KernelState>({
   name: "linear",
   defaults: LINEAR_DEFAULTS,
   rules: LINEAR_RULES,
@@ -64,4 +66,10 @@ export const linear = defineVariant<LinearOptions>({
       { fq: applyFeatureMap(q, o.featureMap), fk: applyFeatureMap(k, o.featureMap), v },
       { causal: o.causal, normalize: true, eps: o.eps, chunkSize: o.chunkSize },
     ),
+  flops: (size, o) => kernelFlops(size, { causal: o.causal, chunkSize: o.chunkSize, m: size.dk }),
+  recurrent: kernelRecurrent<LinearOptions>({
+    features: (x, o) => applyFeatureMap(x, o.featureMap), // [b, h, p, dk]
+    size: (dk) => dk,
+    kernel: (o) => ({ normalize: true, eps: o.eps }),
+  }),
 });

@@ -1,18 +1,25 @@
 /**
  * Local (sliding-window) softmax attention: query i attends to keys with |i - j| <= window
  * (causal: i - window <= j <= i). O(n * window * d).
+ * Its decoder keeps the last `window` keys and values: O(window d) per token.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { windowedAdvance } from "./_decoding.ts";
 import type { AttentionOptions } from "./types.ts";
-import { defineVariant, maskBias, maskFrom } from "./variant.ts";
+import { defineVariant, forwardFlops, maskedSoftmax, maskFrom, paddedLength } from "./variant.ts";
 
 /** Options of {@linkcode local}. */
 export interface LocalOptions extends AttentionOptions {
   /** Largest |i - j| attended to; default 64. */
   window?: number;
+}
+
+/** Query i sees key j when |i − j| <= window (and j <= i when causal). */
+function visible(i: number, j: number, o: Required<LocalOptions>): boolean {
+  return Math.abs(i - j) <= o.window && (!o.causal || j <= i);
 }
 
 /**
@@ -32,11 +39,12 @@ export const local = defineVariant<LocalOptions>({
   name: "local",
   defaults: { causal: false, window: 64 },
   rules: { causal: { type: "boolean" }, window: { type: "number", min: 0, integer: true } },
+  visible,
   weights: ({ q, k }, o) => {
     const [, , n, dk] = q.shape;
-    const allowed = maskFrom(n, (i, j) => Math.abs(i - j) <= o.window && (!o.causal || j <= i));
+    const allowed = maskFrom(n, (i, j) => visible(i, j, o));
     const logits = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, n, n]
-    return tf.softmax(tf.add(logits, maskBias(allowed)));
+    return maskedSoftmax(logits, allowed) as tf.Tensor4D;
   },
   attend: ({ q, k, v }, o) => {
     const [b, h, n, dk] = q.shape;
@@ -58,14 +66,33 @@ export const local = defineVariant<LocalOptions>({
         const i = ch * c + r;
         for (let t = 0; t < 3 * c; t++) {
           const j = ch * c - c + t;
-          const ok = j >= 0 && j < n && Math.abs(i - j) <= o.window && (!o.causal || j <= i);
+          const ok = j >= 0 && j < n && visible(i, j, o);
           allowedData[(ch * c + r) * 3 * c + t] = ok ? 1 : 0;
         }
       }
     }
     const allowed = tf.tensor3d(allowedData, [nc, c, 3 * c]); // [nc, C, 3C]
     const logits = tf.mul(tf.matMul(queries, neighbourhood(k), false, true), 1 / Math.sqrt(dk)); // [b, h, nc, C, 3C]
-    const out = tf.matMul(tf.softmax(tf.add(logits, maskBias(allowed))), neighbourhood(v)); // [b, h, nc, C, dv]
+    const out = tf.matMul(maskedSoftmax(logits, allowed), neighbourhood(v)); // [b, h, nc, C, dv]
     return tf.slice(tf.reshape(out, [b, h, nc * c, dv]), [0, 0, 0, 0], [b, h, n, dv]) as tf.Tensor4D;
+  },
+  // `2·bh·N·3C·(dk + dv)`, C = window (at least 1), N = n padded to chunks of C.
+  flops: ({ batch, heads, n, dk, dv }, o) => {
+    const c = Math.max(1, Math.min(o.window, n));
+    return forwardFlops(2 * batch * heads * paddedLength(n, c) * 3 * c * (dk + dv));
+  },
+  // Query i attends to keys i − window .. i: the state keeps the last `window` keys and values, those the next query
+  // needs besides its own (window 0 keeps nothing); a prompt runs in pieces of `window` queries.
+  decoding: {
+    init: () => ({}),
+    advance: (tensors, { qkv, position }, o) =>
+      windowedAdvance(tensors, {
+        qkv,
+        position,
+        pieceEnd: (start) => start + Math.max(1, o.window),
+        visible: (i, j) => visible(i, j, o),
+        keep: (_, available) => Math.min(available, o.window),
+        scores: maskedSoftmax,
+      }),
   },
 });

@@ -7,7 +7,7 @@
  */
 
 import { applyFeatureMap, FEATURE_MAPS, type FeatureMap } from "./feature_maps.ts";
-import { kernelAttend, kernelMatrix } from "./kernel.ts";
+import { kernelAttend, kernelFlops, kernelMatrix, kernelRecurrent, type KernelState } from "./kernel.ts";
 import { applyOutputNorm, NORM_SCOPES, type NormScope, OUTPUT_NORMS, type OutputNorm } from "./norms.ts";
 import type { AttentionOptions } from "./types.ts";
 import { defineVariant } from "./variant.ts";
@@ -33,7 +33,7 @@ export const NORM_DEFAULTS: Required<NormOptions> = {
   chunkSize: 64,
 };
 
-/** Option rules shared by NormAttention and its recurrent forms. */
+/** Option rules of NormAttention (and of its recurrent forms and decoder). */
 export const NORM_RULES = {
   causal: { type: "boolean" },
   featureMap: { type: "enum", values: FEATURE_MAPS },
@@ -43,7 +43,9 @@ export const NORM_RULES = {
 } as const;
 
 /**
- * The `norm` variant. weights() is the unnormalised phi(Q) phi(K)^T (masked when causal).
+ * The `norm` variant. weights() is the unnormalised phi(Q) phi(K)^T (masked when causal). Its recurrent forms carry
+ * {@linkcode KernelState} { s: [b, h, dk, dv], z: [b, h, dk] } (z unused: no denominator); the output norm acts on each
+ * token's hidden vector, so a step applies it alone.
  *
  * @example
  * ```ts
@@ -57,7 +59,7 @@ export const NORM_RULES = {
  * console.log(Math.abs(ms.dataSync()[0] - 1) < 1e-4); // true
  * ```
  */
-export const norm = defineVariant<NormOptions>({
+export const norm = defineVariant<NormOptions, KernelState>({
   name: "norm",
   defaults: NORM_DEFAULTS,
   rules: NORM_RULES,
@@ -72,4 +74,11 @@ export const norm = defineVariant<NormOptions>({
     const raw = kernelAttend(features, { causal: o.causal, normalize: false, eps: 0, chunkSize: o.chunkSize });
     return applyOutputNorm(raw, { norm: o.norm, scope: o.normScope });
   },
+  flops: (size, o) => kernelFlops(size, { causal: o.causal, chunkSize: o.chunkSize, m: size.dk }),
+  recurrent: kernelRecurrent<NormOptions>({
+    features: (x, o) => applyFeatureMap(x, o.featureMap), // [b, h, p, dk]
+    size: (dk) => dk,
+    kernel: () => ({ normalize: false, eps: 0 }),
+    outputNorm: (out, o) => applyOutputNorm(out, { norm: o.norm, scope: o.normScope }),
+  }),
 });

@@ -2,14 +2,16 @@
  * Performer / FAVOR+ (Choromanski et al., 2021): positive orthogonal random features
  * phi(x) = m^(-1/2) exp(W x' - |x'|^2 / 2), x' = dk^(-1/4) x, so that
  * E[phi(q) . phi(k)] = exp(q . k / sqrt(dk)); then normalised linear attention.
+ * Its recurrent forms carry S [m, dv], z [m], the keys' running maximum c and the projection [m, dk] (README.md,
+ * decoding): O(m (dk + dv)) per token.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
 import { seededNormal } from "../random.ts";
-import { kernelAttend, kernelMatrix } from "./kernel.ts";
-import type { AttentionOptions } from "./types.ts";
+import { kernelAttend, kernelChunked, kernelFlops, kernelMatrix, kernelStep } from "./kernel.ts";
+import type { AttentionOptions, QKV, StateDims } from "./types.ts";
 import { defineVariant } from "./variant.ts";
 
 /** Options of {@linkcode performer}. */
@@ -27,6 +29,23 @@ export interface PerformerOptions extends AttentionOptions {
   eps?: number;
   /** Tokens per chunk of the causal chunkwise form; default 64. */
   chunkSize?: number;
+}
+
+/**
+ * Performer's default number of random features for key size dk: ⌈dk·ln dk⌉, at least 1.
+ *
+ * @example
+ * ```ts
+ * import { performerFeatures } from "./performer.ts";
+ * console.log(performerFeatures(64), performerFeatures(1)); // 267 1
+ * ```
+ */
+export function performerFeatures(dk: number): number {
+  if (typeof dk !== "number") throw new TypeError(`performerFeatures: dk must be a positive integer, got ${dk}`);
+  if (!Number.isInteger(dk) || dk < 1) {
+    throw new RangeError(`performerFeatures: dk must be a positive integer, got ${dk}`);
+  }
+  return Math.max(1, Math.ceil(dk * Math.log(dk)));
 }
 
 /**
@@ -110,14 +129,31 @@ export function favorWithStabiliser(
   options: { projection: tf.Tensor2D; role: "query" | "key" },
 ): { features: tf.Tensor4D; stabiliser: tf.Tensor4D } {
   return tf.tidy(() => {
-    const [m, dk] = options.projection.shape;
-    const xs = tf.mul(x, Math.pow(dk, -0.25)); // [b, h, n, dk]
-    const wx = tf.matMul(xs, options.projection, false, true); // [b, h, n, m]
-    const half = tf.mul(tf.sum(tf.square(xs), -1, true), 0.5); // [b, h, n, 1]
+    const parts = favorParts(x, options.projection);
+    const { wx } = parts;
     const stabiliser = (options.role === "query" ? tf.max(wx, -1, true) : tf.max(wx, [2, 3], true)) as tf.Tensor4D;
-    const features = tf.mul(tf.exp(tf.sub(tf.sub(wx, half), stabiliser)), 1 / Math.sqrt(m)) as tf.Tensor4D;
-    return { features, stabiliser };
+    return { features: favorExp(parts, stabiliser), stabiliser };
   });
+}
+
+/** The pieces of FAVOR+ before the exp: w·x' [b, h, n, m] and |x'|²/2 [b, h, n, 1], with x' = dk^(-1/4) x. */
+interface FavorParts {
+  wx: tf.Tensor4D;
+  half: tf.Tensor4D;
+  m: number;
+}
+
+function favorParts(x: tf.Tensor4D, projection: tf.Tensor2D): FavorParts {
+  const [m, dk] = projection.shape;
+  const xs = tf.mul(x, Math.pow(dk, -0.25)); // [b, h, n, dk]
+  const wx = tf.matMul(xs, projection, false, true) as tf.Tensor4D; // [b, h, n, m]
+  const half = tf.mul(tf.sum(tf.square(xs), -1, true), 0.5) as tf.Tensor4D; // [b, h, n, 1]
+  return { wx, half, m };
+}
+
+/** m^(-1/2) exp(w·x' − |x'|²/2 − c): the features at the scale of the stabiliser c (broadcast against wx). */
+function favorExp({ wx, half, m }: FavorParts, stabiliser: tf.Tensor): tf.Tensor4D {
+  return tf.mul(tf.exp(tf.sub(tf.sub(wx, half), stabiliser)), 1 / Math.sqrt(m)) as tf.Tensor4D; // [b, h, n, m]
 }
 
 /** The smallest positive normal float32. */
@@ -154,21 +190,31 @@ export function favorNormalize(
   });
 }
 
+function checkFeatures(o: Required<PerformerOptions>, owner = "performer"): void {
+  if (o.projection !== null && o.features !== null && o.features !== o.projection.shape[0]) {
+    throw new Error(
+      `${owner}: option features (${o.features}) disagrees with projection's ${
+        o.projection.shape[0]
+      } rows; give only one`,
+    );
+  }
+}
+
+/** m: the projection's rows, or the option features, or the default ⌈dk ln dk⌉. */
+function featureCount(dk: number, o: Required<PerformerOptions>): number {
+  return o.projection?.shape[0] ?? o.features ?? performerFeatures(dk);
+}
+
 function projectionFor(dk: number, o: Required<PerformerOptions>): tf.Tensor2D {
+  checkFeatures(o);
   if (o.projection !== null) {
     const [m, d] = o.projection.shape;
     if (d !== dk) {
       throw new Error(`performer: option projection must be [features, dk] with dk = ${dk}, got [${m}, ${d}]`);
     }
-    if (o.features !== null && o.features !== m) {
-      throw new Error(
-        `performer: option features (${o.features}) disagrees with projection's ${m} rows; give only one`,
-      );
-    }
     return o.projection;
   }
-  const features = o.features ?? Math.max(1, Math.ceil(dk * Math.log(dk)));
-  return orthogonalRandomFeatures({ features, dk, seed: o.seed });
+  return orthogonalRandomFeatures({ features: featureCount(dk, o), dk, seed: o.seed });
 }
 
 function features({ q, k }: { q: tf.Tensor4D; k: tf.Tensor4D }, o: Required<PerformerOptions>) {
@@ -179,8 +225,78 @@ function features({ q, k }: { q: tf.Tensor4D; k: tf.Tensor4D }, o: Required<Perf
   return { fq: fq.features, fk: fk.features, scale: tf.add(fq.stabiliser, fk.stabiliser) as tf.Tensor4D };
 }
 
+/** The carried state of causal Performer attention; see {@linkcode performer}. */
+export type PerformerState = {
+  /** [m, dk]: fixed for the whole sequence. */
+  projection: tf.Tensor2D;
+  /** Σ φ(k) vᵀ at the scale e^(−c): [batch, heads, m, dv]. */
+  s: tf.Tensor4D;
+  /** Σ φ(k) at the scale e^(−c): [batch, heads, m]. */
+  z: tf.Tensor3D;
+  /** The running maximum of the keys' w·x' so far, −∞ before the first key: [batch, heads, 1, 1]. */
+  c: tf.Tensor4D;
+};
+
+function initialPerformerState({ batch, heads, dk, dv }: StateDims, o: Required<PerformerOptions>): PerformerState {
+  const given = o.projection !== null;
+  const projection = given ? tf.clone(projectionFor(dk, o)) : projectionFor(dk, o); // [m, dk]
+  const m = projection.shape[0];
+  return {
+    projection,
+    s: tf.zeros([batch, heads, m, dv]),
+    z: tf.zeros([batch, heads, m]),
+    c: tf.fill([batch, heads, 1, 1], -Infinity), // [b, h, 1, 1]
+  };
+}
+
+/**
+ * p tokens of causal FAVOR+ from a carried state: chunkwise (prefill) or as one recurrent step (p = 1).
+ * favorFeatures subtracts the maximum over all keys, future ones included; a decoder can only know the maximum so far,
+ * so the state is kept at that scale and rescaled when it grows (README.md: decoding, Performer).
+ */
+function performerAdvance(
+  state: PerformerState,
+  qkv: QKV,
+  options: { o: Required<PerformerOptions>; single: boolean },
+): { output: tf.Tensor4D; state: PerformerState } {
+  const { o, single } = options;
+  const { projection } = state;
+  const [b, h] = qkv.q.shape;
+  const keys = favorParts(qkv.k, projection); // wx [b, h, p, m]
+  const c = tf.maximum(state.c, tf.max(keys.wx, [2, 3], true)) as tf.Tensor4D; // [b, h, 1, 1]
+  const rescale = tf.exp(tf.sub(state.c, c)); // [b, h, 1, 1]
+  const s = tf.mul(state.s, rescale) as tf.Tensor4D; // [b, h, m, dv]
+  const z = tf.mul(state.z, tf.reshape(rescale, [b, h, 1])) as tf.Tensor3D; // [b, h, m]
+  const fk = favorExp(keys, c); // [b, h, p, m]
+  const fq = favorWithStabiliser(qkv.q, { projection, role: "query" }); // features [b, h, p, m]
+  // A column of ones after v carries the denominator through the unnormalised kernel (as in attend()),
+  // so eps can be added at the unstabilised scale e^(c_q + c).
+  const dv = qkv.v.shape[3];
+  const last = (x: tf.Tensor4D, from: number, size: number) =>
+    tf.slice(x, [0, 0, 0, from], [-1, -1, -1, size]) as tf.Tensor4D;
+  const v1 = tf.concat([qkv.v, tf.onesLike(last(qkv.v, 0, 1))], 3) as tf.Tensor4D; // [b, h, p, dv+1]
+  const kernel = {
+    normalize: false,
+    eps: 0,
+    state: { s: tf.concat([s, tf.expandDims(z, 3)], 3) as tf.Tensor4D, z }, // s: [b, h, m, dv+1]
+  };
+  const token = (x: tf.Tensor4D) => tf.squeeze(x, [2]) as tf.Tensor3D;
+  const run = single
+    ? kernelStep({ fq: token(fq.features), fk: token(fk), v: token(v1) }, kernel)
+    : kernelChunked({ fq: fq.features, fk, v: v1 }, { ...kernel, chunkSize: o.chunkSize });
+  const both = (single ? tf.expandDims(run.output, 2) : run.output) as tf.Tensor4D; // [b, h, p, dv+1]
+  const output = favorNormalize(last(both, 0, dv), {
+    den: last(both, dv, 1),
+    scale: tf.add(fq.stabiliser, c) as tf.Tensor4D, // [b, h, p, 1]
+    eps: o.eps,
+  }); // [b, h, p, dv]
+  return { output, state: { projection, s: last(run.state.s, 0, dv), z: run.state.z, c } };
+}
+
 /**
  * The `performer` variant. weights() is the row-normalised phi(Q) phi(K)^T, which approaches softmax's as features grow.
+ * Its recurrent forms carry {@linkcode PerformerState}: the projection attend() builds for the same options (made
+ * once by `initialState`), S and z at the scale of the keys' running maximum, and that maximum.
  *
  * @example
  * ```ts
@@ -191,7 +307,7 @@ function features({ q, k }: { q: tf.Tensor4D; k: tf.Tensor4D }, o: Required<Perf
  * console.log(Math.abs(tf.sum(w, -1).dataSync()[0] - 1) < 1e-4); // true
  * ```
  */
-export const performer = defineVariant<PerformerOptions>({
+export const performer = defineVariant<PerformerOptions, PerformerState>({
   name: "performer",
   defaults: { causal: false, features: null, seed: 0, projection: null, eps: 1e-9, chunkSize: 64 },
   rules: {
@@ -222,4 +338,26 @@ export const performer = defineVariant<PerformerOptions>({
     const den = tf.slice(both, [0, 0, 0, dv], [-1, -1, -1, 1]) as tf.Tensor4D; // [b, h, n, 1]
     return favorNormalize(num, { den, scale, eps: o.eps });
   },
+  // Plus 4·bh·n·dk·m for projecting q and k onto the m random features.
+  flops: (size, o) => {
+    const m = featureCount(size.dk, o);
+    const extra = 4 * size.batch * size.heads * size.n * size.dk * m;
+    return kernelFlops(size, { causal: o.causal, chunkSize: o.chunkSize, m, extra });
+  },
+  recurrent: {
+    shapes: ({ batch, heads, dk, dv }, o) => {
+      const m = featureCount(dk, o);
+      return { projection: [m, dk], s: [batch, heads, m, dv], z: [batch, heads, m], c: [batch, heads, 1, 1] };
+    },
+    init: initialPerformerState,
+    check: (o, owner) => checkFeatures(o, owner),
+    chunked: (qkv, o, { state }) =>
+      performerAdvance(state ?? initialPerformerState(dimsOf(qkv), o), qkv, { o, single: false }),
+    step: (qkv, o, { state }) => performerAdvance(state, qkv, { o, single: true }),
+  },
 });
+
+function dimsOf(qkv: QKV): StateDims {
+  const [batch, heads, , dk] = qkv.q.shape;
+  return { batch, heads, dk, dv: qkv.v.shape[3] };
+}

@@ -2,14 +2,16 @@
  * Softmax attention (Vaswani et al., 2017): softmax(Q K^T * scale) V. O(n^2) time.
  * With `queryBlockSize`, queries are processed in blocks and the gradient recomputes each
  * block's probabilities, so memory is O(queryBlockSize * n) instead of O(n^2), forward and backward.
+ * Its decoder keeps the prefix's K and V (`cache: true`, O(t d) per token) or re-runs the whole prefix (`cache: false`).
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
-import type { AttentionOptions } from "./types.ts";
+import type { AttentionOptions, QKV } from "./types.ts";
 import { lowerTriangle } from "./kernel.ts";
-import { defineVariant, maskBias } from "./variant.ts";
+import { appendTokens, maskedAttend, sliceTokens } from "./_decoding.ts";
+import { defineVariant, forwardFlops, maskBias, maskedSoftmax } from "./variant.ts";
 
 /** Options of {@linkcode softmax}. */
 export interface SoftmaxOptions extends AttentionOptions {
@@ -137,8 +139,20 @@ export function softmaxWeights(qk: { q: tf.Tensor4D; k: tf.Tensor4D }, options: 
   });
 }
 
+function softmaxAttend(qkv: QKV, o: Required<SoftmaxOptions>): tf.Tensor4D {
+  return o.queryBlockSize !== null && o.queryBlockSize < qkv.q.shape[2]
+    ? blockedSoftmaxAttend(qkv, { causal: o.causal, scale: o.scale, queryBlockSize: o.queryBlockSize })
+    : tf.matMul(softmaxWeights(qkv, o), qkv.v);
+}
+
+// A session without a cache re-runs attention over the whole prefix: in query blocks, so a 16k prefix
+// needs 16k × block scores at once instead of 16k².
+const RERUN_QUERY_BLOCK = 512;
+
 /**
  * The `softmax` variant. Options: `causal` (false), `scale` (1/sqrt(dk)), `queryBlockSize` (null: no blocks).
+ * Its decoder takes `cache` besides: keep the prefix's K, V (true, default: O(t d) per token) or recompute the whole
+ * prefix every step (false: O(t² d), what a model without a cache does).
  *
  * @example
  * ```ts
@@ -149,7 +163,7 @@ export function softmaxWeights(qk: { q: tf.Tensor4D; k: tf.Tensor4D }, options: 
  * console.log(softmax.attend({ q, k: q, v }, { causal: true }).shape.join(",")); // 1,2,5,3
  * ```
  */
-export const softmax = defineVariant<SoftmaxOptions>({
+export const softmax = defineVariant<SoftmaxOptions, { cache: boolean }>({
   name: "softmax",
   defaults: { causal: false, scale: null, queryBlockSize: null },
   rules: {
@@ -158,8 +172,49 @@ export const softmax = defineVariant<SoftmaxOptions>({
     queryBlockSize: { type: "number", min: 1, integer: true, nullable: true },
   },
   weights: softmaxWeights,
-  attend: (qkv, o) =>
-    o.queryBlockSize !== null && o.queryBlockSize < qkv.q.shape[2]
-      ? blockedSoftmaxAttend(qkv, { causal: o.causal, scale: o.scale, queryBlockSize: o.queryBlockSize })
-      : tf.matMul(softmaxWeights(qkv, o), qkv.v),
+  attend: softmaxAttend,
+  // `2·bh·n²·(dk + dv)` (Q Kᵀ, then P V; causal too, the mask is applied after). By query blocks, each block reads n
+  // keys (causal: up to its last query) and the backward recomputes Q Kᵀ: `4·QKᵀ + 3·PV`.
+  flops: ({ batch, heads, n, dk, dv }, o) => {
+    const bh = batch * heads;
+    const size = o.queryBlockSize ?? n;
+    if (size >= n) return forwardFlops(2 * bh * n * n * (dk + dv));
+    let qk = 0;
+    let pv = 0;
+    for (let start = 0; start < n; start += size) {
+      const rows = Math.min(size, n - start);
+      const keys = o.causal ? start + rows : n;
+      qk += 2 * bh * rows * keys * dk;
+      pv += 2 * bh * rows * keys * dv;
+    }
+    return { fwd: qk + pv, fwdBwd: 4 * qk + 3 * pv };
+  },
+  sessionOptions: (options, { rerun }) =>
+    rerun && options.queryBlockSize == null ? { ...options, queryBlockSize: RERUN_QUERY_BLOCK } : options,
+  decoding: {
+    defaults: { cache: true },
+    rules: { cache: { type: "boolean" } },
+    init: () => ({}),
+    advance: (tensors, { qkv, position }, o) => {
+      if (o.cache) {
+        // Row t reads only keys and values <= t: the cache holds them all, and one masked product serves p queries.
+        const k = appendTokens(tensors.k, qkv.k); // [b, h, t+p, dk]
+        const v = appendTokens(tensors.v, qkv.v); // [b, h, t+p, dv]
+        const p = qkv.q.shape[2];
+        const allowed = lowerTriangle(p, { cols: position + p, offset: position }); // [p, t+p]
+        const scale = o.scale ?? 1 / Math.sqrt(k.shape[3]);
+        const out = maskedAttend({ q: qkv.q, k, v }, { allowed, scale, scores: maskedSoftmax });
+        return { out, tensors: { k, v } };
+      }
+      // No cache: keep the prefix's inputs and re-run the causal attention over all of it at every call.
+      const prefix = {
+        q: appendTokens(tensors.q, qkv.q), // [b, h, t+p, dk]
+        k: appendTokens(tensors.k, qkv.k), // [b, h, t+p, dk]
+        v: appendTokens(tensors.v, qkv.v), // [b, h, t+p, dv]
+      };
+      const all = softmaxAttend(prefix, o); // [b, h, t+p, dv]
+      const p = qkv.q.shape[2];
+      return { out: sliceTokens(all, all.shape[2] - p, p), tensors: prefix };
+    },
+  },
 });

@@ -25,8 +25,94 @@ export interface QK {
   k: tf.Tensor4D;
 }
 
-/** One registered attention variant. All forms share the same signature. */
-export interface AttentionVariant<O extends AttentionOptions = AttentionOptions> {
+/** One token: q, k [batch, heads, dk] and v [batch, heads, dv]. */
+export interface Token {
+  q: tf.Tensor3D;
+  k: tf.Tensor3D;
+  v: tf.Tensor3D;
+}
+
+/** Sizes fixed for a carried state: batch, heads, key/query features dk, value features dv. */
+export interface StateDims {
+  batch: number;
+  heads: number;
+  dk: number;
+  dv: number;
+}
+
+/** A carried state: its tensors by name, e.g. linear attention's `{ s, z }`. */
+export type StateTensors = Record<string, tf.Tensor>;
+
+/** The problem size of a FLOP count. */
+export interface FlopSize {
+  batch: number;
+  heads: number;
+  /** Sequence length. */
+  n: number;
+  /** Query/key feature size. */
+  dk: number;
+  /** Value size. */
+  dv: number;
+}
+
+/** Matmul FLOPs of one forward pass and of forward + backward (gradients for q, k and v). */
+export interface FlopCount {
+  fwd: number;
+  fwdBwd: number;
+}
+
+/** What a decode session (lib/models/generate.ts) tells a variant about the run it sets options for. */
+export interface SessionContext {
+  /** The length of the whole sequence the session may decode. */
+  length: number;
+  /** True when the session re-runs attend() over the whole prefix for every token (cache "none"). */
+  rerun: boolean;
+}
+
+/** One call of a {@linkcode DecodingEngine}: p new tokens q, k [b, h, p, dk], v [b, h, p, dv] at `position`. */
+export interface DecodeCall {
+  qkv: QKV;
+  /** Tokens consumed before these (the absolute position of the first). */
+  position: number;
+  /** True for decoder.step (one token, the recurrent form), false for prefill (the chunked form). */
+  single: boolean;
+}
+
+/**
+ * What `decoder()` (decode.ts) drives for one variant: tensors in, outputs and new tensors out. Every variant with a
+ * recurrent form gets one derived from it; the others (softmax's KV cache, diag's block, local's window) define their
+ * own. Resolved options `o` are the variant's own plus `extraDefaults`, with causal true. X: the type of the
+ * decoder-only options.
+ */
+export interface DecodingEngine<X extends object = Record<never, never>> {
+  /** Options only the decoder takes (softmax's cache), with their defaults; their rules in `extraRules`. */
+  readonly extraDefaults: Readonly<X>;
+  readonly extraRules: Readonly<Record<string, OptionRule>>;
+  /** Throws, naming `owner`, when the resolved options cannot decode (cosFormer without maxLength). */
+  check(o: Readonly<Record<string, unknown>>, owner: string): void;
+  /**
+   * The shapes of the fixed-size state, which `init(dims, { from })` accepts from the recurrent forms; null when the
+   * state grows with the tokens (a cache), so that only the decoder itself can make one.
+   */
+  readonly stateShapes: ((dims: StateDims, o: Readonly<Record<string, unknown>>) => Record<string, number[]>) | null;
+  /** The state before the first token (run inside tf.tidy). */
+  init(dims: StateDims, o: Readonly<Record<string, unknown>>): StateTensors;
+  /** The outputs [b, h, p, dv] of the call's tokens and the state after them (run inside tf.tidy). */
+  advance(
+    tensors: Readonly<StateTensors>,
+    call: DecodeCall,
+    o: Readonly<Record<string, unknown>>,
+  ): { out: tf.Tensor4D; tensors: StateTensors };
+}
+
+/**
+ * One registered attention variant. All forms share the same signature. O: its options; X: the options its decoder
+ * takes besides them (softmax's cache).
+ */
+export interface AttentionVariant<
+  O extends AttentionOptions = AttentionOptions,
+  X extends object = Record<never, never>,
+> {
   readonly name: string;
   /** q, k: [batch, heads, n, dk]; v: [batch, heads, n, dv] -> [batch, heads, n, dv]. The fast path. */
   attend(qkv: QKV, options?: O): tf.Tensor4D;
@@ -36,6 +122,17 @@ export interface AttentionVariant<O extends AttentionOptions = AttentionOptions>
   reference(qkv: QKV, options?: O): tf.Tensor4D;
   /** What reference() applies to weights(q, k) · v: the variant's output norm, or the identity. o: [batch, heads, n, dv]. */
   outputNorm(o: tf.Tensor4D, options?: O): tf.Tensor4D;
+  /** [n, n]: 1 where query i may see key j under these options (the sparsity pattern and the causal mask), else 0. */
+  visibleKeys(n: number, options?: O): tf.Tensor2D;
+  /** Matmul FLOPs of attend() at this size (padding and masked entries included, as the implementation computes them). */
+  flops(size: FlopSize, options?: O): FlopCount;
+  /**
+   * The options a decode session of `context.length` tokens runs this variant with, from the layer's own: cosFormer
+   * fixes its M to the length, softmax re-runs a prefix in query blocks. Most variants return them unchanged.
+   */
+  sessionOptions(options: Readonly<Record<string, unknown>>, context: SessionContext): Record<string, unknown>;
+  /** What decode.ts drives to decode token by token, or null when the variant has no decoding form. */
+  readonly decoding: DecodingEngine<X> | null;
   /** Every option's default (null: computed from the input); the keys are the accepted options. */
   readonly defaults: Readonly<Required<O>>;
   /**
@@ -46,10 +143,50 @@ export interface AttentionVariant<O extends AttentionOptions = AttentionOptions>
   readonly rules: Readonly<Record<string, OptionRule>>;
 }
 
-/** How one option is checked: a type, plus a set of allowed values or a lower bound. */
+/** The options of the causal state-carrying forms: the variant's own (causal implied), the state and its position. */
+export type StateFormOptions<O extends AttentionOptions, S extends StateTensors> =
+  & Omit<O, "causal">
+  & {
+    causal?: true;
+    /** The state after `position` tokens, from initialState() or an earlier call; default the zero state. */
+    state?: S | null;
+    /** Tokens the state has consumed: the absolute position of the first token given. Default 0. */
+    position?: number;
+  };
+
+/**
+ * A variant whose causal past fits in a fixed-size state, with three forms of one signature (as
+ * flash-linear-attention's naive / chunk / fused_recurrent): `chunkedAttend` and `recurrentAttend` take q, k, v, the
+ * options and an initial state and return `{ output, state }`; `recurrentStep` is one token of the recurrence. Each
+ * equals the causal `attend()` and `reference()`, and a state carried between calls continues a sequence exactly.
+ */
+export interface RecurrentAttentionVariant<O extends AttentionOptions, S extends StateTensors>
+  extends AttentionVariant<O> {
+  /** The state before the first token, for inputs of these sizes. The caller owns (and disposes) its tensors. */
+  initialState(dims: StateDims, options?: Omit<O, "causal"> & { causal?: true }): S;
+  /** The chunkwise-parallel form over n tokens: output [b, h, n, dv] and the state after the last token. */
+  chunkedAttend(qkv: QKV, options?: StateFormOptions<O, S>): { output: tf.Tensor4D; state: S };
+  /** The recurrent form: recurrentStep over the n tokens, O(1) state per token. */
+  recurrentAttend(qkv: QKV, options?: StateFormOptions<O, S>): { output: tf.Tensor4D; state: S };
+  /** One token: output [b, h, dv] and the next state. The caller owns both and the state it passed in. */
+  recurrentStep(token: Token, options: StateFormOptions<O, S> & { state: S }): { output: tf.Tensor3D; state: S };
+}
+
+/**
+ * How one option is checked: a type, plus a set of allowed values or bounds. A number rule with `list` also accepts a
+ * non-empty array of such numbers (one per head, say).
+ */
 export type OptionRule =
   | { type: "boolean" }
-  | { type: "number"; min?: number; exclusiveMin?: boolean; integer?: boolean; nullable?: boolean }
+  | {
+    type: "number";
+    min?: number;
+    exclusiveMin?: boolean;
+    max?: number;
+    integer?: boolean;
+    nullable?: boolean;
+    list?: boolean;
+  }
   | { type: "enum"; values: readonly string[] }
   | { type: "tensor"; rank: number; nullable?: boolean };
 
@@ -99,13 +236,15 @@ function checkRule(owner: string, key: string, value: unknown, rule: OptionRule)
       }
       return;
     case "number": {
-      if (typeof value !== "number") throw new TypeError(`${where} must be a finite number, got ${describe(value)}`);
-      if (!Number.isFinite(value)) throw new RangeError(`${where} must be a finite number, got ${value}`);
-      if (rule.integer && !Number.isInteger(value)) throw new RangeError(`${where} must be an integer, got ${value}`);
-      if (rule.min !== undefined) {
-        const bad = rule.exclusiveMin ? value <= rule.min : value < rule.min;
-        if (bad) throw new RangeError(`${where} must be ${rule.exclusiveMin ? ">" : ">="} ${rule.min}, got ${value}`);
+      if (rule.list && Array.isArray(value)) {
+        if (value.length === 0) throw new RangeError(`${where} must be a number or a non-empty array, got []`);
+        value.forEach((x, i) => checkNumber(`${where}[${i}]`, x, rule));
+        return;
       }
+      if (rule.list && typeof value !== "number") {
+        throw new TypeError(`${where} must be a finite number or an array of them, got ${describe(value)}`);
+      }
+      checkNumber(where, value, rule);
       return;
     }
     case "tensor":
@@ -115,6 +254,17 @@ function checkRule(owner: string, key: string, value: unknown, rule: OptionRule)
       if (value.isDisposed) throw new Error(`${where} was disposed; pass a live tensor (dispose it after the call)`);
       return;
   }
+}
+
+function checkNumber(where: string, value: unknown, rule: Extract<OptionRule, { type: "number" }>): void {
+  if (typeof value !== "number") throw new TypeError(`${where} must be a finite number, got ${describe(value)}`);
+  if (!Number.isFinite(value)) throw new RangeError(`${where} must be a finite number, got ${value}`);
+  if (rule.integer && !Number.isInteger(value)) throw new RangeError(`${where} must be an integer, got ${value}`);
+  if (rule.min !== undefined) {
+    const bad = rule.exclusiveMin ? value <= rule.min : value < rule.min;
+    if (bad) throw new RangeError(`${where} must be ${rule.exclusiveMin ? ">" : ">="} ${rule.min}, got ${value}`);
+  }
+  if (rule.max !== undefined && value > rule.max) throw new RangeError(`${where} must be <= ${rule.max}, got ${value}`);
 }
 
 /**

@@ -262,6 +262,7 @@ function torchPlan(config: BenchConfig): Pick<TorchBenchConfig, "lengths" | "sof
   const lengths: Record<string, number[]> = {};
   const blocks: Record<string, number> = {};
   for (const variant of config.variants) {
+    // Name dispatch kept on purpose: the benchmark's memory plan (softmaxPlan) is for softmax's n × n buffers alone.
     lengths[variant] = variant === "softmax"
       ? config.lengths.filter((n) => softmaxPlan(n, config).mode !== "skip")
       : [...config.lengths];
@@ -315,6 +316,7 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
           rows.push(row);
           bar.tick(1, { backend, variant, n });
           let extra: Record<string, unknown> = {};
+          // Name dispatch kept on purpose: only softmax holds n × n buffers, which the memory plan blocks or skips.
           if (variant === "softmax") {
             const plan = softmaxPlan(n, config);
             if (plan.mode === "skip") {
@@ -445,6 +447,7 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
     if (t.status === "ok") {
       Object.assign(row, { fwd_ms: t.fwd_ms, fwd_bwd_ms: t.fwd_bwd_ms, repeats: t.repeats });
     }
+    // Name dispatch kept on purpose: PyTorch ran softmax by query blocks where the memory plan says so.
     const plan = variant === "softmax" ? softmaxPlan(t.n, config) : null;
     const flops = flopsOf(
       variant,

@@ -6,11 +6,13 @@ Config keys: lengths ({variant: [n, ...]}), batch, heads, d, causal ([true] or [
 max_run_s (stop growing n for a variant once one forward + backward run exceeds it), budget_s (start no new
 measurement after this long), threads, sgemm_size, softmax_query_blocks ({"n": block size}: softmax lengths run
 by query blocks).
-Same shapes and formulas as the TypeScript variants: softmax (masked n x n; by query blocks whose probabilities
-the backward recomputes when given a block size), linear (elu+1, chunkwise-parallel when causal, eps 1e-6), norm
-(elu, no denominator, SimpleRMSNorm over all heads), cosformer (relu features re-weighted by sin/cos of
-pi/2 * i/n), performer (FAVOR+ with m = ceil(d ln d) features), diag (softmax in blocks of 64), local (softmax
-over |i - j| <= 64, j <= i when causal, in chunks of the window). Chunks of 64.
+Same shapes and formulas as the TypeScript variants, one twin per variant in TWINS (a new variant in
+lib/attention adds its twin there): softmax (masked n x n; by query blocks whose probabilities the backward
+recomputes when given a block size), linear (elu+1, chunkwise-parallel when causal, eps 1e-6), norm (elu, no
+denominator, SimpleRMSNorm over all heads), cosformer (relu features re-weighted by sin/cos of pi/2 * i/n),
+performer (FAVOR+ with m = ceil(d ln d) features), diag (softmax in blocks of 64), local (softmax over
+|i - j| <= 64, j <= i when causal, in chunks of the window), retention (decay 1 - 2^(-5-h) per head, scale
+d^(-1/2), chunkwise with a state carried across chunks; bidirectional: the symmetric decay). Chunks of 64.
 """
 
 import json
@@ -161,28 +163,75 @@ def favor_features(x, w, role):
     return torch.exp(wx - half - stab) / math.sqrt(m)
 
 
+def retention_chunked(q, k, v, scale):
+    """Causal retention o_n = sum_{m<=n} gamma_h^(n-m) (q_n . k_m) scale v_m, as lib/attention/retention.ts computes
+    it: in chunks of CHUNK, the decay-masked product inside a chunk and a state carried with decay across chunks."""
+    b, h, n, d = q.shape
+    dv = v.shape[3]
+    c = min(CHUNK, n)
+    nc = -(-n // c)
+    last = n - (nc - 1) * c
+    gamma = 1 - 2.0 ** (-5 - torch.arange(h, dtype=torch.float64))  # [h]
+    qc = pad_tokens(q * scale, c).reshape(b, h, nc, c, d)
+    kc = pad_tokens(k, c).reshape(b, h, nc, c, d)
+    vc = pad_tokens(v, c).reshape(b, h, nc, c, dv)
+    r = torch.arange(c, dtype=torch.float64)
+    diff = r.reshape(c, 1) - r.reshape(1, c)
+    in_chunk = torch.where(diff >= 0, gamma.reshape(h, 1, 1) ** diff.clamp(min=0), torch.zeros((), dtype=torch.float64))  # [h, C, C]
+    intra = (qc @ kc.transpose(-1, -2)) * in_chunk.float().reshape(h, 1, c, c)
+    lengths = torch.full((nc,), c, dtype=torch.float64)
+    lengths[-1] = last
+    exponent = lengths.reshape(nc, 1) - 1 - r.reshape(1, c)  # [nc, C]
+    key_decay = torch.where(exponent >= 0, gamma.reshape(h, 1, 1) ** exponent.clamp(min=0), torch.zeros((), dtype=torch.float64))
+    chunk_kv = (kc * key_decay.float().reshape(h, nc, c, 1)).transpose(-1, -2) @ vc  # [b, h, nc, d, dv]
+    carry = (gamma.reshape(h, 1) ** lengths.reshape(1, nc)).float()  # [h, nc]
+    s = torch.zeros(b, h, d, dv)
+    before = []
+    for chunk in range(nc):
+        before.append(s)
+        s = s * carry[:, chunk].reshape(1, h, 1, 1) + chunk_kv[:, :, chunk]
+    query_decay = (gamma.reshape(h, 1) ** (r + 1).reshape(1, c)).float().reshape(h, 1, c, 1)
+    out = intra @ vc + (qc * query_decay) @ torch.stack(before, 2)
+    return out.reshape(b, h, nc * c, dv)[:, :, :n]
+
+
+def retention_attention(q, k, v, causal):
+    scale = q.shape[3] ** -0.5
+    forward = retention_chunked(q, k, v, scale)
+    if causal:
+        return forward
+    # gamma^|n-m|: the causal sum, its mirror over the reversed sequence, minus the diagonal counted in both.
+    backward = retention_chunked(q.flip(2), k.flip(2), v.flip(2), scale).flip(2)
+    return forward + backward - (q * k).sum(-1, keepdim=True) * scale * v
+
+
+def performer_twin(d, causal):
+    # performer.ts's performerFeatures(dk): the default number of random features.
+    m = max(1, math.ceil(d * math.log(d)))
+    w = torch.randn(m, d, generator=torch.Generator().manual_seed(0))
+    return lambda q, k, v: kernel_attention(favor_features(q, w, "query"), favor_features(k, w, "key"), v, causal, True, 1e-9)
+
+
+# Each variant's twin: (d, causal) -> attend(q, k, v), with the variant's default options.
+TWINS = {
+    "softmax": lambda d, causal: lambda q, k, v: softmax_attention(q, k, v, causal),
+    "linear": lambda d, causal: lambda q, k, v: kernel_attention(F.elu(q) + 1, F.elu(k) + 1, v, causal, True, 1e-6),
+    "performer": performer_twin,
+    "cosformer": lambda d, causal: lambda q, k, v: kernel_attention(
+        cosformer_features(q), cosformer_features(k), v, causal, True, 1e-6
+    ),
+    "norm": lambda d, causal: lambda q, k, v: srms_hidden(kernel_attention(F.elu(q), F.elu(k), v, causal, False, 0.0)),
+    "diag": lambda d, causal: lambda q, k, v: diag_attention(q, k, v, causal),
+    "local": lambda d, causal: lambda q, k, v: local_attention(q, k, v, causal),
+    "retention": lambda d, causal: lambda q, k, v: retention_attention(q, k, v, causal),
+}
+
+
 def make_attend(variant, d, causal, query_block=None):
     if variant == "softmax" and query_block:
         return lambda q, k, v: blocked_softmax_attention(q, k, v, causal, query_block)
-    if variant == "softmax":
-        return lambda q, k, v: softmax_attention(q, k, v, causal)
-    if variant == "linear":
-        return lambda q, k, v: kernel_attention(F.elu(q) + 1, F.elu(k) + 1, v, causal, True, 1e-6)
-    if variant == "norm":
-        return lambda q, k, v: srms_hidden(kernel_attention(F.elu(q), F.elu(k), v, causal, False, 0.0))
-    if variant == "cosformer":
-        return lambda q, k, v: kernel_attention(cosformer_features(q), cosformer_features(k), v, causal, True, 1e-6)
-    if variant == "performer":
-        m = max(1, math.ceil(d * math.log(d)))
-        w = torch.randn(m, d, generator=torch.Generator().manual_seed(0))
-        return lambda q, k, v: kernel_attention(
-            favor_features(q, w, "query"), favor_features(k, w, "key"), v, causal, True, 1e-9
-        )
-    if variant == "diag":
-        return lambda q, k, v: diag_attention(q, k, v, causal)
-    if variant == "local":
-        return lambda q, k, v: local_attention(q, k, v, causal)
-    return None
+    twin = TWINS.get(variant)
+    return twin(d, causal) if twin else None
 
 
 def median(values):

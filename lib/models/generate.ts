@@ -1,9 +1,9 @@
 /**
  * Autoregressive generation from a trained language model ("Transformers are RNNs"): every
  * attention layer runs one {@linkcode decoder} of `lib/attention/decode.ts` through the model's
- * `logitsWith` hook, so a recurrent layer (linear, norm, performer, cosformer) carries a state of
- * fixed size and a token costs the same at any position, softmax keeps a KV cache (O(t) per
- * token), and diag keeps the current block.
+ * `logitsWith` hook, so a layer with recurrent forms (`RECURRENT_VARIANTS`: linear, norm, performer,
+ * cosformer, retention) carries a state of fixed size and a token costs the same at any position,
+ * softmax keeps a KV cache (O(t) per token), and diag keeps the current block.
  *
  * - {@linkcode decodeSession}: the low-level loop, prefill a prompt, then one token per step,
  *   with the logits of every token and the floats each layer's state holds.
@@ -21,8 +21,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { decoder, type DecoderVariant, type DecodeState } from "../attention/decode.ts";
-import { type OptionRule, type QKV, resolveOptions, variants } from "../attention/mod.ts";
+import { decoder, type DecodeState, type OptionRule, type QKV, resolveOptions, variants } from "../attention/mod.ts";
 import { seededUniform } from "../random.ts";
 import { TransformerModel } from "./model.ts";
 
@@ -65,10 +64,6 @@ const SESSION_RULES: Record<string, OptionRule> = {
   cache: { type: "enum", values: ["kv", "none"] },
   length: { type: "number", min: 1, integer: true, nullable: true },
 };
-
-// Softmax without a cache re-runs attention over the whole prefix: in query blocks, so a 16k prefix
-// needs 16k × block scores at once instead of 16k².
-const RECOMPUTE_QUERY_BLOCK = 512;
 
 function checkId(where: string, id: unknown, vocabSize: number): void {
   if (typeof id !== "number") throw new TypeError(`${where} must be a token id (a number), got ${String(id)}`);
@@ -148,11 +143,15 @@ export function decodeSession(model: TransformerModel, options?: DecodeSessionOp
   const history: number[] = [];
   let disposed = false;
 
+  // Each variant sets its own options for a session of `length` tokens (cosFormer's M; softmax's query blocks when
+  // re-running a prefix), so the "kv" and "none" paths compute the same weights.
+  const sessionOptions = (layer: number, variantOptions: Record<string, unknown>, rerun: boolean) =>
+    variants[config.attention[layer].variant].sessionOptions(variantOptions, { length, rerun });
+
   const decoderFor = (layer: number, variantOptions: Record<string, unknown>) => {
     if (decoders[layer] === undefined) {
-      const name = config.attention[layer].variant as DecoderVariant;
-      const extra = name === "softmax" ? { cache: true } : name === "cosformer" ? { maxLength: length } : {};
-      decoders[layer] = decoder(name, { ...variantOptions, ...extra } as never);
+      const name = config.attention[layer].variant;
+      decoders[layer] = decoder(name, sessionOptions(layer, variantOptions, false) as never);
     }
     return decoders[layer]!;
   };
@@ -174,17 +173,10 @@ export function decodeSession(model: TransformerModel, options?: DecodeSessionOp
         return tf.tidy(() => {
           const logits = model.logitsWith(all, {
             attend: (layer, qkv, variantOptions) => {
-              const name = config.attention[layer].variant;
-              // cosFormer's M is the session's length on both paths, so "none" and "kv" compute the same weights.
-              const blocked = name === "softmax" && variantOptions.queryBlockSize == null
-                ? { ...variantOptions, queryBlockSize: RECOMPUTE_QUERY_BLOCK }
-                : name === "cosformer"
-                ? { ...variantOptions, maxLength: length }
-                : variantOptions;
-              const out = (variants[name] as unknown as { attend(q: QKV, o: object): tf.Tensor4D }).attend(
-                qkv,
-                blocked,
-              ); // [1, h, t, dh]
+              const variant = variants[config.attention[layer].variant] as unknown as {
+                attend(q: QKV, o: object): tf.Tensor4D;
+              };
+              const out = variant.attend(qkv, sessionOptions(layer, variantOptions, true)); // [1, h, t, dh]
               onLayerOutput?.(layer, tf.slice(out, [0, 0, offset, 0], [-1, -1, p, -1]));
               return out;
             },

@@ -470,7 +470,8 @@ export class TransformerModel {
       k = rotary(k, { offset: hooks.offset ?? 0 });
     }
     const options: Record<string, unknown> = { ...layer.options, causal: this.#causal };
-    if (layer.variant === "performer" && options.seed === undefined) options.seed = seed * 1009 + i;
+    // A variant with a `seed` option (Performer's random features) gets one per layer unless the layer sets it.
+    if ("seed" in variants[layer.variant].defaults && options.seed === undefined) options.seed = seed * 1009 + i;
     hooks.capture?.(i, q, k, options);
     const variant = variants[layer.variant] as unknown as {
       attend(qkv: object, o: object): tf.Tensor4D;
@@ -546,22 +547,9 @@ function gelu(x: tf.Tensor3D): tf.Tensor3D {
   return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)));
 }
 
-/** 1 where query i can see key j in this layer, [n, n]. */
+/** 1 where query i can see key j in this layer, [n, n]: the variant's own visibility (diag's blocks, local's window). */
 function visibleKeys(layer: LayerAttention, n: number, causal: boolean): tf.Tensor2D {
-  const o = layer.options as { blockSize?: number; window?: number };
-  const defaults = variants[layer.variant].defaults as { blockSize?: number; window?: number };
-  const block = layer.variant === "diag" ? (o.blockSize ?? defaults.blockSize!) : 0;
-  const window = layer.variant === "local" ? (o.window ?? defaults.window!) : 0;
-  const data = new Float32Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < n; j++) {
-      let ok = !causal || j <= i;
-      if (block) ok &&= Math.floor(i / block) === Math.floor(j / block);
-      if (window) ok &&= Math.abs(i - j) <= window;
-      data[i * n + j] = ok ? 1 : 0;
-    }
-  }
-  return tf.tensor2d(data, [n, n]);
+  return variants[layer.variant].visibleKeys(n, { ...layer.options, causal } as never);
 }
 
 /**
