@@ -291,7 +291,22 @@ const EVENT_PREFIX = "@@attnlab ";
 // The kernel's start-up warning, and asyncio's note about the task nbclient abandons on a timeout.
 const KERNEL_NOISE = /"deno jupyter" is unstable|^Task was destroyed but it is pending!|^task: <Task pending/;
 
-async function forEachLine(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+/**
+ * Calls `onLine` with every line of a byte stream (a child's stdout or stderr) as it arrives,
+ * without its line ending; the last line may lack one.
+ *
+ * @example
+ * ```ts
+ * import { forEachLine } from "./runner.ts";
+ * const lines: string[] = [];
+ * await forEachLine(new Blob(["a\r\nb\nc"]).stream(), (line) => lines.push(line));
+ * console.log(lines); // ["a", "b", "c"]
+ * ```
+ */
+export async function forEachLine(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
   let buffer = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     buffer += chunk;

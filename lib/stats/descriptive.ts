@@ -12,6 +12,7 @@
 
 import { checkNumber, checkOptions, checkSample, describe } from "./_checks.ts";
 import type { Sample } from "./_checks.ts";
+import { meanOf, sumOfSquares } from "./_sums.ts";
 
 /**
  * 1 / Φ⁻¹(3/4) to four decimals: the factor that makes the median absolute
@@ -39,26 +40,6 @@ export function mean(xs: Sample): number {
   return meanOf(checkSample("mean", "xs", xs));
 }
 
-function meanOf(values: number[]): number {
-  let sum = 0;
-  for (const x of values) sum += x;
-  const m = sum / values.length;
-  let residual = 0;
-  for (const x of values) residual += x - m;
-  return m + residual / values.length;
-}
-
-/** Σ (x − mean)², corrected two-pass: the second term removes the rounding error of the mean. */
-function sumOfSquares(values: number[], m: number): number {
-  let ss = 0, s = 0;
-  for (const x of values) {
-    const d = x - m;
-    ss += d * d;
-    s += d;
-  }
-  return ss - (s * s) / values.length;
-}
-
 function checkPopulation(owner: string, options: unknown): boolean {
   const { population = false } = checkOptions<SpreadOptions>(owner, options, ["population"]);
   if (typeof population !== "boolean") {
@@ -74,7 +55,7 @@ function varianceOf(owner: string, values: number[], population: boolean): numbe
         `population variance, which is 0 for one value)`,
     );
   }
-  return Math.max(0, sumOfSquares(values, meanOf(values))) / (population ? values.length : values.length - 1);
+  return sumOfSquares(values, meanOf(values)) / (population ? values.length : values.length - 1);
 }
 
 /**

@@ -20,6 +20,7 @@
 import { checkLevel, checkOptions, checkSample, describe } from "./_checks.ts";
 import type { Sample } from "./_checks.ts";
 import { tQuantile } from "./distributions.ts";
+import { meanOf, sumOfSquares } from "./_sums.ts";
 
 /** What every interval carries; `verdict` reads these fields. */
 export interface Interval {
@@ -105,23 +106,8 @@ export interface DifferenceOptions {
   level?: number;
 }
 
-function meanOf(values: number[]): number {
-  let s = 0;
-  for (const x of values) s += x;
-  const m = s / values.length;
-  let r = 0;
-  for (const x of values) r += x - m;
-  return m + r / values.length;
-}
-
 function sampleVariance(values: number[], m: number): number {
-  let ss = 0, s = 0;
-  for (const x of values) {
-    const d = x - m;
-    ss += d * d;
-    s += d;
-  }
-  return Math.max(0, ss - (s * s) / values.length) / (values.length - 1);
+  return sumOfSquares(values, m) / (values.length - 1);
 }
 
 function levelOf(owner: string, options: unknown): number {

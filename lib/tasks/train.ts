@@ -15,7 +15,7 @@ import { type PlannedRun, runGroup, runGroups, runSpec, type RunState, runState 
 import { trainCached } from "../train/cache.ts";
 import { trackChild } from "../children.ts";
 import { progress } from "../notebook/progress.ts";
-import { formatSeconds } from "../notebook/runner.ts";
+import { forEachLine, formatSeconds } from "../notebook/runner.ts";
 import { formatHelp, parseFlags, runMain } from "./cli.ts";
 
 const FLAGS = {
@@ -102,19 +102,6 @@ export function parseWorkerEvent(line: string): { step: number; steps: number } 
   if (!line.startsWith(WORKER_EVENT)) return null;
   const event = JSON.parse(line.slice(WORKER_EVENT.length));
   return { step: Number(event.step), steps: Number(event.steps) };
-}
-
-async function forEachLine(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
-  let buffer = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
-    let newline: number;
-    while ((newline = buffer.indexOf("\n")) >= 0) {
-      onLine(buffer.slice(0, newline));
-      buffer = buffer.slice(newline + 1);
-    }
-  }
-  if (buffer) onLine(buffer);
 }
 
 /**
