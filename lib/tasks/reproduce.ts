@@ -94,7 +94,8 @@ export async function main(args: string[]): Promise<number> {
     console.log("reproduce: no notebooks in notebooks/, nothing to do");
     return 0;
   }
-  const library = await sourceHash();
+  // The library hash the provenance recorded above (lib/, deno.json, deno.lock), not computed a second time.
+  const library = provenance.codeHash ?? await sourceHash(["lib"]);
   if (record !== null) {
     console.log(
       `reproduce: resuming the run started ${record.started} (${Object.keys(record.done).length} notebook(s) ` +
