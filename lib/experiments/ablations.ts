@@ -5,6 +5,7 @@
  * @module
  */
 
+import { isQuick } from "../env.ts";
 import type { ModelConfigInput } from "../models/config.ts";
 import {
   LM_RECIPE,
@@ -109,12 +110,13 @@ export function ablationRun(id: string, seed: number, quick: boolean): PlannedRu
       `ablationRun: unknown configuration "${id}"; the configurations are ${Object.keys(ABLATION_CONFIGS).join(", ")}`,
     );
   }
+  const name = `${quick ? "ablation-quick" : "ablation"}/${id}/seed${seed}`;
   return {
-    name: `${quick ? "ablation-quick" : "ablation"}/${id}/seed${seed}`,
+    name,
     group: "ablation",
     architecture: { attention },
     options: {
-      name: `${quick ? "ablation-quick" : "ablation"}/${id}/seed${seed}`,
+      name,
       quick,
       recipe: { ...(quick ? { probeEvery: null } : ABLATION_RECIPE_FULL), seed },
     },
@@ -122,7 +124,8 @@ export function ablationRun(id: string, seed: number, quick: boolean): PlannedRu
 }
 
 /**
- * Trains configuration `id` with `seed`, or loads it from the run cache.
+ * Trains configuration `id` with `seed`, or loads it from the run cache; `options.quick` defaults to
+ * ATTNLAB_QUICK, as in {@linkcode trainedLanguageModel}.
  *
  * @example
  * ```ts
@@ -139,7 +142,7 @@ export function trainedAblation(
   seed: number,
   options: Omit<TrainedLanguageModelOptions, "name" | "recipe"> = {},
 ): Promise<TrainedLanguageModel> {
-  const run = ablationRun(id, seed, options.quick ?? false);
+  const run = ablationRun(id, seed, options.quick ?? isQuick());
   return trainedLanguageModel(run.architecture, { ...run.options, ...options });
 }
 
