@@ -4,6 +4,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
 import type { QKV } from "../lib/attention/mod.ts";
 import { randomNormal } from "../lib/random.ts";
+import { createModel, type TransformerModel } from "../lib/models/mod.ts";
 
 await initBackend({ quiet: true });
 
@@ -77,4 +78,14 @@ export function assertSameOutputAndGrads(
     assertClose(a.out, e.out, `${what}: output`, tol);
     ["q", "k", "v"].forEach((name, i) => assertClose(a.grads[i], e.grads[i], `${what}: d/d${name}`, tol));
   });
+}
+
+/** Runs `f` on a model built (silently) from `input`, and disposes the model afterwards, also when `f` throws. */
+export function withModel<T>(input: Parameters<typeof createModel>[0], f: (m: TransformerModel) => T): T {
+  const model = createModel(input, { log: () => {} });
+  try {
+    return f(model);
+  } finally {
+    model.dispose();
+  }
 }

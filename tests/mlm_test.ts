@@ -6,7 +6,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import "./helpers.ts";
+import { withModel } from "./helpers.ts";
 import {
   createModel,
   decodeSession,
@@ -56,15 +56,6 @@ async function rejectsWith(f: () => Promise<unknown>, type: ErrorConstructor, te
   }
   assert(caught instanceof type, `expected a ${type.name} with "${text}", got ${String(caught)}`);
   assert(caught.message.includes(text), `expected "${text}" in the message, got: ${caught.message}`);
-}
-
-function withModel<T>(input: Parameters<typeof createModel>[0], f: (m: TransformerModel) => T): T {
-  const model = createModel(input, quiet);
-  try {
-    return f(model);
-  } finally {
-    model.dispose();
-  }
 }
 
 function ids(count: number, seed: number, vocab: number): Int32Array {

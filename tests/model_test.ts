@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { assertClose } from "./helpers.ts";
+import { assertClose, withModel } from "./helpers.ts";
 import {
   createModel,
   ffnHiddenSize,
@@ -16,7 +16,6 @@ import {
 import { seededUniform } from "../lib/random.ts";
 import { variants } from "../lib/attention/mod.ts";
 
-const quiet = { log: () => {} };
 const small = { layers: 2, dModel: 16, heads: 2, maxLength: 128 };
 
 function ids(b: number, n: number, seed: number, vocab = 256): Int32Array {
@@ -26,15 +25,6 @@ function ids(b: number, n: number, seed: number, vocab = 256): Int32Array {
 
 function lmBatch(b: number, n: number, seed: number): ModelBatch {
   return { kind: "lm", inputs: ids(b, n, seed), targets: ids(b, n, seed + 1), batch: b, length: n };
-}
-
-function withModel<T>(input: Parameters<typeof createModel>[0], f: (m: TransformerModel) => T): T {
-  const model = createModel(input, quiet);
-  try {
-    return f(model);
-  } finally {
-    model.dispose();
-  }
 }
 
 Deno.test("presets: the layer lists of the paper", () => {
