@@ -160,7 +160,22 @@ export type RunState =
  * ```
  */
 export async function runState(run: PlannedRun, extras: RunExtras = {}): Promise<RunState> {
-  const spec = await runSpec(run, extras);
+  return specState(await runSpec(run, extras), extras.runsDir);
+}
+
+/**
+ * {@linkcode runState} of a run whose spec is already built (`runsDir` default `data/runs`).
+ *
+ * @example
+ * ```ts
+ * import { runGroup, runSpec, specState } from "./mod.ts";
+ * const runsDir = await Deno.makeTempDir();
+ * const spec = await runSpec(runGroup("lm").runs(true)[0], { runsDir });
+ * console.log(await specState(spec, runsDir)); // { kind: "missing" }
+ * await Deno.remove(runsDir, { recursive: true });
+ * ```
+ */
+export async function specState(spec: LanguageModelRun, runsDir?: string): Promise<RunState> {
   const { build, ...trainOptions } = spec.options;
   const model = build();
   let hash: string;
@@ -169,7 +184,7 @@ export async function runState(run: PlannedRun, extras: RunExtras = {}): Promise
   } finally {
     model.dispose();
   }
-  const dir = join(extras.runsDir ?? DEFAULT_RUNS_DIR, spec.name);
+  const dir = join(runsDir ?? DEFAULT_RUNS_DIR, spec.name);
   let manifest;
   try {
     manifest = await readCheckpointManifest(dir);

@@ -11,7 +11,16 @@ import { fileURLToPath } from "node:url";
 import { initBackend } from "../backend.ts";
 import { isQuick } from "../env.ts";
 import { loadSotu } from "../data/sotu.ts";
-import { type PlannedRun, runGroup, runGroups, runSpec, type RunState, runState } from "../experiments/mod.ts";
+import {
+  type PlannedRun,
+  runGroup,
+  runGroups,
+  runSpec,
+  type RunState,
+  runState,
+  specState,
+} from "../experiments/mod.ts";
+import type { LanguageModelRun } from "../models/pretrained.ts";
 import { trainCached } from "../train/cache.ts";
 import { trackChild } from "../children.ts";
 import { progress } from "../notebook/progress.ts";
@@ -126,9 +135,14 @@ export async function trainPlannedRuns(
   // Load (and cache) the corpus once here, so the workers never race to build the data cache.
   const corpus = await loadSotu();
   await initBackend({ quiet: true });
-  const states: RunState[] = [];
   const runsDir = options.runsDir;
-  for (const run of runs) states.push(await runState(run, { corpus, runsDir }));
+  const specs: LanguageModelRun[] = [];
+  const states: RunState[] = [];
+  for (const run of runs) {
+    const spec = await runSpec(run, { corpus, runsDir });
+    specs.push(spec);
+    states.push(await specState(spec, runsDir));
+  }
   const reports: TrainedRunReport[] = runs.map((run, i) => ({
     name: run.name,
     before: states[i],
@@ -141,15 +155,15 @@ export async function trainPlannedRuns(
 
   // The bar counts work, not steps, so its time left is right across runs of unequal cost: a step
   // costs its batch's tokens, twice when the score-gradient probe (a second pass) runs at that step.
-  const costs = await Promise.all(todo.map(async ({ run }) => {
-    const { recipe } = await runSpec(run, { corpus });
+  const costs = todo.map(({ i }) => {
+    const { recipe } = specs[i];
     const probe = recipe.probeEvery === null ? 0 : 1 / recipe.probeEvery;
     // In units of 1024 token-passes, at least 1 per step.
     return {
       steps: recipe.steps,
       perStep: Math.max(1, Math.round(recipe.batchSize * recipe.seqLen * (1 + probe) / 1024)),
     };
-  }));
+  });
   const total = todo.reduce((sum, { i }, j) => {
     const s = states[i];
     return sum + costs[j].perStep * (costs[j].steps - (s.kind === "partial" ? s.step : 0));
