@@ -7,12 +7,16 @@ import {
   ABLATION_CONFIGS,
   ablationRun,
   groupsForNotebooks,
+  MLM_ABLATION_CONFIGS,
+  mlmAblationRun,
   type PlannedRun,
   runGroup,
   runSpec,
   runState,
+  sharedLmRun,
 } from "../lib/experiments/mod.ts";
 import { lmRunName } from "../lib/models/pretrained.ts";
+import { PRESETS } from "../lib/models/config.ts";
 import { loadSotu } from "../lib/data/sotu.ts";
 import { initBackend } from "../lib/backend.ts";
 import { readCheckpointManifest, trainCached } from "../lib/train/mod.ts";
@@ -24,22 +28,62 @@ import "./helpers.ts";
 const corpus = await loadSotu();
 await initBackend({ quiet: true });
 
-Deno.test("planned runs: the lm group names its runs as trainedLanguageModel does, one per preset", () => {
+Deno.test("planned runs: the lm group is every preset × seeds 0, 1, 2, named lm/<preset>/seed<n>", () => {
   const full = runGroup("lm").runs(false);
-  assert.equal(full.length, 6);
-  for (const run of full) assert.equal(run.name, lmRunName(run.architecture as string, false));
-  assert.deepEqual(runGroup("lm").runs(true).map((r) => r.name.split("/")[0]), Array(6).fill("lm-quick"));
+  assert.equal(full.length, PRESETS.length * 3);
+  for (const preset of PRESETS) {
+    const runs = full.filter((r) => r.architecture === preset);
+    assert.deepEqual(runs.map((r) => r.name), [0, 1, 2].map((s) => `${lmRunName(preset, false)}/seed${s}`));
+    // The seed reaches the recipe, which seeds both the weights and the batch order.
+    assert.deepEqual(runs.map((r) => (r.options.recipe as { seed: number }).seed), [0, 1, 2]);
+  }
+  assert.deepEqual(
+    new Set(runGroup("lm").runs(true).map((r) => r.name.split("/")[0])),
+    new Set(["lm-quick"]),
+  );
+  assert.throws(() => sharedLmRun("nope", 0, false), RangeError);
+  assert.throws(() => sharedLmRun("vanilla", -1, false), RangeError);
+  assert.throws(() => sharedLmRun("vanilla", "0" as unknown as number, false), TypeError);
+});
+
+Deno.test("planned runs: masked-LM ablations are bidirectional, unclipped unless a Table 1 arm clips, × 3 seeds", () => {
+  const ids = Object.keys(MLM_ABLATION_CONFIGS);
+  const runs = runGroup("ablation-mlm").runs(false);
+  assert.equal(runs.length, ids.length * 3);
+  const table1 = ids.filter((id) => MLM_ABLATION_CONFIGS[id].table === "1");
+  // Five arms (denominator, none, LayerNorm, RMSNorm with gain, SRMS) × {clip, no clip}, the same attention in all layers.
+  assert.equal(table1.length, 10);
+  for (const id of table1) {
+    const { attention, clip } = MLM_ABLATION_CONFIGS[id];
+    assert.equal(clip, id.endsWith("-noclip") ? null : 1);
+    assert.ok(attention.every((l) => JSON.stringify(l) === JSON.stringify(attention[0])), id);
+    assert.ok(attention[0].variant === "linear" || attention[0].options?.featureMap === "elu+1", id);
+  }
+  assert.equal(MLM_ABLATION_CONFIGS["elu-rms-clip"].attention[0].gain, true);
+  assert.equal(MLM_ABLATION_CONFIGS["elu-srms-clip"].attention[0].gain, undefined);
+  for (const run of runs) {
+    const recipe = run.options.recipe as { task: string; clip: number | null };
+    assert.equal(recipe.task, "mlm");
+    assert.match(run.name, /^ablation-mlm\/[a-z0-9-]+\/seed[123]$/);
+  }
+  assert.throws(() => mlmAblationRun("nope", 1, true), /unknown masked-LM configuration "nope"/);
 });
 
 Deno.test("planned runs: every ablation configuration × seed, and notebooks map to the groups they read", () => {
   const configs = Object.keys(ABLATION_CONFIGS).length;
   assert.equal(runGroup("ablation").runs(false).length, configs * 3);
-  assert.equal(runGroup("ablation").runs(true).length, configs);
+  assert.equal(runGroup("ablation").runs(true).length, configs * 3);
   assert.deepEqual(groupsForNotebooks(["notebooks/00_tour.ipynb", "notebooks/07_complexity.ipynb"]), []);
-  assert.deepEqual(groupsForNotebooks(["notebooks/05_ablations.ipynb"]).map((g) => g.name), ["ablation"]);
+  assert.deepEqual(
+    groupsForNotebooks(["notebooks/05_ablations.ipynb"]).map((g) => g.name),
+    ["ablation", "ablation-mlm"],
+  );
   assert.deepEqual(groupsForNotebooks(["x/03_attention_dilution.ipynb"]).map((g) => g.name), ["lm"]);
-  assert.equal(selectRuns(["lm", "ablation"], true).length, 6 + configs);
-  assert.throws(() => selectRuns(["nope"], true), /unknown run group "nope"; the groups are lm, ablation/);
+  assert.equal(selectRuns(["lm", "ablation"], true).length, PRESETS.length * 3 + configs * 3);
+  assert.throws(
+    () => selectRuns(["nope"], true),
+    /unknown run group "nope"; the groups are lm, ablation, ablation-mlm/,
+  );
   assert.throws(() => ablationRun("nope", 1, true), RangeError);
 });
 

@@ -532,3 +532,42 @@ Deno.test("logitsWith: an attend hook that calls the variant reproduces logits; 
     });
   });
 });
+
+Deno.test("layer gain: a learned [dModel] gain on the attention output, absorbed exactly by scaling wo's rows", () => {
+  const start = tf.memory().numTensors;
+  const layer = { variant: "norm" as const, options: { featureMap: "elu+1", norm: "rms" } };
+  const input = { ...small, attention: [{ ...layer, gain: true }, layer], seed: 3 };
+  const withGain = createModel(input);
+  const without = createModel({ ...small, attention: [layer, layer], seed: 3 });
+  try {
+    assert.deepEqual(Array.from(withGain.variables["blocks.0.attn.gain"].dataSync()), Array(16).fill(1));
+    assert.equal("blocks.1.attn.gain" in withGain.variables, false);
+    assert.equal(withGain.parameterCount, without.parameterCount + 16);
+    // g · o then wo equals o then diag(g) · wo: set a gain on one model and the scaled wo on the other.
+    const g = tf.tidy(() => tf.linspace(0.5, 2, 16));
+    withGain.variables["blocks.0.attn.gain"].assign(g);
+    tf.tidy(() =>
+      without.variables["blocks.0.attn.wo"].assign(tf.mul(without.variables["blocks.0.attn.wo"], g.reshape([16, 1])))
+    );
+    g.dispose();
+    const x = tf.tensor2d(ids(2, 9, 5), [2, 9], "int32");
+    tf.tidy(() => assertClose(withGain.logits(x), without.logits(x), "gain vs scaled wo"));
+    // And the gain gets a gradient (it is trainable, not a constant).
+    const gain = withGain.variables["blocks.0.attn.gain"];
+    const grads = tf.variableGrads(() => withGain.loss(lmBatch(2, 9, 7)), [gain]);
+    assert.ok(tf.tidy(() => tf.norm(grads.grads[gain.name]).dataSync()[0]) > 0);
+    tf.dispose([grads.value, ...Object.values(grads.grads), x]);
+  } finally {
+    withGain.dispose();
+    without.dispose();
+  }
+  assert.throws(
+    () => modelConfig({ attention: [{ ...layer, gain: "yes" }] as never }),
+    (e: Error) => e instanceof TypeError && /gain must be true or false/.test(e.message),
+  );
+  assert.throws(
+    () => modelConfig({ attention: [{ ...layer, gains: true }] as never }),
+    /valid keys are variant, options, gain/,
+  );
+  assert.equal(tf.memory().numTensors, start);
+});

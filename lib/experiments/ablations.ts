@@ -40,16 +40,17 @@ export const ABLATION_RECIPE_FULL: Readonly<Partial<LmRecipe>> = Object.freeze({
 });
 
 /**
- * Seeds of every configuration: three in full mode, one in quick mode.
+ * Seeds of every configuration, in both modes: three (quick-mode runs are a few updates each, so quick mode keeps
+ * all three and notebook 05's interval code runs in CI).
  *
  * @example
  * ```ts
  * import { ablationSeeds } from "./ablations.ts";
- * console.log(ablationSeeds(false), ablationSeeds(true)); // [1, 2, 3] [1]
+ * console.log(ablationSeeds(false), ablationSeeds(true)); // [1, 2, 3] [1, 2, 3]
  * ```
  */
-export function ablationSeeds(quick: boolean): number[] {
-  return quick ? [1] : [1, 2, 3];
+export function ablationSeeds(_quick: boolean): number[] {
+  return [1, 2, 3];
 }
 
 /**
@@ -65,8 +66,28 @@ export function ablationRecipe(quick: boolean): LmRecipe {
   return quick ? { ...LM_RECIPE_QUICK, probeEvery: null } : { ...LM_RECIPE, ...ABLATION_RECIPE_FULL };
 }
 
+/**
+ * The recipe of the masked-LM ablations ({@linkcode MLM_ABLATION_CONFIGS}), seed aside: {@linkcode ablationRecipe}
+ * with task "mlm" and the authors' bidirectional recipe where this scale allows: no gradient clipping unless the
+ * configuration asks for it (Table 1's clipped arms), Adam β2 = 0.98.
+ *
+ * @example
+ * ```ts
+ * import { mlmAblationRecipe } from "./ablations.ts";
+ * const r = mlmAblationRecipe("elu-denominator-clip", false);
+ * console.log(r.task, r.clip, mlmAblationRecipe("t2", false).clip); // mlm 1 null
+ * ```
+ */
+export function mlmAblationRecipe(id: string, quick: boolean): LmRecipe {
+  return { ...ablationRecipe(quick), task: "mlm", clip: mlmConfig("mlmAblationRecipe", id).clip };
+}
+
 const diag = (blockSize = 64): AblationLayer => ({ variant: "diag", options: { inner: "softmax", blockSize } });
-const normAtt = (norm = "srms"): AblationLayer => ({ variant: "norm", options: { featureMap: "elu+1", norm } });
+const normAtt = (norm = "srms", gain = false): AblationLayer => ({
+  variant: "norm",
+  options: { featureMap: "elu+1", norm },
+  ...(gain ? { gain: true } : {}),
+});
 const linear: AblationLayer = { variant: "linear", options: { featureMap: "elu+1" } };
 const softmax: AblationLayer = { variant: "softmax", options: {} };
 
@@ -152,7 +173,7 @@ export function trainedAblation(
  * @example
  * ```ts
  * import { ABLATIONS } from "./ablations.ts";
- * console.log(ABLATIONS.runs(false).length, ABLATIONS.runs(true).length); // 36 12
+ * console.log(ABLATIONS.runs(false).length, ABLATIONS.runs(true).length); // 36 36
  * ```
  */
 export const ABLATIONS: RunGroup = registerRunGroup({
@@ -161,4 +182,140 @@ export const ABLATIONS: RunGroup = registerRunGroup({
   notebooks: ["05_"],
   runs: (quick) =>
     Object.keys(ABLATION_CONFIGS).flatMap((id) => ablationSeeds(quick).map((seed) => ablationRun(id, seed, quick))),
+});
+
+/** Which table of the paper a masked-LM ablation belongs to. */
+export type AblationTable = "1" | "8/9" | "11";
+
+/** A masked-LM ablation: the attention of each layer, the clipping threshold (null: none) and its table. */
+export interface MlmAblationConfig {
+  attention: AblationLayer[];
+  clip: number | null;
+  table: AblationTable;
+}
+
+// Table 1: pure 1+elu linear attention in every layer, with its denominator, with nothing in its place, or with a norm
+// instead (RMSNorm with a learned gain, LayerNorm and SimpleRMSNorm without parameters), each with and without clipping.
+const TABLE1_ARMS: Readonly<Record<string, AblationLayer>> = {
+  denominator: linear,
+  none: normAtt("none"),
+  layer: normAtt("layer"),
+  rms: normAtt("rms", true),
+  srms: normAtt("srms"),
+};
+
+/**
+ * The masked-LM (bidirectional) ablations, by id, as the paper ran Tables 1, 8/9 and 11: Table 1's arms
+ * `elu-<denominator|none|layer|rms|srms>-<clip|noclip>` (four layers of the same attention), and the T2-stack variations
+ * of Tables 8/9 (`t2`, `norm-then-diag`, `all-diag`, `all-norm`, with `all-softmax` as the vanilla reference) and 11
+ * (`block16`, `block32`, `block128`), trained without clipping as the authors did.
+ *
+ * @example
+ * ```ts
+ * import { MLM_ABLATION_CONFIGS } from "./ablations.ts";
+ * const ids = Object.keys(MLM_ABLATION_CONFIGS);
+ * console.log(ids.length, ids.filter((id) => MLM_ABLATION_CONFIGS[id].table === "1").length); // 18 10
+ * console.log(MLM_ABLATION_CONFIGS["elu-rms-noclip"].attention[0].gain, MLM_ABLATION_CONFIGS.t2.clip); // true null
+ * ```
+ */
+export const MLM_ABLATION_CONFIGS: Readonly<Record<string, MlmAblationConfig>> = Object.freeze({
+  ...Object.fromEntries(
+    Object.entries(TABLE1_ARMS).flatMap(([arm, layer]) =>
+      ([["clip", 1], ["noclip", null]] as const).map(([suffix, clip]) => [
+        `elu-${arm}-${suffix}`,
+        { attention: [layer, layer, layer, layer], clip, table: "1" as const },
+      ])
+    ),
+  ),
+  ...Object.fromEntries(
+    ["t2", "norm-then-diag", "all-diag", "all-norm", "all-softmax"].map((id) => [
+      id,
+      { attention: ABLATION_CONFIGS[id], clip: null, table: "8/9" as const },
+    ]),
+  ),
+  ...Object.fromEntries(
+    ABLATION_BLOCK_SIZES.filter((b) => b !== 64).map((b) => [
+      `block${b}`,
+      { attention: ABLATION_CONFIGS[`block${b}`], clip: null, table: "11" as const },
+    ]),
+  ),
+});
+
+function mlmConfig(owner: string, id: string): MlmAblationConfig {
+  const config = MLM_ABLATION_CONFIGS[id];
+  if (config === undefined) {
+    throw new RangeError(
+      `${owner}: unknown masked-LM configuration "${id}"; the configurations are ${
+        Object.keys(MLM_ABLATION_CONFIGS).join(", ")
+      }`,
+    );
+  }
+  return config;
+}
+
+/**
+ * The planned run of masked-LM configuration `id` with `seed`: `ablation-mlm/<id>/seed<n>`.
+ *
+ * @example
+ * ```ts
+ * import { mlmAblationRun } from "./ablations.ts";
+ * const run = mlmAblationRun("elu-none-noclip", 2, false);
+ * console.log(run.name, run.options.recipe); // ablation-mlm/elu-none-noclip/seed2 { steps: 250, batchSize: 8, seqLen: 128, warmup: 25, validEvery: 25, validBatches: 8, probeEvery: null, probeRows: 2, task: "mlm", clip: null, seed: 2 }
+ * ```
+ */
+export function mlmAblationRun(id: string, seed: number, quick: boolean): PlannedRun {
+  const { attention, clip } = mlmConfig("mlmAblationRun", id);
+  const name = `${quick ? "ablation-mlm-quick" : "ablation-mlm"}/${id}/seed${seed}`;
+  return {
+    name,
+    group: "ablation-mlm",
+    architecture: { attention },
+    options: {
+      name,
+      quick,
+      recipe: { ...(quick ? { probeEvery: null } : ABLATION_RECIPE_FULL), task: "mlm", clip, seed },
+    },
+  };
+}
+
+/**
+ * Trains masked-LM configuration `id` with `seed`, or loads it from the run cache; `options.quick` defaults to
+ * ATTNLAB_QUICK. Its validation loss is over the masked bytes of a fixed masking of the validation split.
+ *
+ * @example
+ * ```ts
+ * import { trainedMlmAblation } from "./ablations.ts";
+ * const runsDir = await Deno.makeTempDir();
+ * const { model, recipe } = await trainedMlmAblation("elu-rms-noclip", 1, { quick: true, runsDir, progress: "none", log: null });
+ * console.log(recipe.task, model.config.task, "blocks.0.attn.gain" in model.variables); // mlm mlm true
+ * model.dispose();
+ * await Deno.remove(runsDir, { recursive: true });
+ * ```
+ */
+export function trainedMlmAblation(
+  id: string,
+  seed: number,
+  options: Omit<TrainedLanguageModelOptions, "name" | "recipe"> = {},
+): Promise<TrainedLanguageModel> {
+  const run = mlmAblationRun(id, seed, options.quick ?? isQuick());
+  return trainedLanguageModel(run.architecture, { ...run.options, ...options });
+}
+
+/**
+ * The group `ablation-mlm`: every masked-LM configuration × seed.
+ *
+ * @example
+ * ```ts
+ * import { MLM_ABLATIONS } from "./ablations.ts";
+ * console.log(MLM_ABLATIONS.runs(false).length); // 54
+ * ```
+ */
+export const MLM_ABLATIONS: RunGroup = registerRunGroup({
+  name: "ablation-mlm",
+  description: "the ablations of Tables 1, 8/9 and 11 as masked language modelling (bidirectional) × seeds",
+  notebooks: ["05_"],
+  runs: (quick) =>
+    Object.keys(MLM_ABLATION_CONFIGS).flatMap((id) =>
+      ablationSeeds(quick).map((seed) => mlmAblationRun(id, seed, quick))
+    ),
 });

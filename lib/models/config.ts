@@ -10,10 +10,17 @@ import { resolveOptions, type VariantName, variants } from "../attention/mod.ts"
 /** The registered attention variants, as a list. */
 export const VARIANT_NAMES = Object.keys(variants) as VariantName[];
 
-/** One layer's attention: a registered variant and its options (`causal` is set by the model). */
+/**
+ * One layer's attention: a registered variant and its options (`causal` is set by the model), and whether its output
+ * (all heads concatenated, before the output projection) is scaled by a learned per-channel gain, initialised to 1: with
+ * NormAttention's `norm: "rms"` that makes RMSNorm with a learned gain, Table 1's "RMSNorm" row (the variant's own norms
+ * have no parameters).
+ */
 export interface LayerAttention {
   variant: VariantName;
   options: Record<string, unknown>;
+  /** A learned gain [dModel] on the attention output; default false. */
+  gain?: boolean;
 }
 
 /** The named stacks of the paper. */
@@ -76,7 +83,9 @@ export interface ModelConfig {
 /** What {@linkcode modelConfig} accepts: any config field, `attention` as a preset name or a list, and `layers`. */
 export interface ModelConfigInput extends Partial<Omit<ModelConfig, "attention" | "preset">> {
   /** A preset name, or one entry per layer: a variant name or `{ variant, options }`. Default "transnormer-t2". */
-  attention?: PresetName | (VariantName | { variant: VariantName; options?: Record<string, unknown> })[];
+  attention?:
+    | PresetName
+    | (VariantName | { variant: VariantName; options?: Record<string, unknown>; gain?: boolean })[];
   /** Layer count for a preset; with a list it must equal the list's length. Default 4. */
   layers?: number;
 }
@@ -208,14 +217,19 @@ function layerAttention(entry: unknown, index: number): LayerAttention {
   const where = `modelConfig: attention[${index}]`;
   const spec = typeof entry === "string" ? { variant: entry } : entry;
   if (spec === null || typeof spec !== "object" || Array.isArray(spec)) {
-    throw new Error(`${where} must be a variant name or { variant, options }, got ${describe(entry)}`);
+    throw new Error(`${where} must be a variant name or { variant, options, gain }, got ${describe(entry)}`);
   }
   for (const key of Object.keys(spec)) {
-    if (key !== "variant" && key !== "options") {
-      throw new Error(`${where}: unknown key "${key}"; valid keys are variant, options`);
+    if (key !== "variant" && key !== "options" && key !== "gain") {
+      throw new Error(`${where}: unknown key "${key}"; valid keys are variant, options, gain`);
     }
   }
-  const { variant, options = {} } = spec as { variant: unknown; options?: unknown };
+  const { variant, options = {}, gain = false } = spec as { variant: unknown; options?: unknown; gain?: unknown };
+  if (typeof gain !== "boolean") {
+    throw new TypeError(
+      `${where}.gain must be true or false (a learned gain on the attention output), got ${describe(gain)}`,
+    );
+  }
   if (typeof variant !== "string" || !(VARIANT_NAMES as string[]).includes(variant)) {
     throw new Error(`${where}.variant must be one of ${VARIANT_NAMES.join(", ")}, got ${describe(variant)}`);
   }
@@ -239,7 +253,7 @@ function layerAttention(entry: unknown, index: number): LayerAttention {
   }
   // The variant's own rules, now rather than at the first forward pass.
   resolveOptions(`${where}.options (${variant})`, options, defaults, rules);
-  return { variant: variant as VariantName, options: { ...options } };
+  return { variant: variant as VariantName, options: { ...options }, ...(gain ? { gain: true } : {}) };
 }
 
 /**

@@ -115,6 +115,7 @@ export class TransformerModel {
         add(`${p}.norm1.bias`, [d], "zeros");
       }
       for (const w of ["wq", "wk", "wv"]) add(`${p}.attn.${w}`, [d, d], 1 / Math.sqrt(d));
+      if (attention[i].gain) add(`${p}.attn.gain`, [d], "ones");
       add(`${p}.attn.wo`, [d, d], outStd(d));
       if (norm === "layer") {
         add(`${p}.norm2.weight`, [d], "ones");
@@ -488,7 +489,8 @@ export class TransformerModel {
       if (hooks.perturb) m = tf.add(m, hooks.perturb[i]);
       o = variant.outputNorm(tf.matMul(m, v) as tf.Tensor4D, options);
     }
-    const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [b, n, d]) as tf.Tensor3D; // [b, n, d]
+    let merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [b, n, d]) as tf.Tensor3D; // [b, n, d]
+    if (layer.gain) merged = tf.mul(merged, this.#v(`${p}.gain`)); // [b, n, d] · [d]
     return dense(merged, this.#v(`${p}.wo`));
   }
 
