@@ -32,7 +32,7 @@ const FLAGS = {
     type: "string",
     multiple: true,
     value: "GROUP",
-    description: "train only this group of runs (lm, ablation); may be repeated",
+    description: "train only this group of runs (lm, ablation, ablation-mlm); may be repeated",
   },
   jobs: { type: "string", value: "N", description: "runs trained at once (default: the number of cores)" },
   quick: { type: "boolean", description: "the quick-mode runs (as ATTNLAB_QUICK=1)" },
