@@ -14,6 +14,7 @@
  */
 
 export * from "./attention_maps.ts";
+export * from "./deviation.ts";
 export * from "./gradients.ts";
 export * from "./heatmap.ts";
 export * from "./locality.ts";
