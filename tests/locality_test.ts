@@ -1,13 +1,29 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import {
+  attentionMaps,
+  layerLocality,
+  type PooledLocality,
+  pooledLocalityCurve,
+} from "../lib/diagnostics/attention_maps.ts";
+import {
   attentionEntropy,
   type LocalityCurve,
   localityCurve,
   meanAttentionDistance,
   type RowStatistic,
+  uniformLocality,
   windowMass,
-} from "../lib/diagnostics/mod.ts";
+} from "../lib/diagnostics/locality.ts";
+import {
+  curveBand,
+  layerHalves,
+  localityAucInterval,
+  poolWindows,
+  type WindowLocality,
+  windowLocality,
+} from "../lib/diagnostics/locality_stats.ts";
+import { createModel } from "../lib/models/model.ts";
 import { randomNormal, seededUniform } from "../lib/random.ts";
 import "./helpers.ts";
 
@@ -328,4 +344,187 @@ Deno.test("no tensors leak: the count returns to its start after repeated calls"
   }
   assert.equal(tf.memory().numTensors, start);
   w.dispose();
+});
+
+Deno.test("uniformLocality: the closed forms ⌈x·n⌉/n, (n + 1)/(2n) and 1/2 + H_n/(2n)", () => {
+  for (const n of [1, 3, 10, 128]) {
+    const full = uniformLocality(n, { ratios: RATIOS });
+    assertAllNear(full.curve, FRACTIONS.map((x) => size(x, n) / n), `bidirectional curve, n = ${n}`);
+    assertNear(full.auc, (n + 1) / (2 * n), `bidirectional area, n = ${n}`);
+    assert.equal(full.causal, false);
+    let harmonic = 0;
+    for (let m = 1; m <= n; m++) harmonic += 1 / m;
+    const causal = uniformLocality(n, { causal: true });
+    assertNear(causal.availableAuc, 0.5 + harmonic / (2 * n), `causal available area, n = ${n}`);
+    // Query i holds 1/(i + 1) on each of its keys: the available-context curve is the mean of ⌈x·(i + 1)⌉/(i + 1).
+    const available = uniformLocality(n, { ratios: RATIOS, causal: true }).availableCurve;
+    const expected = FRACTIONS.map((x) => Array.from({ length: n }, (_, i) => size(x, i + 1) / (i + 1)));
+    assertAllNear(available, expected.map((v) => v.reduce((a, b) => a + b, 0) / n), `causal available, n = ${n}`);
+  }
+  assert.equal(uniformLocality(5).ratios.length, 21);
+});
+
+/** A PooledLocality whose curves are flat at `value` (area `value` on both curves). */
+function flat(value: number, rows: number, emptyRows = 0): PooledLocality {
+  return {
+    ratios: [0, 1],
+    curve: [value, value],
+    auc: value,
+    availableCurve: [value / 2, value / 2],
+    availableAuc: value / 2,
+    rows,
+    emptyRows,
+  };
+}
+
+/** A WindowLocality of one layer, one window per value. */
+function sampleLocality(values: number[], rows: number[] = values.map(() => 4)): WindowLocality {
+  return {
+    n: 4,
+    causal: false,
+    ratios: [0, 1],
+    variants: ["softmax"],
+    windows: values.map((v, k) => [flat(v, rows[k])]),
+  };
+}
+
+Deno.test("windowLocality: per-window samples that pool back to layerLocality and match pooledLocalityCurve", () => {
+  for (const task of ["lm", "mlm"] as const) {
+    const model = createModel({ attention: "transnormer-t1", layers: 2, dModel: 8, heads: 2, task, seed: 5 }, {
+      log: () => {},
+    });
+    const ids = tf.tidy(() =>
+      tf.cast(tf.mul(tf.randomUniform([5, 6], 0, 1, "float32", 9), 255), "int32")
+    ) as tf.Tensor2D;
+    const ratios = [0, 0.25, 0.5, 1];
+    const start = tf.memory().numTensors;
+    const samples = windowLocality(model, ids, { ratios, batchSize: 2 });
+    assert.equal(tf.memory().numTensors, start, `${task}: no tensors left`);
+    assert.equal(samples.causal, task === "lm");
+    assert.deepEqual(samples.variants, ["diag", "norm"]);
+    assert.equal(samples.windows.length, 5);
+    // Reference: the raw matrices of window 3, pooled by pooledLocalityCurve.
+    const maps = attentionMaps(model, tf.slice(ids, [3, 0], [1, 6]) as tf.Tensor2D, { normalize: "none" });
+    maps.forEach((w, l) => {
+      const ref = pooledLocalityCurve(w, { ratios, causal: task === "lm" });
+      const got = samples.windows[3][l];
+      assertAllNear(got.curve, ref.curve, `${task} layer ${l} curve`, 1e-6);
+      assertNear(got.availableAuc, ref.availableAuc, `${task} layer ${l} available area`, 1e-6);
+      assert.equal(got.rows + got.emptyRows, 2 * 6);
+    });
+    tf.dispose(maps);
+    const pooled = layerLocality(model, ids, { ratios });
+    pooled.forEach((layer, l) => {
+      const mine = poolWindows(samples.windows, { layers: [l] });
+      assertAllNear(mine.curve, layer.curve, `${task} layer ${l} pooled curve`, 1e-6);
+      assertAllNear(mine.availableCurve, layer.availableCurve, `${task} layer ${l} pooled available`, 1e-6);
+      assertNear(mine.auc, layer.auc, `${task} layer ${l} pooled area`, 1e-6);
+      assert.equal(mine.rows, layer.rows);
+      assert.equal(mine.emptyRows, layer.emptyRows);
+    });
+    if (task === "mlm") assertAllNear(samples.windows[0][1].availableCurve, samples.windows[0][1].curve, "mlm: equal");
+    // Both paths are exercised: relu blocks leave some rows of layer 0 empty (pooled window by window), and
+    // NormAttention's layer 1 has none (one localityCurve call per batch).
+    assert.ok(samples.windows.some((w) => w[0].emptyRows > 0), `${task}: layer 0 has empty rows`);
+    assert.ok(samples.windows.every((w) => w[1].emptyRows === 0), `${task}: layer 1 has none`);
+    ids.dispose();
+    model.dispose();
+  }
+});
+
+Deno.test("poolWindows: windows count by their rows, layers once each, empty windows are skipped", () => {
+  const windows = [[flat(0.5, 1), flat(0.6, 2)], [flat(0.9, 3), flat(0.8, 2)], [flat(NaN, 0, 8), flat(0.2, 4)]];
+  windows[2][0].curve = [NaN, NaN];
+  windows[2][0].availableCurve = [NaN, NaN];
+  const layer0 = (0.5 * 1 + 0.9 * 3) / 4;
+  const layer1 = (0.6 * 2 + 0.8 * 2 + 0.2 * 4) / 8;
+  const one = poolWindows(windows, { layers: [0] });
+  assertNear(one.auc, layer0, "layer 0 area");
+  assertAllNear(one.curve, [layer0, layer0], "layer 0 curve");
+  assertAllNear(one.availableCurve, [layer0 / 2, layer0 / 2], "layer 0 available curve");
+  assert.equal(one.rows, 4);
+  assert.equal(one.emptyRows, 8);
+  const both = poolWindows(windows);
+  assertNear(both.auc, (layer0 + layer1) / 2, "mean over layers");
+  assertNear(both.availableAuc, (layer0 + layer1) / 4, "mean over layers, available");
+  assert.equal(both.rows, 12);
+  assert.throws(() => poolWindows([windows[2]], { layers: [0] }), /layer 0 has no query row with attention mass/);
+});
+
+Deno.test("localityAucInterval: the bootstrap of a mean over windows drawn from a known distribution", () => {
+  // 400 windows whose areas are normal with sd 0.05: the 95% interval is about mean ± 1.96 · s/√400.
+  const values = tf.tidy(() => Array.from(tf.add(tf.mul(randomNormal([400], { seed: 11 }), 0.05), 0.7).dataSync()));
+  const sample = sampleLocality(values);
+  const iv = localityAucInterval(sample, { curve: "full", seed: 3 });
+  const m = values.reduce((a, b) => a + b, 0) / values.length;
+  const s = Math.sqrt(values.reduce((a, v) => a + (v - m) ** 2, 0) / (values.length - 1));
+  const half = (1.96 * s) / Math.sqrt(values.length);
+  assertNear(iv.estimate, m, "estimate: the pooled mean", 1e-12);
+  assert.ok(Math.abs((iv.high - iv.low) / 2 / half - 1) < 0.15, `half-width ${(iv.high - iv.low) / 2} vs ${half}`);
+  assert.ok(iv.low < 0.7 && 0.7 < iv.high, `the true mean 0.7 lies in [${iv.low}, ${iv.high}]`);
+  assert.equal(iv.n, 400);
+  assert.equal(iv.method, "bootstrap percentile");
+  // The available curve's area is half the full one's in these samples; the same seed gives the same interval.
+  const available = localityAucInterval(sample, { seed: 3 });
+  assertNear(available.low, iv.low / 2, "available area", 1e-12);
+  assert.equal(localityAucInterval(sample, { curve: "full", seed: 3 }).low, iv.low);
+});
+
+Deno.test("localityAucInterval: the paired difference on shared windows removes what the text shares", () => {
+  const values = [0.61, 0.75, 0.68, 0.9, 0.55, 0.7, 0.82, 0.64];
+  const a = sampleLocality(values);
+  const b = sampleLocality(values.map((v) => v - 0.1));
+  // Every resample shifts both models alike, so the difference is exactly 0.1 however wide each interval is.
+  const diff = localityAucInterval(a, { minus: b, curve: "full", seed: 2 });
+  assertNear(diff.estimate, 0.1, "estimate", 1e-12);
+  assertNear(diff.low, 0.1, "low", 1e-12);
+  assertNear(diff.high, 0.1, "high", 1e-12);
+  assert.ok(
+    localityAucInterval(a, { curve: "full", seed: 2 }).high - localityAucInterval(a, { curve: "full" }).low > 0.05,
+  );
+  // Rows weight the windows: the estimate is Σ rows · auc / Σ rows.
+  const weighted = sampleLocality([0.5, 1], [3, 1]);
+  assertNear(localityAucInterval(weighted, { curve: "full" }).estimate, 0.625, "row-weighted estimate", 1e-12);
+});
+
+Deno.test("layerHalves and curveBand", () => {
+  assert.deepEqual(layerHalves(1), { early: [0], late: [], all: [0] });
+  assert.deepEqual(layerHalves(2), { early: [0], late: [1], all: [0, 1] });
+  assert.deepEqual(layerHalves(5).early, [0, 1, 2]);
+  assert.deepEqual(layerHalves(6).late, [3, 4, 5]);
+  const band = curveBand([[0, 0.2, 1], [0, 0.5, 1], [0, 0.8, 1]]);
+  assertAllNear(band.mean, [0, 0.5, 1], "mean");
+  assert.deepEqual(band.low, [0, 0.2, 1]);
+  assert.deepEqual(band.high, [0, 0.8, 1]);
+  assert.deepEqual(curveBand([[0.3, 0.4]]), { mean: [0.3, 0.4], low: [0.3, 0.4], high: [0.3, 0.4] });
+});
+
+Deno.test("locality_stats: bad inputs throw errors that name the argument", () => {
+  const model = createModel({ attention: "vanilla", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
+  const ids = tf.tensor2d([[1, 2, 3]], [1, 3], "int32");
+  const a = sampleLocality([0.5, 0.6]);
+  const cases: [() => unknown, ErrorConstructor, RegExp][] = [
+    [() => uniformLocality(0), RangeError, /n must be an integer >= 1/],
+    [() => uniformLocality("4" as unknown as number), TypeError, /n must be a number/],
+    [() => uniformLocality(4, { causal: 1 as unknown as boolean }), TypeError, /option causal must be true or false/],
+    [() => windowLocality({} as never, ids), TypeError, /model must be a TransformerModel/],
+    [() => windowLocality(model, tf.ones([1, 3]) as tf.Tensor2D), TypeError, /ids must be an int32 tf\.Tensor2D/],
+    [() => windowLocality(model, ids, { ratios: [1e-9] }), RangeError, /0 or numbers in \[1e-6, 1\], got 1e-9/],
+    [() => windowLocality(model, ids, { batchSize: 0 }), RangeError, /option batchSize must be >= 1/],
+    [() => poolWindows([]), TypeError, /windows must be a non-empty array/],
+    [() => poolWindows(a.windows, { layers: [1] }), RangeError, /layers must hold integers in \[0, 0\].*got 1/],
+    [() => poolWindows([[flat(1, 1)], []]), TypeError, /non-empty array of per-layer/],
+    [() => localityAucInterval(a, { minus: sampleLocality([0.5]) }), RangeError, /same windows \(2 of n = 4\)/],
+    [() => localityAucInterval(a, { curve: "centred" as never }), RangeError, /option curve must be one of/],
+    [() => localityAucInterval(a, { resamples: 10 }), RangeError, /resamples/],
+    [() => localityAucInterval({} as never), TypeError, /locality must be what windowLocality returns/],
+    [() => layerHalves(0), RangeError, /integer >= 1/],
+    [() => curveBand([[0, 1], [0]]), RangeError, /curve 1 has 1/],
+    [() => curveBand([[0, NaN]]), RangeError, /finite numbers, got NaN at curve 0, point 1/],
+  ];
+  for (const [f, type, message] of cases) {
+    assert.throws(f, (e: unknown) => e instanceof type && message.test(String(e)));
+  }
+  tf.dispose(ids);
+  model.dispose();
 });

@@ -394,3 +394,50 @@ export function windowMass(weights: tf.Tensor, options: WindowMassOptions): RowS
     return inside / s;
   });
 }
+
+/** Options of {@linkcode uniformLocality}. */
+export interface UniformLocalityOptions {
+  /** Neighbourhood ratios x in [0, 1]. Default {@linkcode LOCALITY_RATIOS}. */
+  ratios?: readonly number[];
+  /** Uniform over each query's i + 1 keys (a causal model's fully diluted attention) instead of all n. Default false. */
+  causal?: boolean;
+}
+
+/**
+ * The locality curves of fully diluted attention: every query spreads its weight evenly over all n keys, or over its
+ * i + 1 keys when `causal`. The reference line of Fig. 2a. In closed form: the full curve of bidirectional uniform
+ * attention is ⌈x·n⌉/n with area (n + 1)/(2n); the available-context area of causal uniform attention is the mean over
+ * m = 1..n of (m + 1)/(2m), i.e. 1/2 + H_n/(2n) with H_n the n-th harmonic number (0.5212 at n = 128). Computed by
+ * {@linkcode localityCurve} on the explicit matrix (n² floats); creates no lasting tensors.
+ *
+ * @example
+ * ```ts
+ * import { uniformLocality } from "./locality.ts";
+ * console.log(uniformLocality(4, { ratios: [0, 0.5, 1] }).curve, uniformLocality(4).auc); // [0, 0.5, 1] 0.625
+ * console.log(uniformLocality(128, { causal: true }).availableAuc.toFixed(4)); // 0.5212
+ * ```
+ */
+export function uniformLocality(n: number, options?: UniformLocalityOptions): LocalityCurve {
+  const owner = "uniformLocality";
+  if (typeof n !== "number") {
+    throw new TypeError(`${owner}: n must be a number (the sequence length), got ${describe(n)}`);
+  }
+  if (!Number.isInteger(n) || n < 1) {
+    throw new RangeError(`${owner}: n must be an integer >= 1 (the sequence length), got ${n}`);
+  }
+  const given = checkOptionKeys(owner, options, ["ratios", "causal"]);
+  const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
+  const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
+    causal: { type: "boolean" },
+  });
+  const weights = tf.tidy(() => {
+    const ones = tf.ones([n, n]); // [n, n]
+    return causal ? tf.linalg.bandPart(ones, -1, 0) : ones; // [n, n], lower triangle when causal
+  });
+  try {
+    // Rows are normalised inside localityCurve, so the 0/1 matrix is uniform attention.
+    return localityCurve(weights, { ratios, causal });
+  } finally {
+    weights.dispose();
+  }
+}

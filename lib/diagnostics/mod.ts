@@ -18,3 +18,4 @@ export * from "./deviation.ts";
 export * from "./gradients.ts";
 export * from "./heatmap.ts";
 export * from "./locality.ts";
+export * from "./locality_stats.ts";

@@ -313,7 +313,7 @@ export function trainedMlmAblation(
 export const MLM_ABLATIONS: RunGroup = registerRunGroup({
   name: "ablation-mlm",
   description: "the ablations of Tables 1, 8/9 and 11 as masked language modelling (bidirectional) × seeds",
-  notebooks: ["05_"],
+  notebooks: ["03_", "05_"],
   runs: (quick) =>
     Object.keys(MLM_ABLATION_CONFIGS).flatMap((id) =>
       ablationSeeds(quick).map((seed) => mlmAblationRun(id, seed, quick))
