@@ -2,6 +2,10 @@ import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import {
   attentionMaps,
+  diagonalByWindow,
+  diagonalExcess,
+  diagonalMass,
+  layerDiagonalMass,
   layerLocality,
   localityCurve,
   pooledLocalityCurve,
@@ -264,6 +268,229 @@ Deno.test("no tensors leak: the count returns to its start after repeated calls"
     pooledLocalityCurve(w);
     assert.throws(() => pooledLocalityCurve(w, { causal: true }));
     assert.throws(() => tf.tidy(() => void pooledLocalityCurve(tf.zeros([2, 2]))));
+  }
+  assert.equal(tf.memory().numTensors, start);
+  tf.dispose([ids, w]);
+  model.dispose();
+});
+
+/**
+ * Reference near-diagonal mass of one row, straight from the definition: the keys of the row's context (0..i when
+ * causal), those within `window` of i, and their share of Σ|w| against the share of keys. null when the row is
+ * empty or its window holds its whole context.
+ */
+function referenceDiagonalRow(row: number[], i: number, window: number, causal: boolean) {
+  const context = row.map((_, j) => j).filter((j) => !causal || j <= i);
+  const near = context.filter((j) => Math.abs(i - j) <= window);
+  const total = context.reduce((s, j) => s + Math.abs(row[j]), 0);
+  if (total === 0 || near.length === context.length) return null;
+  return { mass: near.reduce((s, j) => s + Math.abs(row[j]), 0) / total, uniform: near.length / context.length };
+}
+
+function referenceDiagonal(groups: number[][][], window: number, causal: boolean) {
+  const rows = groups.flatMap((w) => w.map((row, i) => referenceDiagonalRow(row, i, window, causal)));
+  const counted = rows.filter((r) => r !== null);
+  const mass = counted.reduce((s, r) => s + r.mass, 0), uniform = counted.reduce((s, r) => s + r.uniform, 0);
+  return { mass, uniform, rows: counted.length };
+}
+
+Deno.test("diagonalMass: closed forms for uniform, identity and previous-token attention", () => {
+  const n = 10, w = 2;
+  // Causal uniform attention: the excess is 0; the counted rows are i = w + 1 .. n − 1, each with share (w + 1)/(i + 1).
+  const uniform = tf.tidy(() => {
+    const lower = tf.linalg.bandPart(tf.ones([n, n]), -1, 0);
+    return tf.div(lower, tf.sum(lower, 1, true)) as tf.Tensor2D;
+  });
+  let share = 0;
+  for (let i = w + 1; i < n; i++) share += (w + 1) / (i + 1);
+  const u = diagonalMass(uniform, { window: w, causal: true });
+  assertAllNear([u.mass, u.uniform, u.excess], [share / (n - w - 1), share / (n - w - 1), 0], "uniform", 1e-6);
+  assert.equal(u.rows, n - w - 1);
+  assert.equal(u.coveredRows, w + 1);
+  // Identity and next-token attention are all near the diagonal: mass 1, excess 1 − uniform share.
+  const eye = tf.eye(n);
+  // Previous-token attention: query i on key i − 1 (query 0 on itself).
+  const previous = tf.tensor2d(
+    Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (j === Math.max(0, i - 1) ? 1 : 0))),
+  );
+  for (const m of [eye, previous]) {
+    const d = diagonalMass(m, { window: w, causal: true });
+    assertAllNear([d.mass, d.excess], [1, 1 - share / (n - w - 1)], "on the diagonal", 1e-6);
+  }
+  // Bidirectional uniform attention over n keys: share (2w + 1)/n inside, fewer at the edges; the excess is 0 again.
+  const flat = tf.fill([n, n], 1 / n);
+  const f = diagonalMass(flat, { window: w });
+  assertAllNear([f.excess], [0], "bidirectional uniform", 1e-7);
+  assert.equal(f.rows, n);
+  // Attention on the farthest key only: no mass near the diagonal, a negative excess.
+  const far = tf.tensor2d(
+    Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (j === (i < n / 2 ? n - 1 : 0) ? 1 : 0))),
+  );
+  assert.equal(diagonalMass(far, { window: w }).mass, 0);
+  tf.dispose([uniform, eye, previous, flat, far]);
+});
+
+Deno.test("diagonalMass: equals the reference on signed weights with empty rows, per group and pooled", () => {
+  for (const causal of [true, false]) {
+    for (const window of [0, 1, 3]) {
+      const groups = weightsWithEmptyRows(2, 3, 9, 40 + window, (g) => (g % 2 ? [2, 6] : []));
+      if (!causal) {
+        groups.forEach((w, g) =>
+          w.forEach((row, i) => row.forEach((_, j) => (row[j] += j > i && i !== 2 && i !== 6 ? 0.1 * g : 0)))
+        );
+      }
+      const w = tf.tensor4d(groups.flat(2), [2, 3, 9, 9]);
+      const got = diagonalMass(w, { window, causal });
+      const want = referenceDiagonal(groups, window, causal);
+      assert.equal(got.rows, want.rows, `${causal} ${window} rows`);
+      assert.equal(got.emptyRows, 3 * 2, "three odd groups with two empty rows each");
+      assert.equal(got.rows + got.emptyRows + got.coveredRows, 2 * 3 * 9);
+      assertAllNear(
+        [got.mass, got.uniform],
+        [want.mass / want.rows, want.uniform / want.rows],
+        `${causal} ${window}`,
+        1e-6,
+      );
+      got.perGroup.forEach((sums, g) => {
+        const one = referenceDiagonal([groups[g]], window, causal);
+        assertAllNear([sums.mass, sums.uniform, sums.rows], [one.mass, one.uniform, one.rows], `group ${g}`, 1e-6);
+      });
+      assertAllNear([diagonalExcess(got.perGroup)], [got.excess], "diagonalExcess of the groups", 1e-12);
+      w.dispose();
+    }
+  }
+});
+
+Deno.test("layerDiagonalMass: each window's sums match diagonalMass on its weights, for any batchSize", () => {
+  const model = tinyModel("transnormer-t1");
+  const u = seededUniform(8);
+  const count = 5, n = 12, window = 2;
+  const ids = tf.tensor2d(Int32Array.from({ length: count * n }, () => Math.floor(u() * 256)), [count, n], "int32");
+  const weights = model.attentionWeights(ids); // per layer [count, h, n, n]
+  const arrays = weights.map((w) => w.arraySync());
+  tf.dispose(weights);
+  const byBatch = [1, 2, count].map((batchSize) => layerDiagonalMass(model, ids, { window, batchSize }));
+  let emptySeen = 0;
+  arrays.forEach((layerWeights, layer) => {
+    const want = referenceDiagonal(layerWeights.flat(1), window, true);
+    for (const result of byBatch) {
+      const got = result[layer];
+      assert.equal(got.variant, model.config.attention[layer].variant);
+      assert.equal(got.rows, want.rows);
+      assertAllNear(
+        [got.mass, got.uniform, got.excess],
+        [want.mass / want.rows, want.uniform / want.rows, (want.mass - want.uniform) / want.rows],
+        `layer ${layer}`,
+        1e-6,
+      );
+      got.perWindow.forEach((sums, k) => {
+        const one = referenceDiagonal(layerWeights[k], window, true);
+        assertAllNear(
+          [sums.mass, sums.uniform, sums.rows],
+          [one.mass, one.uniform, one.rows],
+          `layer ${layer} window ${k}`,
+          1e-6,
+        );
+      });
+      got.perHead.forEach((head, h) => {
+        const one = referenceDiagonal(layerWeights.map((perHead) => perHead[h]), window, true);
+        assertAllNear([head.mass * head.rows, head.rows], [one.mass, one.rows], `layer ${layer} head ${h}`, 1e-6);
+      });
+      assert.equal(got.rows + got.emptyRows + got.coveredRows, count * model.config.heads * n);
+    }
+    emptySeen += byBatch[0][layer].emptyRows;
+  });
+  assert.ok(emptySeen > 0, "the relu diag layer of this seed has empty rows");
+  // Pooled over the chosen layers, window by window.
+  const layers = byBatch[0];
+  const early = diagonalByWindow(layers, { layers: [0] });
+  assert.deepEqual(early, layers[0].perWindow);
+  const both = diagonalByWindow(layers);
+  both.forEach((s, k) =>
+    assertAllNear(
+      [s.mass, s.rows],
+      [
+        layers[0].perWindow[k].mass + layers[1].perWindow[k].mass,
+        layers[0].perWindow[k].rows + layers[1].perWindow[k].rows,
+      ],
+      `window ${k}`,
+      1e-12,
+    )
+  );
+  const total = layers[0].rows + layers[1].rows;
+  assertAllNear(
+    [diagonalExcess(both)],
+    [(layers[0].excess * layers[0].rows + layers[1].excess * layers[1].rows) / total],
+    "pooled excess",
+    1e-9,
+  );
+  ids.dispose();
+  model.dispose();
+});
+
+Deno.test("diagonal mass: bad inputs throw TypeError or RangeError naming the argument", () => {
+  const model = tinyModel("vanilla");
+  const ids = tf.tensor2d([[1, 2, 3]], [1, 3], "int32");
+  const eye = tf.eye(4);
+  const layers = layerDiagonalMass(model, ids, { window: 1 });
+  const cases: [() => unknown, ErrorConstructor, RegExp][] = [
+    [() => diagonalMass(eye, {} as { window: number }), TypeError, /option window is required/],
+    [() => diagonalMass(eye, { window: -1 }), RangeError, /option window must be >= 0/],
+    [
+      () => diagonalMass(eye, { window: 1, side: 2 } as never),
+      TypeError,
+      /unknown option "side"; valid options are window, causal/,
+    ],
+    [() => diagonalMass(eye, { window: 1, causal: "yes" } as never), TypeError, /option causal must be true or false/],
+    [
+      () => diagonalMass(tf.ones([4]), { window: 1 }),
+      TypeError,
+      /weights must be a float32 tf.Tensor of shape \[n, n\]/,
+    ],
+    [
+      () => diagonalMass(tf.ones([4, 4]), { window: 1, causal: true }),
+      RangeError,
+      /causal weights must be 0 above the diagonal.*query 0, key 1/,
+    ],
+    [
+      () => diagonalMass(tf.tensor2d([[1, NaN], [0, 1]]), { window: 0 }),
+      RangeError,
+      /must be finite, got NaN at query 0, key 1/,
+    ],
+    [
+      () => diagonalMass(tf.eye(2), { window: 1, causal: true }),
+      RangeError,
+      /no row to measure.*smaller window or a longer input/,
+    ],
+    [() => layerDiagonalMass(model, ids, { window: 2 }), RangeError, /context lies within window = 2 when n = 3/],
+    [() => layerDiagonalMass(model, ids, { window: 1, batchSize: 0 }), RangeError, /option batchSize must be >= 1/],
+    [
+      () => layerDiagonalMass({} as TransformerModel, ids, { window: 1 }),
+      TypeError,
+      /model must be a TransformerModel/,
+    ],
+    [() => diagonalExcess([{ mass: 0, uniform: 0, rows: 0 }]), RangeError, /count no row/],
+    [() => diagonalExcess("x" as never), TypeError, /parts must be an array/],
+    [() => diagonalByWindow(layers, { layers: [2] }), RangeError, /layer indices in 0..1, got 2/],
+    [() => diagonalByWindow([] as never), TypeError, /non-empty result of layerDiagonalMass/],
+    [() => diagonalByWindow(layers, { early: true } as never), TypeError, /unknown option "early"/],
+  ];
+  for (const [f, type, message] of cases) {
+    tf.tidy(() => void assert.throws(f, (err: Error) => err instanceof type && message.test(err.message)));
+  }
+  tf.dispose([ids, eye]);
+  model.dispose();
+});
+
+Deno.test("diagonal mass: no tensors leak", () => {
+  const model = tinyModel("transnormer-t1");
+  const ids = tf.tensor2d([[5, 4, 3, 2, 1, 0], [6, 7, 8, 9, 10, 11]], [2, 6], "int32");
+  const w = tf.tidy(() => tf.relu(randomNormal<tf.Tensor4D>([1, 2, 6, 6], { seed: 2 })));
+  const start = tf.memory().numTensors;
+  for (let rep = 0; rep < 3; rep++) {
+    layerDiagonalMass(model, ids, { window: 1, batchSize: 1 });
+    diagonalMass(w, { window: 2 });
+    assert.throws(() => diagonalMass(w, { window: 1, causal: true }));
   }
   assert.equal(tf.memory().numTensors, start);
   tf.dispose([ids, w]);

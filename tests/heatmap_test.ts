@@ -1,6 +1,18 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { cropMatrix, downsampleMatrix, heatmapRows, type MatrixCells } from "../lib/diagnostics/mod.ts";
+import {
+  attentionView,
+  cropMatrix,
+  downsampleMatrix,
+  type GridCell,
+  heatmapGridPlot,
+  heatmapRows,
+  logColorDomain,
+  type MatrixCells,
+} from "../lib/diagnostics/mod.ts";
+import { JUPYTER_DISPLAY } from "../lib/figures/display.ts";
+import { toSvgString } from "../lib/figures/svg.ts";
+import { createModel } from "../lib/models/model.ts";
 import { randomNormal } from "../lib/random.ts";
 import "./helpers.ts";
 
@@ -162,4 +174,101 @@ Deno.test("no tensors leak: the count returns to its start after repeated calls"
   }
   assert.equal(tf.memory().numTensors, start);
   w.dispose();
+});
+
+const tinyLm = () =>
+  createModel({ attention: "vanilla", layers: 2, dModel: 8, heads: 2, maxLength: 64, seed: 3 }, { log: () => {} });
+
+Deno.test("attentionView: the heatmap cells are block means of |w| / Σ|w| of the chosen head; uniform curves in closed form", () => {
+  const model = tinyLm();
+  const text = "attention is all you need";
+  const view = attentionView(model, text, { layer: 1, head: 1, n: 12, cells: 4, label: "tiny" });
+  assert.equal(view.n, 12);
+  assert.equal(view.title, "tiny · layer 1 · softmax · head 1");
+  // The reference: the same head's softmax rows read straight from attentionWeights on the first 12 bytes.
+  const ids = tf.tensor2d([Array.from(new TextEncoder().encode(text).subarray(0, 12))], [1, 12], "int32");
+  const weights = model.attentionWeights(ids);
+  const head = (weights[1].arraySync() as number[][][][])[0][1];
+  tf.dispose([ids, ...weights]);
+  const normalised = head.map((row) => row.map((v) => Math.abs(v) / row.reduce((a, b) => a + Math.abs(b), 0)));
+  const cells = view.data.filter((d) => d.part === "heatmap");
+  // Zero cells (above the causal diagonal) are left out of the data; every kept one is a 3 × 3 block mean.
+  for (const c of cells) {
+    const q = c.query as number, k = c.key as number;
+    assertNear(c.value as number, blockMean(normalised, [q, q + 3], [k, k + 3]), `cell ${q},${k}`, 1e-6);
+  }
+  assert.equal(cells.length, 10, "4 × 4 cells of a causal matrix: the 6 above the diagonal are 0");
+  // Uniform causal attention: the available-context curve is (1/n) Σ_i ⌈x·(i + 1)⌉ / (i + 1).
+  const m = 12;
+  view.uniform.ratios.forEach((x, r) => {
+    let want = 0;
+    for (let i = 0; i < m; i++) want += Math.min(i + 1, Math.ceil(x * (i + 1) - 1e-9)) / (i + 1) / m;
+    assertNear(view.uniform.availableCurve[r], want, `uniform at x = ${x}`, 1e-6);
+  });
+  assertNear(view.locality.availableCurve.at(-1)!, 1, "all the mass at x = 1");
+  assert.ok(view.caption.startsWith("n = 12 tokens."));
+  assert.ok("image/svg+xml" in view[JUPYTER_DISPLAY]());
+  model.dispose();
+});
+
+Deno.test("attentionView: save writes the figure with its data; bad options throw and name the fix", async () => {
+  const model = tinyLm();
+  const dir = await Deno.makeTempDir();
+  try {
+    const saved = await attentionView(model, "hello world").save("view_test", { outDir: dir });
+    assert.ok((await Deno.readTextFile(saved.paths.csv!)).startsWith("part,"));
+    assert.ok((await Deno.stat(saved.paths.png)).size > 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const cases: [() => unknown, ErrorConstructor, RegExp][] = [
+    [
+      () => attentionView(model, "hello", { preset: "x" } as never),
+      TypeError,
+      /unknown option "preset"; valid options are layer, head, n, cells, label/,
+    ],
+    [() => attentionView(model, "hello", { layer: 2 }), RangeError, /option layer must be <= 1, got 2/],
+    [() => attentionView(model, "hello", { head: 0.5 }), RangeError, /option head must be an integer/],
+    [() => attentionView(model, "hello", { label: 3 } as never), TypeError, /option label must be a string/],
+    [() => attentionView(model, 42 as never), TypeError, /text must be a string or a Uint8Array/],
+    [() => attentionView(model, "h"), RangeError, /at least 2 bytes, got 1/],
+    [() => attentionView({} as never, "hello"), TypeError, /model must be a TransformerModel/],
+  ];
+  for (const [f, type, message] of cases) {
+    assert.throws(f, (err: Error) => err instanceof type && message.test(err.message));
+  }
+  model.dispose();
+});
+
+Deno.test("heatmapGridPlot: one raster per model and layer on one log scale", () => {
+  const w = tf.tensor2d([[1, 0], [0.25, 0.75]]);
+  const cells: GridCell[] = ["vanilla", "linear"].flatMap((model) =>
+    ["layer 0", "layer 1"].flatMap((layer) => heatmapRows(w).map((c) => ({ ...c, model, layer, variant: "softmax" })))
+  );
+  w.dispose();
+  const svg = toSvgString(heatmapGridPlot(cells, { title: "Grid", cells: 2, tokenOf: (c) => 10 * c }));
+  assert.equal(svg.match(/<image/g)?.length, 4 + 1, "four panels and the colour legend's ramp");
+  assert.ok(svg.includes(">Grid<"));
+  assert.deepEqual(logColorDomain(cells), [1e-4, 1]);
+  const cases: [() => unknown, ErrorConstructor, RegExp][] = [
+    [() => heatmapGridPlot([], { title: "t", cells: 2 }), TypeError, /cells must be a non-empty array/],
+    [() => heatmapGridPlot(cells, { cells: 2 } as never), TypeError, /options title \(a string\) and cells/],
+    [() => heatmapGridPlot(cells, { title: "t", cells: 0 }), RangeError, /option cells must be >= 1/],
+    [() => heatmapGridPlot(cells, { title: "t", cells: 2, size: 3 } as never), TypeError, /unknown option "size"/],
+    [() => logColorDomain([{ value: 0 }]), RangeError, /positive finite value/],
+  ];
+  for (const [f, type, message] of cases) {
+    assert.throws(f, (err: Error) => err instanceof type && message.test(err.message));
+  }
+});
+
+Deno.test("attentionView: no tensors leak", () => {
+  const model = tinyLm();
+  const start = tf.memory().numTensors;
+  for (let rep = 0; rep < 3; rep++) {
+    attentionView(model, "some text to read", { cells: 4 });
+    assert.throws(() => attentionView(model, "x"));
+  }
+  assert.equal(tf.memory().numTensors, start);
+  model.dispose();
 });

@@ -1,7 +1,9 @@
 /**
  * Attention matrices of a trained model, collected for the dilution and heatmap notebooks (Fig. 2 of "The Devil in
  * Linear Transformer"): windows of text from a corpus split, each layer's matrices row-normalised the way the
- * authors plotted them, and each layer's locally accumulated attention curve averaged over many windows.
+ * authors plotted them, each layer's locally accumulated attention curve averaged over many windows, and each
+ * layer's mass near the diagonal against uniform attention ({@linkcode diagonalMass}, {@linkcode layerDiagonalMass}:
+ * the sharp diagonal of Fig. 2b as a number, with each window's sums kept apart for a bootstrap over windows).
  *
  * Two details the plain {@linkcode localityCurve} leaves to the caller are handled here:
  *
@@ -122,13 +124,14 @@ const MIN_RATIO = 1e-6;
 
 function checkRatios(owner: string, ratios: unknown): number[] {
   if (!Array.isArray(ratios) || ratios.length === 0) {
-    throw new Error(`${owner}: option ratios must be a non-empty array of numbers in [0, 1], got ${describe(ratios)}`);
+    throw new TypeError(
+      `${owner}: option ratios must be a non-empty array of numbers in [0, 1], got ${describe(ratios)}`,
+    );
   }
   ratios.forEach((x, r) => {
     if (typeof x !== "number" || !Number.isFinite(x) || x < 0 || x > 1 || (x > 0 && x < MIN_RATIO)) {
-      throw new Error(
-        `${owner}: option ratios must hold 0 or numbers in [1e-6, 1], got ${describe(x)} at index ${r}`,
-      );
+      const message = `${owner}: option ratios must hold 0 or numbers in [1e-6, 1], got ${describe(x)} at index ${r}`;
+      throw typeof x === "number" ? new RangeError(message) : new TypeError(message);
     }
   });
   return [...ratios];
@@ -140,7 +143,7 @@ function checkModel(owner: string, model: unknown): TransformerModel {
     m === null || typeof m !== "object" || typeof m.attentionWeights !== "function" ||
     !Array.isArray(m.config?.attention)
   ) {
-    throw new Error(`${owner}: model must be a TransformerModel (from createModel or trainedLanguageModel)`);
+    throw new TypeError(`${owner}: model must be a TransformerModel (from createModel or trainedLanguageModel)`);
   }
   return m;
 }
@@ -148,7 +151,7 @@ function checkModel(owner: string, model: unknown): TransformerModel {
 function checkIds(owner: string, ids: unknown): tf.Tensor2D {
   checkNotDisposed(owner, "ids", ids);
   if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== "int32") {
-    throw new Error(
+    throw new TypeError(
       `${owner}: ids must be an int32 tf.Tensor2D [windows, n], got ${describe(ids)}; ` +
         `build one with tf.tensor2d(windows.ids, [count, n], "int32")`,
     );
@@ -173,12 +176,12 @@ function checkIds(owner: string, ids: unknown): tf.Tensor2D {
 export function textWindows(bytes: Uint8Array, options: TextWindowsOptions): TextWindows {
   const owner = "textWindows";
   if (!(bytes instanceof Uint8Array)) {
-    throw new Error(`${owner}: bytes must be a Uint8Array (e.g. corpus.splits.valid), got ${describe(bytes)}`);
+    throw new TypeError(`${owner}: bytes must be a Uint8Array (e.g. corpus.splits.valid), got ${describe(bytes)}`);
   }
   const given = checkOptionKeys(owner, options, ["n", "count", "separator"]);
   for (const key of ["n", "count"]) {
     if (given[key] === undefined) {
-      throw new Error(`${owner}: option ${key} is required, e.g. { n: 128, count: 16 }`);
+      throw new TypeError(`${owner}: option ${key} is required, e.g. { n: 128, count: 16 }`);
     }
   }
   const { n, count, separator } = resolveOptions(owner, given, { n: 1, count: 1, separator: 0 }, {
@@ -195,7 +198,7 @@ export function textWindows(bytes: Uint8Array, options: TextWindowsOptions): Tex
     let start = Math.max(from, Math.floor((k * Math.max(0, bytes.length - n)) / count));
     while (start + n <= bytes.length && nextSeparator[start] < start + n) start = nextSeparator[start] + 1;
     if (start + n > bytes.length) {
-      throw new Error(
+      throw new RangeError(
         `${owner}: only ${k} windows of n = ${n} bytes without the separator ${separator} fit into the ` +
           `${bytes.length} bytes given, not count = ${count}; ask for fewer or shorter windows`,
       );
@@ -232,7 +235,7 @@ export function rowNormalize<T extends tf.Tensor>(weights: T, options?: RowNorma
   });
   checkNotDisposed(owner, "weights", weights);
   if (!(weights instanceof tf.Tensor) || weights.rank < 2 || weights.dtype !== "float32") {
-    throw new Error(
+    throw new TypeError(
       `${owner}: weights must be a float32 tf.Tensor with queries and keys in its last two axes ([.., n, n]), ` +
         `got ${describe(weights)}`,
     );
@@ -289,13 +292,13 @@ export function attentionMaps(
 function groupSums(owner: string, weights: unknown, ratios: number[], causal: boolean): LocalitySums[] {
   checkNotDisposed(owner, "weights", weights);
   if (!(weights instanceof tf.Tensor) || (weights.rank !== 2 && weights.rank !== 4) || weights.dtype !== "float32") {
-    throw new Error(
+    throw new TypeError(
       `${owner}: weights must be a float32 tf.Tensor of shape [n, n] or [batch, heads, n, n], got ${describe(weights)}`,
     );
   }
   const n = weights.shape[weights.rank - 1];
   if (weights.shape[weights.rank - 2] !== n || n === 0) {
-    throw new Error(`${owner}: weights must be square and non-empty in its last two axes, got [${weights.shape}]`);
+    throw new RangeError(`${owner}: weights must be square and non-empty in its last two axes, got [${weights.shape}]`);
   }
   // Empty rows get a one-hot on the query itself, whose contribution is known exactly and taken out again below.
   const [patched, empty] = tf.tidy(() => {
@@ -342,7 +345,7 @@ function zeroSums(length: number): LocalitySums {
 
 function means(owner: string, sums: LocalitySums, ratios: number[]): PooledLocality {
   if (sums.rows === 0) {
-    throw new Error(
+    throw new RangeError(
       `${owner}: every one of the ${sums.emptyRows} query rows is all zeros, so no row has a distribution to measure`,
     );
   }
@@ -462,4 +465,350 @@ function nanLocality(sums: LocalitySums, ratios: number[]): PooledLocality {
     rows: 0,
     emptyRows: sums.emptyRows,
   };
+}
+
+/** Sums over the counted query rows of one group (a window, a head, a layer): add groups, then divide by `rows`. */
+export interface DiagonalSums {
+  /** Σ over the counted rows of the |.|-normalised mass on keys within the window of the query. */
+  mass: number;
+  /** Σ over the same rows of the mass that uniform attention over the row's context puts there. */
+  uniform: number;
+  /** Rows counted. */
+  rows: number;
+}
+
+/** Options of {@linkcode diagonalMass}. */
+export interface DiagonalMassOptions {
+  /** Required: the largest distance |i − j| that counts as near the diagonal (an integer >= 0). */
+  window: number;
+  /** Causal weights: query i's context is keys 0..i, and entries above the diagonal must be 0. Default false. */
+  causal?: boolean;
+}
+
+/** Options of {@linkcode layerDiagonalMass}. */
+export interface LayerDiagonalMassOptions {
+  /** Required: the largest distance |i − j| that counts as near the diagonal (an integer >= 0). */
+  window: number;
+  /** Windows per forward pass (an integer >= 1); bounds the memory of the [b, h, n, n] matrices. Default 8. */
+  batchSize?: number;
+}
+
+/** Means over the counted rows. */
+export interface DiagonalMeans {
+  /** Mean near-diagonal mass of the counted rows. */
+  mass: number;
+  /** Mean near-diagonal mass of uniform attention over the same rows' contexts. */
+  uniform: number;
+  /** mass − uniform: 0 for uniform attention, 1 − uniform for attention on the nearest keys alone. */
+  excess: number;
+  /** Rows counted. */
+  rows: number;
+}
+
+/** What {@linkcode diagonalMass} returns. */
+export interface DiagonalMass extends DiagonalMeans {
+  /** The window: keys with |i − j| <= window are near the diagonal. */
+  window: number;
+  /** Whether the weights were treated as causal. */
+  causal: boolean;
+  /** Rows left out because all their entries are 0 (they attend to nothing). */
+  emptyRows: number;
+  /** Rows left out because the window holds their whole context, so uniform attention would score 1 there too. */
+  coveredRows: number;
+  /** The sums of each (batch, head) group, batch-major: perGroup[b · heads + h]; one entry for an [n, n] input. */
+  perGroup: DiagonalSums[];
+}
+
+/** One layer's near-diagonal mass over many windows: the result of {@linkcode layerDiagonalMass}. */
+export interface LayerDiagonalMass extends DiagonalMeans {
+  /** Layer index, 0 first. */
+  layer: number;
+  /** The layer's attention variant (its name in `lib/attention`). */
+  variant: string;
+  /** The window of the measure. */
+  window: number;
+  /** Rows left out because all their entries are 0. */
+  emptyRows: number;
+  /** Rows left out because the window holds their whole context. */
+  coveredRows: number;
+  /** perWindow[k]: the sums of window k (row k of `ids`) over every head: the unit to resample within a model. */
+  perWindow: DiagonalSums[];
+  /** Per-head means over every window, by head index (NaN for a head without a counted row). */
+  perHead: (DiagonalMeans & { head: number })[];
+}
+
+interface DiagonalGroups {
+  perGroup: DiagonalSums[];
+  emptyRows: number;
+  coveredRows: number;
+  /** [batch, heads] of the input ([1, 1] for [n, n]). */
+  batch: number;
+  heads: number;
+}
+
+function checkWindow(owner: string, given: Record<string, unknown>): number {
+  if (given.window === undefined) {
+    throw new TypeError(
+      `${owner}: option window is required: the largest |i − j| counted as near the diagonal, e.g. { window: 4 }`,
+    );
+  }
+  return resolveOptions(owner, { window: given.window }, { window: 0 }, {
+    window: { type: "number", min: 0, integer: true },
+  }).window;
+}
+
+function diagonalGroups(owner: string, weights: unknown, window: number, causal: boolean): DiagonalGroups {
+  checkNotDisposed(owner, "weights", weights);
+  if (!(weights instanceof tf.Tensor) || (weights.rank !== 2 && weights.rank !== 4) || weights.dtype !== "float32") {
+    throw new TypeError(
+      `${owner}: weights must be a float32 tf.Tensor of shape [n, n] or [batch, heads, n, n], got ${describe(weights)}`,
+    );
+  }
+  const shape = weights.shape;
+  const n = shape[shape.length - 1];
+  if (shape[shape.length - 2] !== n || n === 0) {
+    throw new RangeError(`${owner}: weights must be square and non-empty in its last two axes, got [${shape}]`);
+  }
+  const [batch, heads] = shape.length === 4 ? [shape[0], shape[1]] : [1, 1];
+  const data = weights.dataSync();
+  const perGroup: DiagonalSums[] = [];
+  let emptyRows = 0, coveredRows = 0;
+  for (let g = 0; g < batch * heads; g++) {
+    const sums: DiagonalSums = { mass: 0, uniform: 0, rows: 0 };
+    for (let i = 0; i < n; i++) {
+      const base = (g * n + i) * n;
+      let total = 0;
+      for (let j = 0; j < n; j++) {
+        const w = data[base + j];
+        if (!Number.isFinite(w) || (causal && j > i && w !== 0)) {
+          const where =
+            `${batch * heads > 1 ? `group ${g} (batch ${Math.floor(g / heads)}, head ${g % heads}), ` : ""}` +
+            `query ${i}, key ${j}`;
+          throw new RangeError(
+            Number.isFinite(w)
+              ? `${owner}: causal weights must be 0 above the diagonal, got ${w} at ${where}; pass causal: false`
+              : `${owner}: weights must be finite, got ${w} at ${where}`,
+          );
+        }
+        total += Math.abs(w);
+      }
+      // The keys near the diagonal inside the row's context, and the size of that context.
+      const lo = Math.max(0, i - window), hi = causal ? i : Math.min(n - 1, i + window);
+      const context = causal ? i + 1 : n;
+      if (total === 0) emptyRows++;
+      else if (hi - lo + 1 === context) coveredRows++;
+      else {
+        let near = 0;
+        for (let j = lo; j <= hi; j++) near += Math.abs(data[base + j]);
+        sums.mass += near / total;
+        sums.uniform += (hi - lo + 1) / context;
+        sums.rows++;
+      }
+    }
+    perGroup.push(sums);
+  }
+  return { perGroup, emptyRows, coveredRows, batch, heads };
+}
+
+function addDiagonal(into: DiagonalSums, from: DiagonalSums): DiagonalSums {
+  into.mass += from.mass;
+  into.uniform += from.uniform;
+  into.rows += from.rows;
+  return into;
+}
+
+function diagonalMeans(sums: DiagonalSums): DiagonalMeans {
+  const mass = sums.mass / sums.rows, uniform = sums.uniform / sums.rows;
+  return sums.rows === 0
+    ? { mass: NaN, uniform: NaN, excess: NaN, rows: 0 }
+    : { mass, uniform, excess: mass - uniform, rows: sums.rows };
+}
+
+/**
+ * The sharp diagonal of Fig. 2b as a number: for each query row i, the share of its attention on keys within
+ * `window` of it, p_ij = |w_ij| / Σ_j |w_ij| summed over |i − j| <= window, set against the share that uniform
+ * attention over the row's context would put there (the keys 0..i for causal weights, all n keys otherwise).
+ * `excess` = mean mass − mean uniform share over the counted rows: 0 for uniform attention, larger when attention
+ * sits near the diagonal, negative when it avoids it. Rows whose entries are all 0 (relu DiagAttention) and rows
+ * whose window holds their whole context (a causal query i <= window, where every distribution scores 1) are left
+ * out and counted apart. Throws when no row is left to count. Creates no tensors.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { diagonalMass } from "./attention_maps.ts";
+ * // Causal, window 1: queries 2 and 3 count. Query 2 puts 1/2 on keys 1..2 (uniform 2/3), query 3 all (uniform 2/4).
+ * const w = tf.tensor2d([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 1, 1]]);
+ * const d = diagonalMass(w, { window: 1, causal: true });
+ * console.log(d.mass, d.uniform.toFixed(4), d.excess.toFixed(4), d.rows, d.coveredRows); // 0.75 0.5833 0.1667 2 2
+ * w.dispose();
+ * ```
+ */
+export function diagonalMass(weights: tf.Tensor, options: DiagonalMassOptions): DiagonalMass {
+  const owner = "diagonalMass";
+  const given = checkOptionKeys(owner, options, ["window", "causal"]);
+  const window = checkWindow(owner, given);
+  const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
+    causal: { type: "boolean" },
+  });
+  const groups = diagonalGroups(owner, weights, window, causal);
+  const total = groups.perGroup.reduce((s, g) => addDiagonal(s, g), { mass: 0, uniform: 0, rows: 0 });
+  if (total.rows === 0) {
+    throw new RangeError(
+      `${owner}: no row to measure: ${groups.emptyRows} rows are all zeros and ${groups.coveredRows} have their ` +
+        `whole context within window = ${window}; use a smaller window or a longer input`,
+    );
+  }
+  const { emptyRows, coveredRows, perGroup } = groups;
+  return { window, causal, ...diagonalMeans(total), emptyRows, coveredRows, perGroup };
+}
+
+/**
+ * The excess near-diagonal mass pooled over groups of rows (windows, heads, layers): (Σ mass − Σ uniform) / Σ rows.
+ * It is the statistic to resample when bootstrapping over the windows of one model
+ * (`bootstrapInterval(perWindow, diagonalExcess)` from `lib/stats`). Throws when no row is counted.
+ *
+ * @example
+ * ```ts
+ * import { diagonalExcess } from "./attention_maps.ts";
+ * console.log(diagonalExcess([{ mass: 3, uniform: 1, rows: 4 }, { mass: 1, uniform: 1, rows: 4 }])); // 0.25
+ * ```
+ */
+export function diagonalExcess(parts: readonly DiagonalSums[]): number {
+  if (!Array.isArray(parts)) {
+    throw new TypeError(
+      `diagonalExcess: parts must be an array of { mass, uniform, rows } sums, got ${describe(parts)}`,
+    );
+  }
+  const total = parts.reduce((s: DiagonalSums, p) => addDiagonal(s, p), { mass: 0, uniform: 0, rows: 0 });
+  if (!(total.rows > 0)) {
+    throw new RangeError(`diagonalExcess: the ${parts.length} parts count no row; pass the sums of measured rows`);
+  }
+  return (total.mass - total.uniform) / total.rows;
+}
+
+/**
+ * Each layer's near-diagonal mass ({@linkcode diagonalMass}) pooled over every query row of every window in `ids`
+ * [windows, n] and every head, on the raw `model.attentionWeights` (causal for a language model), with the sums of
+ * each window kept apart (`perWindow`) for a bootstrap over windows. Windows run through the model `batchSize` at
+ * a time. Throws when the window holds every row's context (n <= window + 1 for a causal model). Creates no
+ * lasting tensors.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "../models/model.ts";
+ * import { layerDiagonalMass } from "./attention_maps.ts";
+ * const model = createModel({ attention: "transnormer-t2", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
+ * const ids = tf.tensor2d([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], [2, 6], "int32");
+ * const layers = layerDiagonalMass(model, ids, { window: 1 });
+ * // Per window: 2 heads × 4 counted queries (2..5); queries 0 and 1 see nothing beyond the window.
+ * console.log(layers.map((l) => [l.variant, l.rows, l.perWindow.map((w) => w.rows)])); // [["diag", 16, [8, 8]], ["norm", 16, [8, 8]]]
+ * ids.dispose();
+ * model.dispose();
+ * ```
+ */
+export function layerDiagonalMass(
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options: LayerDiagonalMassOptions,
+): LayerDiagonalMass[] {
+  const owner = "layerDiagonalMass";
+  const given = checkOptionKeys(owner, options, ["window", "batchSize"]);
+  const window = checkWindow(owner, given);
+  const { batchSize } = resolveOptions(owner, { batchSize: given.batchSize }, { batchSize: 8 }, {
+    batchSize: { type: "number", min: 1, integer: true },
+  });
+  checkModel(owner, model);
+  checkIds(owner, ids);
+  const causal = model.config.task === "lm";
+  const [count, n] = ids.shape;
+  if (causal ? n <= window + 1 : n <= 1) {
+    throw new RangeError(
+      `${owner}: every query's context lies within window = ${window} when n = ${n}; ` +
+        `use windows of more than ${causal ? window + 1 : 1} tokens or a smaller window`,
+    );
+  }
+  const { heads, attention } = model.config;
+  const zero = () => ({ mass: 0, uniform: 0, rows: 0 });
+  const layers = attention.map(() => ({
+    perWindow: Array.from({ length: count }, zero),
+    perHead: Array.from({ length: heads }, zero),
+    emptyRows: 0,
+    coveredRows: 0,
+  }));
+  for (let from = 0; from < count; from += batchSize) {
+    const size = Math.min(batchSize, count - from);
+    const chunk = tf.slice(ids, [from, 0], [size, n]); // [size, n]
+    let weights: tf.Tensor4D[] = [];
+    try {
+      weights = model.attentionWeights(chunk); // per layer [size, h, n, n]
+      weights.forEach((w, layer) => {
+        const groups = diagonalGroups(owner, w, window, causal);
+        const into = layers[layer];
+        groups.perGroup.forEach((sums, g) => {
+          addDiagonal(into.perWindow[from + Math.floor(g / heads)], sums);
+          addDiagonal(into.perHead[g % heads], sums);
+        });
+        into.emptyRows += groups.emptyRows;
+        into.coveredRows += groups.coveredRows;
+      });
+    } finally {
+      tf.dispose([chunk, ...weights]);
+    }
+  }
+  return layers.map((l, layer) => ({
+    layer,
+    variant: attention[layer].variant,
+    window,
+    ...diagonalMeans(l.perWindow.reduce((s, w) => addDiagonal(s, w), zero())),
+    emptyRows: l.emptyRows,
+    coveredRows: l.coveredRows,
+    perWindow: l.perWindow,
+    perHead: l.perHead.map((h, head) => ({ head, ...diagonalMeans(h) })),
+  }));
+}
+
+/**
+ * The sums of each window pooled over the chosen layers (default all) of {@linkcode layerDiagonalMass}'s result:
+ * one {@linkcode DiagonalSums} per window, ready for {@linkcode diagonalExcess} and a bootstrap over windows.
+ *
+ * @example
+ * ```ts
+ * import { diagonalByWindow, diagonalExcess, type LayerDiagonalMass } from "./attention_maps.ts";
+ * const layer = (mass: number) => ({ perWindow: [{ mass, uniform: 1, rows: 2 }, { mass: 1, uniform: 1, rows: 2 }] });
+ * const layers = [layer(2), layer(3)] as LayerDiagonalMass[];
+ * const early = diagonalByWindow(layers, { layers: [0] });
+ * console.log(early, diagonalExcess(diagonalByWindow(layers))); // [{ mass: 2, uniform: 1, rows: 2 }, { mass: 1, uniform: 1, rows: 2 }] 0.375
+ * ```
+ */
+export function diagonalByWindow(
+  layers: readonly LayerDiagonalMass[],
+  options?: { layers?: readonly number[] },
+): DiagonalSums[] {
+  const owner = "diagonalByWindow";
+  if (!Array.isArray(layers) || layers.length === 0 || layers.some((l) => !Array.isArray(l?.perWindow))) {
+    throw new TypeError(`${owner}: layers must be the non-empty result of layerDiagonalMass, got ${describe(layers)}`);
+  }
+  const given = checkOptionKeys(owner, options, ["layers"]);
+  const chosen = (given.layers ?? layers.map((_, i) => i)) as number[];
+  if (!Array.isArray(chosen) || chosen.length === 0) {
+    throw new TypeError(`${owner}: option layers must be a non-empty array of layer indices, got ${describe(chosen)}`);
+  }
+  chosen.forEach((i) => {
+    if (!Number.isInteger(i) || i < 0 || i >= layers.length) {
+      throw new RangeError(`${owner}: option layers must hold layer indices in 0..${layers.length - 1}, got ${i}`);
+    }
+  });
+  const count = layers[0].perWindow.length;
+  if (layers.some((l) => l.perWindow.length !== count)) {
+    throw new RangeError(
+      `${owner}: every layer must have the same windows, got ${layers.map((l) => l.perWindow.length)}`,
+    );
+  }
+  return Array.from(
+    { length: count },
+    (_, k) =>
+      chosen.reduce((s: DiagonalSums, i) => addDiagonal(s, layers[i].perWindow[k]), { mass: 0, uniform: 0, rows: 0 }),
+  );
 }

@@ -61,17 +61,17 @@ function toCells(owner: string, matrix: unknown): MatrixCells {
   checkNotDisposed(owner, "matrix", matrix);
   if (matrix instanceof tf.Tensor) {
     if (matrix.rank !== 2) {
-      throw new Error(
+      throw new TypeError(
         `${owner}: matrix must be a rank-2 tf.Tensor [rows, cols], got shape [${matrix.shape.join(", ")}]; ` +
           `for [batch, heads, n, n] pick one head: tf.reshape(tf.slice(w, [b, h, 0, 0], [1, 1, n, n]), [n, n])`,
       );
     }
     if (matrix.dtype !== "float32") {
-      throw new Error(`${owner}: matrix must be float32, got ${matrix.dtype}; use tf.cast(matrix, "float32")`);
+      throw new TypeError(`${owner}: matrix must be float32, got ${matrix.dtype}; use tf.cast(matrix, "float32")`);
     }
     const [rows, cols] = matrix.shape;
     if (rows === 0 || cols === 0) {
-      throw new Error(`${owner}: matrix must have at least one row and one column, got shape [${rows}, ${cols}]`);
+      throw new RangeError(`${owner}: matrix must have at least one row and one column, got shape [${rows}, ${cols}]`);
     }
     const data = matrix.dataSync();
     const values = Array.from({ length: rows }, (_, r) => Array.from(data.subarray(r * cols, (r + 1) * cols)));
@@ -84,7 +84,7 @@ function toCells(owner: string, matrix: unknown): MatrixCells {
     cells === null || typeof cells !== "object" || !Array.isArray(cells.values) || !Array.isArray(cells.rowRanges) ||
     !Array.isArray(cells.colRanges)
   ) {
-    throw new Error(
+    throw new TypeError(
       `${owner}: matrix must be a tf.Tensor2D or the { values, rowRanges, colRanges } cells of cropMatrix or ` +
         `downsampleMatrix, got ${describe(matrix)}`,
     );
@@ -92,7 +92,7 @@ function toCells(owner: string, matrix: unknown): MatrixCells {
   const rows = cells.rowRanges.length;
   const cols = cells.colRanges.length;
   if (rows === 0 || cols === 0 || cells.values.length !== rows || cells.values.some((v) => v.length !== cols)) {
-    throw new Error(
+    throw new RangeError(
       `${owner}: matrix cells must be non-empty with values of shape [rowRanges.length, colRanges.length] = ` +
         `[${rows}, ${cols}]; pass the cells as returned by cropMatrix or downsampleMatrix`,
     );
@@ -103,7 +103,7 @@ function toCells(owner: string, matrix: unknown): MatrixCells {
 
 function checkFinite(owner: string, row: number[], r: number): void {
   const c = row.findIndex((v) => typeof v !== "number" || !Number.isFinite(v));
-  if (c >= 0) throw new Error(`${owner}: matrix must be finite, got ${row[c]} at row ${r}, column ${c}`);
+  if (c >= 0) throw new RangeError(`${owner}: matrix must be finite, got ${row[c]} at row ${r}, column ${c}`);
 }
 
 /** Splits m cells into `bins` contiguous groups [floor(b·m/bins), floor((b+1)·m/bins)): sizes ⌊m/bins⌋ or ⌈m/bins⌉. */
@@ -173,7 +173,9 @@ export function downsampleMatrix(matrix: tf.Tensor2D | MatrixCells, options?: Do
 export function cropMatrix(matrix: tf.Tensor2D | MatrixCells, options: CropOptions): MatrixCells {
   const owner = "cropMatrix";
   if (options === null || typeof options !== "object" || options.size === undefined) {
-    throw new Error(`${owner}: option size is required: the side of the window in cells, e.g. { start: 0, size: 64 }`);
+    throw new TypeError(
+      `${owner}: option size is required: the side of the window in cells, e.g. { start: 0, size: 64 }`,
+    );
   }
   const { start, size } = resolveOptions(owner, options, { start: 0, size: 1 }, {
     start: { type: "number", min: 0, integer: true },
@@ -184,7 +186,7 @@ export function cropMatrix(matrix: tf.Tensor2D | MatrixCells, options: CropOptio
   const cols = cells.colRanges.length;
   const limit = Math.min(rows, cols);
   if (start + size > limit) {
-    throw new Error(
+    throw new RangeError(
       `${owner}: the window start + size = ${start} + ${size} = ${start + size} exceeds the matrix's ${rows} rows ` +
         `and ${cols} columns; use start <= ${Math.max(0, limit - size)} or size <= ${Math.max(0, limit - start)}`,
     );

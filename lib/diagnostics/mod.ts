@@ -14,6 +14,7 @@
  */
 
 export * from "./attention_maps.ts";
+export * from "./attention_view.ts";
 export * from "./deviation.ts";
 export * from "./gradients.ts";
 export * from "./heatmap.ts";
