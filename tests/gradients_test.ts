@@ -2,16 +2,25 @@ import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { type QKV, type VariantName, variants } from "../lib/attention/mod.ts";
 import {
+  closedFormDeviation,
+  gradientSweep,
+  growthExponents,
+  growthVerdict,
   layerGradientNorms,
   layerJacobianNorms,
   maxLinearBoundRatio,
   maxScoreGradient,
   outputJacobian,
+  positionalInput,
+  randomScores as drawScores,
   scoreJacobian,
   scoreJacobianClosedForm,
   scoreJacobians,
+  seedSpread,
+  sweptQKV,
 } from "../lib/diagnostics/mod.ts";
 import { randomNormal, seededUniform } from "../lib/random.ts";
+import { tInterval } from "../lib/stats/mod.ts";
 import { assertClose, outputAndGrads, seededQKV } from "./helpers.ts";
 
 /** [batch, n] scores: softmax scores ~ N(0, scale²); linear scores ~ scale · U(0, 1], all positive. */
@@ -232,4 +241,244 @@ Deno.test("no diagnostic leaks tensors over repeated calls", () => {
   // Each run leaves only the 1-D score tensors it made itself: two per run, nothing from the library.
   assert.equal(tf.memory().numTensors, start + 6);
   tf.dispose([qkv.q, qkv.k, qkv.v, scores]);
+});
+
+Deno.test("randomScores: seeded, positive linear scores within each row's scale, ties that reach both bounds", () => {
+  const start = tf.memory().numTensors;
+  tf.tidy(() => {
+    const a = drawScores("linear", { count: 200, n: 6, scale: [1e-4, 1e2], seed: 3 });
+    const b = drawScores("linear", { count: 200, n: 6, scale: [1e-4, 1e2], seed: 3 });
+    assert.deepEqual(a.shape, [200, 6]);
+    assert.deepEqual(Array.from(a.dataSync()), Array.from(b.dataSync()), "same seed, same scores");
+    const rows = a.arraySync();
+    assert.ok(rows.every((row) => row.every((s) => s > 0 && s <= 1e2 * (1 + 1e-6))), "linear scores lie in (0, high]");
+    // log-uniform σ over six decades: some rows below 1e-2, some above 1.
+    const maxima = rows.map((row) => Math.max(...row));
+    assert.ok(maxima.some((m) => m < 1e-2) && maxima.some((m) => m > 1), `row scales ${Math.min(...maxima)}..`);
+    const fixed = drawScores("softmax", { count: 4000, n: 2, scale: 3, seed: 1 }).dataSync();
+    const sd = Math.sqrt(Array.from(fixed).reduce((acc, x) => acc + x * x, 0) / fixed.length);
+    assert.ok(Math.abs(sd - 3) < 0.15, `softmax scores are 3·N(0, 1): sd ${sd}`);
+    // Two near-equal top scores: p ≈ (1/2, 1/2), where |∂p/∂s| = 1/4 (softmax) and |∂p/∂s_k|·4 s_k = 1 (linear).
+    for (const scale of [1e-3, 1, 50]) {
+      const soft = maxScoreGradient(drawScores("softmax", { count: 32, n: 8, scale, seed: 2, ties: true }), "softmax");
+      // Softmax ties need the rest far below: at σ = 50 they are e^(−50) away; at small σ, p stays near uniform.
+      if (scale >= 10) assert.ok(soft > 0.2499 && soft <= 0.25 + 1e-6, `softmax ties at ${scale}: ${soft}`);
+      const ratio = maxLinearBoundRatio(drawScores("linear", { count: 32, n: 8, scale, seed: 2, ties: true }));
+      assert.ok(ratio > 0.999 && ratio <= 1 + 1e-5, `linear ties at ${scale}: ${ratio}`);
+    }
+  });
+  assert.equal(tf.memory().numTensors, start);
+  assert.throws(() => drawScores("relu" as "linear", { count: 1, n: 2, scale: 1, seed: 0 }), RangeError);
+  assert.throws(
+    () => drawScores("linear", { count: 0, n: 2, scale: 1, seed: 0 }),
+    /options.count must be an integer >= 1/,
+  );
+  assert.throws(() => drawScores("linear", { count: 1, n: 1, scale: 1, seed: 0, ties: true }), /options.n .* >= 2/);
+  assert.throws(() => drawScores("linear", { count: 1, n: 2, scale: [2, 1], seed: 0 }), /low <= high/);
+  assert.throws(() => drawScores("linear", { count: 1, n: 2, scale: -1, seed: 0 }), RangeError);
+  assert.throws(() => drawScores("linear", { count: 1, n: 2, scale: "1" as unknown as number, seed: 0 }), TypeError);
+  assert.throws(
+    () => drawScores("linear", { count: 1, n: 2, scale: 1, seed: 0, tie: true } as never),
+    /unknown option "tie"/,
+  );
+});
+
+Deno.test("closedFormDeviation: float32 rounding only, measured against the terms' scale", () => {
+  tf.tidy(() => {
+    for (const kind of ["softmax", "linear"] as const) {
+      const s = drawScores(kind, { count: 300, n: 8, scale: kind === "softmax" ? [0.01, 100] : [1e-4, 1e2], seed: 9 });
+      const { absolute, relative } = closedFormDeviation(s, kind);
+      assert.ok(relative < 1e-5, `${kind}: relative deviation ${relative}`);
+      // The absolute deviation is at most the relative one times the largest term scale (1, or 1/min Σ s).
+      const largest = kind === "softmax" ? 1 : 1 / tf.min(tf.sum(s, 1)).dataSync()[0];
+      assert.ok(absolute <= relative * largest * (1 + 1e-6) && absolute >= 0, `${kind}: ${absolute}`);
+    }
+    assert.throws(() => closedFormDeviation(tf.tensor2d([[0, 1]]), "linear"), /> 0/);
+  });
+});
+
+Deno.test("sweptQKV: q, k scaled by c (v kept), or q shifted by m, from one seeded layer", () => {
+  const start = tf.memory().numTensors;
+  const base = sweptQKV("scale", 1, { seed: 4 });
+  const scaled = sweptQKV("scale", 0.01, { seed: 4 });
+  const shifted = sweptQKV("shift", 6, { seed: 4, shape: { batch: 1, heads: 2, n: 16, d: 8 } });
+  const other = sweptQKV("scale", 1, { seed: 5 });
+  tf.tidy(() => {
+    assertClose(scaled.q, tf.mul(base.q, 0.01), "q = c·q₀", { atol: 1e-8, rtol: 1e-6 });
+    assertClose(scaled.k, tf.mul(base.k, 0.01), "k = c·k₀", { atol: 1e-8, rtol: 1e-6 });
+    assertClose(scaled.v, base.v, "v = v₀", { atol: 0, rtol: 0 });
+    assertClose(shifted.q, tf.sub(base.q, 6), "q = q₀ − m", { atol: 1e-6, rtol: 0 });
+    assertClose(shifted.k, base.k, "k = k₀", { atol: 0, rtol: 0 });
+    assert.ok(tf.max(tf.abs(tf.sub(other.q, base.q))).dataSync()[0] > 0.1, "another seed, another layer");
+  });
+  tf.dispose([base, scaled, shifted, other].flatMap((x) => [x.q, x.k, x.v]));
+  assert.equal(tf.memory().numTensors, start);
+  assert.throws(() => sweptQKV("scale", 0, { seed: 0 }), /x \(the scale c\) must be a finite number > 0/);
+  assert.throws(() => sweptQKV("shift", Infinity, { seed: 0 }), /finite/);
+  assert.throws(() => sweptQKV("grow" as "scale", 1, { seed: 0 }), /sweep must be "scale" or "shift"/);
+  assert.throws(() => sweptQKV("scale", 1, { seed: -1 }), /options.seed must be an integer >= 0/);
+  assert.throws(() => sweptQKV("scale", 1, { seed: 0, shape: { batch: 1, heads: 0, n: 2, d: 2 } }), /shape.heads/);
+});
+
+Deno.test("gradientSweep: homogeneous layers follow their closed-form scaling; scores of 1+elu scale by e^(−m)", () => {
+  const start = tf.memory().numTensors;
+  const setups = [
+    { label: "relu", variant: "linear" as const, variantOptions: { featureMap: "relu" } },
+    { label: "identity + srms", variant: "norm" as const, variantOptions: { featureMap: "identity" } },
+    { label: "identity, no norm", variant: "norm" as const, variantOptions: { featureMap: "identity", norm: "none" } },
+    { label: "performer", variant: "performer" as const },
+  ];
+  const values = [0.1, 1, 10];
+  const { layers, scores } = gradientSweep(setups, { sweep: "scale", values, seeds: [0, 1] });
+  assert.equal(layers.length, setups.length * values.length * 2);
+  assert.equal(scores.length, values.length * 2);
+  const at = (setup: string, seed: number, x: number) =>
+    layers.find((r) => r.setup === setup && r.seed === seed && r.x === x)!;
+  for (const seed of [0, 1]) {
+    // relu features and an identity map under a scale-invariant norm leave O unchanged when q, k → c·q, c·k, so
+    // ∇_{q,k} scales by exactly 1/c; without the norm O = Q(KᵀV) grows like c², and its gradient like c.
+    for (const [setup, power] of [["relu", -1], ["identity + srms", -1], ["identity, no norm", 1]] as const) {
+      for (const c of [0.1, 10]) {
+        for (const stat of ["norm", "mean", "max"] as const) {
+          const ratio = at(setup, seed, c)[stat] / at(setup, seed, 1)[stat];
+          assert.ok(Math.abs(ratio / c ** power - 1) < 2e-3, `${setup} ${stat} seed ${seed} c=${c}: ratio ${ratio}`);
+        }
+      }
+    }
+    const row = at("relu", seed, 1);
+    assert.ok(row.max >= row.mean && row.norm >= row.max, "norm >= max >= mean");
+    assert.ok(Number.isFinite(at("performer", seed, 1).norm));
+  }
+  assert.notEqual(at("relu", 0, 1).norm, at("relu", 1, 1).norm, "each seed is its own random layer");
+  // Growth exponents of the same sweep: 1 toward small c for relu, 1 toward large c without the norm.
+  const points = (setup: string) =>
+    layers.filter((r) => r.setup === setup).map((r) => ({ seed: r.seed, x: r.x, y: r.norm }));
+  assert.ok(Math.abs(growthExponents(points("relu"), { toward: "small" }).interval.mean - 1) < 1e-3);
+  assert.ok(Math.abs(growthExponents(points("identity, no norm"), { toward: "large" }).interval.mean - 1) < 1e-3);
+
+  // Shifted queries: once every q₀ − m < 0, φ(q) = e^(q₀ − m) exactly (1+elu), so every score scales by e^(−m),
+  // p = s / Σ s stays the same, and max |∂p/∂s| = max |1[j=k] − p_j| / Σ s grows by e² per step of 2 in m.
+  const shift = gradientSweep([setups[0]], { sweep: "shift", values: [8, 10], seeds: [2] }).scores;
+  assert.ok(
+    Math.abs(shift[0].rowSum / shift[1].rowSum / Math.E ** 2 - 1) < 1e-3,
+    `${shift[0].rowSum} / ${shift[1].rowSum}`,
+  );
+  const growth = shift[1].maxScoreGradient / shift[0].maxScoreGradient;
+  assert.ok(Math.abs(growth / Math.E ** 2 - 1) < 1e-3, `score gradient grew ×${growth}`);
+  assert.equal(shift[0].zeroRows, 0);
+  assert.ok(shift[0].minRowSum <= shift[0].rowSum);
+  assert.equal(tf.memory().numTensors, start);
+
+  const options = { sweep: "scale" as const, values: [1], seeds: [0] };
+  assert.throws(() => gradientSweep([], options), /setups must be a non-empty array/);
+  assert.throws(() => gradientSweep([setups[0], setups[0]], options), /"relu" is used twice/);
+  assert.throws(() => gradientSweep([{ label: "x", variant: "nope" as "norm" }], options), /variant must be one of/);
+  assert.throws(() => gradientSweep([setups[0]], { ...options, value: [1] } as never), /unknown option "value"/);
+  assert.throws(
+    () => gradientSweep([setups[0]], { ...options, values: [] }),
+    /options.values must be a non-empty array/,
+  );
+  assert.throws(() => gradientSweep([setups[0]], { ...options, scoreFeatureMap: "tanh" as "relu" }), /scoreFeatureMap/);
+  assert.throws(() => gradientSweep([setups[0]], { ...options, values: [-1] }), /must be a finite number > 0/);
+});
+
+Deno.test("growthExponents: per-seed log–log slopes, signed by the direction of travel, with a t interval", () => {
+  // y = x^γ_seed with γ = 1, 2, 3 as x grows: mean 2, s = 1, half-width t(0.975, 2)/√3 = 2.484138.
+  const points = [1, 2, 3].flatMap((g) => [1, 10, 100].map((x) => ({ seed: g, x, y: 5 * x ** g })));
+  const large = growthExponents(points, { toward: "large" });
+  assert.deepEqual(large.seeds, [1, 2, 3]);
+  large.exponents.forEach((e, i) => assert.ok(Math.abs(e - (i + 1)) < 1e-9));
+  assert.ok(Math.abs(large.interval.mean - 2) < 1e-9 && Math.abs(large.interval.halfWidth - 2.484138) < 1e-6);
+  // The same points travelled the other way: y shrinks as x shrinks, so γ is negative.
+  const small = growthExponents(points, { toward: "small" });
+  assert.ok(Math.abs(small.interval.mean + 2) < 1e-9);
+  // A kink at x = 1: y ∝ 1/x below it, flat above; each side fitted on its own range.
+  const kink = [0, 1, 2].flatMap((seed) => [0.01, 0.1, 1, 10, 100].map((x) => ({ seed, x, y: x < 1 ? 1 / x : 1 })));
+  assert.ok(Math.abs(growthExponents(kink, { toward: "small", to: 1 }).interval.mean - 1) < 1e-9);
+  assert.ok(Math.abs(growthExponents(kink, { toward: "large", from: 1 }).interval.mean) < 1e-9);
+  // Zero and non-finite y are left out and counted; a seed left with fewer than two x is not fitted.
+  const gaps = [
+    ...[1, 10, 100].map((x) => ({ seed: 0, x, y: x })),
+    { seed: 1, x: 1, y: 1 },
+    { seed: 1, x: 10, y: NaN },
+    { seed: 1, x: 100, y: 0 },
+  ];
+  const fit = growthExponents(gaps, { toward: "large" });
+  assert.deepEqual([fit.seeds, fit.unfitted, fit.dropped], [[0], [1], 2]);
+  assert.equal(fit.interval.n, 1);
+  assert.ok(Number.isNaN(fit.interval.low), "one seed: no interval");
+  const none = growthExponents([{ seed: 0, x: 1, y: 0 }], { toward: "large" });
+  assert.equal(none.interval.n, 0);
+  assert.ok(Number.isNaN(none.interval.estimate) && typeof none.interval.reason === "string");
+  assert.throws(() => growthExponents(points, { toward: "up" as "large" }), /toward must be "large" or "small"/);
+  assert.throws(() => growthExponents([{ seed: 0, x: 0, y: 1 }], { toward: "large" }), /x must be a finite number > 0/);
+  assert.throws(() => growthExponents(points, { toward: "large", from: 2, to: 1 }), /from <= to/);
+  assert.throws(() => growthExponents(points, { toward: "large", form: 1 } as never), /unknown option "form"/);
+});
+
+Deno.test("growthVerdict: three outcomes for 'grows' and 'bounded' claims, the rule in words", () => {
+  const grows = { label: "grows", interval: tInterval([0.98, 1.0, 1.02]) };
+  const flat = { label: "flat", interval: tInterval([0.01, -0.02, 0.0]) };
+  const noisy = { label: "noisy", interval: tInterval([0.9, -0.5, 0.3]) };
+  const two = { label: "two seeds", interval: tInterval([1, 1.1]) };
+  const options = { margin: 0.25, quantity: "the gradient" };
+  const g = (cases: typeof grows[]) => growthVerdict(cases, { ...options, claim: "grows" });
+  const b = (cases: typeof grows[]) => growthVerdict(cases, { ...options, claim: "bounded" });
+  assert.equal(g([flat, grows]).outcome, "reproduced");
+  assert.equal(g([flat, grows]).interval!.estimate, grows.interval.estimate, "shows the growing case");
+  assert.deepEqual([g([flat]).outcome, g([flat]).reason], ["not reproduced", "confident absence"]);
+  assert.deepEqual([g([flat, noisy]).outcome, g([flat, noisy]).reason], ["inconclusive", "within noise"]);
+  assert.deepEqual([g([two]).outcome, g([two]).reason], ["inconclusive", "underpowered"]);
+  assert.equal(b([flat]).outcome, "reproduced");
+  assert.deepEqual([b([flat, grows]).outcome, b([flat, grows]).reason], ["not reproduced", "grows: grows"]);
+  assert.deepEqual([b([flat, noisy]).outcome, b([flat, noisy]).reason], ["inconclusive", "within noise"]);
+  const rule = b([flat, grows]).rule;
+  for (const part of ["the gradient", "flat; grows", "below the margin 0.25 in both cases", "95% t interval"]) {
+    assert.ok(rule.includes(part), `rule "${rule}" lacks "${part}"`);
+  }
+  assert.throws(() => growthVerdict([], { ...options, claim: "grows" }), /non-empty array/);
+  assert.throws(() => growthVerdict([flat], { ...options, claim: "blows up" as "grows" }), /"grows" or "bounded"/);
+  assert.throws(
+    () => growthVerdict([flat], { claim: "grows", margin: 0, quantity: "g" }),
+    /margin must be a finite number > 0/,
+  );
+  assert.throws(() => growthVerdict([flat], { claim: "grows", margin: 0.25, quantity: "" }), TypeError);
+});
+
+Deno.test("seedSpread: mean, median, range and t interval per group; non-finite values dropped", () => {
+  const rows = [
+    ...[1, 2, 3].map((g, seed) => ({ setup: "a", x: 1, seed, g })),
+    ...[10, NaN, 30].map((g, seed) => ({ setup: "b", x: 1, seed, g })),
+    { setup: "c", x: 2, seed: 0, g: Infinity },
+  ];
+  const [a, b, c] = seedSpread(rows, { by: ["setup", "x"], value: "g" });
+  assert.deepEqual([a.setup, a.x, a.n, a.mean, a.median, a.min, a.max, a.dropped], ["a", 1, 3, 2, 2, 1, 3, 0]);
+  assert.ok(Math.abs(a.halfWidth - 2.484138) < 1e-6 && Math.abs(a.low - (2 - 2.484138)) < 1e-6);
+  // b: 10 and 30, s = √200, half-width t(0.975, 1)·s/√2 = 12.7062·10 = 127.062.
+  assert.deepEqual([b.n, b.mean, b.dropped], [2, 20, 1]);
+  assert.ok(Math.abs(b.halfWidth - 127.062) < 1e-3, `${b.halfWidth}`);
+  assert.deepEqual([c.n, c.dropped], [0, 1]);
+  assert.ok(Number.isNaN(c.mean) && Number.isNaN(c.halfWidth));
+  assert.throws(() => seedSpread(rows, { by: ["setup"], value: "h" as "g" }), /has no key "h"/);
+  assert.throws(() => seedSpread("rows" as unknown as typeof rows, { by: ["setup"], value: "g" }), TypeError);
+});
+
+Deno.test("positionalInput: sinusoidal positions times the amplitude, plus seeded N(0, σ²) noise", () => {
+  const start = tf.memory().numTensors;
+  tf.tidy(() => {
+    const n = 12, d = 6;
+    const clean = positionalInput(n, d, { seed: 0, noise: 0, amplitude: 2 }).arraySync()[0][0];
+    for (const [i, c] of [[0, 0], [3, 1], [7, 4], [11, 5]]) {
+      const frequency = 4 / n ** ((2 * Math.floor(c / 2)) / d);
+      const expected = 2 * (c % 2 === 0 ? Math.sin(i * frequency) : Math.cos(i * frequency));
+      assert.ok(Math.abs(clean[i][c] - expected) < 1e-6, `(${i}, ${c}): ${clean[i][c]} vs ${expected}`);
+    }
+    const noisy = positionalInput(n, d, { seed: 7, amplitude: 2 });
+    const noise = tf.sub(noisy, positionalInput(n, d, { seed: 7, amplitude: 2, noise: 0 }));
+    assertClose(tf.reshape(noise, [n, d]), randomNormal([n, d], { seed: 7, std: 0.3 }), "noise", { atol: 1e-6 });
+  });
+  assert.equal(tf.memory().numTensors, start);
+  assert.throws(() => positionalInput(0, 4, { seed: 0 }), /n must be an integer >= 1/);
+  assert.throws(() => positionalInput(4, 4, { seed: 0, noise: -1 }), /options.noise/);
+  assert.throws(() => positionalInput(4, 4, { seed: 0, colour: 1 } as never), /unknown option "colour"/);
 });

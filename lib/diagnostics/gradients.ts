@@ -9,13 +9,23 @@
  * Layer level: {@linkcode outputJacobian}, {@linkcode layerJacobianNorms} and {@linkcode layerGradientNorms}
  * differentiate any registered attention variant with respect to q, k and v.
  *
+ * Sweeps and verdicts: {@linkcode gradientSweep} measures the layer-level gradient (and the score-level one) of random
+ * layers as their inputs are scaled or shifted, {@linkcode growthExponents} fits how fast it grows in a direction,
+ * with an interval over seeds, {@linkcode growthVerdict} decides "grows" or "bounded" claims from those intervals,
+ * and {@linkcode seedSpread} summarises any measurement over seeds for bands and tables.
+ * {@linkcode closedFormDeviation} compares autodiff with the paper's closed form.
+ *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { checkQKV, type QKV, type VariantName, variants } from "../attention/mod.ts";
+import { checkQKV, FEATURE_MAPS, type FeatureMap, type QKV, type VariantName, variants } from "../attention/mod.ts";
+import { fitExponent } from "../bench/fit.ts";
 import { randomNormal } from "../random.ts";
+import { median, tInterval, verdict } from "../stats/mod.ts";
+import type { Interval, TInterval, Verdict } from "../stats/mod.ts";
 import { checkNotDisposed, describe } from "./_checks.ts";
+import { type InputSweep, type LayerShape, sweptQKV } from "./inputs.ts";
 
 /** The two score normalisations: "softmax" (f = exp) and "linear" (f = identity). */
 export const SCORE_KINDS = ["softmax", "linear"] as const;
@@ -422,5 +432,507 @@ export function layerGradientNorms(qkv: QKV, options: GradientNormOptions): { q:
     ]);
     const norms = grads.map((g) => Math.sqrt(tf.sum(tf.square(g)).dataSync()[0]));
     return { q: norms[0], k: norms[1], v: norms[2] };
+  });
+}
+
+/**
+ * How far autodiff is from the paper's closed form on a batch of score vectors [batch, n]: `absolute` is
+ * max |autodiff − closed form| over every entry, `relative` the largest per-vector maximum divided by the size of
+ * the terms the formula adds (p_j p_k f'(s_k)/f(s_k) is at most 1 for softmax and 1/Σ s for linear attention, whose
+ * entries span many orders of magnitude). Linear scores must be > 0 (the closed form divides by them).
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { closedFormDeviation } from "./gradients.ts";
+ * const s = tf.tensor2d([[1, 3], [0.5, 0.25]]);
+ * const { absolute, relative } = closedFormDeviation(s, "linear");
+ * console.log(absolute < 1e-6, relative < 1e-6); // true true
+ * s.dispose();
+ * ```
+ */
+export function closedFormDeviation(scores: tf.Tensor2D, kind: ScoreKind): { absolute: number; relative: number } {
+  const owner = "closedFormDeviation";
+  const k = checkKind(owner, kind);
+  return tf.tidy(() => {
+    const s = checkScores(owner, scores, k, [2], true); // [b, n]
+    const diff = tf.abs(tf.sub(autodiffJacobians(s, k), scoreJacobianClosedForm(s, k))); // [b, n, n]
+    const size = k === "softmax" ? tf.onesLike(tf.sum(s, 1)) : tf.reciprocal(tf.sum(s, 1)); // [b]: the terms' scale
+    return {
+      absolute: tf.max(diff).dataSync()[0],
+      relative: tf.max(tf.div(tf.max(diff, [1, 2]), size)).dataSync()[0],
+    };
+  });
+}
+
+/** One attention layer in a sweep: a label for tables and figures, the variant and its options. */
+export interface LayerSetup {
+  /** Unique label, e.g. `"norm T1 (elu, srms)"`. */
+  label: string;
+  /** A key of `variants` (lib/attention). */
+  variant: VariantName;
+  /** Options passed to the variant; default `{}`. A variant with a `seed` option (Performer) gets the sweep's seed unless this sets one. */
+  variantOptions?: Record<string, unknown>;
+}
+
+/** Options of {@linkcode gradientSweep}. */
+export interface GradientSweepOptions {
+  /** `"scale"` (q = c·q₀, k = c·k₀) or `"shift"` (q = q₀ − m): see {@linkcode sweptQKV}. */
+  sweep: InputSweep;
+  /** The values of c (> 0) or m swept. */
+  values: readonly number[];
+  /** One random layer per seed (non-negative integers): q₀, k₀, v₀, the cotangent u, and Performer's features. */
+  seeds: readonly number[];
+  /** Sizes; default `SWEEP_SHAPE` (inputs.ts): batch 1, 2 heads, n = 16, d = 8. */
+  shape?: LayerShape;
+  /** Feature map of the kernel scores s_ij = φ(q_i)·φ(k_j) measured at the score level; default `"elu+1"`. */
+  scoreFeatureMap?: FeatureMap;
+}
+
+/** One layer-level measurement of {@linkcode gradientSweep}: the gradient g = ∇_{q,k}⟨O, u⟩ of one setup at one input. */
+export interface LayerSweepRow {
+  setup: string;
+  seed: number;
+  /** The swept value: c or m. */
+  x: number;
+  /** ‖g‖ = √(‖∇_q‖² + ‖∇_k‖²); NaN when the gradient is not finite. */
+  norm: number;
+  /** mean |g| over every entry of ∇_q and ∇_k. */
+  mean: number;
+  /** max |g| over every entry of ∇_q and ∇_k. */
+  max: number;
+  /** The median kernel row sum Σ_j s_ij of the same input (see {@linkcode ScoreSweepRow}). */
+  rowSum: number;
+}
+
+/** One score-level measurement of {@linkcode gradientSweep}, on the kernel scores s_ij = φ(q_i)·φ(k_j) of one input. */
+export interface ScoreSweepRow {
+  seed: number;
+  x: number;
+  /** max |∂p_j/∂s_k| of p = s / Σ s over the rows whose scores do not all underflow to 0; NaN if none. */
+  maxScoreGradient: number;
+  /** The median row sum Σ_j s_ij over all rows. */
+  rowSum: number;
+  /** The smallest positive row sum. */
+  minRowSum: number;
+  /** Rows whose scores all underflow to 0 in float32 (p = s / Σ s is undefined there). */
+  zeroRows: number;
+}
+
+function scoreLevel(qkv: QKV, featureMap: FeatureMap): Omit<ScoreSweepRow, "seed" | "x"> {
+  return tf.tidy(() => {
+    const n = qkv.q.shape[2];
+    const all = tf.reshape(variants.norm.weights(qkv, { featureMap }), [-1, n]) as tf.Tensor2D; // [b·h·n, n]
+    const sums = Array.from(tf.sum(all, 1).dataSync());
+    const keep = sums.flatMap((sum, i) => (sum > 0 ? [i] : []));
+    const sorted = sums.slice().sort((a, b) => a - b);
+    const rowSum = sorted.length % 2 === 1
+      ? sorted[(sorted.length - 1) / 2]
+      : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+    const kept = keep.length === 0 ? NaN : maxScoreGradient(tf.gather(all, keep) as tf.Tensor2D, "linear");
+    return {
+      maxScoreGradient: kept,
+      rowSum,
+      minRowSum: keep.length === 0 ? NaN : Math.min(...keep.map((i) => sums[i])),
+      zeroRows: sums.length - keep.length,
+    };
+  });
+}
+
+/**
+ * Gradients of one random layer per seed as its inputs move along a sweep (Proposition 3.1 at the layer level).
+ * For each seed and value x it builds q, k, v with {@linkcode sweptQKV}, and returns
+ *
+ * - `layers`: for each setup, the gradient g of ⟨O, u⟩ (u ~ N(0, 1) of the output's shape, seed 4·seed + 3) with
+ *   respect to q and k, as its norm, mean |g| and max |g| ({@linkcode LayerSweepRow});
+ * - `scores`: the score-level quantity on the same input, max |∂p/∂s| of the kernel scores φ(q)·φ(k)
+ *   ({@linkcode ScoreSweepRow}).
+ *
+ * @example
+ * ```ts
+ * import { gradientSweep } from "./gradients.ts";
+ * // relu linear attention is unchanged when q and k are scaled, so its gradient is exactly ∝ 1/c.
+ * const { layers } = gradientSweep([{ label: "relu", variant: "linear", variantOptions: { featureMap: "relu" } }], {
+ *   sweep: "scale", values: [0.1, 1], seeds: [0],
+ * });
+ * console.log((layers[0].norm / layers[1].norm).toFixed(3)); // 10.000
+ * ```
+ */
+export function gradientSweep(
+  setups: readonly LayerSetup[],
+  options: GradientSweepOptions,
+): { layers: LayerSweepRow[]; scores: ScoreSweepRow[] } {
+  const owner = "gradientSweep";
+  if (!Array.isArray(setups) || setups.length === 0) {
+    throw new TypeError(`${owner}: setups must be a non-empty array of { label, variant }, got ${describe(setups)}`);
+  }
+  const labels = new Set<string>();
+  const calls = setups.map((setup, i) => {
+    if (setup === null || typeof setup !== "object" || typeof setup.label !== "string" || setup.label === "") {
+      throw new TypeError(`${owner}: setups[${i}] must be { label, variant, variantOptions? } with a non-empty label`);
+    }
+    if (labels.has(setup.label)) throw new RangeError(`${owner}: setups[${i}].label "${setup.label}" is used twice`);
+    labels.add(setup.label);
+    const { variantOptions = {}, variant } = setup;
+    const defaults = (variants as Record<string, { defaults: object } | undefined>)[variant]?.defaults;
+    const seeded = defaults !== undefined && "seed" in defaults && !("seed" in variantOptions);
+    const at = (seed: number) =>
+      resolveLayer(owner, { variant, variantOptions: seeded ? { ...variantOptions, seed } : variantOptions }, []).call;
+    at(0); // checks the setup now, before any work
+    return at;
+  });
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`${owner}: options must be { sweep, values, seeds }, got ${describe(options)}`);
+  }
+  const known = ["sweep", "values", "seeds", "shape", "scoreFeatureMap"];
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new RangeError(`${owner}: unknown option "${key}"; valid options are ${known.join(", ")}`);
+    }
+  }
+  const { sweep, values, seeds, shape, scoreFeatureMap = "elu+1" } = options;
+  for (const [name, list] of [["values", values], ["seeds", seeds]] as const) {
+    if (!Array.isArray(list) || list.length === 0 || !list.every((v) => typeof v === "number")) {
+      throw new TypeError(`${owner}: options.${name} must be a non-empty array of numbers, got ${describe(list)}`);
+    }
+  }
+  if (!(FEATURE_MAPS as readonly string[]).includes(scoreFeatureMap)) {
+    throw new RangeError(
+      `${owner}: options.scoreFeatureMap must be one of ${FEATURE_MAPS.join(", ")}, got ${describe(scoreFeatureMap)}`,
+    );
+  }
+  const layers: LayerSweepRow[] = [];
+  const scores: ScoreSweepRow[] = [];
+  for (const seed of seeds) {
+    for (const x of values) {
+      const qkv = sweptQKV(sweep, x, { seed, ...(shape === undefined ? {} : { shape }) });
+      const score = { seed, x, ...scoreLevel(qkv, scoreFeatureMap) };
+      scores.push(score);
+      setups.forEach((setup, i) => {
+        const call = calls[i](seed);
+        const stats = tf.tidy(() => {
+          const out = call(qkv); // [b, h, n, dv]
+          const u = randomNormal<tf.Tensor4D>(out.shape, { seed: 4 * seed + 3 }); // [b, h, n, dv]
+          const f = (q: tf.Tensor, k: tf.Tensor) => tf.sum(tf.mul(call({ q, k, v: qkv.v } as QKV), u));
+          const g = tf.concat(tf.grads(f)([qkv.q, qkv.k]).map((t) => tf.reshape(t, [-1]))); // [2·b·h·n·d]
+          const abs = tf.abs(g);
+          return [tf.sum(tf.square(g)), tf.mean(abs), tf.max(abs)].map((t) => t.dataSync()[0]);
+        });
+        const finite = stats.every(Number.isFinite);
+        layers.push({
+          setup: setup.label,
+          seed,
+          x,
+          norm: finite ? Math.sqrt(stats[0]) : NaN,
+          mean: finite ? stats[1] : NaN,
+          max: finite ? stats[2] : NaN,
+          rowSum: score.rowSum,
+        });
+      });
+      tf.dispose([qkv.q, qkv.k, qkv.v]);
+    }
+  }
+  return { layers, scores };
+}
+
+/** One point of a growth fit: the value y of a seed's measurement at x. */
+export interface GrowthPoint {
+  seed: number;
+  x: number;
+  y: number;
+}
+
+/** Options of {@linkcode growthExponents}. */
+export interface GrowthFitOptions {
+  /** The direction of travel: `"large"` fits y ∝ x^γ as x grows, `"small"` fits y ∝ x^(−γ) as x shrinks. */
+  toward: "large" | "small";
+  /** Smallest x used; default −∞ (all). */
+  from?: number;
+  /** Largest x used; default +∞ (all). */
+  to?: number;
+  /** Confidence level of the interval over seeds; default 0.95. */
+  level?: number;
+}
+
+/** What {@linkcode growthExponents} returns. */
+export interface GrowthExponents {
+  toward: "large" | "small";
+  /** The seeds fitted, in order of first appearance. */
+  seeds: number[];
+  /** The growth exponent γ of each fitted seed: > 0 when y grows in the direction of travel. */
+  exponents: number[];
+  /** Seeds left without a fit: fewer than two distinct usable x in range. */
+  unfitted: number[];
+  /** Points in range left out because y was 0, negative or not finite (log y undefined). */
+  dropped: number;
+  /** The Student-t interval of γ over the fitted seeds (NaN bounds with fewer than two). */
+  interval: TInterval;
+}
+
+/**
+ * The growth exponent γ of a measurement in one direction of travel, one least-squares fit of log y on log x per seed
+ * (`fitExponent` of lib/bench), and its Student-t interval over seeds (lib/stats `tInterval`): γ is the slope when
+ * travelling `"large"` (y ∝ x^γ) and minus the slope when travelling `"small"` (y ∝ (1/x)^γ), so γ > 0 always
+ * means that y grows in that direction. Points outside [from, to] are ignored; points with y <= 0 or not finite are
+ * left out and counted (`dropped`): a gradient that underflows to 0 or overflows has no logarithm.
+ *
+ * @example
+ * ```ts
+ * import { growthExponents } from "./gradients.ts";
+ * // Three seeds of y = a/x: the gradient grows like (1/x)^1 as x shrinks, whatever a.
+ * const points = [1, 2, 3].flatMap((seed) => [0.01, 0.1, 1].map((x) => ({ seed, x, y: seed / x })));
+ * const fit = growthExponents(points, { toward: "small" });
+ * console.log(fit.exponents.map((g) => g.toFixed(3)), fit.interval.n); // ["1.000", "1.000", "1.000"] 3
+ * ```
+ */
+export function growthExponents(points: readonly GrowthPoint[], options: GrowthFitOptions): GrowthExponents {
+  const owner = "growthExponents";
+  if (!Array.isArray(points)) {
+    throw new TypeError(`${owner}: points must be an array of { seed, x, y }, got ${describe(points)}`);
+  }
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(
+      `${owner}: options must be { toward: "large" | "small", from?, to?, level? }, got ${describe(options)}`,
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!["toward", "from", "to", "level"].includes(key)) {
+      throw new RangeError(`${owner}: unknown option "${key}"; valid options are toward, from, to, level`);
+    }
+  }
+  const { toward, from = -Infinity, to = Infinity, level = 0.95 } = options;
+  if (toward !== "large" && toward !== "small") {
+    throw new RangeError(`${owner}: options.toward must be "large" or "small", got ${describe(toward)}`);
+  }
+  if (typeof from !== "number" || typeof to !== "number" || Number.isNaN(from) || Number.isNaN(to) || from > to) {
+    throw new RangeError(
+      `${owner}: options.from and options.to must be numbers with from <= to, got ${from} and ${to}`,
+    );
+  }
+  const bySeed = new Map<number, { x: number; y: number }[]>();
+  let dropped = 0;
+  points.forEach((p, i) => {
+    if (p === null || typeof p !== "object" || ![p.seed, p.x, p.y].every((v) => typeof v === "number")) {
+      throw new TypeError(`${owner}: points[${i}] must be { seed, x, y } with numbers, got ${describe(p)}`);
+    }
+    if (!(p.x > 0) || !Number.isFinite(p.x)) {
+      throw new RangeError(
+        `${owner}: points[${i}].x must be a finite number > 0 (it is fitted on a log scale), got ${p.x}`,
+      );
+    }
+    if (!bySeed.has(p.seed)) bySeed.set(p.seed, []);
+    if (p.x < from || p.x > to) return;
+    if (!(p.y > 0) || !Number.isFinite(p.y)) dropped++;
+    else bySeed.get(p.seed)!.push({ x: p.x, y: p.y });
+  });
+  const seeds: number[] = [], exponents: number[] = [], unfitted: number[] = [];
+  for (const [seed, usable] of bySeed) {
+    if (new Set(usable.map((p) => p.x)).size < 2) {
+      unfitted.push(seed);
+      continue;
+    }
+    const slope = fitExponent(usable).exponent;
+    seeds.push(seed);
+    exponents.push(toward === "large" ? slope : -slope);
+  }
+  const interval: TInterval = exponents.length > 0 ? tInterval(exponents, { level }) : {
+    estimate: NaN,
+    mean: NaN,
+    low: NaN,
+    high: NaN,
+    halfWidth: NaN,
+    level,
+    n: 0,
+    df: 0,
+    sd: NaN,
+    se: NaN,
+    method: "t",
+    nullValue: 0,
+    reason: "no seed had two distinct x with a positive, finite y to fit",
+  };
+  return { toward, seeds, exponents, unfitted, dropped, interval };
+}
+
+/** One case of a growth claim: a label (which setup, which direction) and the interval of its growth exponent γ. */
+export interface GrowthCase {
+  label: string;
+  interval: Interval;
+}
+
+/** Options of {@linkcode growthVerdict}. */
+export interface GrowthVerdictOptions {
+  /** `"grows"`: the gradient grows in at least one case; `"bounded"`: it grows in none. */
+  claim: "grows" | "bounded";
+  /** The practical margin m > 0: growth slower than x^m over the sweep does not count as growing. */
+  margin: number;
+  /** What γ is the exponent of, for the rule's sentence, e.g. `"the q/k gradient as c → 0"`. */
+  quantity: string;
+  /** Minimum seeds per case; default 3. */
+  minN?: number;
+}
+
+/**
+ * Decides a claim about whether a gradient grows, from the intervals of its growth exponent γ in one or more cases
+ * (setups, directions, statistics), with lib/stats `verdict` applied to each case: γ "grows" in a case when its
+ * interval lies above the margin m, is "bounded" there when it lies below m, and is undecided when it straddles m
+ * (or has fewer than `minN` seeds).
+ *
+ * - `"grows"`: reproduced if γ grows in at least one case, not reproduced ("confident absence") if it is bounded
+ *   in every case, otherwise inconclusive.
+ * - `"bounded"`: reproduced if γ is bounded in every case, not reproduced if it grows in at least one (the reason
+ *   names those cases), otherwise inconclusive.
+ *
+ * The verdict carries the interval of the case with the largest estimate of γ, and the rule in one sentence.
+ *
+ * @example
+ * ```ts
+ * import { tInterval } from "../stats/mod.ts";
+ * import { growthVerdict } from "./gradients.ts";
+ * const cases = [
+ *   { label: "T1 as c → 0", interval: tInterval([0.98, 1.01, 0.99]) },
+ *   { label: "T2 as c → 0", interval: tInterval([0.04, 0.06, 0.05]) },
+ * ];
+ * const v = growthVerdict(cases, { claim: "bounded", margin: 0.25, quantity: "NormAttention's q/k gradient" });
+ * console.log(v.outcome, "|", v.reason); // not reproduced | grows: T1 as c → 0
+ * ```
+ */
+export function growthVerdict(cases: readonly GrowthCase[], options: GrowthVerdictOptions): Verdict {
+  const owner = "growthVerdict";
+  if (!Array.isArray(cases) || cases.length === 0) {
+    throw new TypeError(`${owner}: cases must be a non-empty array of { label, interval }, got ${describe(cases)}`);
+  }
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`${owner}: options must be { claim, margin, quantity }, got ${describe(options)}`);
+  }
+  const { claim, margin, quantity, minN = 3 } = options;
+  if (claim !== "grows" && claim !== "bounded") {
+    throw new RangeError(`${owner}: options.claim must be "grows" or "bounded", got ${describe(claim)}`);
+  }
+  if (typeof margin !== "number" || !(margin > 0) || !Number.isFinite(margin)) {
+    throw new RangeError(`${owner}: options.margin must be a finite number > 0, got ${describe(margin)}`);
+  }
+  if (typeof quantity !== "string" || quantity.trim() === "") {
+    throw new TypeError(`${owner}: options.quantity must be a non-empty string, got ${describe(quantity)}`);
+  }
+  const decided = cases.map((c, i) => {
+    if (c === null || typeof c !== "object" || typeof c.label !== "string") {
+      throw new TypeError(`${owner}: cases[${i}] must be { label, interval }, got ${describe(c)}`);
+    }
+    const v = verdict(c.interval, { direction: "greater", null: 0, margin, minN, quantity: `γ (${c.label})` });
+    const state = v.outcome === "reproduced" ? "grows" : v.outcome === "not reproduced" ? "bounded" : "undecided";
+    return { ...c, v, state };
+  });
+  const worst = decided.reduce((
+    a,
+    b,
+  ) => (b.interval.estimate > a.interval.estimate || Number.isNaN(a.interval.estimate) ? b : a));
+  const growing = decided.filter((d) => d.state === "grows");
+  const undecided = decided.filter((d) => d.state === "undecided");
+  const labels = cases.map((c) => c.label).join("; ");
+  const level = `${Number((100 * cases[0].interval.level).toPrecision(6))}%`;
+  const every = cases.length === 1 ? "" : cases.length === 2 ? " in both cases" : ` in all ${cases.length} cases`;
+  const some = cases.length === 1 ? "" : " in at least one case";
+  const rule = `γ is the growth exponent of ${quantity} (one log–log least-squares fit per seed; γ > 0: it grows ` +
+    `along the direction of travel), in ${cases.length === 1 ? "one case" : `${cases.length} cases`} (${labels}); ` +
+    (claim === "grows"
+      ? `reproduced if the ${level} t interval of γ over seeds lies above the margin ${margin}${some}, not ` +
+        `reproduced if it lies below ${margin}${every}, otherwise inconclusive (within noise)`
+      : `reproduced if the ${level} t interval of γ over seeds lies below the margin ${margin}${every}, not ` +
+        `reproduced if it lies above ${margin}${some}, otherwise inconclusive (within noise)`) +
+    `; inconclusive (underpowered) with fewer than ${minN} seeds`;
+  // The interval shown: the growing case that clears the margin most, else the case with the largest γ.
+  const pick = growing.length > 0 ? growing.reduce((a, b) => (b.interval.low > a.interval.low ? b : a)) : worst;
+  const base = { rule, interval: pick.v.interval! };
+  const reasonOf = (
+    d: typeof undecided,
+  ) => (d.some((x) => x.v.reason === "underpowered") ? "underpowered" : "within noise");
+  if (claim === "grows") {
+    if (growing.length > 0) return { outcome: "reproduced", ...base };
+    if (undecided.length === 0) return { outcome: "not reproduced", reason: "confident absence", ...base };
+    return { outcome: "inconclusive", reason: reasonOf(undecided), ...base };
+  }
+  if (growing.length > 0) {
+    return { outcome: "not reproduced", reason: `grows: ${growing.map((d) => d.label).join("; ")}`, ...base };
+  }
+  if (undecided.length === 0) return { outcome: "reproduced", ...base };
+  return { outcome: "inconclusive", reason: reasonOf(undecided), ...base };
+}
+
+/** Options of {@linkcode seedSpread}. */
+export interface SeedSpreadOptions<R, K extends keyof R & string> {
+  /** The keys that identify a group (e.g. setup and x); rows that agree on all of them are one group. */
+  by: readonly K[];
+  /** The key of the value summarised over each group's rows (one row per seed). */
+  value: keyof R & string;
+  /** Confidence level of the t interval; default 0.95. */
+  level?: number;
+}
+
+/** The spread of one group's values over seeds, as {@linkcode seedSpread} returns it. */
+export interface SeedSpread {
+  /** Finite values summarised. */
+  n: number;
+  mean: number;
+  median: number;
+  min: number;
+  max: number;
+  /** Student-t interval of the mean (NaN with fewer than two values). */
+  low: number;
+  high: number;
+  halfWidth: number;
+  /** Values left out because they were not finite numbers. */
+  dropped: number;
+}
+
+/**
+ * Summarises a value over seeds, group by group, for bands and tables: for each distinct combination of the `by`
+ * keys (in order of first appearance), the group's keys with n, mean, median, min, max and the Student-t interval of
+ * the mean (lib/stats `tInterval`). Values that are not finite numbers are left out and counted (`dropped`); a group
+ * without any has NaN statistics.
+ *
+ * @example
+ * ```ts
+ * import { seedSpread } from "./gradients.ts";
+ * const rows = [1, 2, 3].map((v, seed) => ({ setup: "a", seed, g: v }));
+ * const [s] = seedSpread(rows, { by: ["setup"], value: "g" });
+ * // mean 2, s = 1, t(0.975, 2) = 4.302653: half-width 4.302653/√3 = 2.484138
+ * console.log(s.setup, s.n, s.mean, s.min, s.max, s.halfWidth.toFixed(6)); // a 3 2 1 3 2.484138
+ * ```
+ */
+export function seedSpread<R extends object, K extends keyof R & string>(
+  rows: readonly R[],
+  options: SeedSpreadOptions<R, K>,
+): (Pick<R, K> & SeedSpread)[] {
+  const owner = "seedSpread";
+  if (!Array.isArray(rows)) throw new TypeError(`${owner}: rows must be an array of objects, got ${describe(rows)}`);
+  if (options === null || typeof options !== "object" || !Array.isArray(options.by)) {
+    throw new TypeError(`${owner}: options must be { by: [keys], value: key }, got ${describe(options)}`);
+  }
+  const { by, value, level = 0.95 } = options;
+  if (typeof value !== "string") throw new TypeError(`${owner}: options.value must be a key, got ${describe(value)}`);
+  const groups = new Map<string, { keys: Pick<R, K>; values: number[]; dropped: number }>();
+  rows.forEach((row, i) => {
+    if (row === null || typeof row !== "object") throw new TypeError(`${owner}: rows[${i}] must be an object`);
+    const r = row as Record<string, unknown>;
+    for (const key of [...by, value]) {
+      if (!(key in r)) throw new RangeError(`${owner}: rows[${i}] has no key "${key}"`);
+    }
+    const id = JSON.stringify(by.map((k) => r[k]));
+    if (!groups.has(id)) {
+      groups.set(id, { keys: Object.fromEntries(by.map((k) => [k, r[k]])) as Pick<R, K>, values: [], dropped: 0 });
+    }
+    const group = groups.get(id)!;
+    const v = r[value];
+    if (typeof v === "number" && Number.isFinite(v)) group.values.push(v);
+    else group.dropped++;
+  });
+  return [...groups.values()].map(({ keys, values, dropped }) => {
+    if (values.length === 0) {
+      const nan = { mean: NaN, median: NaN, min: NaN, max: NaN, low: NaN, high: NaN, halfWidth: NaN };
+      return { ...keys, n: 0, ...nan, dropped };
+    }
+    const iv = tInterval(values, { level });
+    const stats = { mean: iv.mean, median: median(values), min: Math.min(...values), max: Math.max(...values) };
+    return { ...keys, n: values.length, ...stats, low: iv.low, high: iv.high, halfWidth: iv.halfWidth, dropped };
   });
 }

@@ -18,5 +18,6 @@ export * from "./attention_view.ts";
 export * from "./deviation.ts";
 export * from "./gradients.ts";
 export * from "./heatmap.ts";
+export * from "./inputs.ts";
 export * from "./locality.ts";
 export * from "./locality_stats.ts";
