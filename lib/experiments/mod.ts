@@ -4,7 +4,7 @@
  *
  * ```ts
  * import { runGroups } from "./mod.ts";
- * console.log(runGroups().map((g) => `${g.name}: ${g.runs(false).length} runs`)); // ["lm: 6 runs", "ablation: 36 runs"]
+ * console.log(runGroups().map((g) => `${g.name}: ${g.runs(false).length} runs`)); // ["lm: 18 runs", "ablation: 36 runs", "ablation-mlm: 51 runs"]
  * ```
  *
  * @module
@@ -13,3 +13,4 @@
 export * from "./registry.ts";
 export * from "./shared_lms.ts";
 export * from "./ablations.ts";
+export * from "./ablation_results.ts";
