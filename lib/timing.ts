@@ -1,10 +1,13 @@
 /**
- * Wall-clock timing for benchmarks and notebooks (never for tests: these machines are shared and noisy).
+ * Wall-clock timing for benchmarks and notebooks (never for tests: these machines are shared and noisy):
+ * the median of repeated runs, interleaved rounds of several computations, and the geometric mean of
+ * repeated timings with its confidence interval.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { type Interval, tInterval } from "./stats/mod.ts";
 
 /** Options for {@linkcode medianMs}. */
 export interface MedianMsOptions {
@@ -118,6 +121,41 @@ export function interleavedTimes(
     }
   }
   return times;
+}
+
+/**
+ * The geometric mean of repeated timings (e.g. one per interleaved round) with its Student-t interval,
+ * computed on log times and mapped back: timings are skewed (a run slowed by the machine's load is far above
+ * the rest, one cannot be far below), and both bounds stay positive, as a log axis needs. Fewer than two
+ * timings give `NaN` bounds with a `reason`, as `tInterval` does.
+ *
+ * @example
+ * ```ts
+ * import { timeInterval } from "./timing.ts";
+ * // log times 0, ln 2, ln 4: mean ln 2, so the geometric mean is 2; the interval is 2 ×/÷ a common factor.
+ * const iv = timeInterval([1, 2, 4]);
+ * console.log(iv.estimate.toFixed(3), (iv.high / iv.estimate).toFixed(3) === (iv.estimate / iv.low).toFixed(3)); // 2.000 true
+ * ```
+ */
+export function timeInterval(ms: readonly number[], options: { level?: number } = {}): Interval {
+  if (!Array.isArray(ms)) throw new TypeError(`timeInterval: ms must be an array of times, got ${typeof ms}`);
+  ms.forEach((t, i) => {
+    if (typeof t !== "number") throw new TypeError(`timeInterval: ms[${i}] must be a number, got ${typeof t}`);
+    if (!(t > 0) || !Number.isFinite(t)) {
+      throw new RangeError(`timeInterval: ms[${i}] must be a finite time > 0, got ${t}`);
+    }
+  });
+  const log = tInterval(ms.map(Math.log), options);
+  return {
+    estimate: Math.exp(log.estimate),
+    low: Math.exp(log.low),
+    high: Math.exp(log.high),
+    level: log.level,
+    n: log.n,
+    method: "geometric mean, log t",
+    nullValue: 0,
+    ...(log.reason === undefined ? {} : { reason: log.reason }),
+  };
 }
 
 function flatten(container: tf.TensorContainer): tf.Tensor[] {

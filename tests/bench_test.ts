@@ -11,15 +11,21 @@ import {
   type BenchConfig,
   crossoverLength,
   defaultBenchConfig,
+  exponentInterval,
+  exponentsWithin,
+  extrapolatePowerLaw,
   fitExponent,
   FLOP_VARIANTS,
   flopCount,
   formatBenchTable,
   measureAttention,
+  memoryPlot,
+  powerLawSum,
   probeTorch,
   PYTHON,
   runBench,
   softmaxPlan,
+  timePlot,
   TORCH_SCRIPT,
 } from "../lib/bench/mod.ts";
 import { configFromFlags } from "../lib/tasks/bench.ts";
@@ -97,6 +103,160 @@ Deno.test("fitExponent recovers the slope of y = c·nᵖ", () => {
   assert.ok(Math.abs(noisy.exponent - 1) < 0.1 && noisy.r2 < 1);
   assert.throws(() => fitExponent([{ x: 1, y: 1 }]), /at least two distinct x/);
   assert.throws(() => fitExponent([{ x: 1, y: 1 }, { x: 2, y: 0 }]), /points\[1\]\.y must be a finite number > 0/);
+});
+
+/** Round r of a cost c_r·x^p_r at the lengths xs: one { x, ys } per length, as interleaved rounds give them. */
+function roundSeries(xs: number[], rounds: { c: number; p: number }[]) {
+  return xs.map((x) => ({ x, ys: rounds.map(({ c, p }) => c * x ** p) }));
+}
+
+Deno.test("exponentInterval: one exponent per round, and the t interval of those exponents", () => {
+  // Exact power laws with exponents 1.9, 2.0, 2.1 in rounds 0-2: mean 2, sd 0.1, t(0.975, 2) = 4.302653.
+  const series = roundSeries([256, 512, 1024, 2048], [{ c: 0.5, p: 1.9 }, { c: 3, p: 2 }, { c: 4, p: 2.1 }]);
+  const { exponents, interval, fit } = exponentInterval(series);
+  [1.9, 2, 2.1].forEach((p, r) => assert.ok(Math.abs(exponents[r] - p) < 1e-9, `round ${r}: ${exponents[r]}`));
+  const halfWidth = 4.302653 * 0.1 / Math.sqrt(3);
+  assert.ok(Math.abs(interval.estimate - 2) < 1e-9);
+  assert.ok(Math.abs(interval.low - (2 - halfWidth)) < 1e-5 && Math.abs(interval.high - (2 + halfWidth)) < 1e-5);
+  assert.equal(interval.n, 3);
+  // The drawn curve goes through the per-length medians, here round 1 (c = 3, p = 2) at every length.
+  assert.ok(Math.abs(fit.exponent - 2) < 1e-9 && Math.abs(fit.coefficient - 3) < 1e-6);
+  // A 90% interval is narrower; one round has no interval.
+  assert.ok(exponentInterval(series, { level: 0.9 }).interval.high < interval.high);
+  const one = exponentInterval(roundSeries([1, 2], [{ c: 1, p: 1 }])).interval;
+  assert.ok(Number.isNaN(one.low) && one.estimate === 1);
+});
+
+Deno.test("exponentInterval: bad input names the argument", () => {
+  assert.throws(() => exponentInterval([]), (e: Error) => e instanceof RangeError && /series is empty/.test(e.message));
+  assert.throws(
+    () => exponentInterval([{ x: 1, ys: [1, 2] }, { x: 2, ys: [3] }]),
+    (e: Error) => e instanceof RangeError && /series\[1\]\.ys has 1 values, series\[0\]\.ys 2/.test(e.message),
+  );
+  assert.throws(() => exponentInterval([{ x: 1, ys: 3 }] as never), TypeError);
+  assert.throws(
+    () => exponentInterval(roundSeries([1, 2], [{ c: 1, p: 1 }]), { levels: 0.9 } as never),
+    /unknown option "levels"/,
+  );
+  assert.throws(() => exponentInterval([{ x: 1, ys: [1] }, { x: 1, ys: [2] }]), /at least two distinct x/);
+});
+
+Deno.test("exponentsWithin: the three outcomes, the worst series decides, at the Bonferroni level", () => {
+  const xs = [256, 512, 1024];
+  const near = (p: number) => roundSeries(xs, [p - 0.02, p, p + 0.02, p + 0.01].map((q) => ({ c: 1, p: q })));
+  const noisy = (p: number) => roundSeries(xs, [p - 0.5, p + 0.5, p, p + 0.3].map((q) => ({ c: 1, p: q })));
+  const band = { expected: 1, margin: 0.3 };
+  const all = exponentsWithin([{ name: "a", series: near(1) }, { name: "b", series: near(1.2) }], band);
+  assert.equal(all.verdict.outcome, "reproduced");
+  assert.equal(all.deciding, "b"); // the one furthest from 1
+  // Two series: each interval at 1 − 0.05/2 = 97.5%.
+  assert.ok(all.each.every((e) => Math.abs(e.exponent.interval.level - 0.975) < 1e-12));
+  assert.match(
+    all.verdict.rule,
+    /each of 2 exponents \(a, b\).*97\.5% t interval.*Bonferroni: 95% jointly.*\[0\.7, 1\.3\]/,
+  );
+  const refuted = exponentsWithin([{ name: "a", series: noisy(1) }, { name: "quadratic", series: near(2) }], band);
+  assert.equal(refuted.verdict.outcome, "not reproduced");
+  assert.equal(refuted.deciding, "quadratic");
+  assert.deepEqual(refuted.verdict.interval, refuted.each[1].verdict.interval);
+  const unsure = exponentsWithin([{ name: "a", series: near(1) }, { name: "wide", series: noisy(1) }], band);
+  assert.equal(unsure.verdict.outcome, "inconclusive");
+  assert.equal(unsure.verdict.reason, "within noise");
+  assert.equal(unsure.deciding, "wide");
+  // Two rounds: underpowered, whatever the exponents.
+  const two = exponentsWithin([{ name: "a", series: roundSeries(xs, [{ c: 1, p: 1 }, { c: 2, p: 1 }]) }], band);
+  assert.equal(two.verdict.reason, "underpowered");
+  assert.match(two.verdict.rule, /^a's exponent fitted per interleaved round, decided on the 95% t interval/);
+  assert.throws(() => exponentsWithin([], band), TypeError);
+  assert.throws(() => exponentsWithin([{ name: "a", series: near(1) }], { expected: 1, margin: 0 }), RangeError);
+  assert.throws(
+    () => exponentsWithin([{ name: "a", series: near(1) }], { expected: 1, margin: 0.3, tol: 1 } as never),
+    /unknown band key "tol"/,
+  );
+});
+
+Deno.test("powerLawSum matches the closed forms of Σp and Σp²", () => {
+  const n = 3072;
+  assert.equal(powerLawSum({ coefficient: 0.5, exponent: 1 }, n), 0.5 * n * (n + 1) / 2);
+  const squares = powerLawSum({ coefficient: 2, exponent: 2 }, n);
+  assert.ok(Math.abs(squares - 2 * n * (n + 1) * (2 * n + 1) / 6) / squares < 1e-12);
+  assert.equal(powerLawSum({ coefficient: 7, exponent: 0 }, 5), 35);
+  assert.throws(() => powerLawSum({ coefficient: 1, exponent: 1 }, 0), RangeError);
+  assert.throws(() => powerLawSum({ coefficient: NaN, exponent: 1 }, 3), /fit\.coefficient must be a finite number/);
+});
+
+Deno.test("extrapolatePowerLaw: n² from one point, the fitted exponent from more, never below minExponent", () => {
+  assert.equal(extrapolatePowerLaw([], 100), 0);
+  assert.equal(extrapolatePowerLaw([{ x: 10, y: 3 }], 30), 27);
+  assert.equal(extrapolatePowerLaw([{ x: 10, y: 3 }], 30, { fallbackExponent: 1 }), 9);
+  const cubic = [1, 2, 4].map((x) => ({ x, y: x ** 3 }));
+  assert.ok(Math.abs(extrapolatePowerLaw(cubic, 8) - 512) < 1e-9);
+  // A flat start (fixed costs) is predicted to grow at least linearly.
+  assert.ok(Math.abs(extrapolatePowerLaw([{ x: 1, y: 5 }, { x: 2, y: 5 }], 8) - 20) < 1e-9);
+  assert.throws(() => extrapolatePowerLaw([{ x: 1, y: 1 }], 0), RangeError);
+  assert.throws(() => extrapolatePowerLaw([{ x: 1, y: 1 }], 2, { min: 1 } as never), /unknown option "min"/);
+});
+
+type PlotElement = ReturnType<typeof timePlot>;
+const marks = (plot: PlotElement, label: string, shape: string) =>
+  (plot as unknown as { querySelectorAll(s: string): { getAttribute(a: string): string | null }[] })
+    .querySelectorAll(`g[aria-label="${label}"] ${shape}`);
+const texts = (plot: PlotElement, label: string) =>
+  [...(plot as unknown as { querySelectorAll(s: string): { textContent: string }[] })
+    .querySelectorAll(`g[aria-label="${label}"] text`)].map((t) => t.textContent);
+
+Deno.test("timePlot: log scales, one line per series and guide, a dot per row, a bar per interval, the guides' slopes", () => {
+  const rows = [256, 512, 1024].flatMap((n) => [
+    { variant: "softmax", n, ms: (n / 256) ** 2, lo: 0.9 * (n / 256) ** 2, hi: 1.2 * (n / 256) ** 2 },
+    { variant: "linear", n, ms: 2 * n / 256, lo: null, hi: null },
+  ]);
+  const plot = timePlot(rows, { low: "lo", high: "hi", guides: [1, 2], xLabel: "sequence length n" });
+  assert.equal(plot.scale("x")!.type, "log");
+  assert.equal(plot.scale("y")!.type, "log");
+  assert.deepEqual(plot.scale("color")!.domain, ["softmax", "linear"]);
+  // The guides go through the lowest point at the smallest x (1 ms at n = 256) out to n = 1024.
+  const [guides, series] = [
+    ...(plot as unknown as { querySelectorAll(s: string): unknown[] }).querySelectorAll('g[aria-label="line"]'),
+  ] as {
+    querySelectorAll(s: string): unknown[];
+  }[];
+  assert.equal(guides.querySelectorAll("path").length, 2);
+  assert.equal(series.querySelectorAll("path").length, 2);
+  assert.deepEqual(texts(plot, "text"), ["∝ n", "∝ n²"]);
+  const y = plot.scale("y")!;
+  assert.deepEqual(y.domain, [0.9, 16 * 1.2]); // the lowest bar 0.9 at 256; the guide n² reaches 16, the top bar 16 · 1.2
+  assert.equal(marks(plot, "dot", "circle").length, rows.length);
+  assert.equal(marks(plot, "rule", "line").length, 3); // only softmax rows have an interval
+  // Dodged: at one n the two series' dots stand apart; without dodge they share an x.
+  const cx = (p: PlotElement) => marks(p, "dot", "circle").map((c) => Number(c.getAttribute("cx")));
+  const dodged = cx(plot), plain = cx(timePlot(rows, { low: "lo", high: "hi", dodge: 0 }));
+  assert.ok(dodged[0] !== dodged[1] && plain[0] === plain[1]);
+});
+
+Deno.test("timePlot and memoryPlot: facets, given domain and colours, labels; bad input names the argument", () => {
+  const rows = ["forward", "backward"].flatMap((pass) =>
+    [64, 128].map((n) => ({ variant: "diag", pass, n, MB: n / 64 }))
+  );
+  const plot = memoryPlot(rows, { fx: "pass", domain: ["diag", "local"], colors: ["#111111", "#222222"], guides: [1] });
+  assert.deepEqual(plot.scale("fx")!.domain, ["forward", "backward"]);
+  assert.deepEqual(plot.scale("color")!.range, ["#111111", "#222222"]);
+  assert.equal(marks(plot, "dot", "circle").length, 4);
+  assert.deepEqual(texts(plot, "text"), ["∝ n", "∝ n"]); // one guide per panel
+  assert.ok(texts(plot, "y-axis label").join("").includes("memory (MB)"));
+  assert.throws(
+    () => timePlot([{ variant: "a", n: 64, ms: 0 }]),
+    (e: Error) =>
+      e instanceof RangeError &&
+      /rows\[0\]\.ms must be a finite number > 0 \(the axes are logarithmic\)/.test(e.message),
+  );
+  assert.throws(() => timePlot([], {}), /rows is empty/);
+  assert.throws(
+    () => timePlot(rows, { low: "MB" }),
+    (e: Error) => e instanceof TypeError && /both options\.low and options\.high/.test(e.message),
+  );
+  assert.throws(() => memoryPlot(rows, { colour: "red" } as never), /unknown option "colour"/);
+  assert.throws(() => memoryPlot(rows, { colors: ["#111111"] }), /options\.colors needs options\.domain/);
+  assert.throws(() => memoryPlot(rows, { dodge: -1 }), RangeError);
 });
 
 Deno.test("crossoverLength interpolates in log space and reports the other two cases", () => {

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { interleavedTimes, medianMs } from "../lib/timing.ts";
+import { interleavedTimes, medianMs, timeInterval } from "../lib/timing.ts";
 import "./helpers.ts";
 
 Deno.test("medianMs runs fn warmup + repeats times and disposes every result", () => {
@@ -47,4 +47,26 @@ Deno.test("interleavedTimes: every function once per round, in an order rotated 
   assert.throws(() => interleavedTimes({}), /at least one function/);
   assert.throws(() => interleavedTimes({ a: make("a") }, { rounds: 0 }), RangeError);
   assert.throws(() => interleavedTimes({ a: make("a") }, { round: 3 } as never), /unknown option "round"/);
+});
+
+Deno.test("timeInterval: the geometric mean and the t interval of log times, mapped back", () => {
+  // log times 0, ln 2, 2 ln 2: mean ln 2, sd ln 2, se ln 2 / √3, t(0.975, 2) = 4.302653.
+  const iv = timeInterval([1, 2, 4]);
+  const halfWidth = 4.302653 * Math.LN2 / Math.sqrt(3);
+  assert.ok(Math.abs(iv.estimate - 2) < 1e-12);
+  assert.ok(Math.abs(Math.log(iv.high / 2) - halfWidth) < 1e-5 && Math.abs(Math.log(2 / iv.low) - halfWidth) < 1e-5);
+  assert.equal(iv.n, 3);
+  assert.equal(iv.level, 0.95);
+  // A skewed sample: one slow round pulls the arithmetic mean far more than the geometric one.
+  const skewed = timeInterval([10, 10, 10, 1000]);
+  assert.ok(Math.abs(skewed.estimate - 10 * 100 ** 0.25) < 1e-9 && skewed.low > 0);
+  assert.ok(timeInterval([1, 2, 4], { level: 0.8 }).high < iv.high);
+  const one = timeInterval([5]);
+  assert.ok(Math.abs(one.estimate - 5) < 1e-12 && Number.isNaN(one.low) && typeof one.reason === "string");
+  assert.throws(
+    () => timeInterval([1, 0]),
+    (e: Error) => e instanceof RangeError && /ms\[1\] must be a finite time > 0/.test(e.message),
+  );
+  assert.throws(() => timeInterval([1, "2"] as never), TypeError);
+  assert.throws(() => timeInterval([]), RangeError);
 });

@@ -1,6 +1,9 @@
 /**
  * Benchmarks and scaling laws for the attention variants: FLOP counts, timing and peak memory of one
- * configuration, the sgemm peak, exponent fits, crossover lengths, and the `deno task bench` driver.
+ * configuration, the sgemm peak, exponent fits (with intervals over interleaved rounds), crossover lengths,
+ * the `deno task bench` driver, the log–log time and memory figures (`plots.ts`), per-layer scaling in
+ * interleaved rounds (`scaling.ts`), decoding as an RNN (`rnn.ts`) and whole-model training steps
+ * (`train_step.ts`).
  *
  * ```ts
  * import { fitExponent, flopCount, measureAttention } from "./mod.ts"; // from a notebook: "../lib/bench/mod.ts"
@@ -19,9 +22,18 @@ export {
   crossoverLength,
   type CrossoverOptions,
   type CrossoverRow,
+  type ExponentBand,
   type ExponentFit,
+  type ExponentInterval,
+  exponentInterval,
+  type ExponentsWithin,
+  exponentsWithin,
+  type ExtrapolateOptions,
+  extrapolatePowerLaw,
   fitExponent,
   type Point,
+  powerLawSum,
+  type RoundSeries,
 } from "./fit.ts";
 export { measureAttention, type Measurement, type MeasureOptions, type SgemmPeak, sgemmPeak } from "./measure.ts";
 export {
@@ -47,3 +59,25 @@ export {
   type TorchProbe,
   type TorchRow,
 } from "./torch.ts";
+export { type LogLogPlotOptions, memoryPlot, type PlotRow, timePlot } from "./plots.ts";
+export {
+  decodeTimes,
+  type DecodeTimesOptions,
+  type DecodeTiming,
+  type DecodeTimingSpec,
+  type Form,
+  formAgreement,
+  type FormAgreementRow,
+  type LayerOutputs,
+  layerOutputs,
+} from "./rnn.ts";
+export { attentionScaling, type ScalingOptions, type ScalingRow, type ScalingSpec } from "./scaling.ts";
+export {
+  type ModelFlops,
+  modelFlops,
+  type TrainStepRow,
+  type TrainStepTimer,
+  trainStepTimer,
+  trainStepTimes,
+  type TrainStepTimesOptions,
+} from "./train_step.ts";
