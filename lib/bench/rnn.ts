@@ -18,6 +18,7 @@ import { type QKV, setFiniteChecks, variants } from "../attention/mod.ts";
 import { type DecodeSession, decodeSession } from "../models/generate.ts";
 import { TransformerModel } from "../models/model.ts";
 import { interleavedTimes } from "../timing.ts";
+import { positiveInteger } from "./_checks.ts";
 
 /** How {@linkcode layerOutputs} runs the attention layers. */
 export type Form = "reference" | "attend" | "recurrent";
@@ -220,16 +221,6 @@ export interface DecodeTiming {
   stateFloats: number;
   /** Bytes tf.memory() counted above what was allocated before the session was created and prefilled (0 for "none"). */
   heldBytes: number;
-}
-
-function positiveInteger(owner: string, name: string, value: unknown): number {
-  if (typeof value !== "number") {
-    throw new TypeError(`${owner}: ${name} must be a positive integer, got ${String(value)}`);
-  }
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${owner}: ${name} must be a positive integer, got ${value}`);
-  }
-  return value;
 }
 
 /**

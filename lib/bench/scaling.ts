@@ -13,6 +13,7 @@ import { randomNormal } from "../random.ts";
 import { interleavedTimes } from "../timing.ts";
 import { extrapolatePowerLaw } from "./fit.ts";
 import { flopCount } from "./flops.ts";
+import { positiveInteger } from "./_checks.ts";
 
 /** One configuration to time: a label, a registered variant and its options (causal is set from the options). */
 export interface ScalingSpec {
@@ -70,16 +71,6 @@ export interface ScalingRow {
   peakBytesFwdBwd: number | null;
   /** Matmul FLOPs (lib/bench/flops.ts). */
   flops: FlopCount;
-}
-
-function positiveInteger(owner: string, name: string, value: unknown): number {
-  if (typeof value !== "number") {
-    throw new TypeError(`${owner}: ${name} must be a positive integer, got ${String(value)}`);
-  }
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${owner}: ${name} must be a positive integer, got ${value}`);
-  }
-  return value;
 }
 
 /** `fn` run `runs` times per call: every output but the last read back and disposed; the last returned. */

@@ -22,6 +22,7 @@ import { interleavedTimes } from "../timing.ts";
 import { adam, type AdamOptions } from "../train/adam.ts";
 import { extrapolatePowerLaw } from "./fit.ts";
 import { flopCount } from "./flops.ts";
+import { positiveInteger } from "./_checks.ts";
 
 /** What {@linkcode modelFlops} returns: matmul FLOPs, as `flopCount` counts them. */
 export interface ModelFlops {
@@ -33,16 +34,6 @@ export interface ModelFlops {
   attentionFwd: number;
   /** The attention layers' share of `step`. */
   attentionStep: number;
-}
-
-function positiveInteger(owner: string, name: string, value: unknown): number {
-  if (typeof value !== "number") {
-    throw new TypeError(`${owner}: ${name} must be a positive integer, got ${String(value)}`);
-  }
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${owner}: ${name} must be a positive integer, got ${value}`);
-  }
-  return value;
 }
 
 /**

@@ -19,7 +19,7 @@ import * as tf from "@tensorflow/tfjs";
 import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
 import type { TransformerModel } from "../models/model.ts";
 import { LOCALITY_RATIOS, localityCurve } from "./locality.ts";
-import { checkNotDisposed, describe } from "./_checks.ts";
+import { checkModel, checkNotDisposed, checkRatios, describe } from "./_checks.ts";
 
 /** What {@linkcode textWindows} returns: `count` windows of `n` bytes as token ids. */
 export interface TextWindows {
@@ -117,35 +117,6 @@ interface LocalitySums {
   availableAuc: number;
   rows: number;
   emptyRows: number;
-}
-
-// A neighbourhood of at least this fraction holds at least the query itself, for every n and every query.
-const MIN_RATIO = 1e-6;
-
-function checkRatios(owner: string, ratios: unknown): number[] {
-  if (!Array.isArray(ratios) || ratios.length === 0) {
-    throw new TypeError(
-      `${owner}: option ratios must be a non-empty array of numbers in [0, 1], got ${describe(ratios)}`,
-    );
-  }
-  ratios.forEach((x, r) => {
-    if (typeof x !== "number" || !Number.isFinite(x) || x < 0 || x > 1 || (x > 0 && x < MIN_RATIO)) {
-      const message = `${owner}: option ratios must hold 0 or numbers in [1e-6, 1], got ${describe(x)} at index ${r}`;
-      throw typeof x === "number" ? new RangeError(message) : new TypeError(message);
-    }
-  });
-  return [...ratios];
-}
-
-function checkModel(owner: string, model: unknown): TransformerModel {
-  const m = model as TransformerModel;
-  if (
-    m === null || typeof m !== "object" || typeof m.attentionWeights !== "function" ||
-    !Array.isArray(m.config?.attention)
-  ) {
-    throw new TypeError(`${owner}: model must be a TransformerModel (from createModel or trainedLanguageModel)`);
-  }
-  return m;
 }
 
 function checkIds(owner: string, ids: unknown): tf.Tensor2D {
@@ -312,7 +283,7 @@ function groupSums(owner: string, weights: unknown, ratios: number[], causal: bo
   } finally {
     tf.dispose([patched, empty]);
   }
-  // The query's own key is inside every neighbourhood of a ratio >= MIN_RATIO: 1 there, 0 at x = 0; area 1.
+  // The query's own key is inside every neighbourhood of a ratio >= 1e-6 (checkRatios): 1 there, 0 at x = 0; area 1.
   const self = ratios.map((x) => (x > 0 ? 1 : 0));
   return result.perHead.map((h, g) => {
     let emptyRows = 0;

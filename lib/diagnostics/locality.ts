@@ -21,7 +21,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
-import { checkNotDisposed, describe } from "./_checks.ts";
+import { checkNotDisposed, checkRatios, describe } from "./_checks.ts";
 
 /**
  * The default neighbourhood ratios of {@linkcode localityCurve}: 0, 0.05, ..., 1 (21 points).
@@ -183,18 +183,6 @@ function where(r: number, j: number, batch: number, heads: number, n: number): s
   return batch * heads === 1
     ? `query ${i}${key}`
     : `batch ${Math.floor(g / heads)}, head ${g % heads}, query ${i}${key}`;
-}
-
-function checkRatios(owner: string, ratios: unknown): number[] {
-  if (!Array.isArray(ratios) || ratios.length === 0) {
-    throw new Error(`${owner}: option ratios must be a non-empty array of numbers in [0, 1], got ${describe(ratios)}`);
-  }
-  ratios.forEach((x, r) => {
-    if (typeof x !== "number" || !Number.isFinite(x) || x < 0 || x > 1) {
-      throw new Error(`${owner}: option ratios must hold numbers in [0, 1], got ${describe(x)} at index ${r}`);
-    }
-  });
-  return [...ratios];
 }
 
 /**

@@ -25,7 +25,7 @@ import type { TransformerModel } from "../models/model.ts";
 import { type BootstrapInterval, bootstrapInterval, mean } from "../stats/mod.ts";
 import { type PooledLocality, pooledLocalityCurve } from "./attention_maps.ts";
 import { type HeadLocality, LOCALITY_RATIOS, localityCurve } from "./locality.ts";
-import { checkNotDisposed, describe } from "./_checks.ts";
+import { checkModel, checkNotDisposed, checkRatios, describe } from "./_checks.ts";
 
 /** Options of {@linkcode windowLocality}. */
 export interface WindowLocalityOptions {
@@ -95,41 +95,6 @@ export interface CurveBand {
   low: number[];
   /** Largest value over the curves. */
   high: number[];
-}
-
-// A neighbourhood of at least this fraction holds at least the query itself (as in attention_maps.ts).
-const MIN_RATIO = 1e-6;
-
-function checkRatios(owner: string, ratios: unknown): number[] {
-  if (!Array.isArray(ratios) || ratios.length === 0) {
-    throw new TypeError(
-      `${owner}: option ratios must be a non-empty array of numbers in [0, 1], got ${describe(ratios)}`,
-    );
-  }
-  ratios.forEach((x, r) => {
-    if (typeof x !== "number") {
-      throw new TypeError(`${owner}: option ratios must hold numbers, got ${describe(x)} at index ${r}`);
-    }
-    if (!Number.isFinite(x) || x < 0 || x > 1 || (x > 0 && x < MIN_RATIO)) {
-      throw new RangeError(`${owner}: option ratios must hold 0 or numbers in [1e-6, 1], got ${x} at index ${r}`);
-    }
-  });
-  return [...ratios];
-}
-
-function checkModel(owner: string, model: unknown): TransformerModel {
-  const m = model as TransformerModel;
-  if (
-    m === null || typeof m !== "object" || typeof m.attentionWeights !== "function" ||
-    !Array.isArray(m.config?.attention)
-  ) {
-    throw new TypeError(
-      `${owner}: model must be a TransformerModel (from createModel, trainedSharedLm or trainedMlmAblation), got ${
-        describe(model)
-      }`,
-    );
-  }
-  return m;
 }
 
 function checkIds(owner: string, ids: unknown): tf.Tensor2D {
