@@ -12,7 +12,6 @@ import {
   ablationEntries,
   ablationRecord,
   AblationRuns,
-  allOf,
   clipLabel,
   compareLosses,
   contextLimited,
@@ -28,7 +27,7 @@ import {
   type TrainedRunLike,
 } from "../lib/experiments/mod.ts";
 import { variants } from "../lib/attention/mod.ts";
-import { tInterval, verdict } from "../lib/stats/mod.ts";
+import { allOf, tInterval, verdict } from "../lib/stats/mod.ts";
 import { assertClose, outputAndGrads, seededQKV } from "./helpers.ts";
 
 const T_975_2 = 4.302653;

@@ -5,14 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  gradientDeviation,
-  growth,
-  leastFavourable,
-  meanDeviation,
-  sampleWindow,
-} from "../lib/diagnostics/deviation.ts";
-import { exactInterval, type Interval, tInterval, verdict } from "../lib/stats/mod.ts";
+import { gradientDeviation, growth, meanDeviation, sampleWindow } from "../lib/diagnostics/deviation.ts";
+import { exactInterval, type Interval, leastFavourable, tInterval, verdict } from "../lib/stats/mod.ts";
 import { seededNormal } from "../lib/random.ts";
 
 function near(actual: number, expected: number, tol: number, what: string) {

@@ -14,14 +14,13 @@
  *
  * {@linkcode meanDeviation} averages both over several series (the layers of a model), {@linkcode sampleWindow} turns
  * a window in updates into one in samples for a series logged every k-th update, {@linkcode growth} measures the
- * drift itself, and {@linkcode leastFavourable} picks the interval that decides a claim made about every one of
+ * drift itself, and `leastFavourable` (lib/stats) picks the interval that decides a claim made about every one of
  * several comparisons ("lower than every other linear method").
  *
  * @module
  */
 
-import { mean, rollingMedian, rsd, verdict } from "../stats/mod.ts";
-import type { Interval, Outcome, Rule } from "../stats/mod.ts";
+import { mean, rollingMedian, rsd } from "../stats/mod.ts";
 
 /** A series of numbers: a plain array or a typed array. */
 export type Series = readonly number[] | Float32Array | Float64Array;
@@ -231,67 +230,4 @@ export function growth(xs: Series, options: GrowthOptions = {}): number {
   if (values.length < 2) throw new RangeError(`growth: xs has ${values.length} value; it needs at least 2`);
   const k = Math.max(1, Math.round(fraction * values.length));
   return mean(values.slice(-k)) / mean(values.slice(0, k));
-}
-
-/** What {@linkcode leastFavourable} returns. */
-export interface LeastFavourable<T extends Interval> {
-  /** Index of the deciding interval in the input. */
-  index: number;
-  /** The deciding interval: give it to `verdict` with the same rule. */
-  interval: T;
-  /** The outcome `verdict(interval, rule)` gives: the claim's outcome over all the comparisons. */
-  outcome: Outcome;
-}
-
-const SEVERITY: Record<Outcome, number> = { "reproduced": 0, "inconclusive": 1, "not reproduced": 2 };
-
-// How far an interval reaches towards refuting the rule: larger is less favourable (NaN bounds rank first).
-function exposure(iv: Interval, rule: Rule): number {
-  if (Number.isNaN(iv.low) || Number.isNaN(iv.high)) return Infinity;
-  const n = rule.null ?? iv.nullValue, m = rule.margin ?? 0;
-  if (rule.direction === "less") return iv.high;
-  if (rule.direction === "greater") return -iv.low;
-  return Math.max(iv.high - (n + m), n - m - iv.low);
-}
-
-/**
- * The interval that decides a claim made about every one of several comparisons ("T2's deviation is much lower than
- * every other linear method's"), by an intersection–union test: the claim is reproduced when every interval passes
- * `rule`, not reproduced when any one is refuted, and inconclusive otherwise. That is the outcome of the least
- * favourable interval, which this returns: the first refuted one if any (the one reaching furthest past the
- * threshold), else the inconclusive one reaching furthest, else the reproduced one closest to its threshold. Each
- * comparison is tested at the full level: no multiplicity correction is needed, since all must pass.
- *
- * @example
- * ```ts
- * import { leastFavourable } from "./deviation.ts";
- * import { tInterval, verdict } from "../stats/mod.ts";
- * // Ratios of T2's deviation to three other methods', over seeds; the claim: all below 1/1.5.
- * const ratios = [tInterval([0.40, 0.45, 0.42]), tInterval([0.55, 0.60, 0.58]), tInterval([0.30, 0.33, 0.31])];
- * const rule = { direction: "less" as const, null: 1, margin: 1 - 1 / 1.5 };
- * const worst = leastFavourable(ratios, rule);
- * console.log(worst.index, worst.outcome, verdict(worst.interval, rule).outcome); // 1 reproduced reproduced
- * ```
- */
-export function leastFavourable<T extends Interval>(intervals: readonly T[], rule: Rule): LeastFavourable<T> {
-  if (!Array.isArray(intervals)) {
-    throw new TypeError(`leastFavourable: intervals must be an array of intervals, got ${describe(intervals)}`);
-  }
-  if (intervals.length === 0) {
-    throw new RangeError("leastFavourable: intervals is empty; pass one interval per comparison");
-  }
-  // verdict checks each interval and the rule, and names what is wrong.
-  const judged = intervals.map((interval, index) => ({
-    index,
-    interval,
-    outcome: verdict(interval, rule).outcome,
-    exposure: exposure(interval, rule),
-  }));
-  const worst = judged.reduce((a, b) =>
-    SEVERITY[b.outcome] > SEVERITY[a.outcome] ||
-      (SEVERITY[b.outcome] === SEVERITY[a.outcome] && b.exposure > a.exposure)
-      ? b
-      : a
-  );
-  return { index: worst.index, interval: worst.interval, outcome: worst.outcome };
 }

@@ -729,38 +729,6 @@ export function describeComparison(comparison: LossComparison): string {
 }
 
 /**
- * Intersection–union: a claim made of parts that must all hold ("every norm beats no norm") is reproduced only when
- * every part is, not reproduced when any part is not (the first such part's reason, named), and inconclusive
- * otherwise (the first inconclusive part's reason). Each part keeps its own level: no multiplicity correction is
- * needed for an all-of claim.
- *
- * @example
- * ```ts
- * import { allOf } from "./ablation_results.ts";
- * import { tInterval, verdict } from "../stats/mod.ts";
- * const yes = verdict(tInterval([0.5, 0.6, 0.55]), { direction: "greater" });
- * const noisy = verdict(tInterval([0.5, -0.4, 0.1]), { direction: "greater" });
- * const v = allOf([{ label: "LayerNorm", verdict: yes }, { label: "RMSNorm", verdict: noisy }]);
- * console.log(v.outcome, v.reason, allOf([{ label: "LayerNorm", verdict: yes }]).outcome); // inconclusive within noise reproduced
- * ```
- */
-export function allOf(parts: readonly { label: string; verdict: Verdict }[]): Verdict {
-  if (!Array.isArray(parts) || parts.length === 0) {
-    throw new TypeError("allOf: parts must be a non-empty array of { label, verdict }");
-  }
-  const rule = `reproduced only if every part is, not reproduced if any part is not, otherwise inconclusive: ${
-    parts.map((p) => `${p.label}: ${p.verdict.rule}`).join(" | ")
-  }`;
-  const failed = parts.find((p) => p.verdict.outcome === "not reproduced");
-  if (failed !== undefined) {
-    return { ...exactVerdict(false, rule), reason: `${failed.label}: ${failed.verdict.reason ?? "not reproduced"}` };
-  }
-  const open = parts.find((p) => p.verdict.outcome === "inconclusive");
-  if (open !== undefined) return inconclusiveBecause(open.verdict.reason ?? "inconclusive", rule);
-  return exactVerdict(true, rule);
-}
-
-/**
  * A claim this setting can test only one way: a confident effect in either direction (reproduced, or not
  * reproduced as the opposite effect) stands, but a confident absence or an interval within noise becomes
  * inconclusive, "not comparable", because the setting (`why`, e.g. "at n = 128 block 128 is the whole context")

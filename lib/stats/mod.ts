@@ -11,7 +11,8 @@
  *   `incompleteBeta`, `lnGamma`.
  * - `intervals.ts`: `tInterval`, `differenceInterval`, `ratioInterval`, `exactInterval`.
  * - `bootstrap.ts`: `bootstrapInterval` (percentile or BCa, seeded).
- * - `verdict.ts`: `verdict`, `inconclusiveBecause`, `exactVerdict`, `countOutcomes`.
+ * - `verdict.ts`: `verdict`, `inconclusiveBecause`, `exactVerdict`, `countOutcomes`, and for a claim about
+ *   several comparisons at once, `allOf` (verdicts) and `leastFavourable` (intervals).
  * - `format.ts`: `fmt`, `pct`, `pm`, `formatInterval`.
  *
  * @example
@@ -55,7 +56,24 @@ export type {
 } from "./intervals.ts";
 export { bootstrapInterval } from "./bootstrap.ts";
 export type { BootstrapInterval, BootstrapOptions } from "./bootstrap.ts";
-export { countOutcomes, exactVerdict, inconclusiveBecause, OUTCOMES, verdict } from "./verdict.ts";
-export type { Direction, Outcome, OutcomeCounts, Reason, Rule, Verdict, VerdictInterval } from "./verdict.ts";
+export {
+  allOf,
+  countOutcomes,
+  exactVerdict,
+  inconclusiveBecause,
+  leastFavourable,
+  OUTCOMES,
+  verdict,
+} from "./verdict.ts";
+export type {
+  Direction,
+  LeastFavourable,
+  Outcome,
+  OutcomeCounts,
+  Reason,
+  Rule,
+  Verdict,
+  VerdictInterval,
+} from "./verdict.ts";
 export { fmt, formatInterval, pct, pm } from "./format.ts";
 export type { PctOptions, PmOptions } from "./format.ts";

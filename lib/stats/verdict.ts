@@ -352,3 +352,98 @@ export function countOutcomes(claims: readonly { outcome: Outcome; reason?: stri
   });
   return counts;
 }
+
+/** What {@linkcode leastFavourable} returns. */
+export interface LeastFavourable<T extends Interval> {
+  /** Index of the deciding interval in the input. */
+  index: number;
+  /** The deciding interval: give it to `verdict` with the same rule. */
+  interval: T;
+  /** The outcome `verdict(interval, rule)` gives: the claim's outcome over all the comparisons. */
+  outcome: Outcome;
+}
+
+const SEVERITY: Record<Outcome, number> = { "reproduced": 0, "inconclusive": 1, "not reproduced": 2 };
+
+// How far an interval reaches towards refuting the rule: larger is less favourable (NaN bounds rank first).
+function exposure(iv: Interval, rule: Rule): number {
+  if (Number.isNaN(iv.low) || Number.isNaN(iv.high)) return Infinity;
+  const n = rule.null ?? iv.nullValue, m = rule.margin ?? 0;
+  if (rule.direction === "less") return iv.high;
+  if (rule.direction === "greater") return -iv.low;
+  return Math.max(iv.high - (n + m), n - m - iv.low);
+}
+
+/**
+ * The interval that decides a claim made about every one of several comparisons ("T2's deviation is much lower than
+ * every other linear method's"), by an intersection–union test: the claim is reproduced when every interval passes
+ * `rule`, not reproduced when any one is refuted, and inconclusive otherwise. That is the outcome of the least
+ * favourable interval, which this returns: the first refuted one if any (the one reaching furthest past the
+ * threshold), else the inconclusive one reaching furthest, else the reproduced one closest to its threshold. Each
+ * comparison is tested at the full level: no multiplicity correction is needed, since all must pass.
+ *
+ * @example
+ * ```ts
+ * import { leastFavourable } from "./verdict.ts";
+ * import { tInterval, verdict } from "../stats/mod.ts";
+ * // Ratios of T2's deviation to three other methods', over seeds; the claim: all below 1/1.5.
+ * const ratios = [tInterval([0.40, 0.45, 0.42]), tInterval([0.55, 0.60, 0.58]), tInterval([0.30, 0.33, 0.31])];
+ * const rule = { direction: "less" as const, null: 1, margin: 1 - 1 / 1.5 };
+ * const worst = leastFavourable(ratios, rule);
+ * console.log(worst.index, worst.outcome, verdict(worst.interval, rule).outcome); // 1 reproduced reproduced
+ * ```
+ */
+export function leastFavourable<T extends Interval>(intervals: readonly T[], rule: Rule): LeastFavourable<T> {
+  if (!Array.isArray(intervals)) {
+    throw new TypeError(`leastFavourable: intervals must be an array of intervals, got ${describe(intervals)}`);
+  }
+  if (intervals.length === 0) {
+    throw new RangeError("leastFavourable: intervals is empty; pass one interval per comparison");
+  }
+  // verdict checks each interval and the rule, and names what is wrong.
+  const judged = intervals.map((interval, index) => ({
+    index,
+    interval,
+    outcome: verdict(interval, rule).outcome,
+    exposure: exposure(interval, rule),
+  }));
+  const worst = judged.reduce((a, b) =>
+    SEVERITY[b.outcome] > SEVERITY[a.outcome] ||
+      (SEVERITY[b.outcome] === SEVERITY[a.outcome] && b.exposure > a.exposure)
+      ? b
+      : a
+  );
+  return { index: worst.index, interval: worst.interval, outcome: worst.outcome };
+}
+
+/**
+ * Intersection–union: a claim made of parts that must all hold ("every norm beats no norm") is reproduced only when
+ * every part is, not reproduced when any part is not (the first such part's reason, named), and inconclusive
+ * otherwise (the first inconclusive part's reason). Each part keeps its own level: no multiplicity correction is
+ * needed for an all-of claim.
+ *
+ * @example
+ * ```ts
+ * import { allOf, verdict } from "./verdict.ts";
+ * import { tInterval } from "./intervals.ts";
+ * const yes = verdict(tInterval([0.5, 0.6, 0.55]), { direction: "greater" });
+ * const noisy = verdict(tInterval([0.5, -0.4, 0.1]), { direction: "greater" });
+ * const v = allOf([{ label: "LayerNorm", verdict: yes }, { label: "RMSNorm", verdict: noisy }]);
+ * console.log(v.outcome, v.reason, allOf([{ label: "LayerNorm", verdict: yes }]).outcome); // inconclusive within noise reproduced
+ * ```
+ */
+export function allOf(parts: readonly { label: string; verdict: Verdict }[]): Verdict {
+  if (!Array.isArray(parts) || parts.length === 0) {
+    throw new TypeError("allOf: parts must be a non-empty array of { label, verdict }");
+  }
+  const rule = `reproduced only if every part is, not reproduced if any part is not, otherwise inconclusive: ${
+    parts.map((p) => `${p.label}: ${p.verdict.rule}`).join(" | ")
+  }`;
+  const failed = parts.find((p) => p.verdict.outcome === "not reproduced");
+  if (failed !== undefined) {
+    return { ...exactVerdict(false, rule), reason: `${failed.label}: ${failed.verdict.reason ?? "not reproduced"}` };
+  }
+  const open = parts.find((p) => p.verdict.outcome === "inconclusive");
+  if (open !== undefined) return inconclusiveBecause(open.verdict.reason ?? "inconclusive", rule);
+  return exactVerdict(true, rule);
+}
