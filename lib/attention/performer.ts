@@ -2,15 +2,19 @@
  * Performer / FAVOR+ (Choromanski et al., 2021): positive orthogonal random features
  * phi(x) = m^(-1/2) exp(W x' - |x'|^2 / 2), x' = dk^(-1/4) x, so that
  * E[phi(q) . phi(k)] = exp(q . k / sqrt(dk)); then normalised linear attention.
- * Its recurrent forms carry S [m, dv], z [m], the keys' running maximum c and the projection [m, dk] (README.md,
- * decoding): O(m (dk + dv)) per token.
+ *
+ * Everything is computed from the log-features log phi(x) (README.md, Performer): out_i is a softmax over the m
+ * features of log phi(q_i)_r + log z_r, where z_r = Σ_j phi(k_j)_r is each feature's key mass, applied to each
+ * feature's weighted mean of the values. So no feature under- or overflows, whatever the inputs' scale.
+ * Its recurrent forms carry, per feature, the keys' log-mass and weighted mean of v, and the projection [m, dk]
+ * (README.md, decoding): O(m (dk + dv)) per token.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
 import { seededNormal } from "../random.ts";
-import { kernelAttend, kernelChunked, kernelFlops, kernelMatrix, kernelStep } from "./kernel.ts";
+import { kernelFlops, lowerTriangle } from "./kernel.ts";
 import type { AttentionOptions, QKV, StateDims } from "./types.ts";
 import { defineVariant } from "./variant.ts";
 
@@ -27,7 +31,10 @@ export interface PerformerOptions extends AttentionOptions {
    * default 1e-9. The max-stabilisers do not change its effect (README.md, Performer).
    */
   eps?: number;
-  /** Tokens per chunk of the causal chunkwise form; default 64. */
+  /**
+   * Tokens per chunk of the causal chunkwise form; default 64. A chunk's C x C product is one matmul while its keys'
+   * range allows it in float32; else chunks of 16 sum it over the m features in log space (README.md, Performer).
+   */
   chunkSize?: number;
 }
 
@@ -88,106 +95,315 @@ export function orthogonalRandomFeatures(options: { features: number; dk: number
 }
 
 /**
- * FAVOR+ features of x [b, h, n, dk] under projection w [m, dk] -> [b, h, n, m].
- * A max is subtracted inside exp for stability: per row for queries (it cancels in each
- * row's normalisation), one per (batch, head) for keys (it cancels across all keys).
+ * The log of the unstabilised FAVOR+ features of x [b, h, n, dk] under projection w [m, dk] -> [b, h, n, m]:
+ * log φ̂(x)_r = w_r·x' − |x'|²/2 − ½ ln m, with x' = dk^(−1/4) x. Finite for any finite x (φ̂ itself under- or
+ * overflows float32 once these pass about ±88).
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { favorLogFeatures } from "./performer.ts";
+ * // w = [[1, 0]], x = [2, 0] with dk = 2: x' = 2^(3/4), so log φ̂ = 2^(3/4) − 2^(1/2) ≈ 0.2675.
+ * const lf = favorLogFeatures(tf.tensor4d([2, 0], [1, 1, 1, 2]), { projection: tf.tensor2d([[1, 0]]) });
+ * console.log(lf.dataSync()[0].toFixed(4)); // 0.2675
+ * ```
+ */
+export function favorLogFeatures(x: tf.Tensor4D, options: { projection: tf.Tensor2D }): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [m, dk] = options.projection.shape;
+    const xs = tf.mul(x, Math.pow(dk, -0.25)); // [b, h, n, dk]
+    const wx = tf.matMul(xs, options.projection, false, true); // [b, h, n, m]
+    const half = tf.mul(tf.sum(tf.square(xs), -1, true), 0.5); // [b, h, n, 1]
+    return tf.sub(wx, tf.add(half, 0.5 * Math.log(m))) as tf.Tensor4D; // [b, h, n, m]
+  });
+}
+
+/**
+ * FAVOR+ features of x [b, h, n, dk] under projection w [m, dk] -> [b, h, n, m], scaled by a constant so that they
+ * fit float32: the maximum of log φ̂ is subtracted inside exp, per row for queries and over all keys of a
+ * (batch, head) for keys. So every row of query features, and the keys' features as a whole, have largest entry 1.
+ * (attend() does not use these: it works from {@linkcode favorLogFeatures}, README.md, Performer.)
  *
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
  * import { favorFeatures, orthogonalRandomFeatures } from "./performer.ts";
  * const w = orthogonalRandomFeatures({ features: 8, dk: 4, seed: 1 });
- * const f = favorFeatures(tf.randomNormal([1, 1, 3, 4]) as tf.Tensor4D, { projection: w, role: "query" });
- * console.log(f.shape.join(","), tf.min(f).dataSync()[0] > 0); // 1,1,3,8 true
+ * // Scaled by 30, log φ̂ lies hundreds below 0: exp of it alone would be 0 in float32.
+ * const x = tf.mul(tf.randomNormal([1, 1, 3, 4]), 30) as tf.Tensor4D;
+ * const f = favorFeatures(x, { projection: w, role: "query" });
+ * console.log(f.shape.join(","), tf.max(f, -1).dataSync().join(" ")); // 1,1,3,8 1 1 1
  * ```
  */
 export function favorFeatures(
   x: tf.Tensor4D,
   options: { projection: tf.Tensor2D; role: "query" | "key" },
 ): tf.Tensor4D {
-  return tf.tidy(() => favorWithStabiliser(x, options).features);
-}
-
-/**
- * The FAVOR+ features of {@linkcode favorFeatures} with the stabiliser c subtracted inside their
- * exp: [b, h, n, 1] (each row's maximum) for queries, [b, h, 1, 1] (the maximum over all keys) for
- * keys. The unstabilised features are `features · e^c`.
- *
- * @example
- * ```ts
- * import * as tf from "@tensorflow/tfjs";
- * import { favorFeatures, favorWithStabiliser, orthogonalRandomFeatures } from "./performer.ts";
- * const projection = orthogonalRandomFeatures({ features: 8, dk: 4, seed: 1 });
- * const x = tf.randomNormal([1, 1, 3, 4]) as tf.Tensor4D;
- * const { features, stabiliser } = favorWithStabiliser(x, { projection, role: "key" });
- * const plain = favorFeatures(x, { projection, role: "key" });
- * console.log(stabiliser.shape.join(","), tf.max(tf.abs(tf.sub(features, plain))).dataSync()[0]); // 1,1,1,1 0
- * ```
- */
-export function favorWithStabiliser(
-  x: tf.Tensor4D,
-  options: { projection: tf.Tensor2D; role: "query" | "key" },
-): { features: tf.Tensor4D; stabiliser: tf.Tensor4D } {
   return tf.tidy(() => {
-    const parts = favorParts(x, options.projection);
-    const { wx } = parts;
-    const stabiliser = (options.role === "query" ? tf.max(wx, -1, true) : tf.max(wx, [2, 3], true)) as tf.Tensor4D;
-    return { features: favorExp(parts, stabiliser), stabiliser };
+    const lf = favorLogFeatures(x, options); // [b, h, n, m]
+    const top = options.role === "query" ? tf.max(lf, -1, true) : tf.max(lf, [2, 3], true); // [b, h, n or 1, 1]
+    return tf.exp(tf.sub(lf, top)) as tf.Tensor4D; // [b, h, n, m]
   });
 }
 
-/** The pieces of FAVOR+ before the exp: w·x' [b, h, n, m] and |x'|²/2 [b, h, n, 1], with x' = dk^(-1/4) x. */
-interface FavorParts {
-  wx: tf.Tensor4D;
-  half: tf.Tensor4D;
-  m: number;
-}
-
-function favorParts(x: tf.Tensor4D, projection: tf.Tensor2D): FavorParts {
-  const [m, dk] = projection.shape;
-  const xs = tf.mul(x, Math.pow(dk, -0.25)); // [b, h, n, dk]
-  const wx = tf.matMul(xs, projection, false, true) as tf.Tensor4D; // [b, h, n, m]
-  const half = tf.mul(tf.sum(tf.square(xs), -1, true), 0.5) as tf.Tensor4D; // [b, h, n, 1]
-  return { wx, half, m };
-}
-
-/** m^(-1/2) exp(w·x' − |x'|²/2 − c): the features at the scale of the stabiliser c (broadcast against wx). */
-function favorExp({ wx, half, m }: FavorParts, stabiliser: tf.Tensor): tf.Tensor4D {
-  return tf.mul(tf.exp(tf.sub(tf.sub(wx, half), stabiliser)), 1 / Math.sqrt(m)) as tf.Tensor4D; // [b, h, n, m]
-}
-
-/** The smallest positive normal float32. */
-const FLOAT32_MIN_NORMAL = 1.1754943508222875e-38;
+/** A finite stand-in for −∞ in log space: exp(NEG − x) is 0 for any moderate x, and NEG − NEG is 0 (−∞ − −∞ is NaN). */
+const NEG = -1e30;
 
 /**
- * Divides numerators [b, h, n, dv] by their stabilised denominators [b, h, n, 1] plus `eps`
- * taken at the unstabilised scale: `eps e^(−scale)`, where `scale` [b, h, n, 1] is the sum of the
- * query's and the keys' stabilisers (README.md, Performer). So the result is N̂ / (D̂ + eps) with
- * N̂, D̂ the unstabilised sums, whatever the stabilisers. Where every feature of a row underflowed
- * (D = 0), a floor at float32's smallest normal number keeps the row finite (0) when eps > 0.
- *
- * @example
- * ```ts
- * import * as tf from "@tensorflow/tfjs";
- * import { favorNormalize } from "./performer.ts";
- * const num = tf.tensor4d([2e-20], [1, 1, 1, 1]);
- * const den = tf.tensor4d([1e-20], [1, 1, 1, 1]);
- * // D̂ = 1e-20 e^40 ≈ 2.4e-3, so an eps of 1e-9 leaves the ratio 2 alone (an absolute eps would give 2e-11).
- * const out = favorNormalize(num, { den, scale: tf.tensor4d([40], [1, 1, 1, 1]), eps: 1e-9 });
- * console.log(out.dataSync()[0].toFixed(4)); // 2.0000
- * ```
+ * compute(...inputs), off the gradient tape: as a custom gradient with no inputs, backprop never visits it, and the
+ * ops of a custom gradient's forward pass are not taped. For the max-stabilisers: a function that does not depend on
+ * its stabiliser (they cancel) has the same gradient with the stabiliser held constant.
  */
-export function favorNormalize(
-  num: tf.Tensor4D,
-  options: { den: tf.Tensor4D; scale: tf.Tensor4D; eps: number },
-): tf.Tensor4D {
-  const { den, scale, eps } = options;
-  if (eps === 0) return tf.div(num, den);
-  return tf.tidy(() => {
-    // eps e^(−scale) in log space: e^(−scale) alone may overflow where the product does not.
-    const shift = tf.exp(tf.sub(Math.log(eps), scale)); // [b, h, n, 1]
-    return tf.div(num, tf.maximum(tf.add(den, shift), FLOAT32_MIN_NORMAL)) as tf.Tensor4D; // [b, h, n, dv]
-  });
+function untracked<T extends tf.Tensor>(inputs: tf.Tensor[], compute: (...xs: tf.Tensor[]) => T): T {
+  const node = tf.customGrad((() => ({ value: compute(...inputs), gradFunc: () => [] })) as never) as () => T;
+  return node();
+}
+
+/** log(e^a + e^b), elementwise, without overflow. */
+function logAddExp<T extends tf.Tensor>(a: T, b: T): T {
+  const top = untracked([a, b], tf.maximum);
+  return tf.add(top, tf.log(tf.add(tf.exp(tf.sub(a, top)), tf.exp(tf.sub(b, top))))) as T;
+}
+
+/**
+ * eps·e^(−s): eps at the unstabilised scale of a row whose stabiliser is s (null when eps = 0). The exponent is capped
+ * at 40: past it the eps term already exceeds e^40 times the row's largest term, the output is 0 to float32 either
+ * way, and the division's gradient (which squares the denominator) stays finite.
+ */
+function epsTerm(s: tf.Tensor, eps: number): tf.Tensor | null {
+  return eps === 0 ? null : tf.exp(tf.minimum(tf.sub(Math.log(eps), s), 40));
+}
+
+/**
+ * What the keys contribute, per feature r: the log-mass log Σ_j φ̂(k_j)_r [B, m] and the mean of v weighted by
+ * φ̂(k_j)_r [B, m, dv], from log-features lk [B, n, m] and values v [B, n, dv] (n ≥ 1 keys, rows at NEG count as none).
+ * Also the per-feature maximum `top` [B, 1, m] and the features at that scale, `e` = exp(lk − top) [B, n, m].
+ */
+function keySummary(
+  lk: tf.Tensor3D,
+  v: tf.Tensor3D,
+): { mass: tf.Tensor2D; mean: tf.Tensor3D; top: tf.Tensor3D; e: tf.Tensor3D } {
+  const top = untracked([lk], (x) => tf.max(x, 1, true)) as tf.Tensor3D; // [B, 1, m]
+  const e = tf.exp(tf.sub(lk, top)) as tf.Tensor3D; // [B, n, m], largest entry of each feature 1
+  const z = tf.sum(e, 1); // [B, m], >= 1
+  const kv = tf.matMul(e, v, true, false); // [B, m, dv]
+  const mean = tf.div(kv, tf.expandDims(z, 2)) as tf.Tensor3D; // [B, m, dv]
+  const mass = tf.add(tf.squeeze(top, [1]), tf.log(z)) as tf.Tensor2D; // [B, m]
+  return { mass, mean, top, e };
+}
+
+/** The running maximum along axis 1 of x [B, C, m]: Hillis–Steele doubling, ⌈log2 C⌉ steps. */
+function runningMax(x: tf.Tensor3D): tf.Tensor3D {
+  const [bh, c, m] = x.shape;
+  for (let d = 1; d < c; d *= 2) {
+    const prev = tf.concat([tf.fill([bh, d, m], NEG), tf.slice(x, [0, 0, 0], [-1, c - d, -1])], 1); // [B, C, m]
+    x = tf.maximum(x, prev) as tf.Tensor3D;
+  }
+  return x;
+}
+
+/**
+ * Inclusive prefix over axis 1 of K summaries (log-mass [B, K, m], weighted mean [B, K, m, dv]): element k becomes
+ * the summary of elements 0..k. Hillis–Steele doubling, ⌈log2 K⌉ steps; each merge is a logaddexp of the masses and a
+ * convex combination of the means, so nothing leaves [min, max] of its inputs.
+ */
+function prefixSummaries(mass: tf.Tensor3D, mean: tf.Tensor4D): { mass: tf.Tensor3D; mean: tf.Tensor4D } {
+  const [bh, k, m] = mass.shape;
+  const dv = mean.shape[3];
+  for (let d = 1; d < k; d *= 2) {
+    const prevMass = tf.concat([
+      tf.fill([bh, d, m], NEG),
+      tf.slice(mass, [0, 0, 0], [-1, k - d, -1]),
+    ], 1) as tf.Tensor3D; // [B, K, m]
+    const prevMean = tf.concat([
+      tf.zeros([bh, d, m, dv]),
+      tf.slice(mean, [0, 0, 0, 0], [-1, k - d, -1, -1]),
+    ], 1) as tf.Tensor4D; // [B, K, m, dv]
+    const next = logAddExp(mass, prevMass); // [B, K, m]
+    const weight = (x: tf.Tensor3D) => tf.expandDims(tf.exp(tf.sub(x, next)), 3); // [B, K, m, 1]
+    mean = tf.add(tf.mul(mean, weight(mass)), tf.mul(prevMean, weight(prevMass))) as tf.Tensor4D;
+    mass = next;
+  }
+  return { mass, mean };
+}
+
+/** [rows, cols] of 0 where key j <= query i (j, i counted from 0), NEG elsewhere: a causal mask added in log space. */
+function causalBias(rows: number, cols: number, offset = 0): tf.Tensor2D {
+  const data = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) data.fill(NEG, i * cols + Math.max(0, Math.min(cols, i + offset + 1)), (i + 1) * cols);
+  return tf.tensor2d(data, [rows, cols]);
+}
+
+/**
+ * Non-causal FAVOR+ from log-features lq, lk [B, n, m] and v [B, n, dv] -> [B, n, dv]:
+ * out_i = Σ_r p_ir mean_r / (Σ_r p_ir + eps e^(−s_i)), p_ir = exp(lq_ir + mass_r − s_i), s_i = max_r (lq_ir + mass_r).
+ */
+function favorGlobal(parts: { lq: tf.Tensor3D; lk: tf.Tensor3D; v: tf.Tensor3D }, eps: number): tf.Tensor3D {
+  const { mass, mean } = keySummary(parts.lk, parts.v); // [B, m], [B, m, dv]
+  const logits = tf.add(parts.lq, tf.expandDims(mass, 1)); // [B, n, m]
+  const s = untracked([logits], (x) => tf.max(x, 2, true)); // [B, n, 1]
+  const p = tf.exp(tf.sub(logits, s)); // [B, n, m], largest entry of each row 1
+  const num = tf.matMul(p, mean); // [B, n, dv]
+  const extra = epsTerm(s, eps);
+  const den = extra === null ? tf.sum(p, 2, true) : tf.add(tf.sum(p, 2, true), extra); // [B, n, 1], >= 1
+  return tf.div(num, den) as tf.Tensor3D;
+}
+
+/** The carried per-feature summaries of the keys so far (log-mass [B, m], weighted mean of v [B, m, dv]). */
+interface Summaries {
+  mass: tf.Tensor2D;
+  mean: tf.Tensor3D;
+}
+
+/**
+ * The widest gap between a row's cheap upper and lower bounds on its largest term for which the fast product uses
+ * the upper bound: the denominator then stays above e^(−40), so its square (the division's gradient) stays a normal
+ * float32.
+ */
+const CHEAP_GAP = 40;
+
+/** The chunk size the causal form falls back to where a chunk's keys span too wide a range for the fast product. */
+const FALLBACK_CHUNK = 16;
+
+/**
+ * Causal FAVOR+, chunkwise, from log-features lq, lk [B, n, m], v [B, n, dv] and the summaries of the keys before
+ * them -> output [B, n, dv] and the summaries after the last key. The keys of earlier chunks enter through their
+ * per-feature summaries (a prefix over chunks); each row subtracts the largest of all its terms lq_ir + lk_jr
+ * (j <= i) and lq_ir + mass_r, so its denominator is >= 1. In a chunk, the fast product scales keys by their chunk's
+ * per-feature maximum b_r and queries by e^(lq_ir + b_r − s_i); where a query factor would pass about e^80 (keys later
+ * in the chunk far above the row's own), the chunk size drops to 16 and, if still needed, the C x C x m terms are
+ * summed in log space (README.md, Performer).
+ */
+function favorChunked(
+  parts: { lq: tf.Tensor3D; lk: tf.Tensor3D; v: tf.Tensor3D },
+  options: { chunkSize: number; eps: number; before: Summaries | null },
+): { output: tf.Tensor3D; after: Summaries } {
+  const { lq, lk, v } = parts;
+  const [bh, n, m] = lq.shape;
+  const dv = v.shape[2];
+  const c = Math.min(options.chunkSize, n);
+  const nc = Math.ceil(n / c);
+  const pad = nc * c - n;
+  // Padded keys sit at NEG (no mass); padded queries at 0 (their rows are cut off at the end).
+  const padTokens = (x: tf.Tensor3D, value: number) =>
+    pad === 0 ? x : tf.pad(x, [[0, 0], [0, pad], [0, 0]], value) as tf.Tensor3D;
+  const qc = tf.reshape(padTokens(lq, 0), [bh * nc, c, m]) as tf.Tensor3D; // [B·nc, C, m]
+  const kc = tf.reshape(padTokens(lk, NEG), [bh * nc, c, m]) as tf.Tensor3D; // [B·nc, C, m]
+  const vc = tf.reshape(padTokens(v, 0), [bh * nc, c, dv]) as tf.Tensor3D; // [B·nc, C, dv]
+
+  // Per-chunk summaries; the keys before chunk t are the carried state's and those of chunks 0..t−1.
+  const chunk = keySummary(kc, vc); // mass [B·nc, m], mean [B·nc, m, dv], top [B·nc, 1, m], e [B·nc, C, m]
+  const { before: state } = options;
+  const masses = tf.reshape(chunk.mass, [bh, nc, m]) as tf.Tensor3D; // [B, nc, m]
+  const means = tf.reshape(chunk.mean, [bh, nc, m, dv]) as tf.Tensor4D; // [B, nc, m, dv]
+  const prefix = state === null ? prefixSummaries(masses, means) : prefixSummaries(
+    tf.concat([tf.expandDims(state.mass, 1), masses], 1) as tf.Tensor3D,
+    tf.concat([tf.expandDims(state.mean, 1), means], 1) as tf.Tensor4D,
+  ); // inclusive: mass [B, K, m], mean [B, K, m, dv], K = nc (+1 with a state)
+  const last = prefix.mass.shape[1] - 1;
+  const after = {
+    mass: tf.reshape(tf.slice(prefix.mass, [0, last, 0], [-1, 1, -1]), [bh, m]) as tf.Tensor2D,
+    mean: tf.reshape(tf.slice(prefix.mean, [0, last, 0, 0], [-1, 1, -1, -1]), [bh, m, dv]) as tf.Tensor3D,
+  };
+  let earlier: { mass: tf.Tensor3D; mean: tf.Tensor3D } | null = null; // [B·nc, 1, m], [B·nc, m, dv]
+  if (state !== null || nc > 1) {
+    // Before chunk t: prefix element t with a state in front, else element t − 1 (none before chunk 0).
+    const shifted = state !== null ? prefix : {
+      mass: tf.concat([tf.fill([bh, 1, m], NEG), prefix.mass], 1) as tf.Tensor3D,
+      mean: tf.concat([tf.zeros([bh, 1, m, dv]), prefix.mean], 1) as tf.Tensor4D,
+    };
+    earlier = {
+      mass: tf.reshape(tf.slice(shifted.mass, [0, 0, 0], [-1, nc, -1]), [bh * nc, 1, m]),
+      mean: tf.reshape(tf.slice(shifted.mean, [0, 0, 0, 0], [-1, nc, -1, -1]), [bh * nc, m, dv]),
+    };
+  }
+
+  // The fast product scales keys by their chunk's per-feature maximum b_r (later keys of the chunk included) and
+  // row i by a stabiliser s_i: key factors e^(lk_jr − b_r) <= 1, query factors e^(lq_ir + b_r − s_i). Two choices of
+  // s_i keep every factor, and the row's largest term, within float32 (README.md, Performer):
+  // 1. the upper bound max_r (lq_ir + max(b_r, mass_r)) (mass: the earlier keys'), if it lies within CHEAP_GAP of the
+  //    lower bound given by the row's diagonal term and mass terms: query factors <= 1, denominator >= e^(−CHEAP_GAP);
+  // 2. else the row's exact largest term (a running maximum over the chunk), if no query factor passes e^limit:
+  //    denominator >= 1, and the largest term's key factor e^(s − lq − b) >= e^(−limit) stays a normal float32.
+  // Else the chunk size drops to FALLBACK_CHUNK, and then the C x C x m terms are summed in log space. Chunks of one
+  // token (decoding steps) go there directly: their terms are only m per row, and no bound needs reading back.
+  const logits = earlier === null ? null : tf.add(qc, earlier.mass); // [B·nc, C, m]
+  const massTerms = (q: tf.Tensor) => earlier === null ? null : tf.max(tf.add(q, earlier.mass), 2); // [B·nc, C]
+  const widest = (x: tf.Tensor) => tf.max(tf.slice(tf.reshape(x, [bh, nc * c]), [0, 0], [-1, n])).dataSync()[0];
+  let s: tf.Tensor2D | null = null; // [B·nc, C]
+  let fast = false;
+  if (c > 1) {
+    const upper = untracked([qc], (q) => {
+      const top = earlier === null ? chunk.top : tf.maximum(chunk.top, earlier.mass); // [B·nc, 1, m]
+      return tf.max(tf.add(q, top), 2); // [B·nc, C]
+    });
+    const lowerGap = untracked([qc, kc, upper], (q, k, up) => {
+      const diagonal = tf.max(tf.add(q, k), 2); // [B·nc, C]
+      const fromMass = massTerms(q);
+      return tf.sub(up, fromMass === null ? diagonal : tf.maximum(diagonal, fromMass)); // [B·nc, C]
+    });
+    if (widest(lowerGap) <= CHEAP_GAP) [s, fast] = [upper as tf.Tensor2D, true];
+  }
+  if (s === null) {
+    s = untracked([qc, kc], (q, k) => {
+      const inChunk = tf.max(tf.add(q, runningMax(k as tf.Tensor3D)), 2); // [B·nc, C]
+      const fromMass = massTerms(q);
+      return fromMass === null ? inChunk : tf.maximum(inChunk, fromMass);
+    }) as tf.Tensor2D;
+    const limit = Math.min(80, 87 - Math.log(m)); // m query factors of e^limit sum below float32's max
+    const exact = s;
+    fast = c > 1 && widest(untracked([qc], (q) => tf.sub(tf.max(tf.add(q, chunk.top), 2), exact))) <= limit;
+  }
+  const rowScale = tf.expandDims(s, 2); // [B·nc, C, 1]
+  let a: tf.Tensor3D; // [B·nc, C, C]: Σ_r exp(lq_ir + lk_jr − s_i) for j <= i, else 0
+  if (fast) {
+    const queries = tf.exp(tf.sub(tf.add(qc, chunk.top), rowScale)); // [B·nc, C, m]
+    a = tf.mul(tf.matMul(queries, chunk.e, false, true), lowerTriangle(c)) as tf.Tensor3D;
+  } else if (c > FALLBACK_CHUNK) {
+    return favorChunked(parts, { ...options, chunkSize: FALLBACK_CHUNK });
+  } else {
+    const bias = tf.expandDims(causalBias(c, c), 2); // [C, C, 1]
+    const terms = tf.add(tf.add(tf.expandDims(qc, 2), tf.expandDims(kc, 1)), bias); // [B·nc, C, C, m]
+    a = tf.sum(tf.exp(tf.sub(terms, tf.expandDims(rowScale, 3))), 3) as tf.Tensor3D;
+  }
+  let num: tf.Tensor3D = tf.matMul(a, vc); // [B·nc, C, dv]
+  let den: tf.Tensor2D = tf.sum(a, 2); // [B·nc, C]; with the earlier keys' terms >= 1 or >= e^(−CHEAP_GAP)
+  if (earlier !== null && logits !== null) {
+    const p = tf.exp(tf.sub(logits, rowScale)); // [B·nc, C, m]
+    num = tf.add(num, tf.matMul(p, earlier.mean));
+    den = tf.add(den, tf.sum(p, 2));
+  }
+  const extra = epsTerm(s, options.eps);
+  if (extra !== null) den = tf.add(den, extra);
+  const out = tf.div(num, tf.expandDims(den, 2)); // [B·nc, C, dv]
+  const output = tf.slice(tf.reshape(out, [bh, nc * c, dv]), [0, 0, 0], [-1, n, -1]) as tf.Tensor3D; // [B, n, dv]
+  return { output, after };
+}
+
+/**
+ * The explicit row-normalised matrix [B, n, n] from log-features lq, lk [B, n, m]: the log-kernel
+ * ℓ_ij = log φ̂(q_i)·φ̂(k_j) = logsumexp_r (lq_ir + lk_jr), masked when causal, then
+ * w_ij = e^(ℓ_ij − s_i) / (Σ_j e^(ℓ_ij − s_i) + eps e^(−s_i)) with s_i = max_j ℓ_ij. Rows go in blocks that keep the
+ * [B, rows, n, m] terms near 2^22 numbers.
+ */
+function favorMatrix(lq: tf.Tensor3D, lk: tf.Tensor3D, options: { causal: boolean; eps: number }): tf.Tensor3D {
+  const [bh, n, m] = lq.shape;
+  const rows = Math.max(1, Math.min(n, Math.floor(2 ** 22 / (bh * n * m))));
+  const blocks: tf.Tensor3D[] = [];
+  for (let from = 0; from < n; from += rows) {
+    const size = Math.min(rows, n - from);
+    const q = tf.slice(lq, [0, from, 0], [-1, size, -1]); // [B, rows, m]
+    const terms = tf.add(tf.expandDims(q, 2), tf.expandDims(lk, 1)); // [B, rows, n, m]
+    const top = untracked([terms], (x) => tf.max(x, 3, true)); // [B, rows, n, 1]
+    let logK = tf.add(tf.squeeze(top, [3]), tf.log(tf.sum(tf.exp(tf.sub(terms, top)), 3))); // [B, rows, n]
+    if (options.causal) logK = tf.add(logK, causalBias(size, n, from));
+    const s = untracked([logK], (x) => tf.max(x, 2, true)); // [B, rows, 1]
+    const e = tf.exp(tf.sub(logK, s)); // [B, rows, n]
+    const extra = epsTerm(s, options.eps);
+    const den = extra === null ? tf.sum(e, 2, true) : tf.add(tf.sum(e, 2, true), extra); // [B, rows, 1]
+    blocks.push(tf.div(e, den) as tf.Tensor3D);
+  }
+  return blocks.length === 1 ? blocks[0] : tf.concat(blocks, 1);
 }
 
 function checkFeatures(o: Required<PerformerOptions>, owner = "performer"): void {
@@ -217,23 +433,34 @@ function projectionFor(dk: number, o: Required<PerformerOptions>): tf.Tensor2D {
   return orthogonalRandomFeatures({ features: featureCount(dk, o), dk, seed: o.seed });
 }
 
-function features({ q, k }: { q: tf.Tensor4D; k: tf.Tensor4D }, o: Required<PerformerOptions>) {
-  const projection = projectionFor(q.shape[3], o);
-  const fq = favorWithStabiliser(q, { projection, role: "query" });
-  const fk = favorWithStabiliser(k, { projection, role: "key" });
-  // Row i's features were scaled by e^(−c_q,i − c_k): eps is added at the unstabilised scale.
-  return { fq: fq.features, fk: fk.features, scale: tf.add(fq.stabiliser, fk.stabiliser) as tf.Tensor4D };
+/** [b, h, n, d] -> [b·h, n, d] */
+function merged(x: tf.Tensor4D): tf.Tensor3D {
+  const [b, h, n, d] = x.shape;
+  return tf.reshape(x, [b * h, n, d]);
+}
+
+/** The log-features of q and k [b·h, n, m] and v [b·h, n, dv], heads merged into the batch. */
+function logParts(qkv: QKV, projection: tf.Tensor2D) {
+  return {
+    lq: merged(favorLogFeatures(qkv.q, { projection })),
+    lk: merged(favorLogFeatures(qkv.k, { projection })),
+    v: merged(qkv.v),
+  };
 }
 
 /** The carried state of causal Performer attention; see {@linkcode performer}. */
 export type PerformerState = {
   /** [m, dk]: fixed for the whole sequence. */
   projection: tf.Tensor2D;
-  /** Σ φ(k) vᵀ at the scale e^(−c): [batch, heads, m, dv]. */
+  /** Per feature r, the mean of the values so far weighted by φ̂(k_j)_r: [batch, heads, m, dv] (0 before any key). */
   s: tf.Tensor4D;
-  /** Σ φ(k) at the scale e^(−c): [batch, heads, m]. */
+  /** Per feature r, the log of the keys' mass so far, log Σ_j φ̂(k_j)_r: [batch, heads, m] (−1e30 before any key). */
   z: tf.Tensor3D;
-  /** The running maximum of the keys' w·x' so far, −∞ before the first key: [batch, heads, 1, 1]. */
+  /**
+   * The running maximum of the keys' log-features log φ̂(k_j)_r so far (−1e30 before any key): [batch, heads, 1, 1].
+   * No computation reads it (z carries each feature's scale); it is kept so the state's layout and size stay those of
+   * the earlier form, which kept S and z at the scale of this one maximum.
+   */
   c: tf.Tensor4D;
 };
 
@@ -244,59 +471,46 @@ function initialPerformerState({ batch, heads, dk, dv }: StateDims, o: Required<
   return {
     projection,
     s: tf.zeros([batch, heads, m, dv]),
-    z: tf.zeros([batch, heads, m]),
-    c: tf.fill([batch, heads, 1, 1], -Infinity), // [b, h, 1, 1]
+    z: tf.fill([batch, heads, m], NEG),
+    c: tf.fill([batch, heads, 1, 1], NEG), // [b, h, 1, 1]
   };
 }
 
 /**
- * p tokens of causal FAVOR+ from a carried state: chunkwise (prefill) or as one recurrent step (p = 1).
- * favorFeatures subtracts the maximum over all keys, future ones included; a decoder can only know the maximum so far,
- * so the state is kept at that scale and rescaled when it grows (README.md: decoding, Performer).
+ * p tokens of causal FAVOR+ from a carried state: chunkwise (prefill), or one recurrent step (p = 1, a chunk of one).
+ * The state's per-feature summaries enter as the keys before the first chunk, so the result is attend()'s rows
+ * whatever the split (README.md: decoding, Performer).
  */
 function performerAdvance(
   state: PerformerState,
   qkv: QKV,
-  options: { o: Required<PerformerOptions>; single: boolean },
+  o: Required<PerformerOptions>,
 ): { output: tf.Tensor4D; state: PerformerState } {
-  const { o, single } = options;
   const { projection } = state;
-  const [b, h] = qkv.q.shape;
-  const keys = favorParts(qkv.k, projection); // wx [b, h, p, m]
-  const c = tf.maximum(state.c, tf.max(keys.wx, [2, 3], true)) as tf.Tensor4D; // [b, h, 1, 1]
-  const rescale = tf.exp(tf.sub(state.c, c)); // [b, h, 1, 1]
-  const s = tf.mul(state.s, rescale) as tf.Tensor4D; // [b, h, m, dv]
-  const z = tf.mul(state.z, tf.reshape(rescale, [b, h, 1])) as tf.Tensor3D; // [b, h, m]
-  const fk = favorExp(keys, c); // [b, h, p, m]
-  const fq = favorWithStabiliser(qkv.q, { projection, role: "query" }); // features [b, h, p, m]
-  // A column of ones after v carries the denominator through the unnormalised kernel (as in attend()),
-  // so eps can be added at the unstabilised scale e^(c_q + c).
-  const dv = qkv.v.shape[3];
-  const last = (x: tf.Tensor4D, from: number, size: number) =>
-    tf.slice(x, [0, 0, 0, from], [-1, -1, -1, size]) as tf.Tensor4D;
-  const v1 = tf.concat([qkv.v, tf.onesLike(last(qkv.v, 0, 1))], 3) as tf.Tensor4D; // [b, h, p, dv+1]
-  const kernel = {
-    normalize: false,
-    eps: 0,
-    state: { s: tf.concat([s, tf.expandDims(z, 3)], 3) as tf.Tensor4D, z }, // s: [b, h, m, dv+1]
+  const [b, h, p] = qkv.q.shape;
+  const [m, dv] = [projection.shape[0], qkv.v.shape[3]];
+  const parts = logParts(qkv, projection); // lq, lk [b·h, p, m], v [b·h, p, dv]
+  const before = {
+    mass: tf.reshape(state.z, [b * h, m]) as tf.Tensor2D,
+    mean: tf.reshape(state.s, [b * h, m, dv]) as tf.Tensor3D,
   };
-  const token = (x: tf.Tensor4D) => tf.squeeze(x, [2]) as tf.Tensor3D;
-  const run = single
-    ? kernelStep({ fq: token(fq.features), fk: token(fk), v: token(v1) }, kernel)
-    : kernelChunked({ fq: fq.features, fk, v: v1 }, { ...kernel, chunkSize: o.chunkSize });
-  const both = (single ? tf.expandDims(run.output, 2) : run.output) as tf.Tensor4D; // [b, h, p, dv+1]
-  const output = favorNormalize(last(both, 0, dv), {
-    den: last(both, dv, 1),
-    scale: tf.add(fq.stabiliser, c) as tf.Tensor4D, // [b, h, p, 1]
-    eps: o.eps,
-  }); // [b, h, p, dv]
-  return { output, state: { projection, s: last(run.state.s, 0, dv), z: run.state.z, c } };
+  const { output, after } = favorChunked(parts, { chunkSize: o.chunkSize, eps: o.eps, before });
+  const keyTop = tf.reshape(tf.max(parts.lk, [1, 2]), [b, h, 1, 1]); // [b, h, 1, 1]
+  return {
+    output: tf.reshape(output, [b, h, p, dv]),
+    state: {
+      projection,
+      s: tf.reshape(after.mean, [b, h, m, dv]),
+      z: tf.reshape(after.mass, [b, h, m]),
+      c: tf.maximum(state.c, keyTop) as tf.Tensor4D,
+    },
+  };
 }
 
 /**
  * The `performer` variant. weights() is the row-normalised phi(Q) phi(K)^T, which approaches softmax's as features grow.
  * Its recurrent forms carry {@linkcode PerformerState}: the projection attend() builds for the same options (made
- * once by `initialState`), S and z at the scale of the keys' running maximum, and that maximum.
+ * once by `initialState`) and, per feature, the keys' log-mass and weighted mean of the values.
  *
  * @example
  * ```ts
@@ -305,6 +519,11 @@ function performerAdvance(
  * const q = tf.randomNormal([1, 1, 6, 4]) as tf.Tensor4D;
  * const w = performer.weights({ q, k: q }, { features: 64, seed: 3 });
  * console.log(Math.abs(tf.sum(w, -1).dataSync()[0] - 1) < 1e-4); // true
+ * // Inputs scaled by 30 stay finite and normalised (the exponents are in the thousands).
+ * const big = tf.mul(q, 30) as tf.Tensor4D;
+ * const v = tf.randomNormal([1, 1, 6, 2]) as tf.Tensor4D;
+ * const out = performer.attend({ q: big, k: big, v }, { causal: true });
+ * console.log(out.dataSync().every(Number.isFinite)); // true
  * ```
  */
 export const performer = defineVariant<PerformerOptions, PerformerState>({
@@ -319,26 +538,23 @@ export const performer = defineVariant<PerformerOptions, PerformerState>({
     chunkSize: { type: "number", min: 1, integer: true },
   },
   weights: (qk, o) => {
-    const { fq, fk, scale } = features(qk, o);
-    const a = kernelMatrix({ fq, fk }, { causal: o.causal, normalize: false, eps: 0 }); // [b, h, n, n]
-    return favorNormalize(a, { den: tf.sum(a, -1, true), scale, eps: o.eps });
+    const [b, h, n] = qk.q.shape;
+    const projection = projectionFor(qk.q.shape[3], o);
+    const lq = merged(favorLogFeatures(qk.q, { projection })); // [b·h, n, m]
+    const lk = merged(favorLogFeatures(qk.k, { projection })); // [b·h, n, m]
+    return tf.reshape(favorMatrix(lq, lk, { causal: o.causal, eps: o.eps }), [b, h, n, n]); // [b, h, n, n]
   },
   attend: (qkv, o) => {
-    const { fq, fk, scale } = features(qkv, o);
+    const [b, h, n] = qkv.q.shape;
     const dv = qkv.v.shape[3];
-    // A column of ones after v makes the unnormalised kernel attention carry the denominator too.
-    const ones = tf.onesLike(tf.slice(qkv.v, [0, 0, 0, 0], [-1, -1, -1, 1])); // [b, h, n, 1]
-    const both = kernelAttend({ fq, fk, v: tf.concat([qkv.v, ones], 3) as tf.Tensor4D }, {
-      causal: o.causal,
-      normalize: false,
-      eps: 0,
-      chunkSize: o.chunkSize,
-    }); // [b, h, n, dv+1]
-    const num = tf.slice(both, [0, 0, 0, 0], [-1, -1, -1, dv]) as tf.Tensor4D; // [b, h, n, dv]
-    const den = tf.slice(both, [0, 0, 0, dv], [-1, -1, -1, 1]) as tf.Tensor4D; // [b, h, n, 1]
-    return favorNormalize(num, { den, scale, eps: o.eps });
+    const projection = projectionFor(qkv.q.shape[3], o);
+    const parts = logParts(qkv, projection); // lq, lk [b·h, n, m], v [b·h, n, dv]
+    if (!o.causal) return tf.reshape(favorGlobal(parts, o.eps), [b, h, n, dv]);
+    const causal = favorChunked(parts, { chunkSize: o.chunkSize, eps: o.eps, before: null });
+    return tf.reshape(causal.output, [b, h, n, dv]);
   },
-  // Plus 4·bh·n·dk·m for projecting q and k onto the m random features.
+  // The kernel forms' matmul count plus 4·bh·n·dk·m for projecting q and k onto the m random features. A causal chunk
+  // that falls back to log space does its C·C·m in-chunk products as exponentials instead (the same count).
   flops: (size, o) => {
     const m = featureCount(size.dk, o);
     const extra = 4 * size.batch * size.heads * size.n * size.dk * m;
@@ -351,9 +567,8 @@ export const performer = defineVariant<PerformerOptions, PerformerState>({
     },
     init: initialPerformerState,
     check: (o, owner) => checkFeatures(o, owner),
-    chunked: (qkv, o, { state }) =>
-      performerAdvance(state ?? initialPerformerState(dimsOf(qkv), o), qkv, { o, single: false }),
-    step: (qkv, o, { state }) => performerAdvance(state, qkv, { o, single: true }),
+    chunked: (qkv, o, { state }) => performerAdvance(state ?? initialPerformerState(dimsOf(qkv), o), qkv, o),
+    step: (qkv, o, { state }) => performerAdvance(state, qkv, o),
   },
 });
 
