@@ -14,6 +14,9 @@ import { type BackendName, initBackend, loadableBackends } from "../lib/backend.
 import { setFiniteChecks, variants } from "../lib/attention/mod.ts";
 import { isQuick } from "../lib/env.ts";
 import { randomNormal } from "../lib/random.ts";
+import { siluGate, srmsNorm } from "../lib/blas/fused.ts";
+import { createModel } from "../lib/models/model.ts";
+import { LM_ARCHITECTURE } from "../lib/models/pretrained.ts";
 
 const BACKENDS = (await loadableBackends()).filter((name) => ["cpu", "wasm", "blas"].includes(name));
 const QUICK = isQuick();
@@ -103,6 +106,29 @@ const KERNELS: [string, () => Workload][] = [
     ),
   ],
 ];
+/** Forward and backward of `op` on seeded inputs through a seeded cotangent (the fused kernels run both ways). */
+function withGradient(shapes: number[][], op: (...xs: tf.Tensor[]) => tf.Tensor): () => Workload {
+  return () => {
+    const xs = shapes.map((shape, i) => randomNormal(shape, { seed: i + 1 }));
+    const cot = randomNormal(shapes[0], { seed: 9 });
+    return {
+      run: () =>
+        tf.tidy(() => {
+          tf.grads((...ys: tf.Tensor[]) => tf.sum(tf.mul(op(...ys), cot)))(xs).forEach((g) => g.dataSync());
+        }),
+      dispose: () => tf.dispose([...xs, cot]),
+    };
+  };
+}
+
+// The fused kernels of lib/blas/fused.ts, forward and backward, on the shared LM's shapes: the GLU gate on
+// [16, 128, 171], SimpleRMSNorm on [16, 128, 64], Softmax on [16, 4, 128, 128]. Other backends run the composites.
+KERNELS.push(
+  ["siluGate fwd+bwd", withGradient([[16, 128, 171], [16, 128, 171]], (a, b) => siluGate(a, b))],
+  ["srmsNorm fwd+bwd", withGradient([[16, 128, 64]], (x) => srmsNorm(x))],
+  ["Softmax fwd+bwd", withGradient([[16, 4, 128, 128]], (x) => tf.softmax(x))],
+);
+
 for (const [name, build] of KERNELS) {
   const segments = name.startsWith("UnsortedSegmentSum");
   benchOnBackends(`kernel: ${name}`, build, {
@@ -180,6 +206,37 @@ function transformerBlock(): Workload {
   };
 }
 
+/**
+ * One training update of a shared language model (lib/models/pretrained.ts's LM_ARCHITECTURE: 4 layers, d = 64,
+ * 4 heads, the given preset) on 16 × 128 bytes: forward, backward and an Adam step.
+ */
+function sharedLmUpdate(preset: "vanilla" | "transnormer-t2"): () => Workload {
+  return () => {
+    const model = createModel({ ...LM_ARCHITECTURE, attention: preset }, { log: () => {} });
+    const [b, n] = [16, QUICK ? 32 : 128];
+    const tokens = Int32Array.from({ length: b * n }, (_, i) => (i * 7919) % 256);
+    const batch = {
+      kind: "lm" as const,
+      inputs: tokens,
+      targets: tokens.map((t) => (t * 31) % 256),
+      batch: b,
+      length: n,
+    };
+    const optimizer = tf.train.adam(1e-3);
+    return {
+      run: () => {
+        const cost = optimizer.minimize(() => model.loss(batch), true)!;
+        cost.dataSync();
+        cost.dispose();
+      },
+      dispose: () => {
+        optimizer.dispose();
+        model.dispose();
+      },
+    };
+  };
+}
+
 const end = { n: 3 };
 benchOnBackends("end to end: softmax attention fwd+bwd", attention("softmax", false), end);
 benchOnBackends("end to end: causal softmax attention fwd+bwd", attention("softmax", true), end);
@@ -188,4 +245,13 @@ benchOnBackends("end to end: causal linear attention fwd+bwd", attention("linear
 benchOnBackends("end to end: transformer block Adam step", transformerBlock, {
   ...end,
   skip: { wasm: "tfjs-backend-wasm has no UnsortedSegmentSum, the gradient of the embedding lookup" },
+});
+const slowBackends = {
+  cpu: "the cpu backend takes tens of seconds per update",
+  wasm: "minutes for the bench on single-threaded wasm",
+};
+benchOnBackends("end to end: shared LM update, vanilla", sharedLmUpdate("vanilla"), { ...end, skip: slowBackends });
+benchOnBackends("end to end: shared LM update, transnormer-t2", sharedLmUpdate("transnormer-t2"), {
+  ...end,
+  skip: slowBackends,
 });

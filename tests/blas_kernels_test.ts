@@ -1,8 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { initBackend, loadableBackends } from "../lib/backend.ts";
+import { normalizeLastAxis } from "../lib/attention/mod.ts";
+import { fastExp } from "../lib/blas/_exp.ts";
 import { blasOverrides } from "../lib/blas/backend.ts";
+import { siluGate, srmsNorm } from "../lib/blas/fused.ts";
 import { blasKernelSet, fastKernels } from "../lib/blas/kernels.ts";
+import { MIN_POOLED_LENGTH, poolStats } from "../lib/blas/pool.ts";
 import { seededNormal, seededUniform } from "../lib/random.ts";
 
 const HAS_BLAS = (await loadableBackends()).includes("blas");
@@ -32,17 +36,22 @@ async function onBackend<T>(name: "blas" | "cpu", fn: () => T): Promise<T> {
 /**
  * Runs `fn` on blas and on cpu and asserts identical shapes, dtypes and values (NaN equal to NaN,
  * and -0 distinct from 0): every kernel here does the cpu kernel's arithmetic, roundings included.
+ * `cpuFn`, when given, is what cpu runs instead (a composite the blas side fuses).
  */
-async function assertSameAsCpu(what: string, fn: () => tf.Tensor | tf.Tensor[]): Promise<void> {
-  const run = () => {
+async function assertSameAsCpu(
+  what: string,
+  fn: () => tf.Tensor | tf.Tensor[],
+  cpuFn: () => tf.Tensor | tf.Tensor[] = fn,
+): Promise<void> {
+  const run = (f: () => tf.Tensor | tf.Tensor[]) => () => {
     let out: Snapshot[] = [];
     tf.tidy(() => {
-      out = snapshot(fn());
+      out = snapshot(f());
     });
     return out;
   };
-  const blas = await onBackend("blas", run);
-  const cpu = await onBackend("cpu", run);
+  const blas = await onBackend("blas", run(fn));
+  const cpu = await onBackend("cpu", run(cpuFn));
   assert.equal(blas.length, cpu.length, `${what}: number of outputs`);
   blas.forEach((b, i) => {
     const c = cpu[i];
@@ -132,9 +141,10 @@ Deno.test({
     assert.equal(own.length, expected.length + 2);
     for (const name of [...expected, tf.BatchMatMul, tf._FusedMatMul]) {
       assert.ok(own.includes(name), `${name} is overridden`);
-      assert.notEqual(tf.getKernel(name, "blas")!.kernelFunc, tf.getKernel(name, "cpu")!.kernelFunc, name);
+      // The fused kernels (lib/blas/fused.ts) exist on blas alone.
+      assert.notEqual(tf.getKernel(name, "blas")!.kernelFunc, tf.getKernel(name, "cpu")?.kernelFunc, name);
     }
-    assert.equal(tf.getKernel(tf.Concat, "blas")!.kernelFunc, tf.getKernel(tf.Concat, "cpu")!.kernelFunc);
+    assert.equal(tf.getKernel(tf.OneHot, "blas")!.kernelFunc, tf.getKernel(tf.OneHot, "cpu")!.kernelFunc);
   },
 });
 
@@ -517,7 +527,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "blas kernels: Slice and SplitV agree with cpu for ranks 1 to 5, offsets, -1 sizes and empty parts, forward and gradient",
+    "blas kernels: Slice, SplitV and Concat agree with cpu for ranks 1 to 5, offsets, -1 sizes and empty parts, forward and gradient",
   ignore: !HAS_BLAS,
   fn: async () => {
     const slices: [number[], number[], number[]][] = [
@@ -547,12 +557,21 @@ Deno.test({
     for (const [shape, parts, axis] of splits) {
       const what = `split [${shape}] into ${JSON.stringify(parts)} along ${axis}`;
       await assertSameAsCpu(what, () => tf.split(tensor(shape, 33, { specials: true }), parts, axis));
+      await assertSameAsCpu(
+        `concat of ${what}`,
+        () => tf.concat([tensor(shape, 36, { specials: true }), ...tf.split(tensor(shape, 37), parts, axis)], axis),
+      );
       // The gradient of concat is SplitV.
       await assertSameAsCpu(
         `d concat of ${what}`,
         () => withGrads((a, b) => tf.concat([a, b], axis), [tensor(shape, 34), tensor(shape, 35)]),
       );
     }
+    // Long rows (copied whole), axis 0, a single input, and an empty result.
+    await assertSameAsCpu("concat of long rows", () => tf.concat([tensor([3, 70], 38), tensor([3, 10], 39)], 1));
+    await assertSameAsCpu("concat along axis 0", () => tf.concat([tensor([2, 5], 40), tensor([4, 5], 41)], 0));
+    await assertSameAsCpu("concat of one tensor", () => tf.concat([tensor([2, 5], 42)], 1));
+    await assertSameAsCpu("concat of empty tensors", () => tf.concat([tf.zeros([2, 0]), tf.zeros([2, 0])], 1));
   },
 });
 
@@ -567,7 +586,16 @@ Deno.test({
           const y = tensor([4, 1], 26);
           const f = (a: tf.Tensor, b: tf.Tensor) => {
             const z = tf.softmax(tf.add(tf.mul(tf.sigmoid(a), b), tf.exp(tf.minimum(a, 0))));
-            const s = tf.sum(tf.transpose(tf.cumsum(z, 3), [0, 2, 1, 3]), [1, 2]);
+            const gated = srmsNorm(
+              siluGate(
+                z,
+                tf.concat(
+                  [tf.slice(z, [0, 0, 0, 0], [1, 3, 4, 5]), tf.neg(tf.slice(a, [1, 0, 0, 0], [1, 3, 4, 5]))],
+                  0,
+                ),
+              ),
+            );
+            const s = tf.sum(tf.transpose(tf.cumsum(gated, 3), [0, 2, 1, 3]), [1, 2]);
             return tf.add(tf.max(tf.pad(s, [[1, 1], [0, 0]]), -1), tf.mean(tf.elu(b)));
           };
           return withGrads(f, [x, y]).concat(
@@ -607,5 +635,214 @@ Deno.test({
     const bad = await run("fast");
     assert.notEqual(bad.code, 0);
     assert.match(bad.output, /ATTNLAB_BLAS_KERNELS must be one of all, matmul, got "fast"/);
+  },
+});
+
+/** The float32 units in the last place between two float32 values of one sign. */
+function ulps(a: number, b: number): number {
+  const view = new Float32Array([a, b]);
+  const bits = new Int32Array(view.buffer);
+  return Math.abs(bits[0] - bits[1]);
+}
+
+Deno.test("blas kernels: fastExp is within 1e-15 of Math.exp and rounds to the same float32 but in rare cases", () => {
+  // Every float32 input where e^x is finite and non-zero in float32: [-104, 89), seeded.
+  const uniform = seededUniform(41);
+  let worst = 0;
+  let differ = 0;
+  const n = 1_000_000;
+  for (let i = 0; i < n; i++) {
+    const x = Math.fround(-104 + 193 * uniform());
+    const exact = Math.exp(x);
+    const fast = fastExp(x);
+    worst = Math.max(worst, Math.abs(fast - exact) / exact);
+    if (Math.fround(fast) !== Math.fround(exact)) {
+      differ++;
+      assert.equal(ulps(fast, exact), 1, `fastExp(${x}) rounds ${ulps(fast, exact)} float32 ulps from Math.exp`);
+    }
+  }
+  assert.ok(worst < 1e-15, `largest relative difference ${worst}`);
+  // Fewer than one input in 10^7 is expected to round the other way: more than one in a million is a real error.
+  assert.ok(differ <= 1, `${differ} of ${n} inputs round to another float32`);
+  for (const x of [0, -0, 1e-30, -1e-30, 699.9, -699.9, 700, -700, 710, -746, Infinity, -Infinity, NaN]) {
+    const expected = Math.exp(x);
+    const got = fastExp(x);
+    assert.ok(Object.is(got, expected) || Math.abs(got - expected) <= 1e-15 * expected, `fastExp(${x}) = ${got}`);
+  }
+  assert.equal(fastExp(0), 1);
+});
+
+const FUSED_SHAPES = [[7], [3, 5], [2, 3, 4, 6], [2, 64, 171], [0, 4]];
+
+Deno.test({
+  name: "blas kernels: siluGate equals tf.mul(tf.mul(a, tf.sigmoid(a)), b) on cpu, value and gradients, bit for bit",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const composite = (a: tf.Tensor, b: tf.Tensor) => tf.mul(tf.mul(a, tf.sigmoid(a)), b);
+    for (const shape of FUSED_SHAPES) {
+      await assertSameAsCpu(
+        `siluGate [${shape}]`,
+        () => siluGate(tensor(shape, 42, { specials: true }), tensor(shape, 43, { specials: true })),
+        () => composite(tensor(shape, 42, { specials: true }), tensor(shape, 43, { specials: true })),
+      );
+      // Large inputs too (±8): the sigmoid's tails.
+      const big = (seed: number) => tf.mul(tensor(shape, seed), 8);
+      await assertSameAsCpu(
+        `d siluGate [${shape}]`,
+        () => withGrads(siluGate, [big(44), tensor(shape, 45)]),
+        () => withGrads(composite, [big(44), tensor(shape, 45)]),
+      );
+    }
+    // Where b also feeds another op, its gradient is the same bits; where a does, a's gradient adds its three parts
+    // in another order (the kernel adds its two first): float rounding.
+    const reuse = (gate: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, which: 0 | 1) => (a: tf.Tensor, b: tf.Tensor) =>
+      tf.add(gate(a, b), tf.mul([a, b][which], 0.3));
+    await assertSameAsCpu(
+      "d siluGate with b reused",
+      () => withGrads(reuse(siluGate, 1), [tensor([4, 33], 46), tensor([4, 33], 47)]),
+      () => withGrads(reuse(composite, 1), [tensor([4, 33], 46), tensor([4, 33], 47)]),
+    );
+    await onBackend("blas", () =>
+      tf.tidy(() => {
+        const grads = (gate: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor) =>
+          withGrads(reuse(gate, 0), [tensor([4, 33], 46), tensor([4, 33], 47)]).map((t) => t.dataSync());
+        const [fused, reference] = [grads(siluGate), grads(composite)];
+        fused.forEach((values, k) =>
+          values.forEach((v, i) => {
+            const r = reference[k][i];
+            assert.ok(Math.abs(v - r) <= 2 ** -22 * Math.max(1, Math.abs(r)), `output ${k} element ${i}: ${v} vs ${r}`);
+          })
+        );
+      }));
+    await onBackend("blas", () => {
+      assert.throws(() => siluGate(tf.ones([2, 3]), tf.ones([3])), /siluGate: a and b must have one shape/);
+    });
+  },
+});
+
+Deno.test({
+  name: "blas kernels: srmsNorm equals normalizeLastAxis(x, 'srms') on cpu, value and gradient, bit for bit",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const fused = (x: tf.Tensor) => srmsNorm(x);
+    const reference = (x: tf.Tensor) => normalizeLastAxis(x, "srms");
+    for (const shape of [[7], [3, 5], [2, 3, 4, 6], [2, 128, 64], [3, 1]]) {
+      await assertSameAsCpu(
+        `srms [${shape}]`,
+        () => fused(tensor(shape, 48, { specials: true })),
+        () => reference(tensor(shape, 48, { specials: true })),
+      );
+      await assertSameAsCpu(
+        `d srms [${shape}]`,
+        () => withGrads(fused, [tensor(shape, 49)]),
+        () => withGrads(reference, [tensor(shape, 49)]),
+      );
+    }
+    // A residual stream: x feeds the norm and the sum, and its gradient adds three parts in the composite's order.
+    const residual = (norm: (x: tf.Tensor) => tf.Tensor) => (x: tf.Tensor, w: tf.Tensor) =>
+      tf.add(x, tf.mul(norm(x), w));
+    await assertSameAsCpu(
+      "d x + srms(x) · w",
+      () => withGrads(residual(fused), [tensor([2, 9, 16], 50), tensor([16], 51)]),
+      () => withGrads(residual(reference), [tensor([2, 9, 16], 50), tensor([16], 51)]),
+    );
+    await onBackend("blas", () => {
+      assert.throws(() => srmsNorm(tf.scalar(1)), /srmsNorm: x must be a tf.Tensor of rank >= 1/);
+    });
+    // A zero row: the denominator is 1e-8 and the gradient finite, as in the composite.
+    await assertSameAsCpu(
+      "d srms of a zero row",
+      () => withGrads(fused, [tf.zeros([2, 8])]),
+      () => withGrads(reference, [tf.zeros([2, 8])]),
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "blas kernels: Softmax's fused gradient equals tfjs's on cpu for long rows; a second-order gradient still works",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    await assertSameAsCpu(
+      "d softmax [4, 4, 128, 128]",
+      () => withGrads((x) => tf.softmax(x), [tensor([4, 4, 128, 128], 52)]),
+    );
+    // A gradient of a gradient runs differentiable ops instead of the fused kernel: the same values but for float
+    // rounding (the ops differ from those tfjs differentiates in the composite). tfjs has no second-order gradient
+    // through sigmoid or softmax on any backend: their gradients use the saved output, which the outer tape cannot
+    // follow.
+    const second = (f: (x: tf.Tensor) => tf.Tensor) => (x: tf.Tensor) => {
+      const inner = tf.grad((y: tf.Tensor) => tf.sum(tf.mul(f(y), tf.tensor(seeded(y.shape, 53), y.shape))));
+      return tf.grad((y: tf.Tensor) => tf.sum(tf.square(inner(y))))(x);
+    };
+    await onBackend("blas", () =>
+      tf.tidy(() => {
+        const fused = second((x) => srmsNorm(x))(tensor([3, 7], 56)).dataSync();
+        const reference = second((x) => normalizeLastAxis(x, "srms"))(tensor([3, 7], 56)).dataSync();
+        fused.forEach((v, i) => assert.ok(Math.abs(v - reference[i]) <= 1e-5 * Math.abs(reference[i]), `d² srms ${i}`));
+      }));
+  },
+});
+
+Deno.test({
+  name: "blas kernels: recycled output arrays never reach data that is still visible",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    // Big enough for the pool; small arrays are never recycled.
+    const n = 4 * MIN_POOLED_LENGTH;
+    const [av, bv] = [seeded([n], 60), seeded([n], 61)];
+    const expected = Array.from(av, (v, i) => Math.fround(v + bv[i]));
+    await onBackend("blas", () => {
+      const start = tf.memory().numTensors;
+      const a = tf.tensor2d(av, [4, n / 4]);
+      const b = tf.tensor2d(bv, [4, n / 4]);
+      const fresh = () => tf.add(a, b); // [4, n / 4], from the pool once arrays of its size come back
+      const before = poolStats();
+      // After each release, outputs of that size with other values: an array still visible but wrongly recycled
+      // would be overwritten by them.
+      const churn: [tf.Tensor, tf.Tensor][] = [];
+      const interlope = () => churn.push([tf.sub(a, b), tf.mul(a, b)], [tf.sub(a, b), tf.mul(a, b)]);
+      // Read out, then disposed: the caller may keep the array, so it is never handed out again.
+      const read = fresh();
+      const values = read.dataSync();
+      read.dispose();
+      interlope();
+      // A reshape shares its data (one data id, counted twice), a continuous strided slice (a cpu kernel) is a view.
+      const reshapedParent = fresh();
+      const reshaped = tf.reshape(reshapedParent, [n]);
+      reshapedParent.dispose();
+      interlope();
+      const parent = fresh();
+      const view = tf.stridedSlice(parent, [1, 0], [2, n / 4], [1, 1]);
+      const backend = tf.backend() as unknown as { data: { get(id: object): { values: Float32Array } } };
+      assert.equal(backend.data.get(view.dataId).values.buffer, backend.data.get(parent.dataId).values.buffer);
+      parent.dispose();
+      interlope();
+      // Freed with nothing else holding it: recycled, and handed out again.
+      fresh().dispose();
+      interlope();
+      assert.deepEqual(Array.from(values), expected, "values read before dispose were overwritten");
+      assert.deepEqual(Array.from(reshaped.dataSync()), expected, "a reshape of a freed tensor was overwritten");
+      assert.deepEqual(Array.from(view.dataSync()), expected.slice(n / 4, n / 2), "a view was overwritten");
+      const after = poolStats();
+      assert.ok(after.recycled > before.recycled && after.reused > before.reused, JSON.stringify({ before, after }));
+      // Recycled arrays hold stale values: each kernel writes every element.
+      const difference = Array.from(av, (v, i) => Math.fround(v - bv[i]));
+      const product = Array.from(av, (v, i) => Math.fround(v * bv[i]));
+      for (const [sub, mul] of churn) {
+        assert.deepEqual(Array.from(sub.dataSync()), difference);
+        assert.deepEqual(Array.from(mul.dataSync()), product);
+      }
+      tf.dispose([a, b, reshaped, view, ...churn.flat()]);
+      assert.equal(tf.memory().numTensors, start);
+    });
+    // A cpu kernel on a blas tensor moves its data to the cpu backend, which frees it on blas: never recycled.
+    const moved = await onBackend("blas", () => tf.add(tf.tensor1d(av), 0));
+    await onBackend("cpu", () => tf.dispose(tf.add(moved, 0)));
+    const cpuData = (tf.findBackend("cpu") as unknown as { data: { has(id: object): boolean } }).data;
+    assert.ok(cpuData.has(moved.dataId), "the tensor moved to cpu");
+    await onBackend("blas", () => tf.tidy(() => tf.dispose(Array.from({ length: 4 }, () => tf.neg(tf.tensor1d(bv))))));
+    await onBackend("cpu", () => assert.deepEqual(Array.from(moved.dataSync()), Array.from(av)));
+    moved.dispose();
   },
 });

@@ -330,6 +330,90 @@ Deno.test("train: clipping is logged with its threshold, validation gives exp(lo
   });
 });
 
+/** A language-model batch of `rows` rows whose targets are the given numbers, with an optional mask. */
+function numberBatch(targets: number[], rows: number, mask?: number[]): LmBatch {
+  return {
+    kind: "lm",
+    inputs: new Int32Array(targets.length),
+    targets: Int32Array.from(targets),
+    batch: rows,
+    length: targets.length / rows,
+    ...(mask ? { mask: Float32Array.from(mask) } : {}),
+  };
+}
+
+Deno.test("train: validation loss is the mean over all scored targets, each batch weighted by its count", async () => {
+  // Each target's "loss" is its own value, so a batch's mean loss is the mean of its scored targets (as the models'
+  // losses are: weighted by the mask, or over batch × length without one).
+  const w = tf.variable(tf.scalar(0));
+  const meanTarget = (b: LmBatch) => {
+    const weights = b.mask ?? new Float32Array(b.targets.length).fill(1);
+    let sum = 0;
+    let count = 0;
+    b.targets.forEach((t, i) => (sum += t * weights[i], count += weights[i]));
+    return sum / count;
+  };
+  const model: Trainable<LmBatch> = {
+    variables: { w },
+    config: { kind: "targets" },
+    loss: (b) => tf.add(tf.mul(w, 0), meanTarget(b)) as tf.Scalar,
+  };
+  // a: 3 scored targets of mean 2; b: 1 masked target of 10; c: no mask, 2 rows × 1 target, mean 6.
+  const a = numberBatch([1, 2, 3, 4], 1, [1, 1, 1, 0]);
+  const b = numberBatch([10, 0, 0, 0], 1, [1, 0, 0, 0]);
+  const c = numberBatch([5, 7], 2);
+  const validate = async (batches: LmBatch[]) => {
+    const result = await train(model, {
+      ...QUIET,
+      steps: 1,
+      batchAt: () => a,
+      validation: { every: 1, batches: () => batches },
+    });
+    return result.logs.valid.map((r) => r.loss);
+  };
+  // By hand: (1 + 2 + 3 + 10) / 4 = 4, not the mean of the batch means (2 + 10) / 2 = 6.
+  assert.deepEqual(await validate([a, b]), [4]);
+  // (1 + 2 + 3 + 10 + 5 + 7) / 6; the batch means alone would give (2 + 10 + 6) / 3 = 6.
+  assert.deepEqual(await validate([a, b, c]), [28 / 6]);
+  // Batches that score as many targets each keep the plain mean of their means.
+  assert.deepEqual(await validate([a, numberBatch([8, 9, 10, 0], 1, [1, 1, 1, 0])]), [(2 + 9) / 2]);
+  await assert.rejects(
+    validate([a, { ...b, mask: new Float32Array(4) }]),
+    /validation batch 1 scores 0 targets; each batch needs a finite number > 0/,
+  );
+  w.dispose();
+});
+
+Deno.test("train: a masked LM's validation loss over two batches equals its loss over them as one batch", async () => {
+  const model = createModel({ attention: "vanilla", layers: 1, dModel: 8, heads: 2, task: "mlm" }, { log: () => {} });
+  const M = model.config.maskToken!;
+  const uniform = seededNormal(5);
+  const ids = (n: number) => Int32Array.from({ length: n }, () => Math.abs(Math.floor(uniform() * 40)) % 200);
+  // Two rows with 5 masked positions, then one row with 1: per-batch means weighted alike would overweight the last.
+  const targets = ids(24);
+  const mask = Float32Array.from({ length: 24 }, (_, i) => [1, 3, 8, 12, 14, 21].includes(i) ? 1 : 0);
+  const inputs = targets.map((t, i) => mask[i] ? M : t);
+  const whole: LmBatch = { kind: "lm", inputs, targets, batch: 3, length: 8, mask };
+  const part = (from: number, to: number): LmBatch => ({
+    kind: "lm",
+    inputs: inputs.slice(from * 8, to * 8),
+    targets: targets.slice(from * 8, to * 8),
+    batch: to - from,
+    length: 8,
+    mask: mask.slice(from * 8, to * 8),
+  });
+  const result = await train(model, {
+    ...QUIET,
+    steps: 1,
+    batchAt: () => whole,
+    validation: { every: 1, batches: () => [part(0, 2), part(2, 3)] },
+  });
+  // Validation ran after the update: on the weights the model holds now.
+  const expected = tf.tidy(() => model.loss(whole).dataSync()[0]);
+  assert.ok(Math.abs(result.logs.valid[0].loss - expected) < 1e-6, `${result.logs.valid[0].loss} vs ${expected}`);
+  model.dispose();
+});
+
 Deno.test("checkpoint: weights and Adam m, v round-trip bitwise", async () => {
   await withTempDir(async (dir) => {
     const special = new Float32Array([0, -0, 1e-45, -3.4e38, 1 / 3, NaN, Infinity, 7]);
@@ -825,7 +909,14 @@ Deno.test("the run's hash covers the training code: a change under lib/attention
   const { trainingCodeHash, TRAINING_SOURCES } = await import("../lib/train/train.ts");
   const { REPO_ROOT } = await import("../lib/env.ts");
   const { cpSync } = await import("node:fs");
-  assert.deepEqual(TRAINING_SOURCES, ["lib/attention", "lib/models", "lib/train", "lib/data", "lib/random.ts"]);
+  assert.deepEqual(TRAINING_SOURCES, [
+    "lib/attention",
+    "lib/models",
+    "lib/train",
+    "lib/data",
+    "lib/random.ts",
+    "lib/blas",
+  ]);
   await withTempDir(async (root) => {
     // A copy of the training sources hashes like the repository; the real files are never touched.
     for (const path of TRAINING_SOURCES) cpSync(join(REPO_ROOT, path), join(root, path), { recursive: true });

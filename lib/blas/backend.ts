@@ -8,21 +8,30 @@
  *   (lib/blas/kernels.ts): Add, Sub, Multiply, RealDiv, Maximum, Minimum, SquaredDifference, Pow and the
  *   comparisons, with any broadcast; Exp, Log, Neg, Sqrt, Rsqrt, Square, Relu, Elu, EluGrad, Sigmoid,
  *   Tanh, Abs, Reciprocal, Step; Sum, Mean, Max, Min over a block of axes; Softmax as one kernel;
- *   Cumsum; GatherV2 and UnsortedSegmentSum (an embedding lookup and its gradient); Transpose; PadV2.
+ *   Cumsum; GatherV2 and UnsortedSegmentSum (an embedding lookup and its gradient); Transpose; PadV2;
+ *   Slice, SplitV and Concat.
  *   They take float32, hand other dtypes to the cpu kernels, and compute what the cpu kernels compute,
  *   with the same roundings, bit for bit; except where the cpu kernel is wrong: Cumsum over a negative
  *   axis (cpu returns a mis-shaped tensor) and UnsortedSegmentSum with NaN or Inf input (cpu spreads it
- *   to every segment).
+ *   to every segment), and e^x in Exp, Sigmoid and Softmax (lib/blas/_exp.ts: 2.5× faster than
+ *   Math.exp, one float32 ulp away from it in fewer than one input in 10^7).
+ * - fused kernels (lib/blas/fused.ts) for silu(a) · b, SimpleRMSNorm and Softmax's gradient,
+ *   forward and backward, with the composites' roundings: lib/models calls the first two, and Softmax's
+ *   gradient is registered over tfjs's to use the third on this backend.
  *
- * `ATTNLAB_BLAS_KERNELS=matmul` leaves out the second group, to measure what it gains.
+ * Kernel outputs come from a pool of recycled arrays (lib/blas/pool.ts): the backend is MathBackendCPU
+ * with the data of freed tensors handed back to the pool unless something outside may still hold it.
+ *
+ * `ATTNLAB_BLAS_KERNELS=matmul` leaves out the second and third groups, to measure what they gain.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import { cpuKernel, f32 as values, type Kernel, type KernelArgs, type TensorInfo } from "./_util.ts";
+import { registerFusedGradients } from "./fused.ts";
 import { blasKernelSet, fastKernels } from "./kernels.ts";
+import { allocFloat32, allocFloat32Zeroed, PoolingBackend } from "./pool.ts";
 import { type BlasLibrary, openBlas, type Sgemm } from "./sgemm.ts";
 
 /** The backend's registered name. */
@@ -84,7 +93,8 @@ function batchMatMul(args: KernelArgs, sgemm: Sgemm): TensorInfo {
   const batchB = b.shape.slice(0, -2);
   const outBatch = tf.broadcast_util.assertAndGetBroadcastShape(batchA, batchB);
   const batch = outBatch.reduce((x, y) => x * y, 1);
-  const out = new Float32Array(batch * m * n);
+  // sgemm with beta = 0 writes every element of C; with k = 0 there is nothing to multiply and C is zero.
+  const out = k > 0 ? allocFloat32(batch * m * n) : allocFloat32Zeroed(batch * m * n);
   if (out.length > 0 && k > 0) {
     const av = values(backend, a);
     const bv = values(backend, b);
@@ -207,13 +217,15 @@ export function registerBlasBackend(): BlasLibrary {
     [tf.BatchMatMul]: (args) => batchMatMul(args, blas.sgemm),
     [tf._FusedMatMul]: (args) => fusedMatMul(args, blas.sgemm),
   };
-  tf.registerBackend(BLAS_BACKEND, () => new MathBackendCPU(), 0);
+  tf.registerBackend(BLAS_BACKEND, () => new PoolingBackend(), 0);
   for (const config of tf.getKernelsForBackend("cpu")) {
     if (!(config.kernelName in own)) tf.registerKernel({ ...config, backendName: BLAS_BACKEND });
   }
   for (const [kernelName, kernel] of Object.entries(own)) {
     tf.registerKernel({ kernelName, backendName: BLAS_BACKEND, kernelFunc: kernel as unknown as tf.KernelFunc });
   }
+  // Softmax's gradient through the fused kernel where the current backend has it; tfjs's own everywhere else.
+  if (set === "all") registerFusedGradients();
   overridden = Object.keys(own).sort();
   registered = blas;
   return blas;

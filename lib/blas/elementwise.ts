@@ -3,13 +3,16 @@
  * as tight loops over Float32Array. float32 only; other dtypes go to the cpu kernels.
  *
  * Each result is computed with the cpu kernel's arithmetic (in doubles, rounded once to float32),
- * so outputs match the cpu backend bit for bit.
+ * so outputs match the cpu backend bit for bit; Exp and Sigmoid compute e^x with fastExp (_exp.ts), which differs
+ * from the cpu kernels' Math.exp by one float32 unit in the last place in fewer than one input in 10^7.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
 import { f32, type FastPath, type Kernel, type KernelArgs, sizeOf, type TensorInfo, withFallback } from "./_util.ts";
+import { fastExp } from "./_exp.ts";
+import { allocFloat32 } from "./pool.ts";
 
 type Values = Float32Array | Uint8Array;
 
@@ -56,15 +59,16 @@ function rowLoop(expr: string): RowLoop {
   ) as RowLoop;
 }
 
+// The expression may call fastExp, handed in as a closure variable.
 function mapLoop(expr: string): MapLoop {
   return new Function(
-    "x",
-    "out",
-    "alpha",
+    "fastExp",
     `"use strict";
-    const n = x.length;
-    for (let i = 0; i < n; i++) { const v = x[i]; out[i] = ${expr}; }`,
-  ) as MapLoop;
+    return function (x, out, alpha) {
+      const n = x.length;
+      for (let i = 0; i < n; i++) { const v = x[i]; out[i] = ${expr}; }
+    };`,
+  )(fastExp) as MapLoop;
 }
 
 /** How a broadcast op walks its operands: collapsed output dims and each operand's strides (0 where broadcast). */
@@ -150,7 +154,7 @@ function binary(name: string, op: { expr: string; outDtype: "float32" | "bool" }
     if (a.dtype !== "float32" || b.dtype !== "float32") return undefined;
     const plan = broadcastPlan(a.shape, b.shape);
     const size = sizeOf(plan.outShape);
-    const out = outDtype === "bool" ? new Uint8Array(size) : new Float32Array(size);
+    const out = outDtype === "bool" ? new Uint8Array(size) : allocFloat32(size);
     runBroadcast(row, { a: f32(backend, a), b: f32(backend, b), out, plan });
     return backend.makeTensorInfo(plan.outShape, outDtype, out);
   };
@@ -163,7 +167,7 @@ function unary(name: string, expr: string): Kernel {
     const x = inputs.x!;
     if (x.dtype !== "float32") return undefined;
     const values = f32(backend, x);
-    const out = new Float32Array(values.length);
+    const out = allocFloat32(values.length);
     loop(values, out, Number(attrs?.alpha ?? 0));
     return backend.makeTensorInfo(x.shape, "float32", out);
   };
@@ -176,7 +180,7 @@ function eluGrad({ inputs, backend }: KernelArgs): TensorInfo | undefined {
   if (dy.dtype !== "float32" || y.dtype !== "float32" || sizeOf(dy.shape) !== sizeOf(y.shape)) return undefined;
   const dyv = f32(backend, dy);
   const yv = f32(backend, y);
-  const out = new Float32Array(yv.length);
+  const out = allocFloat32(yv.length);
   for (let i = 0; i < yv.length; i++) {
     const v = yv[i];
     out[i] = v >= 0 ? dyv[i] : dyv[i] * (v + 1);
@@ -203,9 +207,11 @@ const BINARY: Record<string, [string, "float32" | "bool"]> = {
 };
 
 // Math.exp takes a slow path far below its underflow (masked logits of -1e9 run 4x slower); below -104,
-// e^v rounds to 0 in float32 anyway, so these guards change no result.
+// e^v rounds to 0 in float32 anyway, so these guards change no result. Exp and Sigmoid use fastExp (_exp.ts), which
+// rounds to the same float32 as Math.exp but in fewer than one input in 10^7; Elu keeps Math.exp, since e^v - 1 near
+// v = 0 would magnify fastExp's 1e-16 into a visible difference.
 const UNARY: Record<string, string> = {
-  [tf.Exp]: "v < -104 ? 0 : Math.exp(v)",
+  [tf.Exp]: "v < -104 ? 0 : fastExp(v)",
   [tf.Log]: "Math.log(v)",
   [tf.Neg]: "-v",
   [tf.Sqrt]: "Math.sqrt(v)",
@@ -213,7 +219,7 @@ const UNARY: Record<string, string> = {
   [tf.Square]: "v * v",
   [tf.Relu]: "Math.max(0, v)",
   [tf.Elu]: "v >= 0 ? v : v < -104 ? -1 : Math.exp(v) - 1",
-  [tf.Sigmoid]: "v > 104 ? 1 : v < -104 ? 0 : 1 / (1 + Math.exp(-v))",
+  [tf.Sigmoid]: "v > 104 ? 1 : v < -104 ? 0 : 1 / (1 + fastExp(-v))",
   [tf.Tanh]: "Math.tanh(v)",
   [tf.Abs]: "Math.abs(v)",
   [tf.Reciprocal]: "1 / v",

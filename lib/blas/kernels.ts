@@ -1,7 +1,9 @@
 /**
  * The kernels the `blas` backend computes itself besides matmul: elementwise ops, reductions, Softmax,
- * Cumsum, UnsortedSegmentSum, Transpose, PadV2 and GatherV2, as typed-array loops (see elementwise.ts, reduce.ts,
- * layout.ts). Each takes float32 inputs and hands every other case to the cpu kernel of the same name.
+ * Cumsum, UnsortedSegmentSum, Transpose, PadV2, GatherV2, Slice, SplitV and Concat, as typed-array loops (see
+ * elementwise.ts, reduce.ts, layout.ts), each taking float32 inputs and handing every other case to the cpu kernel
+ * of the same name; and the fused kernels of fused.ts (silu(a) · b and SimpleRMSNorm with their gradients,
+ * Softmax's gradient), which no other backend has.
  *
  * `ATTNLAB_BLAS_KERNELS=matmul` registers only the matmul kernels (the backend as it was before these
  * kernels existed), for speed comparisons; `all` (the default) registers everything here as well.
@@ -11,6 +13,7 @@
 
 import type { Kernel } from "./_util.ts";
 import { elementwiseKernels } from "./elementwise.ts";
+import { fusedKernels } from "./fused.ts";
 import { layoutKernels } from "./layout.ts";
 import { reductionKernels } from "./reduce.ts";
 import { envString } from "../env.ts";
@@ -51,5 +54,5 @@ export function blasKernelSet(): BlasKernelSet {
  * ```
  */
 export function fastKernels(): Record<string, Kernel> {
-  return { ...elementwiseKernels(), ...reductionKernels(), ...layoutKernels() };
+  return { ...elementwiseKernels(), ...reductionKernels(), ...layoutKernels(), ...fusedKernels() };
 }

@@ -1,12 +1,13 @@
 /**
  * Data-movement kernels of the `blas` backend: Transpose (any permutation, in cache-sized tiles),
- * PadV2, GatherV2 (embedding lookups), Slice and SplitV (one contiguous copy per run of whole trailing axes). float32 only; other dtypes go to the cpu kernels. Both copy values, so results are exact.
+ * PadV2, GatherV2 (embedding lookups), Slice, SplitV and Concat (one contiguous copy per run of whole trailing axes). float32 only; other dtypes go to the cpu kernels. Both copy values, so results are exact.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
 import { f32, type Kernel, type KernelArgs, sizeOf, type TensorInfo, withFallback } from "./_util.ts";
+import { allocFloat32 } from "./pool.ts";
 
 /** Tile edge of the blocked transpose: two 32 x 32 float32 tiles fit in L1 with room to spare. */
 const TILE = 32;
@@ -59,10 +60,42 @@ function transposeTile(
   }
 }
 
+/**
+ * A transpose that keeps the last axis: out is written in order, row after row of `rowLength` floats, each read from
+ * x at the offset the row axes give ([size, input stride] per output axis, outermost first). The innermost row axis
+ * runs in a plain loop and the odometer only turns the ones outside it: rows of 16 floats (attention heads) are
+ * too short to pay for an odometer step each.
+ */
+function copyRows(
+  x: Float32Array,
+  out: Float32Array,
+  layout: { rowLength: number; rowAxes: [number, number][] },
+): void {
+  const { rowLength, rowAxes } = layout;
+  const [count, step] = rowAxes[rowAxes.length - 1];
+  const outer = rowAxes.slice(0, -1);
+  const index = new Array(outer.length).fill(0);
+  const blocks = outer.reduce((n, [size]) => n * size, 1);
+  let inBase = 0;
+  let dst = 0;
+  for (let blk = 0; blk < blocks; blk++) {
+    for (let t = 0, src = inBase; t < count; t++, src += step, dst += rowLength) {
+      for (let i = 0; i < rowLength; i++) out[dst + i] = x[src + i];
+    }
+    for (let r = outer.length - 1; r >= 0; r--) {
+      const [size, stride] = outer[r];
+      inBase += stride;
+      if (++index[r] < size) break;
+      index[r] = 0;
+      inBase -= stride * size;
+    }
+  }
+}
+
 /** out = transpose(x, perm) for row-major x of shape `shape`. */
 function transposeValues(x: Float32Array, layout: { shape: readonly number[]; perm: readonly number[] }): Float32Array {
   const { shape, perm } = layout;
-  const out = new Float32Array(x.length);
+  const out = allocFloat32(x.length);
   const c = collapsePermutation(shape, perm);
   const k = c.shape.length;
   if (k <= 1) {
@@ -83,16 +116,16 @@ function transposeValues(x: Float32Array, layout: { shape: readonly number[]; pe
   const nq = outShape[q];
   const sp = along[p];
   const sq = outStrides[q];
+  if (p === q) {
+    copyRows(x, out, { rowLength: np, rowAxes: rest.map((axis) => [outShape[axis], along[axis]]) });
+    return out;
+  }
   const index = new Array(rest.length).fill(0);
   const blocks = rest.reduce((n, axis) => n * outShape[axis], 1);
   let inBase = 0;
   let outBase = 0;
   for (let blk = 0; blk < blocks; blk++) {
-    if (p === q) {
-      for (let i = 0; i < np; i++) out[outBase + i] = x[inBase + i];
-    } else {
-      transposeTile(x, out, { inBase, outBase, np, nq, sp, sq });
-    }
+    transposeTile(x, out, { inBase, outBase, np, nq, sp, sq });
     // Odometer over the remaining axes, innermost first.
     for (let r = rest.length - 1; r >= 0; r--) {
       const axis = rest[r];
@@ -122,8 +155,7 @@ function padV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
   const paddings = attrs?.paddings as [number, number][];
   const constantValue = Number(attrs?.constantValue ?? 0);
   const outShape = paddings.map(([before, after], i) => before + x.shape[i] + after);
-  const out = new Float32Array(sizeOf(outShape));
-  if (constantValue !== 0) out.fill(constantValue);
+  const out = allocFloat32(sizeOf(outShape)).fill(constantValue);
   const xv = f32(backend, x);
   if (xv.length === 0) return backend.makeTensorInfo(outShape, "float32", out);
   const rank = x.shape.length;
@@ -134,7 +166,9 @@ function padV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
   const index = new Array(rank - 1).fill(0);
   let dst = paddings.reduce((offset, [before], i) => offset + before * outStrides[i], 0);
   for (let r = 0; r < rows; r++) {
-    out.set(xv.subarray(r * rowLength, (r + 1) * rowLength), dst);
+    // A subarray per row costs more than copying a short row by hand.
+    if (rowLength < 64) { for (let i = 0, src = r * rowLength; i < rowLength; i++) out[dst + i] = xv[src + i]; }
+    else out.set(xv.subarray(r * rowLength, (r + 1) * rowLength), dst);
     for (let d = rank - 2; d >= 0; d--) {
       dst += outStrides[d];
       if (++index[d] < x.shape[d]) break;
@@ -156,7 +190,7 @@ function sliceValues(
   const shape = [...region.shape];
   const begin = [...region.begin];
   const size = [...region.size];
-  const out = new Float32Array(sizeOf(size));
+  const out = allocFloat32(sizeOf(size));
   if (out.length === 0) return out;
   if (shape.length === 0) return xv.slice(0, 1);
   while (shape.length > 1 && size.at(-1) === shape.at(-1)) {
@@ -216,6 +250,33 @@ function splitV({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined 
   return outs as unknown as TensorInfo;
 }
 
+function concat({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
+  const list = Object.values(inputs) as TensorInfo[];
+  if (list.length === 0 || list.some((t) => t.dtype !== "float32") || list[0].shape.length === 0) return undefined;
+  const axis = tf.util.parseAxisParam(attrs?.axis as number, list[0].shape)[0];
+  const shapes = list.map((t) => t.shape);
+  tf.backend_util.assertParamsConsistent(shapes, axis);
+  const outShape = tf.backend_util.computeOutShape(shapes, axis);
+  const out = allocFloat32(sizeOf(outShape));
+  if (out.length === 0) return backend.makeTensorInfo(outShape, "float32", out);
+  // Seen as [outer, inner_i]: each output row is the inputs' rows side by side.
+  const outer = sizeOf(outShape.slice(0, axis));
+  const rowLength = out.length / outer;
+  let offset = 0;
+  for (const t of list) {
+    const v = f32(backend, t);
+    const inner = v.length / outer;
+    for (let o = 0; o < outer; o++) {
+      const src = o * inner;
+      const dst = o * rowLength + offset;
+      if (inner < 64) { for (let i = 0; i < inner; i++) out[dst + i] = v[src + i]; }
+      else out.set(v.subarray(src, src + inner), dst);
+    }
+    offset += inner;
+  }
+  return backend.makeTensorInfo(outShape, "float32", out);
+}
+
 function gatherV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
   const x = inputs.x!;
   const indices = inputs.indices!;
@@ -234,7 +295,7 @@ function gatherV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefine
   const outer = sizeOf(x.shape.slice(0, axis));
   const slice = sizeOf(x.shape.slice(axis + 1));
   const xv = f32(backend, x);
-  const out = new Float32Array(outer * ids.length * slice);
+  const out = allocFloat32(outer * ids.length * slice);
   let dst = 0;
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < ids.length; j++, dst += slice) {
@@ -262,5 +323,6 @@ export function layoutKernels(): Record<string, Kernel> {
     [tf.GatherV2]: withFallback(tf.GatherV2, gatherV2),
     [tf.Slice]: withFallback(tf.Slice, slice),
     [tf.SplitV]: withFallback(tf.SplitV, splitV),
+    [tf.Concat]: withFallback(tf.Concat, concat),
   };
 }

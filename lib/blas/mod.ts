@@ -2,11 +2,14 @@
  * The `blas` backend: TensorFlow.js's cpu backend with matrix multiplies computed by the system BLAS,
  * and the hot elementwise, reduction, softmax and layout kernels as typed-array loops (see backend.ts;
  * `ATTNLAB_BLAS_KERNELS=matmul` keeps only the matmuls). The layout kernels (layout.ts) are Transpose,
- * PadV2, GatherV2, Slice and SplitV.
+ * PadV2, GatherV2, Slice, SplitV and Concat; the fused kernels (fused.ts) silu(a) · b, SimpleRMSNorm and
+ * Softmax's gradient; kernel outputs come from a pool of recycled arrays (pool.ts).
  *
  * @module
  */
 
 export { BLAS_BACKEND, blasOverrides, registerBlasBackend } from "./backend.ts";
 export { BLAS_KERNEL_SETS, type BlasKernelSet, blasKernelSet, fastKernels } from "./kernels.ts";
+export { registerFusedGradients, siluGate, srmsNorm } from "./fused.ts";
+export { poolStats } from "./pool.ts";
 export { BLAS_INSTALL_HINT, blasCandidates, type BlasLibrary, openBlas, type Sgemm } from "./sgemm.ts";

@@ -37,7 +37,10 @@ import type { GradNormRow, NonFiniteStop, ProbeRow, Trainable, TrainLogs, TrainR
 /** Validation batches, evaluated every `every` steps and at the end. */
 export interface ValidationOptions<B> {
   every: number;
-  /** The batches; called at each evaluation. Each batch's mean loss weighs the same. */
+  /**
+   * The batches; called at each evaluation. The validation loss is the mean over every scored target: each batch's
+   * mean loss weighs by its number of scored targets ({@linkcode scoredTargets}).
+   */
   batches: () => B[];
 }
 
@@ -250,8 +253,8 @@ function checkModel<B>(owner: string, model: Trainable<B>): string[] {
 
 /**
  * The source a trained model depends on, relative to the repository root: the attention variants, the
- * models, the training loop, the data pipelines and the seeded random numbers. {@linkcode trainingCodeHash}
- * hashes it into every run's identity.
+ * models, the training loop, the data pipelines, the seeded random numbers and the blas backend's kernels.
+ * {@linkcode trainingCodeHash} hashes it into every run's identity.
  */
 export const TRAINING_SOURCES: readonly string[] = Object.freeze([
   "lib/attention",
@@ -259,14 +262,16 @@ export const TRAINING_SOURCES: readonly string[] = Object.freeze([
   "lib/train",
   "lib/data",
   "lib/random.ts",
+  // The blas backend trains the models, and lib/models calls its fused kernels.
+  "lib/blas",
 ]);
 
 let currentCodeHash: Promise<string> | undefined;
 
 /**
  * The SHA-256 of {@linkcode TRAINING_SOURCES} (every file's path and bytes, as `sourceHash` computes it), part
- * of every run's identity: a change to a file under `lib/attention`, `lib/models`, `lib/train`, `lib/data` or
- * to `lib/random.ts`, comments included, makes `trainCached` and `task train` retrain. For the repository
+ * of every run's identity: a change to a file under `lib/attention`, `lib/models`, `lib/train`, `lib/data`,
+ * `lib/blas` or to `lib/random.ts`, comments included, makes `trainCached` and `task train` retrain. For the repository
  * itself (no `root`) it is computed once per process, as the modules that train are loaded once; with
  * `options.root` (another checkout, a test's copy) it is computed afresh. A missing path is an Error naming it.
  *
@@ -450,6 +455,34 @@ async function removeLogCsvs(dir: string): Promise<void> {
   }
 }
 
+/**
+ * The number of targets a batch's mean loss averages over, its weight in the validation loss: for a language-model
+ * batch (`kind: "lm"`) the sum of its `mask` weights, or batch × length without a mask; for a classification batch
+ * (`kind: "cls"`) its number of sequences; for any other batch 1 (each batch's mean then weighs the same).
+ *
+ * @example
+ * ```ts
+ * import { scoredTargets } from "./train.ts";
+ * const lm = { kind: "lm", inputs: new Int32Array(6), targets: new Int32Array(6), batch: 2, length: 3 };
+ * console.log(scoredTargets(lm), scoredTargets({ ...lm, mask: Float32Array.from([0, 1, 0, 1, 1, 0]) })); // 6 3
+ * console.log(scoredTargets({ kind: "cls", batch: 4 }), scoredTargets(7)); // 4 1
+ * ```
+ */
+export function scoredTargets(batch: unknown): number {
+  if (batch === null || typeof batch !== "object") return 1;
+  const b = batch as { kind?: unknown; mask?: unknown; batch?: unknown; length?: unknown };
+  if (b.kind === "lm") {
+    if (b.mask instanceof Float32Array) {
+      let total = 0;
+      for (const w of b.mask) total += w;
+      return total;
+    }
+    return Number(b.batch) * Number(b.length);
+  }
+  if (b.kind === "cls") return Number(b.batch);
+  return 1;
+}
+
 async function validationLoss<B>(model: Trainable<B>, batches: B[]): Promise<number> {
   if (isThenable(batches)) {
     throw new TypeError(
@@ -462,14 +495,25 @@ async function validationLoss<B>(model: Trainable<B>, batches: B[]): Promise<num
       `train: validation.batches() must return a non-empty array of batches, got ${describeValue(batches)}`,
     );
   }
+  // The mean over every scored target: a batch with a short last row, fewer masked positions or fewer sequences
+  // counts for less.
   let total = 0;
-  for (const batch of batches) {
+  let targets = 0;
+  for (const [i, batch] of batches.entries()) {
+    const weight = scoredTargets(batch);
+    if (!(weight > 0) || !Number.isFinite(weight)) {
+      throw new RangeError(
+        `train: validation batch ${i} scores ${describeValue(weight)} targets; each batch needs a finite number > 0 ` +
+          "(batch × length, or a mask with some weight)",
+      );
+    }
     const loss = tf.tidy(() => model.loss(batch));
     const value = (await loss.data())[0];
     loss.dispose();
-    total += value;
+    total += value * weight;
+    targets += weight;
   }
-  return total / batches.length;
+  return total / targets;
 }
 
 function isThenable(value: unknown): boolean {

@@ -1,0 +1,328 @@
+/**
+ * Fused kernels of the `blas` backend for the transformer's hot composites, each a pass over its data where tfjs
+ * runs several ops, forward and backward, and each with the composite's float32 roundings in the composite's order,
+ * so that results and gradients are the same bits:
+ *
+ * - {@linkcode siluGate}: silu(a) · b, the gated FFN's product (GLU with SiLU), and its gradient (the same bits where
+ *   a feeds no other op, as in the model; otherwise a's gradient adds its parts in another order: float rounding);
+ * - {@linkcode srmsNorm}: SimpleRMSNorm over the last axis, x / (‖x‖₂ / √d + 1e-8), and its gradient, whose two
+ *   parts (through the division and through the norm) come back as the gradients of two inputs, so that tfjs adds
+ *   them to x's other gradients in the composite's order;
+ * - the gradient of Softmax over the last axis (registered over tfjs's, see {@linkcode registerFusedGradients}).
+ *
+ * On any other backend, under `ATTNLAB_BLAS_KERNELS=matmul` and for other dtypes the functions here run the composite
+ * tf ops instead, which give the same values; while a higher-order gradient is being recorded, their gradients run
+ * differentiable tf ops (the same values up to float rounding).
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { fastExp } from "./_exp.ts";
+import { f32, type Kernel, type KernelArgs, sizeOf, type TensorInfo } from "./_util.ts";
+import { allocFloat32 } from "./pool.ts";
+
+/** silu(a) · b: inputs a, b of one shape; outputs [silu(a) · b, sigmoid(a)]. */
+export const SILU_GATE = "AttnlabSiluGate";
+/** Gradient of {@linkcode SILU_GATE}: inputs dy, a, b, s = sigmoid(a); outputs [da, db]. */
+export const SILU_GATE_GRAD = "AttnlabSiluGateGrad";
+/** SimpleRMSNorm over the last axis: input x [..., d]; output x / (‖x‖₂ / √d + 1e-8). */
+export const SRMS_NORM = "AttnlabSrmsNorm";
+/**
+ * Gradient of {@linkcode SRMS_NORM}: inputs dy, x [..., d]; outputs [through the division (dy / denominator), through
+ * the denominator].
+ */
+export const SRMS_NORM_GRAD = "AttnlabSrmsNormGrad";
+/** Softmax's gradient over the last axis: inputs dy, y (the softmax); output d logits. */
+export const SOFTMAX_GRAD = "AttnlabSoftmaxGrad";
+
+// The constants of lib/attention/norms.ts's SimpleRMSNorm, x / (sqrt(sum(x²) + 1e-24) / √d + 1e-8);
+// tests/blas_kernels_test.ts holds the two equal.
+const SRMS_TINY = 1e-24;
+const SRMS_EPS = 1e-8;
+
+function sigmoid(v: number): number {
+  // The blas Sigmoid kernel's expression (elementwise.ts), rounded to float32 as its output is.
+  return Math.fround(v > 104 ? 1 : v < -104 ? 0 : 1 / (1 + fastExp(-v)));
+}
+
+function siluGateKernel({ inputs, backend }: KernelArgs): TensorInfo[] {
+  const av = f32(backend, inputs.a!);
+  const bv = f32(backend, inputs.b!);
+  const n = av.length;
+  const out = allocFloat32(n);
+  const sig = allocFloat32(n);
+  for (let i = 0; i < n; i++) {
+    const v = av[i];
+    const s = sigmoid(v);
+    sig[i] = s;
+    // tf.mul(tf.mul(a, tf.sigmoid(a)), b): each product rounded to float32.
+    out[i] = Math.fround(v * s) * bv[i];
+  }
+  const shape = inputs.a!.shape;
+  return [backend.makeTensorInfo(shape, "float32", out), backend.makeTensorInfo(shape, "float32", sig)];
+}
+
+function siluGateGradKernel({ inputs, backend }: KernelArgs): TensorInfo[] {
+  const dyv = f32(backend, inputs.dy!);
+  const av = f32(backend, inputs.a!);
+  const bv = f32(backend, inputs.b!);
+  const sv = f32(backend, inputs.s!);
+  const n = av.length;
+  const da = allocFloat32(n);
+  const db = allocFloat32(n);
+  for (let i = 0; i < n; i++) {
+    const g = dyv[i];
+    const x = av[i];
+    const s = sv[i];
+    // tfjs's chain for out = t · b, t = a · s, s = sigmoid(a): dt = dy·b, db = dy·t; da = dt·s + ds·(s·(1 − s))
+    // with ds = dt·a, every product and difference rounded to float32, the two parts of da added last.
+    const dt = Math.fround(g * bv[i]);
+    db[i] = g * Math.fround(x * s);
+    const ds = Math.fround(dt * x);
+    da[i] = Math.fround(dt * s) + Math.fround(ds * Math.fround(s * Math.fround(1 - s)));
+  }
+  const shape = inputs.a!.shape;
+  return [backend.makeTensorInfo(shape, "float32", da), backend.makeTensorInfo(shape, "float32", db)];
+}
+
+/** sqrt(sum(x²) + 1e-24) of the row of x at `start`, as the composite has it (each step rounded to float32). */
+function srmsRoot(xv: Float32Array, start: number, d: number): number {
+  let s = 0;
+  // tf.sum(tf.square(x), -1): squares rounded to float32, summed in order in a double, rounded once.
+  for (let j = 0; j < d; j++) {
+    const v = xv[start + j];
+    s += Math.fround(v * v);
+  }
+  return Math.fround(Math.sqrt(Math.fround(Math.fround(s) + Math.fround(SRMS_TINY))));
+}
+
+function srmsNormKernel({ inputs, backend }: KernelArgs): TensorInfo {
+  const x = inputs.x!;
+  const d = x.shape[x.shape.length - 1];
+  const xv = f32(backend, x);
+  const rows = d === 0 ? 0 : xv.length / d;
+  const scale = Math.fround(1 / Math.sqrt(d));
+  const eps = Math.fround(SRMS_EPS);
+  const out = allocFloat32(xv.length);
+  for (let r = 0; r < rows; r++) {
+    const start = r * d;
+    const root = srmsRoot(xv, start, d);
+    // tf.div(x, tf.add(tf.mul(l2, 1 / √d), 1e-8)).
+    const den = Math.fround(Math.fround(root * scale) + eps);
+    for (let j = 0; j < d; j++) out[start + j] = xv[start + j] / den;
+  }
+  return backend.makeTensorInfo(x.shape, "float32", out);
+}
+
+function srmsNormGradKernel({ inputs, backend }: KernelArgs): TensorInfo[] {
+  const x = inputs.x!;
+  const d = x.shape[x.shape.length - 1];
+  const xv = f32(backend, x);
+  const dyv = f32(backend, inputs.dy!);
+  const rows = d === 0 ? 0 : xv.length / d;
+  const scale = Math.fround(1 / Math.sqrt(d));
+  const eps = Math.fround(SRMS_EPS);
+  const viaDivision = allocFloat32(xv.length);
+  const viaNorm = allocFloat32(xv.length);
+  for (let r = 0; r < rows; r++) {
+    const start = r * d;
+    const root = srmsRoot(xv, start, d);
+    const den = Math.fround(Math.fround(root * scale) + eps);
+    // tfjs's gradient of x / den: dy / den for x; for den, −sum(dy · x) / den², the sum in a double in order.
+    let s = 0;
+    for (let j = 0; j < d; j++) {
+      viaDivision[start + j] = dyv[start + j] / den;
+      s += Math.fround(dyv[start + j] * xv[start + j]);
+    }
+    const dDen = -Math.fround(Math.fround(s) / Math.fround(den * den));
+    // Then through den = l2 · scale + eps, l2 = sqrt(plus), plus = sum(x²) + 1e-24: dy · scale, over sqrt(plus) · 2,
+    // the sum's gradient (times ones), and the square's, dy · (x · 2). Each step rounded to float32.
+    const dPlus = Math.fround(Math.fround(dDen * scale) / Math.fround(root * 2));
+    for (let j = 0; j < d; j++) viaNorm[start + j] = dPlus * Math.fround(xv[start + j] * 2);
+  }
+  return [
+    backend.makeTensorInfo(x.shape, "float32", viaDivision),
+    backend.makeTensorInfo(x.shape, "float32", viaNorm),
+  ];
+}
+
+function softmaxGradKernel({ inputs, backend }: KernelArgs): TensorInfo {
+  const y = inputs.y!;
+  const n = y.shape[y.shape.length - 1];
+  const yv = f32(backend, y);
+  const dyv = f32(backend, inputs.dy!);
+  const out = allocFloat32(yv.length);
+  // tfjs: p = dy · y; p − sum(p, last axis) · y; the row sum in a double in order, rounded once.
+  for (let start = 0; start < yv.length; start += n) {
+    let s = 0;
+    for (let j = 0; j < n; j++) {
+      const p = Math.fround(dyv[start + j] * yv[start + j]);
+      out[start + j] = p;
+      s += p;
+    }
+    const total = Math.fround(s);
+    for (let j = 0; j < n; j++) out[start + j] = out[start + j] - Math.fround(total * yv[start + j]);
+  }
+  return backend.makeTensorInfo(y.shape, "float32", out);
+}
+
+/**
+ * The fused kernels, by name, for the `blas` backend to register.
+ *
+ * @example
+ * ```ts
+ * import { fusedKernels, SILU_GATE } from "./fused.ts";
+ * console.log(SILU_GATE in fusedKernels()); // true
+ * ```
+ */
+export function fusedKernels(): Record<string, Kernel> {
+  return {
+    [SILU_GATE]: siluGateKernel as unknown as Kernel,
+    [SILU_GATE_GRAD]: siluGateGradKernel as unknown as Kernel,
+    [SRMS_NORM]: srmsNormKernel,
+    [SRMS_NORM_GRAD]: srmsNormGradKernel as unknown as Kernel,
+    [SOFTMAX_GRAD]: softmaxGradKernel,
+  };
+}
+
+/** Whether the current backend has the fused kernel `name` and no higher-order gradient is being recorded. */
+function fusable(name: string, ...tensors: tf.Tensor[]): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined && tensors.every((t) => t.dtype === "float32") &&
+    tf.engine().state.gradientDepth === 0;
+}
+
+function run(name: string, inputs: Record<string, tf.Tensor>): tf.Tensor[] {
+  const out = tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap);
+  return Array.isArray(out) ? out as tf.Tensor[] : [out as tf.Tensor];
+}
+
+function siluGateComposite(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  return tf.mul(tf.mul(a, tf.sigmoid(a)), b);
+}
+
+const siluGateFused = tf.customGrad((...args: unknown[]) => {
+  const [a, b, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+  const [out, s] = run(SILU_GATE, { a, b });
+  save([a, b, s]);
+  return {
+    value: out,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [a, b, s] = saved;
+      if (fusable(SILU_GATE_GRAD)) return run(SILU_GATE_GRAD, { dy, a, b, s });
+      // A gradient that is itself being differentiated: tfjs's own chain, in differentiable ops.
+      const dt = tf.mul(dy, b);
+      const ds = tf.mul(dt, a);
+      return [tf.add(tf.mul(dt, s), tf.mul(ds, tf.mul(s, tf.sub(1, s)))), tf.mul(dy, tf.mul(a, s))];
+    },
+  };
+});
+
+/**
+ * silu(a) · b = a · sigmoid(a) · b, elementwise, for a and b of one shape: the gate of a GLU feed-forward layer. On the
+ * blas backend one kernel computes it and one its gradient (instead of 3 ops forward and 8 backward), with the same
+ * float32 values as `tf.mul(tf.mul(a, tf.sigmoid(a)), b)`, which every other backend runs: the value and b's gradient
+ * always, a's gradient when a feeds no other op (else its parts are summed in another order, a float rounding apart).
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { siluGate } from "./fused.ts";
+ * const out = siluGate(tf.tensor1d([0, 1]), tf.tensor1d([3, 2]));
+ * console.log(Array.from(out.dataSync()).map((v) => v.toFixed(4))); // ["0.0000", "1.4621"]
+ * ```
+ */
+export function siluGate<T extends tf.Tensor>(a: T, b: T): T {
+  if (!(a instanceof tf.Tensor) || !(b instanceof tf.Tensor)) {
+    throw new TypeError("siluGate: a and b must be tf.Tensors of one shape");
+  }
+  if (!tf.util.arraysEqual(a.shape, b.shape)) {
+    throw new RangeError(`siluGate: a and b must have one shape, got [${a.shape}] and [${b.shape}]`);
+  }
+  const fused = tf.getKernel(SILU_GATE, tf.getBackend()) !== undefined && a.dtype === "float32" &&
+    b.dtype === "float32";
+  return (fused ? siluGateFused(a, b) : siluGateComposite(a, b)) as T;
+}
+
+function srmsDenominator(x: tf.Tensor): tf.Tensor {
+  const d = x.shape[x.rank - 1];
+  const l2 = tf.sqrt(tf.add(tf.sum(tf.square(x), -1, true), SRMS_TINY));
+  return tf.add(tf.mul(l2, 1 / Math.sqrt(d)), SRMS_EPS);
+}
+
+// x comes in twice: the gradient through the division goes to the first, the one through the denominator to the
+// second, and tfjs adds them to x's gradient in that order, as it adds the composite's RealDiv and Square parts.
+const srmsNormFused = tf.customGrad((...args: unknown[]) => {
+  const [x, _again, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+  const [y] = run(SRMS_NORM, { x });
+  save([x]);
+  return {
+    value: y,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [x] = saved;
+      if (fusable(SRMS_NORM_GRAD)) return run(SRMS_NORM_GRAD, { dy, x });
+      // A gradient that is itself being differentiated: tfjs's own chain, in differentiable ops.
+      const plus = tf.add(tf.sum(tf.square(x), -1, true), SRMS_TINY);
+      const den = tf.add(tf.mul(tf.sqrt(plus), 1 / Math.sqrt(x.shape[x.rank - 1])), SRMS_EPS);
+      const dDen = tf.neg(tf.div(tf.sum(tf.mul(dy, x), -1, true), tf.square(den)));
+      const dPlus = tf.div(tf.mul(dDen, 1 / Math.sqrt(x.shape[x.rank - 1])), tf.mul(tf.sqrt(plus), 2));
+      return [tf.div(dy, den), tf.mul(tf.mul(dPlus, tf.onesLike(x)), tf.mul(x, 2))];
+    },
+  };
+});
+
+/**
+ * SimpleRMSNorm over the last axis, x / (‖x‖₂ / √d + 1e-8), computed as lib/attention/norms.ts does
+ * (`normalizeLastAxis(x, "srms")`: sqrt(Σx² + 1e-24) / √d + 1e-8) with the same values and gradient, bit for bit, x's
+ * gradient included when x feeds other ops too. On the blas backend one kernel computes it and one its gradient
+ * (instead of 7 ops forward and about 20 backward); elsewhere it runs that composite.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { srmsNorm } from "./fused.ts";
+ * const y = srmsNorm(tf.tensor2d([[3, 4]]));
+ * console.log(Array.from(y.dataSync()).map((v) => v.toFixed(4))); // ["0.8485", "1.1314"]
+ * ```
+ */
+export function srmsNorm<T extends tf.Tensor>(x: T): T {
+  if (!(x instanceof tf.Tensor) || x.rank < 1) {
+    throw new TypeError("srmsNorm: x must be a tf.Tensor of rank >= 1 (normalised over its last axis)");
+  }
+  const fused = tf.getKernel(SRMS_NORM, tf.getBackend()) !== undefined && x.dtype === "float32" && sizeOf(x.shape) > 0;
+  return (fused ? srmsNormFused(x, x) : tf.div(x, srmsDenominator(x))) as T;
+}
+
+let gradientsRegistered = false;
+
+/**
+ * Registers Softmax's gradient anew, once: on a backend with the fused {@linkcode SOFTMAX_GRAD} kernel (the blas
+ * backend), for float32 over the last axis and outside higher-order gradients, that kernel (one pass instead of four
+ * ops, the same values); everywhere else tfjs's own gradient, called as it was.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { registerFusedGradients } from "./fused.ts";
+ * registerFusedGradients();
+ * const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.softmax(x), tf.tensor1d([1, 0]))))(tf.tensor1d([0, 0]));
+ * console.log(Array.from(g.dataSync())); // [0.25, -0.25]
+ * ```
+ */
+export function registerFusedGradients(): void {
+  if (gradientsRegistered) return;
+  gradientsRegistered = true;
+  const original = tf.getGradient(tf.Softmax);
+  tf.registerGradient({
+    ...original,
+    gradFunc: (dy, saved, attrs) => {
+      const [y] = saved;
+      const dim = (attrs as { dim?: number }).dim;
+      const last = dim === -1 || dim === y.rank - 1;
+      if (last && y.rank > 0 && sizeOf(y.shape) > 0 && fusable(SOFTMAX_GRAD, dy as tf.Tensor, y)) {
+        return { logits: () => run(SOFTMAX_GRAD, { dy: dy as tf.Tensor, y })[0] };
+      }
+      return original.gradFunc(dy, saved, attrs);
+    },
+  });
+}
