@@ -320,8 +320,8 @@ export function mlmSampler(tokens: TokenStream, options: MlmSamplerOptions): Mlm
  *
  * Every row masks the same number of positions and every batch holds the same number of rows (the windows past the
  * last full batch are left out; a split with fewer than batchSize windows gives one batch of them all), so every
- * batch scores the same number of tokens: the plain mean of the batches' losses, which the training loop's
- * validation takes, is the mean over all masked tokens.
+ * batch scores the same number of tokens (the training loop's validation weights each batch by its scored targets
+ * anyway, so its loss is the mean over all masked tokens).
  *
  * @example
  * ```ts

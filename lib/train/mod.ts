@@ -57,6 +57,7 @@ export {
   restoreWeights,
   type RunIdentity,
   runIdentity,
+  scoredTargets,
   type StepInfo,
   train,
   TRAINING_SOURCES,

@@ -55,7 +55,8 @@ export interface TrainRow {
 export type GradNormRow = Record<string, number>;
 
 /**
- * One row of `valid.csv`, measured after `step` updates. `loss` is the mean of the batches' mean losses;
+ * One row of `valid.csv`, measured after `step` updates. `loss` is the mean over all scored targets (each batch
+ * weighted by `scoredTargets`: its mask sum, or batch × length);
  * `perplexity` is exp(loss): for byte-level data a per-byte perplexity. `bits_per_byte` is loss / ln 2,
  * i.e. bits per token, which are bytes for byte-level data.
  */
