@@ -526,7 +526,8 @@ async function bench(args: string[]) {
 Deno.test("deno task bench --quick writes a CSV with the expected columns and rows", async () => {
   const dir = await Deno.makeTempDir();
   const csv = join(dir, "bench.csv");
-  const run = await bench(["--quick", "--variants", "linear", "--backends", "cpu", "--out", csv]);
+  // --max-run-s 600: the rows, not the time cap, are under test (on a loaded machine the quick cap skipped n = 256).
+  const run = await bench(["--quick", "--variants", "linear", "--backends", "cpu", "--max-run-s", "600", "--out", csv]);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /sgemm peak .* GFLOP\/s/);
   assert.match(run.stdout, /torch: /);

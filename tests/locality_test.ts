@@ -309,7 +309,10 @@ Deno.test("bad inputs throw errors that name the argument and the fix", () => {
     [() => localityCurve(tf.tensor2d([[1, 0], [0, 0]])), /query 1 is all zeros/],
     [() => localityCurve(tf.zeros([1, 2, 2, 2])), /batch 0, head 0, query 0/],
     [() => localityCurve(ok, { ratios: [] }), /ratios must be a non-empty array/],
-    [() => localityCurve(ok, { ratios: [0.5, 1.5] }), /ratios must hold 0 or numbers in \[1e-6, 1\], got 1\.5 at index 1/],
+    [
+      () => localityCurve(ok, { ratios: [0.5, 1.5] }),
+      /ratios must hold 0 or numbers in \[1e-6, 1\], got 1\.5 at index 1/,
+    ],
     [() => localityCurve(ok, { ratios: [NaN] }), /ratios must hold 0 or numbers in \[1e-6, 1\], got NaN/],
     [() => localityCurve(ok, { ratios: 0.5 as unknown as number[] }), /non-empty array/],
     [() => localityCurve(ok, { causal: "yes" as unknown as boolean }), /option causal must be true or false/],

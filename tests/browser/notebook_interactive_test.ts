@@ -29,7 +29,9 @@ Deno.test({
     const runtime = await Deno.makeTempDir({ prefix: "attnlab_interactive_runtime_" });
     await Deno.copyFile(TOUR, join(served, "00_tour.ipynb"));
     await Deno.copyFile(FAILS, join(served, "fails_in_cell_2.ipynb"));
+    // A loaded machine starts Jupyter slowly (it took over 60 s beside two training workers).
     const server = await startNotebookServer({
+      startupTimeoutSeconds: 300,
       dir: served,
       kernelDir: NOTEBOOKS_DIR,
       env: { ATTNLAB_QUICK: "1", ATTNLAB_FIGURES_DIR: figures, JUPYTER_RUNTIME_DIR: runtime, NO_COLOR: "1" },

@@ -67,7 +67,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "attnlab_server_" });
     const runtime = await Deno.makeTempDir({ prefix: "attnlab_server_runtime_" });
     const env = { JUPYTER_RUNTIME_DIR: runtime };
-    const server = await startNotebookServer({ dir, env });
+    const server = await startNotebookServer({ dir, env, startupTimeoutSeconds: 300 });
     try {
       assert.equal(server.url, `http://127.0.0.1:${server.port}/?token=${server.token}`);
       const withToken = await fetch(`${server.baseUrl}api/contents?token=${server.token}`);

@@ -72,7 +72,9 @@ Deno.test({
     const png = new Resvg(SVG).render().asPng().toString("base64");
     await Deno.writeTextFile(join(served, "fixture.ipynb"), JSON.stringify(fixtureNotebook(png)));
 
+    // A loaded machine starts Jupyter slowly (it took over 60 s beside two training workers).
     const server = await startNotebookServer({
+      startupTimeoutSeconds: 300,
       dir: served,
       // An empty trust database: nothing is trusted, as on a fresh clone.
       extra: ["--NotebookNotary.db_file=:memory:"],
