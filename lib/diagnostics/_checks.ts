@@ -99,3 +99,72 @@ export function checkModel(owner: string, model: unknown): TransformerModel {
   }
   return m;
 }
+
+/**
+ * Throws unless `ids` is an int32 tf.Tensor2D [windows, n] holding at least one window of at least one token.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { checkIds } from "./_checks.ts";
+ * const ids = tf.tensor2d([[1, 2]], [1, 2], "int32");
+ * console.log(checkIds("demo", ids) === ids); // true
+ * try {
+ *   checkIds("demo", tf.zeros([0, 3], "int32"));
+ * } catch (err) {
+ *   console.log((err as Error).name); // RangeError
+ * }
+ * ids.dispose();
+ * ```
+ */
+export function checkIds(owner: string, ids: unknown): tf.Tensor2D {
+  checkNotDisposed(owner, "ids", ids);
+  if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== "int32") {
+    throw new TypeError(
+      `${owner}: ids must be an int32 tf.Tensor2D [windows, n], got ${describe(ids)}; ` +
+        `build one with tf.tensor2d(windows.ids, [count, n], "int32")`,
+    );
+  }
+  if (ids.shape[0] === 0 || ids.shape[1] === 0) {
+    throw new RangeError(`${owner}: ids must hold at least one window of at least one token, got [${ids.shape}]`);
+  }
+  return ids as tf.Tensor2D;
+}
+
+/**
+ * Walks the model's attention weights over `ids` in batches of at most `batchSize` windows, so that memory stays at
+ * O(batchSize · n²) whatever the number of windows: `visit(weights, from)` gets one [size, h, n, n] tensor per layer for
+ * windows from … from + size − 1, which are disposed when it returns (or throws).
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "../models/model.ts";
+ * import { forEachAttentionBatch } from "./_checks.ts";
+ * const model = createModel({ attention: "vanilla", layers: 1, dModel: 8, heads: 2 }, { log: () => {} });
+ * const ids = tf.tensor2d([[1, 2, 3], [4, 5, 6], [7, 8, 9]], [3, 3], "int32");
+ * const seen: string[] = [];
+ * forEachAttentionBatch(model, ids, { batchSize: 2, visit: (w, from) => seen.push(`${from}:[${w[0].shape}]`) });
+ * console.log(seen.join(" ")); // 0:[2,2,3,3] 2:[1,2,3,3]
+ * ids.dispose();
+ * model.dispose();
+ * ```
+ */
+export function forEachAttentionBatch(
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options: { batchSize: number; visit: (weights: tf.Tensor4D[], from: number) => void },
+): void {
+  const [count, n] = ids.shape;
+  for (let from = 0; from < count; from += options.batchSize) {
+    const size = Math.min(options.batchSize, count - from);
+    const chunk = tf.slice(ids, [from, 0], [size, n]); // [size, n]
+    let weights: tf.Tensor4D[] = [];
+    try {
+      weights = model.attentionWeights(chunk); // per layer [size, h, n, n]
+      options.visit(weights, from);
+    } finally {
+      tf.dispose([chunk, ...weights]);
+    }
+  }
+}

@@ -19,7 +19,7 @@ import * as tf from "@tensorflow/tfjs";
 import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
 import type { TransformerModel } from "../models/model.ts";
 import { LOCALITY_RATIOS, localityCurve } from "./locality.ts";
-import { checkModel, checkNotDisposed, checkRatios, describe } from "./_checks.ts";
+import { checkIds, checkModel, checkNotDisposed, checkRatios, describe, forEachAttentionBatch } from "./_checks.ts";
 
 /** What {@linkcode textWindows} returns: `count` windows of `n` bytes as token ids. */
 export interface TextWindows {
@@ -117,17 +117,6 @@ interface LocalitySums {
   availableAuc: number;
   rows: number;
   emptyRows: number;
-}
-
-function checkIds(owner: string, ids: unknown): tf.Tensor2D {
-  checkNotDisposed(owner, "ids", ids);
-  if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== "int32") {
-    throw new TypeError(
-      `${owner}: ids must be an int32 tf.Tensor2D [windows, n], got ${describe(ids)}; ` +
-        `build one with tf.tensor2d(windows.ids, [count, n], "int32")`,
-    );
-  }
-  return ids as tf.Tensor2D;
 }
 
 /**
@@ -396,21 +385,14 @@ export function layerLocality(
   const causal = model.config.task === "lm";
   const layers = model.config.attention.length;
   const heads = model.config.heads;
-  const [count, n] = ids.shape;
   const perHead = Array.from({ length: layers }, () => Array.from({ length: heads }, () => zeroSums(ratios.length)));
-  for (let from = 0; from < count; from += batchSize) {
-    const size = Math.min(batchSize, count - from);
-    const chunk = tf.slice(ids, [from, 0], [size, n]); // [size, n]
-    let weights: tf.Tensor4D[] = [];
-    try {
-      weights = model.attentionWeights(chunk); // per layer [size, h, n, n]
+  forEachAttentionBatch(model, ids, {
+    batchSize,
+    visit: (weights) =>
       weights.forEach((w, layer) =>
         groupSums(owner, w, ratios, causal).forEach((sums, g) => addSums(perHead[layer][g % heads], sums))
-      );
-    } finally {
-      tf.dispose([chunk, ...weights]);
-    }
-  }
+      ),
+  });
   return perHead.map((groups, layer) => {
     const total = zeroSums(ratios.length);
     groups.forEach((g) => addSums(total, g));
@@ -708,12 +690,9 @@ export function layerDiagonalMass(
     emptyRows: 0,
     coveredRows: 0,
   }));
-  for (let from = 0; from < count; from += batchSize) {
-    const size = Math.min(batchSize, count - from);
-    const chunk = tf.slice(ids, [from, 0], [size, n]); // [size, n]
-    let weights: tf.Tensor4D[] = [];
-    try {
-      weights = model.attentionWeights(chunk); // per layer [size, h, n, n]
+  forEachAttentionBatch(model, ids, {
+    batchSize,
+    visit: (weights, from) =>
       weights.forEach((w, layer) => {
         const groups = diagonalGroups(owner, w, window, causal);
         const into = layers[layer];
@@ -723,11 +702,8 @@ export function layerDiagonalMass(
         });
         into.emptyRows += groups.emptyRows;
         into.coveredRows += groups.coveredRows;
-      });
-    } finally {
-      tf.dispose([chunk, ...weights]);
-    }
-  }
+      }),
+  });
   return layers.map((l, layer) => ({
     layer,
     variant: attention[layer].variant,

@@ -25,7 +25,7 @@ import type { TransformerModel } from "../models/model.ts";
 import { type BootstrapInterval, bootstrapInterval, mean } from "../stats/mod.ts";
 import { type PooledLocality, pooledLocalityCurve } from "./attention_maps.ts";
 import { type HeadLocality, LOCALITY_RATIOS, localityCurve } from "./locality.ts";
-import { checkModel, checkNotDisposed, checkRatios, describe } from "./_checks.ts";
+import { checkIds, checkModel, checkRatios, describe, forEachAttentionBatch } from "./_checks.ts";
 
 /** Options of {@linkcode windowLocality}. */
 export interface WindowLocalityOptions {
@@ -95,20 +95,6 @@ export interface CurveBand {
   low: number[];
   /** Largest value over the curves. */
   high: number[];
-}
-
-function checkIds(owner: string, ids: unknown): tf.Tensor2D {
-  checkNotDisposed(owner, "ids", ids);
-  if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== "int32") {
-    throw new TypeError(
-      `${owner}: ids must be an int32 tf.Tensor2D [windows, n], got ${describe(ids)}; ` +
-        `build one with tf.tensor2d(windows.ids, [count, n], "int32")`,
-    );
-  }
-  if (ids.shape[0] === 0 || ids.shape[1] === 0) {
-    throw new RangeError(`${owner}: ids must hold at least one window of at least one token, got [${ids.shape}]`);
-  }
-  return ids as tf.Tensor2D;
 }
 
 /** A window and layer without a single row holding attention mass. */
@@ -184,20 +170,15 @@ export function windowLocality(
   checkModel(owner, model);
   checkIds(owner, ids);
   const causal = model.config.task === "lm";
-  const [count, n] = ids.shape;
+  const n = ids.shape[1];
   const windows: PooledLocality[][] = [];
-  for (let from = 0; from < count; from += batchSize) {
-    const size = Math.min(batchSize, count - from);
-    const chunk = tf.slice(ids, [from, 0], [size, n]); // [size, n]
-    let weights: tf.Tensor4D[] = [];
-    try {
-      weights = model.attentionWeights(chunk); // per layer [size, h, n, n]
+  forEachAttentionBatch(model, ids, {
+    batchSize,
+    visit: (weights) => {
       const perLayer = weights.map((w) => batchLocality(w, ratios, causal));
-      for (let k = 0; k < size; k++) windows.push(perLayer.map((layer) => layer[k]));
-    } finally {
-      tf.dispose([chunk, ...weights]);
-    }
-  }
+      for (let k = 0; k < perLayer[0].length; k++) windows.push(perLayer.map((layer) => layer[k]));
+    },
+  });
   return { n, causal, ratios, variants: model.config.attention.map((a) => a.variant), windows };
 }
 
