@@ -306,38 +306,36 @@ export function decodeTimes(
       for (const p of spec.positions) {
         const label = `${spec.name}@${p}`;
         if (label in fns) throw new RangeError(`${owner}: "${spec.name}" at position ${p} is given twice`);
+        let session: DecodeSession | null = null;
+        let heldBytes = 0;
         if (cache === "none") {
-          results.push({
-            name: spec.name,
-            cache,
-            position: p,
-            msPerToken: [],
-            endPosition: p,
-            stateFloats: 0,
-            heldBytes: 0,
-            session: null,
-          });
+          // Each timing re-runs the whole prefix: nothing is held between timings.
           fns[label] = () => {
-            const session = decodeSession(spec.model, { cache: "none" });
+            const fresh = decodeSession(spec.model, { cache: "none" });
             try {
-              const logits = session.prefill(tokens.slice(0, p)); // [p, V]
+              const logits = fresh.prefill(tokens.slice(0, p)); // [p, V]
               const last = tf.slice(logits, [p - 1, 0], [1, -1]); // [1, V]
               logits.dispose();
               return last;
             } finally {
-              session.dispose();
+              fresh.dispose();
             }
           };
-          continue;
+        } else {
+          const before = tf.memory().numBytes;
+          const kv = decodeSession(spec.model, { cache: "kv" });
+          sessions.push(kv);
+          while (kv.position < p) {
+            const from = kv.position;
+            tf.dispose(kv.prefill(tokens.slice(from, Math.min(p, from + piece))));
+          }
+          heldBytes = tf.memory().numBytes - before;
+          session = kv;
+          fns[label] = () => {
+            for (let s = 0; s < steps - 1; s++) tf.dispose(kv.step(tokens[kv.position]));
+            return kv.step(tokens[kv.position]);
+          };
         }
-        const before = tf.memory().numBytes;
-        const session = decodeSession(spec.model, { cache: "kv" });
-        sessions.push(session);
-        while (session.position < p) {
-          const from = session.position;
-          tf.dispose(session.prefill(tokens.slice(from, Math.min(p, from + piece))));
-        }
-        const heldBytes = tf.memory().numBytes - before;
         results.push({
           name: spec.name,
           cache,
@@ -348,10 +346,6 @@ export function decodeTimes(
           heldBytes,
           session,
         });
-        fns[label] = () => {
-          for (let s = 0; s < steps - 1; s++) tf.dispose(session.step(tokens[session.position]));
-          return session.step(tokens[session.position]);
-        };
       }
     }
     const times = interleavedTimes(fns, { rounds, repeats: 1, warmup, onTime: options.onTime });
