@@ -143,7 +143,7 @@ Deno.test("decode: state size per position: constant for the recurrent variants,
   const expected: Record<string, (t: number) => number> = {
     linear: () => b * h * (dk * dv + dk),
     norm: () => b * h * (dk * dv + dk),
-    performer: () => b * h * (features * dv + features + 1) + features * dk,
+    performer: () => b * h * (features * dv + features) + features * dk,
     cosformer: () => b * h * (2 * dk * dv + 2 * dk),
     softmax: (t) => b * h * (t + 1) * (dk + dv),
     "softmax no cache": (t) => b * h * (t + 1) * (2 * dk + dv),

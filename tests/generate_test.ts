@@ -178,7 +178,7 @@ Deno.test("generate: state size is constant for the recurrent presets, grows wit
     linear: () => h * (dh * dh + dh),
     norm: () => h * (dh * dh + dh),
     cosformer: () => h * (2 * dh * dh + 2 * dh),
-    performer: () => h * (m * dh + m + 1) + m * dh,
+    performer: () => h * (m * dh + m) + m * dh,
     softmax: (t) => t * h * 2 * dh,
     diag: (t) => (t % 64) * h * 2 * dh,
   };

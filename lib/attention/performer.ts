@@ -456,12 +456,6 @@ export type PerformerState = {
   s: tf.Tensor4D;
   /** Per feature r, the log of the keys' mass so far, log Σ_j φ̂(k_j)_r: [batch, heads, m] (−1e30 before any key). */
   z: tf.Tensor3D;
-  /**
-   * The running maximum of the keys' log-features log φ̂(k_j)_r so far (−1e30 before any key): [batch, heads, 1, 1].
-   * No computation reads it (z carries each feature's scale); it is kept so the state's layout and size stay those of
-   * the earlier form, which kept S and z at the scale of this one maximum.
-   */
-  c: tf.Tensor4D;
 };
 
 function initialPerformerState({ batch, heads, dk, dv }: StateDims, o: Required<PerformerOptions>): PerformerState {
@@ -472,7 +466,6 @@ function initialPerformerState({ batch, heads, dk, dv }: StateDims, o: Required<
     projection,
     s: tf.zeros([batch, heads, m, dv]),
     z: tf.fill([batch, heads, m], NEG),
-    c: tf.fill([batch, heads, 1, 1], NEG), // [b, h, 1, 1]
   };
 }
 
@@ -495,14 +488,12 @@ function performerAdvance(
     mean: tf.reshape(state.s, [b * h, m, dv]) as tf.Tensor3D,
   };
   const { output, after } = favorChunked(parts, { chunkSize: o.chunkSize, eps: o.eps, before });
-  const keyTop = tf.reshape(tf.max(parts.lk, [1, 2]), [b, h, 1, 1]); // [b, h, 1, 1]
   return {
     output: tf.reshape(output, [b, h, p, dv]),
     state: {
       projection,
       s: tf.reshape(after.mean, [b, h, m, dv]),
       z: tf.reshape(after.mass, [b, h, m]),
-      c: tf.maximum(state.c, keyTop) as tf.Tensor4D,
     },
   };
 }
@@ -563,7 +554,7 @@ export const performer = defineVariant<PerformerOptions, PerformerState>({
   recurrent: {
     shapes: ({ batch, heads, dk, dv }, o) => {
       const m = featureCount(dk, o);
-      return { projection: [m, dk], s: [batch, heads, m, dv], z: [batch, heads, m], c: [batch, heads, 1, 1] };
+      return { projection: [m, dk], s: [batch, heads, m, dv], z: [batch, heads, m] };
     },
     init: initialPerformerState,
     check: (o, owner) => checkFeatures(o, owner),
