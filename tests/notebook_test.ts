@@ -244,6 +244,21 @@ Deno.test("tasks: flags, summaries and commands", () => {
     required: ["jupyter-notebook"],
     optional: ["libopenblas0"],
   });
+  // PyTorch is required only when asked for (the twin test), and OpenBLAS then moves from optional to required.
+  assert.deepEqual(
+    missingPackages({ executor: true, notebook: true, openblas: false, notebookUI: false, torch: false }),
+    {
+      required: ["python3-torch", "libopenblas0"],
+      optional: [],
+    },
+  );
+  assert.deepEqual(
+    missingPackages({ executor: true, notebook: true, openblas: true, notebookUI: false, dnnl: false }),
+    {
+      required: [],
+      optional: ["libdnnl2"],
+    },
+  );
   assert.match(installHint(["python3-nbclient"], { apt: true, root: false }), /^sudo apt-get install/);
   assert.match(installHint(["jupyter-notebook"], { apt: false, root: false }), /^pip install .*notebook/);
   assert.deepEqual(buildNotebookArgs({ headless: true, root: true, dir: "/nb", extra: ["--port", "9"] }), [

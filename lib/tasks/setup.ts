@@ -5,13 +5,16 @@
  * - Jupyter's executor (nbclient) from Debian when missing (root only;
  *   otherwise an Error names the command to run), and the Notebook server
  *   too for `deno task notebook`;
- * - libopenblas0 when missing and root (optional: never fails setup);
+ * - libopenblas0 and libdnnl2 (oneDNN) when missing and root (optional: never fails setup; the blas backend
+ *   uses them when they are there);
  * - chromium when missing and root (optional here; `tests/report_test.ts`
  *   and `deno task report` check the report in it), unless `browser: false`;
  * - with `browserTests` (the test task's default), the Notebook server and
  *   chromium as requirements: the tests in `tests/browser/` open notebooks in
  *   Jupyter in headless chromium. Without root, an Error names the one
  *   command to run;
+ * - with `torchTests` (the test task's default when it runs the unit tests), Debian's PyTorch (python3-torch)
+ *   as a requirement: `tests/torch_twin_test.ts` holds the benchmark's PyTorch twin equal to the model;
  * - the Deno kernelspec, pointing at the deno running this task;
  * - the npm packages (`deno install`).
  *
@@ -36,6 +39,10 @@ export const EXECUTOR_PACKAGES: readonly string[] = ["python3-nbclient", "jupyte
 export const NOTEBOOK_PACKAGES: readonly string[] = ["jupyter-notebook"];
 /** Debian package with the BLAS library; optional. */
 export const BLAS_PACKAGES: readonly string[] = ["libopenblas0"];
+/** Debian package with oneDNN, whose vectorised kernels the blas backend calls; optional. */
+export const DNNL_PACKAGES: readonly string[] = ["libdnnl2"];
+/** Debian packages with PyTorch (and the OpenBLAS it must run on), the benchmark's baseline and the twin test's. */
+export const TORCH_PACKAGES: readonly string[] = ["python3-torch", "libopenblas0"];
 /** Debian package with the headless browser the report is checked in (about 115 MB download). */
 export const BROWSER_PACKAGES: readonly string[] = ["chromium"];
 /** pip packages for machines without Debian's apt. */
@@ -52,6 +59,8 @@ export interface SetupOptions {
    * server and chromium. Implies `notebookUI` and `browser`. Default false.
    */
   browserTests?: boolean;
+  /** Require Debian's PyTorch, which `tests/torch_twin_test.ts` runs. Default false. */
+  torchTests?: boolean;
   /** Skip `deno install`. Default false. */
   skipNpm?: boolean;
   /** Receives progress lines. Default `console.log`. */
@@ -66,6 +75,10 @@ export interface SetupReport {
   kernelspec: string;
   /** Whether libopenblas0 is installed. */
   openblas: boolean;
+  /** Whether oneDNN (libdnnl2) is installed. */
+  dnnl: boolean;
+  /** Whether Debian's PyTorch is installed. */
+  torch: boolean;
   /** Whether chromium is installed. */
   chromium: boolean;
   /** Debian packages installed by this call. */
@@ -101,6 +114,10 @@ export interface HavePackages {
   notebook: boolean;
   /** Whether libopenblas0 is installed. */
   openblas: boolean;
+  /** Whether libdnnl2 is installed; default true (not wanted). */
+  dnnl?: boolean;
+  /** Whether Debian's PyTorch is installed, when it is required; leave it out when it is not. */
+  torch?: boolean;
   /** Whether the Notebook server is wanted. */
   notebookUI: boolean;
   /** Whether chromium is installed; leave it out when chromium is not wanted. */
@@ -126,6 +143,9 @@ export interface HavePackages {
  *   chromium: false,
  *   chromiumRequired: true,
  * })); // { required: ["jupyter-notebook", "chromium"], optional: [] }
+ * // The twin test needs PyTorch; oneDNN is optional.
+ * console.log(missingPackages({ executor: true, notebook: true, openblas: true, notebookUI: false, dnnl: false, torch: false }));
+ * // { required: ["python3-torch", "libopenblas0"], optional: ["libdnnl2"] }
  * ```
  */
 export function missingPackages(have: HavePackages): { required: string[]; optional: string[] } {
@@ -134,8 +154,13 @@ export function missingPackages(have: HavePackages): { required: string[]; optio
     ...(have.executor ? [] : EXECUTOR_PACKAGES),
     ...(have.notebookUI && !have.notebook ? NOTEBOOK_PACKAGES : []),
     ...(have.chromiumRequired ? chromium : []),
+    ...(have.torch === false ? TORCH_PACKAGES : []),
   ];
-  const optional = [...(have.openblas ? [] : BLAS_PACKAGES), ...(have.chromiumRequired ? [] : chromium)];
+  const optional = [
+    ...(have.openblas ? [] : BLAS_PACKAGES),
+    ...(have.dnnl === false ? DNNL_PACKAGES : []),
+    ...(have.chromiumRequired ? [] : chromium),
+  ].filter((p) => !required.includes(p));
   return { required, optional };
 }
 
@@ -159,6 +184,33 @@ const LIB_DIRS = [
 export function hasOpenblas(): boolean {
   if (Deno.build.os !== "linux") return true;
   return LIB_DIRS.some((dir) => existsSync(join(dir, "libopenblas.so.0")));
+}
+
+/**
+ * Whether oneDNN's `libdnnl.so.2` is in a usual library folder (Linux only).
+ *
+ * @example
+ * ```ts
+ * import { hasDnnl } from "./setup.ts";
+ * console.log(typeof hasDnnl());
+ * ```
+ */
+export function hasDnnl(): boolean {
+  if (Deno.build.os !== "linux") return true;
+  return LIB_DIRS.some((dir) => existsSync(join(dir, "libdnnl.so.2")));
+}
+
+/**
+ * Whether Debian's PyTorch is installed for the system python3 (its package folder; importing torch takes seconds).
+ *
+ * @example
+ * ```ts
+ * import { hasTorch } from "./setup.ts";
+ * console.log(typeof hasTorch());
+ * ```
+ */
+export function hasTorch(): boolean {
+  return existsSync("/usr/lib/python3/dist-packages/torch/__init__.py");
 }
 
 /**
@@ -230,18 +282,23 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
   const log = options.log ?? console.log;
   const started = performance.now();
   const browserTests = options.browserTests ?? false;
+  const torchTests = options.torchTests ?? false;
   const notebookUI = (options.notebookUI ?? false) || browserTests;
   const installed: string[] = [];
 
   let search = await findPython({ needNotebook: notebookUI });
   const executor = search.found !== undefined || search.withoutNotebook !== undefined;
   let openblas = hasOpenblas();
+  let dnnl = hasDnnl();
+  let torch = hasTorch();
   const browser = (options.browser ?? true) || browserTests;
   let chromium = hasChromium();
   const need = missingPackages({
     executor,
     notebook: search.found !== undefined,
     openblas,
+    dnnl,
+    ...(torchTests ? { torch } : {}),
     notebookUI,
     ...(browser ? { chromium } : {}),
     chromiumRequired: browserTests,
@@ -261,10 +318,17 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
       }
       search = await findPython({ needNotebook: notebookUI });
       openblas = hasOpenblas();
+      dnnl = hasDnnl();
+      torch = hasTorch();
       chromium = hasChromium();
     } else if (need.optional.length > 0 && need.required.length === 0 && !optionalHintShown) {
       optionalHintShown = true;
-      const what = need.optional.map((p) => p === "chromium" ? "chromium (to check the report)" : "OpenBLAS");
+      const names: Record<string, string> = {
+        chromium: "chromium (to check the report)",
+        libopenblas0: "OpenBLAS",
+        libdnnl2: "oneDNN (faster blas kernels)",
+      };
+      const what = need.optional.map((p) => names[p] ?? p);
       log(`setup: optional: install ${what.join(" and ")} with \`${installHint(need.optional, { apt, root })}\``);
     }
     const forTests = browserTests ? " (the browser tests need it; `deno task test --no-browser` skips them)" : "";
@@ -276,6 +340,16 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
           `Install it with: ${installHint(need.required, { apt, root })}` +
           (apt ? ` (or, without Debian's packages: ${installHint(pythonPackages, { apt: false, root })})` : "") +
           "; or set ATTNLAB_PYTHON to an interpreter that has it",
+      );
+    }
+    if (torchTests && !torch) {
+      throw new Error(
+        "setup: no PyTorch for /usr/bin/python3 (tests/torch_twin_test.ts holds the benchmark's PyTorch twin equal " +
+          `to the model). Install it with: ${
+            apt
+              ? installHint([...TORCH_PACKAGES], { apt, root })
+              : "your system's package manager (Debian: python3-torch)"
+          }`,
       );
     }
     if (browserTests && !chromium) {
@@ -311,7 +385,16 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
     `setup: ready in ${seconds.toFixed(1)} s (python ${python.executable}, nbclient ${python.nbclient}` +
       `${python.notebook ? `, notebook ${python.notebook}` : ""}; kernelspec ${kernel.dir})`,
   );
-  return { python, kernelspec: join(jupyterDataDir(), "kernels", "deno"), openblas, chromium, installed, seconds };
+  return {
+    python,
+    kernelspec: join(jupyterDataDir(), "kernels", "deno"),
+    openblas,
+    dnnl,
+    torch,
+    chromium,
+    installed,
+    seconds,
+  };
 }
 
 const FLAGS = {

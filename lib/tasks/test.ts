@@ -174,11 +174,13 @@ export async function main(args: string[]): Promise<number> {
   // Setup installs the browser tests' needs only when they can run: not skipped, and not narrowed away by PATHS.
   const browserTests = !noBrowser && !values["no-unit"] &&
     (positionals.length === 0 || positionals.some((p) => p.includes("browser")));
+  // PyTorch likewise: only when the twin test (tests/torch_twin_test.ts) is among those run.
+  const torchTests = !values["no-unit"] && (positionals.length === 0 || positionals.some((p) => p.includes("torch")));
 
   let passed = 0;
   let failed = 0;
   try {
-    await setup({ browserTests });
+    await setup({ browserTests, torchTests });
   } catch (err) {
     console.error(`error: ${(err as Error).message}`);
     console.log(formatTotals(0, 1));
