@@ -10,6 +10,10 @@
  *   them to x's other gradients in the composite's order;
  * - the gradient of Softmax over the last axis (registered over tfjs's, see {@linkcode registerFusedGradients}).
  *
+ * {@linkcode fusedKernels} also hands the backend the kernels of fused_adam.ts (the AdamW update of every variable in
+ * one call, and the gradients' squared norms, the same bits as lib/train/adam.ts's composites) and of fused_loss.ts
+ * (softmax cross-entropy and its gradient, in double precision rounded once: not the composite's bits).
+ *
  * On any other backend, under `ATTNLAB_BLAS_KERNELS=matmul` and for other dtypes the functions here run the composite
  * tf ops instead, which give the same values; while a higher-order gradient is being recorded, their gradients run
  * differentiable tf ops (the same values up to float rounding).
@@ -20,6 +24,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { fastExp } from "./_exp.ts";
 import { f32, type Kernel, type KernelArgs, sizeOf, type TensorInfo } from "./_util.ts";
+import { fusedAdamKernels } from "./fused_adam.ts";
+import { fusedLossKernels } from "./fused_loss.ts";
 import { allocFloat32 } from "./pool.ts";
 
 /** silu(a) · b: inputs a, b of one shape; outputs [silu(a) · b, sigmoid(a)]. */
@@ -168,12 +174,15 @@ function softmaxGradKernel({ inputs, backend }: KernelArgs): TensorInfo {
 }
 
 /**
- * The fused kernels, by name, for the `blas` backend to register.
+ * The fused kernels, by name, for the `blas` backend to register: this module's, fused_adam.ts's and fused_loss.ts's.
  *
  * @example
  * ```ts
  * import { fusedKernels, SILU_GATE } from "./fused.ts";
- * console.log(SILU_GATE in fusedKernels()); // true
+ * import { ADAMW_UPDATE } from "./fused_adam.ts";
+ * import { SOFTMAX_CROSS_ENTROPY } from "./fused_loss.ts";
+ * const names = Object.keys(fusedKernels());
+ * console.log([SILU_GATE, ADAMW_UPDATE, SOFTMAX_CROSS_ENTROPY].every((name) => names.includes(name))); // true
  * ```
  */
 export function fusedKernels(): Record<string, Kernel> {
@@ -183,6 +192,8 @@ export function fusedKernels(): Record<string, Kernel> {
     [SRMS_NORM]: srmsNormKernel,
     [SRMS_NORM_GRAD]: srmsNormGradKernel as unknown as Kernel,
     [SOFTMAX_GRAD]: softmaxGradKernel,
+    ...fusedAdamKernels(),
+    ...fusedLossKernels(),
   };
 }
 

@@ -2,8 +2,10 @@
  * The `blas` backend: TensorFlow.js's cpu backend with matrix multiplies computed by the system BLAS,
  * and the hot elementwise, reduction, softmax and layout kernels as typed-array loops (see backend.ts;
  * `ATTNLAB_BLAS_KERNELS=matmul` keeps only the matmuls). The layout kernels (layout.ts) are Transpose,
- * PadV2, GatherV2, Slice, SplitV and Concat; the fused kernels (fused.ts) silu(a) · b, SimpleRMSNorm and
- * Softmax's gradient; kernel outputs come from a pool of recycled arrays (pool.ts).
+ * PadV2, GatherV2, Slice, SplitV and Concat; the fused kernels (fused.ts) silu(a) · b, SimpleRMSNorm,
+ * Softmax's gradient, the AdamW update of all variables and the gradients' squared norms (fused_adam.ts, the
+ * composite's bits) and softmax cross-entropy (fused_loss.ts, in double precision, rounded once); kernel outputs
+ * come from a pool of recycled arrays (pool.ts).
  *
  * @module
  */
@@ -11,5 +13,7 @@
 export { BLAS_BACKEND, blasOverrides, registerBlasBackend } from "./backend.ts";
 export { BLAS_KERNEL_SETS, type BlasKernelSet, blasKernelSet, fastKernels } from "./kernels.ts";
 export { registerFusedGradients, siluGate, srmsNorm } from "./fused.ts";
+export { adamwUpdate, sumsOfSquares } from "./fused_adam.ts";
+export { softmaxCrossEntropy } from "./fused_loss.ts";
 export { poolStats } from "./pool.ts";
 export { BLAS_INSTALL_HINT, blasCandidates, type BlasLibrary, openBlas, type Sgemm } from "./sgemm.ts";

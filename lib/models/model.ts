@@ -17,6 +17,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { checkOptionKeys, normalizeLastAxis, type QKV, variants } from "../attention/mod.ts";
 import { siluGate, srmsNorm } from "../blas/fused.ts";
+import { softmaxCrossEntropy } from "../blas/fused_loss.ts";
 import type { ClassBatch, LmBatch } from "../data/types.ts";
 import { seededNormal } from "../random.ts";
 import {
@@ -522,17 +523,19 @@ export class TransformerModel {
     const ids = tf.tensor2d(batch.inputs, [batch.batch, batch.length], "int32");
     const pad = batch.kind === "cls" ? batch.pad : undefined;
     const logits = this.#head(this.#forward(this.#checkIds(ids), { ...hooks, pad }), ids, pad);
+    // −log softmax(logits)[target] per row: one fused kernel each way on the blas backend (in double precision,
+    // rounded once), tfjs's logSoftmax composite elsewhere.
     if (batch.kind === "cls") {
-      const labels = tf.oneHot(tf.tensor1d(batch.labels, "int32"), this.config.numClasses!); // [b, C]
-      return tf.neg(tf.mean(tf.sum(tf.mul(labels, tf.logSoftmax(logits)), 1)));
+      const labels = tf.tensor1d(batch.labels, "int32"); // [b]
+      return tf.mean(softmaxCrossEntropy(logits as tf.Tensor2D, labels));
     }
     const V = this.config.vocabSize;
     const rows = batch.batch * batch.length;
-    const logp = tf.logSoftmax(tf.reshape(logits, [rows, V])); // [b*n, V]
-    const picked = tf.sum(tf.mul(tf.oneHot(tf.tensor1d(batch.targets, "int32"), V), logp), 1); // [b*n]
-    if (!batch.mask) return tf.neg(tf.mean(picked));
-    const mask = tf.tensor1d(batch.mask);
-    return tf.neg(tf.div(tf.sum(tf.mul(picked, mask)), tf.maximum(tf.sum(mask), 1)));
+    const targets = tf.tensor1d(batch.targets, "int32"); // [b*n]
+    if (!batch.mask) return tf.mean(softmaxCrossEntropy(tf.reshape(logits, [rows, V]), targets));
+    const mask = tf.tensor1d(batch.mask); // [b*n]
+    const weighted = softmaxCrossEntropy(tf.reshape(logits, [rows, V]), targets, { weights: mask }); // [b*n]
+    return tf.div(tf.sum(weighted), tf.maximum(tf.sum(mask), 1));
   }
 }
 

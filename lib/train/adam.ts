@@ -9,11 +9,15 @@
  *
  * with λ = weightDecay applied only to the variables `decay` selects (PyTorch's AdamW).
  *
+ * On the blas backend one fused kernel updates every variable and one computes every gradient's squared norm
+ * (lib/blas/fused_adam.ts), with the float32 values of the tf-op composites that run on other backends, bit for bit.
+ *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
 import { checkOptionKeys } from "../attention/types.ts";
+import { adamwUpdate, sumsOfSquares } from "../blas/fused_adam.ts";
 import { describeValue, resolveTrainOptions, type TrainOptionRule } from "./_options.ts";
 
 /** The learning-rate schedules after warmup. */
@@ -170,9 +174,8 @@ function scheduledRate(step: number, options: ScheduleOptions): number {
  * ```
  */
 export function squaredNorms(tensors: readonly tf.Tensor[]): tf.Tensor1D {
-  if (tensors.length === 0) return tf.zeros([0]) as tf.Tensor1D;
-  // [V]
-  return tf.tidy(() => tf.stack(tensors.map((t) => tf.sum(tf.square(tf.cast(t, "float32"))))) as tf.Tensor1D);
+  // One fused kernel on the blas backend; tf.sum(tf.square(t)) per tensor elsewhere, the same float32 values.
+  return sumsOfSquares(tensors); // [V]
 }
 
 /**
@@ -357,23 +360,24 @@ export function adam(variables: Readonly<Record<string, tf.Variable>>, options: 
       const clipped = o.clip !== null && gradNorm > o.clip;
       const scale = clipped ? o.clip! / gradNorm : 1;
       const t = step + 1;
-      const bias1 = 1 - o.beta1 ** t;
-      const bias2 = 1 - o.beta2 ** t;
+      const present = names.filter((name) => grads[name] != null);
       tf.tidy(() => {
-        for (const name of names) {
-          const g0 = grads[name];
-          if (g0 == null) continue;
-          const w = variables[name];
-          const g = scale === 1 ? g0 : tf.mul(g0, scale); // [...shape]
-          const m1 = tf.add(tf.mul(m[name], o.beta1), tf.mul(g, 1 - o.beta1));
-          const v1 = tf.add(tf.mul(v[name], o.beta2), tf.mul(tf.square(g), 1 - o.beta2));
+        // Every variable at once: one fused kernel on the blas backend, the same float32 ops elsewhere.
+        const slots = present.map((name) => ({
+          w: variables[name],
+          g: grads[name]!,
+          m: m[name],
+          v: v[name],
+          decay: decays.has(name),
+        }));
+        const { beta1, beta2, eps, weightDecay } = o;
+        const updated = adamwUpdate(slots, { lr, beta1, beta2, eps, t, scale, weightDecay });
+        present.forEach((name, i) => {
+          const [w1, m1, v1] = updated[i];
+          variables[name].assign(w1);
           m[name].assign(m1);
           v[name].assign(v1);
-          const update = tf.div(tf.div(m1, bias1), tf.add(tf.sqrt(tf.div(v1, bias2)), o.eps));
-          // Decoupled decay: shrink w by lr·λ before the Adam step, independent of the gradient scale.
-          const kept = decays.has(name) && o.weightDecay > 0 ? tf.mul(w, 1 - lr * o.weightDecay) : w;
-          w.assign(tf.sub(kept, tf.mul(update, lr)));
-        }
+        });
       });
       const info = { step, lr, gradNorm, clipped, scale };
       step = t;
