@@ -18,11 +18,18 @@
  * - fused kernels (lib/blas/fused.ts) for silu(a) · b, SimpleRMSNorm and Softmax's gradient,
  *   forward and backward, with the composites' roundings: lib/models calls the first two, and Softmax's
  *   gradient is registered over tfjs's to use the third on this backend.
+ * - oneDNN (Debian's `libdnnl2`, through FFI: lib/blas/dnnl.ts) in place of the loops of Softmax and its
+ *   gradient, the fused silu(a) · b and its gradient, Exp, Sigmoid, Tanh, Elu, EluGrad, Sqrt, Square, Abs, Relu,
+ *   Add, Sub, Multiply, RealDiv, Sum, Mean and Transpose, for calls large enough to gain
+ *   (lib/blas/dnnl_kernels.ts): JIT-vectorised (AVX2 here; one thread unless `OMP_NUM_THREADS` says more), within
+ *   a few float32 ulps of the cpu kernels rather than bit for bit (the arithmetic ops and Transpose: bit for bit).
+ *   Without the library the backend says so once and keeps the loops.
  *
  * Kernel outputs come from a pool of recycled arrays (lib/blas/pool.ts): the backend is MathBackendCPU
  * with the data of freed tensors handed back to the pool unless something outside may still hold it.
  *
- * `ATTNLAB_BLAS_KERNELS=matmul` leaves out the second and third groups, to measure what they gain.
+ * `ATTNLAB_BLAS_KERNELS` picks the kernel set, to measure what each group gains: `all` (the default) as above,
+ * `js` without oneDNN, `matmul` with the matmuls alone.
  *
  * @module
  */
@@ -31,6 +38,7 @@ import * as tf from "@tensorflow/tfjs";
 import { cpuKernel, f32 as values, type Kernel, type KernelArgs, type TensorInfo } from "./_util.ts";
 import { registerFusedGradients } from "./fused.ts";
 import { blasKernelSet, fastKernels } from "./kernels.ts";
+import { dnnl, type DnnlLibrary } from "./dnnl.ts";
 import { allocFloat32, allocFloat32Zeroed, PoolingBackend } from "./pool.ts";
 import { type BlasLibrary, openBlas, type Sgemm } from "./sgemm.ts";
 
@@ -171,12 +179,33 @@ function fusedMatMul(args: KernelArgs, sgemm: Sgemm): TensorInfo {
 }
 
 let registered: BlasLibrary | undefined;
+let registeredDnnl: DnnlLibrary | undefined;
 let overridden: string[] = [];
 
 /**
+ * The oneDNN library the registered `blas` backend's kernels call, or undefined: before
+ * {@linkcode registerBlasBackend}, under `ATTNLAB_BLAS_KERNELS=js` or `matmul`, or when `libdnnl.so.2` did not load.
+ *
+ * @example
+ * ```ts
+ * import { blasDnnl, registerBlasBackend } from "./backend.ts";
+ * try {
+ *   registerBlasBackend();
+ *   const lib = blasDnnl();
+ *   console.log(lib === undefined ? "JavaScript kernels only" : `oneDNN ${lib.version}`);
+ * } catch (err) {
+ *   console.log((err as Error).message); // no BLAS here
+ * }
+ * ```
+ */
+export function blasDnnl(): DnnlLibrary | undefined {
+  return registeredDnnl;
+}
+
+/**
  * The kernels the registered `blas` backend computes itself (sorted; empty before
- * {@linkcode registerBlasBackend}): the matmuls, plus the typed-array kernels unless
- * `ATTNLAB_BLAS_KERNELS=matmul`.
+ * {@linkcode registerBlasBackend}): the matmuls, plus the typed-array and oneDNN kernels unless
+ * `ATTNLAB_BLAS_KERNELS=matmul` (oneDNN's take the names of the loops they replace).
  *
  * @example
  * ```ts
@@ -196,7 +225,8 @@ export function blasOverrides(): string[] {
 /**
  * Loads the BLAS library and registers the `blas` backend (once). Throws, saying how to
  * install OpenBLAS, when no library loads. Select it with `initBackend({ backend: "blas" })`.
- * `ATTNLAB_BLAS_KERNELS` (read here, once) picks the kernel set.
+ * `ATTNLAB_BLAS_KERNELS` (read here, once) picks the kernel set; with "all", oneDNN is loaded here too (when it
+ * cannot be, one line on stderr says so and the backend keeps its JavaScript kernels).
  *
  * @example
  * ```ts
@@ -212,8 +242,10 @@ export function registerBlasBackend(): BlasLibrary {
   if (registered) return registered;
   const set = blasKernelSet();
   const blas = openBlas();
+  // oneDNN only for "all"; when it cannot load, dnnl() says so once and the loops stand.
+  const lib = set === "all" ? dnnl() : undefined;
   const own: Record<string, Kernel> = {
-    ...(set === "all" ? fastKernels() : {}),
+    ...(set === "matmul" ? {} : fastKernels({ dnnl: lib })),
     [tf.BatchMatMul]: (args) => batchMatMul(args, blas.sgemm),
     [tf._FusedMatMul]: (args) => fusedMatMul(args, blas.sgemm),
   };
@@ -225,8 +257,9 @@ export function registerBlasBackend(): BlasLibrary {
     tf.registerKernel({ kernelName, backendName: BLAS_BACKEND, kernelFunc: kernel as unknown as tf.KernelFunc });
   }
   // Softmax's gradient through the fused kernel where the current backend has it; tfjs's own everywhere else.
-  if (set === "all") registerFusedGradients();
+  if (set !== "matmul") registerFusedGradients();
   overridden = Object.keys(own).sort();
+  registeredDnnl = lib;
   registered = blas;
   return blas;
 }

@@ -14,6 +14,10 @@
  * one call, and the gradients' squared norms, the same bits as lib/train/adam.ts's composites) and of fused_loss.ts
  * (softmax cross-entropy and its gradient, in double precision rounded once: not the composite's bits).
  *
+ * "The same bits" holds for the JS kernels here (`ATTNLAB_BLAS_KERNELS=js`). With oneDNN (the default `all` when
+ * libdnnl2 is installed), lib/blas/dnnl_kernels.ts overrides `AttnlabSiluGate`, its gradient and Softmax's gradient on
+ * large inputs, relying on these kernels' inputs and outputs; those agree with the composite within a few float32 ulps.
+ *
  * On any other backend, under `ATTNLAB_BLAS_KERNELS=matmul` and for other dtypes the functions here run the composite
  * tf ops instead, which give the same values; while a higher-order gradient is being recorded, their gradients run
  * differentiable tf ops (the same values up to float rounding).

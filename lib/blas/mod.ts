@@ -1,7 +1,8 @@
 /**
  * The `blas` backend: TensorFlow.js's cpu backend with matrix multiplies computed by the system BLAS,
- * and the hot elementwise, reduction, softmax and layout kernels as typed-array loops (see backend.ts;
- * `ATTNLAB_BLAS_KERNELS=matmul` keeps only the matmuls). The layout kernels (layout.ts) are Transpose,
+ * and the hot elementwise, reduction, softmax and layout kernels as typed-array loops or, on large inputs, oneDNN's
+ * vectorised primitives through FFI when libdnnl2 is installed (dnnl.ts, dnnl_kernels.ts; see backend.ts;
+ * `ATTNLAB_BLAS_KERNELS=js` leaves oneDNN out, `matmul` keeps only the matmuls). The layout kernels (layout.ts) are Transpose,
  * PadV2, GatherV2, Slice, SplitV and Concat; the fused kernels (fused.ts) silu(a) · b, SimpleRMSNorm,
  * Softmax's gradient, the AdamW update of all variables and the gradients' squared norms (fused_adam.ts, the
  * composite's bits) and softmax cross-entropy (fused_loss.ts, in double precision, rounded once); kernel outputs
@@ -10,10 +11,11 @@
  * @module
  */
 
-export { BLAS_BACKEND, blasOverrides, registerBlasBackend } from "./backend.ts";
+export { BLAS_BACKEND, blasDnnl, blasOverrides, registerBlasBackend } from "./backend.ts";
 export { BLAS_KERNEL_SETS, type BlasKernelSet, blasKernelSet, fastKernels } from "./kernels.ts";
 export { registerFusedGradients, siluGate, srmsNorm } from "./fused.ts";
 export { adamwUpdate, sumsOfSquares } from "./fused_adam.ts";
 export { softmaxCrossEntropy } from "./fused_loss.ts";
+export { dnnl, DNNL_INSTALL_HINT, type DnnlLibrary, openDnnl } from "./dnnl.ts";
 export { poolStats } from "./pool.ts";
 export { BLAS_INSTALL_HINT, blasCandidates, type BlasLibrary, openBlas, type Sgemm } from "./sgemm.ts";

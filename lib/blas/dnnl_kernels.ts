@@ -1,0 +1,501 @@
+/**
+ * Kernels of the `blas` backend computed by oneDNN (lib/blas/dnnl.ts) where it beats the typed-array loops: each
+ * dispatches by size, running oneDNN from {@linkcode DNNL_MIN_ELEMENTS} output elements up and the JavaScript kernel
+ * it replaces below that (where the cost of a call into oneDNN, 1–5 µs, exceeds the loop), for other dtypes, and
+ * for layouts oneDNN has no optimised implementation of.
+ *
+ * - Softmax over the last axis (oneDNN's softmax), and Softmax's gradient (the fused kernel `AttnlabSoftmaxGrad` of
+ *   fused.ts; oneDNN 2.6 has no vectorised softmax backward for AVX2, so: dy · y (binary), its row sums s (a
+ *   matrix–vector product with ones, `dnnl_sgemm`), and (dy − s) · y (a binary op with a binary post-op));
+ * - Exp, Sigmoid, Tanh, Elu and its gradient EluGrad, Sqrt, Square, Abs, Relu (oneDNN eltwise);
+ * - Add, Sub, Multiply, RealDiv with broadcasting where oneDNN can: one operand of the output's shape and the other
+ *   broadcast from it (swapped for Add and Multiply when the first is the broadcast one);
+ * - Transpose (a oneDNN reorder);
+ * - the fused silu(a) · b of fused.ts and its gradient (`AttnlabSiluGate`, `AttnlabSiluGateGrad`: sigmoid, then a
+ *   binary product with a post-op product; the gradient with oneDNN's swish gradient);
+ * - Sum and Mean over trailing axes (row sums) or leading axes (column sums, as in a bias's gradient), as
+ *   matrix–vector products with a vector of ones (`dnnl_sgemm`: oneDNN's reduction primitive is slower than the
+ *   JavaScript loop on rows of 64 to 171).
+ *
+ * **Not the same bits as the JavaScript kernels.** oneDNN computes in float32 with its own polynomial exp, tanh and
+ * logistic and float32 sums in its own order, where the cpu kernels compute each element in doubles and round once.
+ * Results agree within a few float32 units in the last place (tests/dnnl_test.ts states the tolerances; the
+ * arithmetic ops, Sqrt, Square, Abs, Relu and Transpose are exact), and in special values: where oneDNN's vector code
+ * differs from IEEE arithmetic on NaN or Infinity (its exp maps NaN to Infinity, its relu maps NaN to 0, its softmax
+ * gives a row holding NaN or +Infinity 0 and NaN where the cpu kernel gives NaN throughout), the kernel first sums
+ * its input with oneDNN's reduction (a NaN or infinite sum reveals such input; about 0.15 ns an element) and hands
+ * those calls to the JavaScript kernel. Log, Maximum, Minimum and the Max/Min reductions are left to JavaScript:
+ * oneDNN's log is up to 2 · 10⁻⁶ off near 1, and its max and min drop NaN operands.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { cpuKernel, f32, type FastPath, type Kernel, type KernelArgs, reductionLayout, sizeOf } from "./_util.ts";
+import type { DnnlBinary, DnnlEltwise, DnnlLibrary } from "./dnnl.ts";
+import { SILU_GATE, SILU_GATE_GRAD, SOFTMAX_GRAD } from "./fused.ts";
+import { allocFloat32 } from "./pool.ts";
+
+/**
+ * The size, in elements (of the largest operand), from which each kernel calls oneDNN; smaller calls run the
+ * JavaScript kernel. Measured on the 2-core AVX2 machine with oneDNN on one thread (scratch benchmark: the kernels
+ * called in turn on the same inputs, the fastest of 7 rounds each): between the last power of 4 where the loop won
+ * and the first where oneDNN did, e.g. Exp 0.8× at 256 elements and 2.0× at 1024, Add 1.0× at 1024 and 2.2× at 4096.
+ */
+export const DNNL_MIN_ELEMENTS: Readonly<Record<string, number>> = Object.freeze({
+  [tf.Softmax]: 256,
+  [SOFTMAX_GRAD]: 8192,
+  [tf.Exp]: 512,
+  [tf.Sigmoid]: 256,
+  [tf.Tanh]: 256,
+  [tf.Elu]: 256,
+  [tf.EluGrad]: 2048,
+  [tf.Sqrt]: 1024,
+  [tf.Square]: 2048,
+  [tf.Abs]: 2048,
+  [tf.Relu]: 4096,
+  [tf.Add]: 2048,
+  [tf.Sub]: 2048,
+  [tf.Multiply]: 2048,
+  [tf.RealDiv]: 2048,
+  [tf.Sum]: 8192,
+  [tf.Mean]: 8192,
+  [tf.Transpose]: 4096,
+  [SILU_GATE]: 1024,
+  [SILU_GATE_GRAD]: 4096,
+});
+
+// Softmax and its gradient run in blocks of whole rows of about this many elements (512 KiB of float32), so that
+// each block's second and third passes (after the guard's sum, after dy · y) find it in the cache: measured on
+// [8192, 128] with cold caches, 1.6–1.9 ms blocked against 2.2 ms in one piece (the loops: 2.2–2.5 ms).
+const BLOCK_ELEMENTS = 131072;
+
+/** [start, end) element ranges of blocks of whole rows of length n. */
+function rowBlocks(rows: number, n: number): [number, number][] {
+  const per = Math.max(1, Math.floor(BLOCK_ELEMENTS / n));
+  const blocks: [number, number][] = [];
+  for (let r = 0; r < rows; r += per) blocks.push([r * n, Math.min(rows, r + per) * n]);
+  return blocks;
+}
+
+/** How an eltwise kernel maps to oneDNN: the algorithm, α, and whether NaN input must go to JavaScript. */
+interface EltwiseSpec {
+  op: DnnlEltwise;
+  alpha?: number;
+  /** "nan": a NaN input element gives the wrong result in oneDNN; "finite": any non-finite one does. */
+  guard?: "nan" | "finite";
+}
+
+const ELTWISE: Record<string, EltwiseSpec> = {
+  // exp(NaN) is +Infinity in oneDNN's vector exp.
+  [tf.Exp]: { op: "exp", guard: "nan" },
+  [tf.Sigmoid]: { op: "logistic" },
+  [tf.Tanh]: { op: "tanh" },
+  [tf.Elu]: { op: "elu", alpha: 1 },
+  [tf.Sqrt]: { op: "sqrt" },
+  [tf.Square]: { op: "square" },
+  [tf.Abs]: { op: "abs" },
+  // relu(NaN) is 0 in oneDNN (a vector max with 0).
+  [tf.Relu]: { op: "relu", guard: "nan" },
+};
+
+const BINARY: Record<string, { op: DnnlBinary; commutes: boolean }> = {
+  [tf.Add]: { op: "add", commutes: true },
+  [tf.Sub]: { op: "sub", commutes: false },
+  [tf.Multiply]: { op: "mul", commutes: true },
+  [tf.RealDiv]: { op: "div", commutes: false },
+};
+
+const REDUCTION: Record<string, "sum" | "mean"> = { [tf.Sum]: "sum", [tf.Mean]: "mean" };
+
+/**
+ * The oneDNN form of a broadcast binary op: `full` is the operand with the output's shape, `other` the broadcast one,
+ * both with their dims merged where they broadcast alike; undefined when neither operand has the output's shape, or
+ * only b has it and the op does not commute.
+ *
+ * @example
+ * ```ts
+ * import { dnnlBroadcast } from "./dnnl_kernels.ts";
+ * console.log(JSON.stringify(dnnlBroadcast([16, 4, 128, 128], [16, 1, 1, 128], { commutes: false })));
+ * // {"swap":false,"outShape":[16,4,128,128],"fullDims":[16,512,128],"otherDims":[16,1,128]}
+ * ```
+ */
+export function dnnlBroadcast(
+  aShape: readonly number[],
+  bShape: readonly number[],
+  options: { commutes: boolean },
+): { swap: boolean; outShape: number[]; fullDims: number[]; otherDims: number[] } | undefined {
+  if (options === null || typeof options !== "object" || typeof options.commutes !== "boolean") {
+    throw new TypeError("dnnlBroadcast: options must be { commutes: boolean } (whether a ∘ b = b ∘ a)");
+  }
+  const { commutes } = options;
+  const outShape = tf.backend_util.assertAndGetBroadcastShape([...aShape], [...bShape]);
+  const rank = outShape.length;
+  const pad = (shape: readonly number[]) => [...new Array(rank - shape.length).fill(1), ...shape];
+  const a = pad(aShape);
+  const b = pad(bShape);
+  const aFull = a.every((d, i) => d === outShape[i]);
+  const swap = !aFull;
+  if (swap && !(commutes && b.every((d, i) => d === outShape[i]))) return undefined;
+  const other = swap ? a : b;
+  const fullDims: number[] = [];
+  const otherDims: number[] = [];
+  let last: boolean | undefined;
+  for (let i = 0; i < rank; i++) {
+    const d = outShape[i];
+    if (d === 1) continue;
+    const broadcast = other[i] === 1;
+    if (broadcast === last) {
+      fullDims[fullDims.length - 1] *= d;
+      if (!broadcast) otherDims[otherDims.length - 1] *= d;
+    } else {
+      fullDims.push(d);
+      otherDims.push(broadcast ? 1 : d);
+      last = broadcast;
+    }
+  }
+  if (fullDims.length === 0) {
+    fullDims.push(1);
+    otherDims.push(1);
+  }
+  return { swap, outShape, fullDims, otherDims };
+}
+
+/**
+ * The oneDNN-backed kernels, by kernel name, each falling back to the kernel of that name in `js` (the blas
+ * backend's JavaScript kernels; the cpu kernel where `js` has none) below its size threshold
+ * ({@linkcode DNNL_MIN_ELEMENTS}, or `options.minElements` by kernel name) and wherever oneDNN declines.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { dnnl } from "./dnnl.ts";
+ * import { dnnlKernels } from "./dnnl_kernels.ts";
+ * import { reductionKernels } from "./reduce.ts";
+ * const lib = dnnl();
+ * console.log(lib === undefined || tf.Softmax in dnnlKernels(lib, reductionKernels())); // true
+ * ```
+ */
+export function dnnlKernels(
+  lib: DnnlLibrary,
+  js: Record<string, Kernel>,
+  options: { minElements?: Readonly<Record<string, number>> } = {},
+): Record<string, Kernel> {
+  if (lib === null || typeof lib !== "object" || typeof lib.softmax !== "function") {
+    throw new TypeError("dnnlKernels: lib must be a DnnlLibrary (from openDnnl() or dnnl())");
+  }
+  if (js === null || typeof js !== "object") {
+    throw new TypeError("dnnlKernels: js must be an object of kernels by name");
+  }
+  if (options === null || typeof options !== "object") {
+    throw new TypeError("dnnlKernels: options must be { minElements? }");
+  }
+  const thresholds = { ...DNNL_MIN_ELEMENTS, ...options.minElements };
+  for (const [name, value] of Object.entries(thresholds)) {
+    if (!Number.isInteger(value) || value < 0) {
+      throw new RangeError(`dnnlKernels: options.minElements.${name} must be an integer >= 0, got ${value}`);
+    }
+  }
+  let ones = new Float32Array(32).fill(1);
+  /** A vector of at least n ones, kept between calls. */
+  const onesOf = (n: number): Float32Array => {
+    if (ones.length < n) ones = new Float32Array(2 ** Math.ceil(Math.log2(n))).fill(1);
+    return ones;
+  };
+  /** Σ x over rows [rows, n] into out [rows] (times alpha): a matrix–vector product with ones. */
+  const rowSums = (x: Float32Array, out: Float32Array, dims: { rows: number; n: number; alpha?: number }) =>
+    lib.sgemm({
+      transA: false,
+      transB: false,
+      m: dims.rows,
+      n: 1,
+      k: dims.n,
+      a: x,
+      lda: dims.n,
+      b: onesOf(dims.n),
+      ldb: 1,
+      c: out,
+      ldc: 1,
+      alpha: dims.alpha,
+    });
+  const probe = new Float32Array(1);
+  // Softmax's gradient's row sums, kept between calls (grown to a power of two as needed).
+  let sums = new Float32Array(32);
+  /** Whether x has no NaN ("nan") or no NaN and no infinity ("finite"), as far as its sum tells. */
+  const passes = (x: Float32Array, guard: "nan" | "finite"): boolean => {
+    // oneDNN's reduction, not a one-row matrix–vector product: dnnl_sgemm takes a scalar path for a single row.
+    if (!lib.reduction("sum", { x, xDims: [x.length], out: probe, outDims: [1] })) return false;
+    const s = probe[0];
+    return guard === "nan" ? s === s : Number.isFinite(s);
+  };
+  const kernel = (name: string, fast: FastPath): Kernel => {
+    const fallback = js[name] ?? (tf.getKernel(name, "cpu") ? cpuKernel(name) : undefined);
+    const slow: Kernel = (args) => {
+      if (!fallback) throw new Error(`blas backend: ${name} needs its JavaScript kernel for this call; none was given`);
+      return fallback(args);
+    };
+    return (args) => {
+      // A float32 tensor cast from bool or int32 keeps its Uint8Array or Int32Array (tfjs's Cast shares the data):
+      // oneDNN would read those bytes as floats, so such calls go to the loops, which read any typed array.
+      for (const input of Object.values(args.inputs)) {
+        if (input && !(args.backend.data.get(input.dataId)?.values instanceof Float32Array)) return slow(args);
+      }
+      return fast(args) ?? slow(args);
+    };
+  };
+  const kernels: Record<string, Kernel> = {};
+
+  for (const [name, spec] of Object.entries(ELTWISE)) {
+    const min = thresholds[name];
+    kernels[name] = kernel(name, ({ inputs, backend }) => {
+      const x = inputs.x!;
+      if (x.dtype !== "float32" || sizeOf(x.shape) < min) return undefined;
+      const xv = f32(backend, x);
+      if (spec.guard && !passes(xv, spec.guard)) return undefined;
+      const out = allocFloat32(xv.length);
+      if (!lib.eltwise(spec.op, { x: xv, out, alpha: spec.alpha })) return undefined;
+      return backend.makeTensorInfo(x.shape, "float32", out);
+    });
+  }
+
+  kernels[tf.EluGrad] = kernel(tf.EluGrad, ({ inputs, backend }) => {
+    const dy = inputs.dy!;
+    const y = inputs.y!;
+    const size = sizeOf(y.shape);
+    if (dy.dtype !== "float32" || y.dtype !== "float32" || size < thresholds[tf.EluGrad]) return undefined;
+    if (sizeOf(dy.shape) !== size) return undefined;
+    const dx = allocFloat32(size);
+    // tfjs: dy where y >= 0, else dy · (y + 1); oneDNN's elu gradient from its output with α = 1 is the same.
+    if (!lib.eltwiseBackward("elu_use_dst_for_bwd", { dy: f32(backend, dy), data: f32(backend, y), dx, alpha: 1 })) {
+      return undefined;
+    }
+    return backend.makeTensorInfo(y.shape, "float32", dx);
+  });
+
+  for (const [name, { op, commutes }] of Object.entries(BINARY)) {
+    const min = thresholds[name];
+    kernels[name] = kernel(name, ({ inputs, backend }) => {
+      const a = inputs.a!;
+      const b = inputs.b!;
+      if (a.dtype !== "float32" || b.dtype !== "float32") return undefined;
+      if (Math.max(sizeOf(a.shape), sizeOf(b.shape)) < min) return undefined;
+      const plan = dnnlBroadcast(a.shape, b.shape, { commutes });
+      if (!plan || plan.fullDims.length > 12) return undefined;
+      const [full, other] = plan.swap ? [b, a] : [a, b];
+      const out = allocFloat32(sizeOf(plan.outShape));
+      const done = lib.binary(op, {
+        a: f32(backend, full),
+        aDims: plan.fullDims,
+        b: f32(backend, other),
+        bDims: plan.otherDims,
+        out,
+      });
+      return done ? backend.makeTensorInfo(plan.outShape, "float32", out) : undefined;
+    });
+  }
+
+  for (const [name, kind] of Object.entries(REDUCTION)) {
+    const min = thresholds[name];
+    kernels[name] = kernel(name, ({ inputs, backend, attrs }) => {
+      const x = inputs.x!;
+      const size = sizeOf(x.shape);
+      if (x.dtype !== "float32" || size < min) return undefined;
+      const axes = tf.util.parseAxisParam(attrs?.axis as number | number[], x.shape);
+      const layout = reductionLayout(x.shape, axes);
+      // Rows summed side by side (inner = 1), or columns of one block (outer = 1): one matrix–vector product.
+      if (!layout || layout.reduce === 1 || (layout.inner !== 1 && layout.outer !== 1)) return undefined;
+      const { outer, reduce, inner } = layout;
+      const out = allocFloat32(outer * inner);
+      const xv = f32(backend, x);
+      const alpha = kind === "mean" ? 1 / reduce : 1;
+      if (inner === 1 && outer < 4) {
+        // A few long rows: oneDNN's reduction (dnnl_sgemm is slow with one row, the reduction fast on long ones).
+        if (!lib.reduction(kind, { x: xv, xDims: [outer, reduce], out, outDims: [outer, 1] })) return undefined;
+      } else if (inner === 1) {
+        rowSums(xv, out, { rows: outer, n: reduce, alpha });
+      } else {
+        const b = onesOf(reduce);
+        lib.sgemm({
+          transA: true,
+          transB: false,
+          m: inner,
+          n: 1,
+          k: reduce,
+          a: xv,
+          lda: inner,
+          b,
+          ldb: 1,
+          c: out,
+          ldc: 1,
+          alpha,
+        });
+      }
+      const [outShape] = tf.backend_util.computeOutAndReduceShapes(x.shape, axes);
+      const shape = attrs?.keepDims ? tf.backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
+      return backend.makeTensorInfo(shape, "float32", out);
+    });
+  }
+
+  kernels[tf.Softmax] = kernel(tf.Softmax, ({ inputs, backend, attrs }) => {
+    const logits = inputs.logits!;
+    const rank = logits.shape.length;
+    const dim = attrs?.dim as number;
+    const size = sizeOf(logits.shape);
+    if (logits.dtype !== "float32" || rank === 0 || (dim !== -1 && dim !== rank - 1)) return undefined;
+    if (size < thresholds[tf.Softmax]) return undefined;
+    const n = logits.shape[rank - 1];
+    const x = f32(backend, logits);
+    const out = allocFloat32(size);
+    for (const [start, end] of rowBlocks(size / n, n)) {
+      const xs = x.subarray(start, end);
+      // A row holding NaN or +Infinity comes out of oneDNN as 0 and NaN, not NaN throughout as in the cpu kernel.
+      if (!passes(xs, "finite")) return undefined;
+      if (!lib.softmax({ x: xs, out: out.subarray(start, end) }, { rows: (end - start) / n, n })) return undefined;
+    }
+    return backend.makeTensorInfo(logits.shape, "float32", out);
+  });
+
+  kernels[SOFTMAX_GRAD] = kernel(SOFTMAX_GRAD, ({ inputs, backend }) => {
+    const y = inputs.y!;
+    const dy = inputs.dy!;
+    const size = sizeOf(y.shape);
+    if (y.dtype !== "float32" || dy.dtype !== "float32" || size < thresholds[SOFTMAX_GRAD]) return undefined;
+    if (!tf.util.arraysEqual(y.shape, dy.shape)) return undefined;
+    const n = y.shape[y.shape.length - 1];
+    const yAll = f32(backend, y);
+    const dyAll = f32(backend, dy);
+    const dxAll = allocFloat32(size);
+    for (const [start, end] of rowBlocks(size / n, n)) {
+      const rows = (end - start) / n;
+      const [yv, dyv, dx] = [yAll, dyAll, dxAll].map((v) => v.subarray(start, end));
+      if (sums.length < rows) sums = new Float32Array(2 ** Math.ceil(Math.log2(rows)));
+      const s = sums.subarray(0, rows);
+      const dims = [rows, n];
+      // dx = (dy − s) · y with s = Σ dy · y over each row: dy · y first written into dx, its row sums by a
+      // matrix–vector product, then one binary op with a binary post-op.
+      if (!lib.binary("mul", { a: dyv, aDims: dims, b: yv, bDims: dims, out: dx })) return undefined;
+      rowSums(dx, s, { rows, n });
+      const then = { op: "mul" as const, c: yv, cDims: dims };
+      if (!lib.binary("sub", { a: dyv, aDims: dims, b: s, bDims: [rows, 1], out: dx, then })) return undefined;
+    }
+    return backend.makeTensorInfo(y.shape, "float32", dxAll);
+  });
+
+  kernels[tf.Transpose] = kernel(tf.Transpose, ({ inputs, backend, attrs }) => {
+    const x = inputs.x!;
+    const size = sizeOf(x.shape);
+    if (x.dtype !== "float32" || size < thresholds[tf.Transpose]) return undefined;
+    const c = collapsedPermutation(x.shape, attrs?.perm as number[]);
+    // Nothing moves (a copy) or more dims than oneDNN takes: the loops.
+    if (c.shape.length < 2 || c.shape.length > 12) return undefined;
+    const out = allocFloat32(size);
+    if (!lib.transpose({ x: f32(backend, x), out }, c)) return undefined;
+    const perm = attrs?.perm as number[];
+    return backend.makeTensorInfo(perm.map((axis) => x.shape[axis]), "float32", out);
+  });
+
+  kernels[SILU_GATE] = kernel(
+    SILU_GATE,
+    (({ inputs, backend }: KernelArgs) => {
+      const a = inputs.a!;
+      const b = inputs.b!;
+      const n = sizeOf(a.shape);
+      if (a.dtype !== "float32" || b.dtype !== "float32" || n < thresholds[SILU_GATE] || sizeOf(b.shape) !== n) {
+        return undefined;
+      }
+      const av = f32(backend, a);
+      const s = allocFloat32(n);
+      const out = allocFloat32(n);
+      // s = sigmoid(a); out = (a · s) · b, one binary op with a binary post-op.
+      const done = lib.eltwise("logistic", { x: av, out: s }) &&
+        lib.binary("mul", {
+          a: av,
+          aDims: [n],
+          b: s,
+          bDims: [n],
+          out,
+          then: { op: "mul", c: f32(backend, b), cDims: [n] },
+        });
+      if (!done) return undefined;
+      return [backend.makeTensorInfo(a.shape, "float32", out), backend.makeTensorInfo(a.shape, "float32", s)];
+    }) as unknown as FastPath,
+  );
+
+  kernels[SILU_GATE_GRAD] = kernel(
+    SILU_GATE_GRAD,
+    (({ inputs, backend }: KernelArgs) => {
+      const { dy, a, b, s } = inputs;
+      const n = sizeOf(a!.shape);
+      if (
+        [dy, a, b, s].some((t) => t!.dtype !== "float32" || sizeOf(t!.shape) !== n) || n < thresholds[SILU_GATE_GRAD]
+      ) {
+        return undefined;
+      }
+      const av = f32(backend, a!);
+      const dyv = f32(backend, dy!);
+      const da = allocFloat32(n);
+      const db = allocFloat32(n);
+      const dims = [n];
+      // da = (dy · b) · silu′(a), silu′(a) = s + a · s · (1 − s) (oneDNN's swish gradient with α = 1, in place);
+      // db = (a · s) · dy.
+      const done = lib.binary("mul", { a: dyv, aDims: dims, b: f32(backend, b!), bDims: dims, out: da }) &&
+        lib.eltwiseBackward("swish", { dy: da, data: av, dx: da, alpha: 1 }) &&
+        lib.binary("mul", {
+          a: av,
+          aDims: dims,
+          b: f32(backend, s!),
+          bDims: dims,
+          out: db,
+          then: { op: "mul", c: dyv, cDims: dims },
+        });
+      if (!done) return undefined;
+      return [backend.makeTensorInfo(a!.shape, "float32", da), backend.makeTensorInfo(a!.shape, "float32", db)];
+    }) as unknown as FastPath,
+  );
+
+  return kernels;
+}
+
+/**
+ * A transpose with size-1 axes dropped and runs of input axes that stay together in order merged: the smallest
+ * shape and permutation that move the same data.
+ *
+ * @example
+ * ```ts
+ * import { collapsedPermutation } from "./dnnl_kernels.ts";
+ * console.log(JSON.stringify(collapsedPermutation([16, 128, 4, 16], [0, 2, 1, 3])));
+ * // {"shape":[16,128,4,16],"perm":[0,2,1,3]}
+ * console.log(JSON.stringify(collapsedPermutation([2, 1, 3, 4, 5], [0, 3, 4, 1, 2])));
+ * // {"shape":[2,3,20],"perm":[0,2,1]}
+ * console.log(JSON.stringify(collapsedPermutation([2, 1, 3], [1, 0, 2])));
+ * // {"shape":[6],"perm":[0]}
+ * ```
+ */
+export function collapsedPermutation(
+  shape: readonly number[],
+  perm: readonly number[],
+): { shape: number[]; perm: number[] } {
+  if (!Array.isArray(perm) || perm.length !== shape.length) {
+    throw new RangeError(`collapsedPermutation: perm must list each of the ${shape.length} axes once, got [${perm}]`);
+  }
+  // Size-1 axes hold no elements: drop them, and number the rest in input order.
+  const inputAxes = shape.map((_, axis) => axis).filter((axis) => shape[axis] !== 1);
+  const sizes = inputAxes.map((axis) => shape[axis]);
+  const kept = perm.filter((axis) => shape[axis] !== 1).map((axis) => inputAxes.indexOf(axis));
+  // Runs of output axes whose input axes are consecutive: each run is one input block.
+  const runs: number[][] = [];
+  for (const axis of kept) {
+    const last = runs.at(-1);
+    if (last && axis === last[last.length - 1] + 1) last.push(axis);
+    else runs.push([axis]);
+  }
+  // Input order of the blocks: by their first axis.
+  const byInput = [...runs].sort((p, q) => p[0] - q[0]);
+  return {
+    shape: byInput.map((run) => run.reduce((size, axis) => size * sizes[axis], 1)),
+    perm: runs.map((run) => byInput.indexOf(run)),
+  };
+}
+
+/** The kernel names {@linkcode dnnlKernels} covers. */
+export const DNNL_KERNEL_NAMES: readonly string[] = Object.freeze(Object.keys(DNNL_MIN_ELEMENTS));
