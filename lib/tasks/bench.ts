@@ -1,10 +1,13 @@
 /**
  * `deno task bench`: forward and forward + backward time of every attention variant on every loadable backend
  * (and in PyTorch when installed) at n = 256 … 65536, printed as a table and saved atomically as figures/bench.csv.
+ * `--train`: a whole training step of each config and preset against its PyTorch twin (figures/bench_train.csv);
+ * `--profile`: where one training step's time goes, kernel by kernel.
  *
  * @module
  */
 
+import * as tf from "@tensorflow/tfjs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { type BackendName, BACKENDS, initBackend, loadableBackends } from "../backend.ts";
@@ -13,10 +16,46 @@ import { writeFileAtomic } from "../figures/atomic.ts";
 import { toCsv } from "../figures/csv.ts";
 import { type BenchConfig, defaultBenchConfig, formatBenchTable, runBench } from "../bench/run.ts";
 import { FLOP_VARIANTS } from "../bench/flops.ts";
+import { formatProfile, profileStep } from "../bench/profile.ts";
+import {
+  formatTrainBenchTable,
+  runTrainBench,
+  TRAIN_BENCH_CONFIG_NAMES,
+  TRAIN_BENCH_CONFIGS,
+  type TrainBenchConfigName,
+  trainBenchModel,
+} from "../bench/train_bench.ts";
+import { type PresetName, PRESETS } from "../models/config.ts";
 import { formatHelp, parseFlags, parseSeconds, runMain } from "./cli.ts";
 
 const FLAGS = {
-  quick: { type: "boolean", description: "n = 128, 256, one timed run, cpu up to 256 (for tests and CI)" },
+  quick: {
+    type: "boolean",
+    description:
+      "n = 128, 256, one timed run, cpu up to 256 (for tests and CI); with --train or --profile: the small " +
+      "config, vanilla and transnormer-t2, 2 rounds of 1 step",
+  },
+  train: {
+    type: "boolean",
+    description: "time a whole training step per config and preset against its PyTorch twin (figures/bench_train.csv)",
+  },
+  profile: { type: "boolean", description: "print where one training step's time goes, kernel by kernel" },
+  config: {
+    type: "string",
+    value: "LIST",
+    description: `with --train or --profile: from ${TRAIN_BENCH_CONFIG_NAMES.join(", ")} (default both)`,
+  },
+  preset: {
+    type: "string",
+    value: "LIST",
+    description: `with --train or --profile: from ${PRESETS.join(", ")} (default all)`,
+  },
+  rounds: { type: "string", value: "N", description: "with --train: interleaved rounds (default 5; quick 2)" },
+  steps: {
+    type: "string",
+    value: "N",
+    description: "with --train: timed steps per side per round (default small 4, medium 1; quick 1)",
+  },
   backends: {
     type: "string",
     value: "LIST",
@@ -25,7 +64,11 @@ const FLAGS = {
   variants: { type: "string", value: "LIST", description: `comma-separated, from ${FLOP_VARIANTS.join(", ")}` },
   "max-n": { type: "string", value: "N", description: "longest sequence length (default 65536; quick 256)" },
   repeats: { type: "string", value: "N", description: "timed runs per configuration at most (default 3; quick 1)" },
-  out: { type: "string", value: "PATH", description: "CSV path (default figures/bench.csv)" },
+  out: {
+    type: "string",
+    value: "PATH",
+    description: "CSV path (default figures/bench.csv; --train: figures/bench_train.csv; --profile: none)",
+  },
   bidirectional: { type: "boolean", description: "also measure the bidirectional (non-causal) setting" },
   "no-torch": { type: "boolean", description: "skip PyTorch even when it is installed" },
   "max-run-s": {
@@ -55,7 +98,28 @@ blocks (in PyTorch too) or are skipped; a backend and variant stop growing n onc
 the cpu backend stops at --cpu-max-n; nothing new starts after --budget-s. Every skip is a row that says why.
 Columns: median ms, GFLOP/s from the matmul FLOP count (lib/bench/flops.ts), share of the sgemm peak measured
 in the same run, speed-up over the cpu backend (empty past --cpu-max-n) and over PyTorch (when installed),
-peak MB from tf.profile.`;
+peak MB from tf.profile.
+
+--train times a whole training update (forward, backward, AdamW with clipping) of the model with each preset,
+in two configs (small: 4 layers, d 64, 4 heads, 16 × 128 bytes, the notebooks' shared LMs; medium: 6 layers,
+d 256, 4 heads, 8 × 512), against the same update of its PyTorch twin (lib/bench/torch_twin.ts) in interleaved
+rounds: ms/step, tokens/s, GFLOP/s, share of the sgemm peak, peak MB, and the ratio attnlab / PyTorch with its
+95% interval over rounds. PyTorch on the reference BLAS is not timed (the ratio would flatter attnlab).
+--profile prints one training step's kernels per config and preset: calls, ms, share of the step, new MB, and
+the time spent outside kernels.`;
+
+const ATTENTION_FLAGS = [
+  "backends",
+  "variants",
+  "max-n",
+  "repeats",
+  "bidirectional",
+  "max-run-s",
+  "budget-s",
+  "memory-gb",
+  "cpu-max-n",
+] as const;
+const TRAIN_FLAGS = ["config", "preset", "rounds", "steps"] as const;
 
 function positiveInteger(value: string, flag: string): number {
   const n = Number(value);
@@ -86,6 +150,12 @@ function parseList<T extends string>(value: string, flag: string, valid: readonl
  */
 export function configFromFlags(args: readonly string[], loadable: readonly BackendName[]): BenchConfig {
   const { values } = parseFlags(args, FLAGS, { command: "bench" });
+  for (const flag of TRAIN_FLAGS) {
+    if (values[flag] !== undefined) throw new Error(`--${flag} needs --train or --profile`);
+  }
+  if (values.train === true || values.profile === true) {
+    throw new Error("configFromFlags reads the attention bench's flags; use trainFlags for --train and --profile");
+  }
   const quick = values.quick === true;
   let backends = [...loadable];
   if (typeof values.backends === "string") {
@@ -121,6 +191,174 @@ export function configFromFlags(args: readonly string[], loadable: readonly Back
   return config;
 }
 
+/** What `--train` or `--profile` runs, from {@linkcode trainFlags}. */
+export interface TrainFlags {
+  mode: "train" | "profile";
+  configs: TrainBenchConfigName[];
+  presets: PresetName[];
+  /** --train only: interleaved rounds, timed steps per side per round (undefined: each config's own), warm-up steps. */
+  rounds: number;
+  steps: number | undefined;
+  warmup: number;
+  /** --train only: whether to time PyTorch (--no-torch: false). */
+  torch: boolean;
+  quick: boolean;
+  /** The CSV to write (--train default figures/bench_train.csv), or null (--profile without --out). */
+  out: string | null;
+}
+
+/**
+ * The run `--train` or `--profile` asks for, from command-line flags. The attention bench's own flags are an error
+ * here, as are --rounds and --steps with --profile.
+ *
+ * @example
+ * ```ts
+ * import { trainFlags } from "./bench.ts";
+ * const flags = trainFlags(["--train", "--quick", "--no-torch"]);
+ * console.log(flags.mode, flags.configs, flags.presets, flags.rounds, flags.torch); // train [ "small" ] [ "vanilla", "transnormer-t2" ] 2 false
+ * ```
+ */
+export function trainFlags(args: readonly string[]): TrainFlags {
+  const { values } = parseFlags(args, FLAGS, { command: "bench" });
+  const train = values.train === true, profile = values.profile === true;
+  if (train && profile) throw new Error("--train and --profile are separate runs; give one of them");
+  if (!train && !profile) throw new Error("trainFlags: give --train or --profile");
+  const mode = train ? "train" : "profile";
+  for (const flag of ATTENTION_FLAGS) {
+    if (values[flag] !== undefined) {
+      throw new Error(
+        `--${flag} belongs to the attention bench, not --${mode}; valid with --${mode}: ${
+          ["quick", "config", "preset", ...(train ? ["rounds", "steps", "no-torch"] : []), "out"].map((f) => `--${f}`)
+            .join(", ")
+        }`,
+      );
+    }
+  }
+  if (profile) {
+    for (const flag of ["rounds", "steps", "no-torch"] as const) {
+      if (values[flag] !== undefined) {
+        const why = flag === "no-torch" ? "it runs no PyTorch" : "it times one step, in no rounds";
+        throw new Error(`--${flag} applies to --train, not --profile (${why})`);
+      }
+    }
+  }
+  const quick = values.quick === true;
+  const configs = typeof values.config === "string"
+    ? parseList(values.config, "config", TRAIN_BENCH_CONFIG_NAMES)
+    : quick
+    ? ["small" as const]
+    : [...TRAIN_BENCH_CONFIG_NAMES];
+  const presets = typeof values.preset === "string"
+    ? parseList(values.preset, "preset", PRESETS)
+    : quick
+    ? ["vanilla" as const, "transnormer-t2" as const]
+    : [...PRESETS];
+  const rounds = typeof values.rounds === "string" ? positiveInteger(values.rounds, "rounds") : quick ? 2 : 5;
+  const steps = typeof values.steps === "string" ? positiveInteger(values.steps, "steps") : quick ? 1 : undefined;
+  const out = typeof values.out === "string"
+    ? resolve(values.out)
+    : train
+    ? join(figuresDir(), "bench_train.csv")
+    : null;
+  return {
+    mode,
+    configs,
+    presets,
+    rounds,
+    steps,
+    warmup: quick ? 0 : 1,
+    torch: values["no-torch"] !== true,
+    quick,
+    out,
+  };
+}
+
+function describeConfig(name: TrainBenchConfigName): string {
+  const c = TRAIN_BENCH_CONFIGS[name];
+  return `${name} (${c.layers} layers, d ${c.dModel}, ${c.heads} heads, ${c.batch} × ${c.n})`;
+}
+
+async function writeCsv(out: string, rows: Record<string, string | number | boolean | null>[]): Promise<void> {
+  await mkdir(dirname(out), { recursive: true });
+  await writeFileAtomic(out, toCsv(rows, { digits: 5 }));
+}
+
+async function runTrain(flags: TrainFlags): Promise<number> {
+  const backend = tf.getBackend();
+  console.log(
+    `bench --train: backend ${backend}; configs ${flags.configs.map(describeConfig).join(", ")}; ` +
+      `presets ${flags.presets.join(", ")}; ${flags.rounds} rounds of ${
+        flags.steps ?? flags.configs.map((c) => `${TRAIN_BENCH_CONFIGS[c].steps} (${c})`).join(", ")
+      } steps per side`,
+  );
+  const result = await runTrainBench({
+    configs: flags.configs,
+    presets: flags.presets,
+    rounds: flags.rounds,
+    ...(flags.steps === undefined ? {} : { steps: flags.steps }),
+    warmup: flags.warmup,
+    torch: flags.torch,
+    onProgress: (line) => console.log(line),
+  });
+  console.log(
+    `bench --train: sgemm peak ${result.peak.gflops.toFixed(1)} GFLOP/s (${result.peak.size}³ on ${backend}); ` +
+      `torch: ${result.torch.status}, ${result.torch.detail}` +
+      (result.torch.info ? `, its sgemm ${result.torch.info.sgemmGflops.toFixed(1)} GFLOP/s` : ""),
+  );
+  console.log(formatTrainBenchTable(result.rows));
+  await writeCsv(flags.out!, result.rows);
+  console.log(`bench: wrote ${flags.out} (${result.rows.length} rows) in ${result.elapsedS.toFixed(0)} s`);
+  return 0;
+}
+
+async function runProfile(flags: TrainFlags): Promise<number> {
+  const backend = tf.getBackend();
+  const rows: Record<string, string | number | boolean | null>[] = [];
+  for (const config of flags.configs) {
+    for (const preset of flags.presets) {
+      const { model, batch } = trainBenchModel(config, preset);
+      try {
+        const p = await profileStep(model, batch, { warmup: 1, plainSteps: flags.quick ? 1 : 3 });
+        console.log(`\n${describeConfig(config)}, ${preset}, ${backend} backend: one training step`);
+        console.log(formatProfile(p));
+        const base = { config, preset, backend };
+        for (const k of p.kernels) {
+          rows.push({
+            ...base,
+            kernel: k.name,
+            custom: k.custom,
+            calls: k.calls,
+            ms: k.ms,
+            share: k.share,
+            bytes: k.bytes,
+          });
+        }
+        const total = (kernel: string, ms: number | null, calls: number | null = null) =>
+          rows.push({
+            ...base,
+            kernel,
+            custom: null,
+            calls,
+            ms,
+            share: ms === null ? null : ms / p.wallMs,
+            bytes: null,
+          });
+        total("(kernels, total)", p.kernelMs, p.calls);
+        total("(outside kernels)", p.overheadMs);
+        total("(step, profiled)", p.wallMs);
+        total("(step without profiler)", p.plainMs);
+      } finally {
+        model.dispose();
+      }
+    }
+  }
+  if (flags.out !== null) {
+    await writeCsv(flags.out, rows);
+    console.log(`bench: wrote ${flags.out} (${rows.length} rows)`);
+  }
+  return 0;
+}
+
 /**
  * Runs the bench task with `args`; returns the exit status.
  *
@@ -135,6 +373,11 @@ export async function main(args: string[]): Promise<number> {
   if (values.help) {
     console.log(formatHelp("deno task bench [flags]", DESCRIPTION, FLAGS));
     return 0;
+  }
+  if (values.train === true || values.profile === true) {
+    const flags = trainFlags(args);
+    await initBackend({ quiet: true });
+    return flags.mode === "train" ? await runTrain(flags) : await runProfile(flags);
   }
   await initBackend({ quiet: true });
   const config = configFromFlags(args, await loadableBackends());
