@@ -2,8 +2,9 @@
  * Benchmarks and scaling laws for the attention variants: FLOP counts, timing and peak memory of one
  * configuration, the sgemm peak, exponent fits (with intervals over interleaved rounds), crossover lengths,
  * the `deno task bench` driver, the log–log time and memory figures (`plots.ts`), per-layer scaling in
- * interleaved rounds (`scaling.ts`), decoding as an RNN (`rnn.ts`) and whole-model training steps
- * (`train_step.ts`).
+ * interleaved rounds (`scaling.ts`), decoding as an RNN (`rnn.ts`), whole-model training steps
+ * (`train_step.ts`), the training-step benchmark against the PyTorch twin (`train_bench.ts`, `torch_twin.ts`,
+ * `torch_model.py`: `deno task bench --train`) and a per-kernel profile of one step (`profile.ts`).
  *
  * ```ts
  * import { fitExponent, flopCount, measureAttention } from "./mod.ts"; // from a notebook: "../lib/bench/mod.ts"
@@ -53,6 +54,7 @@ export {
   probeTorch,
   PYTHON,
   runTorchBench,
+  TORCH_PACKAGES,
   TORCH_SCRIPT,
   type TorchBenchConfig,
   type TorchBenchResult,
@@ -75,9 +77,44 @@ export { attentionScaling, type ScalingOptions, type ScalingRow, type ScalingSpe
 export {
   type ModelFlops,
   modelFlops,
+  STEP_ADAM,
   type TrainStepRow,
   type TrainStepTimer,
   trainStepTimer,
   trainStepTimes,
   type TrainStepTimesOptions,
 } from "./train_step.ts";
+export {
+  formatProfile,
+  groupKernels,
+  type KernelGroup,
+  type KernelRecord,
+  profileStep,
+  type ProfileStepOptions,
+  type StepProfile,
+} from "./profile.ts";
+export {
+  formatTrainBenchTable,
+  runTrainBench,
+  type TorchStatus,
+  TRAIN_BENCH_CONFIG_NAMES,
+  TRAIN_BENCH_CONFIGS,
+  type TrainBenchConfigName,
+  trainBenchModel,
+  type TrainBenchOptions,
+  type TrainBenchResult,
+  type TrainBenchRow,
+  trainBenchRow,
+  type TrainBenchRowInput,
+  type TrainBenchSample,
+  type TrainBenchSpec,
+  type TwinLike,
+} from "./train_bench.ts";
+export {
+  type MlmBatch,
+  TorchTwin,
+  type TwinInfo,
+  type TwinLoadOptions,
+  type TwinStepTimes,
+  twinVariableShapes,
+} from "./torch_twin.ts";

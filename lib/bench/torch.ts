@@ -14,6 +14,9 @@ export const TORCH_SCRIPT: string = fileURLToPath(new URL("./torch_attention.py"
 /** The interpreter tried for PyTorch. */
 export const PYTHON = "/usr/bin/python3";
 
+/** The Debian packages PyTorch needs here: PyTorch, and OpenBLAS so that torch does not fall back to the reference BLAS. */
+export const TORCH_PACKAGES: readonly string[] = Object.freeze(["python3-torch", "libopenblas0"]);
+
 /** Whether PyTorch can be imported, and its version or the reason it cannot. */
 export interface TorchProbe {
   available: boolean;

@@ -20,19 +20,17 @@ import * as tf from "@tensorflow/tfjs";
 import { orthogonalRandomFeatures, performerFeatures } from "../attention/performer.ts";
 import type { LmBatch } from "../data/types.ts";
 import { ffnHiddenSize, type ModelConfig, modelConfig, type ModelConfigInput } from "../models/config.ts";
-import { LM_RECIPE } from "../models/pretrained.ts";
+import { STEP_ADAM } from "./train_step.ts";
+import { PYTHON, TORCH_PACKAGES } from "./torch.ts";
 import { ADAM_RULES, type AdamOptions, resolveAdamOptions } from "../train/adam.ts";
 
 /** The server script run by {@linkcode TorchTwin.start}. */
 export const TWIN_SCRIPT: string = fileURLToPath(new URL("./torch_model.py", import.meta.url));
 
 /** The interpreter {@linkcode TorchTwin.start} runs by default. */
-export const TWIN_PYTHON = "/usr/bin/python3";
+export const TWIN_PYTHON: string = PYTHON;
 
-/** The Debian packages the twin needs: PyTorch, and OpenBLAS so that torch does not fall back to the reference BLAS. */
-export const TWIN_PACKAGES: readonly string[] = ["python3-torch", "libopenblas0"];
-
-const INSTALL = `apt-get install -y ${TWIN_PACKAGES.join(" ")}`;
+const INSTALL = `apt-get install -y ${TORCH_PACKAGES.join(" ")}`;
 
 /** What the twin process reports when it starts. */
 export interface TwinInfo {
@@ -97,14 +95,7 @@ export interface TwinLoadOptions {
  * console.log(TWIN_ADAM_DEFAULTS.beta2, TWIN_ADAM_DEFAULTS.schedule); // 0.98 constant
  * ```
  */
-export const TWIN_ADAM_DEFAULTS: Readonly<AdamOptions> = Object.freeze({
-  lr: LM_RECIPE.lr,
-  beta2: LM_RECIPE.beta2,
-  weightDecay: LM_RECIPE.weightDecay,
-  clip: LM_RECIPE.clip,
-  schedule: "constant",
-  steps: 1_000_000,
-});
+export const TWIN_ADAM_DEFAULTS: Readonly<AdamOptions> = STEP_ADAM;
 
 /**
  * The trainable variables of a model config, name -> shape, in the order lib/models/model.ts creates them: the names

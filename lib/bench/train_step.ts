@@ -84,6 +84,25 @@ export function modelFlops(config: ModelConfig, dims: { batch: number; n: number
   };
 }
 
+/**
+ * The update a timed training step makes, here and in the PyTorch twin (lib/bench/torch_twin.ts): the shared recipe's
+ * AdamW (`LM_RECIPE`: lr, β₂ = 0.98, weight decay, clipping) at a constant learning rate.
+ *
+ * @example
+ * ```ts
+ * import { STEP_ADAM } from "./train_step.ts";
+ * console.log(STEP_ADAM.beta2, STEP_ADAM.schedule); // 0.98 constant
+ * ```
+ */
+export const STEP_ADAM: Readonly<AdamOptions> = Object.freeze({
+  lr: LM_RECIPE.lr,
+  beta2: LM_RECIPE.beta2,
+  weightDecay: LM_RECIPE.weightDecay,
+  clip: LM_RECIPE.clip,
+  schedule: "constant",
+  steps: 1_000_000,
+});
+
 /** What {@linkcode trainStepTimer} returns. */
 export interface TrainStepTimer {
   /** One update on `batch`: loss, gradients, Adam; returns the loss before the update (the caller disposes it). */
@@ -94,8 +113,7 @@ export interface TrainStepTimer {
 
 /**
  * A training update of `model` per call, as the training loop makes it: the loss and every variable's gradient
- * (`tf.variableGrads`), then an Adam update with the shared recipe's settings (`LM_RECIPE`: lr, β₂ = 0.98, weight
- * decay, clipping), constant learning rate; `adam` overrides them. The update changes the model's weights.
+ * (`tf.variableGrads`), then an Adam update with {@linkcode STEP_ADAM}'s settings; `adam` overrides them. The update changes the model's weights.
  *
  * @example
  * ```ts
@@ -127,15 +145,7 @@ export function trainStepTimer(
   }
   const names = Object.keys(model.variables);
   const varList = names.map((name) => model.variables[name]);
-  const opt = adam(model.variables, {
-    lr: LM_RECIPE.lr,
-    beta2: LM_RECIPE.beta2,
-    weightDecay: LM_RECIPE.weightDecay,
-    clip: LM_RECIPE.clip,
-    schedule: "constant",
-    steps: 1_000_000,
-    ...options.adam,
-  });
+  const opt = adam(model.variables, { ...STEP_ADAM, ...options.adam });
   return {
     step(batch: LmBatch): tf.Scalar {
       const { value, grads } = tf.variableGrads(() => model.loss(batch), varList);

@@ -105,8 +105,8 @@ in two configs (small: 4 layers, d 64, 4 heads, 16 × 128 bytes, the notebooks' 
 d 256, 4 heads, 8 × 512), against the same update of its PyTorch twin (lib/bench/torch_twin.ts) in interleaved
 rounds: ms/step, tokens/s, GFLOP/s, share of the sgemm peak, peak MB, and the ratio attnlab / PyTorch with its
 95% interval over rounds. PyTorch on the reference BLAS is not timed (the ratio would flatter attnlab).
---profile prints one training step's kernels per config and preset: calls, ms, share of the step, new MB, and
-the time spent outside kernels.`;
+--profile prints a training step's kernels per config and preset (the mean of 3 profiled steps; quick: 1):
+calls, ms, share of the step, new MB, and the time spent outside kernels.`;
 
 const ATTENTION_FLAGS = [
   "backends",
@@ -318,8 +318,14 @@ async function runProfile(flags: TrainFlags): Promise<number> {
     for (const preset of flags.presets) {
       const { model, batch } = trainBenchModel(config, preset);
       try {
-        const p = await profileStep(model, batch, { warmup: 1, plainSteps: flags.quick ? 1 : 3 });
-        console.log(`\n${describeConfig(config)}, ${preset}, ${backend} backend: one training step`);
+        const p = await profileStep(model, batch, {
+          warmup: 1,
+          profiled: flags.quick ? 1 : 3,
+          plainSteps: flags.quick ? 1 : 3,
+        });
+        console.log(
+          `\n${describeConfig(config)}, ${preset}, ${backend} backend: one training step (mean of ${p.profiled})`,
+        );
         console.log(formatProfile(p));
         const base = { config, preset, backend };
         for (const k of p.kernels) {

@@ -32,6 +32,7 @@ import {
 } from "../notebook/jupyter.ts";
 import { ROOT } from "../notebook/paths.ts";
 import { formatHelp, parseFlags, runMain } from "./cli.ts";
+import { TORCH_PACKAGES } from "../bench/torch.ts";
 
 /** Debian packages for executing notebooks headless. */
 export const EXECUTOR_PACKAGES: readonly string[] = ["python3-nbclient", "jupyter-core"];
@@ -42,7 +43,7 @@ export const BLAS_PACKAGES: readonly string[] = ["libopenblas0"];
 /** Debian package with oneDNN, whose vectorised kernels the blas backend calls; optional. */
 export const DNNL_PACKAGES: readonly string[] = ["libdnnl2"];
 /** Debian packages with PyTorch (and the OpenBLAS it must run on), the benchmark's baseline and the twin test's. */
-export const TORCH_PACKAGES: readonly string[] = ["python3-torch", "libopenblas0"];
+export { TORCH_PACKAGES };
 /** Debian package with the headless browser the report is checked in (about 115 MB download). */
 export const BROWSER_PACKAGES: readonly string[] = ["chromium"];
 /** pip packages for machines without Debian's apt. */
