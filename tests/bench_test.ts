@@ -32,11 +32,10 @@ import { configFromFlags } from "../lib/tasks/bench.ts";
 import { initBackend } from "../lib/backend.ts";
 import { REPO_ROOT } from "../lib/env.ts";
 import { local, orthogonalRandomFeatures, softmax, variants } from "../lib/attention/mod.ts";
-import { assertClose, maxAbsDiff, outputAndGrads, seededQKV } from "./helpers.ts";
+import { assertClose, maxAbsDiff, outputAndGrads, requireTorch, seededQKV } from "./helpers.ts";
 
+// The test task installs PyTorch (setup's torchTests): without it these tests fail, naming the fix, rather than skip.
 const TORCH = await probeTorch();
-/** Appended to the names of the tests that need PyTorch, which are ignored without it. */
-const NEEDS_TORCH = TORCH.available ? "" : ` (ignored: PyTorch not importable by ${PYTHON}: ${TORCH.detail})`;
 
 Deno.test("flopCount: softmax is 2·bh·n²·(dk + dv), forward + backward three times that", () => {
   const { fwd, fwdBwd } = flopCount("softmax", { batch: 2, heads: 3, n: 5, dk: 4, dv: 6 });
@@ -365,10 +364,9 @@ async function python(code: string, input: unknown): Promise<Record<string, numb
 }
 
 Deno.test({
-  name:
-    `torch: local and query-blocked softmax in torch_attention.py match lib/attention, output and gradients${NEEDS_TORCH}`,
-  ignore: !TORCH.available,
+  name: `torch: local and query-blocked softmax in torch_attention.py match lib/attention, output and gradients`,
   fn: async () => {
+    requireTorch(TORCH);
     const cases = [
       { n: 11, window: 3, block: 4 },
       { n: 150, window: 64, block: 64 },
@@ -409,9 +407,9 @@ print(json.dumps(out))`,
 });
 
 Deno.test({
-  name: `torch: make_attend's twin of every variant matches lib/attention, output and gradients${NEEDS_TORCH}`,
-  ignore: !TORCH.available,
+  name: `torch: make_attend's twin of every variant matches lib/attention, output and gradients`,
   fn: async () => {
+    requireTorch(TORCH);
     // The bench runs every variant but softmax with its defaults (softmax gets queryBlockSize, checked above), so
     // variants[name].attend with { causal } is the reference. Performer's projection differs by construction
     // (torch.randn with seed 0 against the JavaScript orthogonal random features), so the TypeScript projection
@@ -473,10 +471,9 @@ print(json.dumps(out))`,
 });
 
 Deno.test({
-  name:
-    `runBench with PyTorch: local and blocked softmax run, softmax past the memory budget is a torch skip row${NEEDS_TORCH}`,
-  ignore: !TORCH.available,
+  name: `runBench with PyTorch: local and blocked softmax run, softmax past the memory budget is a torch skip row`,
   fn: async () => {
+    requireTorch(TORCH);
     // Heads 1, d 8: whole n = 64 needs 160 KiB of n×n buffers, n = 128 runs by blocks of 64 under 400 kB.
     const blocked = await runBench(
       tinyBench({

@@ -5,6 +5,7 @@ import { initBackend } from "../lib/backend.ts";
 import type { QKV } from "../lib/attention/mod.ts";
 import { randomNormal } from "../lib/random.ts";
 import { createModel, type TransformerModel } from "../lib/models/mod.ts";
+import { TORCH_PACKAGES } from "../lib/bench/torch.ts";
 
 await initBackend({ quiet: true });
 
@@ -87,5 +88,18 @@ export function withModel<T>(input: Parameters<typeof createModel>[0], f: (m: Tr
     return f(model);
   } finally {
     model.dispose();
+  }
+}
+
+/**
+ * Fails the calling test, naming the install command, when PyTorch cannot be imported: the test task installs it
+ * (setup's torchTests), so a test that needs it fails rather than skips.
+ */
+export function requireTorch(probe: { available: boolean; detail: string }): void {
+  if (!probe.available) {
+    throw new Error(
+      `PyTorch is needed by this test and cannot be imported (${probe.detail}); ` +
+        `install it with: apt-get install -y ${TORCH_PACKAGES.join(" ")} (\`deno task test\` does so as root)`,
+    );
   }
 }

@@ -45,7 +45,9 @@ def exclusive_prefix(x, dim):
     return torch.cat([zero, torch.cumsum(x.narrow(dim, 0, n - 1), dim)], dim)
 
 
-def kernel_attention(fq, fk, v, causal, normalize, eps):
+def kernel_attention(fq, fk, v, causal, normalize, eps, chunk=CHUNK):
+    """lib/attention/kernel.ts kernelAttend: global when bidirectional, chunkwise-parallel when causal. eps: a number,
+    or a tensor [b, h, n, 1] of one per row (Performer's)."""
     b, h, n, m = fq.shape
     dv = v.shape[3]
     if not causal:
@@ -54,16 +56,17 @@ def kernel_attention(fq, fk, v, causal, normalize, eps):
             den = (fq * fk.sum(2, keepdim=True)).sum(-1, keepdim=True)
             out = out / (den + eps)
         return out
-    c = min(CHUNK, n)
+    c = min(chunk, n)
     qc = pad_tokens(fq, c).reshape(b, h, -1, c, m)
     kc = pad_tokens(fk, c).reshape(b, h, -1, c, m)
     vc = pad_tokens(v, c).reshape(b, h, -1, c, dv)
-    tril = torch.tril(torch.ones(c, c))
-    intra = (qc @ kc.transpose(-1, -2)) * tril
-    chunk_kv = kc.transpose(-1, -2) @ vc
-    out = intra @ vc + qc @ exclusive_prefix(chunk_kv, 2)
+    intra = (qc @ kc.transpose(-1, -2)) * torch.tril(torch.ones(c, c))
+    out = intra @ vc + qc @ exclusive_prefix(kc.transpose(-1, -2) @ vc, 2)
     if normalize:
         z_before = exclusive_prefix(kc.sum(3), 2)
+        if torch.is_tensor(eps):
+            # Padded rows get eps 1, not 0: their 0 / 0 would put NaN into the backward pass.
+            eps = F.pad(eps, (0, 0, 0, (-n) % c), value=1.0).reshape(b, h, -1, c)
         den = (qc * z_before.unsqueeze(3)).sum(-1) + intra.sum(-1) + eps
         out = out / den.unsqueeze(-1)
     return out.reshape(b, h, -1, dv)[:, :, :n]

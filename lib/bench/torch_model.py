@@ -130,7 +130,7 @@ def build_variants(torch):
     sys.path.insert(0, HERE)
     # No __pycache__ beside the sources: lib/ is hashed into the results' provenance.
     sys.dont_write_bytecode = True
-    from torch_attention import MASK_BIAS, exclusive_prefix, local_attention, pad_tokens
+    from torch_attention import MASK_BIAS, kernel_attention as kernel_attend, local_attention, pad_tokens
 
     def feature_map(x, name):
         if name == "elu+1":
@@ -166,32 +166,6 @@ def build_variants(torch):
         b, h, n, dv = o.shape
         hidden = o.transpose(1, 2).reshape(b, n, h * dv)
         return normalize_last(hidden, norm).reshape(b, n, h, dv).transpose(1, 2)
-
-    def kernel_attend(fq, fk, v, causal, normalize, eps, chunk):
-        """lib/attention/kernel.ts kernelAttend: global when bidirectional, chunkwise-parallel when causal. eps: a
-        number, or a tensor [b, h, n, 1] of one per row (Performer's)."""
-        b, h, n, m = fq.shape
-        dv = v.shape[3]
-        if not causal:
-            out = fq @ (fk.transpose(-1, -2) @ v)
-            if normalize:
-                den = (fq * fk.sum(2, keepdim=True)).sum(-1, keepdim=True)
-                out = out / (den + eps)
-            return out
-        c = min(chunk, n)
-        qc = pad_tokens(fq, c).reshape(b, h, -1, c, m)
-        kc = pad_tokens(fk, c).reshape(b, h, -1, c, m)
-        vc = pad_tokens(v, c).reshape(b, h, -1, c, dv)
-        intra = (qc @ kc.transpose(-1, -2)) * torch.ones(c, c).tril()
-        out = intra @ vc + qc @ exclusive_prefix(kc.transpose(-1, -2) @ vc, 2)
-        if normalize:
-            z_before = exclusive_prefix(kc.sum(3), 2)
-            if torch.is_tensor(eps):
-                # Padded rows get eps 1, not 0: their 0 / 0 would put NaN into the backward pass.
-                eps = F.pad(eps, (0, 0, 0, (-n) % c), value=1.0).reshape(b, h, -1, c)
-            den = (qc * z_before.unsqueeze(3)).sum(-1) + intra.sum(-1) + eps
-            out = out / den.unsqueeze(-1)
-        return out.reshape(b, h, -1, dv)[:, :, :n]
 
     causal_bias = {}
 
