@@ -30,9 +30,8 @@ import {
 } from "../lib/bench/mod.ts";
 import { configFromFlags } from "../lib/tasks/bench.ts";
 import { initBackend } from "../lib/backend.ts";
-import { REPO_ROOT } from "../lib/env.ts";
 import { local, orthogonalRandomFeatures, softmax, variants } from "../lib/attention/mod.ts";
-import { assertClose, maxAbsDiff, outputAndGrads, requireTorch, seededQKV } from "./helpers.ts";
+import { assertClose, maxAbsDiff, outputAndGrads, requireTorch, runBenchTask, seededQKV } from "./helpers.ts";
 
 // The test task installs PyTorch (setup's torchTests): without it these tests fail, naming the fix, rather than skip.
 const TORCH = await probeTorch();
@@ -509,22 +508,21 @@ Deno.test({
   },
 });
 
-async function bench(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", join(REPO_ROOT, "lib/tasks/bench.ts"), ...args],
-    cwd: REPO_ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
-
 Deno.test("deno task bench --quick writes a CSV with the expected columns and rows", async () => {
   const dir = await Deno.makeTempDir();
   const csv = join(dir, "bench.csv");
   // --max-run-s 600: the rows, not the time cap, are under test (on a loaded machine the quick cap skipped n = 256).
-  const run = await bench(["--quick", "--variants", "linear", "--backends", "cpu", "--max-run-s", "600", "--out", csv]);
+  const run = await runBenchTask([
+    "--quick",
+    "--variants",
+    "linear",
+    "--backends",
+    "cpu",
+    "--max-run-s",
+    "600",
+    "--out",
+    csv,
+  ]);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /sgemm peak .* GFLOP\/s/);
   assert.match(run.stdout, /torch: /);
@@ -556,7 +554,7 @@ Deno.test("deno task bench --quick writes a CSV with the expected columns and ro
 });
 
 Deno.test("deno task bench rejects unknown flags", async () => {
-  const run = await bench(["--quick", "--fast"]);
+  const run = await runBenchTask(["--quick", "--fast"]);
   assert.equal(run.code, 1);
   assert.match(run.stderr, /error: bench: unknown flag --fast; valid flags: --quick/);
 });

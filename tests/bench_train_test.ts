@@ -20,11 +20,10 @@ import {
 } from "../lib/bench/train_bench.ts";
 import { modelFlops, STEP_ADAM } from "../lib/bench/train_step.ts";
 import type { LmBatch } from "../lib/data/types.ts";
-import { REPO_ROOT } from "../lib/env.ts";
 import { toCsv } from "../lib/figures/csv.ts";
 import type { ModelConfig } from "../lib/models/config.ts";
 import { trainFlags } from "../lib/tasks/bench.ts";
-import { requireTorch } from "./helpers.ts";
+import { requireTorch, runBenchTask } from "./helpers.ts";
 
 // The test task installs PyTorch (setup's torchTests): without it these tests fail, naming the fix, rather than skip.
 const TORCH = await probeTorch(TWIN_PYTHON);
@@ -359,21 +358,10 @@ Deno.test("trainFlags: quick defaults, filters and the flags that do not apply",
   assert.throws(() => trainFlags(["--train", "--steps", "0"]), /--steps must be a positive integer/);
 });
 
-async function bench(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", join(REPO_ROOT, "lib/tasks/bench.ts"), ...args],
-    cwd: REPO_ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
-
 Deno.test("deno task bench --train --quick --no-torch writes the CSV with the expected columns", async () => {
   const dir = await Deno.makeTempDir();
   const csv = join(dir, "sub", "bench_train.csv");
-  const run = await bench(["--train", "--quick", "--no-torch", "--out", csv]);
+  const run = await runBenchTask(["--train", "--quick", "--no-torch", "--out", csv]);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /sgemm peak .* GFLOP\/s/);
   assert.match(run.stdout, /round 2\/2/);
@@ -393,7 +381,7 @@ Deno.test("deno task bench --train --quick --no-torch writes the CSV with the ex
     assert.ok(Math.abs(Number(r.attnlab_gflops) / expected - 1) < 1e-3, `${r.attnlab_gflops} vs ${expected}`);
     assert.ok(Number(r.attnlab_peak_mb) > 0);
   }
-  const bad = await bench(["--train", "--quick", "--backends", "cpu"]);
+  const bad = await runBenchTask(["--train", "--quick", "--backends", "cpu"]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /error: --backends belongs to the attention bench, not --train/);
   await Deno.remove(dir, { recursive: true });

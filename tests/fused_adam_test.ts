@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { initBackend, loadableBackends } from "../lib/backend.ts";
+import { loadableBackends } from "../lib/backend.ts";
 import {
   ADAMW_UPDATE,
   type AdamwConstants,
@@ -12,23 +12,9 @@ import {
 import { MIN_POOLED_LENGTH } from "../lib/blas/pool.ts";
 import { adam, globalNorm, squaredNorms } from "../lib/train/adam.ts";
 import { seededNormal } from "../lib/random.ts";
-import "./helpers.ts";
+import { onBackend } from "./helpers.ts";
 
 const HAS_BLAS = (await loadableBackends()).includes("blas");
-
-/** Runs `fn` on backend `name` and asserts that it leaves no tensor behind. */
-async function onBackend<T>(name: "blas" | "cpu", fn: () => T | Promise<T>): Promise<T> {
-  const previous = await initBackend({ quiet: true });
-  await initBackend({ backend: name, quiet: true });
-  const start = tf.memory().numTensors;
-  try {
-    const out = await fn();
-    assert.equal(tf.memory().numTensors, start, `${name}: tensors leaked`);
-    return out;
-  } finally {
-    await initBackend({ backend: previous, quiet: true });
-  }
-}
 
 // Gradients meet these too: zeros of both signs, a subnormal (its square is 0 in float32), values whose square
 // overflows float32 or nearly does, and infinities (the update is then NaN, on both paths).

@@ -1,26 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { initBackend, loadableBackends } from "../lib/backend.ts";
+import { loadableBackends } from "../lib/backend.ts";
 import { SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD, softmaxCrossEntropy } from "../lib/blas/fused_loss.ts";
 import { createModel, type ModelBatch, type TransformerModel } from "../lib/models/mod.ts";
 import { seededNormal, seededUniform } from "../lib/random.ts";
-import "./helpers.ts";
+import { onBackend } from "./helpers.ts";
 
 const HAS_BLAS = (await loadableBackends()).includes("blas");
-
-/** Runs `fn` on backend `name` and asserts that it leaves no tensor behind. */
-async function onBackend<T>(name: "blas" | "cpu", fn: () => T | Promise<T>): Promise<T> {
-  const previous = await initBackend({ quiet: true });
-  await initBackend({ backend: name, quiet: true });
-  const start = tf.memory().numTensors;
-  try {
-    const out = await fn();
-    assert.equal(tf.memory().numTensors, start, `${name}: tensors leaked`);
-    return out;
-  } finally {
-    await initBackend({ backend: previous, quiet: true });
-  }
-}
 
 /** One test case: logits [rows, V] as float32 values, targets, optional weights, the upstream gradient per row. */
 interface Case {

@@ -6,6 +6,8 @@ import type { QKV } from "../lib/attention/mod.ts";
 import { randomNormal } from "../lib/random.ts";
 import { createModel, type TransformerModel } from "../lib/models/mod.ts";
 import { TORCH_PACKAGES } from "../lib/bench/torch.ts";
+import { join } from "node:path";
+import { REPO_ROOT } from "../lib/env.ts";
 
 await initBackend({ quiet: true });
 
@@ -102,4 +104,30 @@ export function requireTorch(probe: { available: boolean; detail: string }): voi
         `install it with: apt-get install -y ${TORCH_PACKAGES.join(" ")} (\`deno task test\` does so as root)`,
     );
   }
+}
+
+/** Runs `fn` on backend `name` (then restores the previous one) and asserts that it leaves no tensor behind. */
+export async function onBackend<T>(name: "blas" | "cpu", fn: () => T | Promise<T>): Promise<T> {
+  const previous = await initBackend({ quiet: true });
+  await initBackend({ backend: name, quiet: true });
+  const start = tf.memory().numTensors;
+  try {
+    const out = await fn();
+    if (tf.memory().numTensors !== start) throw new Error(`${name}: ${tf.memory().numTensors - start} tensors leaked`);
+    return out;
+  } finally {
+    await initBackend({ backend: previous, quiet: true });
+  }
+}
+
+/** Runs `deno task bench` with `args` in a subprocess: its exit code and output. */
+export async function runBenchTask(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(REPO_ROOT, "lib/tasks/bench.ts"), ...args],
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
 }
