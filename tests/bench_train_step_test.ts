@@ -19,20 +19,20 @@ const batchOf = (ids: number[]) => ({
   length: ids.length - 1,
 });
 
-Deno.test("modelFlops: projections, feed-forward, attention, embedding and head, from closed forms", () => {
+Deno.test("modelFlops: projections, feed-forward, attention and head from closed forms; the embedding lookup counts none", () => {
   // 2 softmax layers, d = 8, 2 heads (dh = 4), GLU hidden round(8/3 · 8) = 21, V = 256; batch 3, n = 10.
   const [b, n, d, h, V, L] = [3, 10, 8, 21, 256, 2];
   const glu = modelFlops(modelConfig({ attention: ["softmax", "softmax"], dModel: d, heads: 2 }), { batch: b, n });
   const dense = L * 2 * b * n * (4 * d * d + 3 * d * h) + 2 * b * n * d * V; // layers + tied head
   const attention = L * 2 * (b * 2) * n * n * (4 + 4); // 2·bh·n²·(dk + dv) per layer
-  const embed = 2 * b * n * V * d; // one-hot [bn, V] · [V, d]
+  // The embedding is a lookup: no FLOPs.
   assert.equal(glu.attentionFwd, attention);
-  assert.equal(glu.fwd, dense + embed + attention);
-  // Backward: twice every matmul whose inputs need gradients, once the embedding (its one-hot input needs none).
-  assert.equal(glu.step, 3 * dense + 2 * embed + 3 * attention);
+  assert.equal(glu.fwd, dense + attention);
+  // Backward: twice every matmul (both operands need gradients).
+  assert.equal(glu.step, 3 * dense + 3 * attention);
   // An MLP has two feed-forward matmuls of 4d; a classifier's head works on the pooled [b, d].
   const mlp = modelFlops(modelConfig({ attention: ["softmax"], dModel: d, heads: 2, ffn: "mlp" }), { batch: 1, n });
-  assert.equal(mlp.fwd, 2 * n * (4 * d * d + 2 * d * 4 * d) + 2 * n * d * V + 2 * n * V * d + 2 * 2 * n * n * 8);
+  assert.equal(mlp.fwd, 2 * n * (4 * d * d + 2 * d * 4 * d) + 2 * n * d * V + 2 * 2 * n * n * 8);
   const cls = modelFlops(
     modelConfig({ attention: ["softmax"], dModel: d, heads: 2, task: "classify", numClasses: 5 }),
     {
@@ -40,7 +40,7 @@ Deno.test("modelFlops: projections, feed-forward, attention, embedding and head,
       n,
     },
   );
-  assert.equal(cls.fwd, 2 * n * (4 * d * d + 3 * d * h) + 2 * d * 5 + 2 * n * V * d + 2 * 2 * n * n * 8);
+  assert.equal(cls.fwd, 2 * n * (4 * d * d + 3 * d * h) + 2 * d * 5 + 2 * 2 * n * n * 8);
 });
 
 Deno.test("modelFlops: each layer's attention is its variant's flopCount with dk = d / heads", () => {

@@ -86,9 +86,9 @@ Deno.test("groupKernels: bad records are errors naming them", () => {
 
 Deno.test("profileStep: a 1- and a 2-layer vanilla step's matmuls, counted by hand (cpu backend)", async () => {
   // On the cpu backend nothing is fused: each matmul of the model is one BatchMatMul call.
-  // Forward: embedding (one-hot · E), per layer q, k, v, QKᵀ, PV, out and the GLU's 3, then the tied head: 2 + 9L.
-  // Backward: two matmuls per forward matmul, but one for the embedding (its one-hot input needs no gradient):
-  // 1 + 2(9L + 1). The Adam update has none. Step: 5 + 27L.
+  // Forward: per layer q, k, v, QKᵀ, PV, out and the GLU's 3, then the tied head: 1 + 9L (the embedding is a lookup:
+  // one GatherV2, its gradient one UnsortedSegmentSum). Backward: two matmuls per forward matmul, 2(9L + 1). The Adam
+  // update has none. Step: 3 + 27L.
   const previous = tf.getBackend();
   await initBackend({ backend: "cpu", quiet: true });
   try {
@@ -100,10 +100,12 @@ Deno.test("profileStep: a 1- and a 2-layer vanilla step's matmuls, counted by ha
       assert.equal(tf.memory().numTensors, before, "profileStep leaked tensors");
       model.dispose();
       const matmul = p.kernels.find((k) => k.name === "BatchMatMul")!;
-      assert.equal(matmul.calls, 5 + 27 * layers, `${layers} layers`);
-      // One softmax per layer forward; the one-hot embedding and the cross-entropy's one-hot targets.
+      assert.equal(matmul.calls, 3 + 27 * layers, `${layers} layers`);
+      // One softmax per layer forward; the cross-entropy's one-hot targets; the embedding's lookup and its gradient.
       assert.equal(p.kernels.find((k) => k.name === "Softmax")!.calls, layers);
-      assert.equal(p.kernels.find((k) => k.name === "OneHot")!.calls, 2);
+      assert.equal(p.kernels.find((k) => k.name === "OneHot")!.calls, 1);
+      assert.equal(p.kernels.find((k) => k.name === "GatherV2")!.calls, 1);
+      assert.equal(p.kernels.find((k) => k.name === "UnsortedSegmentSum")!.calls, 1);
       assert.equal(p.backend, "cpu");
       assert.equal(p.profiled, layers);
       assert.ok(p.nesting);

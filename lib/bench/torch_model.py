@@ -467,7 +467,7 @@ class Twin:
         d, H = config["dModel"], config["heads"]
         if d % H:
             raise ValueError(f"load: dModel ({d}) must be divisible by heads ({H})")
-        self.embedding = request.get("embedding", "onehot")
+        self.embedding = request.get("embedding", "gather")
         if self.embedding not in ("onehot", "gather"):
             raise ValueError(f'load: embedding must be "onehot" or "gather", got {self.embedding!r}')
 

@@ -82,7 +82,10 @@ export interface TwinLoadOptions {
    * zero tf.Variable of its shape.
    */
   adam?: Partial<AdamOptions>;
-  /** "onehot" (default): the one-hot matmul the attnlab model uses; "gather": torch's embedding lookup. */
+  /**
+   * "gather" (default): a row lookup, as the attnlab model makes its embedding on backends with the lookup's gradient
+   * (blas, cpu); "onehot": the one-hot matmul it makes elsewhere (wasm).
+   */
   embedding?: "onehot" | "gather";
 }
 
@@ -356,7 +359,7 @@ export class TorchTwin {
     const o = checkKeys(`${owner}: options`, options, ["weights", "adam", "embedding"]) as TwinLoadOptions;
     const resolved = checkConfig(owner, config);
     const shapes = twinVariableShapes(resolved);
-    const embedding = o.embedding ?? "onehot";
+    const embedding = o.embedding ?? "gather";
     if (embedding !== "onehot" && embedding !== "gather") {
       throw new RangeError(`${owner}: option embedding must be "onehot" or "gather", got ${describe(embedding)}`);
     }

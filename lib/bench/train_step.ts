@@ -39,9 +39,10 @@ export interface ModelFlops {
 /**
  * Matmul FLOPs of a model on `batch` sequences of `n` tokens: per layer the q, k, v and output projections
  * (4 · 2bnd²), the feed-forward (GLU: 3 · 2bndh, MLP: 2 · 2bndh) and the attention (`flopCount` of the layer's
- * variant, with dk = dv = d / heads); the one-hot embedding matmul (2bnVd) and the tied output head (2bndV; a
- * classifier's head is 2bdC). A training step is 3 × forward for every matmul whose inputs need gradients, 2 ×
- * for the embedding (its one-hot input needs none), and the attention's own forward + backward count.
+ * variant, with dk = dv = d / heads) and the tied output head (2bndV; a classifier's head is 2bdC). The embedding is
+ * a row lookup and counts nothing (on a backend without the lookup's gradient the model makes it a one-hot matmul,
+ * 2bnVd each way, which is not counted either: the count is the model's, not one backend's). A training step is 3 ×
+ * forward for every matmul (its two gradients), and the attention's own forward + backward count.
  *
  * @example
  * ```ts
@@ -50,8 +51,8 @@ export interface ModelFlops {
  * // One softmax layer, d = 8, 2 heads, GLU hidden 21, vocabulary 256, n = 16.
  * const config = modelConfig({ attention: ["softmax"], dModel: 8, heads: 2 });
  * const f = modelFlops(config, { batch: 1, n: 16 });
- * const dense = 2 * 16 * (4 * 8 * 8 + 3 * 8 * 21), vocab = 2 * 16 * 256 * 8, attention = 2 * 2 * 16 * 16 * (4 + 4);
- * console.log(f.fwd === dense + 2 * vocab + attention, f.step === 3 * dense + 5 * vocab + 3 * attention); // true true
+ * const dense = 2 * 16 * (4 * 8 * 8 + 3 * 8 * 21), head = 2 * 16 * 256 * 8, attention = 2 * 2 * 16 * 16 * (4 + 4);
+ * console.log(f.fwd === dense + head + attention, f.step === 3 * (dense + head + attention)); // true true
  * ```
  */
 export function modelFlops(config: ModelConfig, dims: { batch: number; n: number }): ModelFlops {
@@ -73,12 +74,11 @@ export function modelFlops(config: ModelConfig, dims: { batch: number; n: number
     attentionFwd += f.fwd;
     attentionStep += f.fwdBwd;
   }
-  const embed = 2 * b * n * V * d;
   const head = config.task === "classify" ? 2 * b * d * config.numClasses! : 2 * b * n * d * V;
   const dense = config.attention.length * perLayer + head;
   return {
-    fwd: dense + embed + attentionFwd,
-    step: 3 * dense + 2 * embed + attentionStep,
+    fwd: dense + attentionFwd,
+    step: 3 * dense + attentionStep,
     attentionFwd,
     attentionStep,
   };

@@ -404,7 +404,8 @@ export class TransformerModel {
   #checkIdValues(ids: tf.Tensor2D): void {
     this.#checkIds(ids);
     const V = this.config.vocabSize;
-    // tf.oneHot turns an id outside 0..V-1 into a zero row: an all-zero embedding, with no error.
+    // tf.oneHot turns an id outside 0..V-1 into a zero row (an all-zero embedding, with no error), and a lookup's
+    // check depends on the backend: one clear error here instead.
     const [lo, hi] = tf.tidy(() => tf.stack([tf.min(ids), tf.max(ids)]).dataSync());
     if (lo < 0 || hi >= V) {
       throw new RangeError(
@@ -442,9 +443,13 @@ export class TransformerModel {
   #forward(ids: tf.Tensor2D, hooks: ForwardHooks): tf.Tensor3D {
     const { vocabSize: V, dModel: d } = this.config;
     const [b, n] = ids.shape;
-    // A one-hot matmul instead of gather: its gradient is a matmul on every backend (wasm lacks gather's).
-    const onehot = tf.oneHot(tf.reshape(ids, [b * n]), V); // [b*n, V]
-    let x = tf.reshape(tf.mul(tf.matMul(onehot, this.#v("embed.weight")), Math.sqrt(d)), [b, n, d]) as tf.Tensor3D;
+    const flat = tf.reshape(ids, [b * n]); // [b*n]
+    // A row lookup where the backend has its gradient (UnsortedSegmentSum), else a one-hot matmul, whose gradient is a
+    // matmul on every backend (wasm lacks the other): the same rows, the lookup without 2·b·n·V·d FLOPs each way.
+    const rows = tf.getKernel(tf.UnsortedSegmentSum, tf.getBackend())
+      ? tf.gather(this.#v("embed.weight"), flat) // [b*n, d]
+      : tf.matMul(tf.oneHot(flat, V), this.#v("embed.weight")); // [b*n, V] x [V, d]
+    let x = tf.reshape(tf.mul(rows, Math.sqrt(d)), [b, n, d]) as tf.Tensor3D;
     const offset = hooks.offset ?? 0;
     if (this.#positions) x = tf.add(x, tf.slice(this.#positions, [offset, 0], [n, d])); // [b, n, d]
     hooks.inspect?.("embed", x);
