@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { initBackend, loadableBackends } from "../lib/backend.ts";
 import { randomNormal } from "../lib/random.ts";
 import { assertClose } from "./helpers.ts";
+import { dataBytes, resetPeakDataBytes } from "../lib/blas/pool.ts";
 
 const HAS_BLAS = (await loadableBackends()).includes("blas");
 
@@ -227,6 +228,29 @@ Deno.test({
       }
       assert.equal(tf.memory().numTensors, start);
       tf.dispose(ints);
+    });
+  },
+});
+
+Deno.test({
+  name: "blas: dataBytes counts the backend's buffers once (a view adds nothing) and keeps the peak until reset",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    await onBackend("blas", () => {
+      const start = dataBytes().live;
+      resetPeakDataBytes();
+      const x = tf.zeros([1000]); // 4000 bytes
+      const y = tf.reshape(x, [10, 100]); // a view of x's data
+      assert.equal(dataBytes().live - start, 4000);
+      const z = tf.add(x, 1); // a new buffer of 1000 floats (and the scalar 1, freed at once)
+      assert.equal(dataBytes().live - start, 8000);
+      tf.dispose([x, y]);
+      assert.equal(dataBytes().live - start, 4000, "x's buffer is freed only once both x and its view are disposed");
+      z.dispose();
+      assert.equal(dataBytes().live, start);
+      assert.equal(dataBytes().peak - start, 8000 + 4 /* the scalar 1 */);
+      resetPeakDataBytes();
+      assert.equal(dataBytes().peak, start);
     });
   },
 });

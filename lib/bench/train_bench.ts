@@ -25,6 +25,8 @@ import { positiveInteger } from "./_checks.ts";
 import { type SgemmPeak, sgemmPeak } from "./measure.ts";
 import { TorchTwin, type TwinInfo, type TwinStepTimes } from "./torch_twin.ts";
 import { modelFlops, STEP_ADAM, trainStepTimer } from "./train_step.ts";
+import { BLAS_BACKEND } from "../blas/backend.ts";
+import { dataBytes, resetPeakDataBytes } from "../blas/pool.ts";
 
 /** A benchmark config: the model's size and the batch. */
 export interface TrainBenchSpec {
@@ -118,11 +120,14 @@ export interface TrainBenchRow {
   /** attnlab_gflops / peak_gflops. */
   attnlab_share_of_peak: number;
   /**
-   * Peak tensor MB of one step above what was alive before it, as tf.profile counts them: every tensor at its size,
-   * views (Reshape) too though they share a buffer; the blas backend's pool of freed arrays and the JavaScript heap
-   * are not counted (null: not measured).
+   * Peak MB of one step above what was held before it (null: not measured), counted as attnlab_peak_method says:
+   * "buffers" (blas): the backend's tensor data buffers, views (Reshape) not counted, as PyTorch's allocator events
+   * count its; "tensors" (other backends): tf.profile's tensor bytes, every tensor at its size, views too (an
+   * overestimate). Neither counts the pool of freed arrays kept for reuse, nor the JavaScript heap.
    */
   attnlab_peak_mb: number | null;
+  /** How attnlab_peak_mb was counted: "buffers" or "tensors"; null when not measured. */
+  attnlab_peak_method: string | null;
   torch_status: TorchStatus;
   /** What the status means here: the reason, the install hint, the error. */
   torch_note: string;
@@ -174,6 +179,8 @@ export interface TrainBenchRowInput {
   /** Per round, attnlab's step times in ms. */
   attnlabMs: readonly (readonly number[])[];
   attnlabPeakBytes: number | null;
+  /** How attnlabPeakBytes was counted ("buffers" or "tensors", see TrainBenchRow); default "tensors". */
+  attnlabPeakMethod?: string;
   torch: {
     status: TorchStatus;
     note: string;
@@ -289,6 +296,7 @@ export function trainBenchRow(input: TrainBenchRowInput): TrainBenchRow {
     attnlab_gflops: gflops,
     attnlab_share_of_peak: gflops / input.peakGflops,
     attnlab_peak_mb: input.attnlabPeakBytes === null ? null : input.attnlabPeakBytes / MB,
+    attnlab_peak_method: input.attnlabPeakBytes === null ? null : input.attnlabPeakMethod ?? "tensors",
     torch_status: torch.status,
     torch_note: torch.note,
     ...torchCols,
@@ -612,7 +620,8 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
             flopsStep: modelFlops(model.config, { batch: spec.batch, n: spec.n }).step,
             peakGflops: peak.gflops,
             attnlabMs,
-            attnlabPeakBytes: attnlabPeak,
+            attnlabPeakBytes: attnlabPeak.bytes,
+            attnlabPeakMethod: attnlabPeak.method,
             torch: {
               status,
               note,
@@ -654,15 +663,31 @@ function stepMs(timer: ReturnType<typeof trainStepTimer>, batch: LmBatch): numbe
 }
 
 /** Peak tensor bytes of one update above those alive before it (tf.profile; a view counts as its own tensor). */
-async function profiledPeak(timer: ReturnType<typeof trainStepTimer>, batch: LmBatch): Promise<number> {
-  const before = tf.memory().numBytes;
-  const info = await tf.profile(() => {
+async function profiledPeak(timer: ReturnType<typeof trainStepTimer>, batch: LmBatch): Promise<PeakMemory> {
+  const step = () => {
     const loss = timer.step(batch);
     loss.dataSync();
     return loss;
-  });
+  };
+  if (tf.getBackend() === BLAS_BACKEND) {
+    // The backend's buffers, as the twin's allocator events count PyTorch's: views (Reshape, Identity) count nothing.
+    resetPeakDataBytes();
+    const before = dataBytes().live;
+    tf.dispose(step());
+    return { bytes: Math.max(0, dataBytes().peak - before), method: "buffers" };
+  }
+  // Elsewhere tf.profile's tensor bytes, which count a view at its tensor's full size (an overestimate).
+  const before = tf.memory().numBytes;
+  const info = await tf.profile(step);
   tf.dispose(info.result as tf.Tensor);
-  return Math.max(0, info.peakBytes - before);
+  return { bytes: Math.max(0, info.peakBytes - before), method: "tensors" };
+}
+
+/** One step's peak memory above what was held before it, and how it was counted. */
+interface PeakMemory {
+  bytes: number;
+  /** "buffers": the blas backend's data buffers (dataBytes); "tensors": tf.profile's tensor bytes. */
+  method: "buffers" | "tensors";
 }
 
 function weightsOf(model: TransformerModel): Record<string, Float32Array> {

@@ -129,6 +129,57 @@ export function poolStats(): { allocated: number; reused: number; recycled: numb
   return { ...counts, pooledBytes };
 }
 
+let liveBytes = 0;
+let peakBytes = 0;
+
+function byteLengthOf(values: unknown): number {
+  return ArrayBuffer.isView(values) ? values.byteLength : 0;
+}
+
+function addLive(bytes: number): void {
+  liveBytes += bytes;
+  if (liveBytes > peakBytes) peakBytes = liveBytes;
+}
+
+/**
+ * Bytes of tensor data the blas backend holds now (`live`) and at most since the last
+ * {@linkcode resetPeakDataBytes} (`peak`). Unlike `tf.memory().numBytes`, which counts every tensor at its full size,
+ * a view that shares its data (a Reshape, an Identity) counts nothing: these are the backend's buffers, as an
+ * allocator sees them. (A cpu kernel's output that is a slice of another tensor's array counts its own length again.)
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { registerBlasBackend } from "./backend.ts";
+ * import { dataBytes, resetPeakDataBytes } from "./pool.ts";
+ * registerBlasBackend();
+ * await tf.setBackend("blas");
+ * resetPeakDataBytes();
+ * const before = dataBytes().live;
+ * const x = tf.zeros([1000]);
+ * const y = tf.reshape(x, [10, 100]); // a view: no new bytes
+ * console.log(dataBytes().live - before, dataBytes().peak - before); // 4000 4000
+ * tf.dispose([x, y]);
+ * ```
+ */
+export function dataBytes(): { live: number; peak: number } {
+  return { live: liveBytes, peak: peakBytes };
+}
+
+/**
+ * Starts a new peak for {@linkcode dataBytes}: the peak becomes the bytes held now.
+ *
+ * @example
+ * ```ts
+ * import { dataBytes, resetPeakDataBytes } from "./pool.ts";
+ * resetPeakDataBytes();
+ * console.log(dataBytes().peak === dataBytes().live); // true
+ * ```
+ */
+export function resetPeakDataBytes(): void {
+  peakBytes = liveBytes;
+}
+
 /**
  * Empties the free lists (the arrays go to the garbage collector).
  *
@@ -161,6 +212,7 @@ export function clearPool(): void {
 export class PoolingBackend extends MathBackendCPU {
   override write(values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType): tf.DataId {
     claim(values);
+    addLive(byteLengthOf(values));
     return super.write(values, shape, dtype);
   }
 
@@ -172,6 +224,8 @@ export class PoolingBackend extends MathBackendCPU {
     refCount: number,
   ): void {
     claim(values);
+    const previous = this.data.has(dataId) ? byteLengthOf(this.data.get(dataId)!.values) : 0;
+    addLive(byteLengthOf(values) - previous);
     super.move(dataId, values, shape, dtype, refCount);
   }
 
@@ -184,7 +238,10 @@ export class PoolingBackend extends MathBackendCPU {
   override disposeData(dataId: tf.DataId, force = false): boolean {
     const values = this.data.has(dataId) ? this.data.get(dataId)!.values : undefined;
     const released = super.disposeData(dataId, force);
-    if (released && values !== undefined && !this.data.has(dataId)) recycle(values);
+    if (released && values !== undefined && !this.data.has(dataId)) {
+      liveBytes -= byteLengthOf(values);
+      recycle(values);
+    }
     return released;
   }
 }
