@@ -103,7 +103,8 @@ peak MB from tf.profile.
 --train times a whole training update (forward, backward, AdamW with clipping) of the model with each preset,
 in two configs (small: 4 layers, d 64, 4 heads, 16 × 128 bytes, the notebooks' shared LMs; medium: 6 layers,
 d 256, 4 heads, 8 × 512), against the same update of its PyTorch twin (lib/bench/torch_twin.ts) in interleaved
-rounds: ms/step, tokens/s, GFLOP/s, share of the sgemm peak, peak MB, and the ratio attnlab / PyTorch with its
+rounds: ms/step, tokens/s, GFLOP/s, share of the sgemm peak, peak MB (blas: its data buffers; PyTorch: its
+allocator's events; views count in neither), and the ratio attnlab / PyTorch with its
 95% interval over rounds. PyTorch on the reference BLAS is not timed (the ratio would flatter attnlab).
 --profile prints a training step's kernels per config and preset (the mean of 3 profiled steps; quick: 1):
 calls, ms, share of the step, new MB, and the time spent outside kernels.`;
