@@ -15,7 +15,8 @@ export const MEMORY_DESC_BYTES = 696;
 
 /**
  * Bytes reserved for any operation descriptor used here: the largest of `dnnl_eltwise_desc_t` (1416),
- * `dnnl_softmax_v2_desc_t` (2800), `dnnl_binary_desc_t` (2096) and `dnnl_reduction_desc_t` (1408), rounded up.
+ * `dnnl_softmax_v2_desc_t` (2800), `dnnl_binary_desc_t` (2096), `dnnl_reduction_desc_t` (1408) and
+ * `dnnl_matmul_desc_t` (2800), rounded up.
  */
 export const OP_DESC_BYTES = 4096;
 
@@ -87,6 +88,14 @@ export const SOFTMAX_ACCURATE = 196608;
 
 /**
  * `DNNL_ARG_*` indices; `postOp0Src1` is `DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1` (16384 · 1 | 2), the
- * second operand of a first, binary post-op.
+ * second operand of a first, binary post-op. A matmul reads `src` (A) and `weights` (B) and writes `dst`.
  */
-export const ARG = { src: 1, src1: 2, dst: 17, diffSrc: 129, diffDst: 145, postOp0Src1: 16386 } as const;
+export const ARG = {
+  src: 1,
+  src1: 2,
+  dst: 17,
+  weights: 33,
+  diffSrc: 129,
+  diffDst: 145,
+  postOp0Src1: 16386,
+} as const;

@@ -2,8 +2,11 @@
  * The `blas` TensorFlow.js backend: the cpu backend (its tensors, memory and every kernel not named
  * here), with
  *
- * - `BatchMatMul` and `_FusedMatMul` computed by `cblas_sgemm` from the system BLAS. Gradients need
- *   nothing extra: tfjs writes matmul gradients as matmuls, which land here too.
+ * - `BatchMatMul` and `_FusedMatMul` computed by `cblas_sgemm` from the system BLAS, once per matrix of a batch,
+ *   or, where oneDNN loads, by one oneDNN matmul primitive for the whole batch (lib/blas/dnnl_kernels.ts's
+ *   `dnnlBatchMatMul`: from 2¹⁹ FLOPs a call and 16³ a matrix, and below 2²⁸ FLOPs when OpenBLAS has more threads
+ *   than oneDNN; `DNNL_MATMUL_RULE` holds the measurements). Transposed operands are read as they are stored, by
+ *   either. Gradients need nothing extra: tfjs writes matmul gradients as matmuls, which land here too.
  * - the hot non-matmul kernels of attention and transformer training as tight typed-array loops
  *   (lib/blas/kernels.ts): Add, Sub, Multiply, RealDiv, Maximum, Minimum, SquaredDifference, Pow and the
  *   comparisons, with any broadcast; Exp, Log, Neg, Sqrt, Rsqrt, Square, Relu, Elu, EluGrad, Sigmoid,
@@ -35,10 +38,11 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { cpuKernel, f32 as values, type Kernel, type KernelArgs, type TensorInfo } from "./_util.ts";
+import { cpuKernel, type Kernel, type KernelArgs, type TensorInfo } from "./_util.ts";
 import { registerFusedGradients } from "./fused.ts";
 import { blasKernelSet, fastKernels } from "./kernels.ts";
 import { dnnl, type DnnlLibrary } from "./dnnl.ts";
+import { dnnlBatchMatMul, float32Values } from "./dnnl_kernels.ts";
 import { allocFloat32, allocFloat32Zeroed, PoolingBackend } from "./pool.ts";
 import { type BlasLibrary, openBlas, type Sgemm } from "./sgemm.ts";
 
@@ -104,8 +108,8 @@ function batchMatMul(args: KernelArgs, sgemm: Sgemm): TensorInfo {
   // sgemm with beta = 0 writes every element of C; with k = 0 there is nothing to multiply and C is zero.
   const out = k > 0 ? allocFloat32(batch * m * n) : allocFloat32Zeroed(batch * m * n);
   if (out.length > 0 && k > 0) {
-    const av = values(backend, a);
-    const bv = values(backend, b);
+    const av = float32Values(backend, a);
+    const bv = float32Values(backend, b);
     const lda = a.shape[ra - 1];
     const ldb = b.shape[rb - 1];
     const sizeB = batchB.reduce((x, y) => x * y, 1);
@@ -135,6 +139,33 @@ function batchMatMul(args: KernelArgs, sgemm: Sgemm): TensorInfo {
   return backend.makeTensorInfo([...outBatch, m, n], "float32", out);
 }
 
+/**
+ * The blas backend's BatchMatMul kernel through `blas`'s `cblas_sgemm` alone, once per matrix of a batch (one call
+ * where every matrix of A meets the same B): the kernel that {@linkcode registerBlasBackend} registers without oneDNN
+ * (`ATTNLAB_BLAS_KERNELS=js` or `matmul`, or no libdnnl2), and the one the oneDNN kernel hands small products to.
+ * Exported to compare the two, e.g. by registering it over the backend's BatchMatMul.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { BLAS_BACKEND, registerBlasBackend, sgemmBatchMatMul } from "./backend.ts";
+ * try {
+ *   const kernel = sgemmBatchMatMul(registerBlasBackend());
+ *   tf.unregisterKernel(tf.BatchMatMul, BLAS_BACKEND);
+ *   tf.registerKernel({ kernelName: tf.BatchMatMul, backendName: BLAS_BACKEND, kernelFunc: kernel as tf.KernelFunc });
+ *   console.log(typeof kernel); // function
+ * } catch (err) {
+ *   console.log((err as Error).message); // no BLAS here
+ * }
+ * ```
+ */
+export function sgemmBatchMatMul(blas: BlasLibrary): (args: KernelArgs) => TensorInfo {
+  if (blas === null || typeof blas !== "object" || typeof blas.sgemm !== "function") {
+    throw new TypeError("sgemmBatchMatMul: blas must be a BlasLibrary (from openBlas() or registerBlasBackend())");
+  }
+  return (args) => batchMatMul(args, blas.sgemm);
+}
+
 const ACTIVATIONS: Record<string, string> = {
   linear: tf.Identity,
   relu: tf.Relu,
@@ -145,18 +176,16 @@ const ACTIVATIONS: Record<string, string> = {
   prelu: tf.Prelu,
 };
 
-function fusedMatMul(args: KernelArgs, sgemm: Sgemm): TensorInfo {
+/** _FusedMatMul: the product by `matMul` (the backend's BatchMatMul), then bias and activation by its kernels. */
+function fusedMatMul(args: KernelArgs, matMul: Kernel): TensorInfo {
   const { backend } = args;
   const { bias, preluActivationWeights } = args.inputs;
   const attrs = args.attrs ?? {};
-  let current = batchMatMul(
-    {
-      inputs: { a: args.inputs.a, b: args.inputs.b },
-      backend,
-      attrs: { transposeA: attrs.transposeA, transposeB: attrs.transposeB },
-    },
-    sgemm,
-  );
+  let current = matMul({
+    inputs: { a: args.inputs.a, b: args.inputs.b },
+    backend,
+    attrs: { transposeA: attrs.transposeA, transposeB: attrs.transposeB },
+  });
   const replace = (next: TensorInfo) => {
     backend.disposeIntermediateTensorInfo(current);
     current = next;
@@ -244,10 +273,14 @@ export function registerBlasBackend(): BlasLibrary {
   const blas = openBlas();
   // oneDNN only for "all"; when it cannot load, dnnl() says so once and the loops stand.
   const lib = set === "all" ? dnnl() : undefined;
+  const sgemmMatMul = sgemmBatchMatMul(blas);
+  // A library that does not say how many threads it runs (not OpenBLAS) is taken to run one per core.
+  const blasThreads = blas.threads ?? navigator.hardwareConcurrency;
+  const matMul = lib ? dnnlBatchMatMul(lib, sgemmMatMul, { blasThreads }) : sgemmMatMul;
   const own: Record<string, Kernel> = {
     ...(set === "matmul" ? {} : fastKernels({ dnnl: lib })),
-    [tf.BatchMatMul]: (args) => batchMatMul(args, blas.sgemm),
-    [tf._FusedMatMul]: (args) => fusedMatMul(args, blas.sgemm),
+    [tf.BatchMatMul]: matMul,
+    [tf._FusedMatMul]: (args) => fusedMatMul(args, matMul),
   };
   tf.registerBackend(BLAS_BACKEND, () => new PoolingBackend(), 0);
   for (const config of tf.getKernelsForBackend("cpu")) {

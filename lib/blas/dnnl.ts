@@ -1,7 +1,7 @@
 /**
  * oneDNN (Intel's Deep Neural Network Library, Debian's `libdnnl2` 2.6) through Deno FFI: its JIT-vectorised
- * eltwise, softmax, binary, reduction and reorder (transpose) primitives and its sgemm, on float32 arrays in row-major
- * order, for the blas backend's kernels (lib/blas/dnnl_kernels.ts).
+ * eltwise, softmax, binary, reduction, reorder (transpose) and batched matmul primitives and its sgemm, on float32
+ * arrays in row-major order, for the blas backend's kernels (lib/blas/dnnl_kernels.ts, lib/blas/backend.ts).
  *
  * - {@linkcode openDnnl} loads the library and returns a {@linkcode DnnlLibrary}; {@linkcode dnnl} does so once per
  *   process and returns undefined (after saying once on stderr how to install it) when it cannot.
@@ -114,6 +114,23 @@ export interface DnnlSgemmArgs {
   beta?: number;
 }
 
+/**
+ * The layout of {@linkcode DnnlLibrary.matmul}: out [...batch, m, n] = op(A) [...aBatch, m, k] · op(B) [...bBatch, k,
+ * n], with A stored row-major as [...aBatch, m, k], or as [...aBatch, k, m] when `transA` (and B as [...bBatch, k, n],
+ * or [...bBatch, n, k] when `transB`): a transpose is a choice of strides, never a copy.
+ */
+export interface DnnlMatMulDims {
+  /** A's batch dims (default none); of b's rank, each equal to b's or 1 (broadcast). */
+  aBatch?: number[];
+  /** B's batch dims (default none), as aBatch. */
+  bBatch?: number[];
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+}
+
 /** Reductions: out = reduce(x) along the axes where out's dims are 1. */
 export type DnnlReduction = keyof typeof REDUCTION_ALG;
 
@@ -165,6 +182,12 @@ export interface DnnlLibrary {
    * unless given): the blas backend uses it for matrix–vector products (row and column sums against a vector of ones).
    */
   sgemm(args: DnnlSgemmArgs): void;
+  /**
+   * out = op(A) · op(B), batched, with batch broadcasting (see {@linkcode DnnlMatMulDims}; out's batch dims are the
+   * larger of a's and b's, out is dense and row-major) by one oneDNN matmul primitive: every matrix of the batch in one
+   * call. At most 10 batch dims. False, computing nothing, when oneDNN has no optimised implementation of the layout.
+   */
+  matmul(arrays: { a: Float32Array; b: Float32Array; out: Float32Array }, dims: DnnlMatMulDims): boolean;
   /** By operation family ("eltwise exp", "softmax", "binary add", ...), the implementation oneDNN last picked for it. */
   implementations(): Record<string, string>;
   /** The primitives now cached. */
@@ -188,6 +211,7 @@ const SYMBOLS = {
   },
   dnnl_binary_desc_init: { parameters: ["buffer", "i32", "buffer", "buffer", "buffer"], result: "i32" },
   dnnl_reduction_desc_init: { parameters: ["buffer", "i32", "buffer", "buffer", "f32", "f32"], result: "i32" },
+  dnnl_matmul_desc_init: { parameters: ["buffer", "buffer", "buffer", "pointer", "buffer"], result: "i32" },
   dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_query: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
   dnnl_primitive_desc_destroy: { parameters: ["pointer"], result: "i32" },
@@ -228,10 +252,14 @@ interface Primitive {
   staging: (Float32Array | undefined)[];
 }
 
-/** An operand in a primitive's description: its DNNL_ARG index, dims, and whether the primitive writes it. */
+/**
+ * An operand in a primitive's description: its DNNL_ARG index, dims (with strides in elements, row-major unless
+ * given), and whether the primitive writes it.
+ */
 interface Operand {
   arg: number;
   dims: number[];
+  strides?: number[];
   writes: boolean;
 }
 
@@ -412,8 +440,11 @@ class Dnnl implements DnnlLibrary {
     const memories: Deno.PointerObject[] = [];
     const args = new Uint8Array(operands.length * EXEC_ARG_BYTES);
     const view = new DataView(args.buffer);
-    operands.forEach(({ arg, dims }, i) => {
-      this.#check(lib.dnnl_memory_create(this.#out, this.#memoryDesc(dims), this.#engine, null), "dnnl_memory_create");
+    operands.forEach(({ arg, dims, strides }, i) => {
+      this.#check(
+        lib.dnnl_memory_create(this.#out, this.#memoryDesc(dims, strides), this.#engine, null),
+        "dnnl_memory_create",
+      );
       const memory = this.#pointer("dnnl_memory_create");
       memories.push(memory);
       view.setInt32(i * EXEC_ARG_BYTES, arg, true);
@@ -770,6 +801,67 @@ class Dnnl implements DnnlLibrary {
       ),
       "dnnl_sgemm",
     );
+  }
+
+  matmul(arrays: { a: Float32Array; b: Float32Array; out: Float32Array }, dims: DnnlMatMulDims): boolean {
+    const { a, b, out } = arrays;
+    const { aBatch = [], bBatch = [], m, n, k, transA = false, transB = false } = dims;
+    for (const [name, v] of [["m", m], ["n", n], ["k", k]] as const) {
+      if (!Number.isInteger(v) || v < 0) throw new RangeError(`oneDNN matmul: dims.${name} must be an integer >= 0`);
+    }
+    if (
+      aBatch.length !== bBatch.length ||
+      aBatch.some((d, i) => !Number.isInteger(d) || d < 0 || (d !== bBatch[i] && d !== 1 && bBatch[i] !== 1))
+    ) {
+      throw new RangeError(
+        `oneDNN matmul: aBatch [${aBatch}] and bBatch [${bBatch}] must have one rank and each dim equal or 1`,
+      );
+    }
+    const outBatch = aBatch.map((d, i) => d === 1 ? bBatch[i] : d);
+    if (a.length !== product(aBatch) * m * k || b.length !== product(bBatch) * k * n) {
+      throw new RangeError(
+        `oneDNN matmul: a has ${a.length} elements and b ${b.length}; the dims ask for ` +
+          `${product(aBatch) * m * k} and ${product(bBatch) * k * n}`,
+      );
+    }
+    if (out.length !== product(outBatch) * m * n) {
+      throw new RangeError(
+        `oneDNN matmul: out has ${out.length} elements, the dims ask for ${product(outBatch) * m * n}`,
+      );
+    }
+    if (out.length === 0) return true;
+    if (k === 0) {
+      // An empty sum: oneDNN rejects a zero dim, the product is zero.
+      out.fill(0);
+      return true;
+    }
+    if (aBatch.length + 2 > MAX_NDIMS) return false;
+    const key = `mm${aBatch}:${bBatch}:${m}:${n}:${k}:${+transA}${+transB}`;
+    const p = this.#get(key, () => {
+      // A matrix's strides: row-major as stored, read transposed when asked; batch dims are dense over the matrices.
+      const strided = (batch: number[], rows: number, cols: number, trans: boolean) => {
+        const strides = trans ? [1, rows] : [cols, 1];
+        let stride = rows * cols;
+        for (let i = batch.length - 1; i >= 0; i--) {
+          strides.unshift(stride);
+          stride *= batch[i];
+        }
+        return strides;
+      };
+      const operands: Operand[] = [
+        { arg: ARG.src, dims: [...aBatch, m, k], strides: strided(aBatch, m, k, transA), writes: false },
+        { arg: ARG.weights, dims: [...bBatch, k, n], strides: strided(bBatch, k, n, transB), writes: false },
+        { arg: ARG.dst, dims: [...outBatch, m, n], writes: true },
+      ];
+      const [src, weights, dst] = operands.map((o) => this.#memoryDesc(o.dims, o.strides));
+      const desc = new Uint8Array(OP_DESC_BYTES);
+      this.#check(this.#lib.dnnl_matmul_desc_init(desc, src, weights, null, dst), "dnnl_matmul_desc_init");
+      const pd = this.#primitiveDesc(desc, "matmul");
+      return pd && this.#build(pd, operands);
+    });
+    if (!p) return false;
+    this.#run(p, [a, b, out]);
+    return true;
   }
 
   implementations(): Record<string, string> {

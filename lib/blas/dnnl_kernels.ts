@@ -15,7 +15,11 @@
  *   binary product with a post-op product; the gradient with oneDNN's swish gradient);
  * - Sum and Mean over trailing axes (row sums) or leading axes (column sums, as in a bias's gradient), as
  *   matrix–vector products with a vector of ones (`dnnl_sgemm`: oneDNN's reduction primitive is slower than the
- *   JavaScript loop on rows of 64 to 171).
+ *   JavaScript loop on rows of 64 to 171);
+ * - BatchMatMul ({@linkcode dnnlBatchMatMul}, which lib/blas/backend.ts registers in place of its per-matrix
+ *   `cblas_sgemm` loop): one oneDNN matmul primitive for a whole batch of matrices, transposes as strides, batch
+ *   broadcasting as oneDNN's, by the size rule {@linkcode DNNL_MATMUL_RULE}; within float32 rounding of OpenBLAS
+ *   (sums in another order), not the same bits.
  *
  * **Not the same bits as the JavaScript kernels.** oneDNN computes in float32 with its own polynomial exp, tanh and
  * logistic and float32 sums in its own order, where the cpu kernels compute each element in doubles and round once.
@@ -499,3 +503,270 @@ export function collapsedPermutation(
 
 /** The kernel names {@linkcode dnnlKernels} covers. */
 export const DNNL_KERNEL_NAMES: readonly string[] = Object.freeze(Object.keys(DNNL_MIN_ELEMENTS));
+
+/**
+ * A batched matmul as oneDNN takes it ({@linkcode DnnlMatMulDims}), with tfjs's output shape: from tfjs's
+ * BatchMatMul operands a [...batchA, rows, cols] and b [...batchB, rows, cols] (op(A) [..., m, k], op(B) [..., k,
+ * n]).
+ */
+export interface MatMulLayout {
+  /** tfjs's output shape: [...broadcast batch, m, n]. */
+  outShape: number[];
+  /**
+   * The batch dims that oneDNN sees, one rank for a and b: the output's size-1 dims dropped, and neighbours that
+   * broadcast alike merged (a dim is either the output's or 1, where that operand is broadcast).
+   */
+  aBatch: number[];
+  bBatch: number[];
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+/**
+ * The oneDNN layout of tfjs's BatchMatMul on operands of shapes `aShape` and `bShape` (rank ≥ 2 each). Where b
+ * holds one matrix for every matrix of a and A is not transposed, a's stacked matrices are one (batch · m) × k
+ * matrix: one product, no batch. Throws a RangeError when the inner dims differ or the batch dims do not broadcast.
+ *
+ * @example
+ * ```ts
+ * import { matMulLayout } from "./dnnl_kernels.ts";
+ * // Attention scores: [16, 4, 128, 16] · [16, 4, 128, 16]ᵀ, 64 matrices of 128 × 128.
+ * console.log(JSON.stringify(matMulLayout([16, 4, 128, 16], [16, 4, 128, 16], { transB: true })));
+ * // {"outShape":[16,4,128,128],"aBatch":[64],"bBatch":[64],"m":128,"n":128,"k":16,"transA":false,"transB":true}
+ * // A dense layer, [16, 128, 64] · [64, 171]: one 2048 × 64 by 64 × 171 product.
+ * console.log(JSON.stringify(matMulLayout([16, 128, 64], [64, 171], {})));
+ * // {"outShape":[16,128,171],"aBatch":[],"bBatch":[],"m":2048,"n":171,"k":64,"transA":false,"transB":false}
+ * console.log(matMulLayout([2, 1, 5, 3], [4, 5, 7], { transA: true }).aBatch); // [ 2, 1 ]
+ * ```
+ */
+export function matMulLayout(
+  aShape: readonly number[],
+  bShape: readonly number[],
+  options: { transA?: boolean; transB?: boolean },
+): MatMulLayout {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError("matMulLayout: options must be { transA?, transB? } (booleans)");
+  }
+  if (!Array.isArray(aShape) || !Array.isArray(bShape) || aShape.length < 2 || bShape.length < 2) {
+    throw new RangeError(`matMulLayout: aShape and bShape must have rank 2 or more, got [${aShape}] and [${bShape}]`);
+  }
+  const transA = Boolean(options.transA);
+  const transB = Boolean(options.transB);
+  const ra = aShape.length;
+  const rb = bShape.length;
+  let m = transA ? aShape[ra - 1] : aShape[ra - 2];
+  const k = transA ? aShape[ra - 2] : aShape[ra - 1];
+  const kb = transB ? bShape[rb - 1] : bShape[rb - 2];
+  const n = transB ? bShape[rb - 2] : bShape[rb - 1];
+  if (k !== kb) {
+    throw new RangeError(
+      `matMulLayout: inner dims ${k} (of a [${aShape}], transA ${transA}) and ${kb} (of b [${bShape}], transB ` +
+        `${transB}) must match`,
+    );
+  }
+  const batchA = aShape.slice(0, -2);
+  const batchB = bShape.slice(0, -2);
+  const outBatch = tf.broadcast_util.assertAndGetBroadcastShape(batchA, batchB);
+  const rank = outBatch.length;
+  const pad = (shape: readonly number[]) => [...new Array(rank - shape.length).fill(1), ...shape];
+  const pa = pad(batchA);
+  const pb = pad(batchB);
+  let aBatch: number[] = [];
+  let bBatch: number[] = [];
+  let last = "";
+  for (let i = 0; i < rank; i++) {
+    const d = outBatch[i];
+    if (d === 1) continue;
+    // Which operands have this dim ("ab": both; "a" or "b": the other is broadcast along it).
+    const pattern = (pa[i] === 1 ? "" : "a") + (pb[i] === 1 ? "" : "b");
+    if (pattern === last) {
+      if (pattern.includes("a")) aBatch[aBatch.length - 1] *= d;
+      if (pattern.includes("b")) bBatch[bBatch.length - 1] *= d;
+    } else {
+      aBatch.push(pa[i] === 1 ? 1 : d);
+      bBatch.push(pb[i] === 1 ? 1 : d);
+      last = pattern;
+    }
+  }
+  if (!transA && bBatch.every((d) => d === 1)) {
+    // Every A matrix meets the one B: rows of a stacked matrix.
+    m *= aBatch.reduce((x, y) => x * y, 1);
+    aBatch = [];
+    bBatch = [];
+  }
+  return {
+    outShape: [...outBatch, transA ? aShape[ra - 1] : aShape[ra - 2], n],
+    aBatch,
+    bBatch,
+    m,
+    n,
+    k,
+    transA,
+    transB,
+  };
+}
+
+/** The thresholds of {@linkcode prefersDnnlMatMul}, in FLOPs (2 m n k a matrix, times the batch for a call). */
+export interface DnnlMatMulRule {
+  /** oneDNN from this many FLOPs a call. */
+  minFlops: number;
+  /** ... and from this many a matrix. */
+  minMatrixFlops: number;
+  /** Where OpenBLAS has more threads than oneDNN: OpenBLAS from this many FLOPs a call. */
+  blasFromFlops: number;
+}
+
+/**
+ * When {@linkcode dnnlBatchMatMul} calls oneDNN's matmul rather than `cblas_sgemm` once per matrix, by FLOPs
+ * (2 m n k per matrix, times the output's batch for the call). Measured 2026-12-01 on the 2-core AVX2 machine (AMD
+ * EPYC) beside other work, by scratch benchmarks: per call, both called in turn on the same arrays, 9 interleaved
+ * rounds, the median; each range spans runs with OpenBLAS at its default (two threads) and at one
+ * (`OPENBLAS_NUM_THREADS=1`, as the training workers run), at load averages 1.3–2.1; oneDNN at one thread (dnnl.ts).
+ *
+ * - `minFlops`, `minMatrixFlops`: oneDNN from 2¹⁹ FLOPs a call and 2¹³ a matrix (16 × 16 × 16). A oneDNN call costs
+ *   about 5 µs (three data-handle updates, the execute and the wait: 5 FFI calls) against 1–1.5 µs for one sgemm, and
+ *   its batch loop spends longer than OpenBLAS on each tiny matrix. oneDNN's time over OpenBLAS's: [64] 4 × 4 × 4
+ *   1.2–1.5×, [64] 8 × 8 × 8 1.0–1.2×, [16] 16 × 16 × 16 (2¹⁷ FLOPs) 1.0–1.07×, one 64 × 64 × 64 (2¹⁹) 0.94–1.10×,
+ *   one 128 × 128 × 16 (2¹⁹) 0.75–0.83×, [16] 32 × 32 × 32 0.77–0.84×, [128] 16 × 16 × 16 0.75–0.95×.
+ * - Batches above them: oneDNN took 0.51–0.72× OpenBLAS's time on the small config's attention products ([64]
+ *   128 × 128 × 16 and [64] 128 × 16 × 128, all four transpose combinations), 0.53–0.99× on T2's ([128] 64 × 16 × 16,
+ *   64 × 64 × 16, 64 × 16 × 64, 16 × 16 × 64), 0.67–0.91× on the medium config's T2 blocks ([256] 64 × 64 × 64).
+ * - Single products (the dense layers, 2048 × 64 by 64 × 64, 171 or 256 and back, 2²⁴–2²⁶): against a one-thread
+ *   OpenBLAS 0.57–1.0×. Against two threads it depends on the other work: at load about 2, 0.36–0.98× on the forward
+ *   and input-gradient products and 0.76–1.12× on the weight gradients; minutes later at load 1.3–1.6, 1.1–1.8× (the
+ *   second core was free). In whole training steps (4 layers, d 64, 16 × 128; 14 interleaved rounds of 3 steps at load
+ *   1.4–1.5, two OpenBLAS threads) sending these to OpenBLAS gained nothing measurable: ms a step, median, vanilla
+ *   127.5 with sgemm throughout, 119.4 with them in OpenBLAS, 115.8 in oneDNN; T2 134.0, 134.9, 123.3. So oneDNN
+ *   keeps them: it does not slow down when the second core is busy.
+ * - `blasFromFlops`: from 2²⁸ FLOPs a call, OpenBLAS when it has more threads than oneDNN. Called alone, a two-thread
+ *   OpenBLAS won from 2³⁰: the medium config's attention ([32] 512 × 512 × 64 and 512 × 64 × 512, 2³⁰) took oneDNN
+ *   1.06–1.39× OpenBLAS's time in 7 of its 8 cases, its GLU products (4096 × 683 × 256 and their gradients)
+ *   0.73–2.0×, while at 2²⁹ (4096 × 256 × 256) oneDNN took 0.78–0.98×. Within whole training steps of the medium
+ *   config (6 layers, d 256, 8 × 512, whose dense products are 2²⁹ and larger), OpenBLAS did better from 2²⁹: 6
+ *   interleaved rounds at load 1.9–2.0, ms a step (median), vanilla: sgemm throughout 3242, this rule with its bound
+ *   at 2³⁰ 3659, at 2²⁸ 3131; T2: 2670, 2912, 2791 (per-round ratios to sgemm throughout: 0.95–1.32 at 2³⁰,
+ *   0.81–1.17 at 2²⁸). The small config's products are at most 2²⁶. Against a one-thread OpenBLAS oneDNN took
+ *   0.77–1.19× at 2³⁰ and above (even, within the noise), hence the bound only with more threads.
+ */
+export const DNNL_MATMUL_RULE: Readonly<DnnlMatMulRule> = Object.freeze({
+  minFlops: 2 ** 19,
+  minMatrixFlops: 2 ** 13,
+  blasFromFlops: 2 ** 28,
+});
+
+/**
+ * Whether a matmul of `layout` should run in oneDNN (true) or OpenBLAS (false), by {@linkcode DNNL_MATMUL_RULE}
+ * (or `options.rule`), given each library's thread count.
+ *
+ * @example
+ * ```ts
+ * import { matMulLayout, prefersDnnlMatMul } from "./dnnl_kernels.ts";
+ * const threads = { dnnl: 1, blas: 2 };
+ * const scores = matMulLayout([16, 4, 128, 16], [16, 4, 128, 16], { transB: true });
+ * const medium = matMulLayout([8, 4, 512, 64], [8, 4, 512, 64], { transB: true });
+ * const tiny = matMulLayout([4, 8, 8], [4, 8, 8], {});
+ * console.log(prefersDnnlMatMul(scores, threads), prefersDnnlMatMul(medium, threads), prefersDnnlMatMul(tiny, threads));
+ * // true false false
+ * console.log(prefersDnnlMatMul(medium, { dnnl: 1, blas: 1 })); // true
+ * ```
+ */
+export function prefersDnnlMatMul(
+  layout: MatMulLayout,
+  threads: { dnnl: number; blas: number },
+  options: { rule?: Readonly<DnnlMatMulRule> } = {},
+): boolean {
+  if (layout === null || typeof layout !== "object" || !Array.isArray(layout.aBatch)) {
+    throw new TypeError("prefersDnnlMatMul: layout must be a MatMulLayout (from matMulLayout)");
+  }
+  if (threads === null || typeof threads !== "object" || !(threads.dnnl >= 1) || !(threads.blas >= 1)) {
+    throw new RangeError("prefersDnnlMatMul: threads must be { dnnl, blas }, each a thread count >= 1");
+  }
+  const rule = options.rule ?? DNNL_MATMUL_RULE;
+  const { aBatch, bBatch, m, n, k } = layout;
+  const matrix = 2 * m * n * k;
+  const total = aBatch.reduce((flops, d, i) => flops * Math.max(d, bBatch[i]), matrix);
+  if (total < rule.minFlops || matrix < rule.minMatrixFlops) return false;
+  return threads.blas <= threads.dnnl || total < rule.blasFromFlops;
+}
+
+/**
+ * The blas backend's BatchMatMul through oneDNN: one batched matmul primitive per call where
+ * {@linkcode prefersDnnlMatMul} says so (transposes as strides, batch broadcasting as oneDNN's; values within float32
+ * rounding of `fallback`'s, sums in another order), `fallback` (the per-matrix sgemm kernel) for every other call:
+ * other dtypes, small or (beside a multithreaded OpenBLAS) very large products, and layouts oneDNN has no optimised
+ * implementation of.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { dnnl } from "./dnnl.ts";
+ * import { dnnlBatchMatMul } from "./dnnl_kernels.ts";
+ * import { cpuKernel } from "./_util.ts";
+ * const lib = dnnl();
+ * if (lib) console.log(typeof dnnlBatchMatMul(lib, cpuKernel(tf.BatchMatMul), { blasThreads: 1 })); // function
+ * ```
+ */
+export function dnnlBatchMatMul(
+  lib: DnnlLibrary,
+  fallback: Kernel,
+  options: {
+    blasThreads: number;
+    rule?: Readonly<DnnlMatMulRule>;
+  },
+): Kernel {
+  if (lib === null || typeof lib !== "object" || typeof lib.matmul !== "function") {
+    throw new TypeError("dnnlBatchMatMul: lib must be a DnnlLibrary (from openDnnl() or dnnl())");
+  }
+  if (typeof fallback !== "function") throw new TypeError("dnnlBatchMatMul: fallback must be a kernel function");
+  if (options === null || typeof options !== "object") {
+    throw new TypeError("dnnlBatchMatMul: options must be { blasThreads, rule? }");
+  }
+  if (!Number.isInteger(options.blasThreads) || options.blasThreads < 1) {
+    throw new RangeError(
+      `dnnlBatchMatMul: options.blasThreads must be OpenBLAS's thread count, an integer >= 1; got ${options.blasThreads}`,
+    );
+  }
+  const threads = { dnnl: lib.threads, blas: options.blasThreads };
+  return (args) => {
+    const { backend } = args;
+    const a = args.inputs.a!;
+    const b = args.inputs.b!;
+    if (a.dtype !== "float32" || b.dtype !== "float32") return fallback(args);
+    let layout: MatMulLayout;
+    try {
+      layout = matMulLayout(a.shape, b.shape, { transA: args.attrs?.transposeA, transB: args.attrs?.transposeB } as {
+        transA?: boolean;
+        transB?: boolean;
+      });
+    } catch {
+      // The fallback throws tfjs's error for these shapes.
+      return fallback(args);
+    }
+    if (!prefersDnnlMatMul(layout, threads, options)) return fallback(args);
+    const out = allocFloat32(sizeOf(layout.outShape));
+    if (!lib.matmul({ a: float32Values(backend, a), b: float32Values(backend, b), out }, layout)) return fallback(args);
+    return backend.makeTensorInfo(layout.outShape, "float32", out);
+  };
+}
+
+/**
+ * A float32 tensor's values as a Float32Array, for a native library: a tensor cast from int32 or bool keeps its
+ * Int32Array or Uint8Array (tfjs's Cast shares the data), whose bytes would be read as floats; those are copied.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+ * import { float32Values } from "./dnnl_kernels.ts";
+ * await tf.setBackend("cpu");
+ * const x = tf.cast(tf.tensor1d([1, 2], "int32"), "float32");
+ * console.log(float32Values(tf.backend() as MathBackendCPU, x)); // Float32Array(2) [ 1, 2 ]
+ * ```
+ */
+export function float32Values(backend: KernelArgs["backend"], info: tf.TensorInfo): Float32Array {
+  const values = backend.data.get(info.dataId)!.values as ArrayLike<number>;
+  return values instanceof Float32Array ? values : Float32Array.from(values);
+}

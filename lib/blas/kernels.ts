@@ -6,7 +6,7 @@
  * Softmax's gradient), which no other backend has; and, where oneDNN loads (lib/blas/dnnl.ts), oneDNN in place of
  * the loops of Softmax and its gradient, silu(a) · b and its gradient, Exp, Sigmoid, Tanh, Elu, EluGrad, Sqrt,
  * Square, Abs, Relu, Add, Sub, Multiply, RealDiv, Sum, Mean and Transpose for calls large enough to gain
- * (lib/blas/dnnl_kernels.ts).
+ * (lib/blas/dnnl_kernels.ts); backend.ts likewise sends BatchMatMul to one batched oneDNN matmul by size.
  *
  * `ATTNLAB_BLAS_KERNELS` picks the set, for speed comparisons:
  *

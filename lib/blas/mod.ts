@@ -11,7 +11,8 @@
  * @module
  */
 
-export { BLAS_BACKEND, blasDnnl, blasOverrides, registerBlasBackend } from "./backend.ts";
+export { BLAS_BACKEND, blasDnnl, blasOverrides, registerBlasBackend, sgemmBatchMatMul } from "./backend.ts";
+export { DNNL_MATMUL_RULE, matMulLayout, prefersDnnlMatMul } from "./dnnl_kernels.ts";
 export { BLAS_KERNEL_SETS, type BlasKernelSet, blasKernelSet, fastKernels } from "./kernels.ts";
 export { registerFusedGradients, siluGate, srmsNorm } from "./fused.ts";
 export { adamwUpdate, sumsOfSquares } from "./fused_adam.ts";

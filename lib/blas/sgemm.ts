@@ -26,10 +26,15 @@ export type Sgemm = (args: {
   beta?: number;
 }) => void;
 
-/** A loaded BLAS: where it came from and its sgemm. */
+/** A loaded BLAS: where it came from, its sgemm, and its thread count where it says. */
 export interface BlasLibrary {
   path: string;
   sgemm: Sgemm;
+  /**
+   * The threads its sgemm may use (`openblas_get_num_threads`: `OPENBLAS_NUM_THREADS`, else the cores); undefined
+   * for a library that does not say (Accelerate, another CBLAS).
+   */
+  threads?: number;
 }
 
 const ROW_MAJOR = 101;
@@ -67,6 +72,7 @@ export function blasCandidates(): string[] {
  *   const c = new Float32Array(1);
  *   blas.sgemm({ transA: false, transB: false, m: 1, n: 1, k: 2, a: new Float32Array([1, 2]), lda: 2, b: new Float32Array([3, 4]), ldb: 1, c, ldc: 1 });
  *   console.log(c[0]); // 11
+ *   console.log(blas.threads === undefined || blas.threads >= 1); // true
  * } catch (err) {
  *   console.log((err as Error).message); // no BLAS on this machine
  * }
@@ -96,6 +102,8 @@ export function openBlas(): BlasLibrary {
           ],
           result: "void",
         },
+        // OpenBLAS only: any other CBLAS loads without it.
+        openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
       });
       const raw = lib.symbols.cblas_sgemm;
       const sgemm: Sgemm = ({ transA, transB, m, n, k, a, lda, b, ldb, c, ldc, alpha = 1, beta = 0 }) =>
@@ -115,7 +123,8 @@ export function openBlas(): BlasLibrary {
           c,
           ldc,
         );
-      return { path, sgemm };
+      const threads = lib.symbols.openblas_get_num_threads?.() ?? undefined;
+      return { path, sgemm, threads };
     } catch (err) {
       reasons.push(`${path}: ${(err as Error).message.split("\n")[0]}`);
     }
