@@ -410,3 +410,35 @@ Deno.test({
     assert.ok(Math.abs(row.torch_gflops! - row.gflop_step * 1000 / row.torch_ms!) < 1e-9);
   },
 });
+
+Deno.test("runTrainBench: PyTorch runs each row at its fastest thread count, found in the warm-up and left set", async () => {
+  // A twin whose steps take 80 ms with 1 thread and 120 ms with 2: the bench must time it with 1 thread.
+  let threads = 2;
+  const set: number[] = [];
+  const { twin } = fakeTwin();
+  twin.timeSteps = (_batch, o) =>
+    Promise.resolve({
+      ms: Array.from({ length: o.steps }, () => (threads === 1 ? 80 : 120)),
+      peakBytes: NaN,
+      peakMethod: "none",
+      losses: [],
+    });
+  twin.setThreads = (t: number) => {
+    set.push(threads = t);
+    return Promise.resolve(t);
+  };
+  const result = await runTrainBench({
+    configs: ["small"],
+    presets: ["linear"],
+    rounds: 2,
+    steps: 1,
+    warmup: 0,
+    twin,
+    threads: 2,
+    sgemmSize: 64,
+  });
+  // Tried 1 and 2, then back to 1 for the rounds.
+  assert.deepEqual(set, [1, 2, 1]);
+  assert.equal(result.rows[0].torch_threads, 1);
+  assert.equal(result.rows[0].torch_ms, 80);
+});

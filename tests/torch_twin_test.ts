@@ -283,6 +283,10 @@ Deno.test("TorchTwin: bad input fails with errors that name the argument; a Pyth
   try {
     const batch = lmBatch(9);
     await assert.rejects(twin.lossAndGrads(batch), (e: Error) => /load\(config\) first/.test(e.message));
+    // Threads: set and read back; a bad count is a RangeError before anything is sent.
+    assert.equal(await twin.setThreads(2), 2);
+    assert.equal(await twin.setThreads(1), 1);
+    await assert.rejects(twin.setThreads(0), RangeError);
     const config = model.config;
     await assert.rejects(
       twin.load(config, { weight: {} } as never),

@@ -738,6 +738,21 @@ class Twin:
 # The server.
 
 
+def set_threads(torch, threads, info):
+    """torch's intra-op threads and, when torch runs OpenBLAS, OpenBLAS's own pool: the thread count of every later
+    op. Returns torch.get_num_threads()."""
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: threads must be an integer >= 1, got {threads!r}")
+    torch.set_num_threads(threads)
+    if info.get("blas") == "openblas" and info.get("blasPath"):
+        import ctypes
+
+        setter = getattr(ctypes.CDLL(info["blasPath"]), "openblas_set_num_threads", None)
+        if setter is not None:
+            setter(threads)
+    return torch.get_num_threads()
+
+
 def serve(torch, out, threads):
     make_variant, normalize_last = build_variants(torch)
     info = hello(torch, threads)
@@ -761,8 +776,13 @@ def serve(torch, out, threads):
                 shapes = {name: list(twin.params[name].shape) for name in twin.names}
                 write({"id": rid, "ok": True, "names": twin.names, "shapes": shapes, "adam": twin.adam})
                 continue
+            if op == "threads":
+                write({"id": rid, "ok": True, "threads": set_threads(torch, request.get("threads"), info)})
+                continue
             if op not in ("lossAndGrads", "step", "timeSteps", "weights"):
-                raise ValueError(f'unknown op "{op}"; expected load, lossAndGrads, step, timeSteps, weights, close')
+                raise ValueError(
+                    f'unknown op "{op}"; expected load, lossAndGrads, step, timeSteps, weights, threads, close'
+                )
             if twin is None:
                 raise ValueError("no model loaded: call load(config) first")
             if op == "weights":

@@ -417,6 +417,19 @@ export class TorchTwin {
     return reply.loss as number;
   }
 
+  /**
+   * Sets the threads of every later op: torch's intra-op threads and, when torch runs OpenBLAS, OpenBLAS's pool.
+   * Returns torch's thread count after the call. (On a small model two threads can be slower than one: see
+   * lib/bench/train_bench.ts, which times PyTorch at its faster setting.)
+   */
+  async setThreads(threads: number): Promise<number> {
+    if (typeof threads !== "number" || !Number.isInteger(threads) || threads < 1) {
+      throw new RangeError(`TorchTwin.setThreads: threads must be an integer >= 1, got ${describe(threads)}`);
+    }
+    const reply = await this.#call("threads", { threads });
+    return reply.threads as number;
+  }
+
   /** The current weights, keyed by attnlab name. */
   async weights(): Promise<Record<string, Float32Array>> {
     const reply = await this.#call("weights", {});

@@ -81,6 +81,8 @@ export interface TwinLike {
   ): Promise<void>;
   /** `memory: false` skips the twin's extra update that measures peak memory. */
   timeSteps(batch: LmBatch, options: { warmup: number; steps: number; memory?: boolean }): Promise<TwinStepTimes>;
+  /** Sets PyTorch's threads for later steps; returns them. Without it the twin keeps its threads. */
+  setThreads?(threads: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -190,6 +192,8 @@ export interface TrainBenchRowInput {
     peakBytes: number | null;
     /** How the twin measured its peak ("profiler", "rss", "none"); null when it did not. */
     peakMethod?: string | null;
+    /** The threads PyTorch ran this row with; default info.threads. */
+    threads?: number;
   };
 }
 
@@ -304,7 +308,7 @@ export function trainBenchRow(input: TrainBenchRowInput): TrainBenchRow {
     torch_peak_method: torch.status === "ok" ? torch.peakMethod ?? null : null,
     peak_gflops: input.peakGflops,
     torch_sgemm_gflops: torch.info?.sgemmGflops ?? null,
-    torch_threads: torch.info?.threads ?? null,
+    torch_threads: torch.status === "ok" ? torch.threads ?? torch.info?.threads ?? null : null,
     torch_blas: torch.info?.blas ?? null,
   };
 }
@@ -398,7 +402,12 @@ export interface TrainBenchOptions {
   twin?: TwinLike;
   /** The interpreter for TorchTwin.start; default its own. */
   python?: string;
-  /** PyTorch's threads; default navigator.hardwareConcurrency, the cores attnlab's BLAS uses. */
+  /**
+   * The most threads PyTorch may use; default navigator.hardwareConcurrency, the cores attnlab's BLAS uses. Each row
+   * times PyTorch at the thread count from 1 to this that is fastest in its warm-up: on this 2-core machine two
+   * threads made the small config's steps about 1.7× slower than one (OpenMP's hand-offs on small ops), so a fixed
+   * count would flatter attnlab.
+   */
   threads?: number;
   /** Size of the square matmul timed as the sgemm peak. Default 1024. */
   sgemmSize?: number;
@@ -569,6 +578,15 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
           progress(`train bench: ${label}: ${warmup} warm-up step${warmup === 1 ? "" : "s"} each, one profiled`);
           for (let i = 0; i < warmup; i++) stepMs(timer, batch);
           const attnlabPeak = await profiledPeak(timer, batch);
+          let torchThreads = torch.info?.threads;
+          if (status === "ok" && twin!.setThreads !== undefined && threads > 1) {
+            try {
+              torchThreads = await fastestThreads(twin!, batch, { threads, steps: Math.min(perRound, 2) });
+              progress(`train bench: ${label}: PyTorch is fastest here with ${torchThreads} thread(s)`);
+            } catch (err) {
+              fail(err);
+            }
+          }
           if (status === "ok") {
             try {
               // The warm-up call also measures the twin's peak memory, on one extra update; the rounds skip that.
@@ -629,6 +647,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
               ms: status === "ok" ? torchMs : null,
               peakBytes: torchPeak,
               peakMethod,
+              ...(torchThreads === undefined ? {} : { threads: torchThreads }),
             },
           });
           rows.push(row);
@@ -651,6 +670,21 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
     if (owned) await twin!.close();
   }
   return { rows, samples, peak, torch, backend, elapsedS: (performance.now() - start) / 1000 };
+}
+
+/**
+ * Times `steps` twin updates (after one untimed) at each thread count from 1 to `threads`, and leaves the twin at the
+ * fastest (the lowest median); returns it.
+ */
+async function fastestThreads(twin: TwinLike, batch: LmBatch, o: { threads: number; steps: number }): Promise<number> {
+  let best = { threads: 1, ms: Infinity };
+  for (let t = 1; t <= o.threads; t++) {
+    await twin.setThreads!(t);
+    const ms = median((await twin.timeSteps(batch, { warmup: 1, steps: o.steps, memory: false })).ms);
+    if (ms < best.ms) best = { threads: t, ms };
+  }
+  await twin.setThreads!(best.threads);
+  return best.threads;
 }
 
 function stepMs(timer: ReturnType<typeof trainStepTimer>, batch: LmBatch): number {
