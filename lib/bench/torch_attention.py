@@ -166,15 +166,19 @@ def favor_features(x, w, role):
     return torch.exp(wx - half - stab) / math.sqrt(m)
 
 
-def retention_chunked(q, k, v, scale):
+def retention_chunked(q, k, v, scale, gammas=None, chunk=CHUNK):
     """Causal retention o_n = sum_{m<=n} gamma_h^(n-m) (q_n . k_m) scale v_m, as lib/attention/retention.ts computes
-    it: in chunks of CHUNK, the decay-masked product inside a chunk and a state carried with decay across chunks."""
+    it: in chunks of `chunk`, the decay-masked product inside a chunk and a state carried with decay across chunks.
+    gammas: one decay per head; default retention.ts's 1 - 2^(-5-h)."""
     b, h, n, d = q.shape
     dv = v.shape[3]
-    c = min(CHUNK, n)
+    c = min(chunk, n)
     nc = -(-n // c)
     last = n - (nc - 1) * c
-    gamma = 1 - 2.0 ** (-5 - torch.arange(h, dtype=torch.float64))  # [h]
+    if gammas is None:
+        gamma = 1 - 2.0 ** (-5 - torch.arange(h, dtype=torch.float64))  # [h]
+    else:
+        gamma = torch.tensor(gammas, dtype=torch.float64)
     qc = pad_tokens(q * scale, c).reshape(b, h, nc, c, d)
     kc = pad_tokens(k, c).reshape(b, h, nc, c, d)
     vc = pad_tokens(v, c).reshape(b, h, nc, c, dv)

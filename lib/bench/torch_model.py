@@ -130,7 +130,13 @@ def build_variants(torch):
     sys.path.insert(0, HERE)
     # No __pycache__ beside the sources: lib/ is hashed into the results' provenance.
     sys.dont_write_bytecode = True
-    from torch_attention import MASK_BIAS, kernel_attention as kernel_attend, local_attention, pad_tokens
+    from torch_attention import (
+        MASK_BIAS,
+        kernel_attention as kernel_attend,
+        local_attention,
+        pad_tokens,
+        retention_chunked,
+    )
 
     def feature_map(x, name):
         if name == "elu+1":
@@ -314,34 +320,7 @@ def build_variants(torch):
             return [float(x) for x in g]
 
         def chunked(q, k, v, scale, gammas):
-            b, h, n, d = q.shape
-            dv = v.shape[3]
-            c = min(o["chunkSize"], n)
-            nc = -(-n // c)
-            last = n - (nc - 1) * c
-            gamma = torch.tensor(gammas, dtype=torch.float64)
-            qc = pad_tokens(q * scale, c).reshape(b, h, nc, c, d)
-            kc = pad_tokens(k, c).reshape(b, h, nc, c, d)
-            vc = pad_tokens(v, c).reshape(b, h, nc, c, dv)
-            r = torch.arange(c, dtype=torch.float64)
-            diff = r.reshape(c, 1) - r.reshape(1, c)
-            zero = torch.zeros((), dtype=torch.float64)
-            in_chunk = torch.where(diff >= 0, gamma.reshape(h, 1, 1) ** diff.clamp(min=0), zero)  # [h, C, C]
-            intra = (qc @ kc.transpose(-1, -2)) * in_chunk.float().reshape(h, 1, c, c)
-            lengths = torch.full((nc,), c, dtype=torch.float64)
-            lengths[-1] = last
-            exponent = lengths.reshape(nc, 1) - 1 - r.reshape(1, c)  # [nc, C]
-            key_decay = torch.where(exponent >= 0, gamma.reshape(h, 1, 1) ** exponent.clamp(min=0), zero)
-            chunk_kv = (kc * key_decay.float().reshape(h, nc, c, 1)).transpose(-1, -2) @ vc  # [b, h, nc, d, dv]
-            carry = (gamma.reshape(h, 1) ** lengths.reshape(1, nc)).float()  # [h, nc]
-            s = torch.zeros(b, h, d, dv)
-            before = []
-            for chunk in range(nc):
-                before.append(s)
-                s = s * carry[:, chunk].reshape(1, h, 1, 1) + chunk_kv[:, :, chunk]
-            query_decay = (gamma.reshape(h, 1) ** (r + 1).reshape(1, c)).float().reshape(h, 1, c, 1)
-            out = intra @ vc + (qc * query_decay) @ torch.stack(before, 2)
-            return out.reshape(b, h, nc * c, dv)[:, :, :n]
+            return retention_chunked(q, k, v, scale, gammas, o["chunkSize"])
 
         def attend(q, k, v):
             h, dk = q.shape[1], q.shape[3]

@@ -45,6 +45,7 @@ import {
   STREAM_DEFAULT_FLAGS,
 } from "./_dnnl_abi.ts";
 import { envString } from "../env.ts";
+import type { SgemmArgs } from "./sgemm.ts";
 
 /** The install hint printed when oneDNN cannot be loaded. */
 export const DNNL_INSTALL_HINT = "install oneDNN (`apt-get install libdnnl2` on Debian/Ubuntu) " +
@@ -97,22 +98,8 @@ export interface DnnlBinaryArrays {
   then?: { op: DnnlBinary; c: Float32Array; cDims: number[] };
 }
 
-/** The arguments of {@linkcode DnnlLibrary.sgemm}: C [m, n] = α op(A) [m, k] · op(B) [k, n] + β C. */
-export interface DnnlSgemmArgs {
-  transA: boolean;
-  transB: boolean;
-  m: number;
-  n: number;
-  k: number;
-  a: Float32Array;
-  lda: number;
-  b: Float32Array;
-  ldb: number;
-  c: Float32Array;
-  ldc: number;
-  alpha?: number;
-  beta?: number;
-}
+/** The arguments of {@linkcode DnnlLibrary.sgemm}: those of an sgemm (lib/blas/sgemm.ts). */
+export type DnnlSgemmArgs = SgemmArgs;
 
 /**
  * The layout of {@linkcode DnnlLibrary.matmul}: out [...batch, m, n] = op(A) [...aBatch, m, k] · op(B) [...bBatch, k,

@@ -9,8 +9,8 @@
 
 import { envString } from "../env.ts";
 
-/** C = alpha op(A) op(B) + beta C on row-major matrices, with leading dimensions as in CBLAS. */
-export type Sgemm = (args: {
+/** The arguments of an sgemm: C [m, n] = α op(A) [m, k] · op(B) [k, n] + β C, row-major, leading dimensions as in CBLAS. */
+export interface SgemmArgs {
   transA: boolean;
   transB: boolean;
   m: number;
@@ -24,7 +24,10 @@ export type Sgemm = (args: {
   ldc: number;
   alpha?: number;
   beta?: number;
-}) => void;
+}
+
+/** C = alpha op(A) op(B) + beta C on row-major matrices, with leading dimensions as in CBLAS. */
+export type Sgemm = (args: SgemmArgs) => void;
 
 /** A loaded BLAS: where it came from, its sgemm, and its thread count where it says. */
 export interface BlasLibrary {
