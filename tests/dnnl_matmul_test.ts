@@ -13,8 +13,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { initBackend, loadableBackends } from "../lib/backend.ts";
-import { blasDnnl } from "../lib/blas/backend.ts";
+import { initBackend } from "../lib/backend.ts";
 import { openDnnl } from "../lib/blas/dnnl.ts";
 import {
   DNNL_MATMUL_RULE,
@@ -25,16 +24,9 @@ import {
 } from "../lib/blas/dnnl_kernels.ts";
 import { openBlas } from "../lib/blas/sgemm.ts";
 import { seededNormal } from "../lib/random.ts";
+import { dnnlSetup } from "./helpers.ts";
 
-const HAS_BLAS = (await loadableBackends()).includes("blas");
-/** The oneDNN the blas backend's kernels use (undefined without libdnnl2 or under ATTNLAB_BLAS_KERNELS=js). */
-const LIB = HAS_BLAS ? blasDnnl() : undefined;
-let HAS_DNNL = true;
-try {
-  openDnnl();
-} catch {
-  HAS_DNNL = false;
-}
+const { hasBlas: HAS_BLAS, lib: LIB, hasDnnl: HAS_DNNL } = await dnnlSetup();
 /** OpenBLAS's thread count, as the backend reads it. */
 const BLAS_THREADS = HAS_BLAS ? openBlas().threads ?? navigator.hardwareConcurrency : 1;
 

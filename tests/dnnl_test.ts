@@ -19,22 +19,15 @@
 
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { initBackend, loadableBackends } from "../lib/backend.ts";
-import { blasDnnl, blasOverrides } from "../lib/blas/backend.ts";
+import { initBackend } from "../lib/backend.ts";
+import { blasOverrides } from "../lib/blas/backend.ts";
 import { DNNL_CACHE_ENTRIES, dnnlThreadRequest, openDnnl } from "../lib/blas/dnnl.ts";
 import { collapsedPermutation, DNNL_MIN_ELEMENTS, dnnlBroadcast } from "../lib/blas/dnnl_kernels.ts";
 import { siluGate, SOFTMAX_GRAD } from "../lib/blas/fused.ts";
 import { seededNormal } from "../lib/random.ts";
+import { dnnlSetup } from "./helpers.ts";
 
-const HAS_BLAS = (await loadableBackends()).includes("blas");
-/** The oneDNN the blas backend's kernels use (undefined without libdnnl2 or under ATTNLAB_BLAS_KERNELS=js). */
-const LIB = HAS_BLAS ? blasDnnl() : undefined;
-let HAS_DNNL = true;
-try {
-  openDnnl();
-} catch {
-  HAS_DNNL = false;
-}
+const { hasBlas: HAS_BLAS, lib: LIB, hasDnnl: HAS_DNNL } = await dnnlSetup();
 
 interface Tolerance {
   rtol: number;

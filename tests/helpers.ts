@@ -1,7 +1,9 @@
 /** Shared helpers for the test suites: seeded inputs, closeness checks, gradients through a cotangent. */
 
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
+import { initBackend, loadableBackends } from "../lib/backend.ts";
+import { blasDnnl } from "../lib/blas/backend.ts";
+import { type DnnlLibrary, openDnnl } from "../lib/blas/dnnl.ts";
 import type { QKV } from "../lib/attention/mod.ts";
 import { randomNormal } from "../lib/random.ts";
 import { createModel, type TransformerModel } from "../lib/models/mod.ts";
@@ -130,4 +132,19 @@ export async function runBenchTask(args: string[]): Promise<{ code: number; stdo
   }).output();
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+/**
+ * What the oneDNN tests need to know: whether the blas backend loads, the oneDNN its kernels use (undefined without
+ * libdnnl2 or under ATTNLAB_BLAS_KERNELS=js) and whether libdnnl2 opens at all.
+ */
+export async function dnnlSetup(): Promise<{ hasBlas: boolean; lib: DnnlLibrary | undefined; hasDnnl: boolean }> {
+  const hasBlas = (await loadableBackends()).includes("blas");
+  let hasDnnl = true;
+  try {
+    openDnnl();
+  } catch {
+    hasDnnl = false;
+  }
+  return { hasBlas, lib: hasBlas ? blasDnnl() : undefined, hasDnnl };
 }
