@@ -57,7 +57,9 @@ export function withFallback(name: string, fast: FastPath): Kernel {
 }
 
 /**
- * The stored values of a float32 tensor.
+ * The values of a float32 tensor as a Float32Array: its stored array, or a float32 copy of it where the tensor was made
+ * by `tf.cast` from int32 or bool (tfjs's Cast keeps the Int32Array or Uint8Array; a native library, oneDNN or the
+ * BLAS, would read those bytes as floats).
  *
  * @example
  * ```ts
@@ -67,10 +69,13 @@ export function withFallback(name: string, fast: FastPath): Kernel {
  * await tf.setBackend("cpu");
  * const x = tf.tensor1d([1, 2]);
  * console.log(f32(tf.backend() as MathBackendCPU, x)[1]); // 2
+ * const cast = tf.cast(tf.tensor1d([3, 4], "int32"), "float32");
+ * console.log(f32(tf.backend() as MathBackendCPU, cast)); // Float32Array(2) [ 3, 4 ]
  * ```
  */
 export function f32(backend: MathBackendCPU, info: TensorInfo): Float32Array {
-  return backend.data.get(info.dataId)!.values as Float32Array;
+  const values = backend.data.get(info.dataId)!.values as ArrayLike<number>;
+  return values instanceof Float32Array ? values : Float32Array.from(values);
 }
 
 /**

@@ -38,11 +38,11 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { cpuKernel, type Kernel, type KernelArgs, type TensorInfo } from "./_util.ts";
+import { cpuKernel, f32, type Kernel, type KernelArgs, type TensorInfo } from "./_util.ts";
 import { registerFusedGradients } from "./fused.ts";
 import { blasKernelSet, fastKernels } from "./kernels.ts";
 import { dnnl, type DnnlLibrary } from "./dnnl.ts";
-import { dnnlBatchMatMul, float32Values } from "./dnnl_kernels.ts";
+import { dnnlBatchMatMul } from "./dnnl_kernels.ts";
 import { allocFloat32, allocFloat32Zeroed, PoolingBackend } from "./pool.ts";
 import { type BlasLibrary, openBlas, type Sgemm } from "./sgemm.ts";
 
@@ -108,8 +108,8 @@ function batchMatMul(args: KernelArgs, sgemm: Sgemm): TensorInfo {
   // sgemm with beta = 0 writes every element of C; with k = 0 there is nothing to multiply and C is zero.
   const out = k > 0 ? allocFloat32(batch * m * n) : allocFloat32Zeroed(batch * m * n);
   if (out.length > 0 && k > 0) {
-    const av = float32Values(backend, a);
-    const bv = float32Values(backend, b);
+    const av = f32(backend, a);
+    const bv = f32(backend, b);
     const lda = a.shape[ra - 1];
     const ldb = b.shape[rb - 1];
     const sizeB = batchB.reduce((x, y) => x * y, 1);

@@ -238,14 +238,8 @@ export function dnnlKernels(
       if (!fallback) throw new Error(`blas backend: ${name} needs its JavaScript kernel for this call; none was given`);
       return fallback(args);
     };
-    return (args) => {
-      // A float32 tensor cast from bool or int32 keeps its Uint8Array or Int32Array (tfjs's Cast shares the data):
-      // oneDNN would read those bytes as floats, so such calls go to the loops, which read any typed array.
-      for (const input of Object.values(args.inputs)) {
-        if (input && !(args.backend.data.get(input.dataId)?.values instanceof Float32Array)) return slow(args);
-      }
-      return fast(args) ?? slow(args);
-    };
+    // f32 gives oneDNN a float32 copy of a tensor cast from int32 or bool (whose integer array tfjs keeps).
+    return (args) => fast(args) ?? slow(args);
   };
   const kernels: Record<string, Kernel> = {};
 
@@ -747,26 +741,7 @@ export function dnnlBatchMatMul(
     }
     if (!prefersDnnlMatMul(layout, threads, options)) return fallback(args);
     const out = allocFloat32(sizeOf(layout.outShape));
-    if (!lib.matmul({ a: float32Values(backend, a), b: float32Values(backend, b), out }, layout)) return fallback(args);
+    if (!lib.matmul({ a: f32(backend, a), b: f32(backend, b), out }, layout)) return fallback(args);
     return backend.makeTensorInfo(layout.outShape, "float32", out);
   };
-}
-
-/**
- * A float32 tensor's values as a Float32Array, for a native library: a tensor cast from int32 or bool keeps its
- * Int32Array or Uint8Array (tfjs's Cast shares the data), whose bytes would be read as floats; those are copied.
- *
- * @example
- * ```ts
- * import * as tf from "@tensorflow/tfjs";
- * import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
- * import { float32Values } from "./dnnl_kernels.ts";
- * await tf.setBackend("cpu");
- * const x = tf.cast(tf.tensor1d([1, 2], "int32"), "float32");
- * console.log(float32Values(tf.backend() as MathBackendCPU, x)); // Float32Array(2) [ 1, 2 ]
- * ```
- */
-export function float32Values(backend: KernelArgs["backend"], info: tf.TensorInfo): Float32Array {
-  const values = backend.data.get(info.dataId)!.values as ArrayLike<number>;
-  return values instanceof Float32Array ? values : Float32Array.from(values);
 }
