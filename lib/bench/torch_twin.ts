@@ -18,6 +18,7 @@ import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { orthogonalRandomFeatures, performerFeatures } from "../attention/performer.ts";
+import { checkOptionKeys } from "../attention/types.ts";
 import type { LmBatch } from "../data/types.ts";
 import { ffnHiddenSize, type ModelConfig, modelConfig, type ModelConfigInput } from "../models/config.ts";
 import { STEP_ADAM } from "./train_step.ts";
@@ -134,8 +135,6 @@ export function twinVariableShapes(config: ModelConfig): Record<string, number[]
   return out;
 }
 
-const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-
 function toBase64(x: Float32Array | Int32Array): string {
   return Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString("base64");
 }
@@ -154,19 +153,6 @@ function describe(value: unknown): string {
   if (ArrayBuffer.isView(value)) return `a ${value.constructor.name} of ${(value as Float32Array).length}`;
   if (typeof value === "string") return `"${value}"`;
   return typeof value === "object" ? "an object" : String(value);
-}
-
-function checkKeys(owner: string, value: unknown, valid: readonly string[]): Record<string, unknown> {
-  if (value === undefined) return {};
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new TypeError(`${owner} must be an object, got ${describe(value)}`);
-  }
-  for (const key of Object.keys(value)) {
-    if (!valid.includes(key)) {
-      throw new TypeError(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
-    }
-  }
-  return value as Record<string, unknown>;
 }
 
 /** Reads newline-terminated lines from a byte stream, however long a line is. */
@@ -280,7 +266,7 @@ export class TorchTwin {
    * Throws an Error naming the install command when python3 or PyTorch is missing.
    */
   static async start(options: { python?: string; threads?: number } = {}): Promise<TorchTwin> {
-    const o = checkKeys("TorchTwin.start: options", options, ["python", "threads"]);
+    const o = checkOptionKeys("TorchTwin.start", options, ["python", "threads"]);
     const python = o.python ?? TWIN_PYTHON;
     if (typeof python !== "string" || python === "") {
       throw new TypeError(
@@ -356,7 +342,7 @@ export class TorchTwin {
    */
   async load(config: ModelConfig, options: TwinLoadOptions = {}): Promise<void> {
     const owner = "TorchTwin.load";
-    const o = checkKeys(`${owner}: options`, options, ["weights", "adam", "embedding"]) as TwinLoadOptions;
+    const o = checkOptionKeys(owner, options, ["weights", "adam", "embedding"]) as TwinLoadOptions;
     const resolved = checkConfig(owner, config);
     const shapes = twinVariableShapes(resolved);
     const embedding = o.embedding ?? "gather";
@@ -385,9 +371,11 @@ export class TorchTwin {
         if (!(w instanceof Float32Array)) {
           throw new TypeError(`${owner}: option weights["${name}"] must be a Float32Array, got ${describe(w)}`);
         }
-        if (w.length !== size(shape)) {
+        if (w.length !== tf.util.sizeFromShape(shape)) {
           throw new RangeError(
-            `${owner}: option weights["${name}"] must hold ${size(shape)} values ([${shape}]), got ${w.length}`,
+            `${owner}: option weights["${name}"] must hold ${
+              tf.util.sizeFromShape(shape)
+            } values ([${shape}]), got ${w.length}`,
           );
         }
         weights[name] = toBase64(w);
@@ -450,7 +438,7 @@ export class TorchTwin {
   ): Promise<TwinStepTimes> {
     const owner = "TorchTwin.timeSteps";
     if (options === undefined) throw new TypeError(`${owner}: options { warmup, steps } are required`);
-    const o = checkKeys(`${owner}: options`, options, ["warmup", "steps", "memory"]);
+    const o = checkOptionKeys(owner, options, ["warmup", "steps", "memory"]);
     const { warmup, steps, memory = true } = o;
     if (typeof warmup !== "number" || !Number.isInteger(warmup) || warmup < 0) {
       throw new RangeError(`${owner}: option warmup must be an integer >= 0, got ${describe(warmup)}`);
@@ -588,7 +576,7 @@ function wireConfig(config: ModelConfig) {
 }
 
 function resolveAdam(owner: string, adam: Partial<AdamOptions> | undefined, shapes: Record<string, number[]>) {
-  checkKeys(`${owner}: option adam`, adam, Object.keys(ADAM_RULES));
+  checkOptionKeys(`${owner}: option adam`, adam, Object.keys(ADAM_RULES));
   const o = resolveAdamOptions(`${owner}: option adam`, { ...TWIN_ADAM_DEFAULTS, ...adam } as AdamOptions);
   let decayNames: string[] | null = null;
   if (o.decay !== null) {
