@@ -121,3 +121,41 @@ export function reductionLayout(
     inner: sizeOf(shape.slice(last + 1)),
   };
 }
+
+/**
+ * Whether the current backend registers kernel `name` and every tensor is float32: when a fused op can run its own
+ * kernel rather than the tf-op composite every backend has.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { hasFloat32Kernel } from "./_util.ts";
+ * await tf.setBackend("cpu");
+ * console.log(hasFloat32Kernel(tf.Add, [tf.zeros([1])]), hasFloat32Kernel("NoSuchKernel", [])); // true false
+ * ```
+ */
+export function hasFloat32Kernel(name: string, tensors: readonly tf.Tensor[]): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined && tensors.every((t) => t.dtype === "float32");
+}
+
+/**
+ * Runs the registered kernel `name` through the engine (so its outputs are tracked, and taped inside a gradient
+ * recording); its outputs as a list, one or several.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { runKernel } from "./_util.ts";
+ * await tf.setBackend("cpu");
+ * const [sum] = runKernel(tf.Add, { a: tf.scalar(1), b: tf.scalar(2) });
+ * console.log(sum.dataSync()[0]); // 3
+ * ```
+ */
+export function runKernel(
+  name: string,
+  inputs: Record<string, tf.Tensor>,
+  attrs: Record<string, unknown> = {},
+): tf.Tensor[] {
+  const out = tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap);
+  return Array.isArray(out) ? out as tf.Tensor[] : [out as tf.Tensor];
+}

@@ -27,7 +27,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { fastExp } from "./_exp.ts";
-import { f32, type Kernel, type KernelArgs, sizeOf, type TensorInfo } from "./_util.ts";
+import { f32, hasFloat32Kernel, type Kernel, type KernelArgs, runKernel, sizeOf, type TensorInfo } from "./_util.ts";
 import { fusedAdamKernels } from "./fused_adam.ts";
 import { fusedLossKernels } from "./fused_loss.ts";
 import { allocFloat32 } from "./pool.ts";
@@ -203,13 +203,7 @@ export function fusedKernels(): Record<string, Kernel> {
 
 /** Whether the current backend has the fused kernel `name` and no higher-order gradient is being recorded. */
 function fusable(name: string, ...tensors: tf.Tensor[]): boolean {
-  return tf.getKernel(name, tf.getBackend()) !== undefined && tensors.every((t) => t.dtype === "float32") &&
-    tf.engine().state.gradientDepth === 0;
-}
-
-function run(name: string, inputs: Record<string, tf.Tensor>): tf.Tensor[] {
-  const out = tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap);
-  return Array.isArray(out) ? out as tf.Tensor[] : [out as tf.Tensor];
+  return hasFloat32Kernel(name, tensors) && tf.engine().state.gradientDepth === 0;
 }
 
 function siluGateComposite(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
@@ -218,13 +212,13 @@ function siluGateComposite(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
 
 const siluGateFused = tf.customGrad((...args: unknown[]) => {
   const [a, b, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
-  const [out, s] = run(SILU_GATE, { a, b });
+  const [out, s] = runKernel(SILU_GATE, { a, b });
   save([a, b, s]);
   return {
     value: out,
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [a, b, s] = saved;
-      if (fusable(SILU_GATE_GRAD)) return run(SILU_GATE_GRAD, { dy, a, b, s });
+      if (fusable(SILU_GATE_GRAD)) return runKernel(SILU_GATE_GRAD, { dy, a, b, s });
       // A gradient that is itself being differentiated: tfjs's own chain, in differentiable ops.
       const dt = tf.mul(dy, b);
       const ds = tf.mul(dt, a);
@@ -269,13 +263,13 @@ function srmsDenominator(x: tf.Tensor): tf.Tensor {
 // second, and tfjs adds them to x's gradient in that order, as it adds the composite's RealDiv and Square parts.
 const srmsNormFused = tf.customGrad((...args: unknown[]) => {
   const [x, _again, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
-  const [y] = run(SRMS_NORM, { x });
+  const [y] = runKernel(SRMS_NORM, { x });
   save([x]);
   return {
     value: y,
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [x] = saved;
-      if (fusable(SRMS_NORM_GRAD)) return run(SRMS_NORM_GRAD, { dy, x });
+      if (fusable(SRMS_NORM_GRAD)) return runKernel(SRMS_NORM_GRAD, { dy, x });
       // A gradient that is itself being differentiated: tfjs's own chain, in differentiable ops.
       const plus = tf.add(tf.sum(tf.square(x), -1, true), SRMS_TINY);
       const den = tf.add(tf.mul(tf.sqrt(plus), 1 / Math.sqrt(x.shape[x.rank - 1])), SRMS_EPS);
@@ -335,7 +329,7 @@ export function registerFusedGradients(): void {
       const dim = (attrs as { dim?: number }).dim;
       const last = dim === -1 || dim === y.rank - 1;
       if (last && y.rank > 0 && sizeOf(y.shape) > 0 && fusable(SOFTMAX_GRAD, dy as tf.Tensor, y)) {
-        return { logits: () => run(SOFTMAX_GRAD, { dy: dy as tf.Tensor, y })[0] };
+        return { logits: () => runKernel(SOFTMAX_GRAD, { dy: dy as tf.Tensor, y })[0] };
       }
       return original.gradFunc(dy, saved, attrs);
     },

@@ -15,7 +15,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { f32, type Kernel, type KernelArgs, type TensorInfo } from "./_util.ts";
+import { f32, hasFloat32Kernel, type Kernel, type KernelArgs, runKernel, type TensorInfo } from "./_util.ts";
 import { allocFloat32 } from "./pool.ts";
 
 /**
@@ -156,11 +156,6 @@ export function fusedAdamKernels(): Record<string, Kernel> {
   };
 }
 
-/** Whether the current backend has kernel `name` and every tensor is float32. */
-function fusable(name: string, tensors: readonly tf.Tensor[]): boolean {
-  return tf.getKernel(name, tf.getBackend()) !== undefined && tensors.every((t) => t.dtype === "float32");
-}
-
 function checkNumber(owner: string, name: string, value: unknown, ok: (x: number) => boolean, what: string): void {
   if (typeof value !== "number") throw new TypeError(`${owner}: ${name} must be a number, got ${typeof value}`);
   if (!ok(value)) throw new RangeError(`${owner}: ${name} must be ${what}, got ${value}`);
@@ -230,7 +225,7 @@ export function adamwUpdate(slots: readonly AdamwSlot[], constants: AdamwConstan
   const attrs = adamwAttrs(slots, constants);
   const tensors = slots.flatMap((s) => [s.w, s.g, s.m, s.v]);
   if (slots.length === 0) return [];
-  if (!fusable(ADAMW_UPDATE, tensors)) return tf.tidy(() => adamwComposite(slots, attrs));
+  if (!hasFloat32Kernel(ADAMW_UPDATE, tensors)) return tf.tidy(() => adamwComposite(slots, attrs));
   const inputs: Record<string, tf.Tensor> = {};
   slots.forEach((s, i) => {
     inputs[`w${i}`] = s.w;
@@ -238,11 +233,7 @@ export function adamwUpdate(slots: readonly AdamwSlot[], constants: AdamwConstan
     inputs[`m${i}`] = s.m;
     inputs[`v${i}`] = s.v;
   });
-  const out = tf.engine().runKernel(
-    ADAMW_UPDATE,
-    inputs as unknown as tf.NamedTensorMap,
-    attrs as unknown as tf.NamedAttrMap,
-  ) as tf.Tensor[];
+  const out = runKernel(ADAMW_UPDATE, inputs, attrs as unknown as Record<string, unknown>);
   return slots.map((_, i) => out.slice(3 * i, 3 * i + 3));
 }
 
@@ -264,15 +255,11 @@ export function sumsOfSquares(tensors: readonly tf.Tensor[]): tf.Tensor1D {
     throw new TypeError("sumsOfSquares: tensors must be an array of tf.Tensors");
   }
   if (tensors.length === 0) return tf.zeros([0]) as tf.Tensor1D;
-  if (!fusable(SUMS_OF_SQUARES, tensors)) {
+  if (!hasFloat32Kernel(SUMS_OF_SQUARES, tensors)) {
     // [N]
     return tf.tidy(() => tf.stack(tensors.map((t) => tf.sum(tf.square(tf.cast(t, "float32"))))) as tf.Tensor1D);
   }
   const inputs: Record<string, tf.Tensor> = {};
   tensors.forEach((t, i) => (inputs[`x${i}`] = t));
-  return tf.engine().runKernel(
-    SUMS_OF_SQUARES,
-    inputs as unknown as tf.NamedTensorMap,
-    { count: tensors.length } as unknown as tf.NamedAttrMap,
-  ) as tf.Tensor1D;
+  return runKernel(SUMS_OF_SQUARES, inputs, { count: tensors.length })[0] as tf.Tensor1D;
 }

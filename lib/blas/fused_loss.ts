@@ -18,7 +18,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { fastExp } from "./_exp.ts";
-import { f32, type Kernel, type KernelArgs, type TensorInfo } from "./_util.ts";
+import { f32, hasFloat32Kernel, type Kernel, type KernelArgs, runKernel, type TensorInfo } from "./_util.ts";
 import { allocFloat32 } from "./pool.ts";
 
 /**
@@ -144,11 +144,6 @@ export function fusedLossKernels(): Record<string, Kernel> {
   };
 }
 
-function run(name: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown> = {}): tf.Tensor[] {
-  const out = tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap);
-  return Array.isArray(out) ? out as tf.Tensor[] : [out as tf.Tensor];
-}
-
 /** −log softmax(logits)[target] per row (times the weights), in tf ops: tfjs's own composite. */
 function composite(logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D | undefined): tf.Tensor1D {
   const [rows, classes] = logits.shape;
@@ -162,13 +157,13 @@ function fused(logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D |
   const given: Record<string, tf.Tensor> = weights ? { targets, weights } : { targets };
   const depth = tf.engine().state.gradientDepth;
   // Outside a gradient recording nothing will read the softmax: the kernel skips writing it.
-  if (depth === 0) return run(SOFTMAX_CROSS_ENTROPY, { logits, ...given })[0] as tf.Tensor1D;
+  if (depth === 0) return runKernel(SOFTMAX_CROSS_ENTROPY, { logits, ...given })[0] as tf.Tensor1D;
   // Inside two recordings the gradient may itself be differentiated: tfjs's ops, which it can differentiate.
   if (depth > 1) return composite(logits, targets, weights);
   // targets and weights take no gradient: they are saved for the backward pass rather than passed as inputs.
   const op = tf.customGrad((...args: unknown[]) => {
     const [x, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
-    const [loss, probs] = run(SOFTMAX_CROSS_ENTROPY, { logits: x, ...given }, { probs: true });
+    const [loss, probs] = runKernel(SOFTMAX_CROSS_ENTROPY, { logits: x, ...given }, { probs: true });
     save(weights ? [probs, targets, weights] : [probs, targets]);
     return {
       value: loss,
@@ -176,7 +171,7 @@ function fused(logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D |
         const [probs, targets, weights] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D?];
         const rest: Record<string, tf.Tensor> = weights ? { targets, weights } : { targets };
         if (tf.engine().state.gradientDepth === 0 && dy.dtype === "float32") {
-          return [run(SOFTMAX_CROSS_ENTROPY_GRAD, { dy, probs, ...rest })[0]];
+          return [runKernel(SOFTMAX_CROSS_ENTROPY_GRAD, { dy, probs, ...rest })[0]];
         }
         // A gradient taken inside another recording (which a forward pass at depth 1 should not meet): the same
         // expression in tf ops, with the saved softmax a constant to the outer tape.
@@ -249,6 +244,7 @@ export function softmaxCrossEntropy(
       throw new RangeError(`${owner}: options.weights has ${weights.shape[0]} entries, expected ${rows} (one per row)`);
     }
   }
-  const fusable = tf.getKernel(SOFTMAX_CROSS_ENTROPY, tf.getBackend()) !== undefined && logits.dtype === "float32";
-  return fusable ? fused(logits, targets, weights) : composite(logits, targets, weights);
+  return hasFloat32Kernel(SOFTMAX_CROSS_ENTROPY, [logits])
+    ? fused(logits, targets, weights)
+    : composite(logits, targets, weights);
 }
