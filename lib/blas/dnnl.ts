@@ -499,13 +499,7 @@ class Dnnl implements DnnlLibrary {
     if (out.length !== n) throw new RangeError(`oneDNN eltwise: out has ${out.length} elements, x ${n}`);
     if (n === 0) return true;
     const p = this.#get(`e${alg}:${alpha}:${beta}:${n}`, () => {
-      const md = this.#memoryDesc([n]);
-      const desc = new Uint8Array(OP_DESC_BYTES);
-      this.#check(
-        this.#lib.dnnl_eltwise_forward_desc_init(desc, PROP_FORWARD_TRAINING, alg, md, alpha, beta),
-        `dnnl_eltwise_forward_desc_init (${op})`,
-      );
-      const pd = this.#primitiveDesc(desc, `eltwise ${op}`);
+      const pd = this.#primitiveDesc(this.#eltwiseForwardDesc(op, { n, alpha, beta }), `eltwise ${op}`);
       return pd && this.#build(pd, [{ arg: ARG.src, dims: [n], writes: false }, {
         arg: ARG.dst,
         dims: [n],
@@ -533,12 +527,7 @@ class Dnnl implements DnnlLibrary {
     if (n === 0) return true;
     const p = this.#get(`eb${alg}:${alpha}:${beta}:${n}`, () => {
       const md = this.#memoryDesc([n]);
-      const fwd = new Uint8Array(OP_DESC_BYTES);
-      this.#check(
-        this.#lib.dnnl_eltwise_forward_desc_init(fwd, PROP_FORWARD_TRAINING, alg, md, alpha, beta),
-        `dnnl_eltwise_forward_desc_init (${op})`,
-      );
-      const hint = this.#primitiveDesc(fwd, `eltwise ${op}`);
+      const hint = this.#primitiveDesc(this.#eltwiseForwardDesc(op, { n, alpha, beta }), `eltwise ${op}`);
       if (!hint) return null;
       try {
         const desc = new Uint8Array(OP_DESC_BYTES);
@@ -559,6 +548,26 @@ class Dnnl implements DnnlLibrary {
     if (!p) return false;
     this.#run(p, [dy, y, dx]);
     return true;
+  }
+
+  /** The forward eltwise descriptor of `op` over n elements: the primitive itself, or the backward's hint. */
+  #eltwiseForwardDesc(
+    op: DnnlEltwise | DnnlEltwiseBackward,
+    o: { n: number; alpha: number; beta: number },
+  ): Uint8Array {
+    const desc = new Uint8Array(OP_DESC_BYTES);
+    this.#check(
+      this.#lib.dnnl_eltwise_forward_desc_init(
+        desc,
+        PROP_FORWARD_TRAINING,
+        ELTWISE_ALG[op],
+        this.#memoryDesc([o.n]),
+        o.alpha,
+        o.beta,
+      ),
+      `dnnl_eltwise_forward_desc_init (${op})`,
+    );
+    return desc;
   }
 
   #softmaxForwardDesc(dims: number[]): Uint8Array {
