@@ -404,8 +404,7 @@ export async function main(args: string[]): Promise<number> {
       }`,
   );
   console.log(formatBenchTable(result.rows));
-  await mkdir(dirname(out), { recursive: true });
-  await writeFileAtomic(out, toCsv(result.rows, { digits: 5 }));
+  await writeCsv(out, result.rows);
   console.log(`bench: wrote ${out} (${result.rows.length} rows) in ${result.elapsedS.toFixed(0)} s`);
   return 0;
 }
