@@ -183,8 +183,13 @@ const LIB_DIRS = [
  * ```
  */
 export function hasOpenblas(): boolean {
+  return hasLibrary("libopenblas.so.0");
+}
+
+/** Whether the shared library `file` is in a usual library folder (Linux only; elsewhere assumed present). */
+function hasLibrary(file: string): boolean {
   if (Deno.build.os !== "linux") return true;
-  return LIB_DIRS.some((dir) => existsSync(join(dir, "libopenblas.so.0")));
+  return LIB_DIRS.some((dir) => existsSync(join(dir, file)));
 }
 
 /**
@@ -197,8 +202,7 @@ export function hasOpenblas(): boolean {
  * ```
  */
 export function hasDnnl(): boolean {
-  if (Deno.build.os !== "linux") return true;
-  return LIB_DIRS.some((dir) => existsSync(join(dir, "libdnnl.so.2")));
+  return hasLibrary("libdnnl.so.2");
 }
 
 /**
