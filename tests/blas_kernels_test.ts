@@ -4,7 +4,7 @@ import { initBackend, loadableBackends } from "../lib/backend.ts";
 import { normalizeLastAxis } from "../lib/attention/mod.ts";
 import { fastExp } from "../lib/blas/_exp.ts";
 import { blasOverrides } from "../lib/blas/backend.ts";
-import { siluGate, srmsNorm } from "../lib/blas/fused.ts";
+import { ELU_PLUS_ONE, eluPlusOne, siluGate, srmsNorm } from "../lib/blas/fused.ts";
 import { blasKernelSet, fastKernels } from "../lib/blas/kernels.ts";
 import { MIN_POOLED_LENGTH, poolStats } from "../lib/blas/pool.ts";
 import { seededNormal, seededUniform } from "../lib/random.ts";
@@ -722,6 +722,34 @@ Deno.test({
     await onBackend("blas", () => {
       assert.throws(() => siluGate(tf.ones([2, 3]), tf.ones([3])), /siluGate: a and b must have one shape/);
     });
+  },
+});
+
+Deno.test({
+  name: "blas kernels: eluPlusOne equals relu(x) + exp(min(x, 0)) on cpu, value and gradient, bit for bit",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const composite = (x: tf.Tensor) => tf.add(tf.relu(x), tf.exp(tf.minimum(x, 0)));
+    assert.ok(tf.getKernel(ELU_PLUS_ONE, "blas"), "the blas backend runs the fused kernel");
+    for (const shape of FUSED_SHAPES) {
+      await assertSameAsCpu(
+        `eluPlusOne [${shape}]`,
+        () => eluPlusOne(tensor(shape, 52, { specials: true })),
+        () => composite(tensor(shape, 52, { specials: true })),
+      );
+      // Gradients over ±6, and at the specials (x = 0 and ±0 included: the two branches meet there).
+      await assertSameAsCpu(
+        `d eluPlusOne [${shape}]`,
+        () => withGrads(eluPlusOne, [tf.mul(tensor(shape, 53), 6)]),
+        () => withGrads(composite, [tf.mul(tensor(shape, 53), 6)]),
+      );
+      await assertSameAsCpu(
+        `d eluPlusOne [${shape}] at the specials`,
+        () => withGrads(eluPlusOne, [tensor(shape, 54, { specials: true })]),
+        () => withGrads(composite, [tensor(shape, 54, { specials: true })]),
+      );
+    }
+    await onBackend("blas", () => assert.throws(() => eluPlusOne([1] as never), /eluPlusOne: x must be a tf.Tensor/));
   },
 });
 

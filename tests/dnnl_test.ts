@@ -7,12 +7,16 @@
  * - exact (0, 0) for Add, Sub, Multiply, RealDiv, Sqrt, Square, Abs, Relu: IEEE float32 arithmetic, correctly rounded
  *   in oneDNN as in the cpu kernel (which computes in doubles and rounds once: the same float32 for +, −, ×, ÷ and √);
  *   ±0 compare equal;
- * - rtol 1e-6 (about 8 float32 ulps; measured at most 3), atol 2⁻²³ for Exp, Sigmoid, Tanh, Elu and EluGrad:
+ * - rtol 1e-6 (about 8 float32 ulps; measured at most 3), atol 2⁻²³ for Exp, Sigmoid, Tanh, Elu, EluGrad and the fused
+ *   elu + 1 (e^min(x, 0) by oneDNN's exp, x − relu(x) and the sum exact or rounded once):
  *   oneDNN's vector exp, logistic and tanh are polynomials a few ulps from the correctly rounded result; its elu
  *   computes e^x − 1 in float32, so near 0 its error is an ulp of 1 (2⁻²³) absolute; and it flushes results below the
  *   smallest normal float32 (e^−87) to 0, where the cpu kernel keeps the subnormal;
  * - rtol 2e-6, atol 1e-30 for Softmax: the row sum in float32 in oneDNN's order against the cpu kernel's double sum
  *   (measured at most 7 ulps at n = 1000), and flushed subnormals as above;
+ * - softmax cross-entropy's forward, −log p[target] from oneDNN's softmax p (relative error ≤ 2e-6, as above, and
+ *   p ≥ 1e-30 or the call goes to the double-precision loop): |loss − exact| ≤ w · 2.1e-6 + an ulp of the loss (since
+ *   −log(p(1 + δ)) = −log p − log(1 + δ)), and its gradient w · dy · (p − onehot) within w · |dy| · (2e-6 · p + 2⁻²³);
  * - reductions and the gradients that sum: 2⁻²⁰ · Σ|terms| absolute: float32 sums in blocks against the cpu kernels'
  *   double sums (measured 3 · 10⁻⁸ · Σ|x|); gradients through several ops: rtol 1e-5 and 1e-6 · max|cpu|.
  */
@@ -23,7 +27,8 @@ import { initBackend } from "../lib/backend.ts";
 import { blasOverrides } from "../lib/blas/backend.ts";
 import { DNNL_CACHE_ENTRIES, dnnlThreadRequest, openDnnl } from "../lib/blas/dnnl.ts";
 import { collapsedPermutation, DNNL_MIN_ELEMENTS, dnnlBroadcast } from "../lib/blas/dnnl_kernels.ts";
-import { siluGate, SOFTMAX_GRAD } from "../lib/blas/fused.ts";
+import { SOFTMAX_CROSS_ENTROPY, softmaxCrossEntropy } from "../lib/blas/fused_loss.ts";
+import { eluPlusOne, siluGate, SOFTMAX_GRAD } from "../lib/blas/fused.ts";
 import { seededNormal } from "../lib/random.ts";
 import { dnnlSetup } from "./helpers.ts";
 
@@ -367,6 +372,28 @@ Deno.test({
 });
 
 Deno.test({
+  name: "dnnl kernels: eluPlusOne and its gradient match the cpu composite, NaN and ±Infinity included",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    // Gradient: min(y, 1) · dy, with y within ELTWISE of cpu's: rtol 1e-6 and an ulp of the largest |dy|.
+    const gradient = (i: number) => i === 0 ? ELTWISE : { rtol: 1e-6, atol: 2 ** -23 * 4 };
+    for (const shape of UNARY_SHAPES) {
+      await assertNearCpu(
+        `eluPlusOne and its gradient [${shape}]`,
+        () => withGrads(eluPlusOne, [tf.tensor(seeded(shape, 71, { scale: 3 }), shape)]),
+        gradient,
+      );
+    }
+    const specials = [NaN, Infinity, -Infinity, -1e9, 1e9, 0, -0, 100, -100];
+    for (const k of specials.keys()) {
+      const x = seeded([4099], 72, { scale: 3 });
+      x[1234] = specials[k];
+      await assertNearCpu(`eluPlusOne with ${specials[k]}`, () => withGrads(eluPlusOne, [tf.tensor(x)]), gradient);
+    }
+  },
+});
+
+Deno.test({
   name: "dnnl kernels: Softmax and its gradient match the cpu backend on awkward shapes",
   ignore: !HAS_BLAS,
   fn: async () => {
@@ -401,6 +428,80 @@ Deno.test({
       const v = tf.tensor(seeded([2, 2, 32, 8], 14), [2, 2, 32, 8]);
       return withGrads((l, vv) => tf.matMul(tf.softmax(tf.add(l, mask)), vv), [logits, v]);
     }, GRADIENT);
+  },
+});
+
+Deno.test({
+  name: "dnnl kernels: softmax cross-entropy (oneDNN's softmax) is within its bound of the exact loss and gradient",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    /** Logits [rows, V], targets, weights (a third 0) and the upstream gradient, seeded; `edit` may change logits. */
+    const makeCase = (rows: number, classes: number, seed: number, edit?: (x: Float32Array, t: Int32Array) => void) => {
+      const logits = seeded([rows, classes], seed, { scale: 3 });
+      const targets = Int32Array.from({ length: rows }, (_, r) => (r * 7919 + seed) % classes);
+      const weights = Float32Array.from({ length: rows }, (_, r) => (r % 3 === 1 ? 0 : r % 3 === 2 ? 0.5 : 1));
+      edit?.(logits, targets);
+      return { rows, classes, logits, targets, weights, cot: seeded([rows], seed + 1) };
+    };
+    type Case = ReturnType<typeof makeCase>;
+    /** The exact loss per row and its gradient, in doubles. */
+    const exact = (c: Case) => {
+      const loss: number[] = [];
+      const grad: number[] = [];
+      for (let r = 0; r < c.rows; r++) {
+        const row = Array.from(c.logits.subarray(r * c.classes, (r + 1) * c.classes));
+        const max = Math.max(...row);
+        const logSum = max + Math.log(row.reduce((sum, x) => sum + Math.exp(x - max), 0));
+        const w = c.weights[r];
+        loss.push(w * (logSum - row[c.targets[r]]));
+        row.forEach((x, j) => grad.push(w * c.cot[r] * (Math.exp(x - logSum) - (j === c.targets[r] ? 1 : 0))));
+      }
+      return { loss, grad };
+    };
+    const run = (c: Case) =>
+      valuesOn("blas", () => {
+        const logits = tf.tensor2d(c.logits, [c.rows, c.classes]);
+        const targets = tf.tensor1d(c.targets, "int32");
+        const weights = tf.tensor1d(c.weights);
+        const ce = (x: tf.Tensor) => softmaxCrossEntropy(x as tf.Tensor2D, targets, { weights });
+        return [ce(logits), tf.grad((x: tf.Tensor) => tf.sum(tf.mul(ce(x), tf.tensor1d(c.cot))))(logits)];
+      });
+    const cases = [
+      makeCase(64, 257, 61),
+      makeCase(37, 300, 62),
+      // Above the threshold by a row, and the model's shape (16 × 128 tokens over 256 bytes).
+      makeCase(DNNL_MIN_ELEMENTS[SOFTMAX_CROSS_ENTROPY] / 256 + 1, 256, 63),
+      makeCase(2048, 256, 64),
+      // A target 100 behind its row's maximum (p ≈ e^-100, a float32 subnormal that oneDNN flushes to 0): the call goes
+      // to the double-precision loop.
+      makeCase(40, 256, 65, (x, t) => (x[3 * 256 + t[3]] = -100 + Math.max(...x.subarray(3 * 256, 4 * 256)))),
+    ];
+    for (const [k, c] of cases.entries()) {
+      const cachedBefore = LIB?.cached() ?? 0;
+      const [loss, grad] = await run(c);
+      // A new shape builds a new softmax primitive: oneDNN ran (but not for the case that goes to the loop).
+      if (HAS_DNNL && k < 4) assert.ok(LIB!.cached() > cachedBefore, `case ${k}: oneDNN computed the softmax`);
+      const want = exact(c);
+      want.loss.forEach((e, r) => {
+        const bound = c.weights[r] * 2.1e-6 + 2 ** -23 * Math.abs(e);
+        assert.ok(Math.abs(loss[r] - e) <= bound, `case ${k}: loss row ${r} is ${loss[r]}, exactly ${e}`);
+      });
+      want.grad.forEach((e, i) => {
+        const r = Math.floor(i / c.classes);
+        const scale = c.weights[r] * Math.abs(c.cot[r]);
+        const p = scale === 0 ? 0 : Math.abs(e) / scale;
+        const bound = scale * (2e-6 * p + 2 ** -23) + 1e-45;
+        assert.ok(Math.abs(grad[i] - e) <= bound, `case ${k}: d logits element ${i} is ${grad[i]}, exactly ${e}`);
+      });
+    }
+    // NaN in the logits (a NaN loss for its row only) and a target out of range (a RangeError naming it) go to the
+    // JavaScript kernel, as the composite would have them.
+    const nan = makeCase(32, 256, 66, (x) => (x[5 * 256 + 9] = NaN));
+    nan.weights.fill(1);
+    const [nanLoss] = await run(nan);
+    nanLoss.forEach((v, r) => assert.equal(Number.isNaN(v), r === 5, `row ${r}: ${v}`));
+    const outOfRange = makeCase(32, 256, 67, (_, t) => (t[4] = 256));
+    await assert.rejects(() => run(outOfRange), /targets\[4\] is 256, outside 0\.\.255/);
   },
 });
 

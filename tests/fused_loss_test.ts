@@ -1,3 +1,6 @@
+// This suite holds the JavaScript kernels (double precision, rounded once) to the exact values: the backend is pinned
+// to them while it starts. tests/dnnl_test.ts holds oneDNN's forward (the default with libdnnl2) to its own bound.
+import { releaseKernelPin } from "./_js_kernels.ts";
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { loadableBackends } from "../lib/backend.ts";
@@ -7,6 +10,7 @@ import { seededNormal, seededUniform } from "../lib/random.ts";
 import { onBackend } from "./helpers.ts";
 
 const HAS_BLAS = (await loadableBackends()).includes("blas");
+releaseKernelPin();
 
 /** One test case: logits [rows, V] as float32 values, targets, optional weights, the upstream gradient per row. */
 interface Case {

@@ -5,6 +5,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { eluPlusOne } from "../blas/fused.ts";
 
 /** The elementwise feature maps: "elu+1" (Katharopoulos et al.), "elu" (TransNormer T1), "relu", "identity". */
 export const FEATURE_MAPS = ["elu+1", "elu", "relu", "identity"] as const;
@@ -18,6 +19,7 @@ export type FeatureMap = typeof FEATURE_MAPS[number];
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
+import { eluPlusOne } from "../blas/fused.ts";
  * import { applyFeatureMap } from "./feature_maps.ts";
  * const y = applyFeatureMap(tf.tensor1d([-1, 0, 2]), "elu+1");
  * console.log(Array.from(y.dataSync()).map((x) => x.toFixed(3)).join(" ")); // 0.368 1.000 3.000
@@ -26,9 +28,8 @@ export type FeatureMap = typeof FEATURE_MAPS[number];
 export function applyFeatureMap<T extends tf.Tensor>(x: T, map: FeatureMap): T {
   switch (map) {
     case "elu+1":
-      // relu(x) + exp(min(x, 0)) is elu(x) + 1 without the cancellation of (e^x - 1) + 1, which
-      // rounds small features to 0 in float32 (from x < -17 on); its gradient is exact too.
-      return tf.tidy(() => tf.add(tf.relu(x), tf.exp(tf.minimum(x, 0)))) as T;
+      // relu(x) + exp(min(x, 0)): elu(x) + 1 without the cancellation of (e^x - 1) + 1 (one fused kernel on blas).
+      return eluPlusOne(x);
     case "elu":
       return tf.elu(x) as T;
     case "relu":

@@ -13,6 +13,11 @@
  * - Transpose (a oneDNN reorder);
  * - the fused silu(a) · b of fused.ts and its gradient (`AttnlabSiluGate`, `AttnlabSiluGateGrad`: sigmoid, then a
  *   binary product with a post-op product; the gradient with oneDNN's swish gradient);
+ * - the fused elu(x) + 1 of fused.ts (`AttnlabEluPlusOne`): relu(x), x − relu(x) = min(x, 0), its exp, + relu(x); and
+ *   its gradient `AttnlabEluPlusOneGrad`, min(y, 1) · dy (a binary min with a post-op product);
+ * - the forward of fused_loss.ts's softmax cross-entropy (`AttnlabSoftmaxCrossEntropy`): oneDNN's softmax of each
+ *   row, and each row's loss −log p[target] in a double from it; a row whose p[target] is below 1e-30 (a loss above
+ *   69, where p's float32 rounding would show) sends the call to the JavaScript kernel, which works in doubles;
  * - Sum and Mean over trailing axes (row sums) or leading axes (column sums, as in a bias's gradient), as
  *   matrix–vector products with a vector of ones (`dnnl_sgemm`: oneDNN's reduction primitive is slower than the
  *   JavaScript loop on rows of 64 to 171);
@@ -37,7 +42,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { cpuKernel, f32, type FastPath, type Kernel, type KernelArgs, reductionLayout, sizeOf } from "./_util.ts";
 import type { DnnlBinary, DnnlEltwise, DnnlLibrary } from "./dnnl.ts";
-import { SILU_GATE, SILU_GATE_GRAD, SOFTMAX_GRAD } from "./fused.ts";
+import { ELU_PLUS_ONE, ELU_PLUS_ONE_GRAD, SILU_GATE, SILU_GATE_GRAD, SOFTMAX_GRAD } from "./fused.ts";
+import { SOFTMAX_CROSS_ENTROPY } from "./fused_loss.ts";
 import { allocFloat32 } from "./pool.ts";
 
 /**
@@ -67,6 +73,9 @@ export const DNNL_MIN_ELEMENTS: Readonly<Record<string, number>> = Object.freeze
   [tf.Transpose]: 4096,
   [SILU_GATE]: 1024,
   [SILU_GATE_GRAD]: 4096,
+  [SOFTMAX_CROSS_ENTROPY]: 4096,
+  [ELU_PLUS_ONE]: 2048,
+  [ELU_PLUS_ONE_GRAD]: 2048,
 });
 
 // Softmax and its gradient run in blocks of whole rows of about this many elements (512 KiB of float32), so that
@@ -352,6 +361,99 @@ export function dnnlKernels(
     }
     return backend.makeTensorInfo(logits.shape, "float32", out);
   });
+
+  // relu(x) for the elu + 1 kernel, kept between calls.
+  let reluScratch = new Float32Array(0);
+  kernels[ELU_PLUS_ONE] = kernel(ELU_PLUS_ONE, ({ inputs, backend }) => {
+    const x = inputs.x!;
+    const n = sizeOf(x.shape);
+    if (x.dtype !== "float32" || n < thresholds[ELU_PLUS_ONE]) return undefined;
+    const xv = f32(backend, x);
+    // oneDNN's exp maps NaN to +Infinity: such input goes to the loop.
+    if (!passes(xv, "nan")) return undefined;
+    const out = allocFloat32(n);
+    if (reluScratch.length < n) reluScratch = new Float32Array(2 ** Math.ceil(Math.log2(n)));
+    const r = reluScratch.subarray(0, n);
+    const dims = [n];
+    // relu(x); min(x, 0) = x − relu(x) (exact: x − x or x − 0); e^min(x, 0); + relu(x), rounded once. Four oneDNN
+    // passes: the loops' min and add cost about 8 ns an element on features whose signs are random.
+    const done = lib.eltwise("relu", { x: xv, out: r }) &&
+      lib.binary("sub", { a: xv, aDims: dims, b: r, bDims: dims, out }) &&
+      lib.eltwise("exp", { x: out, out }) &&
+      lib.binary("add", { a: out, aDims: dims, b: r, bDims: dims, out });
+    if (!done) return undefined;
+    return backend.makeTensorInfo(x.shape, "float32", out);
+  });
+
+  const one = new Float32Array([1]);
+  kernels[ELU_PLUS_ONE_GRAD] = kernel(ELU_PLUS_ONE_GRAD, ({ inputs, backend }) => {
+    const y = inputs.y!;
+    const dy = inputs.dy!;
+    const n = sizeOf(y.shape);
+    if (y.dtype !== "float32" || dy.dtype !== "float32" || n < thresholds[ELU_PLUS_ONE_GRAD]) return undefined;
+    const yv = f32(backend, y);
+    // oneDNN's min drops a NaN operand (min(NaN, 1) = 1): such input goes to the loop.
+    if (!passes(yv, "nan")) return undefined;
+    const out = allocFloat32(n);
+    const dims = [n];
+    const done = lib.binary("min", {
+      a: yv,
+      aDims: dims,
+      b: one,
+      bDims: [1],
+      out,
+      then: { op: "mul", c: f32(backend, dy), cDims: dims },
+    });
+    return done ? backend.makeTensorInfo(y.shape, "float32", out) : undefined;
+  });
+
+  // The softmax of a cross-entropy call whose caller keeps no probabilities, kept between calls.
+  let scratchProbs = new Float32Array(0);
+  kernels[SOFTMAX_CROSS_ENTROPY] = kernel(
+    SOFTMAX_CROSS_ENTROPY,
+    (({ inputs, backend, attrs }: KernelArgs) => {
+      const logits = inputs.logits!;
+      const size = sizeOf(logits.shape);
+      if (logits.dtype !== "float32" || size < thresholds[SOFTMAX_CROSS_ENTROPY]) return undefined;
+      if (inputs.weights && inputs.weights.dtype !== "float32") return undefined;
+      const [rows, classes] = logits.shape;
+      const x = f32(backend, logits);
+      const targets = backend.data.get(inputs.targets!.dataId)!.values as Int32Array;
+      const weights = inputs.weights ? f32(backend, inputs.weights) : null;
+      const keep = Boolean(attrs?.probs);
+      if (!keep && scratchProbs.length < size) scratchProbs = new Float32Array(2 ** Math.ceil(Math.log2(size)));
+      const probs = keep ? allocFloat32(size) : scratchProbs.subarray(0, size);
+      for (const [start, end] of rowBlocks(rows, classes)) {
+        const xs = x.subarray(start, end);
+        // NaN or ±Infinity in the logits: the JavaScript kernel gives what the composite gives.
+        if (!passes(xs, "finite")) return undefined;
+        if (!lib.softmax({ x: xs, out: probs.subarray(start, end) }, { rows: (end - start) / classes, n: classes })) {
+          return undefined;
+        }
+      }
+      const loss = allocFloat32(rows);
+      for (let r = 0; r < rows; r++) {
+        const weight = weights === null ? 1 : weights[r];
+        const t = targets[r];
+        // A target out of range: the JavaScript kernel throws the RangeError that names it.
+        if (!(t >= 0 && t < classes)) return undefined;
+        if (weight === 0) {
+          // Not read by the gradient kernel; zeroed as the JavaScript kernel does.
+          loss[r] = 0;
+          probs.fill(0, r * classes, (r + 1) * classes);
+          continue;
+        }
+        const p = probs[r * classes + t];
+        // −log p is off by p's relative error (oneDNN's softmax: within 2e-6), but a p near float32's underflow has
+        // lost digits: such rows (and so the call) go to the double-precision loop.
+        if (!(p >= 1e-30)) return undefined;
+        loss[r] = weight * -Math.log(p);
+      }
+      const out = [backend.makeTensorInfo([rows], "float32", loss)];
+      if (keep) out.push(backend.makeTensorInfo([rows, classes], "float32", probs));
+      return out;
+    }) as unknown as FastPath,
+  );
 
   kernels[SOFTMAX_GRAD] = kernel(SOFTMAX_GRAD, ({ inputs, backend }) => {
     const y = inputs.y!;

@@ -8,6 +8,8 @@
  * - {@linkcode srmsNorm}: SimpleRMSNorm over the last axis, x / (‖x‖₂ / √d + 1e-8), and its gradient, whose two
  *   parts (through the division and through the norm) come back as the gradients of two inputs, so that tfjs adds
  *   them to x's other gradients in the composite's order;
+ * - {@linkcode eluPlusOne}: elu(x) + 1, linear attention's feature map, as relu(x) + exp(min(x, 0)), and its
+ *   gradient, dy · min(y, 1), which needs only the output;
  * - the gradient of Softmax over the last axis (registered over tfjs's, see {@linkcode registerFusedGradients}).
  *
  * {@linkcode fusedKernels} also hands the backend the kernels of fused_adam.ts (the AdamW update of every variable in
@@ -45,6 +47,10 @@ export const SRMS_NORM = "AttnlabSrmsNorm";
 export const SRMS_NORM_GRAD = "AttnlabSrmsNormGrad";
 /** Softmax's gradient over the last axis: inputs dy, y (the softmax); output d logits. */
 export const SOFTMAX_GRAD = "AttnlabSoftmaxGrad";
+/** elu(x) + 1 elementwise, as relu(x) + exp(min(x, 0)): input x; output y. */
+export const ELU_PLUS_ONE = "AttnlabEluPlusOne";
+/** Gradient of {@linkcode ELU_PLUS_ONE}: inputs dy, y (the forward's output); output dx = dy · min(y, 1). */
+export const ELU_PLUS_ONE_GRAD = "AttnlabEluPlusOneGrad";
 
 // The constants of lib/attention/norms.ts's SimpleRMSNorm, x / (sqrt(sum(x²) + 1e-24) / √d + 1e-8);
 // tests/blas_kernels_test.ts holds the two equal.
@@ -177,6 +183,28 @@ function softmaxGradKernel({ inputs, backend }: KernelArgs): TensorInfo {
   return backend.makeTensorInfo(y.shape, "float32", out);
 }
 
+function eluPlusOneKernel({ inputs, backend }: KernelArgs): TensorInfo {
+  const xv = f32(backend, inputs.x!);
+  const out = allocFloat32(xv.length);
+  // relu(x) + exp(min(x, 0)): x + e^0 = x + 1 for x > 0, 0 + e^x otherwise (NaN included), rounded once either way.
+  for (let i = 0; i < xv.length; i++) {
+    const v = xv[i];
+    out[i] = v > 0 ? v + 1 : fastExp(v);
+  }
+  return backend.makeTensorInfo(inputs.x!.shape, "float32", out);
+}
+
+function eluPlusOneGradKernel({ inputs, backend }: KernelArgs): TensorInfo {
+  const dyv = f32(backend, inputs.dy!);
+  const yv = f32(backend, inputs.y!);
+  const out = allocFloat32(yv.length);
+  // d/dx is 1 where x > 0 (there y >= 1) and e^x = y where x <= 0 (there y <= 1): min(y, 1) either way, also where
+  // x + 1 rounds to 1. At x = 0 both give 1, as the composite's relu' (0) plus min' (1 for x <= 0) times e^0 does.
+  // Math.min rather than a branch: the features' signs are random, and a branch on them mispredicts half the time.
+  for (let i = 0; i < yv.length; i++) out[i] = dyv[i] * Math.min(yv[i], 1);
+  return backend.makeTensorInfo(inputs.y!.shape, "float32", out);
+}
+
 /**
  * The fused kernels, by name, for the `blas` backend to register: this module's, fused_adam.ts's and fused_loss.ts's.
  *
@@ -196,6 +224,8 @@ export function fusedKernels(): Record<string, Kernel> {
     [SRMS_NORM]: srmsNormKernel,
     [SRMS_NORM_GRAD]: srmsNormGradKernel as unknown as Kernel,
     [SOFTMAX_GRAD]: softmaxGradKernel,
+    [ELU_PLUS_ONE]: eluPlusOneKernel,
+    [ELU_PLUS_ONE_GRAD]: eluPlusOneGradKernel,
     ...fusedAdamKernels(),
     ...fusedLossKernels(),
   };
@@ -300,6 +330,42 @@ export function srmsNorm<T extends tf.Tensor>(x: T): T {
   }
   const fused = tf.getKernel(SRMS_NORM, tf.getBackend()) !== undefined && x.dtype === "float32" && sizeOf(x.shape) > 0;
   return (fused ? srmsNormFused(x, x) : tf.div(x, srmsDenominator(x))) as T;
+}
+
+const eluPlusOneFused = tf.customGrad((...args: unknown[]) => {
+  const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
+  const [y] = runKernel(ELU_PLUS_ONE, { x });
+  save([y]);
+  return {
+    value: y,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [y] = saved;
+      if (fusable(ELU_PLUS_ONE_GRAD, dy)) return [runKernel(ELU_PLUS_ONE_GRAD, { dy, y })[0]];
+      // Under ATTNLAB_BLAS_KERNELS changes or a non-float32 dy: the same expression in tf ops.
+      return [tf.mul(dy, tf.minimum(y, 1))];
+    },
+  };
+});
+
+/**
+ * elu(x) + 1 elementwise, computed as relu(x) + exp(min(x, 0)): the same function without the cancellation of
+ * (e^x − 1) + 1, which rounds features to 0 in float32 from x < −17 on. Its gradient is 1 where x > 0 and e^x where
+ * x ≤ 0, that is dy · min(y, 1). On the blas backend one kernel computes it and one its gradient (instead of 4 ops
+ * forward and 6 backward) with the composite's values; elsewhere it runs the composite. Neither form has a second
+ * derivative (tfjs's Minimum gradient is not differentiable): tf.grad of a gradient through it throws.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { eluPlusOne } from "./fused.ts";
+ * const y = eluPlusOne(tf.tensor1d([-1, 0, 2]));
+ * console.log(Array.from(y.dataSync()).map((v) => v.toFixed(3)).join(" ")); // 0.368 1.000 3.000
+ * ```
+ */
+export function eluPlusOne<T extends tf.Tensor>(x: T): T {
+  if (!(x instanceof tf.Tensor)) throw new TypeError("eluPlusOne: x must be a tf.Tensor");
+  if (hasFloat32Kernel(ELU_PLUS_ONE, [x]) && sizeOf(x.shape) > 0) return eluPlusOneFused(x) as T;
+  return tf.tidy(() => tf.add(tf.relu(x), tf.exp(tf.minimum(x, 0)))) as T;
 }
 
 let gradientsRegistered = false;

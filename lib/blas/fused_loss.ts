@@ -7,7 +7,9 @@
  * row's maximum, the loss from it, and the softmax, which it keeps for the gradient (in place of the logits, so the
  * memory is the composite's); the gradient kernel is then one multiply per element, (softmax − onehot) · dy · weight.
  * So the values are not the composite's bits (which round every intermediate to float32) but within a rounding or two
- * of the exact ones; a row of weight 0 is not read at all (its loss and gradient are 0).
+ * of the exact ones; a row of weight 0 is not read at all (its loss and gradient are 0). With oneDNN (libdnnl2, the
+ * default kernel set), lib/blas/dnnl_kernels.ts computes the forward from oneDNN's vectorised softmax instead, about 3×
+ * faster: the loss is then within 2e-6 (times the row's weight) of the exact one, and the softmax within 2e-6 relative.
  *
  * On any other backend, under `ATTNLAB_BLAS_KERNELS=matmul` and for other dtypes, {@linkcode softmaxCrossEntropy} runs
  * the composite tf ops instead, and so it does inside nested gradient recordings (where its gradient may itself be

@@ -3,9 +3,10 @@
  * and the hot elementwise, reduction, softmax and layout kernels as typed-array loops or, on large inputs, oneDNN's
  * vectorised primitives through FFI when libdnnl2 is installed (dnnl.ts, dnnl_kernels.ts; see backend.ts;
  * `ATTNLAB_BLAS_KERNELS=js` leaves oneDNN out, `matmul` keeps only the matmuls). The layout kernels (layout.ts) are Transpose,
- * PadV2, GatherV2, Slice, SplitV and Concat; the fused kernels (fused.ts) silu(a) · b, SimpleRMSNorm,
+ * PadV2, GatherV2, Slice, SplitV and Concat; the fused kernels (fused.ts) silu(a) · b, SimpleRMSNorm, elu(x) + 1,
  * Softmax's gradient, the AdamW update of all variables and the gradients' squared norms (fused_adam.ts, the
- * composite's bits) and softmax cross-entropy (fused_loss.ts, in double precision, rounded once); kernel outputs
+ * composite's bits) and softmax cross-entropy (fused_loss.ts, in double precision, rounded once; with oneDNN, from its
+ * softmax, within 2e-6); kernel outputs
  * come from a pool of recycled arrays (pool.ts).
  *
  * @module
@@ -14,7 +15,7 @@
 export { BLAS_BACKEND, blasDnnl, blasOverrides, registerBlasBackend, sgemmBatchMatMul } from "./backend.ts";
 export { DNNL_MATMUL_RULE, matMulLayout, prefersDnnlMatMul } from "./dnnl_kernels.ts";
 export { BLAS_KERNEL_SETS, type BlasKernelSet, blasKernelSet, fastKernels } from "./kernels.ts";
-export { registerFusedGradients, siluGate, srmsNorm } from "./fused.ts";
+export { eluPlusOne, registerFusedGradients, siluGate, srmsNorm } from "./fused.ts";
 export { adamwUpdate, sumsOfSquares } from "./fused_adam.ts";
 export { softmaxCrossEntropy } from "./fused_loss.ts";
 export { dnnl, DNNL_INSTALL_HINT, type DnnlLibrary, openDnnl } from "./dnnl.ts";
