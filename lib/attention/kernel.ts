@@ -1,7 +1,8 @@
 /**
  * The engine shared by the kernel (linear) variants: linear, performer, cosformer and norm.
  * They differ only in their features phi(q), phi(k) and in whether rows are normalised;
- * the matrix, global, chunked and recurrent forms here take the features directly.
+ * the matrix, global, chunked (tf ops), fused (lib/blas/fused_causal.ts) and recurrent forms here take the features
+ * directly.
  * Derivations are in README.md beside this file.
  *
  * @module
@@ -10,6 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { AttentionOptions, FlopCount, FlopSize } from "./types.ts";
 import { forwardFlops, paddedLength, type RecurrentSpec } from "./variant.ts";
+import { causalAttention, causalProduct, causalProductWithState, withOnes } from "../blas/fused_causal.ts";
 
 /** The carried state of causal kernel attention: S = sum phi(k) v^T and z = sum phi(k). */
 export type KernelState = {
@@ -103,8 +105,10 @@ export function kernelGlobal(features: Features, options: KernelOptions): tf.Ten
 }
 
 /**
- * Kernel attention by the fast form that fits: chunkwise-parallel when causal, global otherwise.
- * The one entry point of the kernel variants' attend().
+ * Kernel attention by the fast form that fits: when causal, the fused causal product of lib/blas/fused_causal.ts
+ * (`causalAttention` when rows are normalised, `causalProduct` when not: one kernel forward and one or three backward
+ * on the blas backend, the chunkwise product in tf ops elsewhere); global otherwise. The one entry point of the kernel
+ * variants' attend().
  *
  * @example
  * ```ts
@@ -121,9 +125,60 @@ export function kernelAttend(
   options: KernelOptions & { causal: boolean; chunkSize: number },
 ): tf.Tensor4D {
   const kernel = { normalize: options.normalize, eps: options.eps };
-  return options.causal
-    ? kernelChunked(features, { ...kernel, chunkSize: options.chunkSize }).output
-    : kernelGlobal(features, kernel);
+  if (!options.causal) return kernelGlobal(features, kernel);
+  const { fq, fk, v } = features;
+  const chunkSize = options.chunkSize;
+  return options.normalize
+    ? causalAttention({ q: fq, k: fk, v }, { eps: options.eps, chunkSize })
+    : causalProduct({ q: fq, k: fk, v }, { chunkSize });
+}
+
+/** [numerator, row sum] [b, h, n, dv + 1] to numerator / (row sum + eps) [b, h, n, dv]. */
+function normalizeRows(y: tf.Tensor4D, eps: number): tf.Tensor4D {
+  // split, not two slices: its gradient is one concat where two slices' would be two pads and an add.
+  const [numerator, den] = tf.split(y, [y.shape[3] - 1, 1], 3); // [b, h, n, dv], [b, h, n, 1]
+  return tf.div(numerator, tf.add(den, eps));
+}
+
+/**
+ * Causal kernel attention through the fused causal product of lib/blas/fused_causal.ts: one sgemm-chunked kernel on
+ * the blas backend (three for the gradient), the same chunkwise product in tf ops elsewhere. Rows are normalised by
+ * appending a column of ones to V, so that tril(φ(Q)φ(K)ᵀ) [V, 1] = [numerator, row sum], and the carried state
+ * (S, z) is that product's state [S, z]. Starts from `state` (zeros when absent) and returns the state after the last
+ * token, as {@linkcode kernelChunked} (its tf-op reference) does.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { kernelFused } from "./kernel.ts";
+ * const f = tf.ones([1, 1, 3, 2]) as tf.Tensor4D;
+ * const v = tf.tensor4d([1, 2, 3], [1, 1, 3, 1]);
+ * const { output, state } = kernelFused({ fq: f, fk: f, v }, { normalize: true, eps: 0, chunkSize: 2 });
+ * console.log(Array.from(output.dataSync()).join(" "), Array.from(state.z.dataSync()).join(" ")); // 1 1.5 2 3 3
+ * ```
+ */
+export function kernelFused(
+  features: Features,
+  options: KernelOptions & { chunkSize: number; state?: KernelState },
+): { output: tf.Tensor4D; state: KernelState } {
+  const { fq, fk, v } = features;
+  const dv = v.shape[3];
+  const result = tf.tidy(() => {
+    // The ones column also carries z, the state's row-sum part, which the state needs even unnormalised.
+    const state = options.state
+      ? tf.concat([options.state.s, tf.expandDims(options.state.z, 3)], 3) as tf.Tensor4D // [b, h, m, dv + 1]
+      : undefined;
+    const run = causalProductWithState(
+      { q: fq, k: fk, v: withOnes(v) },
+      { chunkSize: options.chunkSize, ...(state ? { state } : {}) },
+    );
+    const [s, z] = tf.split(run.state, [dv, 1], 3); // [b, h, m, dv], [b, h, m, 1]
+    const output = options.normalize
+      ? normalizeRows(run.output, options.eps)
+      : tf.slice(run.output, [0, 0, 0, 0], [-1, -1, -1, dv]) as tf.Tensor4D; // [b, h, n, dv]
+    return { output, s: s as tf.Tensor4D, z: tf.squeeze(z, [3]) as tf.Tensor3D };
+  });
+  return { output: result.output, state: { s: result.s, z: result.z } };
 }
 
 /**
@@ -153,10 +208,11 @@ function exclusivePrefixOverChunks<T extends tf.Tensor>(x: T): T {
 }
 
 /**
- * Causal kernel attention, chunkwise-parallel: inside a chunk of C tokens a masked C x C
+ * Causal kernel attention, chunkwise-parallel, in tf ops: inside a chunk of C tokens a masked C x C
  * product; across chunks the carried state S. O(n C (m + dv) + n m dv) work and no
  * n x n or n x m x dv tensor: the per-chunk states are (n / C) x m x dv.
  * Starts from `state` (zeros when absent) and returns the state after the last token.
+ * The reference form that the tests hold {@linkcode kernelFused} (what attend() and the state forms run) equal to.
  *
  * @example
  * ```ts
@@ -283,7 +339,7 @@ export interface KernelForms<O extends AttentionOptions & { chunkSize?: number }
 }
 
 /**
- * The state forms of a kernel variant, state {@linkcode KernelState} over m features: {@linkcode kernelChunked}
+ * The state forms of a kernel variant, state {@linkcode KernelState} over m features: {@linkcode kernelFused}
  * (prefill, chunkedAttend) and {@linkcode kernelStep} (step, recurrentAttend), from the variant's features.
  *
  * @example
@@ -310,7 +366,7 @@ export function kernelRecurrent<O extends AttentionOptions & { chunkSize?: numbe
     chunked: ({ q, k, v }, o, { state, position }) => {
       const fq = how.features(q, o, position); // [b, h, n, m]
       const fk = how.features(k, o, position); // [b, h, n, m]
-      const run = kernelChunked(
+      const run = kernelFused(
         { fq, fk, v },
         { ...how.kernel(o), chunkSize: o.chunkSize as number, ...(state ? { state } : {}) },
       );

@@ -23,6 +23,7 @@ import { elementwiseKernels } from "./elementwise.ts";
 import type { DnnlLibrary } from "./dnnl.ts";
 import { dnnlKernels } from "./dnnl_kernels.ts";
 import { fusedKernels } from "./fused.ts";
+import { fusedCausalKernels } from "./fused_causal.ts";
 import { layoutKernels } from "./layout.ts";
 import { reductionKernels } from "./reduce.ts";
 import { envString } from "../env.ts";
@@ -73,7 +74,13 @@ export function fastKernels(options: { dnnl?: DnnlLibrary } = {}): Record<string
   if (options === null || typeof options !== "object") {
     throw new TypeError("fastKernels: options must be { dnnl? } (a DnnlLibrary from dnnl() or openDnnl())");
   }
-  const js = { ...elementwiseKernels(), ...reductionKernels(), ...layoutKernels(), ...fusedKernels() };
+  const js = {
+    ...elementwiseKernels(),
+    ...reductionKernels(),
+    ...layoutKernels(),
+    ...fusedKernels(),
+    ...fusedCausalKernels(),
+  };
   if (options.dnnl === undefined) return js;
   const own = dnnlKernels(options.dnnl, js);
   // Only names the loops have: the oneDNN kernels replace, never add.

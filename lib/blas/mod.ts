@@ -6,7 +6,8 @@
  * PadV2, GatherV2, Slice, SplitV and Concat; the fused kernels (fused.ts) silu(a) · b, SimpleRMSNorm, elu(x) + 1,
  * Softmax's gradient, the AdamW update of all variables and the gradients' squared norms (fused_adam.ts, the
  * composite's bits) and softmax cross-entropy (fused_loss.ts, in double precision, rounded once; with oneDNN, from its
- * softmax, within 2e-6); kernel outputs
+ * softmax, within 2e-6), and causal linear attention tril(QKᵀ)V chunkwise by sgemm with its gradient as three more
+ * causal products (fused_causal.ts); kernel outputs
  * come from a pool of recycled arrays (pool.ts).
  *
  * @module
@@ -17,6 +18,7 @@ export { DNNL_MATMUL_RULE, matMulLayout, prefersDnnlMatMul } from "./dnnl_kernel
 export { BLAS_KERNEL_SETS, type BlasKernelSet, blasKernelSet, fastKernels } from "./kernels.ts";
 export { eluPlusOne, registerFusedGradients, siluGate, srmsNorm } from "./fused.ts";
 export { adamwUpdate, sumsOfSquares } from "./fused_adam.ts";
+export { CAUSAL_CHUNK_SIZE, causalAttention, causalProduct, causalProductWithState, withOnes } from "./fused_causal.ts";
 export { softmaxCrossEntropy } from "./fused_loss.ts";
 export { dnnl, DNNL_INSTALL_HINT, type DnnlLibrary, openDnnl } from "./dnnl.ts";
 export { poolStats } from "./pool.ts";
