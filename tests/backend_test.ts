@@ -30,8 +30,9 @@ Deno.test("the default backend is the best that loads, and is announced once", a
   const match = output.match(/attnlab: backend (\w+)\nchose (\w+)/);
   assert.ok(match, output);
   assert.equal(match[1], match[2]);
-  // blas wins whenever OpenBLAS loads, unless tfjs-node is installed; wasm always loads.
-  const expected = blasLoads() ? ["tensorflow", "blas"] : ["tensorflow", "wasm"];
+  // blas wins whenever OpenBLAS loads, unless tfjs-node is installed or webgpu finds a GPU (never a software
+  // adapter such as lavapipe); wasm always loads.
+  const expected = blasLoads() ? ["tensorflow", "webgpu", "blas"] : ["tensorflow", "webgpu", "wasm"];
   assert.ok(expected.includes(match[2]), output);
 });
 
@@ -39,7 +40,7 @@ Deno.test("without a BLAS library the default falls back to wasm and says how to
   const { code, output } = await runWithEnv({ ATTNLAB_BLAS: "/nonexistent/libopenblas.so" });
   assert.equal(code, 0, output);
   assert.match(output, /attnlab: blas backend unavailable .*apt-get install libopenblas0/);
-  assert.match(output, /chose (wasm|tensorflow)/);
+  assert.match(output, /chose (wasm|tensorflow|webgpu)/);
 });
 
 Deno.test("a forced blas backend without a BLAS library is an error with the install hint", async () => {
@@ -57,7 +58,7 @@ Deno.test("ATTNLAB_BACKEND forces a backend", async () => {
 Deno.test("an unknown ATTNLAB_BACKEND is a clear error", async () => {
   const { code, output } = await runWithEnv({ ATTNLAB_BACKEND: "gpu" });
   assert.notEqual(code, 0);
-  assert.match(output, /ATTNLAB_BACKEND must be one of tensorflow, blas, wasm, cpu, got "gpu"/);
+  assert.match(output, /ATTNLAB_BACKEND must be one of tensorflow, webgpu, blas, wasm, cpu, got "gpu"/);
 });
 
 Deno.test("a forced backend that cannot load says how to install it", async () => {
@@ -69,6 +70,8 @@ Deno.test("a forced backend that cannot load says how to install it", async () =
   assert.equal(backendName(), before, "a failed switch leaves the backend in place");
   await assert.rejects(() => initBackend({ backend: "cuda" as "cpu" }), /options.backend must be one of/);
   await assert.rejects(() => initBackend({ backed: "cpu" } as never), /unknown option "backed"/);
+  await assert.rejects(() => loadableBackends({ software: true } as never), /unknown option "software"/);
+  await assert.rejects(() => loadableBackends({ softwareWebgpu: 1 as never }), /softwareWebgpu must be true or false/);
 });
 
 Deno.test("explicit switches work and compute the same numbers on every loadable backend", async () => {
@@ -81,11 +84,10 @@ Deno.test("explicit switches work and compute the same numbers on every loadable
   for (const name of names) {
     assert.equal(await initBackend({ backend: name, quiet: true }), name);
     assert.equal(tf.getBackend(), name);
-    values.push(
-      tf.tidy(() =>
-        tf.matMul(tf.range(0, 6).reshape([2, 3]), tf.range(0, 6).reshape([3, 2])).dataSync() as Float32Array
-      ),
-    );
+    // Read asynchronously: webgpu (listed on a machine with a GPU) cannot read synchronously.
+    const product = tf.tidy(() => tf.matMul(tf.range(0, 6).reshape([2, 3]), tf.range(0, 6).reshape([3, 2])));
+    values.push(await product.data() as Float32Array);
+    product.dispose();
   }
   for (const v of values) assert.deepEqual(Array.from(v), [10, 13, 28, 40]);
   await initBackend({ backend: original, quiet: true });

@@ -10,6 +10,8 @@ import { createModel, type TransformerModel } from "../lib/models/mod.ts";
 import { TORCH_PACKAGES } from "../lib/bench/torch.ts";
 import { join } from "node:path";
 import { REPO_ROOT } from "../lib/env.ts";
+import { type AdapterSummary, findAdapter } from "../lib/webgpu.ts";
+import { WEBGPU_PACKAGES } from "../lib/tasks/setup.ts";
 
 await initBackend({ quiet: true });
 
@@ -147,4 +149,20 @@ export async function dnnlSetup(): Promise<{ hasBlas: boolean; lib: DnnlLibrary 
     hasDnnl = false;
   }
   return { hasBlas, lib: hasBlas ? blasDnnl() : undefined, hasDnnl };
+}
+
+/**
+ * The WebGPU adapter the webgpu tests run on (Mesa's lavapipe on a machine without a GPU). Fails the calling test,
+ * naming the install command, when Deno finds none: the test task installs mesa-vulkan-drivers (setup), so a test
+ * that needs it fails rather than skips.
+ */
+export async function requireWebgpu(): Promise<AdapterSummary> {
+  const found = await findAdapter();
+  if (!found.available) {
+    throw new Error(
+      `WebGPU is needed by this test and Deno finds no adapter (${found.reason}); install Mesa's software Vulkan ` +
+        `driver with: apt-get install -y ${WEBGPU_PACKAGES.join(" ")} (\`deno task test\` does so as root)`,
+    );
+  }
+  return found.adapter;
 }

@@ -16,6 +16,8 @@ import { setFiniteChecks } from "../attention/mod.ts";
 import type { LmBatch } from "../data/types.ts";
 import { TransformerModel } from "../models/model.ts";
 import type { AdamOptions } from "../train/adam.ts";
+import { BLAS_BACKEND } from "../blas/backend.ts";
+import { dataBytes, resetPeakDataBytes } from "../blas/pool.ts";
 import { positiveInteger } from "./_checks.ts";
 import { trainStepTimer } from "./train_step.ts";
 
@@ -162,9 +164,16 @@ export interface StepProfile {
   kernels: KernelGroup[];
   /** Kernel calls: the rows' total (copies a kernel makes inside its own call count in it, not apart). */
   calls: number;
-  /** Peak tensor bytes of an update above those alive before it, as tfjs counts them (a view as a tensor); the
-   * largest over the profiled updates. */
+  /**
+   * Peak bytes of an update above those held before it, the largest over the profiled updates, counted as
+   * `peakMethod` says.
+   */
   peakBytes: number;
+  /**
+   * "buffers" (blas): the backend's data buffers, views (Reshape) not counted, as `deno task bench --train` and
+   * PyTorch's allocator count; "tensors" (other backends): tf.profile's tensor bytes, a view at its tensor's full size.
+   */
+  peakMethod: "buffers" | "tensors";
   /** Whether custom ops' nested kernels could be told apart (else every call counts as outermost). */
   nesting: boolean;
 }
@@ -268,6 +277,7 @@ export async function profileStep(
       kernels,
       calls: kernels.reduce((s, k) => s + k.calls, 0),
       peakBytes,
+      peakMethod: backend === BLAS_BACKEND ? "buffers" : "tensors",
       nesting,
     };
   } finally {
@@ -298,6 +308,9 @@ async function profileOnce(
   let wallMs = 0;
   let info: Awaited<ReturnType<typeof tf.profile>>;
   const before = tf.memory().numBytes;
+  const buffers = backend === BLAS_BACKEND;
+  if (buffers) resetPeakDataBytes();
+  const liveBefore = dataBytes().live;
   try {
     info = await tf.profile(() => {
       const start = performance.now();
@@ -326,8 +339,10 @@ async function profileOnce(
       bytesAdded: k.bytesAdded,
     };
   });
-  // tf.profile's peak counts every tensor alive; those alive before (weights, Adam's moments) are taken out.
-  return { records, wallMs, peakBytes: Math.max(0, info.peakBytes - before), nesting };
+  // Those held before (weights, Adam's moments) are taken out. On blas, the backend's data buffers (views count
+  // nothing); elsewhere tf.profile's peak, which counts every tensor alive, a view at its full size.
+  const peakBytes = buffers ? dataBytes().peak - liveBefore : info.peakBytes - before;
+  return { records, wallMs, peakBytes: Math.max(0, peakBytes), nesting };
 }
 
 function count(owner: string, name: string, value: unknown): number {
@@ -352,7 +367,7 @@ function count(owner: string, name: string, value: unknown): number {
  * ]);
  * for (const k of kernels) k.share = k.ms / 10;
  * const table = formatProfile({
- *   backend: "blas", profiled: 1, wallMs: 10, kernelMs: 8, overheadMs: 2, plainMs: 9.5, kernels, calls: 2, peakBytes: 8e6, nesting: true,
+ *   backend: "blas", profiled: 1, wallMs: 10, kernelMs: 8, overheadMs: 2, plainMs: 9.5, kernels, calls: 2, peakBytes: 8e6, peakMethod: "buffers", nesting: true,
  * });
  * console.log(table.split("\n").slice(0, 2)); // ["kernel                 calls     ms  % step  new MB", "BatchMatMul                1   6.00    60.0    4.00"]
  * console.log(table.split("\n").at(-4)); // outside kernels                2.00    20.0
@@ -401,7 +416,13 @@ export function formatProfile(profile: StepProfile, options: { top?: number } = 
   const line = (cells: string[]) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ").trimEnd();
   const rule = widths.map((w) => "-".repeat(w)).join("  ");
-  const notes = [`peak tensor MB above those alive before the step: ${mb(profile.peakBytes)} (views count as tensors)`];
+  const notes = [
+    profile.peakMethod === "buffers"
+      ? `peak MB of the backend's data buffers above those held before the step: ${
+        mb(profile.peakBytes)
+      } (views count nothing)`
+      : `peak tensor MB above those alive before the step: ${mb(profile.peakBytes)} (views count as tensors)`,
+  ];
   if (!profile.nesting) notes.push("(custom ops' nested kernels could not be told apart: they count twice)");
   return [line(header), ...body.map(line), rule, ...totals.map(line), ...notes].join("\n");
 }

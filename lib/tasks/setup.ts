@@ -15,6 +15,9 @@
  *   command to run;
  * - with `torchTests` (the test task's default when it runs the unit tests), Debian's PyTorch (python3-torch)
  *   as a requirement: `tests/torch_twin_test.ts` holds the benchmark's PyTorch twin equal to the model;
+ * - mesa-vulkan-drivers (Mesa's Vulkan drivers, lavapipe among them: a software WebGPU adapter) when missing and
+ *   root, optional (the `webgpu` backend on a machine without a GPU); with `webgpuTests` a requirement:
+ *   `tests/webgpu_test.ts` runs the webgpu backend on lavapipe;
  * - the Deno kernelspec, pointing at the deno running this task;
  * - the npm packages (`deno install`).
  *
@@ -44,6 +47,11 @@ export const BLAS_PACKAGES: readonly string[] = ["libopenblas0"];
 export const DNNL_PACKAGES: readonly string[] = ["libdnnl2"];
 /** Debian packages with PyTorch (and the OpenBLAS it must run on), the benchmark's baseline and the twin test's. */
 export { TORCH_PACKAGES };
+/**
+ * Debian package with Mesa's Vulkan drivers: lavapipe, the software WebGPU adapter the webgpu tests run on (it brings
+ * the Vulkan loader, libvulkan1). `lib/webgpu.ts` names it in its install hint.
+ */
+export const WEBGPU_PACKAGES: readonly string[] = ["mesa-vulkan-drivers"];
 /** Debian package with the headless browser the report is checked in (about 115 MB download). */
 export const BROWSER_PACKAGES: readonly string[] = ["chromium"];
 /** pip packages for machines without Debian's apt. */
@@ -62,6 +70,8 @@ export interface SetupOptions {
   browserTests?: boolean;
   /** Require Debian's PyTorch, which `tests/torch_twin_test.ts` runs. Default false. */
   torchTests?: boolean;
+  /** Require Mesa's Vulkan drivers, whose lavapipe `tests/webgpu_test.ts` runs on. Default false (optional). */
+  webgpuTests?: boolean;
   /** Skip `deno install`. Default false. */
   skipNpm?: boolean;
   /** Receives progress lines. Default `console.log`. */
@@ -80,6 +90,8 @@ export interface SetupReport {
   dnnl: boolean;
   /** Whether Debian's PyTorch is installed. */
   torch: boolean;
+  /** Whether Mesa's software Vulkan driver (lavapipe, from mesa-vulkan-drivers) is installed. */
+  vulkan: boolean;
   /** Whether chromium is installed. */
   chromium: boolean;
   /** Debian packages installed by this call. */
@@ -119,6 +131,10 @@ export interface HavePackages {
   dnnl?: boolean;
   /** Whether Debian's PyTorch is installed, when it is required; leave it out when it is not. */
   torch?: boolean;
+  /** Whether mesa-vulkan-drivers is installed; leave it out when it is not wanted. */
+  vulkan?: boolean;
+  /** Whether mesa-vulkan-drivers is required (the webgpu tests) rather than optional. Default false. */
+  vulkanRequired?: boolean;
   /** Whether the Notebook server is wanted. */
   notebookUI: boolean;
   /** Whether chromium is installed; leave it out when chromium is not wanted. */
@@ -147,20 +163,26 @@ export interface HavePackages {
  * // The twin test needs PyTorch; oneDNN is optional.
  * console.log(missingPackages({ executor: true, notebook: true, openblas: true, notebookUI: false, dnnl: false, torch: false }));
  * // { required: ["python3-torch", "libopenblas0"], optional: ["libdnnl2"] }
+ * // Mesa's Vulkan drivers: optional, required by the webgpu tests.
+ * console.log(missingPackages({ executor: true, notebook: true, openblas: true, notebookUI: false, vulkan: false }));
+ * // { required: [], optional: ["mesa-vulkan-drivers"] }
  * ```
  */
 export function missingPackages(have: HavePackages): { required: string[]; optional: string[] } {
   const chromium = have.chromium === false ? BROWSER_PACKAGES : [];
+  const vulkan = have.vulkan === false ? WEBGPU_PACKAGES : [];
   const required = [
     ...(have.executor ? [] : EXECUTOR_PACKAGES),
     ...(have.notebookUI && !have.notebook ? NOTEBOOK_PACKAGES : []),
     ...(have.chromiumRequired ? chromium : []),
     ...(have.torch === false ? TORCH_PACKAGES : []),
+    ...(have.vulkanRequired ? vulkan : []),
   ];
   const optional = [
     ...(have.openblas ? [] : BLAS_PACKAGES),
     ...(have.dnnl === false ? DNNL_PACKAGES : []),
     ...(have.chromiumRequired ? [] : chromium),
+    ...(have.vulkanRequired ? [] : vulkan),
   ].filter((p) => !required.includes(p));
   return { required, optional };
 }
@@ -216,6 +238,27 @@ export function hasDnnl(): boolean {
  */
 export function hasTorch(): boolean {
   return existsSync("/usr/lib/python3/dist-packages/torch/__init__.py");
+}
+
+/**
+ * Whether Mesa's software Vulkan driver, lavapipe, is installed with a Vulkan loader (Linux only; elsewhere assumed
+ * present): its manifest `lvp_icd.<arch>.json` in `/usr/share/vulkan/icd.d` and `libvulkan.so.1`.
+ *
+ * @example
+ * ```ts
+ * import { hasLavapipe } from "./setup.ts";
+ * console.log(typeof hasLavapipe());
+ * ```
+ */
+export function hasLavapipe(): boolean {
+  if (Deno.build.os !== "linux") return true;
+  let manifests: string[] = [];
+  try {
+    manifests = [...Deno.readDirSync("/usr/share/vulkan/icd.d")].map((e) => e.name);
+  } catch {
+    return false;
+  }
+  return manifests.some((name) => /^lvp_icd\..*\.json$/.test(name)) && hasLibrary("libvulkan.so.1");
 }
 
 /**
@@ -288,6 +331,7 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
   const started = performance.now();
   const browserTests = options.browserTests ?? false;
   const torchTests = options.torchTests ?? false;
+  const webgpuTests = options.webgpuTests ?? false;
   const notebookUI = (options.notebookUI ?? false) || browserTests;
   const installed: string[] = [];
 
@@ -296,6 +340,7 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
   let openblas = hasOpenblas();
   let dnnl = hasDnnl();
   let torch = hasTorch();
+  let vulkan = hasLavapipe();
   const browser = (options.browser ?? true) || browserTests;
   let chromium = hasChromium();
   const need = missingPackages({
@@ -304,6 +349,8 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
     openblas,
     dnnl,
     ...(torchTests ? { torch } : {}),
+    vulkan,
+    vulkanRequired: webgpuTests,
     notebookUI,
     ...(browser ? { chromium } : {}),
     chromiumRequired: browserTests,
@@ -325,6 +372,7 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
       openblas = hasOpenblas();
       dnnl = hasDnnl();
       torch = hasTorch();
+      vulkan = hasLavapipe();
       chromium = hasChromium();
     } else if (need.optional.length > 0 && need.required.length === 0 && !optionalHintShown) {
       optionalHintShown = true;
@@ -332,6 +380,7 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
         chromium: "chromium (to check the report)",
         libopenblas0: "OpenBLAS",
         libdnnl2: "oneDNN (faster blas kernels)",
+        "mesa-vulkan-drivers": "Mesa's Vulkan drivers (the webgpu backend without a GPU)",
       };
       const what = need.optional.map((p) => names[p] ?? p);
       log(`setup: optional: install ${what.join(" and ")} with \`${installHint(need.optional, { apt, root })}\``);
@@ -354,6 +403,16 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
             apt
               ? installHint([...TORCH_PACKAGES], { apt, root })
               : "your system's package manager (Debian: python3-torch)"
+          }`,
+      );
+    }
+    if (webgpuTests && !vulkan) {
+      throw new Error(
+        "setup: no software Vulkan driver (tests/webgpu_test.ts runs the webgpu backend on Mesa's lavapipe). " +
+          `Install it with: ${
+            apt
+              ? installHint([...WEBGPU_PACKAGES], { apt, root })
+              : "your system's package manager (Debian: mesa-vulkan-drivers)"
           }`,
       );
     }
@@ -396,6 +455,7 @@ export async function setup(options: SetupOptions = {}): Promise<SetupReport> {
     openblas,
     dnnl,
     torch,
+    vulkan,
     chromium,
     installed,
     seconds,

@@ -176,11 +176,13 @@ export async function main(args: string[]): Promise<number> {
     (positionals.length === 0 || positionals.some((p) => p.includes("browser")));
   // PyTorch likewise: only when the twin test (tests/torch_twin_test.ts) is among those run.
   const torchTests = !values["no-unit"] && (positionals.length === 0 || positionals.some((p) => p.includes("torch")));
+  // tests/webgpu_test.ts needs Mesa's software Vulkan driver (lavapipe) for its adapter.
+  const webgpuTests = !values["no-unit"] && (positionals.length === 0 || positionals.some((p) => p.includes("webgpu")));
 
   let passed = 0;
   let failed = 0;
   try {
-    await setup({ browserTests, torchTests });
+    await setup({ browserTests, torchTests, webgpuTests });
   } catch (err) {
     console.error(`error: ${(err as Error).message}`);
     console.log(formatTotals(0, 1));

@@ -1,0 +1,365 @@
+/**
+ * The `webgpu` backend (lib/webgpu.ts, lib/backend.ts) on Deno's WebGPU, against the cpu backend: the kernels
+ * attnlab replaces, every attention variant's outputs and gradients, two training steps of every preset, the
+ * start-up line naming the adapter, and 00_tour in quick mode. Without a GPU it runs through Mesa's software Vulkan
+ * driver (lavapipe), forced as `ATTNLAB_BACKEND=webgpu` forces it; without any adapter every test fails naming
+ * `apt-get install -y mesa-vulkan-drivers`.
+ *
+ * Deno's WebGPU cannot read GPU memory synchronously, so results are read with `await tensor.data()`, and the
+ * attention variants' finite check (one synchronous read per call) is off during the webgpu runs. The places in
+ * lib/ and notebooks/ that still read synchronously throw a WebgpuSyncReadError; the checks named "known failure"
+ * assert exactly that error, so they fail once those reads become asynchronous (issue 17, item 3): then turn each
+ * into a check of equal results. Speed is never asserted.
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { type QKV, setFiniteChecks, type VariantName, variants } from "../lib/attention/mod.ts";
+import { initBackend, loadableBackends } from "../lib/backend.ts";
+import { createModel, PRESETS } from "../lib/models/mod.ts";
+import { NotebookError, runNotebook } from "../lib/notebook/runner.ts";
+import { NOTEBOOKS_DIR } from "../lib/notebook/paths.ts";
+import { randomNormal, seededUniform } from "../lib/random.ts";
+import { train } from "../lib/train/mod.ts";
+import { WEBGPU_PACKAGES } from "../lib/tasks/setup.ts";
+import {
+  describeAdapter,
+  ensureRuntimeDir,
+  isSoftwareAdapter,
+  WEBGPU_INSTALL_HINT,
+  WebgpuSyncReadError,
+} from "../lib/webgpu.ts";
+import { outputAndGrads, requireWebgpu, seededQKV } from "./helpers.ts";
+
+const TOL = { atol: 1e-5, rtol: 1e-4 };
+
+/** Throws unless |actual - expected| <= atol + rtol * max|expected| everywhere (helpers' assertClose, on arrays). */
+function assertCloseValues(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tol = TOL): void {
+  assert.equal(actual.length, expected.length, `${what}: ${actual.length} values, expected ${expected.length}`);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  // NaN anywhere makes diff NaN (Math.max propagates it), which fails the bound below.
+  const bound = tol.atol + tol.rtol * scale;
+  assert.ok(diff <= bound, `${what}: max |diff| ${diff.toExponential(3)} > ${bound.toExponential(3)} (scale ${scale})`);
+}
+
+/** Reads every tensor asynchronously (the only way on webgpu), then disposes them. */
+async function read(tensors: tf.Tensor[]): Promise<Float32Array[]> {
+  try {
+    return await Promise.all(tensors.map(async (t) => Float32Array.from(await t.data() as Float32Array)));
+  } finally {
+    tf.dispose(tensors);
+  }
+}
+
+/** Runs `fn` on backend `name`, restores the previous backend, and asserts that no tensor or GPU buffer leaked. */
+async function on<T>(name: "cpu" | "webgpu", fn: () => Promise<T>): Promise<T> {
+  if (name === "webgpu") await requireWebgpu();
+  const previous = await initBackend({ quiet: true });
+  await initBackend({ backend: name, quiet: true });
+  // The finite check reads one scalar synchronously per attention call (known failure below); off on both sides.
+  setFiniteChecks(false);
+  const { numTensors, numDataBuffers } = tf.memory();
+  try {
+    const out = await fn();
+    const after = tf.memory();
+    assert.equal(after.numTensors, numTensors, `${name}: ${after.numTensors - numTensors} tensors leaked`);
+    assert.equal(after.numDataBuffers, numDataBuffers, `${name}: ${after.numDataBuffers - numDataBuffers} buffers`);
+    return out;
+  } finally {
+    setFiniteChecks(true);
+    await initBackend({ backend: previous, quiet: true });
+  }
+}
+
+/** Asserts that `fn` throws a WebgpuSyncReadError: a known synchronous read, named by `where`. */
+async function assertKnownSyncRead(fn: () => unknown, where: string): Promise<void> {
+  await assert.rejects(
+    async () => await fn(),
+    (err: unknown) => {
+      assert.ok(
+        err instanceof WebgpuSyncReadError,
+        `known failure (${where}) changed: expected a WebgpuSyncReadError, got ${err}; if the read is now ` +
+          "asynchronous, make this a check of equal results",
+      );
+      assert.match(err.message, /await tensor\.data\(\)/);
+      return true;
+    },
+    `known failure (${where}) no longer fails: the read is asynchronous now; make this a check of equal results`,
+  );
+}
+
+Deno.test("webgpu: adapters are classified and named; XDG_RUNTIME_DIR names a private folder", async () => {
+  assert.ok(isSoftwareAdapter({ description: "llvmpipe (LLVM 15.0.6, 256 bits)", vendor: "65541" }));
+  assert.ok(isSoftwareAdapter({ description: "SwiftShader Device (Subzero)" }));
+  assert.ok(isSoftwareAdapter({ description: "some driver", isFallbackAdapter: true }));
+  assert.ok(!isSoftwareAdapter({ description: "NVIDIA H100 80GB HBM3", vendor: "4318", isFallbackAdapter: false }));
+  assert.ok(!isSoftwareAdapter({ description: "AMD Radeon RX 7900 XTX (RADV NAVI31)" }));
+  assert.equal(
+    describeAdapter({ description: "NVIDIA H100 80GB HBM3", vendor: "4318", architecture: "", software: false }),
+    "NVIDIA H100 80GB HBM3, GPU",
+  );
+  assert.equal(
+    describeAdapter({ description: " ", vendor: "", architecture: "", software: true }),
+    "unnamed adapter, software",
+  );
+  assert.ok(WEBGPU_INSTALL_HINT.includes(`apt-get install -y ${WEBGPU_PACKAGES.join(" ")}`), WEBGPU_INSTALL_HINT);
+
+  const saved = Deno.env.get("XDG_RUNTIME_DIR");
+  const open = await Deno.makeTempDir({ prefix: "attnlab_xdg_" });
+  try {
+    Deno.chmodSync(open, 0o755); // readable by others: not a runtime folder
+    for (const value of [undefined, "", open, "/nonexistent/attnlab"]) {
+      if (value === undefined) Deno.env.delete("XDG_RUNTIME_DIR");
+      else Deno.env.set("XDG_RUNTIME_DIR", value);
+      const dir = ensureRuntimeDir();
+      assert.ok(dir !== undefined && dir !== value, `XDG_RUNTIME_DIR=${value} was kept`);
+      assert.equal(Deno.env.get("XDG_RUNTIME_DIR"), dir);
+      assert.equal(statSync(dir).mode & 0o777, 0o700, dir);
+    }
+    Deno.chmodSync(open, 0o700); // now usable: kept as it is
+    Deno.env.set("XDG_RUNTIME_DIR", open);
+    assert.equal(ensureRuntimeDir(), open);
+  } finally {
+    if (saved === undefined) Deno.env.delete("XDG_RUNTIME_DIR");
+    else Deno.env.set("XDG_RUNTIME_DIR", saved);
+    await Deno.remove(open, { recursive: true });
+  }
+});
+
+Deno.test("webgpu: forced, the start-up line names the adapter; by itself a software adapter is never picked", async () => {
+  const adapter = await requireWebgpu();
+  const run = async (env: Record<string, string>) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "import { initBackend } from './lib/backend.ts'; console.log('chose', await initBackend());"],
+      cwd: new URL("..", import.meta.url),
+      // No XDG_RUNTIME_DIR: attnlab sets one, so wgpu does not complain about it.
+      env: { ...Deno.env.toObject(), NO_COLOR: "1", ...env },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    return { code: out.code, text };
+  };
+  const saved = Deno.env.get("XDG_RUNTIME_DIR");
+  Deno.env.delete("XDG_RUNTIME_DIR");
+  try {
+    const forced = await run({ ATTNLAB_BACKEND: "webgpu" });
+    assert.equal(forced.code, 0, forced.text);
+    assert.ok(
+      forced.text.includes(`attnlab: backend webgpu (${describeAdapter(adapter)})\nchose webgpu`),
+      forced.text,
+    );
+    assert.doesNotMatch(forced.text, /XDG_RUNTIME_DIR/);
+  } finally {
+    if (saved !== undefined) Deno.env.set("XDG_RUNTIME_DIR", saved);
+  }
+  // In this process: loadableBackends counts a software adapter only when asked to.
+  const loadable = await loadableBackends();
+  assert.equal(loadable.includes("webgpu"), !adapter.software, `${loadable}`);
+  assert.ok((await loadableBackends({ softwareWebgpu: true })).includes("webgpu"));
+  if (adapter.software) {
+    const chosen = await run({ ATTNLAB_BACKEND: "" });
+    assert.equal(chosen.code, 0, chosen.text);
+    assert.doesNotMatch(chosen.text, /chose webgpu/);
+  }
+});
+
+// tfjs-backend-webgpu 4.22 returns wrong numbers for PadV2 and MirrorPad past rank 4 (and so for the gradients of
+// slices and broadcasting arithmetic), fails Cumsum, Select, Reverse past rank 4, reads Tile's input synchronously
+// past rank 4, and reuses a reverse scan's shader across lengths: lib/webgpu.ts replaces them (rank-3 views).
+Deno.test("webgpu: the replaced kernels (rank 5 and reverse scans) equal the cpu backend's, with gradients", async () => {
+  const S = [3, 4, 5, 3, 6]; // 1080 elements: above tfjs-webgpu's CPU hand-off size, so the GPU kernels run
+  const x = () => randomNormal(S, { seed: 1 });
+  const ops: Record<string, (t: tf.Tensor) => tf.Tensor> = {
+    pad: (t) => tf.pad(t, [[0, 1], [0, 0], [2, 1], [0, 0], [1, 0]], 0.5),
+    mirrorPad: (t) => tf.mirrorPad(t, [[0, 0], [1, 2], [0, 0], [0, 0], [2, 1]], "symmetric"),
+    slice: (t) => tf.slice(t, [1, 0, 1, 1, 2], [1, 3, 2, 2, 3]), // its gradient is a rank-5 pad
+    broadcastMul: (t) => tf.mul(t, tf.slice(t, [0, 0, 0, 0, 0], [1, 4, 1, 3, 6])),
+    cumsum: (t) => tf.cumsum(t, 4),
+    cumsumExclusiveReverse: (t) => tf.cumsum(t, 4, true, true),
+    cumsumMiddleAxis: (t) => tf.cumsum(t, 2, false, true),
+    where: (t) => tf.where(tf.greater(randomNormal(S, { seed: 9 }), 0), t, tf.mul(t, 3)),
+    reverse: (t) => tf.reverse(t, [1, 4]),
+    tile: (t) => tf.tile(tf.mul(t, 2), [1, 2, 1, 1, 2]),
+    // Two reverse scans of different lengths and equal rank: the second once reused the first one's shader.
+    reverseScans: (t) =>
+      tf.concat([
+        tf.reshape(tf.cumsum(tf.reshape(t, [180, 6]), 1, false, true), [-1]),
+        tf.reshape(tf.cumsum(tf.reshape(t, [270, 4]), 1, false, true), [-1]),
+        tf.reshape(tf.cumsum(tf.reshape(t, [120, 9]), 1, true, true), [-1]),
+      ]),
+  };
+  // tfjs-core has no rank-5 Tile gradient, and its Cumsum gradient is wrong off the last axis (on every backend).
+  const noGradient = new Set(["cumsumMiddleAxis", "tile"]);
+  const compute = async () => {
+    const out: Record<string, Float32Array[]> = {};
+    for (const [name, op] of Object.entries(ops)) {
+      out[name] = await read(tf.tidy(() => {
+        const input = x();
+        const y = op(input);
+        if (noGradient.has(name)) return [y];
+        const cot = randomNormal(y.shape, { seed: 5 });
+        return [y, tf.grad((a: tf.Tensor) => tf.sum(tf.mul(op(a), cot)))(input)];
+      }));
+    }
+    return out;
+  };
+  const expected = await on("cpu", compute);
+  const actual = await on("webgpu", compute);
+  for (const name of Object.keys(ops)) {
+    assertCloseValues(actual[name][0], expected[name][0], `${name}: output`);
+    if (!noGradient.has(name)) assertCloseValues(actual[name][1], expected[name][1], `${name}: gradient`);
+  }
+});
+
+Deno.test("webgpu: synchronous reads of GPU memory are a clear error; values on the CPU still read", async () => {
+  await on("webgpu", async () => {
+    const small = tf.tensor1d([1, 2, 3]);
+    assert.deepEqual(Array.from(small.dataSync()), [1, 2, 3], "values not yet uploaded read synchronously");
+    const big = tf.tidy(() => tf.mul(tf.ones([40, 40]), 2)); // computed on the GPU
+    assert.throws(() => big.dataSync(), WebgpuSyncReadError);
+    assert.throws(() => big.arraySync(), /synchronous read .* \[40,40\].*await tensor\.data\(\)/);
+    assert.equal((await big.data())[0], 2);
+    tf.dispose([small, big]);
+    // Known failure: the attention variants' finite check (lib/attention/types.ts) reads one scalar synchronously.
+    const qkv = seededQKV({ n: 40, dk: 8, dv: 8, seed: 3 });
+    setFiniteChecks(true);
+    try {
+      // (In a tidy: the check's probe tensor is not disposed when its read throws.)
+      await assertKnownSyncRead(() => tf.tidy(() => variants.softmax.attend(qkv, {})), "the finite check of q, k, v");
+    } finally {
+      setFiniteChecks(false);
+      tf.dispose([qkv.q, qkv.k, qkv.v]);
+    }
+  });
+});
+
+// Known failure: Performer's causal chunked form chooses its stabiliser from a bound read synchronously
+// (lib/attention/performer.ts, `widest`); chunks of one token (n = 1) read nothing.
+const knownSyncRead = (name: VariantName, causal: boolean, n: number) => name === "performer" && causal && n > 1;
+
+Deno.test("webgpu: every variant's outputs and gradients equal the cpu backend's, causal and not, awkward shapes", async (t) => {
+  // The fast path (attend) and the explicit O(n²) form (reference: weights() · v, as the diagnostics use it).
+  const cases = (Object.keys(variants) as VariantName[]).flatMap((name) =>
+    [false, true].flatMap((causal) =>
+      [1, 63, 65].flatMap((n) => (["attend", "reference"] as const).map((form) => ({ name, causal, n, form })))
+    )
+  );
+  type Case = (typeof cases)[number];
+  const label = (c: Case) => `${c.name}.${c.form} causal=${c.causal} n=${c.n}`;
+  // dk != dv, seeded inputs and a seeded random cotangent for the gradients.
+  const run = (c: Case) =>
+    tf.tidy(() => {
+      const qkv = seededQKV({ n: c.n, dk: 6, dv: 5, seed: c.n, std: 0.7 });
+      const cot = randomNormal<tf.Tensor4D>([2, 2, c.n, 5], { seed: 99 });
+      const attend = (x: QKV) =>
+        (variants[c.name][c.form] as (x: QKV, o: object) => tf.Tensor4D)(x, { causal: c.causal });
+      const { out, grads } = outputAndGrads(attend, qkv, cot);
+      return [out, ...grads];
+    });
+  const expected = await on("cpu", async () => {
+    const out = new Map<string, Float32Array[]>();
+    for (const c of cases) out.set(label(c), await read(run(c)));
+    return out;
+  });
+  await on("webgpu", async () => {
+    for (const name of Object.keys(variants) as VariantName[]) {
+      await t.step(name, async () => {
+        for (const c of cases.filter((c) => c.name === name)) {
+          if (c.form === "attend" && knownSyncRead(c.name, c.causal, c.n)) {
+            await assertKnownSyncRead(() => tf.dispose(run(c)), `${label(c)}: performer.ts reads a bound`);
+            continue;
+          }
+          const actual = await read(run(c));
+          ["output", "d/dq", "d/dk", "d/dv"].forEach((what, i) =>
+            assertCloseValues(actual[i], expected.get(label(c))![i], `${label(c)}: ${what}`)
+          );
+        }
+      });
+    }
+  });
+});
+
+Deno.test("webgpu: two training steps of every preset give the cpu backend's losses", async () => {
+  const config = { layers: 2, dModel: 16, heads: 2, maxLength: 32, seed: 3 };
+  const batchAt = (step: number) => {
+    const u = seededUniform(100 + step);
+    const ids = () => Int32Array.from({ length: 2 * 17 }, () => Math.floor(u() * 256));
+    return { kind: "lm" as const, inputs: ids(), targets: ids(), batch: 2, length: 17 };
+  };
+  const losses = async (preset: typeof PRESETS[number]) => {
+    const model = createModel({ attention: preset, ...config }, { log: () => {} });
+    try {
+      const result = await train(model, {
+        name: null,
+        steps: 2,
+        lr: 3e-3,
+        warmup: 1,
+        clip: 1,
+        batchAt,
+        progress: "none",
+        log: null,
+      });
+      return result.logs.train.map((row) => row.loss);
+    } finally {
+      model.dispose();
+    }
+  };
+  const expected = new Map<string, number[]>();
+  await on("cpu", async () => {
+    for (const preset of PRESETS) expected.set(preset, await losses(preset));
+  });
+  await on("webgpu", async () => {
+    for (const preset of PRESETS) {
+      // Known failure: the performer preset is causal, and its chunked form reads a bound synchronously.
+      if (preset === "performer") {
+        await assertKnownSyncRead(() => losses(preset), "performer preset: performer.ts reads a bound");
+        continue;
+      }
+      const actual = await losses(preset);
+      assert.equal(actual.length, 2, preset);
+      assertCloseValues(actual, expected.get(preset)!, `${preset}: losses ${actual} vs ${expected.get(preset)}`);
+    }
+  });
+});
+
+Deno.test("webgpu: 00_tour in quick mode starts on webgpu (known failure: cell 6's finite check)", async () => {
+  const adapter = await requireWebgpu();
+  const saved = Deno.env.get("ATTNLAB_BACKEND");
+  Deno.env.set("ATTNLAB_BACKEND", "webgpu"); // the kernel inherits it
+  let err: unknown;
+  try {
+    await runNotebook(join(NOTEBOOKS_DIR, "00_tour.ipynb"), { mode: "quick", log: () => {} });
+  } catch (e) {
+    err = e;
+  } finally {
+    if (saved === undefined) Deno.env.delete("ATTNLAB_BACKEND");
+    else Deno.env.set("ATTNLAB_BACKEND", saved);
+  }
+  try {
+    assert.ok(
+      err instanceof NotebookError,
+      `known failure changed: 00_tour ${err ? `failed otherwise: ${err}` : "ran"} on webgpu; ` +
+        "if it runs now, assert that it does",
+    );
+    // The weights() of cell 6 check q and k for NaN with a synchronous read (lib/attention/types.ts).
+    assert.equal(err.cell, 6, err.message);
+    assert.equal(err.ename, "WebgpuSyncReadError", err.message);
+    assert.match(err.message, /checkTensor4D/);
+    assert.ok(err.partialOutput, "a partial notebook is kept");
+    const partial = JSON.parse(readFileSync(err.partialOutput, "utf8"));
+    const printed = JSON.stringify(partial.cells[1].outputs);
+    assert.ok(printed.includes(`attnlab: backend webgpu (${describeAdapter(adapter)})`), printed);
+  } finally {
+    if (err instanceof NotebookError && err.partialOutput) {
+      await Deno.remove(join(err.partialOutput, ".."), { recursive: true });
+    }
+  }
+});
