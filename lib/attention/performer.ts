@@ -332,7 +332,10 @@ function favorChunked(
   const widest = (x: tf.Tensor) => tf.max(tf.slice(tf.reshape(x, [bh, nc * c]), [0, 0], [-1, n])).dataSync()[0];
   let s: tf.Tensor2D | null = null; // [B·nc, C]
   let fast = false;
-  if (c > 1) {
+  // Deno's WebGPU cannot read a bound synchronously (lib/webgpu.ts): there every chunk takes the log-space sum below,
+  // in chunks of at most FALLBACK_CHUNK, which reads nothing.
+  const canRead = tf.getBackend() !== "webgpu";
+  if (c > 1 && canRead) {
     const upper = untracked([qc], (q) => {
       const top = earlier === null ? chunk.top : tf.maximum(chunk.top, earlier.mass); // [B·nc, 1, m]
       return tf.max(tf.add(q, top), 2); // [B·nc, C]
@@ -352,7 +355,8 @@ function favorChunked(
     }) as tf.Tensor2D;
     const limit = Math.min(80, 87 - Math.log(m)); // m query factors of e^limit sum below float32's max
     const exact = s;
-    fast = c > 1 && widest(untracked([qc], (q) => tf.sub(tf.max(tf.add(q, chunk.top), 2), exact))) <= limit;
+    fast = c > 1 && canRead &&
+      widest(untracked([qc], (q) => tf.sub(tf.max(tf.add(q, chunk.top), 2), exact))) <= limit;
   }
   const rowScale = tf.expandDims(s, 2); // [B·nc, C, 1]
   let a: tf.Tensor3D; // [B·nc, C, C]: Σ_r exp(lq_ir + lk_jr − s_i) for j <= i, else 0

@@ -355,11 +355,17 @@ function checkTensor4D(owner: string, name: string, x: unknown, last: string): t
       );
     }
   });
-  if (finiteChecks) {
+  // Deno's WebGPU cannot read synchronously (lib/webgpu.ts): no check there; the training loop still stops on a
+  // non-finite loss or gradient, which it reads asynchronously.
+  if (finiteChecks && tf.getBackend() !== "webgpu") {
     // x * 0 is 0 for finite entries and NaN for NaN or +-Inf; one reduction finds either.
     const probe = tf.tidy(() => tf.sum(tf.mul(x, 0)));
-    const bad = !Number.isFinite(probe.dataSync()[0]);
-    probe.dispose();
+    let bad: boolean;
+    try {
+      bad = !Number.isFinite(probe.dataSync()[0]);
+    } finally {
+      probe.dispose();
+    }
     if (bad) throw new Error(`${owner}: ${name} contains NaN or Infinity; check the values that produced it`);
   }
   return x as tf.Tensor4D;
