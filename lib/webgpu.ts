@@ -302,32 +302,26 @@ function perAxis(
   return current;
 }
 
+/** A padding kernel at rank >= HIGH_RANK as rank-3 pads, one padded axis after another (padding is separable). */
+function paddedAxisByAxis(original: Kernel): Kernel {
+  return (args) => {
+    const { x } = args.inputs;
+    const paddings = args.attrs.paddings as [number, number][];
+    const axes = paddings.flatMap(([lo, hi], axis) => lo !== 0 || hi !== 0 ? [axis] : []);
+    if (x.shape.length < HIGH_RANK || axes.length === 0) return original(args);
+    return perAxis(x, args.backend, axes, (view, axis) =>
+      original({
+        ...args,
+        inputs: { x: view },
+        attrs: { ...args.attrs, paddings: [[0, 0], paddings[axis], [0, 0]] },
+      }));
+  };
+}
+
 const HIGH_RANK_KERNELS: Record<string, (original: Kernel) => Kernel> = {
-  PadV2: (original) => (args) => {
-    const { x } = args.inputs;
-    const paddings = args.attrs.paddings as [number, number][];
-    const axes = paddings.flatMap(([lo, hi], axis) => lo !== 0 || hi !== 0 ? [axis] : []);
-    if (x.shape.length < HIGH_RANK || axes.length === 0) return original(args);
-    return perAxis(x, args.backend, axes, (view, axis) =>
-      original({
-        ...args,
-        inputs: { x: view },
-        attrs: { ...args.attrs, paddings: [[0, 0], paddings[axis], [0, 0]] },
-      }));
-  },
-  // Mirror padding is separable: out[i, j] = x[m(i), m(j)], so one axis after another gives the same result.
-  MirrorPad: (original) => (args) => {
-    const { x } = args.inputs;
-    const paddings = args.attrs.paddings as [number, number][];
-    const axes = paddings.flatMap(([lo, hi], axis) => lo !== 0 || hi !== 0 ? [axis] : []);
-    if (x.shape.length < HIGH_RANK || axes.length === 0) return original(args);
-    return perAxis(x, args.backend, axes, (view, axis) =>
-      original({
-        ...args,
-        inputs: { x: view },
-        attrs: { ...args.attrs, paddings: [[0, 0], paddings[axis], [0, 0]] },
-      }));
-  },
+  PadV2: paddedAxisByAxis,
+  // Mirror padding is separable too: out[i, j] = x[m(i), m(j)], so one axis after another gives the same result.
+  MirrorPad: paddedAxisByAxis,
   Cumsum: (original) => cumulative(original),
   Cumprod: (original) => cumulative(original),
   Reverse: (original) => (args) => {

@@ -66,6 +66,18 @@ interface Case extends Dims {
   cotS: Float32Array;
 }
 
+/** A case's q, k [B, H, n, m], v and its cotangent [B, H, n, dv], as tensors. */
+function attentionTensors(
+  x: { q: Float32Array; k: Float32Array; v: Float32Array; cot: Float32Array },
+  dims: { n: number; m: number; dv: number },
+): { inputs: tf.Tensor4D[]; cot: tf.Tensor4D } {
+  const { n, m, dv } = dims;
+  return {
+    inputs: [tf.tensor4d(x.q, [B, H, n, m]), tf.tensor4d(x.k, [B, H, n, m]), tf.tensor4d(x.v, [B, H, n, dv])],
+    cot: tf.tensor4d(x.cot, [B, H, n, dv]),
+  };
+}
+
 function makeCase(dims: Dims, seed: number): Case {
   const { n, m, dv } = dims;
   return {
@@ -421,12 +433,7 @@ for (const backend of BACKENDS) {
           const eps = 1e-6;
           const grads = (f: (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D) => () =>
             tf.tidy(() => {
-              const inputs = [
-                tf.tensor4d(x.q, [B, H, n, m]),
-                tf.tensor4d(x.k, [B, H, n, m]),
-                tf.tensor4d(x.v, [B, H, n, dv]),
-              ];
-              const cot = tf.tensor4d(x.cot, [B, H, n, dv]);
+              const { inputs, cot } = attentionTensors(x, { n, m, dv });
               const gs = tf.grads((q, k, v) =>
                 tf.sum(tf.mul(f(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D), cot))
               )(inputs);
@@ -458,12 +465,7 @@ Deno.test({
     const x = { q: c.q.map((y) => Math.exp(y / 2)), k: c.k.map((y) => Math.exp(y / 2)), v: c.v, cot: c.cot };
     const run = (f: (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D, nested: boolean) => () =>
       tf.tidy(() => {
-        const inputs = [
-          tf.tensor4d(x.q, [B, H, n, m]),
-          tf.tensor4d(x.k, [B, H, n, m]),
-          tf.tensor4d(x.v, [B, H, n, dv]),
-        ];
-        const cot = tf.tensor4d(x.cot, [B, H, n, dv]);
+        const { inputs, cot } = attentionTensors(x, { n, m, dv });
         const inner = () =>
           tf.grads((q, k, v) => tf.sum(tf.mul(f(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D), cot)))(inputs);
         let values: Float32Array[] = [];
