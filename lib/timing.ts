@@ -31,18 +31,7 @@ export interface MedianMsOptions {
  * ```
  */
 export function medianMs(fn: () => tf.TensorContainer, options: MedianMsOptions = {}): number {
-  for (const key of Object.keys(options)) {
-    if (key !== "repeats" && key !== "warmup") {
-      throw new Error(`medianMs: unknown option "${key}"; expected repeats or warmup`);
-    }
-  }
-  const { repeats = 5, warmup = 1 } = options;
-  if (!Number.isInteger(repeats) || repeats < 1) {
-    throw new Error(`medianMs: repeats must be an integer >= 1, got ${repeats}`);
-  }
-  if (!Number.isInteger(warmup) || warmup < 0) {
-    throw new Error(`medianMs: warmup must be an integer >= 0, got ${warmup}`);
-  }
+  const { repeats, warmup } = medianOptions("medianMs", options);
   const once = () => {
     const start = performance.now();
     const out = fn();
@@ -52,9 +41,60 @@ export function medianMs(fn: () => tf.TensorContainer, options: MedianMsOptions 
     return ms;
   };
   for (let i = 0; i < warmup; i++) once();
-  const times = Array.from({ length: repeats }, once).sort((a, b) => a - b);
-  const mid = Math.floor(repeats / 2);
-  return repeats % 2 === 1 ? times[mid] : (times[mid - 1] + times[mid]) / 2;
+  return median(Array.from({ length: repeats }, once));
+}
+
+/**
+ * {@linkcode medianMs} for a backend that cannot read synchronously (webgpu under Deno): each run's tensors are read
+ * back with `await tensor.data()` before its clock stops.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { medianMsAsync } from "./timing.ts";
+ * const a = tf.ones([64, 64]);
+ * const ms = await medianMsAsync(() => tf.matMul(a, a), { repeats: 3 });
+ * console.log(ms >= 0); // true
+ * ```
+ */
+export async function medianMsAsync(fn: () => tf.TensorContainer, options: MedianMsOptions = {}): Promise<number> {
+  const { repeats, warmup } = medianOptions("medianMsAsync", options);
+  const once = async () => {
+    const start = performance.now();
+    const out = fn();
+    try {
+      await Promise.all(flatten(out).map((t) => t.data()));
+    } finally {
+      tf.dispose(out);
+    }
+    return performance.now() - start;
+  };
+  for (let i = 0; i < warmup; i++) await once();
+  const times: number[] = [];
+  for (let i = 0; i < repeats; i++) times.push(await once());
+  return median(times);
+}
+
+function medianOptions(owner: string, options: MedianMsOptions): Required<MedianMsOptions> {
+  for (const key of Object.keys(options)) {
+    if (key !== "repeats" && key !== "warmup") {
+      throw new Error(`${owner}: unknown option "${key}"; expected repeats or warmup`);
+    }
+  }
+  const { repeats = 5, warmup = 1 } = options;
+  if (!Number.isInteger(repeats) || repeats < 1) {
+    throw new Error(`${owner}: repeats must be an integer >= 1, got ${repeats}`);
+  }
+  if (!Number.isInteger(warmup) || warmup < 0) {
+    throw new Error(`${owner}: warmup must be an integer >= 0, got ${warmup}`);
+  }
+  return { repeats, warmup };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /** Options for {@linkcode interleavedTimes}. */

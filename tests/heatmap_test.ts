@@ -9,6 +9,7 @@ import {
   heatmapRows,
   logColorDomain,
   type MatrixCells,
+  matrixCells,
 } from "../lib/diagnostics/mod.ts";
 import { JUPYTER_DISPLAY } from "../lib/figures/display.ts";
 import { toSvgString } from "../lib/figures/svg.ts";
@@ -51,6 +52,20 @@ function weightedMean(cells: MatrixCells): number {
 }
 
 const seeded = (n: number, seed: number) => randomNormal<tf.Tensor2D>([n, n], { seed });
+
+Deno.test("matrixCells: a tensor read asynchronously gives the cells the synchronous read gives; bad input is named", async () => {
+  const w = tf.tensor2d([[0.5, 0.25, 0.25], [0, 1, 0]]);
+  const cells = await matrixCells(w);
+  assert.deepEqual(cells.values, [[0.5, 0.25, 0.25], [0, 1, 0]]);
+  assert.deepEqual(cells.rowRanges, [[0, 1], [1, 2]]);
+  assert.deepEqual(heatmapRows(cells), heatmapRows(w));
+  assert.deepEqual(cropMatrix(cells, { start: 1, size: 1 }), cropMatrix(w, { start: 1, size: 1 }));
+  const [cube, bad] = [tf.ones([2, 2, 2]), tf.tensor2d([[1, NaN]])];
+  await assert.rejects(() => matrixCells(cube as never), /matrixCells: matrix must be a rank-2/);
+  await assert.rejects(() => matrixCells(bad), /matrixCells: matrix must be finite, got NaN/);
+  await assert.rejects(() => matrixCells([[1]] as never), /matrixCells: matrix must be a tf.Tensor2D/);
+  tf.dispose([w, cube, bad]);
+});
 
 Deno.test("downsampleMatrix: 2×2 blocks of a small known matrix", () => {
   const w = tf.tensor2d([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]);

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { interleavedTimes, medianMs, timeInterval } from "../lib/timing.ts";
+import { interleavedTimes, medianMs, medianMsAsync, timeInterval } from "../lib/timing.ts";
 import "./helpers.ts";
 
 Deno.test("medianMs runs fn warmup + repeats times and disposes every result", () => {
@@ -19,6 +19,27 @@ Deno.test("medianMs rejects bad options", () => {
   assert.throws(() => medianMs(() => [], { repeats: 0 }), /repeats must be an integer >= 1, got 0/);
   assert.throws(() => medianMs(() => [], { warmup: -1 }), /warmup must be an integer >= 0/);
   assert.throws(() => medianMs(() => [], { repeat: 3 } as never), /unknown option "repeat"/);
+});
+
+Deno.test("medianMsAsync runs fn warmup + repeats times, awaits each result's data and disposes it", async () => {
+  let calls = 0;
+  let reads = 0;
+  const start = tf.memory().numTensors;
+  const ms = await medianMsAsync(() => {
+    calls++;
+    const a = tf.ones([4]);
+    // Counts the reads the timer awaits: one per returned tensor.
+    const data = a.data.bind(a);
+    a.data = (() => (reads++, data())) as typeof a.data;
+    return { a, b: [tf.zeros([2])] };
+  }, { repeats: 4, warmup: 2 });
+  assert.equal(calls, 6);
+  assert.equal(reads, 6);
+  assert.ok(Number.isFinite(ms) && ms >= 0);
+  assert.equal(tf.memory().numTensors, start);
+  await assert.rejects(() => medianMsAsync(() => [], { repeats: 0 }), /medianMsAsync: repeats must be an integer >= 1/);
+  await assert.rejects(() => medianMsAsync(() => [], { warmup: 1.5 }), /warmup must be an integer >= 0/);
+  await assert.rejects(() => medianMsAsync(() => [], { repeat: 3 } as never), /unknown option "repeat"/);
 });
 
 Deno.test("interleavedTimes: every function once per round, in an order rotated each round, warmups apart, nothing leaked", () => {

@@ -56,28 +56,63 @@ export interface CropOptions {
   size: number;
 }
 
+/** Checks a Tensor2D for the cell functions: rank 2, float32, non-empty; its [rows, cols]. */
+function checkMatrixTensor(owner: string, matrix: tf.Tensor): [number, number] {
+  if (matrix.rank !== 2) {
+    throw new TypeError(
+      `${owner}: matrix must be a rank-2 tf.Tensor [rows, cols], got shape [${matrix.shape.join(", ")}]; ` +
+        `for [batch, heads, n, n] pick one head: tf.reshape(tf.slice(w, [b, h, 0, 0], [1, 1, n, n]), [n, n])`,
+    );
+  }
+  if (matrix.dtype !== "float32") {
+    throw new TypeError(`${owner}: matrix must be float32, got ${matrix.dtype}; use tf.cast(matrix, "float32")`);
+  }
+  const [rows, cols] = matrix.shape;
+  if (rows === 0 || cols === 0) {
+    throw new RangeError(`${owner}: matrix must have at least one row and one column, got shape [${rows}, ${cols}]`);
+  }
+  return [rows, cols];
+}
+
+/** Cells of one token each from a matrix's values [rows · cols], row-major; checked finite. */
+function unitCells(owner: string, data: Float32Array, [rows, cols]: [number, number]): MatrixCells {
+  const values = Array.from({ length: rows }, (_, r) => Array.from(data.subarray(r * cols, (r + 1) * cols)));
+  values.forEach((row, r) => checkFinite(owner, row, r));
+  const unit = (m: number) => Array.from({ length: m }, (_, i) => [i, i + 1] as [number, number]);
+  return { values, rowRanges: unit(rows), colRanges: unit(cols) };
+}
+
+/**
+ * A Tensor2D's cells of one token each, read asynchronously: what {@linkcode heatmapRows},
+ * {@linkcode cropMatrix} and {@linkcode downsampleMatrix} take in place of the tensor on a backend that cannot
+ * read synchronously (webgpu under Deno). The tensor stays the caller's.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { heatmapRows, matrixCells } from "./heatmap.ts";
+ * const w = tf.tensor2d([[1, 0], [0.5, 0.5]]);
+ * const cells = await matrixCells(w);
+ * console.log(heatmapRows(cells).map((c) => c.value).join(" ")); // 1 0 0.5 0.5
+ * w.dispose();
+ * ```
+ */
+export async function matrixCells(matrix: tf.Tensor2D): Promise<MatrixCells> {
+  const owner = "matrixCells";
+  checkNotDisposed(owner, "matrix", matrix);
+  if (!(matrix instanceof tf.Tensor)) {
+    throw new TypeError(`${owner}: matrix must be a tf.Tensor2D [rows, cols], got ${describe(matrix)}`);
+  }
+  const [rows, cols] = checkMatrixTensor(owner, matrix);
+  return unitCells(owner, (await matrix.data()) as Float32Array, [rows, cols]);
+}
+
 /** Reads a Tensor2D into cells of one token each, or checks and returns given cells. */
 function toCells(owner: string, matrix: unknown): MatrixCells {
   checkNotDisposed(owner, "matrix", matrix);
   if (matrix instanceof tf.Tensor) {
-    if (matrix.rank !== 2) {
-      throw new TypeError(
-        `${owner}: matrix must be a rank-2 tf.Tensor [rows, cols], got shape [${matrix.shape.join(", ")}]; ` +
-          `for [batch, heads, n, n] pick one head: tf.reshape(tf.slice(w, [b, h, 0, 0], [1, 1, n, n]), [n, n])`,
-      );
-    }
-    if (matrix.dtype !== "float32") {
-      throw new TypeError(`${owner}: matrix must be float32, got ${matrix.dtype}; use tf.cast(matrix, "float32")`);
-    }
-    const [rows, cols] = matrix.shape;
-    if (rows === 0 || cols === 0) {
-      throw new RangeError(`${owner}: matrix must have at least one row and one column, got shape [${rows}, ${cols}]`);
-    }
-    const data = matrix.dataSync();
-    const values = Array.from({ length: rows }, (_, r) => Array.from(data.subarray(r * cols, (r + 1) * cols)));
-    values.forEach((row, r) => checkFinite(owner, row, r));
-    const unit = (m: number) => Array.from({ length: m }, (_, i) => [i, i + 1] as [number, number]);
-    return { values, rowRanges: unit(rows), colRanges: unit(cols) };
+    const [rows, cols] = checkMatrixTensor(owner, matrix);
+    return unitCells(owner, matrix.dataSync() as Float32Array, [rows, cols]);
   }
   const cells = matrix as MatrixCells;
   if (
