@@ -132,7 +132,10 @@ Deno.test("profileStep: kernel time within the wall time and rows that add up (d
     // On blas the backend's own buffers (views count nothing), elsewhere tf.profile's tensor bytes; the note says which.
     assert.equal(p.peakMethod, p.backend === "blas" ? "buffers" : "tensors");
     const note = formatProfile(p).split("\n").at(-1)!;
-    assert.match(note, p.peakMethod === "buffers" ? /data buffers .* \(views count nothing\)$/ : /views count as tensors/);
+    assert.match(
+      note,
+      p.peakMethod === "buffers" ? /data buffers .* \(views count nothing\)$/ : /views count as tensors/,
+    );
     assert.ok(p.nesting);
     assert.ok(!p.kernels.some((k) => k.name === "unnamed scope"), "custom ops are relabelled");
     const table = formatProfile(p, { top: 3 }).split("\n");
