@@ -19,7 +19,6 @@ export type FeatureMap = typeof FEATURE_MAPS[number];
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
-import { eluPlusOne } from "../blas/fused.ts";
  * import { applyFeatureMap } from "./feature_maps.ts";
  * const y = applyFeatureMap(tf.tensor1d([-1, 0, 2]), "elu+1");
  * console.log(Array.from(y.dataSync()).map((x) => x.toFixed(3)).join(" ")); // 0.368 1.000 3.000

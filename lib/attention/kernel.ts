@@ -11,7 +11,13 @@
 import * as tf from "@tensorflow/tfjs";
 import type { AttentionOptions, FlopCount, FlopSize } from "./types.ts";
 import { forwardFlops, paddedLength, type RecurrentSpec } from "./variant.ts";
-import { causalAttention, causalProduct, causalProductWithState, withOnes } from "../blas/fused_causal.ts";
+import {
+  causalAttention,
+  causalProduct,
+  causalProductWithState,
+  dividedByRowSums,
+  withOnes,
+} from "../blas/fused_causal.ts";
 
 /** The carried state of causal kernel attention: S = sum phi(k) v^T and z = sum phi(k). */
 export type KernelState = {
@@ -133,13 +139,6 @@ export function kernelAttend(
     : causalProduct({ q: fq, k: fk, v }, { chunkSize });
 }
 
-/** [numerator, row sum] [b, h, n, dv + 1] to numerator / (row sum + eps) [b, h, n, dv]. */
-function normalizeRows(y: tf.Tensor4D, eps: number): tf.Tensor4D {
-  // split, not two slices: its gradient is one concat where two slices' would be two pads and an add.
-  const [numerator, den] = tf.split(y, [y.shape[3] - 1, 1], 3); // [b, h, n, dv], [b, h, n, 1]
-  return tf.div(numerator, tf.add(den, eps));
-}
-
 /**
  * Causal kernel attention through the fused causal product of lib/blas/fused_causal.ts: one sgemm-chunked kernel on
  * the blas backend (three for the gradient), the same chunkwise product in tf ops elsewhere. Rows are normalised by
@@ -174,7 +173,7 @@ export function kernelFused(
     );
     const [s, z] = tf.split(run.state, [dv, 1], 3); // [b, h, m, dv], [b, h, m, 1]
     const output = options.normalize
-      ? normalizeRows(run.output, options.eps)
+      ? dividedByRowSums(run.output, { eps: options.eps })
       : tf.slice(run.output, [0, 0, 0, 0], [-1, -1, -1, dv]) as tf.Tensor4D; // [b, h, n, dv]
     return { output, s: s as tf.Tensor4D, z: tf.squeeze(z, [3]) as tf.Tensor3D };
   });

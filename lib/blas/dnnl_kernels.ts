@@ -78,6 +78,11 @@ export const DNNL_MIN_ELEMENTS: Readonly<Record<string, number>> = Object.freeze
   [ELU_PLUS_ONE_GRAD]: 2048,
 });
 
+/** A fresh scratch array of at least n floats, rounded up to a power of two so that growing is rare. */
+function grown(n: number): Float32Array<ArrayBuffer> {
+  return new Float32Array(2 ** Math.ceil(Math.log2(n)));
+}
+
 // Softmax and its gradient run in blocks of whole rows of about this many elements (512 KiB of float32), so that
 // each block's second and third passes (after the guard's sum, after dy · y) find it in the cache: measured on
 // [8192, 128] with cold caches, 1.6–1.9 ms blocked against 2.2 ms in one piece (the loops: 2.2–2.5 ms).
@@ -212,7 +217,7 @@ export function dnnlKernels(
   let ones = new Float32Array(32).fill(1);
   /** A vector of at least n ones, kept between calls. */
   const onesOf = (n: number): Float32Array => {
-    if (ones.length < n) ones = new Float32Array(2 ** Math.ceil(Math.log2(n))).fill(1);
+    if (ones.length < n) ones = grown(n).fill(1);
     return ones;
   };
   /** Σ x over rows [rows, n] into out [rows] (times alpha): a matrix–vector product with ones. */
@@ -372,7 +377,7 @@ export function dnnlKernels(
     // oneDNN's exp maps NaN to +Infinity: such input goes to the loop.
     if (!passes(xv, "nan")) return undefined;
     const out = allocFloat32(n);
-    if (reluScratch.length < n) reluScratch = new Float32Array(2 ** Math.ceil(Math.log2(n)));
+    if (reluScratch.length < n) reluScratch = grown(n);
     const r = reluScratch.subarray(0, n);
     const dims = [n];
     // relu(x); min(x, 0) = x − relu(x) (exact: x − x or x − 0); e^min(x, 0); + relu(x), rounded once. Four oneDNN
@@ -421,7 +426,7 @@ export function dnnlKernels(
       const targets = backend.data.get(inputs.targets!.dataId)!.values as Int32Array;
       const weights = inputs.weights ? f32(backend, inputs.weights) : null;
       const keep = Boolean(attrs?.probs);
-      if (!keep && scratchProbs.length < size) scratchProbs = new Float32Array(2 ** Math.ceil(Math.log2(size)));
+      if (!keep && scratchProbs.length < size) scratchProbs = grown(size);
       const probs = keep ? allocFloat32(size) : scratchProbs.subarray(0, size);
       for (const [start, end] of rowBlocks(rows, classes)) {
         const xs = x.subarray(start, end);
@@ -468,7 +473,7 @@ export function dnnlKernels(
     for (const [start, end] of rowBlocks(size / n, n)) {
       const rows = (end - start) / n;
       const [yv, dyv, dx] = [yAll, dyAll, dxAll].map((v) => v.subarray(start, end));
-      if (sums.length < rows) sums = new Float32Array(2 ** Math.ceil(Math.log2(rows)));
+      if (sums.length < rows) sums = grown(rows);
       const s = sums.subarray(0, rows);
       const dims = [rows, n];
       // dx = (dy − s) · y with s = Σ dy · y over each row: dy · y first written into dx, its row sums by a

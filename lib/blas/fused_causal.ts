@@ -638,10 +638,23 @@ export function causalAttention(inputs: CausalProductInputs, options: CausalAtte
     den.dispose();
     return out as tf.Tensor4D;
   }
-  return tf.tidy(() => {
-    const y = causalProduct({ q, k, v: withOnes(v) }, { chunkSize }); // [b, h, n, dv + 1]
-    // split, not two slices: its gradient is one concat where two slices' would be two pads and an add.
-    const [numerator, rowSum] = tf.split(y, [v.shape[3], 1], 3); // [b, h, n, dv], [b, h, n, 1]
-    return tf.div(numerator, tf.add(rowSum, eps)) as tf.Tensor4D;
-  });
+  return tf.tidy(() => dividedByRowSums(causalProduct({ q, k, v: withOnes(v) }, { chunkSize }), { eps }));
+}
+
+/**
+ * [numerator, row sum] [b, h, n, dv + 1], as the causal product of [V, 1] gives, to numerator / (row sum + eps)
+ * [b, h, n, dv].
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { dividedByRowSums } from "./fused_causal.ts";
+ * const y = tf.tensor4d([6, 3, 2, 4], [1, 1, 2, 2]);
+ * console.log(Array.from(dividedByRowSums(y, { eps: 0 }).dataSync())); // [2, 0.5]
+ * ```
+ */
+export function dividedByRowSums(y: tf.Tensor4D, options: { eps: number }): tf.Tensor4D {
+  // split, not two slices: its gradient is one concat where two slices' would be two pads and an add.
+  const [numerator, rowSum] = tf.split(y, [y.shape[3] - 1, 1], 3); // [b, h, n, dv], [b, h, n, 1]
+  return tf.div(numerator, tf.add(rowSum, options.eps));
 }
