@@ -28,7 +28,7 @@ import { blasOverrides } from "../lib/blas/backend.ts";
 import { DNNL_CACHE_ENTRIES, dnnlThreadRequest, openDnnl } from "../lib/blas/dnnl.ts";
 import { collapsedPermutation, DNNL_MIN_ELEMENTS, dnnlBroadcast } from "../lib/blas/dnnl_kernels.ts";
 import { SOFTMAX_CROSS_ENTROPY, softmaxCrossEntropy } from "../lib/blas/fused_loss.ts";
-import { eluPlusOne, siluGate, SOFTMAX_GRAD } from "../lib/blas/fused.ts";
+import { eluPlusOne, RELU_GRAD, siluGate, SOFTMAX_GRAD } from "../lib/blas/fused.ts";
 import { seededNormal } from "../lib/random.ts";
 import { dnnlSetup } from "./helpers.ts";
 
@@ -389,6 +389,49 @@ Deno.test({
       const x = seeded([4099], 72, { scale: 3 });
       x[1234] = specials[k];
       await assertNearCpu(`eluPlusOne with ${specials[k]}`, () => withGrads(eluPlusOne, [tf.tensor(x)]), gradient);
+    }
+  },
+});
+
+Deno.test({
+  name: "dnnl kernels: relu's fused gradient equals cpu's dy · step(x) exactly, with NaN and ±Infinity in x and dy",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const exact = { rtol: 0, atol: 0 };
+    for (const shape of UNARY_SHAPES) {
+      await assertNearCpu(
+        `relu and its gradient [${shape}]`,
+        () => withGrads(tf.relu, [tf.tensor(seeded(shape, 73, { scale: 3 }), shape)]),
+        exact,
+      );
+    }
+    // dy = c: the gradient of sum(relu(x) · c). Specials in x (step(NaN) is NaN) and in dy (0 · ±Inf is NaN).
+    const specials = [NaN, Infinity, -Infinity, 0, -0, -1e9, 1e9];
+    for (const k of specials.keys()) {
+      for (const where of ["x", "dy"] as const) {
+        const x = seeded([4099], 74, { scale: 3 });
+        const c = seeded([4099], 75);
+        (where === "x" ? x : c)[1234] = specials[k];
+        // Where dy is special, x at that index is negative too, so both its branches are seen across k.
+        if (where === "dy") x[1234] = k % 2 === 0 ? -1 : 1;
+        await assertNearCpu(
+          `relu's gradient with ${specials[k]} in ${where}`,
+          () => tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.relu(v), tf.tensor(c))))(tf.tensor(x)),
+          exact,
+        );
+      }
+    }
+    // And the fused kernel is what ran on blas: no Step, no Multiply.
+    const previous = await initBackend({ quiet: true });
+    await initBackend({ backend: "blas", quiet: true });
+    try {
+      const x = tf.tensor(seeded([4099], 76));
+      const info = await tf.profile(() => tf.grad((v: tf.Tensor) => tf.relu(v))(x));
+      x.dispose();
+      const names = info.kernelNames;
+      assert.ok(names.includes(RELU_GRAD) && !names.includes("Step"), `kernels run: ${names.join(", ")}`);
+    } finally {
+      await initBackend({ backend: previous, quiet: true });
     }
   },
 });

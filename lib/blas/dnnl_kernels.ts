@@ -42,7 +42,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { cpuKernel, f32, type FastPath, type Kernel, type KernelArgs, reductionLayout, sizeOf } from "./_util.ts";
 import type { DnnlBinary, DnnlEltwise, DnnlLibrary } from "./dnnl.ts";
-import { ELU_PLUS_ONE, ELU_PLUS_ONE_GRAD, SILU_GATE, SILU_GATE_GRAD, SOFTMAX_GRAD } from "./fused.ts";
+import { ELU_PLUS_ONE, ELU_PLUS_ONE_GRAD, RELU_GRAD, SILU_GATE, SILU_GATE_GRAD, SOFTMAX_GRAD } from "./fused.ts";
 import { SOFTMAX_CROSS_ENTROPY } from "./fused_loss.ts";
 import { allocFloat32 } from "./pool.ts";
 
@@ -76,6 +76,7 @@ export const DNNL_MIN_ELEMENTS: Readonly<Record<string, number>> = Object.freeze
   [SOFTMAX_CROSS_ENTROPY]: 4096,
   [ELU_PLUS_ONE]: 2048,
   [ELU_PLUS_ONE_GRAD]: 2048,
+  [RELU_GRAD]: 4096,
 });
 
 /** A fresh scratch array of at least n floats, rounded up to a power of two so that growing is rare. */
@@ -282,6 +283,22 @@ export function dnnlKernels(
       return undefined;
     }
     return backend.makeTensorInfo(y.shape, "float32", dx);
+  });
+
+  kernels[RELU_GRAD] = kernel(RELU_GRAD, ({ inputs, backend }) => {
+    const dy = inputs.dy!;
+    const x = inputs.x!;
+    const size = sizeOf(x.shape);
+    if (dy.dtype !== "float32" || x.dtype !== "float32" || size < thresholds[RELU_GRAD]) return undefined;
+    if (sizeOf(dy.shape) !== size) return undefined;
+    const xv = f32(backend, x);
+    const dyv = f32(backend, dy);
+    // tfjs: dy · step(x), so NaN where x is NaN, and NaN where dy is ±Inf or NaN and x <= 0. oneDNN's relu gradient
+    // (x > 0 ? dy : 0) gives 0 there: such input goes to the loop.
+    if (!passes(xv, "nan") || !passes(dyv, "finite")) return undefined;
+    const dx = allocFloat32(size);
+    if (!lib.eltwiseBackward("relu", { dy: dyv, data: xv, dx, alpha: 0 })) return undefined;
+    return backend.makeTensorInfo(x.shape, "float32", dx);
   });
 
   for (const [name, { op, commutes }] of Object.entries(BINARY)) {

@@ -51,6 +51,8 @@ export const SOFTMAX_GRAD = "AttnlabSoftmaxGrad";
 export const ELU_PLUS_ONE = "AttnlabEluPlusOne";
 /** Gradient of {@linkcode ELU_PLUS_ONE}: inputs dy, y (the forward's output); output dx = dy · min(y, 1). */
 export const ELU_PLUS_ONE_GRAD = "AttnlabEluPlusOneGrad";
+/** Relu's gradient as one kernel: inputs dy, x (the forward's input); output dx = dy · step(x) (NaN where x is NaN). */
+export const RELU_GRAD = "AttnlabReluGrad";
 
 // The constants of lib/attention/norms.ts's SimpleRMSNorm, x / (sqrt(sum(x²) + 1e-24) / √d + 1e-8);
 // tests/blas_kernels_test.ts holds the two equal.
@@ -205,6 +207,19 @@ function eluPlusOneGradKernel({ inputs, backend }: KernelArgs): TensorInfo {
   return backend.makeTensorInfo(inputs.y!.shape, "float32", out);
 }
 
+function reluGradKernel({ inputs, backend }: KernelArgs): TensorInfo {
+  const dyv = f32(backend, inputs.dy!);
+  const xv = f32(backend, inputs.x!);
+  const out = allocFloat32(xv.length);
+  // tfjs's dy · step(x), step(NaN) = NaN. +(v > 0) rather than a branch: the scores' signs are random, and a branch on
+  // them mispredicts half the time; the NaN test is almost never taken, so it predicts well.
+  for (let i = 0; i < xv.length; i++) {
+    const v = xv[i];
+    out[i] = dyv[i] * (v !== v ? NaN : +(v > 0));
+  }
+  return backend.makeTensorInfo(inputs.x!.shape, "float32", out);
+}
+
 /**
  * The fused kernels, by name, for the `blas` backend to register: this module's, fused_adam.ts's and fused_loss.ts's.
  *
@@ -226,6 +241,7 @@ export function fusedKernels(): Record<string, Kernel> {
     [SOFTMAX_GRAD]: softmaxGradKernel,
     [ELU_PLUS_ONE]: eluPlusOneKernel,
     [ELU_PLUS_ONE_GRAD]: eluPlusOneGradKernel,
+    [RELU_GRAD]: reluGradKernel,
     ...fusedAdamKernels(),
     ...fusedLossKernels(),
   };
@@ -371,9 +387,10 @@ export function eluPlusOne<T extends tf.Tensor>(x: T): T {
 let gradientsRegistered = false;
 
 /**
- * Registers Softmax's gradient anew, once: on a backend with the fused {@linkcode SOFTMAX_GRAD} kernel (the blas
- * backend), for float32 over the last axis and outside higher-order gradients, that kernel (one pass instead of four
- * ops, the same values); everywhere else tfjs's own gradient, called as it was.
+ * Registers Softmax's and Relu's gradients anew, once: on a backend with the fused {@linkcode SOFTMAX_GRAD} and
+ * {@linkcode RELU_GRAD} kernels (the blas backend), for float32 (Softmax: over the last axis) and outside higher-order
+ * gradients, those kernels (one pass instead of four ops, or of Step and Multiply, with the same values); everywhere
+ * else tfjs's own gradients, called as they were.
  *
  * @example
  * ```ts
@@ -382,14 +399,16 @@ let gradientsRegistered = false;
  * registerFusedGradients();
  * const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.softmax(x), tf.tensor1d([1, 0]))))(tf.tensor1d([0, 0]));
  * console.log(Array.from(g.dataSync())); // [0.25, -0.25]
+ * const r = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.relu(x), 3)))(tf.tensor1d([-1, 2]));
+ * console.log(Array.from(r.dataSync())); // [0, 3]
  * ```
  */
 export function registerFusedGradients(): void {
   if (gradientsRegistered) return;
   gradientsRegistered = true;
-  const original = tf.getGradient(tf.Softmax);
+  const softmax = tf.getGradient(tf.Softmax);
   tf.registerGradient({
-    ...original,
+    ...softmax,
     gradFunc: (dy, saved, attrs) => {
       const [y] = saved;
       const dim = (attrs as { dim?: number }).dim;
@@ -397,7 +416,18 @@ export function registerFusedGradients(): void {
       if (last && y.rank > 0 && sizeOf(y.shape) > 0 && fusable(SOFTMAX_GRAD, dy as tf.Tensor, y)) {
         return { logits: () => runKernel(SOFTMAX_GRAD, { dy: dy as tf.Tensor, y })[0] };
       }
-      return original.gradFunc(dy, saved, attrs);
+      return softmax.gradFunc(dy, saved, attrs);
+    },
+  });
+  const relu = tf.getGradient(tf.Relu);
+  tf.registerGradient({
+    ...relu,
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved;
+      if (sizeOf(x.shape) > 0 && fusable(RELU_GRAD, dy as tf.Tensor, x)) {
+        return { x: () => runKernel(RELU_GRAD, { dy: dy as tf.Tensor, x })[0] };
+      }
+      return relu.gradFunc(dy, saved, attrs);
     },
   });
 }
