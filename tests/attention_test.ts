@@ -13,7 +13,7 @@ import {
   type VariantName,
   variants,
 } from "../lib/attention/mod.ts";
-import { assertClose, assertSameOutputAndGrads, maxAbsDiff, seededQKV } from "./helpers.ts";
+import { assertClose, assertSameOutputAndGrads, maxAbsDiff, onBackend, seededQKV } from "./helpers.ts";
 import { randomNormal } from "../lib/random.ts";
 import { initBackend, loadableBackends } from "../lib/backend.ts";
 
@@ -230,21 +230,30 @@ Deno.test("recurrent state has a fixed size whatever the position", () => {
 
 Deno.test("softmax: query blocks bound memory: peak bytes of forward+backward grow like B·n, not n²", async () => {
   const n = 1024;
-  const qkv = seededQKV({ b: 1, h: 1, n, dk: 8, dv: 8, seed: 7 });
+  const matrix = n * n * 4;
   // tf.profile keeps one global profiler: profile one run at a time.
-  const peak = async (options: Record<string, unknown>) =>
-    (await tf.profile(() => {
+  const peak = async (options: Record<string, unknown>) => {
+    const qkv = seededQKV({ b: 1, h: 1, n, dk: 8, dv: 8, seed: 7 });
+    const info = await tf.profile(() => {
       const grads = tf.grads((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
         tf.sum(variants.softmax.attend({ q, k, v } as QKV, { causal: true, ...options }))
       )([qkv.q, qkv.k, qkv.v]);
       tf.dispose(grads);
-    })).peakBytes;
-  const whole = await peak({});
-  const blocked = await peak({ queryBlockSize: 32 });
-  const matrix = n * n * 4;
+    });
+    tf.dispose([qkv.q, qkv.k, qkv.v]);
+    return info.peakBytes;
+  };
+  // The tf-op forms (the cpu backend): the matrix form holds n × n buffers, the query blocks do not.
+  const [whole, blocked] = await onBackend("cpu", async () => [await peak({}), await peak({ queryBlockSize: 32 })]);
   assert.ok(whole > 2 * matrix, `unblocked peak ${whole} B should exceed two n x n matrices (${2 * matrix} B)`);
   assert.ok(blocked < matrix / 2, `blocked peak ${blocked} B should stay under half an n x n matrix (${matrix / 2} B)`);
-  tf.dispose([qkv.q, qkv.k, qkv.v]);
+  // On blas both run the fused kernels (lib/blas/fused_attention.ts), which hold one block of scores at a time.
+  if ((await loadableBackends()).includes("blas")) {
+    const fused = await onBackend("blas", async () => [await peak({}), await peak({ queryBlockSize: 32 })]);
+    for (const bytes of fused) {
+      assert.ok(bytes < matrix / 2, `fused peak ${bytes} B should stay under half an n x n matrix (${matrix / 2} B)`);
+    }
+  }
 });
 
 Deno.test("performer: weights approach softmax's as features grow from 16 to 256", () => {

@@ -9,6 +9,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import type { AttentionOptions, QKV } from "./types.ts";
+import { fusedSoftmaxAttention, fusesSoftmaxAttention } from "../blas/fused_attention.ts";
 import { lowerTriangle } from "./kernel.ts";
 import { appendTokens, maskedAttend, sliceTokens } from "./_decoding.ts";
 import { defineVariant, forwardFlops, maskBias, maskedSoftmax } from "./variant.ts";
@@ -140,6 +141,13 @@ export function softmaxWeights(qk: { q: tf.Tensor4D; k: tf.Tensor4D }, options: 
 }
 
 function softmaxAttend(qkv: QKV, o: Required<SoftmaxOptions>): tf.Tensor4D {
+  // On the blas backend: one fused kernel forward and one backward, by query blocks with the causal blocks' upper
+  // half skipped, O(block · n) memory (lib/blas/fused_attention.ts). Elsewhere the tf-op forms below.
+  if (fusesSoftmaxAttention(qkv) && (!o.causal || qkv.k.shape[2] === qkv.q.shape[2])) {
+    const blockSize = o.queryBlockSize ?? undefined;
+    const scale = o.scale ?? 1 / Math.sqrt(qkv.q.shape[3]);
+    return fusedSoftmaxAttention(qkv, { causal: o.causal, scale, ...(blockSize ? { blockSize } : {}) });
+  }
   return o.queryBlockSize !== null && o.queryBlockSize < qkv.q.shape[2]
     ? blockedSoftmaxAttend(qkv, { causal: o.causal, scale: o.scale, queryBlockSize: o.queryBlockSize })
     : tf.matMul(softmaxWeights(qkv, o), qkv.v);

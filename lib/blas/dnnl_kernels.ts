@@ -42,6 +42,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { cpuKernel, f32, type FastPath, type Kernel, type KernelArgs, reductionLayout, sizeOf } from "./_util.ts";
 import type { DnnlBinary, DnnlEltwise, DnnlLibrary } from "./dnnl.ts";
+import { fusedAttentionKernels, SOFTMAX_ATTENTION, SOFTMAX_ATTENTION_GRAD } from "./fused_attention.ts";
 import { ELU_PLUS_ONE, ELU_PLUS_ONE_GRAD, RELU_GRAD, SILU_GATE, SILU_GATE_GRAD, SOFTMAX_GRAD } from "./fused.ts";
 import { SOFTMAX_CROSS_ENTROPY } from "./fused_loss.ts";
 import { allocFloat32 } from "./pool.ts";
@@ -77,6 +78,9 @@ export const DNNL_MIN_ELEMENTS: Readonly<Record<string, number>> = Object.freeze
   [ELU_PLUS_ONE]: 2048,
   [ELU_PLUS_ONE_GRAD]: 2048,
   [RELU_GRAD]: 4096,
+  // The size of one block of scores ([block, keys]): softmax attention's kernels themselves always run.
+  [SOFTMAX_ATTENTION]: 1024,
+  [SOFTMAX_ATTENTION_GRAD]: 1024,
 });
 
 /** A fresh scratch array of at least n floats, rounded up to a power of two so that growing is rare. */
@@ -575,6 +579,22 @@ export function dnnlKernels(
     }) as unknown as FastPath,
   );
 
+  // Softmax attention's blocks on oneDNN's row softmax and its gradient (in place, as the primitives allow): the same
+  // blocks and sgemm calls as the loops' kernels; a block below the threshold keeps the loops.
+  const rowsOf = (name: string, n: number, size: number) => size >= thresholds[name] && n > 0 ? size / n : 0;
+  Object.assign(
+    kernels,
+    fusedAttentionKernels({
+      forward: (x, out, n) => {
+        const rows = rowsOf(SOFTMAX_ATTENTION, n, x.length);
+        return rows > 0 && lib.softmax({ x, out }, { rows, n });
+      },
+      backward: (dy, y, dx, n) => {
+        const rows = rowsOf(SOFTMAX_ATTENTION_GRAD, n, y.length);
+        return rows > 0 && lib.softmaxBackward({ dy, y, dx }, { rows, n });
+      },
+    }),
+  );
   return kernels;
 }
 

@@ -165,23 +165,36 @@ function srmsNormGradKernel({ inputs, backend }: KernelArgs): TensorInfo[] {
   ];
 }
 
-function softmaxGradKernel({ inputs, backend }: KernelArgs): TensorInfo {
-  const y = inputs.y!;
-  const n = y.shape[y.shape.length - 1];
-  const yv = f32(backend, y);
-  const dyv = f32(backend, inputs.dy!);
-  const out = allocFloat32(yv.length);
-  // tfjs: p = dy · y; p − sum(p, last axis) · y; the row sum in a double in order, rounded once.
-  for (let start = 0; start < yv.length; start += n) {
+/**
+ * Softmax's gradient over each row of y seen as [y.length / n, n], into out (which may be dy, not y), as tfjs computes
+ * it: p = dy · y; p − sum(p) · y, the row sum in a double in order, rounded once.
+ *
+ * @example
+ * ```ts
+ * import { softmaxGradRows } from "./fused.ts";
+ * const out = new Float32Array(2);
+ * softmaxGradRows(new Float32Array([1, 0]), new Float32Array([0.5, 0.5]), out, 2);
+ * console.log(Array.from(out)); // [0.25, -0.25]
+ * ```
+ */
+export function softmaxGradRows(dy: Float32Array, y: Float32Array, out: Float32Array, n: number): void {
+  for (let start = 0; start < y.length; start += n) {
     let s = 0;
     for (let j = 0; j < n; j++) {
-      const p = Math.fround(dyv[start + j] * yv[start + j]);
+      const p = Math.fround(dy[start + j] * y[start + j]);
       out[start + j] = p;
       s += p;
     }
     const total = Math.fround(s);
-    for (let j = 0; j < n; j++) out[start + j] = out[start + j] - Math.fround(total * yv[start + j]);
+    for (let j = 0; j < n; j++) out[start + j] = out[start + j] - Math.fround(total * y[start + j]);
   }
+}
+
+function softmaxGradKernel({ inputs, backend }: KernelArgs): TensorInfo {
+  const y = inputs.y!;
+  const yv = f32(backend, y);
+  const out = allocFloat32(yv.length);
+  softmaxGradRows(f32(backend, inputs.dy!), yv, out, y.shape[y.shape.length - 1]);
   return backend.makeTensorInfo(y.shape, "float32", out);
 }
 

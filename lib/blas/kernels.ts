@@ -23,6 +23,7 @@ import { elementwiseKernels } from "./elementwise.ts";
 import type { DnnlLibrary } from "./dnnl.ts";
 import { dnnlKernels } from "./dnnl_kernels.ts";
 import { fusedKernels } from "./fused.ts";
+import { fusedAttentionKernels } from "./fused_attention.ts";
 import { fusedCausalKernels } from "./fused_causal.ts";
 import { layoutKernels } from "./layout.ts";
 import { reductionKernels } from "./reduce.ts";
@@ -80,6 +81,7 @@ export function fastKernels(options: { dnnl?: DnnlLibrary } = {}): Record<string
     ...layoutKernels(),
     ...fusedKernels(),
     ...fusedCausalKernels(),
+    ...fusedAttentionKernels(),
   };
   if (options.dnnl === undefined) return js;
   const own = dnnlKernels(options.dnnl, js);

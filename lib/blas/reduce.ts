@@ -115,17 +115,20 @@ function reduction(name: string, how: { kind: ReduceKind; axisAttr: "axis" | "re
   return withFallback(name, fast);
 }
 
-function softmax({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
-  const logits = inputs.logits!;
-  const rank = logits.shape.length;
-  const dim = attrs?.dim as number;
-  if (logits.dtype !== "float32" || rank === 0 || (dim !== -1 && dim !== rank - 1)) return undefined;
-  const n = logits.shape[rank - 1];
-  const x = f32(backend, logits);
-  const out = allocFloat32(x.length);
-  if (n === 0) return backend.makeTensorInfo(logits.shape, "float32", out);
-  // One pass per row with the cpu kernel's roundings: max, e = exp(x - max) in float32, e / sum(e); e^d by fastExp,
-  // which rounds to the same float32 as the cpu kernel's Math.exp but in fewer than one case in 10^7.
+/**
+ * Softmax over each row of x seen as [x.length / n, n], into out (which may be x), with the cpu kernel's roundings:
+ * max, e = exp(x − max) in float32, e / sum(e); e^d by fastExp, which rounds to the same float32 as the cpu kernel's
+ * Math.exp but in fewer than one case in 10^7. −Infinity entries (masked) get 0.
+ *
+ * @example
+ * ```ts
+ * import { softmaxRows } from "./reduce.ts";
+ * const out = new Float32Array(4);
+ * softmaxRows(new Float32Array([0, 0, 1, -Infinity]), out, 2);
+ * console.log(Array.from(out)); // [0.5, 0.5, 1, 0]
+ * ```
+ */
+export function softmaxRows(x: Float32Array, out: Float32Array, n: number): void {
   for (let start = 0; start < x.length; start += n) {
     let m = x[start];
     for (let j = 1; j < n; j++) {
@@ -144,6 +147,17 @@ function softmax({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined
     const total = Math.fround(s);
     for (let j = 0; j < n; j++) out[start + j] = out[start + j] / total;
   }
+}
+
+function softmax({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
+  const logits = inputs.logits!;
+  const rank = logits.shape.length;
+  const dim = attrs?.dim as number;
+  if (logits.dtype !== "float32" || rank === 0 || (dim !== -1 && dim !== rank - 1)) return undefined;
+  const n = logits.shape[rank - 1];
+  const x = f32(backend, logits);
+  const out = allocFloat32(x.length);
+  if (n > 0) softmaxRows(x, out, n);
   return backend.makeTensorInfo(logits.shape, "float32", out);
 }
 
