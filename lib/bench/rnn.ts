@@ -210,8 +210,11 @@ export function formAgreement(model: TransformerModel, ids: ArrayLike<number>): 
  * model.dispose();
  * ```
  */
-export function formAgreementAsync(model: TransformerModel, ids: ArrayLike<number>): Promise<FormAgreementRow[]> {
-  return readPlanAsync(agreementPlan("formAgreementAsync", model, ids));
+export async function formAgreementAsync(
+  model: TransformerModel,
+  ids: ArrayLike<number>,
+): Promise<FormAgreementRow[]> {
+  return await readPlanAsync(agreementPlan("formAgreementAsync", model, ids));
 }
 
 /** One model to time in {@linkcode decodeTimes}. */
