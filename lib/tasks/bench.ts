@@ -390,7 +390,10 @@ export async function main(args: string[]): Promise<number> {
     return flags.mode === "train" ? await runTrain(flags) : await runProfile(flags);
   }
   await initBackend({ quiet: true });
-  const config = configFromFlags(args, await loadableBackends());
+  // A software adapter (lavapipe) is never picked by default, but runs when --backends names webgpu.
+  const namesWebgpu = typeof values.backends === "string" &&
+    values.backends.split(",").map((b) => b.trim()).includes("webgpu");
+  const config = configFromFlags(args, await loadableBackends({ softwareWebgpu: namesWebgpu }));
   const out = typeof values.out === "string" ? resolve(values.out) : join(figuresDir(), "bench.csv");
   console.log(
     `bench: backends ${config.backends.join(", ")}; variants ${config.variants.join(", ")}; ` +
