@@ -38,7 +38,7 @@ function pack(owner: string, build: () => tf.Tensor[]): { packed: tf.Tensor1D; s
 /** `values` cut into consecutive views of the given sizes. */
 function split(values: Float32Array, sizes: readonly number[]): Float32Array[] {
   let offset = 0;
-  return sizes.map((size) => values.subarray(offset, (offset += size)));
+  return sizes.map((size) => values.subarray(offset, offset += size));
 }
 
 function checkPlan(owner: string, plan: unknown): asserts plan is ReadPlan<unknown> {

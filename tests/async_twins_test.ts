@@ -196,7 +196,10 @@ Deno.test("score twins check the values they read as the sync forms do, and reje
   const zero = tf.tensor2d([[0, 1]]);
   const nonFinite = tf.tensor1d([1, NaN]);
   await noLeak(async () => {
-    assert.throws(() => maxScoreGradient(negative, "linear"), /maxScoreGradient: linear attention needs f\(s\) = s >= 0/);
+    assert.throws(
+      () => maxScoreGradient(negative, "linear"),
+      /maxScoreGradient: linear attention needs f\(s\) = s >= 0/,
+    );
     await assert.rejects(
       () => maxScoreGradientAsync(negative, "linear"),
       /maxScoreGradientAsync: linear attention needs f\(s\) = s >= 0/,

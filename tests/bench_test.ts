@@ -572,7 +572,9 @@ Deno.test("deno task bench rejects unknown flags", async () => {
 });
 
 Deno.test("cpuDescription: the model name and the processor entries of /proc/cpuinfo, with fallbacks", async () => {
-  const x86 = [0, 1, 2].map((i) => `processor\t: ${i}\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6338\n`)
+  const x86 = [0, 1, 2].map((i) =>
+    `processor\t: ${i}\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6338\n`
+  )
     .join("\n");
   assert.equal(cpuDescription(x86), "Intel(R) Xeon(R) Gold 6338, 3 logical cores");
   // ARM kernels name no "model name"; "Hardware" or a non-numeric "Processor" line does.

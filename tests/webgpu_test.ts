@@ -340,8 +340,10 @@ Deno.test("webgpu: the async diagnostics give the cpu backend's numbers, where t
           () => localityCurve(w, { ratios, causal: true }),
           () => localityCurveAsync(w, { ratios, causal: true }),
         ),
-        diagonal: await one(() => diagonalMass(w, { window: 3, causal: true }), () =>
-          diagonalMassAsync(w, { window: 3, causal: true })),
+        diagonal: await one(
+          () => diagonalMass(w, { window: 3, causal: true }),
+          () => diagonalMassAsync(w, { window: 3, causal: true }),
+        ),
         maxGrad: await one(() => maxScoreGradient(s, "linear"), () => maxScoreGradientAsync(s, "linear")),
         norms: await one(
           () => layerGradientNorms(qkv, { variant: "linear", seed: 2 }),

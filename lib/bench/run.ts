@@ -455,7 +455,10 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
 
   for (const t of torchResult ? withTorchMemorySkips(torchResult.rows, config) : []) {
     const variant = t.variant as VariantName;
-    const row = emptyRow({ backend: "torch", device: devices.get("torch")!, variant, causal: t.causal, n: t.n }, config);
+    const row = emptyRow(
+      { backend: "torch", device: devices.get("torch")!, variant, causal: t.causal, n: t.n },
+      config,
+    );
     row.status = t.status;
     row.note = t.note ?? "";
     if (t.status === "ok") {

@@ -278,7 +278,12 @@ function checkSquare(owner: string, weights: unknown): number[] {
  * Sums of the locality quantities over the non-empty rows of each (batch, head) group of weights read back (`data`,
  * flat, of `shape`).
  */
-function groupSums(data: ArrayLike<number>, shape: readonly number[], ratios: number[], causal: boolean): LocalitySums[] {
+function groupSums(
+  data: ArrayLike<number>,
+  shape: readonly number[],
+  ratios: number[],
+  causal: boolean,
+): LocalitySums[] {
   const n = shape[shape.length - 1];
   // Empty rows get a one-hot on the query itself, whose contribution is known exactly and taken out again below.
   const patched = Float32Array.from(data);
@@ -504,7 +509,10 @@ function layersPlan(
   weights: tf.Tensor4D[],
   add: (layer: number, values: Float32Array, shape: number[]) => void,
 ): ReadPlan<void> {
-  return { build: () => weights, finish: (values) => values.forEach((v, layer) => add(layer, v, weights[layer].shape)) };
+  return {
+    build: () => weights,
+    finish: (values) => values.forEach((v, layer) => add(layer, v, weights[layer].shape)),
+  };
 }
 
 function layerLocalityRun(
@@ -527,8 +535,11 @@ function layerLocalityRun(
   return {
     batchSize,
     plan: (weights) =>
-      layersPlan(weights, (layer, values, shape) =>
-        groupSums(values, shape, ratios, causal).forEach((sums, g) => addSums(perHead[layer][g % heads], sums))),
+      layersPlan(
+        weights,
+        (layer, values, shape) =>
+          groupSums(values, shape, ratios, causal).forEach((sums, g) => addSums(perHead[layer][g % heads], sums)),
+      ),
     result: () =>
       perHead.map((groups, layer) => {
         const total = zeroSums(ratios.length);

@@ -284,8 +284,13 @@ export async function maxScoreGradientAsync(scores: tf.Tensor1D | tf.Tensor2D, k
 
 function maxScorePlan(owner: string, scores: unknown, kind: ScoreKind): ReadPlan<number> {
   const k = checkKind(owner, kind);
-  return scorePlan(owner, scores, { kind: k, ranks: [1, 2] }, (s) => [tf.max(tf.abs(autodiffJacobians(s, k)))], ([m]) =>
-    m[0]);
+  return scorePlan(
+    owner,
+    scores,
+    { kind: k, ranks: [1, 2] },
+    (s) => [tf.max(tf.abs(autodiffJacobians(s, k)))],
+    ([m]) => m[0],
+  );
 }
 
 /**
@@ -453,7 +458,6 @@ export function outputJacobian(qkv: QKV, options: OutputJacobianOptions): tf.Ten
   return out;
 }
 
-
 /**
  * Norms of the Jacobian of a variant's output with respect to q and to k (see {@linkcode outputJacobian}).
  *
@@ -607,7 +611,11 @@ export async function closedFormDeviationAsync(
   return await readPlanAsync(deviationPlan("closedFormDeviationAsync", scores, kind));
 }
 
-function deviationPlan(owner: string, scores: unknown, kind: ScoreKind): ReadPlan<{ absolute: number; relative: number }> {
+function deviationPlan(
+  owner: string,
+  scores: unknown,
+  kind: ScoreKind,
+): ReadPlan<{ absolute: number; relative: number }> {
   const k = checkKind(owner, kind);
   return scorePlan(owner, scores, { kind: k, ranks: [2], positive: true }, (s) => {
     const diff = tf.abs(tf.sub(autodiffJacobians(s, k), closedForm(s, k))); // [b, n, n]
@@ -764,7 +772,11 @@ function sweepRows(points: SweepPoint[]): { layers: LayerSweepRow[]; scores: Sco
 }
 
 /** gradientSweep's arguments checked, and one read per seed and value, seed-major: its input, scores and gradients. */
-function sweepPlans(owner: string, setups: readonly LayerSetup[], options: GradientSweepOptions): ReadPlan<SweepPoint>[] {
+function sweepPlans(
+  owner: string,
+  setups: readonly LayerSetup[],
+  options: GradientSweepOptions,
+): ReadPlan<SweepPoint>[] {
   if (!Array.isArray(setups) || setups.length === 0) {
     throw new TypeError(`${owner}: setups must be a non-empty array of { label, variant }, got ${describe(setups)}`);
   }

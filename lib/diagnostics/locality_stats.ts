@@ -112,7 +112,12 @@ function emptyLocality(ratios: number[], emptyRows: number): PooledLocality {
 }
 
 /** One layer's locality in each window of a batch, from its weights read back (`data`, flat, [b, h, n, n]). */
-function batchLocality(data: Float32Array, shape: readonly number[], ratios: number[], causal: boolean): PooledLocality[] {
+function batchLocality(
+  data: Float32Array,
+  shape: readonly number[],
+  ratios: number[],
+  causal: boolean,
+): PooledLocality[] {
   const [size, heads, n] = shape;
   const perWindow = heads * n * n;
   let hasEmpty = false;
@@ -143,7 +148,9 @@ function batchLocality(data: Float32Array, shape: readonly number[], ratios: num
   return Array.from({ length: size }, (_, k) => {
     const one = data.subarray(k * perWindow, (k + 1) * perWindow); // [1, h, n, n]
     const mass = one.reduce((s, w) => s + Math.abs(w), 0);
-    return mass > 0 ? pooledLocalityOfValues(one, [1, heads, n, n], { ratios, causal }) : emptyLocality(ratios, heads * n);
+    return mass > 0
+      ? pooledLocalityOfValues(one, [1, heads, n, n], { ratios, causal })
+      : emptyLocality(ratios, heads * n);
   });
 }
 
