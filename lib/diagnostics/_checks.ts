@@ -178,7 +178,11 @@ export function forEachAttentionBatch(
  * const sums: number[] = [];
  * await forEachAttentionBatchAsync(model, ids, {
  *   batchSize: 2,
- *   visit: async (w) => sums.push(Math.round((await tf.sum(w[0]).data())[0])),
+ *   visit: async (w) => {
+ *     const total = tf.sum(w[0]); // []: every softmax row sums to 1
+ *     sums.push(Math.round((await total.data())[0]));
+ *     total.dispose();
+ *   },
  * });
  * console.log(sums); // [12, 6]
  * ids.dispose();
