@@ -78,15 +78,15 @@ export async function medianMsAsync(fn: () => tf.TensorContainer, options: Media
 function medianOptions(owner: string, options: MedianMsOptions): Required<MedianMsOptions> {
   for (const key of Object.keys(options)) {
     if (key !== "repeats" && key !== "warmup") {
-      throw new Error(`${owner}: unknown option "${key}"; expected repeats or warmup`);
+      throw new TypeError(`${owner}: unknown option "${key}"; expected repeats or warmup`);
     }
   }
   const { repeats = 5, warmup = 1 } = options;
   if (!Number.isInteger(repeats) || repeats < 1) {
-    throw new Error(`${owner}: repeats must be an integer >= 1, got ${repeats}`);
+    throw new RangeError(`${owner}: repeats must be an integer >= 1, got ${repeats}`);
   }
   if (!Number.isInteger(warmup) || warmup < 0) {
-    throw new Error(`${owner}: warmup must be an integer >= 0, got ${warmup}`);
+    throw new RangeError(`${owner}: warmup must be an integer >= 0, got ${warmup}`);
   }
   return { repeats, warmup };
 }
@@ -132,35 +132,100 @@ export function interleavedTimes(
   fns: Record<string, () => tf.TensorContainer>,
   options: InterleavedOptions = {},
 ): Record<string, number[]> {
+  const { names, order, repeats, onTime } = interleavedPlan("interleavedTimes", fns, options);
+  const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (const { round, name, timed } of order) {
+    if (timed) onTime?.(round, name);
+    const ms = medianMs(fns[name], { repeats: timed ? repeats : 1, warmup: 0 });
+    if (timed) times[name].push(ms);
+  }
+  return times;
+}
+
+/**
+ * {@linkcode interleavedTimes} with every run's tensors read back by `await tensor.data()` ({@linkcode medianMsAsync}):
+ * the same warm-up, rounds and rotated order, for a backend that cannot or should not read synchronously (webgpu).
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { interleavedTimesAsync } from "./timing.ts";
+ * const a = tf.ones([64, 64]);
+ * const order: string[] = [];
+ * const times = await interleavedTimesAsync({ x: () => tf.matMul(a, a), y: () => tf.add(a, a) }, {
+ *   rounds: 2, repeats: 1, onTime: (round, name) => order.push(`${round}:${name}`),
+ * });
+ * console.log(times.x.length, order); // 2 ["0:x", "0:y", "1:y", "1:x"]
+ * a.dispose();
+ * ```
+ */
+export async function interleavedTimesAsync(
+  fns: Record<string, () => tf.TensorContainer>,
+  options: InterleavedOptions = {},
+): Promise<Record<string, number[]>> {
+  const { names, order, repeats, onTime } = interleavedPlan("interleavedTimesAsync", fns, options);
+  const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (const { round, name, timed } of order) {
+    if (timed) onTime?.(round, name);
+    const ms = await medianMsAsync(fns[name], { repeats: timed ? repeats : 1, warmup: 0 });
+    if (timed) times[name].push(ms);
+  }
+  return times;
+}
+
+/** One timing of an interleaved schedule: a warm-up run (`timed` false, round -1) or a round's timing. */
+interface ScheduledTiming {
+  round: number;
+  name: string;
+  timed: boolean;
+}
+
+/**
+ * The checked options of {@linkcode interleavedTimes} and its schedule: `warmup` untimed runs of every function in
+ * the given order, then per round every function once, the order rotated by one each round.
+ */
+function interleavedPlan(
+  owner: string,
+  fns: Record<string, () => tf.TensorContainer>,
+  options: InterleavedOptions,
+): { names: string[]; order: ScheduledTiming[]; repeats: number; onTime?: InterleavedOptions["onTime"] } {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`${owner}: options must be { rounds?, repeats?, warmup?, onTime? }, got ${String(options)}`);
+  }
   for (const key of Object.keys(options)) {
     if (!["rounds", "repeats", "warmup", "onTime"].includes(key)) {
-      throw new TypeError(`interleavedTimes: unknown option "${key}"; expected rounds, repeats, warmup or onTime`);
+      throw new TypeError(`${owner}: unknown option "${key}"; expected rounds, repeats, warmup or onTime`);
     }
   }
   const { rounds = 7, repeats = 3, warmup = 1, onTime } = options;
   if (!Number.isInteger(rounds) || rounds < 1) {
-    throw new RangeError(`interleavedTimes: rounds must be an integer >= 1, got ${rounds}`);
+    throw new RangeError(`${owner}: rounds must be an integer >= 1, got ${rounds}`);
+  }
+  if (!Number.isInteger(repeats) || repeats < 1) {
+    throw new RangeError(`${owner}: repeats must be an integer >= 1, got ${repeats}`);
+  }
+  if (fns === null || typeof fns !== "object") {
+    throw new TypeError(`${owner}: fns must be an object of named functions returning tensors, got ${String(fns)}`);
   }
   const names = Object.keys(fns);
-  if (names.length === 0) throw new RangeError("interleavedTimes: give at least one function to time");
+  if (names.length === 0) throw new RangeError(`${owner}: give at least one function to time`);
   for (const name of names) {
     if (typeof fns[name] !== "function") {
-      throw new TypeError(`interleavedTimes: fns.${name} must be a function returning tensors`);
+      throw new TypeError(`${owner}: fns.${name} must be a function returning tensors`);
     }
   }
   if (!Number.isInteger(warmup) || warmup < 0) {
-    throw new RangeError(`interleavedTimes: warmup must be an integer >= 0, got ${warmup}`);
+    throw new RangeError(`${owner}: warmup must be an integer >= 0, got ${warmup}`);
   }
-  for (let w = 0; w < warmup; w++) for (const name of names) medianMs(fns[name], { repeats: 1, warmup: 0 });
-  const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  if (onTime !== undefined && typeof onTime !== "function") {
+    throw new TypeError(`${owner}: onTime must be a function (round, name) => void, got ${typeof onTime}`);
+  }
+  const order: ScheduledTiming[] = [];
+  for (let w = 0; w < warmup; w++) for (const name of names) order.push({ round: -1, name, timed: false });
   for (let r = 0; r < rounds; r++) {
-    for (let k = 0; k < names.length; k++) {
-      const name = names[(r + k) % names.length];
-      onTime?.(r, name);
-      times[name].push(medianMs(fns[name], { repeats, warmup: 0 }));
-    }
+    for (let k = 0; k < names.length; k++) order.push({ round: r, name: names[(r + k) % names.length], timed: true });
   }
-  return times;
+  return { names, order, repeats, ...(onTime === undefined ? {} : { onTime }) };
 }
 
 /**

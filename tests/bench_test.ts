@@ -28,6 +28,8 @@ import {
   timePlot,
   TORCH_SCRIPT,
 } from "../lib/bench/mod.ts";
+import { cpuDescription, deviceOf } from "../lib/bench/mod.ts";
+import { parseCsv } from "../lib/report/csv.ts";
 import { configFromFlags } from "../lib/tasks/bench.ts";
 import { initBackend } from "../lib/backend.ts";
 import { local, orthogonalRandomFeatures, softmax, variants } from "../lib/attention/mod.ts";
@@ -337,6 +339,12 @@ Deno.test("runBench: cpu rows past --cpu-max-n are skip rows that say why, and t
   assert.match(result.rows[1].note, /cpu capped at n ≤ 16 \(--cpu-max-n\); its JavaScript kernels take minutes/);
   const table = formatBenchTable(result.rows);
   assert.ok(table.startsWith("backend"));
+  // The device column follows backend, in the rows and in the table: the CPU's model and logical cores.
+  const device = cpuDescription(Deno.readTextFileSync("/proc/cpuinfo"));
+  assert.ok(result.rows.every((r) => r.device === device));
+  assert.deepEqual(Object.keys(result.rows[0]).slice(0, 3), ["backend", "device", "variant"]);
+  assert.match(table.split("\n")[0], /^backend\s+device\s+variant\s/);
+  assert.equal(table.split("\n")[1].split(/\s{2,}/)[1], device);
   assert.match(table, /x cpu is empty from n = 32: cpu capped at n ≤ 16/);
   assert.match(table, /x torch is empty throughout/);
 });
@@ -526,11 +534,12 @@ Deno.test("deno task bench --quick writes a CSV with the expected columns and ro
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /sgemm peak .* GFLOP\/s/);
   assert.match(run.stdout, /torch: /);
-  const [header, ...lines] = (await Deno.readTextFile(csv)).trim().split("\n");
-  const columns = header.split(",");
+  const [columns, ...lines] = parseCsv(await Deno.readTextFile(csv));
+  assert.deepEqual(columns.slice(0, 3), ["backend", "device", "variant"]);
   for (
     const column of [
       "backend",
+      "device",
       "variant",
       "causal",
       "n",
@@ -545,8 +554,11 @@ Deno.test("deno task bench --quick writes a CSV with the expected columns and ro
       "peak_mb_fwd_bwd",
     ]
   ) assert.ok(columns.includes(column), `missing column ${column}`);
-  const rows = lines.map((line) => Object.fromEntries(line.split(",").map((cell, i) => [columns[i], cell])));
+  const rows = lines.map((line) => Object.fromEntries(line.map((cell, i) => [columns[i], cell])));
   const ours = rows.filter((r) => r.backend === "cpu");
+  // The CPU's model name and logical cores, as /proc/cpuinfo has them (the model names hold commas: quoted).
+  const cores = (await Deno.readTextFile("/proc/cpuinfo")).split("\n").filter((l) => /^processor\s*:\s*\d+$/.test(l));
+  assert.ok(rows.every((r) => r.device.endsWith(`, ${cores.length} logical core${cores.length === 1 ? "" : "s"}`)));
   assert.deepEqual(ours.map((r) => [r.variant, r.n, r.status]), [["linear", "128", "ok"], ["linear", "256", "ok"]]);
   for (const row of ours) assert.ok(Number(row.fwd_ms) > 0 && Number(row.gflops_fwd_bwd) > 0);
   assert.ok(rows.every((r) => r.backend === "cpu" || r.backend === "torch"));
@@ -557,4 +569,24 @@ Deno.test("deno task bench rejects unknown flags", async () => {
   const run = await runBenchTask(["--quick", "--fast"]);
   assert.equal(run.code, 1);
   assert.match(run.stderr, /error: bench: unknown flag --fast; valid flags: --quick/);
+});
+
+Deno.test("cpuDescription: the model name and the processor entries of /proc/cpuinfo, with fallbacks", async () => {
+  const x86 = [0, 1, 2].map((i) =>
+    `processor\t: ${i}\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6338\n`
+  )
+    .join("\n");
+  assert.equal(cpuDescription(x86), "Intel(R) Xeon(R) Gold 6338, 3 logical cores");
+  // ARM kernels name no "model name"; "Hardware" or a non-numeric "Processor" line does.
+  const arm = "Processor\t: AArch64 Processor rev 4 (aarch64)\nprocessor\t: 0\nHardware\t: BCM2835\n";
+  assert.equal(cpuDescription(arm), "BCM2835, 1 logical core");
+  assert.equal(cpuDescription("", { fallbackCores: 4 }), "unknown CPU, 4 logical cores");
+  assert.throws(() => cpuDescription(42 as never), TypeError);
+  assert.throws(() => cpuDescription("", { cores: 2 } as never), TypeError);
+  assert.throws(() => cpuDescription("", { fallbackCores: 0 }), RangeError);
+  // This machine: read once, the same text for every CPU backend.
+  const here = cpuDescription(await Deno.readTextFile("/proc/cpuinfo"));
+  assert.equal(await deviceOf("cpu"), here);
+  assert.equal(await deviceOf("blas"), here);
+  await assert.rejects(() => deviceOf(1 as never), TypeError);
 });

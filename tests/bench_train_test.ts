@@ -6,6 +6,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
+import { parseCsv } from "../lib/report/csv.ts";
 import { join } from "node:path";
 import { probeTorch } from "../lib/bench/torch.ts";
 import { TWIN_PYTHON, type TwinInfo, type TwinStepTimes } from "../lib/bench/torch_twin.ts";
@@ -44,6 +45,7 @@ function input(overrides: Partial<TrainBenchRowInput> = {}): TrainBenchRowInput 
     preset: "vanilla",
     parameters: 1000,
     backend: "blas",
+    device: "Intel(R) Xeon(R) Processor, 2 logical cores",
     flopsStep: 46e9,
     peakGflops: 250,
     attnlabMs: [[200, 220], [240, 260]],
@@ -150,14 +152,20 @@ Deno.test("table and CSV: the columns of a row, and the reason when there is no 
   ) {
     assert.ok(table[0].includes(column), `table lacks ${column}`);
   }
-  assert.match(table[1], /^small\s+vanilla\s+230\s+200–260\s.*\s2\.00\s+2\.00–2\.00\s+ok$/);
-  assert.match(table[2], /^small\s+linear\s.*reference BLAS$/);
+  assert.match(table[0], /^config\s+preset\s+backend\s+device\s+ms\/step\s/);
+  assert.match(
+    table[1],
+    /^small\s+vanilla\s+blas\s+Intel\(R\) Xeon\(R\) Processor, 2 logical cores\s+230\s+200–260\s.*\s2\.00\s+2\.00–2\.00\s+ok$/,
+  );
+  assert.match(table[2], /^small\s+linear\s+blas\s.*reference BLAS$/);
   assert.ok(table.includes("reference BLAS: install libopenblas0"));
   const header = toCsv(rows).split("\n")[0].split(",");
   for (
     const column of [
       "config",
       "preset",
+      "backend",
+      "device",
       "attnlab_ms",
       "attnlab_ms_min",
       "attnlab_ms_max",
@@ -365,12 +373,14 @@ Deno.test("deno task bench --train --quick --no-torch writes the CSV with the ex
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /sgemm peak .* GFLOP\/s/);
   assert.match(run.stdout, /round 2\/2/);
-  const [header, ...lines] = (await Deno.readTextFile(csv)).trim().split("\n");
-  const columns = header.split(",");
+  // parseCsv: the device column (the CPU's model name and cores) holds a comma, so it is quoted.
+  const [columns, ...lines] = parseCsv(await Deno.readTextFile(csv));
   for (const column of ["config", "preset", "attnlab_ms", "attnlab_gflops", "gflop_step", "torch_status", "ratio"]) {
     assert.ok(columns.includes(column), `missing column ${column}`);
   }
-  const rows = lines.map((line) => Object.fromEntries(line.split(",").map((cell, i) => [columns[i], cell])));
+  assert.equal(columns[columns.indexOf("backend") + 1], "device");
+  const rows = lines.map((line) => Object.fromEntries(line.map((cell, i) => [columns[i], cell])));
+  assert.ok(rows.every((r) => / logical cores?$/.test(r.device)), rows.map((r) => r.device).join("; "));
   assert.deepEqual(rows.map((r) => [r.config, r.preset, r.rounds, r.torch_status, r.ratio]), [
     ["small", "vanilla", "2", "off", ""],
     ["small", "transnormer-t2", "2", "off", ""],

@@ -107,6 +107,7 @@ Deno.test("profileStep: a 1- and a 2-layer vanilla step's matmuls, counted by ha
       assert.equal(p.kernels.find((k) => k.name === "GatherV2")!.calls, 1);
       assert.equal(p.kernels.find((k) => k.name === "UnsortedSegmentSum")!.calls, 1);
       assert.equal(p.backend, "cpu");
+      assert.match(p.device, / logical cores?$/);
       assert.equal(p.profiled, layers);
       assert.ok(p.nesting);
     }

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { interleavedTimes, medianMs, medianMsAsync, timeInterval } from "../lib/timing.ts";
+import { interleavedTimes, interleavedTimesAsync, medianMs, medianMsAsync, timeInterval } from "../lib/timing.ts";
 import "./helpers.ts";
 
 Deno.test("medianMs runs fn warmup + repeats times and disposes every result", () => {
@@ -68,6 +68,39 @@ Deno.test("interleavedTimes: every function once per round, in an order rotated 
   assert.throws(() => interleavedTimes({}), /at least one function/);
   assert.throws(() => interleavedTimes({ a: make("a") }, { rounds: 0 }), RangeError);
   assert.throws(() => interleavedTimes({ a: make("a") }, { round: 3 } as never), /unknown option "round"/);
+});
+
+Deno.test("interleavedTimesAsync: the same calls in the same rotated order as interleavedTimes, every read awaited", async () => {
+  const start = tf.memory().numTensors;
+  const trace = () => {
+    const calls: string[] = [], seen: string[] = [];
+    let reads = 0;
+    const make = (name: string) => () => {
+      calls.push(name);
+      const t = tf.ones([2, 2]);
+      const data = t.data.bind(t);
+      t.data = (() => (reads++, data())) as typeof t.data;
+      return t;
+    };
+    const fns = { a: make("a"), b: make("b"), c: make("c") };
+    const options = { rounds: 3, repeats: 2, warmup: 1, onTime: (r: number, name: string) => seen.push(`${r}${name}`) };
+    return { fns, options, calls, seen, reads: () => reads };
+  };
+  const sync = trace(), async = trace();
+  interleavedTimes(sync.fns, sync.options);
+  const times = await interleavedTimesAsync(async.fns, async.options);
+  assert.deepEqual(async.calls, sync.calls);
+  assert.deepEqual(async.seen, sync.seen);
+  // 3 warm-up runs and 3 rounds × 3 functions × 2 repeats, each output read once by `await data()`.
+  assert.equal(async.reads(), 3 + 18);
+  assert.equal(sync.reads(), 0);
+  assert.deepEqual(Object.keys(times), ["a", "b", "c"]);
+  assert.ok(Object.values(times).every((ms) => ms.length === 3 && ms.every((t) => t >= 0 && Number.isFinite(t))));
+  assert.equal(tf.memory().numTensors, start);
+  await assert.rejects(() => interleavedTimesAsync({}), RangeError);
+  await assert.rejects(() => interleavedTimesAsync({ a: () => tf.ones([1]) }, { repeats: 0 }), RangeError);
+  await assert.rejects(() => interleavedTimesAsync({ a: () => tf.ones([1]) }, { round: 3 } as never), TypeError);
+  await assert.rejects(() => interleavedTimesAsync({ a: 1 } as never), /fns.a must be a function/);
 });
 
 Deno.test("timeInterval: the geometric mean and the t interval of log times, mapped back", () => {

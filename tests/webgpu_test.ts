@@ -30,6 +30,18 @@ import {
   WebgpuSyncReadError,
 } from "../lib/webgpu.ts";
 import { outputAndGrads, requireWebgpu, seededQKV } from "./helpers.ts";
+import {
+  diagonalMass,
+  diagonalMassAsync,
+  layerGradientNorms,
+  layerGradientNormsAsync,
+  localityCurve,
+  localityCurveAsync,
+  maxScoreGradient,
+  maxScoreGradientAsync,
+} from "../lib/diagnostics/mod.ts";
+import { defaultBenchConfig, deviceOf, runBench } from "../lib/bench/mod.ts";
+import { interleavedTimesAsync } from "../lib/timing.ts";
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
 
@@ -299,6 +311,86 @@ Deno.test("webgpu: two training steps of every preset give the cpu backend's los
       assertCloseValues(actual, expected.get(preset)!, `${preset}: losses ${actual} vs ${expected.get(preset)}`);
     }
   });
+});
+
+Deno.test("webgpu: the async diagnostics give the cpu backend's numbers, where the sync forms throw", async () => {
+  // Sizes past tfjs-webgpu's CPU hand-off (about 1000 elements), so the GPU computes and holds the values.
+  const weights = () =>
+    tf.tidy(() => {
+      const mask = tf.linalg.bandPart(tf.ones([32, 32]), -1, 0); // [n, n]
+      const scores = randomNormal<tf.Tensor4D>([1, 2, 32, 32], { seed: 4, std: 2 }); // [b, h, n, n]
+      return tf.mul(tf.softmax(tf.add(scores, tf.mul(tf.sub(mask, 1), 1e9))), mask) as tf.Tensor4D; // causal rows
+    });
+  const scores = () => tf.tidy(() => tf.exp(randomNormal<tf.Tensor2D>([12, 96], { seed: 6 }))); // [12, 96] > 0
+  const ratios = [0, 0.1, 0.25, 0.5, 1];
+  // The sync forms on cpu; the async forms on webgpu (on cpu they are equal to the sync ones: async_twins_test.ts).
+  // Not the model walks (layerLocalityAsync, formAgreementAsync, ...): TransformerModel checks its ids with a
+  // synchronous read (lib/models/model.ts), which webgpu refuses before any diagnostic reads.
+  const measure = async (sync: boolean) => {
+    const w = weights(), s = scores();
+    const qkv = seededQKV({ n: 40, dk: 8, dv: 8, seed: 3 });
+    try {
+      const one = <T>(f: () => T, g: () => Promise<T>) => (sync ? Promise.resolve(f()) : g());
+      if (!sync) {
+        assert.throws(() => localityCurve(w, { ratios, causal: true }), WebgpuSyncReadError);
+        assert.throws(() => layerGradientNorms(qkv, { variant: "linear", seed: 2 }), WebgpuSyncReadError);
+      }
+      return {
+        locality: await one(
+          () => localityCurve(w, { ratios, causal: true }),
+          () => localityCurveAsync(w, { ratios, causal: true }),
+        ),
+        diagonal: await one(
+          () => diagonalMass(w, { window: 3, causal: true }),
+          () => diagonalMassAsync(w, { window: 3, causal: true }),
+        ),
+        maxGrad: await one(() => maxScoreGradient(s, "linear"), () => maxScoreGradientAsync(s, "linear")),
+        norms: await one(
+          () => layerGradientNorms(qkv, { variant: "linear", seed: 2 }),
+          () => layerGradientNormsAsync(qkv, { variant: "linear", seed: 2 }),
+        ),
+      };
+    } finally {
+      tf.dispose([w, s, qkv.q, qkv.k, qkv.v]);
+    }
+  };
+  const expected = await on("cpu", () => measure(true));
+  const actual = await on("webgpu", () => measure(false));
+  const close = (a: number[], e: number[], what: string) => assertCloseValues(a, e, what);
+  close(actual.locality.curve, expected.locality.curve, "localityCurve: curve");
+  close(actual.locality.availableCurve, expected.locality.availableCurve, "localityCurve: available curve");
+  close([actual.locality.auc, actual.diagonal.mass], [expected.locality.auc, expected.diagonal.mass], "auc, mass");
+  assert.equal(actual.diagonal.rows, expected.diagonal.rows);
+  close([actual.maxGrad], [expected.maxGrad], "maxScoreGradient");
+  close(Object.values(actual.norms), Object.values(expected.norms), "layerGradientNorms");
+});
+
+Deno.test("webgpu: the attention bench runs with awaited reads, and every row names the adapter", async () => {
+  const adapter = await requireWebgpu();
+  const result = await on("webgpu", () =>
+    runBench({
+      ...defaultBenchConfig({ quick: true, backends: ["webgpu"] }),
+      variants: ["linear", "softmax"],
+      lengths: [64],
+      heads: 2,
+      d: 16,
+      torch: false,
+    }, { progressOutput: "none", log: () => {} }));
+  assert.deepEqual(result.rows.map((r) => [r.backend, r.variant, r.status]), [
+    ["webgpu", "linear", "ok"],
+    ["webgpu", "softmax", "ok"],
+  ]);
+  assert.ok(result.rows.every((r) => r.device === describeAdapter(adapter) && r.fwd_bwd_ms! > 0));
+  assert.equal(await deviceOf("webgpu"), describeAdapter(adapter));
+  const times = await on("webgpu", async () => {
+    const a = tf.ones([64, 64]);
+    try {
+      return await interleavedTimesAsync({ mm: () => tf.matMul(a, a) }, { rounds: 2, repeats: 1 });
+    } finally {
+      a.dispose();
+    }
+  });
+  assert.equal(times.mm.length, 2);
 });
 
 Deno.test("webgpu: 00_tour runs in quick mode on webgpu, and its figures record the backend", async () => {

@@ -4,7 +4,9 @@
  *
  * Peak memory comes from `tf.profile`, which snapshots `tf.memory().numBytes` after every kernel: the peak is
  * the highest snapshot minus the bytes live before the run (the inputs), so it counts the outputs and every
- * intermediate alive at once, at kernel granularity. Timing is wall clock with every output read back.
+ * intermediate alive at once, at kernel granularity. Timing is wall clock with every output read back by
+ * `await tensor.data()` (`medianMsAsync`), which a GPU backend needs: a synchronous read stalls it (or, for Deno's
+ * WebGPU, throws).
  *
  * @module
  */
@@ -13,7 +15,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, initBackend } from "../backend.ts";
 import { setFiniteChecks, type VariantName, variants } from "../attention/mod.ts";
 import { randomNormal } from "../random.ts";
-import { medianMs } from "../timing.ts";
+import { medianMsAsync } from "../timing.ts";
 import { type FlopCount, flopCount } from "./flops.ts";
 
 /** Options for {@linkcode measureAttention}. */
@@ -100,17 +102,18 @@ function checkPositiveInteger(value: unknown, name: string, owner: string): numb
   return value;
 }
 
-function readAll(container: tf.TensorContainer): void {
-  if (container instanceof tf.Tensor) container.dataSync();
-  else if (Array.isArray(container)) container.forEach(readAll);
+/** Awaits the values of every tensor in `container`, so an asynchronous backend has finished computing them. */
+async function readAll(container: tf.TensorContainer): Promise<void> {
+  if (container instanceof tf.Tensor) await container.data();
+  else if (Array.isArray(container)) await Promise.all(container.map(readAll));
 }
 
 async function profiledRun(fn: () => tf.TensorContainer): Promise<{ ms: number; peakBytes: number }> {
   const before = tf.memory().numBytes;
   const start = performance.now();
-  const info = await tf.profile(() => {
+  const info = await tf.profile(async () => {
     const out = fn();
-    readAll(out);
+    await readAll(out);
     return out;
   });
   const ms = performance.now() - start;
@@ -118,13 +121,15 @@ async function profiledRun(fn: () => tf.TensorContainer): Promise<{ ms: number; 
   return { ms, peakBytes: Math.max(0, (Number.isFinite(info.peakBytes) ? info.peakBytes : before) - before) };
 }
 
-function plainRun(fn: () => tf.TensorContainer): { ms: number; peakBytes: number } {
+async function plainRun(fn: () => tf.TensorContainer): Promise<{ ms: number; peakBytes: number }> {
   const start = performance.now();
   const out = fn();
-  readAll(out);
-  const ms = performance.now() - start;
-  tf.dispose(out);
-  return { ms, peakBytes: 0 };
+  try {
+    await readAll(out);
+  } finally {
+    tf.dispose(out);
+  }
+  return { ms: performance.now() - start, peakBytes: 0 };
 }
 
 /**
@@ -193,12 +198,12 @@ export async function measureAttention(options: MeasureOptions): Promise<Measure
     const warmupMs = bwdWarm?.ms ?? fwdWarm.ms;
     // One run past maxRunMs: the warm-up is the measurement (repeats 0) rather than spending as long again.
     const runs = warmupMs > maxRunMs ? 0 : Math.min(repeats, Math.max(1, Math.floor(maxRunMs / warmupMs)));
-    const fwdMs = runs === 0 ? fwdWarm.ms : medianMs(forward, { repeats: runs, warmup: 0 });
+    const fwdMs = runs === 0 ? fwdWarm.ms : await medianMsAsync(forward, { repeats: runs, warmup: 0 });
     const fwdBwdMs = !backward
       ? null
       : runs === 0
       ? bwdWarm!.ms
-      : medianMs(forwardBackward, { repeats: runs, warmup: 0 });
+      : await medianMsAsync(forwardBackward, { repeats: runs, warmup: 0 });
     return {
       variant: name,
       backend,
@@ -258,7 +263,7 @@ export async function sgemmPeak(
   const a = randomNormal<tf.Tensor2D>([size, size], { seed: 1 }); // [size, size]
   const b = randomNormal<tf.Tensor2D>([size, size], { seed: 2 }); // [size, size]
   try {
-    const ms = medianMs(() => tf.matMul(a, b), { repeats, warmup: 1 });
+    const ms = await medianMsAsync(() => tf.matMul(a, b), { repeats, warmup: 1 });
     return { backend: tf.getBackend(), size, ms, gflops: (2 * size ** 3) / (ms * 1e6) };
   } finally {
     tf.dispose([a, b]);

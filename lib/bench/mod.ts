@@ -17,6 +17,7 @@
  * @module
  */
 
+export { cpuDescription, deviceOf } from "./device.ts";
 export { FLOP_VARIANTS, type FlopCount, flopCount, type FlopDims, performerFeatures } from "./flops.ts";
 export {
   type Crossover,
@@ -64,11 +65,13 @@ export {
 export { type LogLogPlotOptions, memoryPlot, type PlotRow, timePlot } from "./plots.ts";
 export {
   decodeTimes,
+  decodeTimesAsync,
   type DecodeTimesOptions,
   type DecodeTiming,
   type DecodeTimingSpec,
   type Form,
   formAgreement,
+  formAgreementAsync,
   type FormAgreementRow,
   type LayerOutputs,
   layerOutputs,

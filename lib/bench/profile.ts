@@ -19,6 +19,7 @@ import type { AdamOptions } from "../train/adam.ts";
 import { BLAS_BACKEND } from "../blas/backend.ts";
 import { dataBytes, resetPeakDataBytes } from "../blas/pool.ts";
 import { positiveInteger } from "./_checks.ts";
+import { deviceOf } from "./device.ts";
 import { trainStepTimer } from "./train_step.ts";
 
 /** One kernel call as {@linkcode groupKernels} reads it (what tf.profile records, plus the nesting). */
@@ -150,6 +151,8 @@ export interface ProfileStepOptions {
 export interface StepProfile {
   /** The backend the step ran on. */
   backend: string;
+  /** What the backend ran on: the CPU's model and logical cores, or the WebGPU adapter (lib/bench/device.ts). */
+  device: string;
   /** Profiled updates the numbers are the mean of. */
   profiled: number;
   /** Wall time of a profiled update in ms, from its start to its loss read back. */
@@ -234,18 +237,23 @@ export async function profileStep(
   const profiled = positiveInteger(owner, "options.profiled", options.profiled ?? 1);
   const plainSteps = count(owner, "options.plainSteps", options.plainSteps ?? 3);
   const timer = trainStepTimer(model, options.adam === undefined ? {} : { adam: options.adam });
-  const once = () => {
+  // Each update's loss is read by `await data()`: a GPU backend has finished the update only then.
+  const once = async () => {
     const start = performance.now();
     const loss = timer.step(batch);
-    loss.dataSync();
-    loss.dispose();
+    try {
+      await loss.data();
+    } finally {
+      loss.dispose();
+    }
     return performance.now() - start;
   };
   const engine = tf.engine() as unknown as EngineInternals;
   const backend = tf.getBackend();
+  const device = await deviceOf(backend);
   setFiniteChecks(false);
   try {
-    for (let i = 0; i < warmup; i++) once();
+    for (let i = 0; i < warmup; i++) await once();
     const records: KernelRecord[] = [];
     let wallMs = 0, peakBytes = 0, nesting = true;
     for (let i = 0; i < profiled; i++) {
@@ -264,11 +272,14 @@ export async function profileStep(
       k.share = wallMs > 0 ? k.ms / wallMs : 0;
     }
     const kernelMs = kernels.reduce((s, k) => s + k.ms, 0);
-    const plain = Array.from({ length: plainSteps }, once).sort((a, b) => a - b);
+    const plain: number[] = [];
+    for (let i = 0; i < plainSteps; i++) plain.push(await once());
+    plain.sort((a, b) => a - b);
     const mid = Math.floor(plainSteps / 2);
     const plainMs = plainSteps === 0 ? null : plainSteps % 2 === 1 ? plain[mid] : (plain[mid - 1] + plain[mid]) / 2;
     return {
       backend,
+      device,
       profiled,
       wallMs,
       kernelMs,
@@ -312,10 +323,10 @@ async function profileOnce(
   if (buffers) resetPeakDataBytes();
   const liveBefore = dataBytes().live;
   try {
-    info = await tf.profile(() => {
+    info = await tf.profile(async () => {
       const start = performance.now();
       const loss = step();
-      loss.dataSync();
+      await loss.data();
       wallMs = performance.now() - start;
       return loss;
     });
@@ -367,7 +378,7 @@ function count(owner: string, name: string, value: unknown): number {
  * ]);
  * for (const k of kernels) k.share = k.ms / 10;
  * const table = formatProfile({
- *   backend: "blas", profiled: 1, wallMs: 10, kernelMs: 8, overheadMs: 2, plainMs: 9.5, kernels, calls: 2, peakBytes: 8e6, peakMethod: "buffers", nesting: true,
+ *   backend: "blas", device: "Intel(R) Xeon(R) Processor, 2 logical cores", profiled: 1, wallMs: 10, kernelMs: 8, overheadMs: 2, plainMs: 9.5, kernels, calls: 2, peakBytes: 8e6, peakMethod: "buffers", nesting: true,
  * });
  * console.log(table.split("\n").slice(0, 2)); // ["kernel                 calls     ms  % step  new MB", "BatchMatMul                1   6.00    60.0    4.00"]
  * console.log(table.split("\n").at(-4)); // outside kernels                2.00    20.0

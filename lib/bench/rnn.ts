@@ -17,7 +17,8 @@ import * as tf from "@tensorflow/tfjs";
 import { type QKV, setFiniteChecks, variants } from "../attention/mod.ts";
 import { type DecodeSession, decodeSession } from "../models/generate.ts";
 import { TransformerModel } from "../models/model.ts";
-import { interleavedTimes } from "../timing.ts";
+import { type ReadPlan, readPlan, readPlanAsync } from "../read.ts";
+import { interleavedTimes, interleavedTimesAsync } from "../timing.ts";
 import { positiveInteger } from "./_checks.ts";
 
 /** How {@linkcode layerOutputs} runs the attention layers. */
@@ -132,13 +133,54 @@ export interface FormAgreementRow {
   recurrentVsChunked: number;
 }
 
-const maxAbsDiff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-const maxAbs = (a: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(a)).dataSync()[0]);
+/**
+ * What {@linkcode formAgreement} and {@linkcode formAgreementAsync} read: per layer and for the logits, max |parallel|
+ * and the three largest differences, as one [rows, 4] tensor read once; the three forms' outputs are disposed when
+ * the read is done.
+ */
+function agreementPlan(owner: string, model: TransformerModel, ids: ArrayLike<number>): ReadPlan<FormAgreementRow[]> {
+  checkModel(owner, model);
+  checkIds(owner, ids, model);
+  const names = model.config.attention.map((layer) => {
+    const inner = layer.options.inner ?? layer.options.featureMap;
+    return layer.variant + (typeof inner === "string" ? ` (${inner})` : "");
+  });
+  return {
+    build: () => {
+      const forms: tf.Tensor[][] = [];
+      const maxAbs = (t: tf.Tensor) => tf.max(tf.abs(t)); // []
+      try {
+        for (const form of ["reference", "attend", "recurrent"] as const) {
+          const out = layerOutputs(model, ids, form);
+          forms.push([...out.layers, out.logits]);
+        }
+        const [parallel, chunked, recurrent] = forms;
+        return [tf.stack(parallel.map((p, i) => {
+          const c = chunked[i], r = recurrent[i];
+          return tf.stack([maxAbs(p), maxAbs(tf.sub(c, p)), maxAbs(tf.sub(r, p)), maxAbs(tf.sub(r, c))]); // [4]
+        }))]; // [layers + 1, 4]
+      } finally {
+        // layerOutputs keeps its tensors (tf.keep), so the read's tidy would not free them.
+        tf.dispose(forms.flat());
+      }
+    },
+    finish: ([values]) =>
+      [...names, "–"].map((variant, i) => ({
+        layer: i < names.length ? String(i) : "logits",
+        variant,
+        maxOutput: values[4 * i],
+        chunkedVsParallel: values[4 * i + 1],
+        recurrentVsParallel: values[4 * i + 2],
+        recurrentVsChunked: values[4 * i + 3],
+      })),
+  };
+}
 
 /**
  * The largest absolute differences between the parallel (`reference`), chunked (`attend`) and recurrent
  * forms of `model` over `ids`, one row per attention layer and one for the logits. Layer i's input comes
- * from the same form's earlier layers, so later rows include what earlier layers differ by.
+ * from the same form's earlier layers, so later rows include what earlier layers differ by. Every number is read in
+ * one synchronous read; {@linkcode formAgreementAsync} awaits it instead.
  *
  * @example
  * ```ts
@@ -152,30 +194,27 @@ const maxAbs = (a: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(a)).dataSync()[0]);
  * ```
  */
 export function formAgreement(model: TransformerModel, ids: ArrayLike<number>): FormAgreementRow[] {
-  checkModel("formAgreement", model);
-  checkIds("formAgreement", ids, model);
-  const parallel = layerOutputs(model, ids, "reference");
-  const chunked = layerOutputs(model, ids, "attend");
-  const recurrent = layerOutputs(model, ids, "recurrent");
-  try {
-    const row = (layer: string, variant: string, p: tf.Tensor, c: tf.Tensor, r: tf.Tensor): FormAgreementRow => ({
-      layer,
-      variant,
-      maxOutput: maxAbs(p),
-      chunkedVsParallel: maxAbsDiff(c, p),
-      recurrentVsParallel: maxAbsDiff(r, p),
-      recurrentVsChunked: maxAbsDiff(r, c),
-    });
-    const rows = model.config.attention.map((layer, i) => {
-      const inner = layer.options.inner ?? layer.options.featureMap;
-      const name = layer.variant + (typeof inner === "string" ? ` (${inner})` : "");
-      return row(String(i), name, parallel.layers[i], chunked.layers[i], recurrent.layers[i]);
-    });
-    rows.push(row("logits", "–", parallel.logits, chunked.logits, recurrent.logits));
-    return rows;
-  } finally {
-    for (const c of [parallel, chunked, recurrent]) tf.dispose([...c.layers, c.logits]);
-  }
+  return readPlan(agreementPlan("formAgreement", model, ids));
+}
+
+/**
+ * {@linkcode formAgreement} with its one read awaited (`await data()`), for a GPU backend; the same rows.
+ *
+ * @example
+ * ```ts
+ * import { createModel } from "../models/model.ts";
+ * import { formAgreementAsync } from "./rnn.ts";
+ * const model = createModel({ attention: "linear", layers: 1, dModel: 8, heads: 2 }, { log: () => {} });
+ * const rows = await formAgreementAsync(model, [1, 2, 3]);
+ * console.log(rows.map((r) => r.layer), rows.every((r) => r.recurrentVsChunked < 1e-4 * r.maxOutput)); // ["0", "logits"] true
+ * model.dispose();
+ * ```
+ */
+export async function formAgreementAsync(
+  model: TransformerModel,
+  ids: ArrayLike<number>,
+): Promise<FormAgreementRow[]> {
+  return await readPlanAsync(agreementPlan("formAgreementAsync", model, ids));
 }
 
 /** One model to time in {@linkcode decodeTimes}. */
@@ -249,7 +288,61 @@ export function decodeTimes(
   ids: ArrayLike<number>,
   options: DecodeTimesOptions = {},
 ): DecodeTiming[] {
-  const owner = "decodeTimes";
+  const run = openDecode("decodeTimes", specs, ids, options);
+  try {
+    return run.results(interleavedTimes(run.fns, run.timing));
+  } finally {
+    run.close();
+  }
+}
+
+/**
+ * {@linkcode decodeTimes} with every timing's last output read back by `await data()` ({@linkcode
+ * interleavedTimesAsync}): the same sessions, rounds and rotated order, for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import { createModel } from "../models/model.ts";
+ * import { decodeTimesAsync } from "./rnn.ts";
+ * const model = createModel({ attention: "linear", layers: 1, dModel: 8, heads: 2, maxLength: 32 }, { log: () => {} });
+ * const ids = Array.from({ length: 32 }, (_, i) => i);
+ * const rows = await decodeTimesAsync([{ name: "linear", model, positions: [4] }], ids, { rounds: 2, stepsPerTiming: 1 });
+ * console.log(rows[0].msPerToken.length, rows[0].endPosition); // 2 7
+ * model.dispose();
+ * ```
+ */
+export async function decodeTimesAsync(
+  specs: readonly DecodeTimingSpec[],
+  ids: ArrayLike<number>,
+  options: DecodeTimesOptions = {},
+): Promise<DecodeTiming[]> {
+  const run = openDecode("decodeTimesAsync", specs, ids, options);
+  try {
+    return run.results(await interleavedTimesAsync(run.fns, run.timing));
+  } finally {
+    run.close();
+  }
+}
+
+/** The sessions of a decoding benchmark, opened and prefilled, with what to time and how to read the times. */
+interface DecodeRun {
+  /** One function per (model, position), named "name@position". */
+  fns: Record<string, () => tf.TensorContainer>;
+  /** The interleavedTimes options. */
+  timing: { rounds: number; repeats: 1; warmup: number; onTime?: (round: number, label: string) => void };
+  /** The rows from interleavedTimes' per-round times. */
+  results: (times: Record<string, number[]>) => DecodeTiming[];
+  /** Disposes the sessions and turns the finite checks back on. */
+  close: () => void;
+}
+
+/** Checks the arguments of decodeTimes, turns the finite checks off and opens every session (see decodeTimes). */
+function openDecode(
+  owner: string,
+  specs: readonly DecodeTimingSpec[],
+  ids: ArrayLike<number>,
+  options: DecodeTimesOptions,
+): DecodeRun {
   if (options === null || typeof options !== "object") throw new TypeError(`${owner}: options must be an object`);
   const known = ["rounds", "stepsPerTiming", "warmup", "prefillPiece", "onTime"];
   for (const key of Object.keys(options)) {
@@ -299,6 +392,10 @@ export function decodeTimes(
   const sessions: DecodeSession[] = [];
   const results: (DecodeTiming & { session: DecodeSession | null })[] = [];
   const fns: Record<string, () => tf.TensorContainer> = {};
+  const close = () => {
+    setFiniteChecks(true);
+    for (const s of sessions) s.dispose();
+  };
   setFiniteChecks(false);
   try {
     for (const spec of specs) {
@@ -348,15 +445,20 @@ export function decodeTimes(
         });
       }
     }
-    const times = interleavedTimes(fns, { rounds, repeats: 1, warmup, onTime: options.onTime });
-    return results.map(({ session, ...r }) => ({
-      ...r,
-      msPerToken: times[`${r.name}@${r.position}`].map((ms) => (r.cache === "kv" ? ms / steps : ms)),
-      endPosition: session?.position ?? r.position,
-      stateFloats: session?.stateFloats() ?? 0,
-    }));
-  } finally {
-    setFiniteChecks(true);
-    for (const s of sessions) s.dispose();
+  } catch (err) {
+    close();
+    throw err;
   }
+  return {
+    fns,
+    timing: { rounds, repeats: 1, warmup, ...(options.onTime === undefined ? {} : { onTime: options.onTime }) },
+    results: (times) =>
+      results.map(({ session, ...r }) => ({
+        ...r,
+        msPerToken: times[`${r.name}@${r.position}`].map((ms) => (r.cache === "kv" ? ms / steps : ms)),
+        endPosition: session?.position ?? r.position,
+        stateFloats: session?.stateFloats() ?? 0,
+      })),
+    close,
+  };
 }

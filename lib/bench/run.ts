@@ -10,6 +10,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, BACKENDS, initBackend, loadableBackends } from "../backend.ts";
 import { type VariantName, variants } from "../attention/mod.ts";
 import { progress } from "../notebook/progress.ts";
+import { deviceOf } from "./device.ts";
 import { FLOP_VARIANTS, flopCount } from "./flops.ts";
 import { measureAttention, type SgemmPeak, sgemmPeak } from "./measure.ts";
 import { probeTorch, runTorchBench, type TorchBenchConfig, type TorchBenchResult, type TorchRow } from "./torch.ts";
@@ -78,6 +79,8 @@ export function defaultBenchConfig(options: { quick: boolean; backends: BackendN
 export interface BenchRow {
   [column: string]: string | number | boolean | null;
   backend: string;
+  /** What the backend ran on: the CPU's model and logical cores, or the WebGPU adapter (lib/bench/device.ts). */
+  device: string;
   variant: string;
   causal: boolean;
   n: number;
@@ -167,9 +170,17 @@ export function softmaxPlan(
   return { mode: "blocked", queryBlockSize: size, bytes: perRow * size };
 }
 
-function emptyRow(base: Pick<BenchRow, "backend" | "variant" | "causal" | "n">, config: BenchConfig): BenchRow {
+function emptyRow(
+  base: Pick<BenchRow, "backend" | "device" | "variant" | "causal" | "n">,
+  config: BenchConfig,
+): BenchRow {
   return {
-    ...base,
+    // Spelled out: this is the CSV's column order, with device right after backend.
+    backend: base.backend,
+    device: base.device,
+    variant: base.variant,
+    causal: base.causal,
+    n: base.n,
     batch: config.batch,
     heads: config.heads,
     d: config.d,
@@ -293,6 +304,9 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
   const elapsedS = () => (performance.now() - start) / 1000;
   const previous = tf.getBackend();
   for (const backend of config.backends) await initBackend({ backend, quiet: true });
+  const devices = new Map<string, string>();
+  // PyTorch runs on the CPU (torch_attention.py uses no accelerator).
+  for (const backend of [...config.backends, "torch"]) devices.set(backend, await deviceOf(backend));
 
   const peak = await measurePeak(config.backends, log);
 
@@ -312,7 +326,7 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
       for (const variant of config.variants) {
         for (const causal of config.causal) {
           const key = `${backend}|${variant}|${causal}`;
-          const row = emptyRow({ backend, variant, causal, n }, config);
+          const row = emptyRow({ backend, device: devices.get(backend)!, variant, causal, n }, config);
           rows.push(row);
           bar.tick(1, { backend, variant, n });
           let extra: Record<string, unknown> = {};
@@ -441,7 +455,10 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
 
   for (const t of torchResult ? withTorchMemorySkips(torchResult.rows, config) : []) {
     const variant = t.variant as VariantName;
-    const row = emptyRow({ backend: "torch", variant, causal: t.causal, n: t.n }, config);
+    const row = emptyRow(
+      { backend: "torch", device: devices.get("torch")!, variant, causal: t.causal, n: t.n },
+      config,
+    );
     row.status = t.status;
     row.note = t.note ?? "";
     if (t.status === "ok") {
@@ -549,6 +566,7 @@ export function formatBenchTable(rows: readonly BenchRow[]): string {
   const both = new Set(rows.map((r) => r.causal)).size > 1;
   const header = [
     "backend",
+    "device",
     "variant",
     ...(both ? ["causal"] : []),
     "n",
@@ -563,6 +581,7 @@ export function formatBenchTable(rows: readonly BenchRow[]): string {
   ];
   const body = rows.map((r) => [
     r.backend,
+    r.device,
     r.variant,
     ...(both ? [String(r.causal)] : []),
     String(r.n),
@@ -577,7 +596,7 @@ export function formatBenchTable(rows: readonly BenchRow[]): string {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i].length)));
   const line = (cells: string[]) =>
-    cells.map((c, i) => (i < 2 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ")
+    cells.map((c, i) => (i < 3 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ")
       .trimEnd();
   return [line(header), ...body.map(line), "", ...speedupNotes(rows)].join("\n");
 }

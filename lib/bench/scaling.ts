@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { type FlopCount, setFiniteChecks, type VariantName, variants } from "../attention/mod.ts";
 import { randomNormal } from "../random.ts";
-import { interleavedTimes } from "../timing.ts";
+import { interleavedTimesAsync } from "../timing.ts";
 import { extrapolatePowerLaw } from "./fit.ts";
 import { flopCount } from "./flops.ts";
 import { positiveInteger } from "./_checks.ts";
@@ -73,15 +73,15 @@ export interface ScalingRow {
   flops: FlopCount;
 }
 
-/** `fn` run `runs` times per call: every output but the last read back and disposed; the last returned. */
+/**
+ * `fn` run `runs` times per call: every output but the last disposed unread, the last returned (the timer reads it).
+ * Reading the last output alone times every run: a synchronous backend computes each run before the next starts,
+ * and a GPU backend runs its queue in order, so the last output is ready only after the earlier ones.
+ */
 function repeated(fn: () => tf.TensorContainer, runs: number): () => tf.TensorContainer {
   if (runs === 1) return fn;
   return () => {
-    for (let i = 1; i < runs; i++) {
-      const out = fn();
-      for (const t of [out].flat() as tf.Tensor[]) t.dataSync();
-      tf.dispose(out);
-    }
+    for (let i = 1; i < runs; i++) tf.dispose(fn());
     return fn();
   };
 }
@@ -89,9 +89,9 @@ function repeated(fn: () => tf.TensorContainer, runs: number): () => tf.TensorCo
 async function profiled(fn: () => tf.TensorContainer): Promise<{ ms: number; bytes: number }> {
   const before = tf.memory().numBytes;
   const start = performance.now();
-  const info = await tf.profile(() => {
+  const info = await tf.profile(async () => {
     const out = fn();
-    for (const t of [out].flat() as tf.Tensor[]) t.dataSync();
+    await Promise.all(([out].flat() as tf.Tensor[]).map((t) => t.data()));
     return out;
   });
   const ms = performance.now() - start;
@@ -101,9 +101,9 @@ async function profiled(fn: () => tf.TensorContainer): Promise<{ ms: number; byt
 
 /**
  * Times `variant.attend()` forward and forward + backward for every spec at every length, on seeded q, k, v of
- * shape [batch, heads, n, dk], in interleaved rounds (`interleavedTimes`; a run shorter than `targetMs` is repeated
- * within its timing and averaged), after one profiled warm-up of each that gives its peak memory. Lengths run in increasing order per spec; once a spec's forward +
- * backward is predicted from its shorter lengths (`extrapolatePowerLaw`), or found in its warm-up, to exceed
+ * shape [batch, heads, n, dk], in interleaved rounds (`interleavedTimesAsync`: every read awaited; a run shorter
+ * than `targetMs` is repeated within its timing and averaged), after one profiled warm-up of each that gives its
+ * peak memory. Lengths run in increasing order per spec; once a spec's forward + backward is predicted from its shorter lengths (`extrapolatePowerLaw`), or found in its warm-up, to exceed
  * `maxRunMs`, that length and the longer ones are recorded "over time cap" and not timed. The finite checks of
  * the attention layers are off while timing. Leaves no tensors behind. Per-round times of one spec at several
  * lengths are paired by round: `exponentInterval` fits an exponent per round.
@@ -245,7 +245,7 @@ export async function attentionScaling(
     }
     const times: Record<string, number[]> = Object.keys(fns).length === 0
       ? {}
-      : interleavedTimes(fns, { rounds, repeats: 1, warmup: 0, onTime: options.onTime });
+      : await interleavedTimesAsync(fns, { rounds, repeats: 1, warmup: 0, onTime: options.onTime });
     for (const row of rows) {
       row.fwdMs = (times[`${row.name}@${row.n}:fwd`] ?? []).map((ms) => ms / row.runsPerTiming.fwd);
       row.fwdBwdMs = (times[`${row.name}@${row.n}:fwdBwd`] ?? []).map((ms) => ms / row.runsPerTiming.fwdBwd);

@@ -22,6 +22,7 @@ import { seededUniform } from "../random.ts";
 import { median, ratioInterval } from "../stats/mod.ts";
 import type { AdamOptions } from "../train/adam.ts";
 import { positiveInteger } from "./_checks.ts";
+import { deviceOf } from "./device.ts";
 import { type SgemmPeak, sgemmPeak } from "./measure.ts";
 import { TorchTwin, type TwinInfo, type TwinStepTimes } from "./torch_twin.ts";
 import { modelFlops, STEP_ADAM, trainStepTimer } from "./train_step.ts";
@@ -106,6 +107,8 @@ export interface TrainBenchRow {
   parameters: number;
   /** attnlab's backend. */
   backend: string;
+  /** What the backend ran on: the CPU's model and logical cores, or the WebGPU adapter (lib/bench/device.ts). */
+  device: string;
   rounds: number;
   /** Timed steps per side per round. */
   steps_per_round: number;
@@ -174,6 +177,8 @@ export interface TrainBenchRowInput {
   preset: string;
   parameters: number;
   backend: string;
+  /** What the backend ran on (`deviceOf(backend)`, lib/bench/device.ts). */
+  device: string;
   /** Matmul FLOPs of one training step (modelFlops(...).step). */
   flopsStep: number;
   /** The sgemm peak of the run, GFLOP/s. */
@@ -209,6 +214,7 @@ const MB = 1e6;
  * import { TRAIN_BENCH_CONFIGS, trainBenchRow } from "./train_bench.ts";
  * const row = trainBenchRow({
  *   config: "small", spec: TRAIN_BENCH_CONFIGS.small, preset: "vanilla", parameters: 213248, backend: "blas",
+ *   device: "Intel(R) Xeon(R) Processor, 2 logical cores",
  *   flopsStep: 50e9, peakGflops: 200, attnlabMs: [[400], [420], [410]], attnlabPeakBytes: 3e8,
  *   torch: { status: "ok", note: "", info: null, ms: [[100], [105], [102.5]], peakBytes: 1e8 },
  * });
@@ -222,6 +228,11 @@ export function trainBenchRow(input: TrainBenchRowInput): TrainBenchRow {
   const rounds = checkTimes(owner, "input.attnlabMs", input.attnlabMs);
   const { spec, torch } = input;
   if (torch === null || typeof torch !== "object") throw new TypeError(`${owner}: input.torch must be an object`);
+  for (const key of ["backend", "device"] as const) {
+    if (typeof input[key] !== "string") {
+      throw new TypeError(`${owner}: input.${key} must be a string, got ${typeof input[key]}`);
+    }
+  }
   for (const [name, v] of [["flopsStep", input.flopsStep], ["peakGflops", input.peakGflops]] as const) {
     if (typeof v !== "number" || !(v > 0)) {
       throw new RangeError(`${owner}: input.${name} must be a number > 0, got ${v}`);
@@ -290,6 +301,7 @@ export function trainBenchRow(input: TrainBenchRowInput): TrainBenchRow {
     n: spec.n,
     parameters: input.parameters,
     backend: input.backend,
+    device: input.device,
     rounds,
     steps_per_round: Math.max(...input.attnlabMs.map((r) => r.length)),
     gflop_step: input.flopsStep / 1e9,
@@ -426,6 +438,8 @@ export interface TrainBenchResult {
   /** PyTorch for the whole run: its status before any row ("ok" when it started on an optimised BLAS). */
   torch: { status: TorchStatus; detail: string; info: TwinInfo | null };
   backend: string;
+  /** What the backend ran on (lib/bench/device.ts). */
+  device: string;
   elapsedS: number;
 }
 
@@ -511,6 +525,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
   const progress = options.onProgress ?? (() => {});
   const start = performance.now();
   const backend = tf.getBackend();
+  const device = await deviceOf(backend);
 
   const peak = await sgemmPeak({ size: sgemmSize, repeats: 5 });
   progress(`train bench: sgemm peak ${peak.gflops.toFixed(1)} GFLOP/s (${sgemmSize}³ on ${backend})`);
@@ -570,13 +585,13 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
           if (status === "ok") {
             progress(`train bench: ${label}: loading the twin`);
             try {
-              await twin!.load(model.config, { weights: weightsOf(model), adam: { ...STEP_ADAM } });
+              await twin!.load(model.config, { weights: await weightsOf(model), adam: { ...STEP_ADAM } });
             } catch (err) {
               fail(err);
             }
           }
           progress(`train bench: ${label}: ${warmup} warm-up step${warmup === 1 ? "" : "s"} each, one profiled`);
-          for (let i = 0; i < warmup; i++) stepMs(timer, batch);
+          for (let i = 0; i < warmup; i++) await stepMs(timer, batch);
           const attnlabPeak = await profiledPeak(timer, batch);
           let torchThreads = torch.info?.threads;
           if (status === "ok" && twin!.setThreads !== undefined && threads > 1) {
@@ -600,8 +615,10 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
           const attnlabMs: number[][] = [];
           const torchMs: number[][] = [];
           for (let r = 0; r < rounds; r++) {
-            const ours = () => {
-              attnlabMs.push(Array.from({ length: perRound }, () => stepMs(timer, batch)));
+            const ours = async () => {
+              const times: number[] = [];
+              for (let i = 0; i < perRound; i++) times.push(await stepMs(timer, batch));
+              attnlabMs.push(times);
             };
             const theirs = async () => {
               if (status !== "ok") return;
@@ -617,11 +634,11 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
             };
             // Alternate who goes first, so a trend in the machine's load does not favour one side.
             if (r % 2 === 0) {
-              ours();
+              await ours();
               await theirs();
             } else {
               await theirs();
-              ours();
+              await ours();
             }
             const last = (xs: number[][]) => xs.length > r ? `${median(xs[r]).toFixed(1)} ms` : "–";
             progress(
@@ -635,6 +652,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
             preset,
             parameters: model.parameterCount,
             backend,
+            device,
             flopsStep: modelFlops(model.config, { batch: spec.batch, n: spec.n }).step,
             peakGflops: peak.gflops,
             attnlabMs,
@@ -669,7 +687,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
     setFiniteChecks(true);
     if (owned) await twin!.close();
   }
-  return { rows, samples, peak, torch, backend, elapsedS: (performance.now() - start) / 1000 };
+  return { rows, samples, peak, torch, backend, device, elapsedS: (performance.now() - start) / 1000 };
 }
 
 /**
@@ -687,27 +705,30 @@ async function fastestThreads(twin: TwinLike, batch: LmBatch, o: { threads: numb
   return best.threads;
 }
 
-function stepMs(timer: ReturnType<typeof trainStepTimer>, batch: LmBatch): number {
+/** One update's wall time, its loss read back by `await data()` (a GPU backend is done only then). */
+async function stepMs(timer: ReturnType<typeof trainStepTimer>, batch: LmBatch): Promise<number> {
   const start = performance.now();
   const loss = timer.step(batch);
-  loss.dataSync();
-  const ms = performance.now() - start;
-  loss.dispose();
-  return ms;
+  try {
+    await loss.data();
+  } finally {
+    loss.dispose();
+  }
+  return performance.now() - start;
 }
 
 /** Peak tensor bytes of one update above those alive before it (tf.profile; a view counts as its own tensor). */
 async function profiledPeak(timer: ReturnType<typeof trainStepTimer>, batch: LmBatch): Promise<PeakMemory> {
-  const step = () => {
+  const step = async () => {
     const loss = timer.step(batch);
-    loss.dataSync();
+    await loss.data();
     return loss;
   };
   if (tf.getBackend() === BLAS_BACKEND) {
     // The backend's buffers, as the twin's allocator events count PyTorch's: views (Reshape, Identity) count nothing.
     resetPeakDataBytes();
     const before = dataBytes().live;
-    tf.dispose(step());
+    tf.dispose(await step());
     return { bytes: Math.max(0, dataBytes().peak - before), method: "buffers" };
   }
   // Elsewhere tf.profile's tensor bytes, which count a view at its tensor's full size (an overestimate).
@@ -724,10 +745,11 @@ interface PeakMemory {
   method: "buffers" | "tensors";
 }
 
-function weightsOf(model: TransformerModel): Record<string, Float32Array> {
-  return Object.fromEntries(
-    Object.entries(model.variables).map(([name, v]) => [name, Float32Array.from(v.dataSync() as Float32Array)]),
-  );
+/** The model's weights as copies, every variable read by `await data()` together. */
+async function weightsOf(model: TransformerModel): Promise<Record<string, Float32Array>> {
+  const entries = Object.entries(model.variables);
+  const values = await Promise.all(entries.map(([, v]) => v.data()));
+  return Object.fromEntries(entries.map(([name], i) => [name, Float32Array.from(values[i] as Float32Array)]));
 }
 
 function nameList<T extends string>(
@@ -762,6 +784,7 @@ function firstLine(err: unknown): string {
  * import { formatTrainBenchTable, TRAIN_BENCH_CONFIGS, trainBenchRow } from "./train_bench.ts";
  * const row = trainBenchRow({
  *   config: "small", spec: TRAIN_BENCH_CONFIGS.small, preset: "vanilla", parameters: 213248, backend: "blas",
+ *   device: "Intel(R) Xeon(R) Processor, 2 logical cores",
  *   flopsStep: 50e9, peakGflops: 200, attnlabMs: [[400], [420]], attnlabPeakBytes: null,
  *   torch: { status: "off", note: "--no-torch", info: null, ms: null, peakBytes: null },
  * });
@@ -777,6 +800,8 @@ export function formatTrainBenchTable(rows: readonly TrainBenchRow[]): string {
   const header = [
     "config",
     "preset",
+    "backend",
+    "device",
     "ms/step",
     "min–max",
     "tokens/s",
@@ -793,6 +818,8 @@ export function formatTrainBenchTable(rows: readonly TrainBenchRow[]): string {
   const body = rows.map((r) => [
     r.config,
     r.preset,
+    r.backend,
+    r.device,
     num(r.attnlab_ms),
     `${num(r.attnlab_ms_min)}–${num(r.attnlab_ms_max)}`,
     num(r.attnlab_tokens_per_s),
@@ -808,7 +835,7 @@ export function formatTrainBenchTable(rows: readonly TrainBenchRow[]): string {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i].length)));
   const line = (cells: string[]) =>
-    cells.map((c, i) => (i < 2 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ")
+    cells.map((c, i) => (i < 4 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ")
       .trimEnd();
   const notes = [...new Set(rows.filter((r) => r.torch_note !== "").map((r) => `${r.torch_status}: ${r.torch_note}`))];
   return [line(header), ...body.map(line), ...(notes.length > 0 ? ["", ...notes] : [])].join("\n");

@@ -18,7 +18,7 @@ import { ffnHiddenSize, type ModelConfig, type ModelConfigInput, type PresetName
 import { createModel, TransformerModel } from "../models/model.ts";
 import { LM_RECIPE } from "../models/pretrained.ts";
 import { seededUniform } from "../random.ts";
-import { interleavedTimes } from "../timing.ts";
+import { interleavedTimesAsync } from "../timing.ts";
 import { adam, type AdamOptions } from "../train/adam.ts";
 import { extrapolatePowerLaw } from "./fit.ts";
 import { flopCount } from "./flops.ts";
@@ -221,8 +221,8 @@ function batchOf(tokens: ArrayLike<number>, batch: number, n: number): LmBatch {
 
 /**
  * Times a full training update (forward, backward, Adam) of each preset at each length, `batch` sequences of
- * n tokens, in interleaved rounds (`interleavedTimes`), after one profiled warm-up step per (preset, length)
- * that gives its peak memory. Lengths whose step is predicted (or found) to exceed `memoryBudgetBytes` or
+ * n tokens, in interleaved rounds (`interleavedTimesAsync`: each step's loss read back by `await data()`), after one
+ * profiled warm-up step per (preset, length) that gives its peak memory. Lengths whose step is predicted (or found) to exceed `memoryBudgetBytes` or
  * `maxStepMs` are recorded with that status and not timed, and neither is any longer length of the preset.
  * The finite checks of the attention layers are off while timing. Per-round times of two presets at one length
  * are paired by round: `ratioInterval(a.stepMs, b.stepMs, { paired: true })`.
@@ -331,9 +331,9 @@ export async function trainStepTimes(options: TrainStepTimesOptions): Promise<Tr
           options.onWarmup?.(`${preset}@${n}`);
           const before = tf.memory().numBytes;
           const start = performance.now();
-          const info = await tf.profile(() => {
+          const info = await tf.profile(async () => {
             const loss = timer.step(b);
-            loss.dataSync();
+            await loss.data();
             return loss;
           });
           const ms = performance.now() - start;
@@ -354,7 +354,7 @@ export async function trainStepTimes(options: TrainStepTimesOptions): Promise<Tr
     }
     const times = Object.keys(fns).length === 0
       ? {}
-      : interleavedTimes(fns, { rounds, repeats: 1, warmup: 0, onTime: options.onTime });
+      : await interleavedTimesAsync(fns, { rounds, repeats: 1, warmup: 0, onTime: options.onTime });
     for (const row of rows) row.stepMs = times[`${row.preset}@${row.n}`] ?? [];
     return rows;
   } finally {

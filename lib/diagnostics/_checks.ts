@@ -23,7 +23,6 @@ export function describe(value: unknown): string {
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
-import type { TransformerModel } from "../models/model.ts";
  * import { checkNotDisposed } from "./_checks.ts";
  * const w = tf.zeros([2, 2]);
  * checkNotDisposed("demo", "weights", w);
@@ -155,16 +154,139 @@ export function forEachAttentionBatch(
   ids: tf.Tensor2D,
   options: { batchSize: number; visit: (weights: tf.Tensor4D[], from: number) => void },
 ): void {
-  const [count, n] = ids.shape;
-  for (let from = 0; from < count; from += options.batchSize) {
-    const size = Math.min(options.batchSize, count - from);
-    const chunk = tf.slice(ids, [from, 0], [size, n]); // [size, n]
-    let weights: tf.Tensor4D[] = [];
+  for (const from of batchStarts(ids, options.batchSize)) {
+    const batch = openBatch(model, ids, from, options.batchSize);
     try {
-      weights = model.attentionWeights(chunk); // per layer [size, h, n, n]
-      options.visit(weights, from);
+      options.visit(batch.weights, from);
     } finally {
-      tf.dispose([chunk, ...weights]);
+      batch.dispose();
     }
+  }
+}
+
+/**
+ * {@linkcode forEachAttentionBatch} for a `visit` that awaits (reads the weights with `await data()`): each batch's
+ * tensors are disposed once its visit has resolved (or rejected), and the next batch starts only then.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "../models/model.ts";
+ * import { forEachAttentionBatchAsync } from "./_checks.ts";
+ * const model = createModel({ attention: "vanilla", layers: 1, dModel: 8, heads: 2 }, { log: () => {} });
+ * const ids = tf.tensor2d([[1, 2, 3], [4, 5, 6], [7, 8, 9]], [3, 3], "int32");
+ * const sums: number[] = [];
+ * await forEachAttentionBatchAsync(model, ids, {
+ *   batchSize: 2,
+ *   visit: async (w) => {
+ *     const total = tf.sum(w[0]); // []: every softmax row sums to 1
+ *     sums.push(Math.round((await total.data())[0]));
+ *     total.dispose();
+ *   },
+ * });
+ * console.log(sums); // [12, 6]
+ * ids.dispose();
+ * model.dispose();
+ * ```
+ */
+export async function forEachAttentionBatchAsync(
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options: { batchSize: number; visit: (weights: tf.Tensor4D[], from: number) => void | Promise<void> },
+): Promise<void> {
+  for (const from of batchStarts(ids, options.batchSize)) {
+    const batch = openBatch(model, ids, from, options.batchSize);
+    try {
+      await options.visit(batch.weights, from);
+    } finally {
+      batch.dispose();
+    }
+  }
+}
+
+/** The first window of each batch: 0, batchSize, 2 · batchSize, ... below the number of windows. */
+function batchStarts(ids: tf.Tensor2D, batchSize: number): number[] {
+  return Array.from({ length: Math.ceil(ids.shape[0] / batchSize) }, (_, k) => k * batchSize);
+}
+
+/** The attention weights of windows from … from + batchSize − 1 (at most), per layer [size, h, n, n], to dispose. */
+function openBatch(
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  from: number,
+  batchSize: number,
+): { weights: tf.Tensor4D[]; dispose: () => void } {
+  const [count, n] = ids.shape;
+  const size = Math.min(batchSize, count - from);
+  const chunk = tf.slice(ids, [from, 0], [size, n]); // [size, n]
+  try {
+    const weights = model.attentionWeights(chunk); // per layer [size, h, n, n]
+    return { weights, dispose: () => tf.dispose([chunk, ...weights]) };
+  } catch (err) {
+    chunk.dispose();
+    throw err;
+  }
+}
+
+/**
+ * Throws a RangeError unless `shape` is square in its last two axes ([.., n, n], queries × keys) with no empty axis.
+ *
+ * @example
+ * ```ts
+ * import { checkShape } from "./_checks.ts";
+ * checkShape("demo", [2, 3, 4, 4]);
+ * try {
+ *   checkShape("demo", [4, 3]);
+ * } catch (err) {
+ *   console.log((err as Error).name); // RangeError
+ * }
+ * ```
+ */
+export function checkShape(owner: string, shape: readonly number[]): void {
+  const n = shape[shape.length - 1];
+  if (shape[shape.length - 2] !== n) {
+    throw new RangeError(
+      `${owner}: weights must be square in its last two axes (queries × keys, [.., n, n]), got shape [${
+        shape.join(", ")
+      }]`,
+    );
+  }
+  if (shape.reduce((a, b) => a * b, 1) === 0) {
+    throw new RangeError(
+      `${owner}: weights must hold at least one query row (n >= 1), got shape [${shape.join(", ")}]`,
+    );
+  }
+}
+
+/**
+ * Checks weights already read back: `shape` is [n, n] or [batch, heads, n, n] of integers (TypeError otherwise),
+ * square and non-empty ({@linkcode checkShape}), and `values` holds exactly its number of entries (RangeError).
+ *
+ * @example
+ * ```ts
+ * import { checkValues } from "./_checks.ts";
+ * checkValues("demo", new Float32Array(4), [2, 2]);
+ * try {
+ *   checkValues("demo", [1, 2, 3], [2, 2]);
+ * } catch (err) {
+ *   console.log((err as Error).message); // demo: values holds 3 numbers, shape [2, 2] needs 4
+ * }
+ * ```
+ */
+export function checkValues(owner: string, values: unknown, shape: unknown): void {
+  if (
+    !Array.isArray(shape) || (shape.length !== 2 && shape.length !== 4) ||
+    !shape.every((d) => Number.isInteger(d) && d >= 0)
+  ) {
+    throw new TypeError(`${owner}: shape must be [n, n] or [batch, heads, n, n] of integers, got ${describe(shape)}`);
+  }
+  checkShape(owner, shape);
+  const v = values as ArrayLike<number>;
+  if (v === null || typeof v !== "object" || typeof v.length !== "number") {
+    throw new TypeError(`${owner}: values must be an array or typed array of weights, got ${describe(values)}`);
+  }
+  const size = shape.reduce((a: number, b: number) => a * b, 1);
+  if (v.length !== size) {
+    throw new RangeError(`${owner}: values holds ${v.length} numbers, shape [${shape.join(", ")}] needs ${size}`);
   }
 }

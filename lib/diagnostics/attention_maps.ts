@@ -18,8 +18,18 @@
 import * as tf from "@tensorflow/tfjs";
 import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
 import type { TransformerModel } from "../models/model.ts";
-import { LOCALITY_RATIOS, localityCurve } from "./locality.ts";
-import { checkIds, checkModel, checkNotDisposed, checkRatios, describe, forEachAttentionBatch } from "./_checks.ts";
+import { type ReadPlan, readPlan, readPlanAsync } from "../read.ts";
+import { LOCALITY_RATIOS, localityCurveOfValues } from "./locality.ts";
+import {
+  checkIds,
+  checkModel,
+  checkNotDisposed,
+  checkRatios,
+  checkValues,
+  describe,
+  forEachAttentionBatch,
+  forEachAttentionBatchAsync,
+} from "./_checks.ts";
 
 /** What {@linkcode textWindows} returns: `count` windows of `n` bytes as token ids. */
 export interface TextWindows {
@@ -248,35 +258,50 @@ export function attentionMaps(
   return out;
 }
 
-/** Sums of the locality quantities over the non-empty rows of each (batch, head) group of `weights`. */
-function groupSums(owner: string, weights: unknown, ratios: number[], causal: boolean): LocalitySums[] {
+/** Checks that `weights` is a live float32 tensor [n, n] or [batch, heads, n, n], square and non-empty; its shape. */
+function checkSquare(owner: string, weights: unknown): number[] {
   checkNotDisposed(owner, "weights", weights);
   if (!(weights instanceof tf.Tensor) || (weights.rank !== 2 && weights.rank !== 4) || weights.dtype !== "float32") {
     throw new TypeError(
       `${owner}: weights must be a float32 tf.Tensor of shape [n, n] or [batch, heads, n, n], got ${describe(weights)}`,
     );
   }
-  const n = weights.shape[weights.rank - 1];
-  if (weights.shape[weights.rank - 2] !== n || n === 0) {
-    throw new RangeError(`${owner}: weights must be square and non-empty in its last two axes, got [${weights.shape}]`);
+  const shape = weights.shape;
+  const n = shape[shape.length - 1];
+  if (shape[shape.length - 2] !== n || n === 0) {
+    throw new RangeError(`${owner}: weights must be square and non-empty in its last two axes, got [${shape}]`);
   }
+  return shape;
+}
+
+/**
+ * Sums of the locality quantities over the non-empty rows of each (batch, head) group of weights read back (`data`,
+ * flat, of `shape`).
+ */
+function groupSums(
+  data: ArrayLike<number>,
+  shape: readonly number[],
+  ratios: number[],
+  causal: boolean,
+): LocalitySums[] {
+  const n = shape[shape.length - 1];
   // Empty rows get a one-hot on the query itself, whose contribution is known exactly and taken out again below.
-  const [patched, empty] = tf.tidy(() => {
-    const isEmpty = tf.cast(tf.equal(tf.sum(tf.abs(weights), -1, true), 0), "float32"); // [.., n, 1]
-    return [tf.add(weights, tf.mul(isEmpty, tf.eye(n))), isEmpty]; // [.., n, n], [.., n, 1]
-  });
-  const emptyData = empty.dataSync();
-  let result;
-  try {
-    result = localityCurve(patched, { ratios, causal });
-  } finally {
-    tf.dispose([patched, empty]);
+  const patched = Float32Array.from(data);
+  const empty = new Uint8Array(patched.length / n);
+  for (let r = 0; r < empty.length; r++) {
+    let mass = 0;
+    for (let j = 0; j < n; j++) mass += Math.abs(patched[r * n + j]);
+    if (mass === 0) {
+      empty[r] = 1;
+      patched[r * n + (r % n)] = 1;
+    }
   }
+  const result = localityCurveOfValues(patched, shape, { ratios, causal });
   // The query's own key is inside every neighbourhood of a ratio >= 1e-6 (checkRatios): 1 there, 0 at x = 0; area 1.
   const self = ratios.map((x) => (x > 0 ? 1 : 0));
   return result.perHead.map((h, g) => {
     let emptyRows = 0;
-    for (let i = 0; i < n; i++) emptyRows += emptyData[g * n + i];
+    for (let i = 0; i < n; i++) emptyRows += empty[g * n + i];
     const total = (mean: number, own: number) => n * mean - emptyRows * own;
     return {
       curve: h.curve.map((c, r) => total(c, self[r])),
@@ -339,15 +364,76 @@ function means(owner: string, sums: LocalitySums, ratios: number[]): PooledLocal
  * ```
  */
 export function pooledLocalityCurve(weights: tf.Tensor, options?: PooledLocalityOptions): PooledLocality {
-  const owner = "pooledLocalityCurve";
+  return readPlan(pooledPlan("pooledLocalityCurve", weights, options));
+}
+
+/**
+ * {@linkcode pooledLocalityCurve} with its one read awaited (`await weights.data()`), for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { pooledLocalityCurveAsync } from "./attention_maps.ts";
+ * const w = tf.tensor2d([[1, 0, 0], [0, 0, 0], [0, 0, 1]]);
+ * const { curve, rows, emptyRows } = await pooledLocalityCurveAsync(w, { ratios: [0, 0.5, 1], causal: true });
+ * console.log(curve, rows, emptyRows); // [0, 1, 1] 2 1
+ * w.dispose();
+ * ```
+ */
+export async function pooledLocalityCurveAsync(
+  weights: tf.Tensor,
+  options?: PooledLocalityOptions,
+): Promise<PooledLocality> {
+  return await readPlanAsync(pooledPlan("pooledLocalityCurveAsync", weights, options));
+}
+
+function pooledPlan(owner: string, weights: tf.Tensor, options?: PooledLocalityOptions): ReadPlan<PooledLocality> {
+  const o = pooledOptions(owner, options);
+  const shape = checkSquare(owner, weights);
+  return { build: () => [weights], finish: ([data]) => pooledLocalityOf(owner, data, shape, o) };
+}
+
+function pooledOptions(owner: string, options?: PooledLocalityOptions): { ratios: number[]; causal: boolean } {
   const given = checkOptionKeys(owner, options, ["ratios", "causal"]);
   const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
   const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
     causal: { type: "boolean" },
   });
-  const total = zeroSums(ratios.length);
-  for (const group of groupSums(owner, weights, ratios, causal)) addSums(total, group);
-  return means(owner, total, ratios);
+  return { ratios, causal };
+}
+
+/**
+ * {@linkcode pooledLocalityCurve} of weights already read back: `values` flat and row-major, of shape [n, n] or
+ * [batch, heads, n, n].
+ *
+ * @example
+ * ```ts
+ * import { pooledLocalityOfValues } from "./attention_maps.ts";
+ * // Query 1 attends to nothing and is left out.
+ * const { curve, rows, emptyRows } = pooledLocalityOfValues([1, 0, 0, 0], [2, 2], { ratios: [0, 1], causal: true });
+ * console.log(curve, rows, emptyRows); // [0, 1] 1 1
+ * ```
+ */
+export function pooledLocalityOfValues(
+  values: ArrayLike<number>,
+  shape: readonly number[],
+  options?: PooledLocalityOptions,
+): PooledLocality {
+  const owner = "pooledLocalityOfValues";
+  const o = pooledOptions(owner, options);
+  checkValues(owner, values, shape);
+  return pooledLocalityOf(owner, values, shape, o);
+}
+
+function pooledLocalityOf(
+  owner: string,
+  values: ArrayLike<number>,
+  shape: readonly number[],
+  o: { ratios: number[]; causal: boolean },
+): PooledLocality {
+  const total = zeroSums(o.ratios.length);
+  for (const group of groupSums(values, shape, o.ratios, o.causal)) addSums(total, group);
+  return means(owner, total, o.ratios);
 }
 
 /**
@@ -374,7 +460,67 @@ export function layerLocality(
   ids: tf.Tensor2D,
   options?: LayerLocalityOptions,
 ): LayerLocality[] {
-  const owner = "layerLocality";
+  const run = layerLocalityRun("layerLocality", model, ids, options);
+  forEachAttentionBatch(model, ids, { batchSize: run.batchSize, visit: (w, from) => readPlan(run.plan(w, from)) });
+  return run.result();
+}
+
+/**
+ * {@linkcode layerLocality} with one awaited read (`await data()`) per batch of windows, for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "../models/model.ts";
+ * import { layerLocalityAsync } from "./attention_maps.ts";
+ * const model = createModel({ attention: "vanilla", layers: 1, dModel: 8, heads: 2 }, { log: () => {} });
+ * const ids = tf.tensor2d([[1, 2, 3, 4]], [1, 4], "int32");
+ * const layers = await layerLocalityAsync(model, ids, { ratios: [0, 1] });
+ * console.log(layers.map((l) => [l.variant, l.curve, l.rows])); // [["softmax", [0, 1], 8]]
+ * ids.dispose();
+ * model.dispose();
+ * ```
+ */
+export async function layerLocalityAsync(
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options?: LayerLocalityOptions,
+): Promise<LayerLocality[]> {
+  const run = layerLocalityRun("layerLocalityAsync", model, ids, options);
+  await forEachAttentionBatchAsync(model, ids, {
+    batchSize: run.batchSize,
+    visit: (w, from) => readPlanAsync(run.plan(w, from)),
+  });
+  return run.result();
+}
+
+/**
+ * A walk over a model's attention weights, batch by batch: `plan(weights, from)` reads one batch's layers at once and
+ * adds them up, `result()` gives the answer once every batch is in. Shared by a diagnostic's sync and async forms.
+ */
+interface BatchRun<R> {
+  batchSize: number;
+  plan: (weights: tf.Tensor4D[], from: number) => ReadPlan<void>;
+  result: () => R;
+}
+
+/** Every layer's weights of one batch, read at once: `add` gets each layer's values and shape. */
+function layersPlan(
+  weights: tf.Tensor4D[],
+  add: (layer: number, values: Float32Array, shape: number[]) => void,
+): ReadPlan<void> {
+  return {
+    build: () => weights,
+    finish: (values) => values.forEach((v, layer) => add(layer, v, weights[layer].shape)),
+  };
+}
+
+function layerLocalityRun(
+  owner: string,
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options?: LayerLocalityOptions,
+): BatchRun<LayerLocality[]> {
   const given = checkOptionKeys(owner, options, ["ratios", "batchSize"]);
   const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
   const { batchSize } = resolveOptions(owner, { batchSize: given.batchSize }, { batchSize: 8 }, {
@@ -386,25 +532,28 @@ export function layerLocality(
   const layers = model.config.attention.length;
   const heads = model.config.heads;
   const perHead = Array.from({ length: layers }, () => Array.from({ length: heads }, () => zeroSums(ratios.length)));
-  forEachAttentionBatch(model, ids, {
+  return {
     batchSize,
-    visit: (weights) =>
-      weights.forEach((w, layer) =>
-        groupSums(owner, w, ratios, causal).forEach((sums, g) => addSums(perHead[layer][g % heads], sums))
+    plan: (weights) =>
+      layersPlan(
+        weights,
+        (layer, values, shape) =>
+          groupSums(values, shape, ratios, causal).forEach((sums, g) => addSums(perHead[layer][g % heads], sums)),
       ),
-  });
-  return perHead.map((groups, layer) => {
-    const total = zeroSums(ratios.length);
-    groups.forEach((g) => addSums(total, g));
-    return {
-      layer,
-      variant: model.config.attention[layer].variant,
-      ...means(`${owner} (layer ${layer})`, total, ratios),
-      perHead: groups.map((g, head) =>
-        g.rows === 0 ? { head, ...nanLocality(g, ratios) } : { head, ...means(owner, g, ratios) }
-      ),
-    };
-  });
+    result: () =>
+      perHead.map((groups, layer) => {
+        const total = zeroSums(ratios.length);
+        groups.forEach((g) => addSums(total, g));
+        return {
+          layer,
+          variant: model.config.attention[layer].variant,
+          ...means(`${owner} (layer ${layer})`, total, ratios),
+          perHead: groups.map((g, head) =>
+            g.rows === 0 ? { head, ...nanLocality(g, ratios) } : { head, ...means(owner, g, ratios) }
+          ),
+        };
+      }),
+  };
 }
 
 /** A head whose rows were all empty: NaN curves, so a plot leaves it out rather than the whole layer throwing. */
@@ -510,20 +659,16 @@ function checkWindow(owner: string, given: Record<string, unknown>): number {
   }).window;
 }
 
-function diagonalGroups(owner: string, weights: unknown, window: number, causal: boolean): DiagonalGroups {
-  checkNotDisposed(owner, "weights", weights);
-  if (!(weights instanceof tf.Tensor) || (weights.rank !== 2 && weights.rank !== 4) || weights.dtype !== "float32") {
-    throw new TypeError(
-      `${owner}: weights must be a float32 tf.Tensor of shape [n, n] or [batch, heads, n, n], got ${describe(weights)}`,
-    );
-  }
-  const shape = weights.shape;
+/** The near-diagonal sums of each (batch, head) group of weights read back (`data`, flat, of `shape`). */
+function diagonalGroups(
+  owner: string,
+  data: ArrayLike<number>,
+  shape: readonly number[],
+  o: { window: number; causal: boolean },
+): DiagonalGroups {
+  const { window, causal } = o;
   const n = shape[shape.length - 1];
-  if (shape[shape.length - 2] !== n || n === 0) {
-    throw new RangeError(`${owner}: weights must be square and non-empty in its last two axes, got [${shape}]`);
-  }
   const [batch, heads] = shape.length === 4 ? [shape[0], shape[1]] : [1, 1];
-  const data = weights.dataSync();
   const perGroup: DiagonalSums[] = [];
   let emptyRows = 0, coveredRows = 0;
   for (let g = 0; g < batch * heads; g++) {
@@ -598,22 +743,48 @@ function diagonalMeans(sums: DiagonalSums): DiagonalMeans {
  * ```
  */
 export function diagonalMass(weights: tf.Tensor, options: DiagonalMassOptions): DiagonalMass {
-  const owner = "diagonalMass";
+  return readPlan(diagonalPlan("diagonalMass", weights, options));
+}
+
+/**
+ * {@linkcode diagonalMass} with its one read awaited (`await weights.data()`), for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { diagonalMassAsync } from "./attention_maps.ts";
+ * const w = tf.tensor2d([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 1, 1]]);
+ * const d = await diagonalMassAsync(w, { window: 1, causal: true });
+ * console.log(d.mass, d.rows, d.coveredRows); // 0.75 2 2
+ * w.dispose();
+ * ```
+ */
+export async function diagonalMassAsync(weights: tf.Tensor, options: DiagonalMassOptions): Promise<DiagonalMass> {
+  return await readPlanAsync(diagonalPlan("diagonalMassAsync", weights, options));
+}
+
+function diagonalPlan(owner: string, weights: tf.Tensor, options: DiagonalMassOptions): ReadPlan<DiagonalMass> {
   const given = checkOptionKeys(owner, options, ["window", "causal"]);
   const window = checkWindow(owner, given);
   const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
     causal: { type: "boolean" },
   });
-  const groups = diagonalGroups(owner, weights, window, causal);
-  const total = groups.perGroup.reduce((s, g) => addDiagonal(s, g), { mass: 0, uniform: 0, rows: 0 });
-  if (total.rows === 0) {
-    throw new RangeError(
-      `${owner}: no row to measure: ${groups.emptyRows} rows are all zeros and ${groups.coveredRows} have their ` +
-        `whole context within window = ${window}; use a smaller window or a longer input`,
-    );
-  }
-  const { emptyRows, coveredRows, perGroup } = groups;
-  return { window, causal, ...diagonalMeans(total), emptyRows, coveredRows, perGroup };
+  const shape = checkSquare(owner, weights);
+  return {
+    build: () => [weights],
+    finish: ([data]) => {
+      const groups = diagonalGroups(owner, data, shape, { window, causal });
+      const total = groups.perGroup.reduce((s, g) => addDiagonal(s, g), { mass: 0, uniform: 0, rows: 0 });
+      if (total.rows === 0) {
+        throw new RangeError(
+          `${owner}: no row to measure: ${groups.emptyRows} rows are all zeros and ${groups.coveredRows} have their ` +
+            `whole context within window = ${window}; use a smaller window or a longer input`,
+        );
+      }
+      const { emptyRows, coveredRows, perGroup } = groups;
+      return { window, causal, ...diagonalMeans(total), emptyRows, coveredRows, perGroup };
+    },
+  };
 }
 
 /**
@@ -666,7 +837,46 @@ export function layerDiagonalMass(
   ids: tf.Tensor2D,
   options: LayerDiagonalMassOptions,
 ): LayerDiagonalMass[] {
-  const owner = "layerDiagonalMass";
+  const run = layerDiagonalRun("layerDiagonalMass", model, ids, options);
+  forEachAttentionBatch(model, ids, { batchSize: run.batchSize, visit: (w, from) => readPlan(run.plan(w, from)) });
+  return run.result();
+}
+
+/**
+ * {@linkcode layerDiagonalMass} with one awaited read (`await data()`) per batch of windows, for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "../models/model.ts";
+ * import { layerDiagonalMassAsync } from "./attention_maps.ts";
+ * const model = createModel({ attention: "transnormer-t2", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
+ * const ids = tf.tensor2d([[1, 2, 3, 4, 5, 6]], [1, 6], "int32");
+ * const layers = await layerDiagonalMassAsync(model, ids, { window: 1 });
+ * console.log(layers.map((l) => [l.variant, l.rows])); // [["diag", 8], ["norm", 8]]
+ * ids.dispose();
+ * model.dispose();
+ * ```
+ */
+export async function layerDiagonalMassAsync(
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options: LayerDiagonalMassOptions,
+): Promise<LayerDiagonalMass[]> {
+  const run = layerDiagonalRun("layerDiagonalMassAsync", model, ids, options);
+  await forEachAttentionBatchAsync(model, ids, {
+    batchSize: run.batchSize,
+    visit: (w, from) => readPlanAsync(run.plan(w, from)),
+  });
+  return run.result();
+}
+
+function layerDiagonalRun(
+  owner: string,
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options: LayerDiagonalMassOptions,
+): BatchRun<LayerDiagonalMass[]> {
   const given = checkOptionKeys(owner, options, ["window", "batchSize"]);
   const window = checkWindow(owner, given);
   const { batchSize } = resolveOptions(owner, { batchSize: given.batchSize }, { batchSize: 8 }, {
@@ -690,11 +900,11 @@ export function layerDiagonalMass(
     emptyRows: 0,
     coveredRows: 0,
   }));
-  forEachAttentionBatch(model, ids, {
+  return {
     batchSize,
-    visit: (weights, from) =>
-      weights.forEach((w, layer) => {
-        const groups = diagonalGroups(owner, w, window, causal);
+    plan: (weights, from) =>
+      layersPlan(weights, (layer, values, shape) => {
+        const groups = diagonalGroups(owner, values, shape, { window, causal });
         const into = layers[layer];
         groups.perGroup.forEach((sums, g) => {
           addDiagonal(into.perWindow[from + Math.floor(g / heads)], sums);
@@ -703,17 +913,18 @@ export function layerDiagonalMass(
         into.emptyRows += groups.emptyRows;
         into.coveredRows += groups.coveredRows;
       }),
-  });
-  return layers.map((l, layer) => ({
-    layer,
-    variant: attention[layer].variant,
-    window,
-    ...diagonalMeans(l.perWindow.reduce((s, w) => addDiagonal(s, w), zero())),
-    emptyRows: l.emptyRows,
-    coveredRows: l.coveredRows,
-    perWindow: l.perWindow,
-    perHead: l.perHead.map((h, head) => ({ head, ...diagonalMeans(h) })),
-  }));
+    result: () =>
+      layers.map((l, layer) => ({
+        layer,
+        variant: attention[layer].variant,
+        window,
+        ...diagonalMeans(l.perWindow.reduce((s, w) => addDiagonal(s, w), zero())),
+        emptyRows: l.emptyRows,
+        coveredRows: l.coveredRows,
+        perWindow: l.perWindow,
+        perHead: l.perHead.map((h, head) => ({ head, ...diagonalMeans(h) })),
+      })),
+  };
 }
 
 /**

@@ -24,6 +24,7 @@ import { fitExponent } from "../bench/fit.ts";
 import { randomNormal } from "../random.ts";
 import { median, tInterval, verdict } from "../stats/mod.ts";
 import type { Interval, TInterval, Verdict } from "../stats/mod.ts";
+import { type ReadPlan, readPlan, readPlanAsync } from "../read.ts";
 import { checkNotDisposed, describe } from "./_checks.ts";
 import { type InputSweep, type LayerShape, sweptQKV } from "./inputs.ts";
 
@@ -54,6 +55,14 @@ function checkScores(
   ranks: readonly number[],
   positive = false,
 ): tf.Tensor2D {
+  const n = checkScoreTensor(owner, scores, ranks);
+  const s = scores as tf.Tensor;
+  checkScoreValues(owner, s.dataSync(), { n, kind, positive });
+  return (s.rank === 1 ? tf.expandDims(s, 0) : tf.clone(s)) as tf.Tensor2D;
+}
+
+/** Checks the type, rank, dtype and size of score vectors ([n] or [batch, n]), not their values; returns n. */
+function checkScoreTensor(owner: string, scores: unknown, ranks: readonly number[]): number {
   const shapes = ranks.map((r) => (r === 1 ? "[n]" : "[batch, n]")).join(" or ");
   checkNotDisposed(owner, "scores", scores);
   if (!(scores instanceof tf.Tensor) || !ranks.includes(scores.rank)) {
@@ -68,35 +77,68 @@ function checkScores(
       `${owner}: scores must hold at least one vector of at least one score, got shape [${scores.shape}]`,
     );
   }
-  const data = scores.dataSync();
+  return n;
+}
+
+/**
+ * Checks score values read back, vectors of n one after the other: finite, and for linear attention f(s) = s >= 0
+ * (> 0 when `positive`) with a positive sum per vector.
+ */
+function checkScoreValues(
+  owner: string,
+  data: ArrayLike<number>,
+  o: { n: number; kind: ScoreKind; positive: boolean },
+): void {
+  const { n, kind, positive } = o;
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
       throw new Error(`${owner}: scores must be finite, got ${data[i]} at flat index ${i}`);
     }
   }
-  if (kind === "linear") {
-    for (let row = 0; row < data.length / n; row++) {
-      let sum = 0;
-      for (let k = 0; k < n; k++) {
-        const s = data[row * n + k];
-        if (s < 0 || (positive && s === 0)) {
-          throw new Error(
-            `${owner}: linear attention needs f(s) = s ${positive ? "> 0" : ">= 0"} for every score, got ${s} ` +
-              `at vector ${row}, index ${k}; pass the feature-map scores φ(q)·φ(k) of a positive feature map` +
-              (positive ? ", or use scoreJacobian (autodiff), which accepts zero scores" : ""),
-          );
-        }
-        sum += s;
-      }
-      if (sum === 0) {
+  if (kind !== "linear") return;
+  for (let row = 0; row < data.length / n; row++) {
+    let sum = 0;
+    for (let k = 0; k < n; k++) {
+      const s = data[row * n + k];
+      if (s < 0 || (positive && s === 0)) {
         throw new Error(
-          `${owner}: linear attention needs Σ f(s) = Σ s > 0, but vector ${row} sums to 0 (all its scores are 0), ` +
-            `so p = s / Σ s is undefined; give it at least one positive score`,
+          `${owner}: linear attention needs f(s) = s ${positive ? "> 0" : ">= 0"} for every score, got ${s} ` +
+            `at vector ${row}, index ${k}; pass the feature-map scores φ(q)·φ(k) of a positive feature map` +
+            (positive ? ", or use scoreJacobian (autodiff), which accepts zero scores" : ""),
         );
       }
+      sum += s;
+    }
+    if (sum === 0) {
+      throw new Error(
+        `${owner}: linear attention needs Σ f(s) = Σ s > 0, but vector ${row} sums to 0 (all its scores are 0), ` +
+          `so p = s / Σ s is undefined; give it at least one positive score`,
+      );
     }
   }
-  return (scores.rank === 1 ? tf.expandDims(scores, 0) : tf.clone(scores)) as tf.Tensor2D;
+}
+
+/**
+ * A score diagnostic's read: the scores (checked once read, as checkScores checks them) and the scalars `compute`
+ * builds from them as [batch, n], in one read; `finish` gets those scalars' values.
+ */
+function scorePlan<R>(
+  owner: string,
+  scores: unknown,
+  o: { kind: ScoreKind; ranks: readonly number[]; positive?: boolean },
+  compute: (s: tf.Tensor2D) => tf.Tensor[],
+  finish: (values: Float32Array[]) => R,
+): ReadPlan<R> {
+  const n = checkScoreTensor(owner, scores, o.ranks);
+  const s = scores as tf.Tensor;
+  return {
+    // Computed before the values are checked (a bad score gives NaN here, and the check below throws).
+    build: () => [s, ...compute((s.rank === 1 ? tf.expandDims(s, 0) : s) as tf.Tensor2D)],
+    finish: ([data, ...rest]) => {
+      checkScoreValues(owner, data, { n, kind: o.kind, positive: o.positive ?? false });
+      return finish(rest);
+    },
+  };
 }
 
 /** Autodiff Jacobians of checked scores [b, n] -> [b, n, n], in chunks of rows. */
@@ -190,16 +232,22 @@ export function scoreJacobianClosedForm<T extends tf.Tensor1D | tf.Tensor2D>(
   const k = checkKind(owner, kind);
   const rank = scores instanceof tf.Tensor ? scores.rank : 0;
   return tf.tidy(() => {
-    const s = checkScores(owner, scores, k, [1, 2], true); // [b, n]
+    const j = closedForm(checkScores(owner, scores, k, [1, 2], true), k); // [b, n (j), n (k)]
+    return rank === 1 ? tf.squeeze(j, [0]) : j;
+  }) as T extends tf.Tensor1D ? tf.Tensor2D : tf.Tensor3D;
+}
+
+/** The closed form of checked scores [b, n] -> [b, n (j), n (k)] (see scoreJacobianClosedForm). */
+function closedForm(s: tf.Tensor2D, k: ScoreKind): tf.Tensor3D {
+  return tf.tidy(() => {
     const f = k === "softmax" ? tf.exp(tf.sub(s, tf.max(s, 1, true))) : s; // [b, n], scaled by a row constant
     const p = tf.div(f, tf.sum(f, 1, true)); // [b, n]
     const prefactor = k === "softmax" ? tf.onesLike(s) : tf.reciprocal(s); // [b, n]: f'(s_k)/f(s_k)
     const n = s.shape[1];
     const diag = tf.mul(tf.expandDims(tf.eye(n), 0), tf.expandDims(p, 2)); // [b, n, n]: 1[j=k] p_j
     const outer = tf.mul(tf.expandDims(p, 2), tf.expandDims(p, 1)); // [b, n, n]: p_j p_k
-    const j = tf.mul(tf.sub(diag, outer), tf.expandDims(prefactor, 1)); // [b, n (j), n (k)]
-    return rank === 1 ? tf.squeeze(j, [0]) : j;
-  }) as T extends tf.Tensor1D ? tf.Tensor2D : tf.Tensor3D;
+    return tf.mul(tf.sub(diag, outer), tf.expandDims(prefactor, 1)) as tf.Tensor3D; // [b, n (j), n (k)]
+  });
 }
 
 /**
@@ -214,9 +262,35 @@ export function scoreJacobianClosedForm<T extends tf.Tensor1D | tf.Tensor2D>(
  * ```
  */
 export function maxScoreGradient(scores: tf.Tensor1D | tf.Tensor2D, kind: ScoreKind): number {
-  const owner = "maxScoreGradient";
+  return readPlan(maxScorePlan("maxScoreGradient", scores, kind));
+}
+
+/**
+ * {@linkcode maxScoreGradient} with its one read (the scores, for their checks, and the result) awaited, for a GPU
+ * backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { maxScoreGradientAsync } from "./gradients.ts";
+ * const s = tf.tensor1d([5, 5]);
+ * console.log(await maxScoreGradientAsync(s, "softmax")); // 0.25
+ * s.dispose();
+ * ```
+ */
+export async function maxScoreGradientAsync(scores: tf.Tensor1D | tf.Tensor2D, kind: ScoreKind): Promise<number> {
+  return await readPlanAsync(maxScorePlan("maxScoreGradientAsync", scores, kind));
+}
+
+function maxScorePlan(owner: string, scores: unknown, kind: ScoreKind): ReadPlan<number> {
   const k = checkKind(owner, kind);
-  return tf.tidy(() => tf.max(tf.abs(autodiffJacobians(checkScores(owner, scores, k, [1, 2]), k))).dataSync()[0]);
+  return scorePlan(
+    owner,
+    scores,
+    { kind: k, ranks: [1, 2] },
+    (s) => [tf.max(tf.abs(autodiffJacobians(s, k)))],
+    ([m]) => m[0],
+  );
 }
 
 /**
@@ -233,13 +307,30 @@ export function maxScoreGradient(scores: tf.Tensor1D | tf.Tensor2D, kind: ScoreK
  * ```
  */
 export function maxLinearBoundRatio(scores: tf.Tensor1D | tf.Tensor2D): number {
-  const owner = "maxLinearBoundRatio";
-  return tf.tidy(() => {
-    const s = checkScores(owner, scores, "linear", [1, 2]); // [b, n]
+  return readPlan(linearBoundPlan("maxLinearBoundRatio", scores));
+}
+
+/**
+ * {@linkcode maxLinearBoundRatio} with its one read awaited, for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { maxLinearBoundRatioAsync } from "./gradients.ts";
+ * const s = tf.tensor1d([1e-3, 1e-3]);
+ * console.log(Math.abs((await maxLinearBoundRatioAsync(s)) - 1) < 1e-4); // true
+ * s.dispose();
+ * ```
+ */
+export async function maxLinearBoundRatioAsync(scores: tf.Tensor1D | tf.Tensor2D): Promise<number> {
+  return await readPlanAsync(linearBoundPlan("maxLinearBoundRatioAsync", scores));
+}
+
+function linearBoundPlan(owner: string, scores: unknown): ReadPlan<number> {
+  return scorePlan(owner, scores, { kind: "linear", ranks: [1, 2] }, (s) => {
     const j = autodiffJacobians(s, "linear"); // [b, n (j), n (k)]
-    const scaled = tf.mul(tf.abs(j), tf.expandDims(tf.mul(tf.abs(s), 4), 1)); // [b, n, n]
-    return tf.max(scaled).dataSync()[0];
-  });
+    return [tf.max(tf.mul(tf.abs(j), tf.expandDims(tf.mul(tf.abs(s), 4), 1)))]; // max over [b, n, n]
+  }, ([m]) => m[0]);
 }
 
 /** Which attention variant a layer diagnostic differentiates, and how it is called. */
@@ -367,17 +458,6 @@ export function outputJacobian(qkv: QKV, options: OutputJacobianOptions): tf.Ten
   return out;
 }
 
-function summarise(j: tf.Tensor2D): JacobianSummary {
-  return tf.tidy(() => {
-    const abs = tf.abs(j); // [outputs, inputs]
-    return {
-      frobenius: Math.sqrt(tf.sum(tf.square(j)).dataSync()[0]),
-      maxRowSum: tf.max(tf.sum(abs, 1)).dataSync()[0],
-      maxAbs: tf.max(abs).dataSync()[0],
-    };
-  });
-}
-
 /**
  * Norms of the Jacobian of a variant's output with respect to q and to k (see {@linkcode outputJacobian}).
  *
@@ -391,14 +471,44 @@ function summarise(j: tf.Tensor2D): JacobianSummary {
  * ```
  */
 export function layerJacobianNorms(qkv: QKV, options: LayerOptions): { q: JacobianSummary; k: JacobianSummary } {
-  resolveLayer("layerJacobianNorms", options, []);
-  const result = {} as { q: JacobianSummary; k: JacobianSummary };
-  for (const wrt of ["q", "k"] as const) {
-    const j = outputJacobian(qkv, { ...options, wrt });
-    result[wrt] = summarise(j);
-    j.dispose();
-  }
-  return result;
+  return readPlan(jacobianNormsPlan("layerJacobianNorms", qkv, options));
+}
+
+/**
+ * {@linkcode layerJacobianNorms} with its one read (the six norms) awaited, for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { layerJacobianNormsAsync } from "./gradients.ts";
+ * const x = tf.randomNormal([1, 1, 3, 2]) as tf.Tensor4D;
+ * const { q, k } = await layerJacobianNormsAsync({ q: x, k: x, v: x }, { variant: "softmax" });
+ * console.log(q.maxAbs <= q.maxRowSum && k.maxAbs <= k.frobenius); // true
+ * x.dispose();
+ * ```
+ */
+export async function layerJacobianNormsAsync(
+  qkv: QKV,
+  options: LayerOptions,
+): Promise<{ q: JacobianSummary; k: JacobianSummary }> {
+  return await readPlanAsync(jacobianNormsPlan("layerJacobianNormsAsync", qkv, options));
+}
+
+function jacobianNormsPlan(
+  owner: string,
+  qkv: QKV,
+  options: LayerOptions,
+): ReadPlan<{ q: JacobianSummary; k: JacobianSummary }> {
+  resolveLayer(owner, options, []);
+  // One Jacobian at a time: each is summarised (‖J‖²_F, max row sum, max |J|) and freed before the next.
+  const summary = (wrt: "q" | "k") =>
+    tf.tidy(() => {
+      const j = outputJacobian(qkv, { ...options, wrt }); // [outputs, inputs]
+      const abs = tf.abs(j); // [outputs, inputs]
+      return tf.stack([tf.sum(tf.square(j)), tf.max(tf.sum(abs, 1)), tf.max(abs)]); // [3]
+    });
+  const read = (v: Float32Array): JacobianSummary => ({ frobenius: Math.sqrt(v[0]), maxRowSum: v[1], maxAbs: v[2] });
+  return { build: () => [summary("q"), summary("k")], finish: ([q, k]) => ({ q: read(q), k: read(k) }) };
 }
 
 /**
@@ -415,7 +525,34 @@ export function layerJacobianNorms(qkv: QKV, options: LayerOptions): { q: Jacobi
  * ```
  */
 export function layerGradientNorms(qkv: QKV, options: GradientNormOptions): { q: number; k: number; v: number } {
-  const owner = "layerGradientNorms";
+  return readPlan(gradientNormsPlan("layerGradientNorms", qkv, options));
+}
+
+/**
+ * {@linkcode layerGradientNorms} with its one read (the three squared norms) awaited, for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { layerGradientNormsAsync } from "./gradients.ts";
+ * const x = tf.randomNormal([1, 2, 16, 8]) as tf.Tensor4D;
+ * const g = await layerGradientNormsAsync({ q: x, k: x, v: x }, { variant: "linear", seed: 1 });
+ * console.log([g.q, g.k, g.v].every(Number.isFinite)); // true
+ * x.dispose();
+ * ```
+ */
+export async function layerGradientNormsAsync(
+  qkv: QKV,
+  options: GradientNormOptions,
+): Promise<{ q: number; k: number; v: number }> {
+  return await readPlanAsync(gradientNormsPlan("layerGradientNormsAsync", qkv, options));
+}
+
+function gradientNormsPlan(
+  owner: string,
+  qkv: QKV,
+  options: GradientNormOptions,
+): ReadPlan<{ q: number; k: number; v: number }> {
   const { call, o } = resolveLayer(owner, options, ["seed"]);
   const seed = o.seed ?? 0;
   if (typeof seed !== "number" || !Number.isInteger(seed)) {
@@ -423,16 +560,14 @@ export function layerGradientNorms(qkv: QKV, options: GradientNormOptions): { q:
   }
   checkQKV(owner, qkv);
   const outShape = probe(call, qkv);
-  return tf.tidy(() => {
-    const u = randomNormal<tf.Tensor4D>(outShape, { seed }); // [b, h, n, dv]
-    const grads = tf.grads((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) => tf.sum(tf.mul(call({ q, k, v } as QKV), u)))([
-      qkv.q,
-      qkv.k,
-      qkv.v,
-    ]);
-    const norms = grads.map((g) => Math.sqrt(tf.sum(tf.square(g)).dataSync()[0]));
-    return { q: norms[0], k: norms[1], v: norms[2] };
-  });
+  return {
+    build: () => {
+      const u = randomNormal<tf.Tensor4D>(outShape, { seed }); // [b, h, n, dv]
+      const f = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) => tf.sum(tf.mul(call({ q, k, v } as QKV), u));
+      return tf.grads(f)([qkv.q, qkv.k, qkv.v]).map((g) => tf.sum(tf.square(g)));
+    },
+    finish: ([q, k, v]) => ({ q: Math.sqrt(q[0]), k: Math.sqrt(k[0]), v: Math.sqrt(v[0]) }),
+  };
 }
 
 /**
@@ -452,17 +587,41 @@ export function layerGradientNorms(qkv: QKV, options: GradientNormOptions): { q:
  * ```
  */
 export function closedFormDeviation(scores: tf.Tensor2D, kind: ScoreKind): { absolute: number; relative: number } {
-  const owner = "closedFormDeviation";
+  return readPlan(deviationPlan("closedFormDeviation", scores, kind));
+}
+
+/**
+ * {@linkcode closedFormDeviation} with its one read (the scores, for their checks, and both deviations) awaited, for a
+ * GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { closedFormDeviationAsync } from "./gradients.ts";
+ * const s = tf.tensor2d([[1, 3], [0.5, 0.25]]);
+ * const { absolute, relative } = await closedFormDeviationAsync(s, "linear");
+ * console.log(absolute < 1e-6, relative < 1e-6); // true true
+ * s.dispose();
+ * ```
+ */
+export async function closedFormDeviationAsync(
+  scores: tf.Tensor2D,
+  kind: ScoreKind,
+): Promise<{ absolute: number; relative: number }> {
+  return await readPlanAsync(deviationPlan("closedFormDeviationAsync", scores, kind));
+}
+
+function deviationPlan(
+  owner: string,
+  scores: unknown,
+  kind: ScoreKind,
+): ReadPlan<{ absolute: number; relative: number }> {
   const k = checkKind(owner, kind);
-  return tf.tidy(() => {
-    const s = checkScores(owner, scores, k, [2], true); // [b, n]
-    const diff = tf.abs(tf.sub(autodiffJacobians(s, k), scoreJacobianClosedForm(s, k))); // [b, n, n]
+  return scorePlan(owner, scores, { kind: k, ranks: [2], positive: true }, (s) => {
+    const diff = tf.abs(tf.sub(autodiffJacobians(s, k), closedForm(s, k))); // [b, n, n]
     const size = k === "softmax" ? tf.onesLike(tf.sum(s, 1)) : tf.reciprocal(tf.sum(s, 1)); // [b]: the terms' scale
-    return {
-      absolute: tf.max(diff).dataSync()[0],
-      relative: tf.max(tf.div(tf.max(diff, [1, 2]), size)).dataSync()[0],
-    };
-  });
+    return [tf.max(diff), tf.max(tf.div(tf.max(diff, [1, 2]), size))];
+  }, ([absolute, relative]) => ({ absolute: absolute[0], relative: relative[0] }));
 }
 
 /** One attention layer in a sweep: a label for tables and figures, the variant and its options. */
@@ -519,24 +678,39 @@ export interface ScoreSweepRow {
   zeroRows: number;
 }
 
-function scoreLevel(qkv: QKV, featureMap: FeatureMap): Omit<ScoreSweepRow, "seed" | "x"> {
-  return tf.tidy(() => {
-    const n = qkv.q.shape[2];
-    const all = tf.reshape(variants.norm.weights(qkv, { featureMap }), [-1, n]) as tf.Tensor2D; // [b·h·n, n]
-    const sums = Array.from(tf.sum(all, 1).dataSync());
-    const keep = sums.flatMap((sum, i) => (sum > 0 ? [i] : []));
-    const sorted = sums.slice().sort((a, b) => a - b);
-    const rowSum = sorted.length % 2 === 1
-      ? sorted[(sorted.length - 1) / 2]
-      : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
-    const kept = keep.length === 0 ? NaN : maxScoreGradient(tf.gather(all, keep) as tf.Tensor2D, "linear");
-    return {
-      maxScoreGradient: kept,
-      rowSum,
-      minRowSum: keep.length === 0 ? NaN : Math.min(...keep.map((i) => sums[i])),
-      zeroRows: sums.length - keep.length,
-    };
-  });
+/**
+ * The score level of one sweep input: the kernel scores [rows, n], their row sums [rows] and max |∂p/∂s| over the
+ * rows whose sum is positive (the others, whose scores all underflow to 0, have no p = s / Σ s: they are swapped for
+ * ones before the Jacobian and masked out of the maximum, so no second read is needed to drop them).
+ */
+function scoreTensors(qkv: QKV, featureMap: FeatureMap): tf.Tensor[] {
+  const n = qkv.q.shape[2];
+  const all = tf.reshape(variants.norm.weights(qkv, { featureMap }), [-1, n]) as tf.Tensor2D; // [b·h·n, n]
+  const sums = tf.sum(all, 1); // [b·h·n]
+  const keep = tf.expandDims(tf.greater(sums, 0), 1); // [b·h·n, 1]
+  const safe = tf.where(tf.broadcastTo(keep, all.shape), all, tf.onesLike(all)) as tf.Tensor2D; // [b·h·n, n]
+  const j = tf.abs(autodiffJacobians(safe, "linear")); // [b·h·n, n (j), n (k)]
+  const kept = tf.where(tf.broadcastTo(tf.expandDims(keep, 2), j.shape), j, tf.zerosLike(j)); // [b·h·n, n, n]
+  return [all, sums, tf.max(kept)];
+}
+
+/** The score-level row from scoreTensors' values; the counted rows' scores are checked as maxScoreGradient checks. */
+function scoreLevel(owner: string, [all, sums, max]: Float32Array[]): Omit<ScoreSweepRow, "seed" | "x"> {
+  const n = all.length / sums.length;
+  const keep = Array.from(sums).flatMap((sum, i) => (sum > 0 ? [i] : []));
+  const kept = new Float32Array(keep.length * n);
+  keep.forEach((row, i) => kept.set(all.subarray(row * n, (row + 1) * n), i * n));
+  checkScoreValues(owner, kept, { n, kind: "linear", positive: false });
+  const sorted = Array.from(sums).sort((a, b) => a - b);
+  const rowSum = sorted.length % 2 === 1
+    ? sorted[(sorted.length - 1) / 2]
+    : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+  return {
+    maxScoreGradient: keep.length === 0 ? NaN : max[0],
+    rowSum,
+    minRowSum: keep.length === 0 ? NaN : Math.min(...keep.map((i) => sums[i])),
+    zeroRows: sums.length - keep.length,
+  };
 }
 
 /**
@@ -562,7 +736,47 @@ export function gradientSweep(
   setups: readonly LayerSetup[],
   options: GradientSweepOptions,
 ): { layers: LayerSweepRow[]; scores: ScoreSweepRow[] } {
-  const owner = "gradientSweep";
+  return sweepRows(sweepPlans("gradientSweep", setups, options).map((plan) => readPlan(plan)));
+}
+
+/**
+ * {@linkcode gradientSweep} with one awaited read (`await data()`) per seed and swept value, for a GPU backend: the
+ * same rows.
+ *
+ * @example
+ * ```ts
+ * import { gradientSweepAsync } from "./gradients.ts";
+ * const { layers, scores } = await gradientSweepAsync([{ label: "relu", variant: "linear", variantOptions: { featureMap: "relu" } }], {
+ *   sweep: "scale", values: [0.1, 1], seeds: [0],
+ * });
+ * console.log((layers[0].norm / layers[1].norm).toFixed(3), scores.length); // 10.000 2
+ * ```
+ */
+export async function gradientSweepAsync(
+  setups: readonly LayerSetup[],
+  options: GradientSweepOptions,
+): Promise<{ layers: LayerSweepRow[]; scores: ScoreSweepRow[] }> {
+  const points: SweepPoint[] = [];
+  for (const plan of sweepPlans("gradientSweepAsync", setups, options)) points.push(await readPlanAsync(plan));
+  return sweepRows(points);
+}
+
+/** What one (seed, value) of a sweep measures. */
+interface SweepPoint {
+  score: ScoreSweepRow;
+  layers: LayerSweepRow[];
+}
+
+function sweepRows(points: SweepPoint[]): { layers: LayerSweepRow[]; scores: ScoreSweepRow[] } {
+  return { layers: points.flatMap((p) => p.layers), scores: points.map((p) => p.score) };
+}
+
+/** gradientSweep's arguments checked, and one read per seed and value, seed-major: its input, scores and gradients. */
+function sweepPlans(
+  owner: string,
+  setups: readonly LayerSetup[],
+  options: GradientSweepOptions,
+): ReadPlan<SweepPoint>[] {
   if (!Array.isArray(setups) || setups.length === 0) {
     throw new TypeError(`${owner}: setups must be a non-empty array of { label, variant }, got ${describe(setups)}`);
   }
@@ -601,38 +815,41 @@ export function gradientSweep(
       `${owner}: options.scoreFeatureMap must be one of ${FEATURE_MAPS.join(", ")}, got ${describe(scoreFeatureMap)}`,
     );
   }
-  const layers: LayerSweepRow[] = [];
-  const scores: ScoreSweepRow[] = [];
-  for (const seed of seeds) {
-    for (const x of values) {
-      const qkv = sweptQKV(sweep, x, { seed, ...(shape === undefined ? {} : { shape }) });
-      const score = { seed, x, ...scoreLevel(qkv, scoreFeatureMap) };
-      scores.push(score);
-      setups.forEach((setup, i) => {
-        const call = calls[i](seed);
-        const stats = tf.tidy(() => {
+  return seeds.flatMap((seed) =>
+    values.map((x): ReadPlan<SweepPoint> => ({
+      build: () => {
+        // Inside the read's tidy: the input is freed with everything else once read.
+        const qkv = sweptQKV(sweep, x, { seed, ...(shape === undefined ? {} : { shape }) });
+        const perSetup = setups.map((_, i) => {
+          const call = calls[i](seed);
           const out = call(qkv); // [b, h, n, dv]
           const u = randomNormal<tf.Tensor4D>(out.shape, { seed: 4 * seed + 3 }); // [b, h, n, dv]
           const f = (q: tf.Tensor, k: tf.Tensor) => tf.sum(tf.mul(call({ q, k, v: qkv.v } as QKV), u));
           const g = tf.concat(tf.grads(f)([qkv.q, qkv.k]).map((t) => tf.reshape(t, [-1]))); // [2·b·h·n·d]
           const abs = tf.abs(g);
-          return [tf.sum(tf.square(g)), tf.mean(abs), tf.max(abs)].map((t) => t.dataSync()[0]);
+          return tf.stack([tf.sum(tf.square(g)), tf.mean(abs), tf.max(abs)]); // [3]
         });
-        const finite = stats.every(Number.isFinite);
-        layers.push({
-          setup: setup.label,
-          seed,
-          x,
-          norm: finite ? Math.sqrt(stats[0]) : NaN,
-          mean: finite ? stats[1] : NaN,
-          max: finite ? stats[2] : NaN,
-          rowSum: score.rowSum,
+        return [...scoreTensors(qkv, scoreFeatureMap), ...perSetup];
+      },
+      finish: (read) => {
+        const score = { seed, x, ...scoreLevel(owner, read.slice(0, 3)) };
+        const layers = setups.map((setup, i) => {
+          const stats = Array.from(read[3 + i]);
+          const finite = stats.every(Number.isFinite);
+          return {
+            setup: setup.label,
+            seed,
+            x,
+            norm: finite ? Math.sqrt(stats[0]) : NaN,
+            mean: finite ? stats[1] : NaN,
+            max: finite ? stats[2] : NaN,
+            rowSum: score.rowSum,
+          };
         });
-      });
-      tf.dispose([qkv.q, qkv.k, qkv.v]);
-    }
-  }
-  return { layers, scores };
+        return { score, layers };
+      },
+    }))
+  );
 }
 
 /** One point of a growth fit: the value y of a seed's measurement at x. */

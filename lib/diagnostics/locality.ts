@@ -3,8 +3,9 @@
  * Transformer" (Qin et al. 2022), its area, and per-row summaries (entropy, mean distance, mass in a window).
  *
  * Every function takes attention weights as a float32 tf.Tensor of shape [n, n] (query i, key j) or
- * [batch, heads, n, n], reads them once with `dataSync` and computes on the CPU in typed arrays; it creates no
- * tensors. Each row is first normalised by the sum of its absolute values, p_ij = |w_ij| / Σ_j |w_ij|, because
+ * [batch, heads, n, n], reads them once and computes on the CPU in typed arrays; it creates no lasting tensors. Each
+ * has an async twin (`localityCurveAsync`, ...) that awaits the read (`await weights.data()`) instead of `dataSync`,
+ * for a GPU backend, and runs the same arithmetic on what it read. Each row is first normalised by the sum of its absolute values, p_ij = |w_ij| / Σ_j |w_ij|, because
  * NormAttention's kernel matrix φ(Q)φ(K)ᵀ can have negative entries; on non-negative rows (softmax, row-normalised
  * linear attention) this is the ordinary row normalisation. A row whose entries are all zero has no distribution and
  * throws.
@@ -21,7 +22,8 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
-import { checkNotDisposed, checkRatios, describe } from "./_checks.ts";
+import { type ReadPlan, readPlan, readPlanAsync } from "../read.ts";
+import { checkNotDisposed, checkRatios, checkShape, checkValues, describe } from "./_checks.ts";
 
 /**
  * The default neighbourhood ratios of {@linkcode localityCurve}: 0, 0.05, ..., 1 (21 points).
@@ -102,7 +104,7 @@ export interface WindowMassOptions {
 
 /** Checked weights: flat [groups, n, n] data, with every row's Σ_j |w_ij|. */
 interface Rows {
-  data: Float32Array;
+  data: ArrayLike<number>;
   batch: number;
   heads: number;
   n: number;
@@ -118,7 +120,8 @@ function neighbourhoodSize(x: number, m: number): number {
   return Math.min(m, Math.max(0, Math.ceil(x * m - CEIL_SLACK)));
 }
 
-function readWeights(owner: string, weights: unknown, causal = false): Rows {
+/** Checks that `weights` is a live float32 tensor [n, n] or [batch, heads, n, n] with n >= 1; returns its shape. */
+function checkWeights(owner: string, weights: unknown): number[] {
   checkNotDisposed(owner, "weights", weights);
   if (!(weights instanceof tf.Tensor) || (weights.rank !== 2 && weights.rank !== 4)) {
     throw new Error(
@@ -130,20 +133,14 @@ function readWeights(owner: string, weights: unknown, causal = false): Rows {
   if (weights.dtype !== "float32") {
     throw new Error(`${owner}: weights must be float32, got ${weights.dtype}; use tf.cast(weights, "float32")`);
   }
-  const shape = weights.shape;
+  checkShape(owner, weights.shape);
+  return weights.shape;
+}
+
+/** The weights' values (read back, flat, row-major) checked row by row: finite, causal if asked, some mass per row. */
+function rowsOf(owner: string, data: ArrayLike<number>, shape: readonly number[], causal: boolean): Rows {
   const n = shape[shape.length - 1];
-  if (shape[shape.length - 2] !== n) {
-    throw new Error(
-      `${owner}: weights must be square in its last two axes (queries × keys, [.., n, n]), got shape [${
-        shape.join(", ")
-      }]`,
-    );
-  }
-  if (weights.size === 0) {
-    throw new Error(`${owner}: weights must hold at least one query row (n >= 1), got shape [${shape.join(", ")}]`);
-  }
   const [batch, heads] = shape.length === 4 ? [shape[0], shape[1]] : [1, 1];
-  const data = weights.dataSync() as Float32Array;
   const rows = batch * heads * n;
   const rowSums = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
@@ -173,6 +170,15 @@ function readWeights(owner: string, weights: unknown, causal = false): Rows {
     rowSums[r] = sum;
   }
   return { data, batch, heads, n, rowSums };
+}
+
+/**
+ * The plan of a per-row diagnostic: `weights` checked now, read once by the caller (`readPlan` or `readPlanAsync`),
+ * then checked row by row and handed to `compute`.
+ */
+function rowsPlan<R>(owner: string, weights: tf.Tensor, causal: boolean, compute: (rows: Rows) => R): ReadPlan<R> {
+  const shape = checkWeights(owner, weights);
+  return { build: () => [weights], finish: ([data]) => compute(rowsOf(owner, data, shape, causal)) };
 }
 
 /** Names the position of row r (and key j when j >= 0) in the input's own axes. */
@@ -219,7 +225,53 @@ function where(r: number, j: number, batch: number, heads: number, n: number): s
  * ```
  */
 export function localityCurve(weights: tf.Tensor, options?: LocalityOptions | readonly number[]): LocalityCurve {
-  const owner = "localityCurve";
+  return readPlan(localityPlan("localityCurve", weights, options));
+}
+
+/**
+ * {@linkcode localityCurve} with its one read awaited (`await weights.data()`), for a GPU backend: the same checks
+ * and the same curves. `weights` must stay alive until it resolves.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { localityCurveAsync } from "./locality.ts";
+ * const uniform = tf.fill([4, 4], 0.25);
+ * const { curve, auc } = await localityCurveAsync(uniform, { ratios: [0, 0.5, 1] });
+ * console.log(curve, auc); // [0, 0.5, 1] 0.625
+ * uniform.dispose();
+ * ```
+ */
+export async function localityCurveAsync(
+  weights: tf.Tensor,
+  options?: LocalityOptions | readonly number[],
+): Promise<LocalityCurve> {
+  return await readPlanAsync(localityPlan("localityCurveAsync", weights, options));
+}
+
+/**
+ * {@linkcode localityCurve} of weights already read back: `values` holds them flat and row-major, of shape [n, n] or
+ * [batch, heads, n, n] (so the curves of a tensor's `await data()` need no second read).
+ *
+ * @example
+ * ```ts
+ * import { localityCurveOfValues } from "./locality.ts";
+ * // Two queries, each on itself: every neighbourhood of at least one token holds all of the mass.
+ * console.log(localityCurveOfValues([1, 0, 0, 1], [2, 2], { ratios: [0, 0.5, 1] }).curve); // [0, 1, 1]
+ * ```
+ */
+export function localityCurveOfValues(
+  values: ArrayLike<number>,
+  shape: readonly number[],
+  options?: LocalityOptions | readonly number[],
+): LocalityCurve {
+  const owner = "localityCurveOfValues";
+  const { ratios, causal } = localityOptions(owner, options);
+  checkValues(owner, values, shape);
+  return localityOf(rowsOf(owner, values, shape, causal), ratios, causal);
+}
+
+function localityOptions(owner: string, options: unknown): { ratios: number[]; causal: boolean } {
   const given = checkOptionKeys(owner, Array.isArray(options) ? { ratios: options } : options, [
     "ratios",
     "causal",
@@ -228,7 +280,17 @@ export function localityCurve(weights: tf.Tensor, options?: LocalityOptions | re
   const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
     causal: { type: "boolean" },
   });
-  const { data, batch, heads, n, rowSums } = readWeights(owner, weights, causal);
+  return { ratios, causal };
+}
+
+function localityPlan(owner: string, weights: tf.Tensor, options: unknown): ReadPlan<LocalityCurve> {
+  const { ratios, causal } = localityOptions(owner, options);
+  return rowsPlan(owner, weights, causal, (rows) => localityOf(rows, ratios, causal));
+}
+
+/** The curves of checked rows (see localityCurve). */
+function localityOf(rows: Rows, ratios: number[], causal: boolean): LocalityCurve {
+  const { data, batch, heads, n, rowSums } = rows;
   const fullSizes = ratios.map((x) => neighbourhoodSize(x, n));
   // cum[k]: Σ |w| over the k nearest tokens of the current row (full); left[k]: over keys i, i − 1, ..., i − k + 1.
   const cum = new Float64Array(n + 1);
@@ -315,7 +377,26 @@ function rowStatistic(rows: Rows, f: (base: number, i: number, s: number) => num
  * ```
  */
 export function attentionEntropy(weights: tf.Tensor): RowStatistic {
-  const rows = readWeights("attentionEntropy", weights);
+  return readPlan(rowsPlan("attentionEntropy", weights, false, entropyOf));
+}
+
+/**
+ * {@linkcode attentionEntropy} with its one read awaited (`await weights.data()`), for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { attentionEntropyAsync } from "./locality.ts";
+ * const uniform = tf.fill([2, 2], 1);
+ * console.log((await attentionEntropyAsync(uniform)).mean.toFixed(4), Math.log(2).toFixed(4)); // 0.6931 0.6931
+ * uniform.dispose();
+ * ```
+ */
+export async function attentionEntropyAsync(weights: tf.Tensor): Promise<RowStatistic> {
+  return await readPlanAsync(rowsPlan("attentionEntropyAsync", weights, false, entropyOf));
+}
+
+function entropyOf(rows: Rows): RowStatistic {
   const { data, n } = rows;
   return rowStatistic(rows, (base, _i, s) => {
     let h = 0;
@@ -342,7 +423,26 @@ export function attentionEntropy(weights: tf.Tensor): RowStatistic {
  * ```
  */
 export function meanAttentionDistance(weights: tf.Tensor): RowStatistic {
-  const rows = readWeights("meanAttentionDistance", weights);
+  return readPlan(rowsPlan("meanAttentionDistance", weights, false, distanceOf));
+}
+
+/**
+ * {@linkcode meanAttentionDistance} with its one read awaited (`await weights.data()`), for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { meanAttentionDistanceAsync } from "./locality.ts";
+ * const shifted = tf.tensor2d([[1, 0, 0], [1, 0, 0], [0, 1, 0]]);
+ * console.log((await meanAttentionDistanceAsync(shifted)).byQuery); // [0, 1, 1]
+ * shifted.dispose();
+ * ```
+ */
+export async function meanAttentionDistanceAsync(weights: tf.Tensor): Promise<RowStatistic> {
+  return await readPlanAsync(rowsPlan("meanAttentionDistanceAsync", weights, false, distanceOf));
+}
+
+function distanceOf(rows: Rows): RowStatistic {
   const { data, n } = rows;
   return rowStatistic(rows, (base, i, s) => {
     let d = 0;
@@ -366,7 +466,26 @@ export function meanAttentionDistance(weights: tf.Tensor): RowStatistic {
  * ```
  */
 export function windowMass(weights: tf.Tensor, options: WindowMassOptions): RowStatistic {
-  const owner = "windowMass";
+  return readPlan(windowMassPlan("windowMass", weights, options));
+}
+
+/**
+ * {@linkcode windowMass} with its one read awaited (`await weights.data()`), for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { windowMassAsync } from "./locality.ts";
+ * const uniform = tf.fill([5, 5], 1);
+ * console.log((await windowMassAsync(uniform, { window: 1 })).byQuery); // [0.4, 0.6, 0.6, 0.6, 0.4]
+ * uniform.dispose();
+ * ```
+ */
+export async function windowMassAsync(weights: tf.Tensor, options: WindowMassOptions): Promise<RowStatistic> {
+  return await readPlanAsync(windowMassPlan("windowMassAsync", weights, options));
+}
+
+function windowMassPlan(owner: string, weights: tf.Tensor, options: WindowMassOptions): ReadPlan<RowStatistic> {
   const given = checkOptionKeys(owner, options, ["window"]);
   if (given.window === undefined) {
     throw new Error(`${owner}: option window is required: the largest |i - j| counted as local, e.g. { window: 32 }`);
@@ -374,12 +493,13 @@ export function windowMass(weights: tf.Tensor, options: WindowMassOptions): RowS
   const { window } = resolveOptions(owner, given, { window: 0 }, {
     window: { type: "number", min: 0, integer: true },
   });
-  const rows = readWeights(owner, weights);
-  const { data, n } = rows;
-  return rowStatistic(rows, (base, i, s) => {
-    let inside = 0;
-    for (let j = Math.max(0, i - window); j <= Math.min(n - 1, i + window); j++) inside += Math.abs(data[base + j]);
-    return inside / s;
+  return rowsPlan(owner, weights, false, (rows) => {
+    const { data, n } = rows;
+    return rowStatistic(rows, (base, i, s) => {
+      let inside = 0;
+      for (let j = Math.max(0, i - window); j <= Math.min(n - 1, i + window); j++) inside += Math.abs(data[base + j]);
+      return inside / s;
+    });
   });
 }
 

@@ -23,9 +23,17 @@ import * as tf from "@tensorflow/tfjs";
 import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
 import type { TransformerModel } from "../models/model.ts";
 import { type BootstrapInterval, bootstrapInterval, mean } from "../stats/mod.ts";
-import { type PooledLocality, pooledLocalityCurve } from "./attention_maps.ts";
-import { type HeadLocality, LOCALITY_RATIOS, localityCurve } from "./locality.ts";
-import { checkIds, checkModel, checkRatios, describe, forEachAttentionBatch } from "./_checks.ts";
+import { type ReadPlan, readPlan, readPlanAsync } from "../read.ts";
+import { type PooledLocality, pooledLocalityOfValues } from "./attention_maps.ts";
+import { type HeadLocality, LOCALITY_RATIOS, localityCurveOfValues } from "./locality.ts";
+import {
+  checkIds,
+  checkModel,
+  checkRatios,
+  describe,
+  forEachAttentionBatch,
+  forEachAttentionBatchAsync,
+} from "./_checks.ts";
 
 /** Options of {@linkcode windowLocality}. */
 export interface WindowLocalityOptions {
@@ -103,14 +111,25 @@ function emptyLocality(ratios: number[], emptyRows: number): PooledLocality {
   return { ratios: [...ratios], curve: nan, auc: NaN, availableCurve: [...nan], availableAuc: NaN, rows: 0, emptyRows };
 }
 
-/** One layer's locality in each window of a batch, w: [b, h, n, n]; one entry per window. */
-function batchLocality(w: tf.Tensor4D, ratios: number[], causal: boolean): PooledLocality[] {
-  const [size, heads, n] = w.shape;
-  const hasEmpty = tf.tidy(() => tf.any(tf.equal(tf.sum(tf.abs(w), -1), 0)).dataSync()[0] === 1);
+/** One layer's locality in each window of a batch, from its weights read back (`data`, flat, [b, h, n, n]). */
+function batchLocality(
+  data: Float32Array,
+  shape: readonly number[],
+  ratios: number[],
+  causal: boolean,
+): PooledLocality[] {
+  const [size, heads, n] = shape;
+  const perWindow = heads * n * n;
+  let hasEmpty = false;
+  for (let r = 0; r < size * heads * n && !hasEmpty; r++) {
+    let mass = 0;
+    for (let j = 0; j < n; j++) mass += Math.abs(data[r * n + j]);
+    hasEmpty = mass === 0;
+  }
   if (!hasEmpty) {
     // Every head of a window has n counted rows, so the window's pooled means are the means of its heads' means:
     // one localityCurve call for the whole batch instead of one per window.
-    const { perHead } = localityCurve(w, { ratios, causal });
+    const { perHead } = localityCurveOfValues(data, shape, { ratios, causal });
     return Array.from({ length: size }, (_, k) => {
       const own = perHead.slice(k * heads, (k + 1) * heads);
       const average = (pick: (h: HeadLocality) => number) => own.reduce((s, h) => s + pick(h), 0) / heads;
@@ -127,13 +146,11 @@ function batchLocality(w: tf.Tensor4D, ratios: number[], causal: boolean): Poole
   }
   // Rows without mass (relu blocks that score every key negative): pool window by window, leaving them out.
   return Array.from({ length: size }, (_, k) => {
-    const one = tf.slice(w, [k, 0, 0, 0], [1, heads, n, n]); // [1, h, n, n]
-    try {
-      const mass = tf.tidy(() => tf.sum(tf.abs(one)).dataSync()[0]);
-      return mass > 0 ? pooledLocalityCurve(one, { ratios, causal }) : emptyLocality(ratios, heads * n);
-    } finally {
-      one.dispose();
-    }
+    const one = data.subarray(k * perWindow, (k + 1) * perWindow); // [1, h, n, n]
+    const mass = one.reduce((s, w) => s + Math.abs(w), 0);
+    return mass > 0
+      ? pooledLocalityOfValues(one, [1, heads, n, n], { ratios, causal })
+      : emptyLocality(ratios, heads * n);
   });
 }
 
@@ -161,7 +178,44 @@ export function windowLocality(
   ids: tf.Tensor2D,
   options?: WindowLocalityOptions,
 ): WindowLocality {
-  const owner = "windowLocality";
+  const run = windowLocalityRun("windowLocality", model, ids, options);
+  forEachAttentionBatch(model, ids, { batchSize: run.batchSize, visit: (w) => readPlan(run.plan(w)) });
+  return run.result();
+}
+
+/**
+ * {@linkcode windowLocality} with one awaited read (`await data()`) per batch of windows, for a GPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createModel } from "../models/model.ts";
+ * import { windowLocalityAsync } from "./locality_stats.ts";
+ * const model = createModel({ attention: "vanilla", layers: 1, dModel: 8, heads: 2 }, { log: () => {} });
+ * const ids = tf.tensor2d([[1, 2, 3], [4, 5, 6]], [2, 3], "int32");
+ * const { windows } = await windowLocalityAsync(model, ids, { ratios: [0, 1] });
+ * console.log(windows.length, windows[1][0].curve, windows[1][0].rows); // 2 [0, 1] 6
+ * ids.dispose();
+ * model.dispose();
+ * ```
+ */
+export async function windowLocalityAsync(
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options?: WindowLocalityOptions,
+): Promise<WindowLocality> {
+  const run = windowLocalityRun("windowLocalityAsync", model, ids, options);
+  await forEachAttentionBatchAsync(model, ids, { batchSize: run.batchSize, visit: (w) => readPlanAsync(run.plan(w)) });
+  return run.result();
+}
+
+/** windowLocality's walk: `plan(weights)` reads one batch's layers at once and adds its windows; then `result()`. */
+function windowLocalityRun(
+  owner: string,
+  model: TransformerModel,
+  ids: tf.Tensor2D,
+  options?: WindowLocalityOptions,
+): { batchSize: number; plan: (weights: tf.Tensor4D[]) => ReadPlan<void>; result: () => WindowLocality } {
   const given = checkOptionKeys(owner, options, ["ratios", "batchSize"]);
   const ratios = checkRatios(owner, given.ratios ?? LOCALITY_RATIOS);
   const { batchSize } = resolveOptions(owner, { batchSize: given.batchSize }, { batchSize: 8 }, {
@@ -172,14 +226,17 @@ export function windowLocality(
   const causal = model.config.task === "lm";
   const n = ids.shape[1];
   const windows: PooledLocality[][] = [];
-  forEachAttentionBatch(model, ids, {
+  return {
     batchSize,
-    visit: (weights) => {
-      const perLayer = weights.map((w) => batchLocality(w, ratios, causal));
-      for (let k = 0; k < perLayer[0].length; k++) windows.push(perLayer.map((layer) => layer[k]));
-    },
-  });
-  return { n, causal, ratios, variants: model.config.attention.map((a) => a.variant), windows };
+    plan: (weights) => ({
+      build: () => weights,
+      finish: (values) => {
+        const perLayer = values.map((v, layer) => batchLocality(v, weights[layer].shape, ratios, causal));
+        for (let k = 0; k < perLayer[0].length; k++) windows.push(perLayer.map((layer) => layer[k]));
+      },
+    }),
+    result: () => ({ n, causal, ratios, variants: model.config.attention.map((a) => a.variant), windows }),
+  };
 }
 
 function checkWindows(owner: string, windows: unknown): PooledLocality[][] {

@@ -1,7 +1,9 @@
 /**
  * Diagnostics of attention layers: gradients and their bounds (`gradients.ts`), attention dilution (`locality.ts`:
  * the locally accumulated attention curve, entropy, distance and window mass), heatmap helpers (`heatmap.ts`) and a
- * model's per-layer attention matrices and locality curves over windows of text (`attention_maps.ts`).
+ * model's per-layer attention matrices and locality curves over windows of text (`attention_maps.ts`). Every
+ * diagnostic that reads tensors back has an async twin (`localityCurveAsync`, `gradientSweepAsync`, ...) that awaits
+ * one read (`await data()`) where the sync form calls `dataSync`, for a GPU backend, and gives the same result.
  *
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
@@ -13,6 +15,7 @@
  * @module
  */
 
+export { forEachAttentionBatch, forEachAttentionBatchAsync } from "./_checks.ts";
 export * from "./attention_maps.ts";
 export * from "./attention_view.ts";
 export * from "./deviation.ts";

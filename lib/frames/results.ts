@@ -296,6 +296,7 @@ export async function figureData(name: string, options: FiguresDirOptions = {}):
 // Column types of bench.csv (BenchRow in lib/bench/run.ts); a column added later is typed from its values.
 const BENCH_TYPES: Readonly<Record<string, ColumnType>> = {
   backend: "string",
+  device: "string",
   variant: "string",
   causal: "bool",
   n: "int",

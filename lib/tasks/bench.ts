@@ -96,9 +96,10 @@ forward and forward + backward (gradients for q, k, v through a random cotangent
 at n = 256, 512, ..., 65536. Bounded: softmax lengths whose n×n buffers exceed the memory budget run by query
 blocks (in PyTorch too) or are skipped; a backend and variant stop growing n once one run exceeds --max-run-s;
 the cpu backend stops at --cpu-max-n; nothing new starts after --budget-s. Every skip is a row that says why.
-Columns: median ms, GFLOP/s from the matmul FLOP count (lib/bench/flops.ts), share of the sgemm peak measured
-in the same run, speed-up over the cpu backend (empty past --cpu-max-n) and over PyTorch (when installed),
-peak MB from tf.profile.
+Columns: the backend and its device (the CPU's model and logical cores, or the WebGPU adapter), median ms,
+GFLOP/s from the matmul FLOP count (lib/bench/flops.ts), share of the sgemm peak measured in the same run,
+speed-up over the cpu backend (empty past --cpu-max-n) and over PyTorch (when installed), peak MB from
+tf.profile. Every timed run's outputs are read back with \`await tensor.data()\`, as a GPU backend needs.
 
 --train times a whole training update (forward, backward, AdamW with clipping) of the model with each preset,
 in two configs (small: 4 layers, d 64, 4 heads, 16 × 128 bytes, the notebooks' shared LMs; medium: 6 layers,
@@ -302,7 +303,8 @@ async function runTrain(flags: TrainFlags): Promise<number> {
     onProgress: (line) => console.log(line),
   });
   console.log(
-    `bench --train: sgemm peak ${result.peak.gflops.toFixed(1)} GFLOP/s (${result.peak.size}³ on ${backend}); ` +
+    `bench --train: sgemm peak ${result.peak.gflops.toFixed(1)} GFLOP/s (${result.peak.size}³ on ${backend}, ` +
+      `${result.device}); ` +
       `torch: ${result.torch.status}, ${result.torch.detail}` +
       (result.torch.info ? `, its sgemm ${result.torch.info.sgemmGflops.toFixed(1)} GFLOP/s` : ""),
   );
@@ -325,10 +327,11 @@ async function runProfile(flags: TrainFlags): Promise<number> {
           plainSteps: flags.quick ? 1 : 3,
         });
         console.log(
-          `\n${describeConfig(config)}, ${preset}, ${backend} backend: one training step (mean of ${p.profiled})`,
+          `\n${describeConfig(config)}, ${preset}, ${backend} backend on ${p.device}: one training step ` +
+            `(mean of ${p.profiled})`,
         );
         console.log(formatProfile(p));
-        const base = { config, preset, backend };
+        const base = { config, preset, backend, device: p.device };
         for (const k of p.kernels) {
           rows.push({
             ...base,
@@ -387,7 +390,10 @@ export async function main(args: string[]): Promise<number> {
     return flags.mode === "train" ? await runTrain(flags) : await runProfile(flags);
   }
   await initBackend({ quiet: true });
-  const config = configFromFlags(args, await loadableBackends());
+  // A software adapter (lavapipe) is never picked by default, but runs when --backends names webgpu.
+  const namesWebgpu = typeof values.backends === "string" &&
+    values.backends.split(",").map((b) => b.trim()).includes("webgpu");
+  const config = configFromFlags(args, await loadableBackends({ softwareWebgpu: namesWebgpu }));
   const out = typeof values.out === "string" ? resolve(values.out) : join(figuresDir(), "bench.csv");
   console.log(
     `bench: backends ${config.backends.join(", ")}; variants ${config.variants.join(", ")}; ` +
