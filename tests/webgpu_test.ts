@@ -365,6 +365,32 @@ Deno.test("webgpu: the async diagnostics give the cpu backend's numbers, where t
   close(Object.values(actual.norms), Object.values(expected.norms), "layerGradientNorms");
 });
 
+Deno.test("webgpu: a model's logits and attention weights need no synchronous read; bad ids give NaN, not a zero row", async () => {
+  const config = { attention: "vanilla" as const, layers: 2, dModel: 16, heads: 2, maxLength: 32, seed: 5 };
+  const u = seededUniform(9);
+  const good = Array.from({ length: 2 }, () => Array.from({ length: 24 }, () => Math.floor(u() * 256)));
+  const bad = good.map((row, i) => row.map((id, j) => (i === 1 && j === 7 ? 256 : id)));
+  const run = async (rows: number[][]) => {
+    const model = createModel(config, { log: () => {} });
+    const ids = tf.tensor2d(rows, [2, 24], "int32");
+    try {
+      return await read([model.logits(ids), ...model.attentionWeights(ids)]);
+    } finally {
+      ids.dispose();
+      model.dispose();
+    }
+  };
+  const expected = await on("cpu", () => run(good));
+  const actual = await on("webgpu", () => run(good));
+  actual.forEach((values, i) => assertCloseValues(values, expected[i], `output ${i}`));
+  // On cpu a RangeError names the id; on webgpu every output is NaN (the check joins the computation).
+  await on("cpu", async () => {
+    await assert.rejects(() => run(bad), (e: unknown) => e instanceof RangeError && /token id 256/.test(String(e)));
+  });
+  const poisoned = await on("webgpu", () => run(bad));
+  poisoned.forEach((values, i) => assert.ok(values.every(Number.isNaN), `output ${i}: not all NaN`));
+});
+
 Deno.test("webgpu: the attention bench runs with awaited reads, and every row names the adapter", async () => {
   const adapter = await requireWebgpu();
   const result = await on("webgpu", () =>

@@ -196,9 +196,9 @@ export class TransformerModel {
     if (form !== "fast" && form !== "reference") {
       throw new Error(`TransformerModel.logits: form must be "fast" or "reference", got ${String(form)}`);
     }
-    this.#checkIdValues(ids);
+    this.#checkIds(ids);
     this.#checkPad("TransformerModel.logits", pad);
-    return tf.tidy(() => this.#head(this.#forward(ids, { mode: form, pad }), ids, pad));
+    return this.#guarded(ids, () => this.#head(this.#forward(ids, { mode: form, pad }), ids, pad));
   }
 
   /**
@@ -211,7 +211,7 @@ export class TransformerModel {
     if (options === undefined) throw new Error("TransformerModel.logitsWith: options must be an object, got undefined");
     checkOptionKeys("TransformerModel.logitsWith", options, ["offset", "attend", "pad"]);
     const { offset = 0, attend, pad } = options;
-    this.#checkIdValues(ids);
+    this.#checkIds(ids);
     this.#checkPad("TransformerModel.logitsWith", pad);
     if (typeof attend !== "function") throw new Error("TransformerModel.logitsWith: attend must be a function");
     if (!Number.isInteger(offset) || offset < 0 || offset + ids.shape[1] > this.config.maxLength) {
@@ -219,7 +219,7 @@ export class TransformerModel {
         `TransformerModel.logitsWith: offset must be an integer with offset + n <= maxLength (${this.config.maxLength}), got ${offset}`,
       );
     }
-    return tf.tidy(() => this.#head(this.#forward(ids, { mode: "fast", offset, attend, pad }), ids, pad));
+    return this.#guarded(ids, () => this.#head(this.#forward(ids, { mode: "fast", offset, attend, pad }), ids, pad));
   }
 
   /**
@@ -278,9 +278,9 @@ export class TransformerModel {
    */
   attentionWeights(ids: tf.Tensor2D, options: { pad?: number } = {}): tf.Tensor4D[] {
     checkOptionKeys("TransformerModel.attentionWeights", options, ["pad"]);
-    this.#checkIdValues(ids);
+    this.#checkIds(ids);
     this.#checkPad("TransformerModel.attentionWeights", options.pad);
-    return tf.tidy(() => {
+    return this.#guarded(ids, () => {
       const out: tf.Tensor4D[] = [];
       this.#forward(ids, {
         mode: "fast",
@@ -400,19 +400,31 @@ export class TransformerModel {
     return ids;
   }
 
-  /** {@linkcode #checkIds}, and every id in the vocabulary: one min/max read, for ids that come as a tensor. */
-  #checkIdValues(ids: tf.Tensor2D): void {
-    this.#checkIds(ids);
+  /**
+   * `compute()` (in a tidy) for ids that come as a tensor, once every id is known to be in the vocabulary. tf.oneHot
+   * turns an id outside 0..V-1 into a zero row (an all-zero embedding, with no error), and a lookup's check depends on
+   * the backend: where the backend reads synchronously, one min/max read and a RangeError instead. On webgpu, which
+   * cannot read synchronously under Deno (and a read would stall it), the check joins the computation: every output
+   * is multiplied by 1, or by NaN when an id is out of range, so bad ids show as NaN rather than as a silent zero row.
+   */
+  #guarded<T extends tf.Tensor | tf.Tensor[]>(ids: tf.Tensor2D, compute: () => T): T {
     const V = this.config.vocabSize;
-    // tf.oneHot turns an id outside 0..V-1 into a zero row (an all-zero embedding, with no error), and a lookup's
-    // check depends on the backend: one clear error here instead.
-    const [lo, hi] = tf.tidy(() => tf.stack([tf.min(ids), tf.max(ids)]).dataSync());
-    if (lo < 0 || hi >= V) {
-      throw new RangeError(
-        `TransformerModel: ids holds token id ${lo < 0 ? lo : hi}, outside the vocabulary 0..${V - 1} ` +
-          `(vocabSize ${V}); map such tokens to an id the model has, or build the model with a larger vocabSize`,
-      );
+    if (tf.getBackend() !== "webgpu") {
+      const [lo, hi] = tf.tidy(() => tf.stack([tf.min(ids), tf.max(ids)]).dataSync());
+      if (lo < 0 || hi >= V) {
+        throw new RangeError(
+          `TransformerModel: ids holds token id ${lo < 0 ? lo : hi}, outside the vocabulary 0..${V - 1} ` +
+            `(vocabSize ${V}); map such tokens to an id the model has, or build the model with a larger vocabSize`,
+        );
+      }
+      return tf.tidy(compute);
     }
+    return tf.tidy(() => {
+      const inside = tf.logicalAnd(tf.greaterEqual(tf.min(ids), 0), tf.less(tf.max(ids), V));
+      const factor = tf.where(inside, tf.scalar(1), tf.scalar(NaN)); // []
+      const out = compute();
+      return (Array.isArray(out) ? out.map((t) => tf.mul(t, factor)) : tf.mul(out, factor)) as T;
+    });
   }
 
   #checkPad(owner: string, pad: unknown): void {
