@@ -6,6 +6,8 @@
  * Everything is computed from the log-features log phi(x) (README.md, Performer): out_i is a softmax over the m
  * features of log phi(q_i)_r + log z_r, where z_r = Σ_j phi(k_j)_r is each feature's key mass, applied to each
  * feature's weighted mean of the values. So no feature under- or overflows, whatever the inputs' scale.
+ * Two fast forms (option form "auto") fall back to those where float32 could not hold them: weights() by one
+ * max-shifted matmul, and causal attend() on the blas backend by the fused causal product (README.md, Performer).
  * Its recurrent forms carry, per feature, the keys' log-mass and weighted mean of v, and the projection [m, dk]
  * (README.md, decoding): O(m (dk + dv)) per token.
  *
