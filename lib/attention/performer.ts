@@ -6,6 +6,8 @@
  * Everything is computed from the log-features log phi(x) (README.md, Performer): out_i is a softmax over the m
  * features of log phi(q_i)_r + log z_r, where z_r = Σ_j phi(k_j)_r is each feature's key mass, applied to each
  * feature's weighted mean of the values. So no feature under- or overflows, whatever the inputs' scale.
+ * Two fast forms (option form "auto") fall back to those where float32 could not hold them: weights() by one
+ * max-shifted matmul, and causal attend() on the blas backend by the fused causal product (README.md, Performer).
  * Its recurrent forms carry, per feature, the keys' log-mass and weighted mean of v, and the projection [m, dk]
  * (README.md, decoding): O(m (dk + dv)) per token.
  *
@@ -14,6 +16,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { seededNormal } from "../random.ts";
+import { CAUSAL_PRODUCT, causalProduct, withOnes } from "../blas/fused_causal.ts";
 import { kernelFlops, lowerTriangle } from "./kernel.ts";
 import type { AttentionOptions, QKV, StateDims } from "./types.ts";
 import { defineVariant } from "./variant.ts";
@@ -36,6 +39,13 @@ export interface PerformerOptions extends AttentionOptions {
    * range allows it in float32; else chunks of 16 sum it over the m features in log space (README.md, Performer).
    */
   chunkSize?: number;
+  /**
+   * Which forms run; default "auto": weights() by one max-shifted matmul per (batch, head) (rows where an underflowed
+   * entry could matter go to log space), and causal attend() on the blas backend by the fused causal product of
+   * lib/blas/fused_causal.ts (when every row sum clears e^−40). "log": always the log-space forms (the reference).
+   * The webgpu backend always takes the log-space forms (deciding would read back synchronously).
+   */
+  form?: "auto" | "log";
 }
 
 /**
@@ -384,30 +394,169 @@ function favorChunked(
   return { output, after };
 }
 
+/** Which forms the last {@linkcode performer} weights() and attend() calls ran; see {@linkcode lastPerformerPath}. */
+export interface PerformerPaths {
+  /**
+   * "matmul": every row by the max-shifted matmul; "mixed": some row blocks in log space; "log": all rows in log space
+   * (form "log", the webgpu backend, or every block failing the underflow test); null before any call.
+   */
+  weights: "matmul" | "mixed" | "log" | null;
+  /** "fused": causal, the fused causal product; "chunked": causal, the log-space chunkwise form; "global": not causal. */
+  attend: "fused" | "chunked" | "global" | null;
+}
+
+const paths: PerformerPaths = { weights: null, attend: null };
+
+/**
+ * Which forms the last {@linkcode performer} weights() and attend() calls ran (a test hook: the fast forms fall back to
+ * the log-space ones where float32 could not hold them; README.md, Performer). The recurrent forms do not set it.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { lastPerformerPath, performer } from "./performer.ts";
+ * const q = tf.randomNormal([1, 1, 4, 4]) as tf.Tensor4D;
+ * performer.weights({ q, k: q }, { form: "log" });
+ * console.log(lastPerformerPath().weights); // log
+ * ```
+ */
+export function lastPerformerPath(): PerformerPaths {
+  return { ...paths };
+}
+
+/** τ = 2^−80: an entry of the max-shifted product at or above it is accurate to float32 rounding (README.md). */
+const TAU = 2 ** -80;
+
+/**
+ * The log of an upper bound on an exact kernel entry Σ_r e^(lq_ir − a_i) e^(lk_jr − b_j) whose computed value fell
+ * below τ, over m features: c (τ + 4 m 2^−126), c = (1 + 2^−16)^3 (1 + (m + 2) 2^−24) (README.md, Performer).
+ */
+function logUnderflowBound(m: number): number {
+  const c = Math.pow(1 + 2 ** -16, 3) * (1 + (m + 2) * 2 ** -24);
+  return Math.log(c * (TAU + 4 * m * 2 ** -126));
+}
+
+/** Rows per block of the log-space matrix: its [B, rows, n, m] terms stay near 2^22 numbers. */
+function logBlockRows(bh: number, n: number, m: number): number {
+  return Math.max(1, Math.min(n, Math.floor(2 ** 22 / (bh * n * m))));
+}
+
+/** The log-kernel ℓ_ij = logsumexp_r (lq_ir + lk_jr) of query rows [from, from + size), in log space: [B, size, n]. */
+function logKernelRows(lq: tf.Tensor3D, lk: tf.Tensor3D, from: number, size: number): tf.Tensor3D {
+  const q = tf.slice(lq, [0, from, 0], [-1, size, -1]); // [B, rows, m]
+  const terms = tf.add(tf.expandDims(q, 2), tf.expandDims(lk, 1)); // [B, rows, n, m]
+  const top = untracked([terms], (x) => tf.max(x, 3, true)); // [B, rows, n, 1]
+  return tf.add(tf.squeeze(top, [3]), tf.log(tf.sum(tf.exp(tf.sub(terms, top)), 3))); // [B, rows, n]
+}
+
+/**
+ * The log-kernel [B, n, n] by one matmul of max-shifted features, ℓ_ij = a_i + b_j + log max(Ŝ_ij, τ) with
+ * Ŝ = e^(lq − a) (e^(lk − b))ᵀ, a_i = max_r lq_ir, b_j = max_r lk_jr; and per query row whether it must go to log space
+ * (1) or not (0), over all (batch, head) slices: where some visible Ŝ_ij < τ (possibly underflowed) has an upper bound
+ * that is not ln n + 26 ln 2 + 1 below the row's largest kept entry (README.md, Performer). Reads [n] numbers back.
+ */
+function matmulLogKernel(
+  lq: tf.Tensor3D,
+  lk: tf.Tensor3D,
+  causal: boolean,
+): { logK: tf.Tensor3D; failing: Float32Array } {
+  const [bh, n, m] = lq.shape;
+  const a = untracked([lq], (x) => tf.max(x, 2, true)); // [B, n, 1]
+  const b = untracked([lk], (x) => tf.reshape(tf.max(x, 2), [bh, 1, n])); // [B, 1, n]
+  const shifted = tf.matMul(tf.exp(tf.sub(lq, a)), tf.exp(tf.sub(lk, tf.reshape(b, [bh, n, 1]))), false, true); // [B, n, n]
+  const offset = tf.add(a, b); // [B, n, n]: a_i + b_j
+  // log sees max(Ŝ, τ): no log 0, and no gradient from an entry below τ (dropped, or its row recomputed).
+  const logK = tf.add(offset, tf.log(tf.maximum(shifted, TAU))) as tf.Tensor3D; // [B, n, n]
+  const failing = untracked([shifted, offset, logK], (s, o, l) => {
+    const small = tf.less(s, TAU); // [B, n, n]
+    const visible = causal ? tf.cast(lowerTriangle(n), "bool") : null; // [n, n]
+    const dropped = visible === null ? small : tf.logicalAnd(small, visible); // [B, n, n]
+    const unkept = visible === null ? small : tf.logicalOr(small, tf.logicalNot(visible)); // [B, n, n]
+    const best = tf.max(tf.where(unkept, tf.scalar(NEG), l), 2, true); // [B, n, 1]: the row's largest kept entry
+    const margin = Math.log(n) + 26 * Math.LN2 + 1;
+    const risky = tf.greater(tf.add(o, logUnderflowBound(m)), tf.sub(best, margin)); // [B, n, n]
+    return tf.max(tf.cast(tf.logicalAnd(dropped, risky), "float32"), [0, 2]); // [n]
+  });
+  return { logK, failing: failing.dataSync() as Float32Array };
+}
+
+/** Masks (when causal) and row-normalises a log-kernel [B, n, n]: w_ij = e^(ℓ_ij − s_i) / (Σ_j e^(ℓ_ij − s_i) + eps e^(−s_i)). */
+function normalisedRows(logK: tf.Tensor3D, options: { causal: boolean; eps: number }): tf.Tensor3D {
+  const n = logK.shape[1];
+  const masked = options.causal ? tf.add(logK, causalBias(n, n)) : logK; // [B, n, n]
+  const s = untracked([masked], (x) => tf.max(x, 2, true)); // [B, n, 1]
+  const e = tf.exp(tf.sub(masked, s)); // [B, n, n]
+  const extra = epsTerm(s, options.eps);
+  const den = extra === null ? tf.sum(e, 2, true) : tf.add(tf.sum(e, 2, true), extra); // [B, n, 1]
+  return tf.div(e, den) as tf.Tensor3D;
+}
+
 /**
  * The explicit row-normalised matrix [B, n, n] from log-features lq, lk [B, n, m]: the log-kernel
  * ℓ_ij = log φ̂(q_i)·φ̂(k_j) = logsumexp_r (lq_ir + lk_jr), masked when causal, then
- * w_ij = e^(ℓ_ij − s_i) / (Σ_j e^(ℓ_ij − s_i) + eps e^(−s_i)) with s_i = max_j ℓ_ij. Rows go in blocks that keep the
- * [B, rows, n, m] terms near 2^22 numbers.
+ * w_ij = e^(ℓ_ij − s_i) / (Σ_j e^(ℓ_ij − s_i) + eps e^(−s_i)) with s_i = max_j ℓ_ij. Form "auto" (but on webgpu) takes
+ * ℓ from one max-shifted matmul, and recomputes in log space only the row blocks where underflow could show; the log
+ * space form goes in blocks of rows that keep the [B, rows, n, m] terms near 2^22 numbers.
  */
-function favorMatrix(lq: tf.Tensor3D, lk: tf.Tensor3D, options: { causal: boolean; eps: number }): tf.Tensor3D {
+function favorMatrix(
+  lq: tf.Tensor3D,
+  lk: tf.Tensor3D,
+  options: { causal: boolean; eps: number; form: "auto" | "log" },
+): tf.Tensor3D {
   const [bh, n, m] = lq.shape;
-  const rows = Math.max(1, Math.min(n, Math.floor(2 ** 22 / (bh * n * m))));
+  const rows = logBlockRows(bh, n, m);
+  const fast = options.form === "auto" && tf.getBackend() !== "webgpu" ? matmulLogKernel(lq, lk, options.causal) : null;
+  if (fast !== null && fast.failing.every((x) => x === 0)) {
+    paths.weights = "matmul";
+    return normalisedRows(fast.logK, options);
+  }
   const blocks: tf.Tensor3D[] = [];
+  let logRows = 0;
   for (let from = 0; from < n; from += rows) {
     const size = Math.min(rows, n - from);
-    const q = tf.slice(lq, [0, from, 0], [-1, size, -1]); // [B, rows, m]
-    const terms = tf.add(tf.expandDims(q, 2), tf.expandDims(lk, 1)); // [B, rows, n, m]
-    const top = untracked([terms], (x) => tf.max(x, 3, true)); // [B, rows, n, 1]
-    let logK = tf.add(tf.squeeze(top, [3]), tf.log(tf.sum(tf.exp(tf.sub(terms, top)), 3))); // [B, rows, n]
-    if (options.causal) logK = tf.add(logK, causalBias(size, n, from));
-    const s = untracked([logK], (x) => tf.max(x, 2, true)); // [B, rows, 1]
-    const e = tf.exp(tf.sub(logK, s)); // [B, rows, n]
-    const extra = epsTerm(s, options.eps);
-    const den = extra === null ? tf.sum(e, 2, true) : tf.add(tf.sum(e, 2, true), extra); // [B, rows, 1]
-    blocks.push(tf.div(e, den) as tf.Tensor3D);
+    if (fast !== null && fast.failing.subarray(from, from + size).every((x) => x === 0)) {
+      blocks.push(tf.slice(fast.logK, [0, from, 0], [-1, size, -1])); // [B, rows, n]
+    } else {
+      blocks.push(logKernelRows(lq, lk, from, size)); // [B, rows, n]
+      logRows += size;
+    }
   }
-  return blocks.length === 1 ? blocks[0] : tf.concat(blocks, 1);
+  paths.weights = logRows === n ? "log" : "mixed";
+  return normalisedRows(blocks.length === 1 ? blocks[0] : tf.concat(blocks, 1), options);
+}
+
+/** The smallest row sum of the fused causal product, at its row scale, for which attend() uses it (else chunked). */
+const FUSED_MIN_ROW_SUM = Math.exp(-40);
+
+/**
+ * Causal FAVOR+ by the fused causal product of lib/blas/fused_causal.ts, from log-features lq, lk [B, n, m] and
+ * v [B, n, dv] -> [B, n, dv], or null where a row sum falls below e^−40 (the caller then runs the chunkwise form).
+ * Keys are scaled by their per-feature maximum over the sequence, φ̂(k)_jr = e^(lk_jr − c_r), and query rows by an
+ * upper bound of their largest term, d_i = max_r (lq_ir + c_r): every term e^(lq_ir + lk_jr − d_i) is at most 1.
+ * out_i = num_i / (den_i + eps e^(−d_i)), as {@linkcode favorGlobal} at its own scale (README.md, Performer).
+ */
+function favorFused(
+  parts: { lq: tf.Tensor3D; lk: tf.Tensor3D; v: tf.Tensor3D },
+  options: { chunkSize: number; eps: number; heads: number },
+): tf.Tensor3D | null {
+  const { lq, lk, v } = parts;
+  const [bh, n, m] = lq.shape;
+  const dv = v.shape[2];
+  const h = options.heads;
+  const c = untracked([lk], (x) => tf.max(x, 1, true)); // [B, 1, m]
+  const d = untracked([lq, c], (q, top) => tf.max(tf.add(q, top), 2, true)); // [B, n, 1]
+  const fq = tf.exp(tf.sub(tf.add(lq, c), d)); // [B, n, m], each entry <= 1
+  const fk = tf.exp(tf.sub(lk, c)); // [B, n, m], each entry <= 1
+  const as4 = (x: tf.Tensor, cols: number) => tf.reshape(x, [bh / h, h, n, cols]) as tf.Tensor4D; // [b, h, n, cols]
+  const y = causalProduct({ q: as4(fq, m), k: as4(fk, m), v: withOnes(as4(v, dv)) }, { chunkSize: options.chunkSize });
+  // split, not two slices: its gradient is one concat where two slices' would be two pads and an add.
+  const [num, rowSum] = tf.split(tf.reshape(y, [bh, n, dv + 1]), [dv, 1], 2); // [B, n, dv], [B, n, 1]
+  // A row sum below e^−40 lost its terms to underflow, or would square (the division's gradient) below float32's
+  // normal range: that call runs the chunkwise form. NaN fails the test too.
+  const least = untracked([rowSum], (x) => tf.min(x)).dataSync()[0];
+  if (!(least >= FUSED_MIN_ROW_SUM)) return null;
+  const extra = epsTerm(d, options.eps);
+  return tf.div(num, extra === null ? rowSum : tf.add(rowSum, extra)) as tf.Tensor3D; // [B, n, dv]
 }
 
 function checkFeatures(o: Required<PerformerOptions>, owner = "performer"): void {
@@ -523,7 +672,7 @@ function performerAdvance(
  */
 export const performer = defineVariant<PerformerOptions, PerformerState>({
   name: "performer",
-  defaults: { causal: false, features: null, seed: 0, projection: null, eps: 1e-9, chunkSize: 64 },
+  defaults: { causal: false, features: null, seed: 0, projection: null, eps: 1e-9, chunkSize: 64, form: "auto" },
   rules: {
     causal: { type: "boolean" },
     features: { type: "number", min: 1, integer: true, nullable: true },
@@ -531,22 +680,31 @@ export const performer = defineVariant<PerformerOptions, PerformerState>({
     projection: { type: "tensor", rank: 2, nullable: true },
     eps: { type: "number", min: 0 },
     chunkSize: { type: "number", min: 1, integer: true },
+    form: { type: "enum", values: ["auto", "log"] },
   },
   weights: (qk, o) => {
     const [b, h, n] = qk.q.shape;
     const projection = projectionFor(qk.q.shape[3], o);
     const lq = merged(favorLogFeatures(qk.q, { projection })); // [b·h, n, m]
     const lk = merged(favorLogFeatures(qk.k, { projection })); // [b·h, n, m]
-    return tf.reshape(favorMatrix(lq, lk, { causal: o.causal, eps: o.eps }), [b, h, n, n]); // [b, h, n, n]
+    const matrix = favorMatrix(lq, lk, { causal: o.causal, eps: o.eps, form: o.form }); // [b·h, n, n]
+    return tf.reshape(matrix, [b, h, n, n]); // [b, h, n, n]
   },
   attend: (qkv, o) => {
     const [b, h, n] = qkv.q.shape;
     const dv = qkv.v.shape[3];
     const projection = projectionFor(qkv.q.shape[3], o);
     const parts = logParts(qkv, projection); // lq, lk [b·h, n, m], v [b·h, n, dv]
-    if (!o.causal) return tf.reshape(favorGlobal(parts, o.eps), [b, h, n, dv]);
-    const causal = favorChunked(parts, { chunkSize: o.chunkSize, eps: o.eps, before: null });
-    return tf.reshape(causal.output, [b, h, n, dv]);
+    if (!o.causal) {
+      paths.attend = "global";
+      return tf.reshape(favorGlobal(parts, o.eps), [b, h, n, dv]);
+    }
+    // The fused product runs where its kernel is registered (the blas backend), which also reads back synchronously.
+    const fusable = o.form === "auto" && n > 0 && tf.getKernel(CAUSAL_PRODUCT, tf.getBackend()) !== undefined;
+    const fused = fusable ? favorFused(parts, { chunkSize: o.chunkSize, eps: o.eps, heads: h }) : null;
+    paths.attend = fused === null ? "chunked" : "fused";
+    const output = fused ?? favorChunked(parts, { chunkSize: o.chunkSize, eps: o.eps, before: null }).output;
+    return tf.reshape(output, [b, h, n, dv]);
   },
   // The kernel forms' matmul count plus 4·bh·n·dk·m for projecting q and k onto the m random features. A causal chunk
   // that falls back to log space does its C·C·m in-chunk products as exponentials instead (the same count).
