@@ -10,6 +10,7 @@ import {
   recurrentStep,
   type RecurrentVariant,
   type StateTensors,
+  setFiniteChecks,
   type VariantName,
   variants,
 } from "../lib/attention/mod.ts";
@@ -299,11 +300,24 @@ Deno.test("bad input gets a clear error", () => {
       () => variant.attend({ ...good, v: tf.zeros([2, 2, 3, 2]) as tf.Tensor4D }),
       /v must be \[batch, heads, n, dv\]/,
     );
-    bad(() => variant.attend({ ...good, q: tf.fill([2, 2, 4, 3], NaN) as tf.Tensor4D }), /q contains NaN or Infinity/);
-    bad(
-      () => variant.attend({ ...good, v: tf.fill([2, 2, 4, 2], Infinity) as tf.Tensor4D }),
-      /v contains NaN or Infinity/,
-    );
+    // The non-finite check is opt-in: off, NaN passes through; on, a RangeError names the input.
+    const nanQ = tf.fill([2, 2, 4, 3], NaN) as tf.Tensor4D;
+    const infV = tf.fill([2, 2, 4, 2], Infinity) as tf.Tensor4D;
+    tf.dispose(variant.attend({ ...good, q: nanQ }));
+    const finiteBefore = setFiniteChecks(true);
+    try {
+      assert.throws(() => variant.attend({ ...good, q: nanQ }), {
+        name: "RangeError",
+        message: /q contains NaN or Infinity/,
+      });
+      assert.throws(() => variant.attend({ ...good, v: infV }), {
+        name: "RangeError",
+        message: /v contains NaN or Infinity/,
+      });
+    } finally {
+      assert.equal(setFiniteChecks(finiteBefore), true);
+      tf.dispose([nanQ, infV]);
+    }
     bad(
       () => variant.attend(good, { casual: true } as AnyOptions),
       /unknown option "casual"; valid options are causal/,

@@ -243,7 +243,7 @@ export async function profileStep(
   };
   const engine = tf.engine() as unknown as EngineInternals;
   const backend = tf.getBackend();
-  setFiniteChecks(false);
+  const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
     for (let i = 0; i < warmup; i++) once();
     const records: KernelRecord[] = [];
@@ -281,7 +281,7 @@ export async function profileStep(
       nesting,
     };
   } finally {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     timer.dispose();
   }
 }

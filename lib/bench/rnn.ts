@@ -299,7 +299,7 @@ export function decodeTimes(
   const sessions: DecodeSession[] = [];
   const results: (DecodeTiming & { session: DecodeSession | null })[] = [];
   const fns: Record<string, () => tf.TensorContainer> = {};
-  setFiniteChecks(false);
+  const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
     for (const spec of specs) {
       const cache = spec.cache ?? "kv";
@@ -356,7 +356,7 @@ export function decodeTimes(
       stateFloats: session?.stateFloats() ?? 0,
     }));
   } finally {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     for (const s of sessions) s.dispose();
   }
 }

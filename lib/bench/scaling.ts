@@ -190,7 +190,7 @@ export async function attentionScaling(
   };
   const rows: ScalingRow[] = [];
   const fns: Record<string, () => tf.TensorContainer> = {};
-  setFiniteChecks(false);
+  const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
     for (const { spec, lengths } of plans) {
       const variantOptions = { ...(spec.options ?? {}), causal };
@@ -252,7 +252,7 @@ export async function attentionScaling(
     }
     return rows;
   } finally {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     for (const ts of inputs.values()) tf.dispose(ts);
   }
 }

@@ -549,7 +549,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
 
   const rows: TrainBenchRow[] = [];
   const samples: TrainBenchSample[] = [];
-  setFiniteChecks(false);
+  const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
     for (const config of configs) {
       for (const preset of presets) {
@@ -666,7 +666,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
       }
     }
   } finally {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     if (owned) await twin!.close();
   }
   return { rows, samples, peak, torch, backend, elapsedS: (performance.now() - start) / 1000 };
