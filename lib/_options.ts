@@ -70,7 +70,9 @@ export function describeValue(value: unknown, options: DescribeOptions = {}): st
     const text = JSON.stringify(value.length > MAX_STRING ? `${value.slice(0, MAX_STRING)}…` : value);
     return typed ? `the string ${text}` : text;
   }
-  if (typeof value === "number" || typeof value === "boolean") return typed ? `${typeof value} ${value}` : String(value);
+  if (typeof value === "number" || typeof value === "boolean") {
+    return typed ? `${typeof value} ${value}` : String(value);
+  }
   if (typeof value === "bigint") return `a bigint (${value}n)`;
   if (typeof value === "symbol") return `a symbol (${String(value)})`;
   if (typeof value === "function") return `a function${value.name ? ` (${value.name})` : ""}`;
@@ -103,7 +105,8 @@ export function isTensor(value: unknown): value is tf.Tensor {
 
 /**
  * Throws unless `options` is undefined (no options: returns `{}`) or a plain object whose keys are all in `valid`:
- * a TypeError naming the first unknown key and the valid ones. Returns the options as a record.
+ * a TypeError naming the first unknown key and the valid ones. Returns the options, typed as `T` (the caller's
+ * options type; the values themselves are not checked here).
  *
  * @example
  * ```ts
@@ -116,8 +119,12 @@ export function isTensor(value: unknown): value is tf.Tensor {
  * }
  * ```
  */
-export function checkOptionKeys(owner: string, options: unknown, valid: readonly string[]): Record<string, unknown> {
-  if (options === undefined) return {};
+export function checkOptionKeys<T extends object = Record<string, unknown>>(
+  owner: string,
+  options: unknown,
+  valid: readonly string[],
+): T {
+  if (options === undefined) return {} as T;
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
     const example = valid.length > 0 ? ` such as { ${valid[0]}: ... }` : "";
     throw new TypeError(
@@ -129,7 +136,7 @@ export function checkOptionKeys(owner: string, options: unknown, valid: readonly
       throw new TypeError(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
     }
   }
-  return options as Record<string, unknown>;
+  return options as T;
 }
 
 /**
@@ -170,7 +177,9 @@ function checkRule(where: string, value: unknown, rule: OptionRule): unknown {
   const orNull = rule.nullable ? " or null" : "";
   switch (rule.type) {
     case "boolean":
-      if (typeof value !== "boolean") throw new TypeError(`${where} must be true or false, got ${describeValue(value)}`);
+      if (typeof value !== "boolean") {
+        throw new TypeError(`${where} must be true or false, got ${describeValue(value)}`);
+      }
       return value;
     case "enum":
       if (typeof value !== "string" || !rule.values.includes(value)) {

@@ -18,7 +18,7 @@ import { TransformerModel } from "../models/model.ts";
 import type { AdamOptions } from "../train/adam.ts";
 import { BLAS_BACKEND } from "../blas/backend.ts";
 import { dataBytes, resetPeakDataBytes } from "../blas/pool.ts";
-import { positiveInteger } from "./_checks.ts";
+import { positiveInteger } from "../_options.ts";
 import { trainStepTimer } from "./train_step.ts";
 
 /** One kernel call as {@linkcode groupKernels} reads it (what tf.profile records, plus the nesting). */

@@ -18,7 +18,7 @@ import { type QKV, setFiniteChecks, variants } from "../attention/mod.ts";
 import { type DecodeSession, decodeSession } from "../models/generate.ts";
 import { TransformerModel } from "../models/model.ts";
 import { interleavedTimes } from "../timing.ts";
-import { positiveInteger } from "./_checks.ts";
+import { positiveInteger } from "../_options.ts";
 
 /** How {@linkcode layerOutputs} runs the attention layers. */
 export type Form = "reference" | "attend" | "recurrent";

@@ -13,7 +13,7 @@ import { randomNormal } from "../random.ts";
 import { interleavedTimes } from "../timing.ts";
 import { extrapolatePowerLaw } from "./fit.ts";
 import { flopCount } from "./flops.ts";
-import { positiveInteger } from "./_checks.ts";
+import { positiveInteger } from "../_options.ts";
 
 /** One configuration to time: a label, a registered variant and its options (causal is set from the options). */
 export interface ScalingSpec {

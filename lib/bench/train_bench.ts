@@ -21,7 +21,7 @@ import { LM_ARCHITECTURE, LM_RECIPE } from "../models/pretrained.ts";
 import { seededUniform } from "../random.ts";
 import { median, ratioInterval } from "../stats/mod.ts";
 import type { AdamOptions } from "../train/adam.ts";
-import { positiveInteger } from "./_checks.ts";
+import { positiveInteger } from "../_options.ts";
 import { type SgemmPeak, sgemmPeak } from "./measure.ts";
 import { TorchTwin, type TwinInfo, type TwinStepTimes } from "./torch_twin.ts";
 import { modelFlops, STEP_ADAM, trainStepTimer } from "./train_step.ts";

@@ -22,7 +22,7 @@ import { interleavedTimes } from "../timing.ts";
 import { adam, type AdamOptions } from "../train/adam.ts";
 import { extrapolatePowerLaw } from "./fit.ts";
 import { flopCount } from "./flops.ts";
-import { positiveInteger } from "./_checks.ts";
+import { positiveInteger } from "../_options.ts";
 
 /** What {@linkcode modelFlops} returns: matmul FLOPs, as `flopCount` counts them. */
 export interface ModelFlops {

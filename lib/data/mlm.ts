@@ -112,7 +112,9 @@ interface Resolved {
 
 function checkTokens(owner: string, tokens: unknown): asserts tokens is TokenStream {
   if (!(tokens instanceof Uint8Array || tokens instanceof Uint16Array || tokens instanceof Int32Array)) {
-    throw new TypeError(`${owner}: tokens must be a Uint8Array, Uint16Array or Int32Array, got ${describeValue(tokens)}`);
+    throw new TypeError(
+      `${owner}: tokens must be a Uint8Array, Uint16Array or Int32Array, got ${describeValue(tokens)}`,
+    );
   }
 }
 

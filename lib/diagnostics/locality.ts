@@ -20,7 +20,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
+import { checkOptionKeys, resolveOptions } from "../_options.ts";
 import { checkNotDisposed, checkRatios, describe } from "./_checks.ts";
 
 /**
