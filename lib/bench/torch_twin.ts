@@ -601,7 +601,9 @@ function wireBatch(owner: string, batch: LmBatch | MlmBatch, config: ModelConfig
     const ids = batch[key];
     if (!(ids instanceof Int32Array) || ids.length !== count) {
       throw new TypeError(
-        `${owner}: batch.${key} must be an Int32Array of batch × length = ${count} token ids, got ${describeValue(ids)}`,
+        `${owner}: batch.${key} must be an Int32Array of batch × length = ${count} token ids, got ${
+          describeValue(ids)
+        }`,
       );
     }
     for (let i = 0; i < ids.length; i++) {
