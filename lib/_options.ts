@@ -77,7 +77,10 @@ export function describeValue(value: unknown, options: DescribeOptions = {}): st
   if (typeof value === "symbol") return `a symbol (${String(value)})`;
   if (typeof value === "function") return `a function${value.name ? ` (${value.name})` : ""}`;
   if (Array.isArray(value)) return `an array of length ${value.length}`;
-  if (isTensor(value)) return `a ${value.dtype} tensor of shape [${value.shape.join(", ")}]`;
+  if (isTensor(value)) {
+    const article = /^[aeiou]/.test(value.dtype) ? "an" : "a";
+    return `${article} ${value.dtype} tensor of shape [${value.shape.join(", ")}]`;
+  }
   const proto = Object.getPrototypeOf(value);
   if (proto === Object.prototype || proto === null) return "an object";
   const name = (proto as { constructor?: { name?: string } }).constructor?.name;

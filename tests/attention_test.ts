@@ -9,8 +9,8 @@ import {
   recurrentAttend,
   recurrentStep,
   type RecurrentVariant,
-  type StateTensors,
   setFiniteChecks,
+  type StateTensors,
   type VariantName,
   variants,
 } from "../lib/attention/mod.ts";
@@ -381,7 +381,13 @@ Deno.test("no tensors leak from any form, forward or backward", () => {
       const b = recurrentAttend(name, qkv, { ...options, state: a.state, position: 70 } as never);
       tf.dispose([a.output, b.output, ...Object.values(a.state), ...Object.values(b.state)]);
     }
-    assert.throws(() => variants.linear.attend({ ...qkv, v: tf.fill([2, 2, 70, 3], NaN) as tf.Tensor4D }));
+    // The opt-in finite check throws after its probe: the probe must not leak either.
+    const finiteBefore = setFiniteChecks(true);
+    try {
+      assert.throws(() => variants.linear.attend({ ...qkv, v: tf.fill([2, 2, 70, 3], NaN) as tf.Tensor4D }));
+    } finally {
+      setFiniteChecks(finiteBefore);
+    }
   };
   run();
   const start = tf.memory().numTensors;
