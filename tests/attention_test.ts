@@ -9,6 +9,7 @@ import {
   recurrentAttend,
   recurrentStep,
   type RecurrentVariant,
+  setFiniteChecks,
   type StateTensors,
   type VariantName,
   variants,
@@ -308,11 +309,24 @@ Deno.test("bad input gets a clear error", () => {
       () => variant.attend({ ...good, v: tf.zeros([2, 2, 3, 2]) as tf.Tensor4D }),
       /v must be \[batch, heads, n, dv\]/,
     );
-    bad(() => variant.attend({ ...good, q: tf.fill([2, 2, 4, 3], NaN) as tf.Tensor4D }), /q contains NaN or Infinity/);
-    bad(
-      () => variant.attend({ ...good, v: tf.fill([2, 2, 4, 2], Infinity) as tf.Tensor4D }),
-      /v contains NaN or Infinity/,
-    );
+    // The non-finite check is opt-in: off, NaN passes through; on, a RangeError names the input.
+    const nanQ = tf.fill([2, 2, 4, 3], NaN) as tf.Tensor4D;
+    const infV = tf.fill([2, 2, 4, 2], Infinity) as tf.Tensor4D;
+    tf.dispose(variant.attend({ ...good, q: nanQ }));
+    const finiteBefore = setFiniteChecks(true);
+    try {
+      assert.throws(() => variant.attend({ ...good, q: nanQ }), {
+        name: "RangeError",
+        message: /q contains NaN or Infinity/,
+      });
+      assert.throws(() => variant.attend({ ...good, v: infV }), {
+        name: "RangeError",
+        message: /v contains NaN or Infinity/,
+      });
+    } finally {
+      assert.equal(setFiniteChecks(finiteBefore), true);
+      tf.dispose([nanQ, infV]);
+    }
     bad(
       () => variant.attend(good, { casual: true } as AnyOptions),
       /unknown option "casual"; valid options are causal/,
@@ -376,7 +390,13 @@ Deno.test("no tensors leak from any form, forward or backward", () => {
       const b = recurrentAttend(name, qkv, { ...options, state: a.state, position: 70 } as never);
       tf.dispose([a.output, b.output, ...Object.values(a.state), ...Object.values(b.state)]);
     }
-    assert.throws(() => variants.linear.attend({ ...qkv, v: tf.fill([2, 2, 70, 3], NaN) as tf.Tensor4D }));
+    // The opt-in finite check throws after its probe: the probe must not leak either.
+    const finiteBefore = setFiniteChecks(true);
+    try {
+      assert.throws(() => variants.linear.attend({ ...qkv, v: tf.fill([2, 2, 70, 3], NaN) as tf.Tensor4D }));
+    } finally {
+      setFiniteChecks(finiteBefore);
+    }
   };
   run();
   const start = tf.memory().numTensors;

@@ -634,11 +634,11 @@ Deno.test("bad arguments throw errors that name the argument", async () => {
 
 Deno.test("the public API keeps the two-positional rule: the internal argument checks are not exported", async () => {
   const data = await import("../lib/data/mod.ts");
-  for (const name of ["checkInteger", "resolveDataOptions"]) {
+  for (const name of ["checkInteger", "resolveOptions", "describeValue"]) {
     assert.ok(!(name in data), `lib/data/mod.ts exports ${name}`);
   }
   const train = await import("../lib/train/mod.ts");
-  for (const name of ["resolveTrainOptions", "checkEveryObject"]) {
+  for (const name of ["resolveOptions", "checkEveryObject", "describeValue"]) {
     assert.ok(!(name in train), `lib/train/mod.ts exports ${name}`);
   }
 });

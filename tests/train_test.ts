@@ -19,6 +19,7 @@ import {
 } from "../lib/train/mod.ts";
 import { randomNormal, seededNormal } from "../lib/random.ts";
 import { createModel } from "../lib/models/mod.ts";
+import { setFiniteChecks } from "../lib/attention/mod.ts";
 import type { LmBatch } from "../lib/data/mod.ts";
 import "./helpers.ts";
 
@@ -687,8 +688,9 @@ function tinyTransformer(attention: "vanilla" | "transnormer-t2") {
 }
 
 Deno.test("train: a NaN or Inf weight in layer 1 of a real transformer stops with layer 1, cleanly", async () => {
-  // A NaN q makes the attention variant throw (its finite check): no gradient is computed. An Inf in the
-  // last FFN gives a NaN loss instead, whose gradient is NaN everywhere, the embedding's included.
+  // With the opt-in finite check on, a NaN q makes the attention variant throw: no gradient is computed. An Inf in
+  // the last FFN (check off, the default) gives a NaN loss instead, whose gradient is NaN everywhere, the
+  // embedding's included.
   const cases = [
     { attention: "vanilla", weight: "blocks.1.attn.wq", value: NaN, stage: "blocks.1.attn", throws: true },
     { attention: "transnormer-t2", weight: "blocks.1.ffn.w1", value: Infinity, stage: "blocks.1.ffn", throws: false },
@@ -697,6 +699,7 @@ Deno.test("train: a NaN or Inf weight in layer 1 of a real transformer stops wit
     const { model, lmBatchAt } = tinyTransformer(attention);
     const tensorsBefore = tf.memory().numTensors;
     const messages: string[] = [];
+    const finiteBefore = setFiniteChecks(throws);
     const result = await train(model, {
       steps: 5,
       lr: 1e-2,
@@ -709,7 +712,7 @@ Deno.test("train: a NaN or Inf weight in layer 1 of a real transformer stops wit
         const w = model.variables[weight];
         tf.tidy(() => w.assign(tf.add(w, tf.scatterND([[0, 0]], [value], w.shape as [number, number]))));
       },
-    });
+    }).finally(() => setFiniteChecks(finiteBefore));
     const stopped = result.stopped!;
     assert.equal(stopped.step, 2, attention);
     assert.equal(stopped.where, "loss");
@@ -916,6 +919,7 @@ Deno.test("the run's hash covers the training code: a change under lib/attention
     "lib/data",
     "lib/random.ts",
     "lib/blas",
+    "lib/_options.ts",
   ]);
   await withTempDir(async (root) => {
     // A copy of the training sources hashes like the repository; the real files are never touched.

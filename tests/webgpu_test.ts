@@ -73,8 +73,9 @@ async function on<T>(name: "cpu" | "webgpu", fn: () => Promise<T>): Promise<T> {
   if (name === "webgpu") await requireWebgpu();
   const previous = await initBackend({ quiet: true });
   await initBackend({ backend: name, quiet: true });
-  // The finite check reads one scalar synchronously per attention call (known failure below); off on both sides.
-  setFiniteChecks(false);
+  // The opt-in finite check reads one scalar synchronously per attention call (known failure below): off on both
+  // sides, whatever the caller set.
+  const finiteBefore = setFiniteChecks(false);
   const { numTensors, numDataBuffers } = tf.memory();
   try {
     const out = await fn();
@@ -83,7 +84,7 @@ async function on<T>(name: "cpu" | "webgpu", fn: () => Promise<T>): Promise<T> {
     assert.equal(after.numDataBuffers, numDataBuffers, `${name}: ${after.numDataBuffers - numDataBuffers} buffers`);
     return out;
   } finally {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     await initBackend({ backend: previous, quiet: true });
   }
 }
@@ -224,14 +225,14 @@ Deno.test("webgpu: synchronous reads of GPU memory are a clear error; values on 
     // The attention variants' finite check (lib/attention/types.ts) would read a scalar synchronously: on webgpu it
     // is skipped, so attend runs with checks on, and a NaN input comes out as NaN rather than as an error.
     const qkv = seededQKV({ n: 40, dk: 8, dv: 8, seed: 3 });
-    setFiniteChecks(true);
+    const finiteBefore = setFiniteChecks(true);
     try {
       const out = tf.tidy(() => variants.softmax.attend({ ...qkv, q: tf.mul(qkv.q, NaN) as tf.Tensor4D }, {}));
       assert.deepEqual(out.shape, [2, 2, 40, 8]);
       assert.ok(Number.isNaN((await out.data())[0]), "NaN in, NaN out: no check on webgpu");
       out.dispose();
     } finally {
-      setFiniteChecks(false);
+      setFiniteChecks(finiteBefore);
       tf.dispose([qkv.q, qkv.k, qkv.v]);
     }
   });

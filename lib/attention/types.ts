@@ -5,6 +5,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { checkNotDisposed, describeValue, type OptionRule } from "../_options.ts";
 
 /** Options every variant accepts. */
 export interface AttentionOptions {
@@ -172,155 +173,34 @@ export interface RecurrentAttentionVariant<O extends AttentionOptions, S extends
   recurrentStep(token: Token, options: StateFormOptions<O, S> & { state: S }): { output: tf.Tensor3D; state: S };
 }
 
-/**
- * How one option is checked: a type, plus a set of allowed values or bounds. A number rule with `list` also accepts a
- * non-empty array of such numbers (one per head, say).
- */
-export type OptionRule =
-  | { type: "boolean" }
-  | {
-    type: "number";
-    min?: number;
-    exclusiveMin?: boolean;
-    max?: number;
-    integer?: boolean;
-    nullable?: boolean;
-    list?: boolean;
-  }
-  | { type: "enum"; values: readonly string[] }
-  | { type: "tensor"; rank: number; nullable?: boolean };
+// The option rules live in lib/_options.ts; variant files import them from here.
+export { checkOptionKeys, type OptionRule, resolveOptions } from "../_options.ts";
+
+// Off by default: the check reads a scalar back synchronously on every call, which costs a device round trip and
+// cannot run on a GPU backend that only reads asynchronously (webgpu).
+let finiteChecks = false;
 
 /**
- * Fills in defaults and checks every option against its rule.
- * Unknown keys and wrong types throw a TypeError, out-of-range values a RangeError; the message names the option.
- *
- * @example
- * ```ts
- * import { resolveOptions } from "./types.ts";
- * const o = resolveOptions("demo", { chunkSize: 4 }, { causal: false, chunkSize: 64 }, {
- *   causal: { type: "boolean" },
- *   chunkSize: { type: "number", min: 1, integer: true },
- * });
- * console.log(o.chunkSize === 4 && o.causal === false);
- * ```
- */
-export function resolveOptions<T extends object>(
-  owner: string,
-  options: object | undefined,
-  defaults: T,
-  rules: Record<string, OptionRule>,
-): T {
-  const given = checkOptionKeys(owner, options, Object.keys(rules));
-  const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
-  for (const [key, rule] of Object.entries(rules)) {
-    const value = given[key];
-    if (value === undefined) continue;
-    checkRule(owner, key, value, rule);
-    out[key] = value;
-  }
-  return out as T;
-}
-
-function checkRule(owner: string, key: string, value: unknown, rule: OptionRule): void {
-  const where = `${owner}: option ${key}`;
-  if (value === null && "nullable" in rule && rule.nullable) return;
-  switch (rule.type) {
-    case "boolean":
-      if (typeof value !== "boolean") throw new TypeError(`${where} must be true or false, got ${describe(value)}`);
-      return;
-    case "enum":
-      if (typeof value !== "string" || !rule.values.includes(value)) {
-        const allowed = rule.values.map((v) => `"${v}"`).join(", ");
-        const message = `${where} must be one of ${allowed}, got ${describe(value)}`;
-        throw typeof value === "string" ? new RangeError(message) : new TypeError(message);
-      }
-      return;
-    case "number": {
-      if (rule.list && Array.isArray(value)) {
-        if (value.length === 0) throw new RangeError(`${where} must be a number or a non-empty array, got []`);
-        value.forEach((x, i) => checkNumber(`${where}[${i}]`, x, rule));
-        return;
-      }
-      if (rule.list && typeof value !== "number") {
-        throw new TypeError(`${where} must be a finite number or an array of them, got ${describe(value)}`);
-      }
-      checkNumber(where, value, rule);
-      return;
-    }
-    case "tensor":
-      if (!(value instanceof tf.Tensor) || value.rank !== rule.rank) {
-        throw new TypeError(`${where} must be a rank-${rule.rank} tf.Tensor, got ${describe(value)}`);
-      }
-      if (value.isDisposed) throw new Error(`${where} was disposed; pass a live tensor (dispose it after the call)`);
-      return;
-  }
-}
-
-function checkNumber(where: string, value: unknown, rule: Extract<OptionRule, { type: "number" }>): void {
-  if (typeof value !== "number") throw new TypeError(`${where} must be a finite number, got ${describe(value)}`);
-  if (!Number.isFinite(value)) throw new RangeError(`${where} must be a finite number, got ${value}`);
-  if (rule.integer && !Number.isInteger(value)) throw new RangeError(`${where} must be an integer, got ${value}`);
-  if (rule.min !== undefined) {
-    const bad = rule.exclusiveMin ? value <= rule.min : value < rule.min;
-    if (bad) throw new RangeError(`${where} must be ${rule.exclusiveMin ? ">" : ">="} ${rule.min}, got ${value}`);
-  }
-  if (rule.max !== undefined && value > rule.max) throw new RangeError(`${where} must be <= ${rule.max}, got ${value}`);
-}
-
-/**
- * Throws unless `options` is undefined (no options: returns `{}`) or a plain object whose keys are all in `valid`;
- * the message names the first unknown key and the valid ones. Returns the options as a record.
- *
- * @example
- * ```ts
- * import { checkOptionKeys } from "./types.ts";
- * console.log(checkOptionKeys("demo", { causal: true }, ["causal", "eps"]).causal); // true
- * try {
- *   checkOptionKeys("demo", { casual: true }, ["causal", "eps"]);
- * } catch (err) {
- *   console.log((err as Error).message); // demo: unknown option "casual"; valid options are causal, eps
- * }
- * ```
- */
-export function checkOptionKeys(owner: string, options: unknown, valid: readonly string[]): Record<string, unknown> {
-  if (options === undefined) return {};
-  if (options === null || typeof options !== "object" || Array.isArray(options)) {
-    throw new TypeError(`${owner}: options must be an object, got ${describe(options)}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!valid.includes(key)) {
-      throw new TypeError(`${owner}: unknown option "${key}"; valid options are ${valid.join(", ")}`);
-    }
-  }
-  return options as Record<string, unknown>;
-}
-
-function describe(value: unknown): string {
-  if (value instanceof tf.Tensor) return `a tensor of shape [${value.shape.join(", ")}]`;
-  if (typeof value === "function") return "a function";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "string") return `"${value}"`;
-  return String(value);
-}
-
-let finiteChecks = true;
-
-/**
- * Turns the NaN/Inf input check on or off (default on). The check reads one
- * scalar back from the device per call; switch it off in tight benchmark loops.
+ * Turns the NaN/Inf check on q, k and v on or off (default off) and returns the previous setting, so that a caller
+ * can restore it. When on, every attend/weights/reference call reads one scalar back from the device synchronously
+ * and throws a RangeError naming the input that holds NaN or Infinity; use it while debugging. The webgpu backend
+ * skips it (it cannot read synchronously).
  *
  * @example
  * ```ts
  * import { setFiniteChecks } from "./types.ts";
- * setFiniteChecks(false);
- * setFiniteChecks(true);
+ * const before = setFiniteChecks(true);
+ * // ... calls that should stop at the first non-finite input ...
+ * setFiniteChecks(before);
  * ```
  */
-export function setFiniteChecks(enabled: boolean): void {
+export function setFiniteChecks(enabled: boolean): boolean {
   if (typeof enabled !== "boolean") {
-    throw new TypeError(`setFiniteChecks: enabled must be a boolean, got ${describe(enabled)}`);
+    throw new TypeError(`setFiniteChecks: enabled must be true or false, got ${describeValue(enabled)}`);
   }
+  const previous = finiteChecks;
   finiteChecks = enabled;
+  return previous;
 }
 
 const AXES = ["batch", "heads", "n"] as const;
@@ -328,15 +208,10 @@ const AXES = ["batch", "heads", "n"] as const;
 function checkTensor4D(owner: string, name: string, x: unknown, last: string): tf.Tensor4D {
   if (!(x instanceof tf.Tensor)) {
     throw new TypeError(
-      `${owner}: ${name} must be a tf.Tensor of shape [batch, heads, n, ${last}], got ${describe(x)}`,
+      `${owner}: ${name} must be a tf.Tensor of shape [batch, heads, n, ${last}], got ${describeValue(x)}`,
     );
   }
-  // A disposed tensor keeps its shape but not its data; tfjs would fail deep inside a kernel.
-  if (x.isDisposed) {
-    throw new Error(
-      `${owner}: ${name} was disposed; pass a live tensor (dispose it after the call, or build it again)`,
-    );
-  }
+  checkNotDisposed(`${owner}: ${name}`, x);
   if (x.rank !== 4) {
     throw new TypeError(
       `${owner}: ${name} must have rank 4 [batch, heads, n, ${last}], got shape [${x.shape.join(", ")}]; ` +
@@ -355,8 +230,8 @@ function checkTensor4D(owner: string, name: string, x: unknown, last: string): t
       );
     }
   });
-  // Deno's WebGPU cannot read synchronously (lib/webgpu.ts): no check there; the training loop still stops on a
-  // non-finite loss or gradient, which it reads asynchronously.
+  // Opt-in (setFiniteChecks). Deno's WebGPU cannot read synchronously (lib/webgpu.ts): no check there; the training
+  // loop still stops on a non-finite loss or gradient, which it reads asynchronously.
   if (finiteChecks && tf.getBackend() !== "webgpu") {
     // x * 0 is 0 for finite entries and NaN for NaN or +-Inf; one reduction finds either.
     const probe = tf.tidy(() => tf.sum(tf.mul(x, 0)));
@@ -366,7 +241,9 @@ function checkTensor4D(owner: string, name: string, x: unknown, last: string): t
     } finally {
       probe.dispose();
     }
-    if (bad) throw new Error(`${owner}: ${name} contains NaN or Infinity; check the values that produced it`);
+    if (bad) {
+      throw new RangeError(`${owner}: ${name} contains NaN or Infinity; check the values that produced it`);
+    }
   }
   return x as tf.Tensor4D;
 }
@@ -385,7 +262,7 @@ function checkTensor4D(owner: string, name: string, x: unknown, last: string): t
  */
 export function checkQK(owner: string, qk: QK): void {
   if (qk === null || typeof qk !== "object") {
-    throw new TypeError(`${owner}: expected an object { q, k }, got ${describe(qk)}`);
+    throw new TypeError(`${owner}: expected an object { q, k }, got ${describeValue(qk)}`);
   }
   const q = checkTensor4D(owner, "q", qk.q, "dk");
   const k = checkTensor4D(owner, "k", qk.k, "dk");
@@ -411,7 +288,7 @@ export function checkQK(owner: string, qk: QK): void {
  */
 export function checkQKV(owner: string, qkv: QKV): void {
   if (qkv === null || typeof qkv !== "object") {
-    throw new TypeError(`${owner}: expected an object { q, k, v }, got ${describe(qkv)}`);
+    throw new TypeError(`${owner}: expected an object { q, k, v }, got ${describeValue(qkv)}`);
   }
   checkQK(owner, qkv);
   const v = checkTensor4D(owner, "v", qkv.v, "dv");

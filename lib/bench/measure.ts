@@ -184,7 +184,7 @@ export async function measureAttention(options: MeasureOptions): Promise<Measure
   const k = randomNormal<tf.Tensor4D>([batch, heads, n, dk], { seed: seed + 1 }); // [b, h, n, dk]
   const v = randomNormal<tf.Tensor4D>([batch, heads, n, dv], { seed: seed + 2 }); // [b, h, n, dv]
   const dy = randomNormal<tf.Tensor4D>([batch, heads, n, dv], { seed: seed + 3 }); // [b, h, n, dv]
-  setFiniteChecks(false);
+  const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
     const forward = () => variant.attend({ q, k, v }, variantOptions);
     const gradient = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
@@ -222,7 +222,7 @@ export async function measureAttention(options: MeasureOptions): Promise<Measure
       flops,
     };
   } finally {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     tf.dispose([q, k, v, dy]);
     if (options.backend !== undefined && previous && tf.getBackend() !== previous) await tf.setBackend(previous);
   }

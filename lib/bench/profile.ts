@@ -18,7 +18,7 @@ import { TransformerModel } from "../models/model.ts";
 import type { AdamOptions } from "../train/adam.ts";
 import { BLAS_BACKEND } from "../blas/backend.ts";
 import { dataBytes, resetPeakDataBytes } from "../blas/pool.ts";
-import { positiveInteger } from "./_checks.ts";
+import { positiveInteger } from "../_options.ts";
 import { deviceOf } from "./device.ts";
 import { trainStepTimer } from "./train_step.ts";
 
@@ -250,8 +250,8 @@ export async function profileStep(
   };
   const engine = tf.engine() as unknown as EngineInternals;
   const backend = tf.getBackend();
-  const device = await deviceOf(backend);
-  setFiniteChecks(false);
+import { positiveInteger } from "../_options.ts";
+import { deviceOf } from "./device.ts";
   try {
     for (let i = 0; i < warmup; i++) await once();
     const records: KernelRecord[] = [];
@@ -292,7 +292,7 @@ export async function profileStep(
       nesting,
     };
   } finally {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     timer.dispose();
   }
 }

@@ -19,7 +19,7 @@ import { type DecodeSession, decodeSession } from "../models/generate.ts";
 import { TransformerModel } from "../models/model.ts";
 import { type ReadPlan, readPlan, readPlanAsync } from "../read.ts";
 import { interleavedTimes, interleavedTimesAsync } from "../timing.ts";
-import { positiveInteger } from "./_checks.ts";
+import { positiveInteger } from "../_options.ts";
 
 /** How {@linkcode layerOutputs} runs the attention layers. */
 export type Form = "reference" | "attend" | "recurrent";
@@ -392,11 +392,12 @@ function openDecode(
   const sessions: DecodeSession[] = [];
   const results: (DecodeTiming & { session: DecodeSession | null })[] = [];
   const fns: Record<string, () => tf.TensorContainer> = {};
+  // Timed calls read nothing back; close() restores the setting found here.
+  const finiteBefore = setFiniteChecks(false);
   const close = () => {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     for (const s of sessions) s.dispose();
   };
-  setFiniteChecks(false);
   try {
     for (const spec of specs) {
       const cache = spec.cache ?? "kv";

@@ -13,7 +13,7 @@ import { randomNormal } from "../random.ts";
 import { interleavedTimesAsync } from "../timing.ts";
 import { extrapolatePowerLaw } from "./fit.ts";
 import { flopCount } from "./flops.ts";
-import { positiveInteger } from "./_checks.ts";
+import { positiveInteger } from "../_options.ts";
 
 /** One configuration to time: a label, a registered variant and its options (causal is set from the options). */
 export interface ScalingSpec {
@@ -190,7 +190,7 @@ export async function attentionScaling(
   };
   const rows: ScalingRow[] = [];
   const fns: Record<string, () => tf.TensorContainer> = {};
-  setFiniteChecks(false);
+  const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
     for (const { spec, lengths } of plans) {
       const variantOptions = { ...(spec.options ?? {}), causal };
@@ -252,7 +252,7 @@ export async function attentionScaling(
     }
     return rows;
   } finally {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     for (const ts of inputs.values()) tf.dispose(ts);
   }
 }

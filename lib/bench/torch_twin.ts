@@ -18,7 +18,7 @@ import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { orthogonalRandomFeatures, performerFeatures } from "../attention/performer.ts";
-import { checkOptionKeys } from "../attention/types.ts";
+import { checkInteger, checkOptionKeys, describeValue } from "../_options.ts";
 import type { LmBatch } from "../data/types.ts";
 import { ffnHiddenSize, type ModelConfig, modelConfig, type ModelConfigInput } from "../models/config.ts";
 import { STEP_ADAM } from "./train_step.ts";
@@ -147,14 +147,6 @@ function floatsFromBase64(text: string): Float32Array {
   return out;
 }
 
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name} of ${(value as Float32Array).length}`;
-  if (typeof value === "string") return `"${value}"`;
-  return typeof value === "object" ? "an object" : String(value);
-}
-
 /** Reads newline-terminated lines from a byte stream, however long a line is. */
 class LineReader {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
@@ -270,13 +262,11 @@ export class TorchTwin {
     const python = o.python ?? TWIN_PYTHON;
     if (typeof python !== "string" || python === "") {
       throw new TypeError(
-        `TorchTwin.start: option python must be the path of a Python 3 interpreter, got ${describe(python)}`,
+        `TorchTwin.start: option python must be the path of a Python 3 interpreter, got ${describeValue(python)}`,
       );
     }
     const threads = o.threads ?? navigator.hardwareConcurrency ?? 1;
-    if (typeof threads !== "number" || !Number.isInteger(threads) || threads < 1) {
-      throw new RangeError(`TorchTwin.start: option threads must be an integer >= 1, got ${describe(threads)}`);
-    }
+    checkInteger("TorchTwin.start", "option threads", threads, { min: 1 });
     const n = String(threads);
     let child: Deno.ChildProcess;
     try {
@@ -347,7 +337,7 @@ export class TorchTwin {
     const shapes = twinVariableShapes(resolved);
     const embedding = o.embedding ?? "gather";
     if (embedding !== "onehot" && embedding !== "gather") {
-      throw new RangeError(`${owner}: option embedding must be "onehot" or "gather", got ${describe(embedding)}`);
+      throw new RangeError(`${owner}: option embedding must be "onehot" or "gather", got ${describeValue(embedding)}`);
     }
     let weights: Record<string, string> | null = null;
     if (o.weights !== undefined) {
@@ -369,7 +359,7 @@ export class TorchTwin {
           throw new Error(`${owner}: option weights lacks "${name}" [${shape}]; give every variable, or none`);
         }
         if (!(w instanceof Float32Array)) {
-          throw new TypeError(`${owner}: option weights["${name}"] must be a Float32Array, got ${describe(w)}`);
+          throw new TypeError(`${owner}: option weights["${name}"] must be a Float32Array, got ${describeValue(w)}`);
         }
         if (w.length !== tf.util.sizeFromShape(shape)) {
           throw new RangeError(
@@ -411,9 +401,7 @@ export class TorchTwin {
    * lib/bench/train_bench.ts, which times PyTorch at its faster setting.)
    */
   async setThreads(threads: number): Promise<number> {
-    if (typeof threads !== "number" || !Number.isInteger(threads) || threads < 1) {
-      throw new RangeError(`TorchTwin.setThreads: threads must be an integer >= 1, got ${describe(threads)}`);
-    }
+    checkInteger("TorchTwin.setThreads", "threads", threads, { min: 1 });
     const reply = await this.#call("threads", { threads });
     return reply.threads as number;
   }
@@ -440,12 +428,8 @@ export class TorchTwin {
     if (options === undefined) throw new TypeError(`${owner}: options { warmup, steps } are required`);
     const o = checkOptionKeys(owner, options, ["warmup", "steps", "memory"]);
     const { warmup, steps, memory = true } = o;
-    if (typeof warmup !== "number" || !Number.isInteger(warmup) || warmup < 0) {
-      throw new RangeError(`${owner}: option warmup must be an integer >= 0, got ${describe(warmup)}`);
-    }
-    if (typeof steps !== "number" || !Number.isInteger(steps) || steps < 1) {
-      throw new RangeError(`${owner}: option steps must be an integer >= 1, got ${describe(steps)}`);
-    }
+    checkInteger(owner, "option warmup", warmup);
+    checkInteger(owner, "option steps", steps, { min: 1 });
     if (typeof memory !== "boolean") throw new TypeError(`${owner}: option memory must be true or false`);
     const reply = await this.#call("timeSteps", { batch: this.#batch(owner, batch), warmup, steps, memory });
     const peak = reply.peakBytes as number;
@@ -586,7 +570,7 @@ function resolveAdam(owner: string, adam: Partial<AdamOptions> | undefined, shap
       try {
         const chosen = o.decay(name, stand);
         if (typeof chosen !== "boolean") {
-          throw new TypeError(`${owner}: option adam.decay must return true or false, got ${describe(chosen)}`);
+          throw new TypeError(`${owner}: option adam.decay must return true or false, got ${describeValue(chosen)}`);
         }
         if (chosen) decayNames.push(name);
       } finally {
@@ -604,9 +588,7 @@ function wireBatch(owner: string, batch: LmBatch | MlmBatch, config: ModelConfig
     throw new TypeError(`${owner}: batch must be an LmBatch (kind "lm"; with mask weights for task "mlm")`);
   }
   for (const key of ["batch", "length"] as const) {
-    if (typeof batch[key] !== "number" || !Number.isInteger(batch[key]) || batch[key] < 1) {
-      throw new RangeError(`${owner}: batch.${key} must be an integer >= 1, got ${describe(batch[key])}`);
-    }
+    checkInteger(owner, `batch.${key}`, batch[key], { min: 1 });
   }
   if (batch.length > config.maxLength) {
     throw new RangeError(
@@ -619,7 +601,9 @@ function wireBatch(owner: string, batch: LmBatch | MlmBatch, config: ModelConfig
     const ids = batch[key];
     if (!(ids instanceof Int32Array) || ids.length !== count) {
       throw new TypeError(
-        `${owner}: batch.${key} must be an Int32Array of batch × length = ${count} token ids, got ${describe(ids)}`,
+        `${owner}: batch.${key} must be an Int32Array of batch × length = ${count} token ids, got ${
+          describeValue(ids)
+        }`,
       );
     }
     for (let i = 0; i < ids.length; i++) {
@@ -632,7 +616,7 @@ function wireBatch(owner: string, batch: LmBatch | MlmBatch, config: ModelConfig
   if (batch.mask !== undefined) {
     if (!(batch.mask instanceof Float32Array) || batch.mask.length !== count) {
       throw new TypeError(
-        `${owner}: batch.mask must be a Float32Array of ${count} weights, got ${describe(batch.mask)}`,
+        `${owner}: batch.mask must be a Float32Array of ${count} weights, got ${describeValue(batch.mask)}`,
       );
     }
     let total = 0;

@@ -21,7 +21,7 @@ import { LM_ARCHITECTURE, LM_RECIPE } from "../models/pretrained.ts";
 import { seededUniform } from "../random.ts";
 import { median, ratioInterval } from "../stats/mod.ts";
 import type { AdamOptions } from "../train/adam.ts";
-import { positiveInteger } from "./_checks.ts";
+import { positiveInteger } from "../_options.ts";
 import { deviceOf } from "./device.ts";
 import { type SgemmPeak, sgemmPeak } from "./measure.ts";
 import { TorchTwin, type TwinInfo, type TwinStepTimes } from "./torch_twin.ts";
@@ -564,7 +564,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
 
   const rows: TrainBenchRow[] = [];
   const samples: TrainBenchSample[] = [];
-  setFiniteChecks(false);
+  const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
     for (const config of configs) {
       for (const preset of presets) {
@@ -684,7 +684,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
       }
     }
   } finally {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     if (owned) await twin!.close();
   }
   return { rows, samples, peak, torch, backend, device, elapsedS: (performance.now() - start) / 1000 };

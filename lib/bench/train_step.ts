@@ -22,7 +22,7 @@ import { interleavedTimesAsync } from "../timing.ts";
 import { adam, type AdamOptions } from "../train/adam.ts";
 import { extrapolatePowerLaw } from "./fit.ts";
 import { flopCount } from "./flops.ts";
-import { positiveInteger } from "./_checks.ts";
+import { positiveInteger } from "../_options.ts";
 
 /** What {@linkcode modelFlops} returns: matmul FLOPs, as `flopCount` counts them. */
 export interface ModelFlops {
@@ -298,7 +298,7 @@ export async function trainStepTimes(options: TrainStepTimesOptions): Promise<Tr
   const timers: TrainStepTimer[] = [];
   const rows: TrainStepRow[] = [];
   const fns: Record<string, () => tf.TensorContainer> = {};
-  setFiniteChecks(false);
+  const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
     for (const preset of options.presets) {
       const model = createModel({ ...options.architecture, attention: preset, maxLength, seed }, { log: () => {} });
@@ -358,7 +358,7 @@ export async function trainStepTimes(options: TrainStepTimesOptions): Promise<Tr
     for (const row of rows) row.stepMs = times[`${row.preset}@${row.n}`] ?? [];
     return rows;
   } finally {
-    setFiniteChecks(true);
+    setFiniteChecks(finiteBefore);
     for (const t of timers) t.dispose();
     for (const m of models) m.dispose();
   }

@@ -9,8 +9,8 @@
  */
 
 import { seededUniform } from "../random.ts";
-import { checkInteger, resolveDataOptions } from "./_checks.ts";
 import { type LmBatch, mixSeed } from "./types.ts";
+import { checkInteger, resolveOptions } from "../_options.ts";
 
 /** A token stream: bytes, or ids from a larger vocabulary. */
 export type TokenStream = Uint8Array | Uint16Array | Int32Array;
@@ -114,7 +114,7 @@ function windowsBatch(tokens: TokenStream, starts: ArrayLike<number>, seqLen: nu
 export function lmSampler(tokens: TokenStream, options: LmSamplerOptions): LmSampler {
   const owner = "lmSampler";
   checkTokens(owner, tokens);
-  const o = resolveDataOptions(
+  const o = resolveOptions(
     owner,
     options,
     { batchSize: 0, seqLen: 0, seed: 0, vocabSize: tokens instanceof Uint8Array ? 256 : 0 },
@@ -139,7 +139,7 @@ export function lmSampler(tokens: TokenStream, options: LmSamplerOptions): LmSam
     seqLen: o.seqLen,
     seed: o.seed,
     batch(step: number): LmBatch {
-      checkInteger(`${owner}.batch`, "step", step, 0);
+      checkInteger(`${owner}.batch`, "step", step);
       const uniform = seededUniform(mixSeed(o.seed, step));
       const starts = new Array<number>(o.batchSize);
       for (let r = 0; r < o.batchSize; r++) starts[r] = Math.floor(uniform() * span);
@@ -164,7 +164,7 @@ export function lmSampler(tokens: TokenStream, options: LmSamplerOptions): LmSam
 export function lmTiling(tokens: TokenStream, options: LmTilingOptions): LmTiling {
   const owner = "lmTiling";
   checkTokens(owner, tokens);
-  const o = resolveDataOptions(owner, options, { batchSize: 0, seqLen: 0, maxBatches: null as number | null }, {
+  const o = resolveOptions(owner, options, { batchSize: 0, seqLen: 0, maxBatches: null as number | null }, {
     batchSize: { type: "number", integer: true, min: 1 },
     seqLen: { type: "number", integer: true, min: 1 },
     maxBatches: { type: "number", integer: true, min: 1, nullable: true },
@@ -177,7 +177,7 @@ export function lmTiling(tokens: TokenStream, options: LmTilingOptions): LmTilin
   const numBatches = o.maxBatches === null ? allBatches : Math.min(allBatches, o.maxBatches);
   const numWindows = Math.min(allWindows, numBatches * o.batchSize);
   const batch = (index: number): LmBatch => {
-    checkInteger(`${owner}.batch`, "index", index, 0);
+    checkInteger(`${owner}.batch`, "index", index);
     if (index >= numBatches) {
       throw new Error(`${owner}.batch: index must be < numBatches (${numBatches}), got ${index}`);
     }

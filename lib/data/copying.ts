@@ -13,8 +13,8 @@
  */
 
 import { seededUniform } from "../random.ts";
-import { checkInteger, resolveDataOptions } from "./_checks.ts";
 import { type LmBatch, mixSeed, type SyntheticTask } from "./types.ts";
+import { checkInteger, resolveOptions } from "../_options.ts";
 
 /** Options for {@linkcode copyingTask}. */
 export interface CopyingOptions {
@@ -48,7 +48,7 @@ export interface CopyingTask extends SyntheticTask<LmBatch> {
  */
 export function copyingTask(options?: CopyingOptions): CopyingTask {
   const owner = "copyingTask";
-  const o = resolveDataOptions(owner, options, { copyLength: 32, vocabSize: 16, seed: 0 }, {
+  const o = resolveOptions(owner, options, { copyLength: 32, vocabSize: 16, seed: 0 }, {
     copyLength: { type: "number", integer: true, min: 1 },
     vocabSize: { type: "number", integer: true, min: 3 },
     seed: { type: "number", integer: true, min: 0 },
@@ -63,8 +63,8 @@ export function copyingTask(options?: CopyingOptions): CopyingTask {
     pad: 0,
     options: o,
     batch(step: number, batchSize: number): LmBatch {
-      checkInteger(`${owner}.batch`, "step", step, 0);
-      checkInteger(`${owner}.batch`, "batchSize", batchSize, 1);
+      checkInteger(`${owner}.batch`, "step", step);
+      checkInteger(`${owner}.batch`, "batchSize", batchSize, { min: 1 });
       const n = 2 * L;
       const inputs = new Int32Array(batchSize * n); // [batch, 2L]
       const targets = new Int32Array(batchSize * n); // [batch, 2L]

@@ -22,8 +22,8 @@
  */
 
 import { seededUniform } from "../random.ts";
-import { checkInteger, resolveDataOptions } from "./_checks.ts";
 import { type ClassBatch, mixSeed, type SyntheticTask } from "./types.ts";
+import { checkInteger, resolveOptions } from "../_options.ts";
 
 /** The operators, in id order starting at {@linkcode LISTOPS_TOKENS}.MAX. */
 export const LISTOPS_OPERATORS = ["MAX", "MIN", "MED", "SM"] as const;
@@ -154,7 +154,7 @@ const MAX_ATTEMPTS = 10000;
  */
 export function listOpsTask(options?: ListOpsOptions): ListOpsTask {
   const owner = "listOpsTask";
-  const o = resolveDataOptions(
+  const o = resolveOptions(
     owner,
     options,
     { maxDepth: 6, maxArgs: 5, maxLength: 128, minLength: 4, leafProbability: 0.75, seed: 0 },
@@ -173,7 +173,7 @@ export function listOpsTask(options?: ListOpsOptions): ListOpsTask {
   }
 
   const example = (index: number) => {
-    checkInteger(`${owner}.example`, "index", index, 0);
+    checkInteger(`${owner}.example`, "index", index);
     const uniform = seededUniform(mixSeed(o.seed, index));
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const tree = draw(uniform, o);
@@ -194,8 +194,8 @@ export function listOpsTask(options?: ListOpsOptions): ListOpsTask {
     options: o,
     example,
     batch(step: number, batchSize: number): ClassBatch {
-      checkInteger(`${owner}.batch`, "step", step, 0);
-      checkInteger(`${owner}.batch`, "batchSize", batchSize, 1);
+      checkInteger(`${owner}.batch`, "step", step);
+      checkInteger(`${owner}.batch`, "batchSize", batchSize, { min: 1 });
       const inputs = new Int32Array(batchSize * o.maxLength); // [batch, maxLength], 0 = PAD
       const labels = new Int32Array(batchSize); // [batch]
       for (let r = 0; r < batchSize; r++) {

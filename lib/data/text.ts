@@ -27,9 +27,9 @@
 
 import { createHash } from "node:crypto";
 import { basename, extname, join, relative, resolve, sep } from "node:path";
-import { resolveDataOptions } from "./_checks.ts";
 import { buildByteCorpus, type ByteCorpus, type CorpusDocument, DOCUMENT_SEPARATOR, SPLIT_NAMES } from "./sotu.ts";
 import { sha256Hex } from "./types.ts";
+import { resolveOptions } from "../_options.ts";
 
 /** The default `pattern` of {@linkcode loadTextCorpus}. */
 export const DEFAULT_TEXT_PATTERN = "**/*.txt";
@@ -107,7 +107,7 @@ export async function loadTextCorpus(path: string, options?: LoadTextCorpusOptio
       }`,
     );
   }
-  const o = resolveDataOptions(
+  const o = resolveOptions(
     OWNER,
     options,
     {
@@ -118,10 +118,10 @@ export async function loadTextCorpus(path: string, options?: LoadTextCorpusOptio
       allowEmptySplits: false,
     },
     {
-      pattern: { type: "string" },
+      pattern: { type: "string", nonEmpty: true },
       documentBytes: { type: "number", min: 16, integer: true },
-      sha256: { type: "string", nullable: true },
-      name: { type: "string" },
+      sha256: { type: "string", nonEmpty: true, nullable: true },
+      name: { type: "string", nonEmpty: true },
       allowEmptySplits: { type: "boolean" },
     },
   );

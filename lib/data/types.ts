@@ -5,8 +5,7 @@
  * @module
  */
 
-import { checkOptionKeys } from "../attention/types.ts";
-import { checkInteger } from "./_checks.ts";
+import { checkInteger, checkOptionKeys } from "../_options.ts";
 
 /**
  * Language modelling: predict `targets[i]` from `inputs[..i]`, or, for a masked language model (task "mlm", batches
@@ -135,14 +134,14 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
  */
 export function sampleDistinct(uniform: () => number, options: { population: number; count: number }): number[] {
   if (options === undefined) {
-    throw new Error("sampleDistinct: options must be an object { population, count }, got undefined");
+    throw new TypeError("sampleDistinct: options must be an object { population, count }, got undefined");
   }
   checkOptionKeys("sampleDistinct", options, ["population", "count"]);
   const { population, count } = options;
-  checkInteger("sampleDistinct", "population", population, 0);
-  checkInteger("sampleDistinct", "count", count, 0);
+  checkInteger("sampleDistinct", "population", population);
+  checkInteger("sampleDistinct", "count", count);
   if (count > population) {
-    throw new Error(`sampleDistinct: count (${count}) must be <= population (${population})`);
+    throw new RangeError(`sampleDistinct: count (${count}) must be <= population (${population})`);
   }
   const pool = Array.from({ length: population }, (_, i) => i);
   for (let i = 0; i < count; i++) {

@@ -28,9 +28,9 @@ import { REPO_ROOT } from "../env.ts";
 import { writeFileAtomic } from "../figures/atomic.ts";
 import { progress } from "../notebook/progress.ts";
 import type { SplitName } from "./sotu.ts";
-import { resolveDataOptions } from "./_checks.ts";
 import { sha256Hex } from "./types.ts";
 import { listZip, type ZipEntry, zipEntryStream } from "./zip.ts";
+import { resolveOptions } from "../_options.ts";
 
 /** The standard WikiText-103 archive. */
 export const WIKITEXT103 = {
@@ -104,7 +104,7 @@ const SPLIT_FILES: Record<SplitName, string> = {
  */
 export async function loadWikiText(options?: LoadWikiTextOptions): Promise<WikiTextCorpus> {
   const owner = "loadWikiText";
-  const o = resolveDataOptions(
+  const o = resolveOptions(
     owner,
     options,
     {
@@ -116,10 +116,10 @@ export async function loadWikiText(options?: LoadWikiTextOptions): Promise<WikiT
       timeoutSeconds: 30,
     },
     {
-      source: { type: "string" },
-      cacheDir: { type: "string" },
-      sha256: { type: "string", nullable: true },
-      md5: { type: "string", nullable: true },
+      source: { type: "string", nonEmpty: true },
+      cacheDir: { type: "string", nonEmpty: true },
+      sha256: { type: "string", nonEmpty: true, nullable: true },
+      md5: { type: "string", nonEmpty: true, nullable: true },
       tokenization: { type: "enum", values: ["word", "byte"] },
       timeoutSeconds: { type: "number", min: 0, exclusiveMin: true },
     },

@@ -15,7 +15,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import * as Plot from "@observablehq/plot";
-import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
+import { checkOptionKeys, resolveOptions } from "../_options.ts";
 import { JUPYTER_DISPLAY, type MimeBundle, show } from "../figures/display.ts";
 import { plotDocument } from "../figures/dom.ts";
 import type { Row } from "../figures/csv.ts";

@@ -11,7 +11,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { resolveOptions } from "../attention/types.ts";
+import { resolveOptions } from "../_options.ts";
 import { checkNotDisposed, describe } from "./_checks.ts";
 
 /** A matrix of cells, each the mean of the original entries in a block of token indices. */

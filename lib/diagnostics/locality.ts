@@ -21,7 +21,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
+import { checkOptionKeys, resolveOptions } from "../_options.ts";
 import { type ReadPlan, readPlan, readPlanAsync } from "../read.ts";
 import { checkNotDisposed, checkRatios, checkShape, checkValues, describe } from "./_checks.ts";
 

@@ -20,7 +20,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { checkOptionKeys, resolveOptions } from "../attention/types.ts";
+import { checkOptionKeys, resolveOptions } from "../_options.ts";
 import type { TransformerModel } from "../models/model.ts";
 import { type BootstrapInterval, bootstrapInterval, mean } from "../stats/mod.ts";
 import { type ReadPlan, readPlan, readPlanAsync } from "../read.ts";

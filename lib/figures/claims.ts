@@ -34,6 +34,7 @@ import type { Config, EntryKind, ManifestEntry, Run, Seed } from "./manifest.ts"
 import { FIGURE_NAME } from "./save.ts";
 import { table } from "./table.ts";
 import type { Table } from "./table.ts";
+import { describeValue } from "../_options.ts";
 
 /** The text every claim carries, in either format. */
 export interface ClaimText {
@@ -180,15 +181,6 @@ const CLAIM_ID = /^[a-z0-9][a-z0-9_-]*$/;
 const SHAPE = "{ id, claim, paper, measured, outcome, rule, reason?, interval?, settle?, evidence?, note? } " +
   "(or, in the legacy format, { id, claim, paper, measured, reproduced, note? })";
 
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "object") return "an object";
-  if (value === undefined || typeof value === "number" || typeof value === "boolean") return String(value);
-  return `a ${typeof value}`;
-}
-
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
@@ -200,7 +192,7 @@ function nonEmpty(value: unknown): boolean {
 function checkInterval(value: unknown, at: string): void {
   if (!isObject(value)) {
     throw new TypeError(
-      `${at} must be an interval { ${INTERVAL_KEYS.join(", ")} } as verdict() returns, got ${describe(value)}`,
+      `${at} must be an interval { ${INTERVAL_KEYS.join(", ")} } as verdict() returns, got ${describeValue(value)}`,
     );
   }
   for (const key of Object.keys(value)) {
@@ -212,12 +204,12 @@ function checkInterval(value: unknown, at: string): void {
   }
   const { estimate, low, high, level, n, method } = value;
   if (typeof estimate !== "number" || !Number.isFinite(estimate)) {
-    throw new TypeError(`${at}.estimate must be a finite number, got ${describe(estimate)}`);
+    throw new TypeError(`${at}.estimate must be a finite number, got ${describeValue(estimate)}`);
   }
   for (const [key, bound] of [["low", low], ["high", high]] as const) {
     if (bound !== null && (typeof bound !== "number" || !Number.isFinite(bound))) {
       throw new TypeError(
-        `${at}.${key} must be a finite number, or null when it could not be computed, got ${describe(bound)}`,
+        `${at}.${key} must be a finite number, or null when it could not be computed, got ${describeValue(bound)}`,
       );
     }
   }
@@ -226,20 +218,22 @@ function checkInterval(value: unknown, at: string): void {
   }
   if (typeof level !== "number" || !(level > 0 && level <= 1)) {
     throw new RangeError(
-      `${at}.level must be a confidence level in (0, 1] (1 for an exact value), got ${describe(level)}`,
+      `${at}.level must be a confidence level in (0, 1] (1 for an exact value), got ${describeValue(level)}`,
     );
   }
   if (typeof n !== "number" || !Number.isInteger(n) || n < 1) {
-    throw new RangeError(`${at}.n must be the number of values behind it, an integer ≥ 1, got ${describe(n)}`);
+    throw new RangeError(`${at}.n must be the number of values behind it, an integer ≥ 1, got ${describeValue(n)}`);
   }
   if (!nonEmpty(method)) {
-    throw new TypeError(`${at}.method must be a non-empty string such as "t", got ${describe(method)}`);
+    throw new TypeError(`${at}.method must be a non-empty string such as "t", got ${describeValue(method)}`);
   }
 }
 
 function checkSettle(value: unknown, at: string): void {
   if (!isObject(value)) {
-    throw new TypeError(`${at} must be an object { ${SETTLE_KEYS.join(", ")} } (any of them), got ${describe(value)}`);
+    throw new TypeError(
+      `${at} must be an object { ${SETTLE_KEYS.join(", ")} } (any of them), got ${describeValue(value)}`,
+    );
   }
   const keys = Object.keys(value);
   for (const key of keys) {
@@ -254,14 +248,16 @@ function checkSettle(value: unknown, at: string): void {
   }
   for (const key of ["model", "tokens", "note"]) {
     if (key in value && !nonEmpty(value[key])) {
-      throw new TypeError(`${at}.${key} must be a non-empty string, got ${describe(value[key])}`);
+      throw new TypeError(`${at}.${key} must be a non-empty string, got ${describeValue(value[key])}`);
     }
   }
   if ("seeds" in value && (typeof value.seeds !== "number" || !Number.isInteger(value.seeds) || value.seeds < 1)) {
-    throw new RangeError(`${at}.seeds must be a positive integer (seeds per arm), got ${describe(value.seeds)}`);
+    throw new RangeError(`${at}.seeds must be a positive integer (seeds per arm), got ${describeValue(value.seeds)}`);
   }
   if ("flops" in value && (typeof value.flops !== "number" || !Number.isFinite(value.flops) || value.flops <= 0)) {
-    throw new RangeError(`${at}.flops must be a positive finite number (e.g. 4.5e16), got ${describe(value.flops)}`);
+    throw new RangeError(
+      `${at}.flops must be a positive finite number (e.g. 4.5e16), got ${describeValue(value.flops)}`,
+    );
   }
 }
 
@@ -270,23 +266,23 @@ function checkOutcomeFields(claim: Record<string, unknown>, at: string): void {
   const { outcome, reason, rule } = claim;
   if (typeof outcome !== "string") {
     throw new TypeError(
-      `${at}.outcome must be one of ${OUTCOMES.map((o) => `"${o}"`).join(", ")}, got ${describe(outcome)}`,
+      `${at}.outcome must be one of ${OUTCOMES.map((o) => `"${o}"`).join(", ")}, got ${describeValue(outcome)}`,
     );
   }
   if (!OUTCOMES.includes(outcome as Outcome)) {
     throw new RangeError(
-      `${at}.outcome must be one of ${OUTCOMES.map((o) => `"${o}"`).join(", ")}, got ${describe(outcome)}`,
+      `${at}.outcome must be one of ${OUTCOMES.map((o) => `"${o}"`).join(", ")}, got ${describeValue(outcome)}`,
     );
   }
   if (!nonEmpty(rule)) {
     throw new TypeError(
       `${at}.rule must be a non-empty sentence saying how the claim was decided (verdict() writes one), got ${
-        describe(rule)
+        describeValue(rule)
       }`,
     );
   }
   if (reason !== undefined && !nonEmpty(reason)) {
-    throw new TypeError(`${at}.reason must be a non-empty string when given, got ${describe(reason)}`);
+    throw new TypeError(`${at}.reason must be a non-empty string when given, got ${describeValue(reason)}`);
   }
   if (outcome === "inconclusive" && reason === undefined) {
     throw new TypeError(
@@ -296,7 +292,7 @@ function checkOutcomeFields(claim: Record<string, unknown>, at: string): void {
   }
   if (outcome === "reproduced" && reason !== undefined) {
     throw new RangeError(
-      `${at} is reproduced but gives reason ${describe(reason)}; a reason says why a claim is not reproduced or ` +
+      `${at} is reproduced but gives reason ${describeValue(reason)}; a reason says why a claim is not reproduced or ` +
         "inconclusive: remove it, or change the outcome",
     );
   }
@@ -304,7 +300,9 @@ function checkOutcomeFields(claim: Record<string, unknown>, at: string): void {
   if (claim.settle !== undefined) {
     if (outcome !== "inconclusive") {
       throw new RangeError(
-        `${at}.settle says what would settle an inconclusive claim, but this claim is ${describe(outcome)}; remove it`,
+        `${at}.settle says what would settle an inconclusive claim, but this claim is ${
+          describeValue(outcome)
+        }; remove it`,
       );
     }
     checkSettle(claim.settle, `${at}.settle`);
@@ -312,7 +310,7 @@ function checkOutcomeFields(claim: Record<string, unknown>, at: string): void {
   if (claim.evidence !== undefined && claim.evidence !== false) {
     throw new TypeError(
       `${at}.evidence may only be false (a check that holds by construction, not counted as evidence); ` +
-        `leave it out for a claim that counts, got ${describe(claim.evidence)}`,
+        `leave it out for a claim that counts, got ${describeValue(claim.evidence)}`,
     );
   }
 }
@@ -375,29 +373,31 @@ function checkOptions(options: unknown, where: string, allowCaption: boolean): S
  */
 export function checkClaims(claims: unknown, where = "saveClaims"): Claim[] {
   if (!Array.isArray(claims)) {
-    throw new TypeError(`${where}: claims must be an array of ${SHAPE}, got ${describe(claims)}`);
+    throw new TypeError(`${where}: claims must be an array of ${SHAPE}, got ${describeValue(claims)}`);
   }
   const seen = new Set<string>();
   claims.forEach((c, i) => {
     const at = `${where}: claims[${i}]`;
-    if (!isObject(c)) throw new TypeError(`${at} must be an object ${SHAPE}, got ${describe(c)}`);
+    if (!isObject(c)) throw new TypeError(`${at} must be an object ${SHAPE}, got ${describeValue(c)}`);
     for (const key of Object.keys(c)) {
       if (!CLAIM_KEYS.includes(key)) {
         throw new TypeError(`${at} has unknown field "${key}"; expected ${CLAIM_KEYS.join(", ")}`);
       }
     }
     if (typeof c.id !== "string" || !CLAIM_ID.test(c.id)) {
-      throw new TypeError(`${at}.id must match ${CLAIM_ID}, got ${describe(c.id)}`);
+      throw new TypeError(`${at}.id must match ${CLAIM_ID}, got ${describeValue(c.id)}`);
     }
     if (seen.has(c.id)) throw new RangeError(`${at}.id "${c.id}" is used twice; ids must be unique`);
     seen.add(c.id);
     for (const key of ["claim", "paper", "measured"]) {
       if (!nonEmpty(c[key])) {
-        throw new TypeError(`${at}.${key} must be a non-empty string (format numbers first), got ${describe(c[key])}`);
+        throw new TypeError(
+          `${at}.${key} must be a non-empty string (format numbers first), got ${describeValue(c[key])}`,
+        );
       }
     }
     if (c.note !== undefined && typeof c.note !== "string") {
-      throw new TypeError(`${at}.note must be a string when given, got ${describe(c.note)}`);
+      throw new TypeError(`${at}.note must be a string when given, got ${describeValue(c.note)}`);
     }
     const modern = OUTCOME_KEYS.filter((key) => key in c);
     if ("reproduced" in c) {
@@ -409,7 +409,7 @@ export function checkClaims(claims: unknown, where = "saveClaims"): Claim[] {
       }
       if (!(c.reproduced === true || c.reproduced === false || c.reproduced === null)) {
         throw new TypeError(
-          `${at}.reproduced must be true, false or null (not comparable), got ${describe(c.reproduced)}`,
+          `${at}.reproduced must be true, false or null (not comparable), got ${describeValue(c.reproduced)}`,
         );
       }
     } else if (modern.length === 0) {

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { describeValue } from "../_options.ts";
+
 /** A cell value that fits in one CSV field. */
 export type Cell = string | number | boolean | bigint | Date | null | undefined;
 
@@ -26,19 +28,21 @@ export const DEFAULT_DIGITS = 6;
 export function columnsOf(rows: unknown, what: string): string[] {
   if (!Array.isArray(rows)) {
     throw new Error(
-      `${what} must be an array of row objects like [{ n: 64, ms: 1.5 }], got ${describe(rows)}`,
+      `${what} must be an array of row objects like [{ n: 64, ms: 1.5 }], got ${describeValue(rows, { typed: true })}`,
     );
   }
   const columns = new Set<string>();
   rows.forEach((row, i) => {
     if (row === null || typeof row !== "object" || Array.isArray(row) || row instanceof Date) {
-      throw new Error(`${what}[${i}] must be a plain object like { n: 64, ms: 1.5 }, got ${describe(row)}`);
+      throw new Error(
+        `${what}[${i}] must be a plain object like { n: 64, ms: 1.5 }, got ${describeValue(row, { typed: true })}`,
+      );
     }
     for (const [key, value] of Object.entries(row)) {
       if (!isCell(value)) {
         throw new Error(
           `${what}[${i}].${key} must be a string, number, boolean, bigint, Date, null or undefined, ` +
-            `got ${describe(value)}; flatten nested values into their own columns`,
+            `got ${describeValue(value, { typed: true })}; flatten nested values into their own columns`,
         );
       }
       columns.add(key);
@@ -50,14 +54,6 @@ export function columnsOf(rows: unknown, what: string): string[] {
 function isCell(value: unknown): value is Cell {
   return value === null || value === undefined || value instanceof Date ||
     ["string", "number", "boolean", "bigint"].includes(typeof value);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "object") return `an object (${Object.prototype.toString.call(value)})`;
-  if (typeof value === "string") return `the string ${JSON.stringify(value.slice(0, 40))}`;
-  return `${typeof value} ${String(value)}`;
 }
 
 /**

@@ -30,6 +30,7 @@
  */
 
 import { isAbsolute, join, relative } from "node:path";
+import { describeValue } from "../_options.ts";
 import { REPO_ROOT } from "../env.ts";
 import { LIBRARY_SOURCES, sourceHash } from "../source_hash.ts";
 import { commitFileSet } from "./file_set.ts";
@@ -125,14 +126,9 @@ export interface Run {
 
 const CONFIG_VALUES = "JSON values: finite numbers, strings, booleans, null, arrays and plain objects";
 
-function describeValue(value: unknown): string {
-  if (typeof value === "function") return `a function${value.name ? ` (${value.name})` : ""}`;
-  if (typeof value === "symbol") return `a symbol (${String(value)})`;
-  if (typeof value === "bigint") return `a bigint (${value}n)`;
-  if (typeof value === "number") return String(value);
-  if (value === undefined) return "undefined (or an array hole)"; // object properties that are undefined are skipped
-  const name = (Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null)?.constructor?.name;
-  return name ? `an instance of ${name}` : "an object with an unusual prototype";
+/** `describeValue`, except that an undefined array element may be a hole, which JSON would also store as null. */
+function describeConfigValue(value: unknown): string {
+  return value === undefined ? "undefined (or an array hole)" : describeValue(value);
 }
 
 function hintFor(value: unknown): string {
@@ -158,15 +154,15 @@ function checkConfigValue(value: unknown, path: string, where: string, ancestors
   };
   if (value === null || typeof value === "string" || typeof value === "boolean") return;
   if (typeof value === "number") {
-    if (!Number.isFinite(value)) fail(describeValue(value), hintFor(value));
+    if (!Number.isFinite(value)) fail(describeConfigValue(value), hintFor(value));
     return;
   }
-  if (typeof value !== "object") return fail(describeValue(value), hintFor(value));
+  if (typeof value !== "object") return fail(describeConfigValue(value), hintFor(value));
   const seenAt = ancestors.get(value);
   if (seenAt !== undefined) fail(`the same object as ${seenAt} (a cycle)`, "store the data without the cycle");
   const isArray = Array.isArray(value);
   const proto = Object.getPrototypeOf(value);
-  if (!isArray && proto !== Object.prototype && proto !== null) fail(describeValue(value), hintFor(value));
+  if (!isArray && proto !== Object.prototype && proto !== null) fail(describeConfigValue(value), hintFor(value));
   const symbols = Object.getOwnPropertySymbols(value);
   if (symbols.length > 0) fail(`an object with a symbol key (${String(symbols[0])})`, "use string keys");
   ancestors.set(value, path);

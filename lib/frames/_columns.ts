@@ -10,7 +10,7 @@ import type { DataFrame, Series } from "nodejs-polars";
 import { columnsOf } from "../figures/csv.ts";
 import type { Row } from "../figures/csv.ts";
 import { parseCsv } from "../report/csv.ts";
-import { describeValue } from "./_options.ts";
+import { describeValue } from "../_options.ts";
 
 /** A column's type: `"int"` (Int64), `"float"` (Float64), `"bool"` or `"string"`. */
 export type ColumnType = "int" | "float" | "bool" | "string";
@@ -50,13 +50,15 @@ const EXPECTED: Readonly<Record<ColumnType, string>> = {
 export function checkTypes(owner: string, types: unknown): Readonly<Record<string, ColumnType>> {
   if (types === undefined) return {};
   if (types === null || typeof types !== "object" || Array.isArray(types)) {
-    throw new TypeError(`${owner}: options.types must be an object like { step: "int" }, got ${describeValue(types)}`);
+    throw new TypeError(
+      `${owner}: options.types must be an object like { step: "int" }, got ${describeValue(types, { typed: true })}`,
+    );
   }
   for (const [name, type] of Object.entries(types)) {
     if (!COLUMN_TYPES.includes(type as ColumnType)) {
       throw new RangeError(
         `${owner}: options.types["${name}"] must be one of ${COLUMN_TYPES.map((t) => `"${t}"`).join(", ")}, ` +
-          `got ${describeValue(type)}`,
+          `got ${describeValue(type, { typed: true })}`,
       );
     }
   }
@@ -186,8 +188,12 @@ export function rowsToFrame(owner: string, rows: readonly Row[], schema: ColumnT
       if (first === undefined) first = { kind, row: r };
       else if (kind !== first.kind) {
         throw new TypeError(
-          `${owner}: column "${name}" mixes ${first.kind}s (rows[${first.row}]: ${describeValue(values[first.row])}) ` +
-            `and ${kind}s (rows[${r}]: ${describeValue(v)}); give a missing value as null, or convert the column`,
+          `${owner}: column "${name}" mixes ${first.kind}s (rows[${first.row}]: ${
+            describeValue(values[first.row], { typed: true })
+          }) ` +
+            `and ${kind}s (rows[${r}]: ${
+              describeValue(v, { typed: true })
+            }); give a missing value as null, or convert the column`,
         );
       }
       return value;
@@ -208,7 +214,9 @@ export function rowsToFrame(owner: string, rows: readonly Row[], schema: ColumnT
         ? plain.findIndex((v) => v !== null && !isInt(v as number))
         : first.row;
       throw new TypeError(
-        `${owner}: column "${name}" is declared "${type}", but rows[${r}]["${name}"] is ${describeValue(values[r])}; ` +
+        `${owner}: column "${name}" is declared "${type}", but rows[${r}]["${name}"] is ${
+          describeValue(values[r], { typed: true })
+        }; ` +
           `expected ${EXPECTED[type]}`,
       );
     }

@@ -21,7 +21,8 @@ import type { DataFrame } from "nodejs-polars";
 import type { Row } from "../figures/csv.ts";
 import { checkTypes, csvToFrame, rowsToFrame } from "./_columns.ts";
 import type { ColumnType } from "./_columns.ts";
-import { checkOptions, checkShowOptions, describeValue, SHOW_OPTION_KEYS } from "./_options.ts";
+import { checkOptionKeys, describeValue } from "../_options.ts";
+import { checkShowOptions, SHOW_OPTION_KEYS } from "./_options.ts";
 import type { ShowOptions } from "./_options.ts";
 import { show } from "./show.ts";
 
@@ -56,10 +57,12 @@ export interface FrameOptions extends ShowOptions {
  * ```
  */
 export function csvFrame(text: string, options: CsvFrameOptions = {}): DataFrame {
-  const o = checkOptions("csvFrame", options, ["source", "types", ...SHOW_OPTION_KEYS]);
-  if (typeof text !== "string") throw new TypeError(`csvFrame: text must be a string, got ${describeValue(text)}`);
+  const o = checkOptionKeys("csvFrame", options, ["source", "types", ...SHOW_OPTION_KEYS]);
+  if (typeof text !== "string") {
+    throw new TypeError(`csvFrame: text must be a string, got ${describeValue(text, { typed: true })}`);
+  }
   if (o.source !== undefined && typeof o.source !== "string") {
-    throw new TypeError(`csvFrame: options.source must be a string, got ${describeValue(o.source)}`);
+    throw new TypeError(`csvFrame: options.source must be a string, got ${describeValue(o.source, { typed: true })}`);
   }
   const display = checkShowOptions("csvFrame", o);
   const source = (o.source as string | undefined) ?? "CSV text";
@@ -81,7 +84,7 @@ export function csvFrame(text: string, options: CsvFrameOptions = {}): DataFrame
  * ```
  */
 export function frame(rows: readonly Row[], options: FrameOptions = {}): DataFrame {
-  const o = checkOptions("frame", options, ["types", ...SHOW_OPTION_KEYS]);
+  const o = checkOptionKeys("frame", options, ["types", ...SHOW_OPTION_KEYS]);
   const display = checkShowOptions("frame", o);
   return show(rowsToFrame("frame", rows, { types: checkTypes("frame", o.types) }), display);
 }

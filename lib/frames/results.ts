@@ -16,7 +16,8 @@ import type { EntryKind, ManifestEntry } from "../figures/manifest.ts";
 import { csvToFrame, rowsToFrame } from "./_columns.ts";
 import type { ColumnType } from "./_columns.ts";
 import { isFolder, readText } from "./_files.ts";
-import { checkOptions, describeValue, pathOption } from "./_options.ts";
+import { checkOptionKeys, describeValue } from "../_options.ts";
+import { pathOption } from "./_options.ts";
 import { show } from "./show.ts";
 
 /** Options of the loaders that read a figures folder. */
@@ -64,7 +65,9 @@ const LOADER: Readonly<Record<EntryKind, string>> = {
 // The manifest entry of a saved table or figure and the path of its CSV, inside the figures folder.
 async function savedCsv(owner: string, name: unknown, kind: EntryKind, folder: unknown): Promise<DataFrame> {
   if (typeof name !== "string" || name === "") {
-    throw new TypeError(`${owner}: name must be the name a ${kind} was saved under, got ${describeValue(name)}`);
+    throw new TypeError(
+      `${owner}: name must be the name a ${kind} was saved under, got ${describeValue(name, { typed: true })}`,
+    );
   }
   const dir = await figuresFolder(owner, folder);
   const entries = await manifestOf(owner, dir);
@@ -154,7 +157,7 @@ const CLAIM_TYPES: Readonly<Record<string, ColumnType>> = {
  * ```
  */
 export async function claims(options: FiguresDirOptions = {}): Promise<DataFrame> {
-  const o = checkOptions("claims", options, ["figuresDir"]);
+  const o = checkOptionKeys("claims", options, ["figuresDir"]);
   const dir = await figuresFolder("claims", o.figuresDir);
   const files: string[] = [];
   for await (const e of Deno.readDir(dir)) if (e.isFile && e.name.endsWith("_claims.json")) files.push(e.name);
@@ -224,7 +227,7 @@ export async function claims(options: FiguresDirOptions = {}): Promise<DataFrame
  * ```
  */
 export async function resultTables(options: FiguresDirOptions = {}): Promise<DataFrame> {
-  const o = checkOptions("resultTables", options, ["figuresDir"]);
+  const o = checkOptionKeys("resultTables", options, ["figuresDir"]);
   const dir = await figuresFolder("resultTables", o.figuresDir);
   const entries = Object.values(await manifestOf("resultTables", dir))
     .filter((e) => e !== null && entryKind(e) === "table")
@@ -266,7 +269,7 @@ export async function resultTables(options: FiguresDirOptions = {}): Promise<Dat
  * ```
  */
 export async function resultTable(name: string, options: FiguresDirOptions = {}): Promise<DataFrame> {
-  const o = checkOptions("resultTable", options, ["figuresDir"]);
+  const o = checkOptionKeys("resultTable", options, ["figuresDir"]);
   return await savedCsv("resultTable", name, "table", o.figuresDir);
 }
 
@@ -289,7 +292,7 @@ export async function resultTable(name: string, options: FiguresDirOptions = {})
  * ```
  */
 export async function figureData(name: string, options: FiguresDirOptions = {}): Promise<DataFrame> {
-  const o = checkOptions("figureData", options, ["figuresDir"]);
+  const o = checkOptionKeys("figureData", options, ["figuresDir"]);
   return await savedCsv("figureData", name, "figure", o.figuresDir);
 }
 
@@ -346,7 +349,7 @@ const BENCH_TYPES: Readonly<Record<string, ColumnType>> = {
  * ```
  */
 export async function benchResults(options: BenchResultsOptions = {}): Promise<DataFrame> {
-  const o = checkOptions("benchResults", options, ["figuresDir", "path"]);
+  const o = checkOptionKeys("benchResults", options, ["figuresDir", "path"]);
   if (o.figuresDir !== undefined && o.path !== undefined) {
     throw new TypeError("benchResults: give options.figuresDir or options.path, not both");
   }

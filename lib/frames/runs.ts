@@ -13,7 +13,8 @@ import type { TrainLogs } from "../train/types.ts";
 import { csvToFrame } from "./_columns.ts";
 import type { ColumnTypes } from "./_columns.ts";
 import { isFolder } from "./_files.ts";
-import { checkOptions, describeValue, pathOption } from "./_options.ts";
+import { checkOptionKeys, describeValue } from "../_options.ts";
+import { pathOption } from "./_options.ts";
 import { show } from "./show.ts";
 
 /** Which log of a run: `"train"` (one row per step), `"valid"`, `"gradNorms"` or `"probes"`. */
@@ -56,14 +57,18 @@ function checkNames(owner: string, name: unknown): string[] {
   const names = typeof name === "string" ? [name] : name;
   if (!Array.isArray(names)) {
     throw new TypeError(
-      `${owner}: name must be a run name like "lm/transnormer-t2" or an array of them, got ${describeValue(name)}`,
+      `${owner}: name must be a run name like "lm/transnormer-t2" or an array of them, got ${
+        describeValue(name, { typed: true })
+      }`,
     );
   }
   if (names.length === 0) throw new RangeError(`${owner}: name is an empty array; give at least one run name`);
   names.forEach((n, i) => {
     const where = Array.isArray(name) ? `name[${i}]` : "name";
     if (typeof n !== "string") {
-      throw new TypeError(`${owner}: ${where} must be a run name like "lm/transnormer-t2", got ${describeValue(n)}`);
+      throw new TypeError(
+        `${owner}: ${where} must be a run name like "lm/transnormer-t2", got ${describeValue(n, { typed: true })}`,
+      );
     }
     if (!NAME.test(n)) {
       throw new RangeError(
@@ -180,10 +185,12 @@ async function loadLogs(owner: string, name: unknown, log: RunLog, runsDirOption
  * ```
  */
 export async function runLogs(name: string | readonly string[], options: RunLogsOptions = {}): Promise<DataFrame> {
-  const o = checkOptions("runLogs", options, ["runsDir", "log"]);
+  const o = checkOptionKeys("runLogs", options, ["runsDir", "log"]);
   const log = o.log ?? "train";
   if (typeof log !== "string") {
-    throw new TypeError(`runLogs: options.log must be one of ${LOGS.join(", ")}, got ${describeValue(log)}`);
+    throw new TypeError(
+      `runLogs: options.log must be one of ${LOGS.join(", ")}, got ${describeValue(log, { typed: true })}`,
+    );
   }
   if (!LOGS.includes(log as RunLog)) {
     throw new RangeError(`runLogs: options.log must be one of ${LOGS.join(", ")}, got "${log}"`);
@@ -216,6 +223,6 @@ export async function validationCurve(
   name: string | readonly string[],
   options: ValidationCurveOptions = {},
 ): Promise<DataFrame> {
-  const o = checkOptions("validationCurve", options, ["runsDir"]);
+  const o = checkOptionKeys("validationCurve", options, ["runsDir"]);
   return await loadLogs("validationCurve", name, "valid", o.runsDir);
 }

@@ -17,7 +17,8 @@ import type { DataFrame } from "nodejs-polars";
 import { formatNumber } from "../figures/csv.ts";
 import { JUPYTER_DISPLAY } from "../figures/display.ts";
 import type { MimeBundle } from "../figures/display.ts";
-import { checkOptions, checkShowOptions, describeValue, SHOW_OPTION_KEYS } from "./_options.ts";
+import { checkOptionKeys, describeValue } from "../_options.ts";
+import { checkShowOptions, SHOW_OPTION_KEYS } from "./_options.ts";
 import type { ShowOptions } from "./_options.ts";
 
 export type { ShowOptions };
@@ -91,9 +92,9 @@ function htmlTable(df: DataFrame, digits: number, maxRows: number): string {
  */
 export function show<T extends DataFrame>(df: T, options: ShowOptions = {}): T & { [JUPYTER_DISPLAY](): MimeBundle } {
   if (!isDataFrame(df)) {
-    throw new TypeError(`show: df must be a nodejs-polars DataFrame, got ${describeValue(df)}`);
+    throw new TypeError(`show: df must be a nodejs-polars DataFrame, got ${describeValue(df, { typed: true })}`);
   }
-  const { digits, maxRows } = checkShowOptions("show", checkOptions("show", options, SHOW_OPTION_KEYS));
+  const { digits, maxRows } = checkShowOptions("show", checkOptionKeys("show", options, SHOW_OPTION_KEYS));
   const display = (): MimeBundle => ({
     "text/html": htmlTable(df, digits, maxRows),
     "text/plain": df.toString(),

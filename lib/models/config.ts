@@ -5,7 +5,8 @@
  * @module
  */
 
-import { resolveOptions, type VariantName, variants } from "../attention/mod.ts";
+import { describeValue, resolveOptions } from "../_options.ts";
+import { type VariantName, variants } from "../attention/mod.ts";
 
 /** The registered attention variants, as a list. */
 export const VARIANT_NAMES = Object.keys(variants) as VariantName[];
@@ -188,25 +189,21 @@ export function presetAttention(preset: PresetName, layers: number): LayerAttent
   });
 }
 
-function describe(value: unknown): string {
-  if (typeof value === "string") return `"${value}"`;
-  if (Array.isArray(value)) return "an array";
-  return String(value);
-}
-
 function checkField(key: string, value: unknown, rule: Rule): void {
   const where = `modelConfig: ${key}`;
   if (value === null && rule.kind === "int" && rule.nullable) return;
   if (rule.kind === "bool" && typeof value !== "boolean") {
-    throw new TypeError(`${where} must be true or false, got ${describe(value)}`);
+    throw new TypeError(`${where} must be true or false, got ${describeValue(value)}`);
   }
   if (rule.kind === "enum" && (typeof value !== "string" || !rule.values.includes(value))) {
-    const message = `${where} must be one of ${rule.values.map((v) => `"${v}"`).join(", ")}, got ${describe(value)}`;
+    const message = `${where} must be one of ${rule.values.map((v) => `"${v}"`).join(", ")}, got ${
+      describeValue(value)
+    }`;
     throw typeof value === "string" ? new RangeError(message) : new TypeError(message);
   }
   if (rule.kind === "int") {
     const range = `an integer >= ${rule.min}${rule.max ? ` and <= ${rule.max.value}` : ""}`;
-    const wanted = `${where} must be ${range}${rule.nullable ? " or null" : ""}, got ${describe(value)}`;
+    const wanted = `${where} must be ${range}${rule.nullable ? " or null" : ""}, got ${describeValue(value)}`;
     if (typeof value !== "number") throw new TypeError(wanted);
     if (!Number.isInteger(value) || value < rule.min) throw new RangeError(wanted);
     if (rule.max && value > rule.max.value) throw new RangeError(`${wanted}: ${rule.max.why}`);
@@ -217,7 +214,7 @@ function layerAttention(entry: unknown, index: number): LayerAttention {
   const where = `modelConfig: attention[${index}]`;
   const spec = typeof entry === "string" ? { variant: entry } : entry;
   if (spec === null || typeof spec !== "object" || Array.isArray(spec)) {
-    throw new Error(`${where} must be a variant name or { variant, options, gain }, got ${describe(entry)}`);
+    throw new Error(`${where} must be a variant name or { variant, options, gain }, got ${describeValue(entry)}`);
   }
   for (const key of Object.keys(spec)) {
     if (key !== "variant" && key !== "options" && key !== "gain") {
@@ -227,14 +224,14 @@ function layerAttention(entry: unknown, index: number): LayerAttention {
   const { variant, options = {}, gain = false } = spec as { variant: unknown; options?: unknown; gain?: unknown };
   if (typeof gain !== "boolean") {
     throw new TypeError(
-      `${where}.gain must be true or false (a learned gain on the attention output), got ${describe(gain)}`,
+      `${where}.gain must be true or false (a learned gain on the attention output), got ${describeValue(gain)}`,
     );
   }
   if (typeof variant !== "string" || !(VARIANT_NAMES as string[]).includes(variant)) {
-    throw new Error(`${where}.variant must be one of ${VARIANT_NAMES.join(", ")}, got ${describe(variant)}`);
+    throw new Error(`${where}.variant must be one of ${VARIANT_NAMES.join(", ")}, got ${describeValue(variant)}`);
   }
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
-    throw new Error(`${where}.options must be an object, got ${describe(options)}`);
+    throw new Error(`${where}.options must be an object, got ${describeValue(options)}`);
   }
   const { defaults, rules } = variants[variant as VariantName];
   const accepted = Object.keys(defaults).filter((k) => k !== "causal");
@@ -273,7 +270,7 @@ function layerAttention(entry: unknown, index: number): LayerAttention {
 export function modelConfig(input: ModelConfigInput = {}): ModelConfig {
   if (input === null || typeof input !== "object" || Array.isArray(input)) {
     throw new TypeError(
-      `modelConfig: config must be an object, got ${describe(input)}; ` +
+      `modelConfig: config must be an object, got ${describeValue(input)}; ` +
         'e.g. { attention: "transnormer-t2", layers: 4, dModel: 64, heads: 4 }, or {} for the defaults',
     );
   }
@@ -306,7 +303,9 @@ export function modelConfig(input: ModelConfigInput = {}): ModelConfig {
       throw new Error(`modelConfig: layers is ${layers} but the attention list has ${list.length} entries; drop one`);
     }
   } else {
-    throw new Error(`modelConfig: attention must be a preset name or a non-empty list, got ${describe(attention)}`);
+    throw new Error(
+      `modelConfig: attention must be a preset name or a non-empty list, got ${describeValue(attention)}`,
+    );
   }
   const config = { ...out, preset, attention: list } as ModelConfig;
   if (config.dModel % config.heads !== 0) {

@@ -5,7 +5,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { checkOptionKeys } from "../attention/types.ts";
+import { checkOptionKeys } from "../_options.ts";
 
 /**
  * The sinusoidal table [length, d]: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)).

@@ -23,7 +23,8 @@
  */
 
 import { seededUniform } from "../random.ts";
-import { checkLevel, checkNumber, checkOptions, describe } from "./_checks.ts";
+import { checkNumber, checkOptionKeys, describeValue } from "../_options.ts";
+import { checkLevel } from "./_checks.ts";
 import type { Interval } from "./intervals.ts";
 import { normalCdf, normalQuantile } from "./distributions.ts";
 
@@ -62,7 +63,7 @@ function quantileSorted(s: Float64Array, p: number): number {
 function checkStatistic(value: unknown, where: string, seed: number): number {
   if (typeof value !== "number" || !Number.isFinite(value)) {
     throw new RangeError(
-      `bootstrapInterval: statistic returned ${describe(value)} ${where} (seed ${seed}); ` +
+      `bootstrapInterval: statistic returned ${describeValue(value)} ${where} (seed ${seed}); ` +
         `it must return a finite number for every resample`,
     );
   }
@@ -98,18 +99,18 @@ export function bootstrapInterval<T>(
   options?: BootstrapOptions,
 ): BootstrapInterval {
   const owner = "bootstrapInterval";
-  const o = checkOptions<BootstrapOptions>(owner, options, ["level", "resamples", "seed", "method", "nullValue"]);
+  const o = checkOptionKeys<BootstrapOptions>(owner, options, ["level", "resamples", "seed", "method", "nullValue"]);
   const level = checkLevel(owner, o.level ?? 0.95);
   const resamples = checkNumber(owner, "options.resamples", o.resamples ?? 2000, { min: 100, integer: true });
   const seed = checkNumber(owner, "options.seed", o.seed ?? 0, { min: 0, integer: true });
   const nullValue = checkNumber(owner, "options.nullValue", o.nullValue ?? 0);
   const method = o.method ?? "percentile";
   if (method !== "percentile" && method !== "bca") {
-    throw new RangeError(`${owner}: options.method must be "percentile" or "bca", got ${describe(method)}`);
+    throw new RangeError(`${owner}: options.method must be "percentile" or "bca", got ${describeValue(method)}`);
   }
   if (!Array.isArray(samples)) {
     throw new TypeError(
-      `${owner}: samples must be an array (numbers, or one object per seed), got ${describe(samples)}`,
+      `${owner}: samples must be an array (numbers, or one object per seed), got ${describeValue(samples)}`,
     );
   }
   if (typeof statistic !== "function") {

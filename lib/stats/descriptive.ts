@@ -10,7 +10,8 @@
  * @module
  */
 
-import { checkNumber, checkOptions, checkSample, describe } from "./_checks.ts";
+import { checkNumber, checkOptionKeys, describeValue } from "../_options.ts";
+import { checkSample } from "./_checks.ts";
 import type { Sample } from "./_checks.ts";
 import { meanOf, sumOfSquares } from "./_sums.ts";
 
@@ -41,9 +42,9 @@ export function mean(xs: Sample): number {
 }
 
 function checkPopulation(owner: string, options: unknown): boolean {
-  const { population = false } = checkOptions<SpreadOptions>(owner, options, ["population"]);
+  const { population = false } = checkOptionKeys<SpreadOptions>(owner, options, ["population"]);
   if (typeof population !== "boolean") {
-    throw new TypeError(`${owner}: options.population must be true or false, got ${describe(population)}`);
+    throw new TypeError(`${owner}: options.population must be true or false, got ${describeValue(population)}`);
   }
   return population;
 }
@@ -119,7 +120,9 @@ export function quantile(xs: Sample, p: number): number {
 }
 
 function checkProbability(owner: string, name: string, p: unknown): number {
-  if (typeof p !== "number") throw new TypeError(`${owner}: ${name} must be a number in [0, 1], got ${describe(p)}`);
+  if (typeof p !== "number") {
+    throw new TypeError(`${owner}: ${name} must be a number in [0, 1], got ${describeValue(p)}`);
+  }
   if (!(p >= 0 && p <= 1)) throw new RangeError(`${owner}: ${name} must lie in [0, 1], got ${p}`);
   return p;
 }
@@ -176,9 +179,9 @@ export interface RankOptions {
  */
 export function rank(xs: Sample, options?: RankOptions): number[] {
   const values = checkSample("rank", "xs", xs);
-  const { ties = "average" } = checkOptions<RankOptions>("rank", options, ["ties"]);
+  const { ties = "average" } = checkOptionKeys<RankOptions>("rank", options, ["ties"]);
   if (ties !== "average" && ties !== "min") {
-    throw new RangeError(`rank: options.ties must be "average" or "min", got ${describe(ties)}`);
+    throw new RangeError(`rank: options.ties must be "average" or "min", got ${describeValue(ties)}`);
   }
   const order = values.map((_, i) => i).sort((a, b) => values[a] - values[b]);
   const ranks = new Array<number>(values.length);
@@ -239,7 +242,7 @@ function checkWindow(owner: string, options: unknown): number {
   if (options === undefined) {
     throw new TypeError(`${owner}: options must give the window, e.g. { window: 51 } for ±25 values`);
   }
-  const { window } = checkOptions<RollingOptions>(owner, options, ["window"]);
+  const { window } = checkOptionKeys<RollingOptions>(owner, options, ["window"]);
   checkNumber(owner, "options.window", window, { min: 1, integer: true });
   if (window % 2 === 0) {
     throw new RangeError(

@@ -26,7 +26,7 @@
  * @module
  */
 
-import { describe } from "./_checks.ts";
+import { describeValue } from "../_options.ts";
 
 const LANCZOS_G = 7;
 const LANCZOS = [
@@ -57,7 +57,7 @@ const LARGE_DF = 1e5;
  * ```
  */
 export function lnGamma(x: number): number {
-  if (typeof x !== "number") throw new TypeError(`lnGamma: x must be a number, got ${describe(x)}`);
+  if (typeof x !== "number") throw new TypeError(`lnGamma: x must be a number, got ${describeValue(x)}`);
   if (!(x > 0)) throw new RangeError(`lnGamma: x must be positive, got ${x}`);
   if (x === Infinity) return Infinity;
   if (x < 0.5) {
@@ -147,12 +147,12 @@ function betaReg(a: number, b: number, x: number, y: number): number {
  */
 export function incompleteBeta(x: number, a: number, b: number): number {
   for (const [name, v] of [["a", a], ["b", b]] as const) {
-    if (typeof v !== "number") throw new TypeError(`incompleteBeta: ${name} must be a number, got ${describe(v)}`);
+    if (typeof v !== "number") throw new TypeError(`incompleteBeta: ${name} must be a number, got ${describeValue(v)}`);
     if (!(v > 0) || !Number.isFinite(v)) {
       throw new RangeError(`incompleteBeta: ${name} must be positive and finite, got ${v}`);
     }
   }
-  if (typeof x !== "number") throw new TypeError(`incompleteBeta: x must be a number, got ${describe(x)}`);
+  if (typeof x !== "number") throw new TypeError(`incompleteBeta: x must be a number, got ${describeValue(x)}`);
   if (!(x >= 0 && x <= 1)) throw new RangeError(`incompleteBeta: x must lie in [0, 1], got ${x}`);
   return betaReg(a, b, x, 1 - x);
 }
@@ -241,20 +241,22 @@ function tDensity(t: number, df: number): number {
 
 function checkDf(owner: string, df: unknown): number {
   if (typeof df !== "number") {
-    throw new TypeError(`${owner}: df must be a number (degrees of freedom, e.g. n − 1), got ${describe(df)}`);
+    throw new TypeError(`${owner}: df must be a number (degrees of freedom, e.g. n − 1), got ${describeValue(df)}`);
   }
   if (!(df > 0)) throw new RangeError(`${owner}: df must be positive (e.g. n − 1 for n ≥ 2 values), got ${df}`);
   return df;
 }
 
 function checkArgument(owner: string, name: string, x: unknown): number {
-  if (typeof x !== "number") throw new TypeError(`${owner}: ${name} must be a number, got ${describe(x)}`);
+  if (typeof x !== "number") throw new TypeError(`${owner}: ${name} must be a number, got ${describeValue(x)}`);
   if (Number.isNaN(x)) throw new RangeError(`${owner}: ${name} is NaN`);
   return x;
 }
 
 function checkP(owner: string, p: unknown): number {
-  if (typeof p !== "number") throw new TypeError(`${owner}: p must be a probability in [0, 1], got ${describe(p)}`);
+  if (typeof p !== "number") {
+    throw new TypeError(`${owner}: p must be a probability in [0, 1], got ${describeValue(p)}`);
+  }
   if (!(p >= 0 && p <= 1)) throw new RangeError(`${owner}: p must lie in [0, 1], got ${p}`);
   return p;
 }

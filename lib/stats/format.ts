@@ -6,7 +6,7 @@
  * @module
  */
 
-import { checkNumber, checkOptions, describe } from "./_checks.ts";
+import { checkNumber, checkOptionKeys, describeValue } from "../_options.ts";
 import type { Interval } from "./intervals.ts";
 
 function checkDigits(owner: string, digits: unknown): number {
@@ -37,7 +37,7 @@ function special(x: number): string | undefined {
 export function fmt(x: number | null | undefined, digits = 3): string {
   checkDigits("fmt", digits);
   if (x === null || x === undefined) return "–";
-  if (typeof x !== "number") throw new TypeError(`fmt: x must be a number, null or undefined, got ${describe(x)}`);
+  if (typeof x !== "number") throw new TypeError(`fmt: x must be a number, null or undefined, got ${describeValue(x)}`);
   const s = special(x);
   if (s !== undefined) return s;
   const a = Math.abs(x);
@@ -66,8 +66,8 @@ export interface PctOptions {
  */
 export function pct(x: number, digits = 1, options?: PctOptions): string {
   checkNumber("pct", "digits", digits, { min: 0, integer: true });
-  const { signed = false } = checkOptions<PctOptions>("pct", options, ["signed"]);
-  if (typeof x !== "number") throw new TypeError(`pct: x must be a number, got ${describe(x)}`);
+  const { signed = false } = checkOptionKeys<PctOptions>("pct", options, ["signed"]);
+  if (typeof x !== "number") throw new TypeError(`pct: x must be a number, got ${describeValue(x)}`);
   if (!Number.isFinite(x)) return `${special(x)}%`;
   const text = Math.abs(100 * x).toFixed(digits);
   // A value that rounds to zero gets no sign, whatever its sign was.
@@ -94,10 +94,12 @@ export interface PmOptions {
  * ```
  */
 export function pm(mean: number, halfWidth: number, options?: PmOptions): string {
-  const o = checkOptions<PmOptions>("pm", options, ["digits"]);
+  const o = checkOptionKeys<PmOptions>("pm", options, ["digits"]);
   if (o.digits !== undefined) checkDigits("pm", o.digits);
-  if (typeof mean !== "number") throw new TypeError(`pm: mean must be a number, got ${describe(mean)}`);
-  if (typeof halfWidth !== "number") throw new TypeError(`pm: halfWidth must be a number, got ${describe(halfWidth)}`);
+  if (typeof mean !== "number") throw new TypeError(`pm: mean must be a number, got ${describeValue(mean)}`);
+  if (typeof halfWidth !== "number") {
+    throw new TypeError(`pm: halfWidth must be a number, got ${describeValue(halfWidth)}`);
+  }
   if (halfWidth < 0) throw new RangeError(`pm: halfWidth must be ≥ 0, got ${halfWidth}`);
   if (!Number.isFinite(mean)) return `${special(mean)} ± ${fmt(halfWidth)}`;
   if (Number.isNaN(halfWidth)) return `${fmt(mean)} ± n/a`;
@@ -129,7 +131,7 @@ export function pm(mean: number, halfWidth: number, options?: PmOptions): string
 export function formatInterval(interval: Interval, digits = 3): string {
   checkDigits("formatInterval", digits);
   if (interval === null || typeof interval !== "object") {
-    throw new TypeError(`formatInterval: interval must be an interval object, got ${describe(interval)}`);
+    throw new TypeError(`formatInterval: interval must be an interval object, got ${describeValue(interval)}`);
   }
   const { estimate, low, high, level, n, method, reason, exact } = interval;
   if (exact) {

@@ -17,7 +17,8 @@
  * @module
  */
 
-import { checkLevel, checkOptions, checkSample, describe } from "./_checks.ts";
+import { checkOptionKeys, describeValue } from "../_options.ts";
+import { checkLevel, checkSample } from "./_checks.ts";
 import type { Sample } from "./_checks.ts";
 import { tQuantile } from "./distributions.ts";
 import { meanOf, sumOfSquares } from "./_sums.ts";
@@ -111,7 +112,7 @@ function sampleVariance(values: number[], m: number): number {
 }
 
 function levelOf(owner: string, options: unknown): number {
-  const { level = 0.95 } = checkOptions<LevelOptions>(owner, options, ["level"]);
+  const { level = 0.95 } = checkOptionKeys<LevelOptions>(owner, options, ["level"]);
   return checkLevel(owner, level);
 }
 
@@ -160,11 +161,11 @@ function checkDifferenceOptions(owner: string, options: unknown): { paired: bool
       `${owner}: options must say { paired: true } (a[i] and b[i] share a seed or round) or { paired: false }`,
     );
   }
-  const o = checkOptions<DifferenceOptions>(owner, options, ["paired", "level"]);
+  const o = checkOptionKeys<DifferenceOptions>(owner, options, ["paired", "level"]);
   if (typeof o.paired !== "boolean") {
     throw new TypeError(
       `${owner}: options.paired must be true (a[i] and b[i] share a seed or round) or false (independent ` +
-        `groups), got ${describe(o.paired)}`,
+        `groups), got ${describeValue(o.paired)}`,
     );
   }
   return { paired: o.paired, level: checkLevel(owner, o.level ?? 0.95) };
@@ -328,14 +329,14 @@ export interface ExactOptions {
  * ```
  */
 export function exactInterval(value: number, options?: ExactOptions): Interval {
-  const o = checkOptions<ExactOptions>("exactInterval", options, ["tolerance", "nullValue"]);
+  const o = checkOptionKeys<ExactOptions>("exactInterval", options, ["tolerance", "nullValue"]);
   for (const [name, v] of [["value", value], ["options.nullValue", o.nullValue ?? 0]] as const) {
-    if (typeof v !== "number") throw new TypeError(`exactInterval: ${name} must be a number, got ${describe(v)}`);
+    if (typeof v !== "number") throw new TypeError(`exactInterval: ${name} must be a number, got ${describeValue(v)}`);
     if (!Number.isFinite(v)) throw new RangeError(`exactInterval: ${name} must be finite, got ${v}`);
   }
   const tolerance = o.tolerance ?? 0;
   if (typeof tolerance !== "number") {
-    throw new TypeError(`exactInterval: options.tolerance must be a number, got ${describe(tolerance)}`);
+    throw new TypeError(`exactInterval: options.tolerance must be a number, got ${describeValue(tolerance)}`);
   }
   if (!(tolerance >= 0) || !Number.isFinite(tolerance)) {
     throw new RangeError(`exactInterval: options.tolerance must be finite and ≥ 0, got ${tolerance}`);

@@ -47,7 +47,7 @@
  * @module
  */
 
-import { checkNumber, checkOptions, describe } from "./_checks.ts";
+import { checkNumber, checkOptionKeys, describeValue } from "../_options.ts";
 import type { Interval } from "./intervals.ts";
 
 /** The three outcomes of a claim. */
@@ -128,17 +128,17 @@ function describeInterval(iv: Interval, quantity: string): string {
 function checkInterval(interval: unknown): Interval {
   if (interval === null || typeof interval !== "object" || Array.isArray(interval)) {
     throw new TypeError(
-      `verdict: interval must be an interval object such as tInterval(...) returns, got ${describe(interval)}`,
+      `verdict: interval must be an interval object such as tInterval(...) returns, got ${describeValue(interval)}`,
     );
   }
   const iv = interval as Interval;
   for (const key of ["estimate", "low", "high", "level", "n", "nullValue"] as const) {
     if (typeof iv[key] !== "number") {
-      throw new TypeError(`verdict: interval.${key} must be a number, got ${describe(iv[key])}`);
+      throw new TypeError(`verdict: interval.${key} must be a number, got ${describeValue(iv[key])}`);
     }
   }
   if (typeof iv.method !== "string") {
-    throw new TypeError(`verdict: interval.method must be a string, got ${describe(iv.method)}`);
+    throw new TypeError(`verdict: interval.method must be a string, got ${describeValue(iv.method)}`);
   }
   if (Number.isNaN(iv.low) !== Number.isNaN(iv.high) || iv.low > iv.high) {
     throw new RangeError(
@@ -152,10 +152,10 @@ function checkRule(rule: unknown, iv: Interval): Required<Rule> {
   if (rule === undefined) {
     throw new TypeError(`verdict: rule must be given, e.g. { direction: "greater", margin: 0.02 }`);
   }
-  const r = checkOptions<Rule>("verdict", rule, ["direction", "margin", "null", "minN", "quantity"]);
+  const r = checkOptionKeys<Rule>("verdict", rule, ["direction", "margin", "null", "minN", "quantity"]);
   if (!DIRECTIONS.includes(r.direction)) {
     throw new RangeError(
-      `verdict: rule.direction must be one of ${DIRECTIONS.join(", ")}, got ${describe(r.direction)}`,
+      `verdict: rule.direction must be one of ${DIRECTIONS.join(", ")}, got ${describeValue(r.direction)}`,
     );
   }
   const margin = checkNumber("verdict", "rule.margin", r.margin ?? 0, { min: 0 });
@@ -169,7 +169,7 @@ function checkRule(rule: unknown, iv: Interval): Required<Rule> {
   const minN = checkNumber("verdict", "rule.minN", r.minN ?? 3, { min: 1, integer: true });
   const quantity = r.quantity ?? "the effect";
   if (typeof quantity !== "string" || quantity.trim() === "") {
-    throw new TypeError(`verdict: rule.quantity must be a non-empty string, got ${describe(quantity)}`);
+    throw new TypeError(`verdict: rule.quantity must be a non-empty string, got ${describeValue(quantity)}`);
   }
   return { direction: r.direction, margin, null: nullValue, minN, quantity };
 }
@@ -247,7 +247,9 @@ export function verdict(interval: Interval, rule: Rule): Verdict {
 
 function checkRuleText(owner: string, rule: unknown): string {
   if (typeof rule !== "string" || rule.trim() === "") {
-    throw new TypeError(`${owner}: rule must be a sentence saying how the claim is decided, got ${describe(rule)}`);
+    throw new TypeError(
+      `${owner}: rule must be a sentence saying how the claim is decided, got ${describeValue(rule)}`,
+    );
   }
   return rule;
 }
@@ -269,7 +271,7 @@ export function inconclusiveBecause(reason: Reason, rule: string): Verdict {
   if (typeof reason !== "string" || reason.trim() === "") {
     throw new TypeError(
       `inconclusiveBecause: reason must be a short phrase such as "by construction" or "not comparable", got ${
-        describe(reason)
+        describeValue(reason)
       }`,
     );
   }
@@ -291,7 +293,7 @@ export function inconclusiveBecause(reason: Reason, rule: string): Verdict {
  */
 export function exactVerdict(holds: boolean, rule: string): Verdict {
   if (typeof holds !== "boolean") {
-    throw new TypeError(`exactVerdict: holds must be true or false (the check's result), got ${describe(holds)}`);
+    throw new TypeError(`exactVerdict: holds must be true or false (the check's result), got ${describeValue(holds)}`);
   }
   const text = checkRuleText("exactVerdict", rule);
   return holds
@@ -330,7 +332,7 @@ export interface OutcomeCounts {
  */
 export function countOutcomes(claims: readonly { outcome: Outcome; reason?: string }[]): OutcomeCounts {
   if (!Array.isArray(claims)) {
-    throw new TypeError(`countOutcomes: claims must be an array of { outcome }, got ${describe(claims)}`);
+    throw new TypeError(`countOutcomes: claims must be an array of { outcome }, got ${describeValue(claims)}`);
   }
   const counts: OutcomeCounts = { reproduced: 0, notReproduced: 0, inconclusive: 0, total: 0, inconclusiveBy: {} };
   claims.forEach((claim, i) => {
@@ -344,7 +346,7 @@ export function countOutcomes(claims: readonly { outcome: Outcome; reason?: stri
     } else {
       throw new RangeError(
         `countOutcomes: claims[${i}].outcome must be one of ${OUTCOMES.map((o) => `"${o}"`).join(", ")}, got ${
-          describe(outcome)
+          describeValue(outcome)
         }`,
       );
     }
@@ -395,7 +397,7 @@ function exposure(iv: Interval, rule: Rule): number {
  */
 export function leastFavourable<T extends Interval>(intervals: readonly T[], rule: Rule): LeastFavourable<T> {
   if (!Array.isArray(intervals)) {
-    throw new TypeError(`leastFavourable: intervals must be an array of intervals, got ${describe(intervals)}`);
+    throw new TypeError(`leastFavourable: intervals must be an array of intervals, got ${describeValue(intervals)}`);
   }
   if (intervals.length === 0) {
     throw new RangeError("leastFavourable: intervals is empty; pass one interval per comparison");

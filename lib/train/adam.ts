@@ -16,9 +16,8 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { checkOptionKeys } from "../attention/types.ts";
 import { adamwUpdate, sumsOfSquares } from "../blas/fused_adam.ts";
-import { describeValue, resolveTrainOptions, type TrainOptionRule } from "./_options.ts";
+import { checkInteger, checkOptionKeys, describeValue, type OptionRule, resolveOptions } from "../_options.ts";
 
 /** The learning-rate schedules after warmup. */
 export const SCHEDULES = ["cosine", "constant"] as const;
@@ -93,7 +92,7 @@ export const ADAM_DEFAULTS: Readonly<Omit<Required<AdamOptions>, "steps">> = Obj
  * console.log(Object.keys(ADAM_RULES).includes("clip")); // true
  * ```
  */
-export const ADAM_RULES: Readonly<Record<keyof AdamOptions, TrainOptionRule>> = Object.freeze({
+export const ADAM_RULES: Readonly<Record<keyof AdamOptions, OptionRule>> = Object.freeze({
   lr: { type: "number", min: 0, exclusiveMin: true },
   minLr: { type: "number", min: 0, nullable: true },
   warmup: { type: "number", min: 0, integer: true },
@@ -118,12 +117,12 @@ export const ADAM_RULES: Readonly<Record<keyof AdamOptions, TrainOptionRule>> = 
  * ```
  */
 export function resolveAdamOptions(owner: string, options: AdamOptions): ResolvedAdamOptions {
-  const o = resolveTrainOptions(owner, options, { ...ADAM_DEFAULTS, steps: 0 }, ADAM_RULES);
+  const o = resolveOptions(owner, options, { ...ADAM_DEFAULTS, steps: 0 }, ADAM_RULES);
   if ((options as { steps?: unknown } | undefined)?.steps === undefined) {
-    throw new Error(`${owner}: option steps is required (an integer >= 1: the steps the schedule spans)`);
+    throw new TypeError(`${owner}: option steps is required (an integer >= 1: the steps the schedule spans)`);
   }
   for (const key of ["beta1", "beta2"] as const) {
-    if (o[key] >= 1) throw new Error(`${owner}: option ${key} must be in [0, 1), got ${o[key]}`);
+    if (o[key] >= 1) throw new RangeError(`${owner}: option ${key} must be in [0, 1), got ${o[key]}`);
   }
   return { ...o, minLr: o.minLr ?? 0.1 * o.lr } as ResolvedAdamOptions;
 }
@@ -140,11 +139,9 @@ export function resolveAdamOptions(owner: string, options: AdamOptions): Resolve
  * ```
  */
 export function learningRate(step: number, options: ScheduleOptions): number {
-  if (typeof step !== "number" || !Number.isInteger(step) || step < 0) {
-    throw new Error(`learningRate: step must be an integer >= 0, got ${describeValue(step)}`);
-  }
+  checkInteger("learningRate", "step", step);
   // The schedule has no defaults for every key (steps), so its options are required.
-  if (options === undefined) throw new Error("learningRate: options must be an object, got undefined");
+  if (options === undefined) throw new TypeError("learningRate: options must be an object, got undefined");
   checkOptionKeys("learningRate", options, SCHEDULE_KEYS);
   return scheduledRate(step, options);
 }
@@ -228,9 +225,10 @@ export function clipByGlobalNorm(
   options: { norm?: number } = {},
 ): Clipped {
   if (clip !== null && (typeof clip !== "number" || !(clip > 0) || !Number.isFinite(clip))) {
-    throw new Error(
-      `clipByGlobalNorm: clip must be a finite number > 0 or null (no clipping), got ${describeValue(clip)}`,
-    );
+    const message = `clipByGlobalNorm: clip must be a finite number > 0 or null (no clipping), got ${
+      describeValue(clip)
+    }`;
+    throw typeof clip === "number" ? new RangeError(message) : new TypeError(message);
   }
   checkOptionKeys("clipByGlobalNorm", options, ["norm"]);
   const norm = options.norm ?? globalNorm(grads);

@@ -10,7 +10,7 @@
 import { join, relative } from "node:path";
 import { REPO_ROOT } from "../env.ts";
 import { CheckpointError, loadCheckpoint, readCheckpointManifest } from "./checkpoint.ts";
-import { describeValue } from "./_options.ts";
+import { describeValue } from "../_options.ts";
 import { checkRunDir } from "./_run_dir.ts";
 import {
   DEFAULT_RUNS_DIR,
@@ -75,16 +75,16 @@ export async function trainCached<B, M extends Trainable<B>>(
   options: TrainCachedOptions<B, M>,
 ): Promise<TrainCachedResult<M>> {
   if (options === null || typeof options !== "object") {
-    throw new Error(
+    throw new TypeError(
       `trainCached: options must be an object with build, steps and batchAt, got ${describeValue(options)}`,
     );
   }
   const { build, ...rest } = options;
   if (typeof build !== "function") {
-    throw new Error(`trainCached: option build must be a function () => Trainable, got ${describeValue(build)}`);
+    throw new TypeError(`trainCached: option build must be a function () => Trainable, got ${describeValue(build)}`);
   }
   for (const key of ["name", "resume"]) {
-    if (key in rest) throw new Error(`trainCached: option ${key} is not accepted; the name is the first argument`);
+    if (key in rest) throw new TypeError(`trainCached: option ${key} is not accepted; the name is the first argument`);
   }
   const trainOptions: TrainOptions<B> = { ...rest, name };
   const o = resolveTrainingOptions("trainCached", trainOptions);

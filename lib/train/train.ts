@@ -30,7 +30,8 @@ import {
 } from "./adam.ts";
 import { checkCheckpointStep, loadCheckpoint, removeCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { canonicalJson, sha256Hex } from "./hash.ts";
-import { checkEveryObject, describeValue, resolveTrainOptions, type TrainOptionRule } from "./_options.ts";
+import { describeValue, type OptionRule, resolveOptions } from "../_options.ts";
+import { checkEveryObject } from "./_options.ts";
 import { checkRunDir } from "./_run_dir.ts";
 import type { GradNormRow, NonFiniteStop, ProbeRow, Trainable, TrainLogs, TrainRow, ValidRow } from "./types.ts";
 
@@ -160,7 +161,7 @@ const LOOP_DEFAULTS = {
   log: console.log,
 };
 
-const LOOP_RULES: Record<string, TrainOptionRule> = {
+const LOOP_RULES: Record<string, OptionRule> = {
   batchAt: { type: "function" },
   name: { type: "string", pattern: NAME, hint: NAME_HINT, nullable: true },
   runsDir: { type: "string", pattern: /./, hint: "a folder path" },
@@ -208,9 +209,9 @@ export function resolveTrainingOptions<B>(owner: string, options: TrainOptions<B
     }
   }
   const rules = { ...ADAM_RULES, ...LOOP_RULES };
-  const o = resolveTrainOptions(owner, options, { ...ADAM_DEFAULTS, ...LOOP_DEFAULTS, steps: 0 }, rules);
+  const o = resolveOptions(owner, options, { ...ADAM_DEFAULTS, ...LOOP_DEFAULTS, steps: 0 }, rules);
   if ((options as { batchAt?: unknown }).batchAt === undefined) {
-    throw new Error(`${owner}: option batchAt is required: a function (step) => batch, pure in step`);
+    throw new TypeError(`${owner}: option batchAt is required: a function (step) => batch, pure in step`);
   }
   const adamKeys = Object.keys(ADAM_RULES) as (keyof AdamOptions)[];
   const adamOptions = Object.fromEntries(
@@ -218,26 +219,28 @@ export function resolveTrainingOptions<B>(owner: string, options: TrainOptions<B
   ) as unknown as AdamOptions;
   const resolved = { ...o, ...resolveAdamOptions(owner, adamOptions) } as Resolved<B>;
   if (resolved.until !== null && resolved.until > resolved.steps) {
-    throw new Error(`${owner}: option until must be <= steps (${resolved.steps}), got ${resolved.until}`);
+    throw new RangeError(`${owner}: option until must be <= steps (${resolved.steps}), got ${resolved.until}`);
   }
   if (resolved.tokensPerBatch !== null && resolved.batchTokens !== null) {
-    throw new Error(`${owner}: give tokensPerBatch or batchTokens, not both`);
+    throw new TypeError(`${owner}: give tokensPerBatch or batchTokens, not both`);
   }
   if (resolved.resume && resolved.name === null) {
-    throw new Error(`${owner}: option resume needs a name (the run folder to resume from); set options.name`);
+    throw new TypeError(`${owner}: option resume needs a name (the run folder to resume from); set options.name`);
   }
   return resolved;
 }
 
 function checkModel<B>(owner: string, model: Trainable<B>): string[] {
   if (model === null || typeof model !== "object") {
-    throw new Error(`${owner}: model must be a Trainable { variables, loss, config }, got ${describeValue(model)}`);
+    throw new TypeError(`${owner}: model must be a Trainable { variables, loss, config }, got ${describeValue(model)}`);
   }
   if (typeof model.loss !== "function") {
-    throw new Error(`${owner}: model.loss must be a function (batch) => tf.Scalar, got ${describeValue(model.loss)}`);
+    throw new TypeError(
+      `${owner}: model.loss must be a function (batch) => tf.Scalar, got ${describeValue(model.loss)}`,
+    );
   }
   if (model.firstNonFinite !== undefined && typeof model.firstNonFinite !== "function") {
-    throw new Error(
+    throw new TypeError(
       `${owner}: model.firstNonFinite must be a function (batch) => string | null, or absent; got ${
         describeValue(model.firstNonFinite)
       }`,
@@ -253,7 +256,8 @@ function checkModel<B>(owner: string, model: Trainable<B>): string[] {
 
 /**
  * The source a trained model depends on, relative to the repository root: the attention variants, the
- * models, the training loop, the data pipelines, the seeded random numbers and the blas backend's kernels.
+ * models, the training loop, the data pipelines, the seeded random numbers, the blas backend's kernels and the option
+ * rules (with their defaults).
  * {@linkcode trainingCodeHash} hashes it into every run's identity.
  */
 export const TRAINING_SOURCES: readonly string[] = Object.freeze([
@@ -264,6 +268,8 @@ export const TRAINING_SOURCES: readonly string[] = Object.freeze([
   "lib/random.ts",
   // The blas backend trains the models, and lib/models calls its fused kernels.
   "lib/blas",
+  // The option rules fill in the defaults that every variant, model and training run is built with.
+  "lib/_options.ts",
 ]);
 
 let currentCodeHash: Promise<string> | undefined;
