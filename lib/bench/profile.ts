@@ -250,8 +250,8 @@ export async function profileStep(
   };
   const engine = tf.engine() as unknown as EngineInternals;
   const backend = tf.getBackend();
-import { positiveInteger } from "../_options.ts";
-import { deviceOf } from "./device.ts";
+  const device = await deviceOf(backend);
+  const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
     for (let i = 0; i < warmup; i++) await once();
     const records: KernelRecord[] = [];
