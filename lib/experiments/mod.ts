@@ -14,3 +14,4 @@ export * from "./registry.ts";
 export * from "./shared_lms.ts";
 export * from "./ablations.ts";
 export * from "./ablation_results.ts";
+export * from "./plan.ts";
