@@ -99,7 +99,7 @@ export interface ManifestEntry {
  * console.log(entryScale({ scale: "large" }), entryScale({})); // large full
  * ```
  */
-export function entryScale(entry: { scale?: Scale }): Scale {
+export function entryScale(entry: Partial<ManifestEntry>): Scale {
   return entry.scale ?? "full";
 }
 

@@ -87,7 +87,10 @@ function claimsFilesOf(figures: unknown): Map<string, { notebook: string | null;
     if (entryKind(e) !== "claims" || !Array.isArray(e.files)) continue;
     for (const file of e.files) {
       if (typeof file === "string" && file.endsWith(".json")) {
-        files.set(file, { notebook: typeof e.notebook === "string" ? e.notebook : null, scale: entryScale(e) });
+        files.set(file, {
+          notebook: typeof e.notebook === "string" ? e.notebook : null,
+          scale: entryScale({ scale: e.scale }),
+        });
       }
     }
   }
