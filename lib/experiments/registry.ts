@@ -55,7 +55,10 @@ const GROUPS = new Map<string, RunGroup>();
  * import { registerRunGroup, runGroup } from "./registry.ts";
  * registerRunGroup({
  *   name: "demo-group", description: "one tiny model", notebooks: ["99_"],
- *   runs: (quick) => [{ name: "demo/t2", group: "demo-group", architecture: "transnormer-t2", options: { quick } }],
+ *   runs: (scale) => [{
+ *     name: "demo/t2", group: "demo-group", architecture: "transnormer-t2",
+ *     options: { quick: scale === true || scale === "quick" },
+ *   }],
  * });
  * console.log(runGroup("demo-group").runs(true)[0].name); // demo/t2
  * ```
