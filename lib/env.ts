@@ -6,10 +6,16 @@
  *
  * | variable              | meaning                                                                                   |
  * | --------------------- | ----------------------------------------------------------------------------------------- |
- * | `ATTNLAB_QUICK`       | `1` selects small sizes (CI, the test task)                                               |
+ * | `ATTNLAB_SCALE`       | `quick`, `full` (the default) or `large`: the size of every experiment (see below)        |
+ * | `ATTNLAB_QUICK`       | `1` selects small sizes (CI, the test task): the same as `ATTNLAB_SCALE=quick`            |
  * | `ATTNLAB_BACKEND`     | forces a TensorFlow.js backend (see `backend.ts`)                                         |
  * | `ATTNLAB_FIGURES_DIR` | where figures and `manifest.json` go; a relative path is from the repository root         |
  * |                       | unset: `figures/` in full mode, a temporary folder in quick mode (below); empty: an error |
+ *
+ * **Scales.** {@linkcode scale} reads the experiments' size: `quick` (a few updates of tiny models, to exercise the
+ * code), `full` (the default: minutes per model on a CPU) or `large` (the size that settles the inconclusive
+ * claims, meant for a GPU; see `lib/models/pretrained.ts`). `ATTNLAB_QUICK=1` is an alias of
+ * `ATTNLAB_SCALE=quick`; the two may both be set only when they agree.
  *
  * **Quick mode never writes to `figures/` unless asked.** With `ATTNLAB_QUICK=1`
  * and no `ATTNLAB_FIGURES_DIR`, {@linkcode figuresDir} returns a temporary folder
@@ -47,8 +53,80 @@ function readEnv(name: string): string | undefined {
   }
 }
 
+/** The sizes the experiments run at: see {@linkcode scale}. */
+export type Scale = "quick" | "full" | "large";
+
+/** Every scale, smallest first. */
+export const SCALES: readonly Scale[] = Object.freeze(["quick", "full", "large"]);
+
 /**
- * Whether quick mode is on (`ATTNLAB_QUICK=1`): notebooks then use small sizes.
+ * Checks a scale given by a caller (`label` names the argument in the error) and returns it: one of
+ * {@linkcode SCALES}, or a boolean for the older quick flag (`true`: quick, `false`: full).
+ *
+ * @example
+ * ```ts
+ * import { toScale } from "./env.ts";
+ * console.log(toScale("large", "f: scale"), toScale(true, "f: quick"), toScale(false, "f: quick")); // large quick full
+ * ```
+ */
+export function toScale(value: Scale | boolean, label: string): Scale {
+  if (value === true) return "quick";
+  if (value === false) return "full";
+  if (typeof value !== "string") {
+    throw new TypeError(`${label} must be "quick", "full", "large" or a boolean (true: quick), got ${String(value)}`);
+  }
+  if (!(SCALES as readonly string[]).includes(value)) {
+    throw new RangeError(`${label} must be "quick", "full" or "large", got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/**
+ * The scale the experiments run at, from `ATTNLAB_SCALE` (`quick`, `full` or `large`) and its alias
+ * `ATTNLAB_QUICK=1` (quick); `full` when neither is set. An unknown value, or `ATTNLAB_QUICK=1` together with
+ * another `ATTNLAB_SCALE`, is a RangeError that names the variables and how to fix them.
+ *
+ * @example
+ * ```ts
+ * import { scale } from "./env.ts";
+ * const saved = [Deno.env.get("ATTNLAB_SCALE"), Deno.env.get("ATTNLAB_QUICK")];
+ * Deno.env.delete("ATTNLAB_QUICK");
+ * Deno.env.set("ATTNLAB_SCALE", "large");
+ * console.log(scale()); // large
+ * Deno.env.delete("ATTNLAB_SCALE");
+ * console.log(scale()); // full
+ * for (const [name, value] of [["ATTNLAB_SCALE", saved[0]], ["ATTNLAB_QUICK", saved[1]]] as const) {
+ *   if (value === undefined) Deno.env.delete(name);
+ *   else Deno.env.set(name, value);
+ * }
+ * ```
+ */
+export function scale(): Scale {
+  const quick = readEnv("ATTNLAB_QUICK");
+  if (quick !== undefined && quick !== "" && quick !== "0" && quick !== "1") {
+    throw new RangeError(
+      `ATTNLAB_QUICK must be "1" or "0", got "${quick}"; unset it, or set ATTNLAB_SCALE=quick|full|large instead`,
+    );
+  }
+  const value = readEnv("ATTNLAB_SCALE");
+  if (value === undefined || value === "") return quick === "1" ? "quick" : "full";
+  if (!(SCALES as readonly string[]).includes(value)) {
+    throw new RangeError(
+      `ATTNLAB_SCALE must be "quick", "full" or "large", got "${value}"; unset it for full scale or set one of those`,
+    );
+  }
+  if (quick === "1" && value !== "quick") {
+    throw new RangeError(
+      `ATTNLAB_QUICK=1 asks for quick scale but ATTNLAB_SCALE=${value} for ${value} scale; ` +
+        `unset ATTNLAB_QUICK (or set it to 0) to run at ${value} scale, or set ATTNLAB_SCALE=quick`,
+    );
+  }
+  return value as Scale;
+}
+
+/**
+ * Whether quick mode is on (`ATTNLAB_QUICK=1`, or `ATTNLAB_SCALE=quick`): notebooks then use small sizes.
+ * The same as `scale() === "quick"` (see {@linkcode scale}).
  *
  * @example
  * ```ts
@@ -58,10 +136,7 @@ function readEnv(name: string): string | undefined {
  * ```
  */
 export function isQuick(): boolean {
-  const value = readEnv("ATTNLAB_QUICK");
-  if (value === undefined || value === "" || value === "0") return false;
-  if (value === "1") return true;
-  throw new Error(`ATTNLAB_QUICK must be "1" or "0", got "${value}"; unset it or set ATTNLAB_QUICK=1 for quick mode`);
+  return scale() === "quick";
 }
 
 /** Options for {@linkcode figuresDir}. */

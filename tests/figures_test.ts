@@ -17,7 +17,7 @@ import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as Plot from "@observablehq/plot";
 import { initBackend } from "../lib/backend.ts";
-import { ensureFiguresDir, figuresDir, QUICK_FIGURES_PREFIX, REPO_ROOT } from "../lib/env.ts";
+import { ensureFiguresDir, figuresDir, QUICK_FIGURES_PREFIX, REPO_ROOT, scale } from "../lib/env.ts";
 import { sweepTempFiles, writeFileAtomic } from "../lib/figures/atomic.ts";
 import { commitFileSet } from "../lib/figures/file_set.ts";
 import { LOCK_STALE_MS, LOCK_WAIT_MS, staleReason, withFileLock } from "../lib/figures/lock.ts";
@@ -327,8 +327,11 @@ Deno.test("manifest records backend, seed, config, notebook, commit and timing, 
     "codeHash",
     "date",
     "durationMs",
+    "scale",
   ]);
   assert.equal(alpha.name, "alpha");
+  // The scale the run started at (ATTNLAB_SCALE; full when unset, as in this test).
+  assert.equal(alpha.scale, scale());
   assert.deepEqual(alpha.files, ["alpha.svg", "alpha.png", "alpha.csv"]);
   assert.equal(alpha.notebook, "01_scaling");
   assert.deepEqual(alpha.config, { lengths: [64, 128], heads: 4 });

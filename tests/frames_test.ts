@@ -449,6 +449,7 @@ Deno.test("claims: every claim of every *_claims.json in three outcomes, legacy 
   assert.deepEqual(df.columns, [
     "notebook",
     "name",
+    "scale",
     "id",
     "outcome",
     "reason",
@@ -473,11 +474,13 @@ Deno.test("claims: every claim of every *_claims.json in three outcomes, legacy 
   ]);
   const types = dtypes(df);
   assert.deepEqual(
-    [types.evidence, types.legacy, types.note, types.interval_low, types.interval_n, types.settle_flops],
-    ["Bool", "Bool", "String", "Float64", "Int64", "Float64"],
+    [types.evidence, types.legacy, types.note, types.interval_low, types.interval_n, types.settle_flops, types.scale],
+    ["Bool", "Bool", "String", "Float64", "Int64", "Float64", "String"],
   );
   assert.deepEqual(column(df, "notebook"), ["01_demo", "01_demo", null, null]);
   assert.deepEqual(column(df, "name"), ["01_claims", "01_claims", "02_claims", "02_claims"]);
+  // Neither file records a scale (01's entry predates scales, 02 has no entry): both read as full.
+  assert.deepEqual(column(df, "scale"), ["full", "full", "full", "full"]);
   assert.deepEqual(column(df, "id"), ["bound", "speed", "ppl", "noise"]);
   // Legacy true / false / null read as reproduced / not reproduced / inconclusive ("not comparable").
   assert.deepEqual(column(df, "outcome"), ["reproduced", "not reproduced", "inconclusive", "inconclusive"]);

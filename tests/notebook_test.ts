@@ -37,6 +37,7 @@ Deno.test("runner: quick mode runs a notebook on a copy and passes ATTNLAB_QUICK
     assert.ok(lines.some((l) => l.includes("cell 3/3")), lines.join("\n"));
     const seen = JSON.parse(readFileSync(join(figures, "fixture_env.json"), "utf8"));
     assert.equal(seen.quick, "1");
+    assert.equal(seen.scale, "quick");
     assert.equal(seen.cwd, NOTEBOOKS_DIR);
     assert.deepEqual(readFileSync(SUCCEEDS), before, "quick mode must not modify the notebook");
   } finally {
@@ -82,7 +83,13 @@ Deno.test("runner: full mode saves outputs in place without volatile metadata", 
     );
     assert.match(text, /hello from the fixture/);
     for (const cell of saved.cells) assert.equal(cell.metadata.execution, undefined);
-    assert.equal(JSON.parse(readFileSync(join(figures, "fixture_env.json"), "utf8")).quick, "0");
+    const seen = JSON.parse(readFileSync(join(figures, "fixture_env.json"), "utf8"));
+    assert.deepEqual([seen.quick, seen.scale], ["0", "full"]);
+    // Large mode: saved in place as full mode, the kernel at the large scale.
+    const large = await runNotebook(copy, { mode: "large", figuresDir: figures, log: quiet });
+    assert.equal(large.status, "ok");
+    const seenLarge = JSON.parse(readFileSync(join(figures, "fixture_env.json"), "utf8"));
+    assert.deepEqual([seenLarge.quick, seenLarge.scale], ["0", "large"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -655,6 +655,8 @@ Deno.test("the report marks results made from a dirty tree, under other code, or
     dirty: ["05_claims"],
     otherCode: ["05_claims"],
     noCodeHash: [],
+    // Both saved at the default scale: no scale tag on either.
+    scales: { full: ["05_claims", "06_claims"] },
   });
   const [n05, n06] = data.notebooks;
   assert.deepEqual(n05.claims[0].flags, ["uncommitted changes", "other code"]);

@@ -5,17 +5,21 @@
  * @module
  */
 
-import { isQuick } from "../env.ts";
+import { type Scale, toScale } from "../env.ts";
 import type { ModelConfigInput } from "../models/config.ts";
 import {
+  LM_ARCHITECTURE_LARGE,
   LM_RECIPE,
+  LM_RECIPE_LARGE,
   LM_RECIPE_QUICK,
   type LmRecipe,
+  optionsScale,
+  scaleSuffix,
   type TrainedLanguageModel,
   trainedLanguageModel,
   type TrainedLanguageModelOptions,
 } from "../models/pretrained.ts";
-import { type PlannedRun, registerRunGroup, type RunGroup } from "./registry.ts";
+import { type PlannedRun, registerRunGroup, type RunGroup, scaleOption, withoutScale } from "./registry.ts";
 
 /** One layer of an ablation stack. */
 export type AblationLayer = NonNullable<ModelConfigInput["attention"]>[number] & object;
@@ -40,30 +44,77 @@ export const ABLATION_RECIPE_FULL: Readonly<Partial<LmRecipe>> = Object.freeze({
 });
 
 /**
- * Seeds of every configuration, in both modes: three (quick-mode runs are a few updates each, so quick mode keeps
+ * The large-scale budget (`ATTNLAB_SCALE=large`): the shared models' own ({@linkcode LM_RECIPE_LARGE}, over 20
+ * training tokens per parameter), without the score-gradient probe, so the ablations are decided at the same size
+ * and budget as the shared models.
+ */
+export const ABLATION_RECIPE_LARGE: Readonly<Partial<LmRecipe>> = Object.freeze({ probeEvery: null });
+
+// What an ablation run's recipe overrides of the scale's shared recipe, seed aside.
+function ablationOverrides(scale: Scale): Partial<LmRecipe> {
+  return scale === "quick" ? { probeEvery: null } : scale === "full" ? ABLATION_RECIPE_FULL : ABLATION_RECIPE_LARGE;
+}
+
+/**
+ * Seeds of every configuration, at every scale: three (quick-mode runs are a few updates each, so quick mode keeps
  * all three and notebook 05's interval code runs in CI).
  *
  * @example
  * ```ts
  * import { ablationSeeds } from "./ablations.ts";
- * console.log(ablationSeeds(false), ablationSeeds(true)); // [1, 2, 3] [1, 2, 3]
+ * console.log(ablationSeeds(false), ablationSeeds(true), ablationSeeds("large")); // [1, 2, 3] [1, 2, 3] [1, 2, 3]
  * ```
  */
-export function ablationSeeds(_quick: boolean): number[] {
+export function ablationSeeds(scale: Scale | boolean): number[] {
+  toScale(scale, "ablationSeeds: scale");
   return [1, 2, 3];
 }
 
 /**
- * The recipe the ablation runs use, seed aside.
+ * The recipe the ablation runs use at a scale, seed aside (`true`/`false` read as quick/full).
  *
  * @example
  * ```ts
  * import { ablationRecipe } from "./ablations.ts";
- * console.log(ablationRecipe(false).steps, ablationRecipe(true).probeEvery); // 250 null
+ * console.log(ablationRecipe(false).steps, ablationRecipe(true).probeEvery, ablationRecipe("large").steps); // 250 null 12000
  * ```
  */
-export function ablationRecipe(quick: boolean): LmRecipe {
-  return quick ? { ...LM_RECIPE_QUICK, probeEvery: null } : { ...LM_RECIPE, ...ABLATION_RECIPE_FULL };
+export function ablationRecipe(scale: Scale | boolean): LmRecipe {
+  const s = toScale(scale, "ablationRecipe: scale");
+  const base = s === "quick" ? LM_RECIPE_QUICK : s === "full" ? LM_RECIPE : LM_RECIPE_LARGE;
+  return { ...base, ...ablationOverrides(s) };
+}
+
+/**
+ * The layers of an ablation stack at a scale: 4 at quick and full scale (the T2 stack of the full-scale shared
+ * models), {@linkcode LM_ARCHITECTURE_LARGE}'s 6 at large scale.
+ *
+ * @example
+ * ```ts
+ * import { ablationLayers } from "./ablations.ts";
+ * console.log(ablationLayers("quick"), ablationLayers("full"), ablationLayers("large")); // 4 4 6
+ * ```
+ */
+export function ablationLayers(scale: Scale | boolean): number {
+  return toScale(scale, "ablationLayers: scale") === "large" ? LM_ARCHITECTURE_LARGE.layers! : 4;
+}
+
+/**
+ * A 4-layer ablation stack widened to `layers` layers by halves: new layer i is old layer ⌊4i / layers⌋, so each half
+ * of a stack whose halves are uniform (every configuration here: T2 is diag, diag | norm, norm) keeps its attention,
+ * now `layers / 2` deep: T2 at 6 layers is diag ×3, norm ×3. The stack itself at 4 layers.
+ *
+ * @example
+ * ```ts
+ * import { ABLATION_CONFIGS, widenStack } from "./ablations.ts";
+ * console.log(widenStack(ABLATION_CONFIGS.t2, 6).map((l) => l.variant)); // ["diag", "diag", "diag", "norm", "norm", "norm"]
+ * ```
+ */
+export function widenStack(attention: readonly AblationLayer[], layers: number): AblationLayer[] {
+  if (!Number.isInteger(layers) || layers < 2 || layers % 2 !== 0) {
+    throw new RangeError(`widenStack: layers must be an even whole number >= 2, got ${layers}`);
+  }
+  return Array.from({ length: layers }, (_, i) => attention[Math.floor((i * attention.length) / layers)]);
 }
 
 /**
@@ -78,8 +129,8 @@ export function ablationRecipe(quick: boolean): LmRecipe {
  * console.log(r.task, r.clip, mlmAblationRecipe("t2", false).clip); // mlm 1 null
  * ```
  */
-export function mlmAblationRecipe(id: string, quick: boolean): LmRecipe {
-  return { ...ablationRecipe(quick), task: "mlm", clip: mlmConfig("mlmAblationRecipe", id).clip };
+export function mlmAblationRecipe(id: string, scale: Scale | boolean): LmRecipe {
+  return { ...ablationRecipe(scale), task: "mlm", clip: mlmConfig("mlmAblationRecipe", id).clip };
 }
 
 const diag = (blockSize = 64): AblationLayer => ({ variant: "diag", options: { inner: "softmax", blockSize } });
@@ -116,37 +167,35 @@ export const ABLATION_CONFIGS: Readonly<Record<string, AblationLayer[]>> = Objec
 });
 
 /**
- * The planned run of configuration `id` with `seed`.
+ * The planned run of configuration `id` with `seed`: `ablation/<id>/seed<n>` (`ablation-quick/…`, `ablation-large/…`
+ * at those scales, where the stack is {@linkcode widenStack}ed to {@linkcode ablationLayers}).
  *
  * @example
  * ```ts
  * import { ablationRun } from "./ablations.ts";
- * console.log(ablationRun("t2", 2, false).name); // ablation/t2/seed2
+ * console.log(ablationRun("t2", 2, false).name, ablationRun("t2", 2, "large").name); // ablation/t2/seed2 ablation-large/t2/seed2
  * ```
  */
-export function ablationRun(id: string, seed: number, quick: boolean): PlannedRun {
+export function ablationRun(id: string, seed: number, scale: Scale | boolean): PlannedRun {
+  const s = toScale(scale, "ablationRun: scale");
   const attention = ABLATION_CONFIGS[id];
   if (attention === undefined) {
     throw new RangeError(
       `ablationRun: unknown configuration "${id}"; the configurations are ${Object.keys(ABLATION_CONFIGS).join(", ")}`,
     );
   }
-  const name = `${quick ? "ablation-quick" : "ablation"}/${id}/seed${seed}`;
+  const name = `ablation${scaleSuffix(s)}/${id}/seed${seed}`;
   return {
     name,
     group: "ablation",
-    architecture: { attention },
-    options: {
-      name,
-      quick,
-      recipe: { ...(quick ? { probeEvery: null } : ABLATION_RECIPE_FULL), seed },
-    },
+    architecture: { attention: s === "large" ? widenStack(attention, ablationLayers(s)) : attention },
+    options: { name, ...scaleOption(s), recipe: { ...ablationOverrides(s), seed } },
   };
 }
 
 /**
- * Trains configuration `id` with `seed`, or loads it from the run cache; `options.quick` defaults to
- * ATTNLAB_QUICK, as in {@linkcode trainedLanguageModel}.
+ * Trains configuration `id` with `seed`, or loads it from the run cache; the scale is `options.scale` (or
+ * `options.quick`), default the environment's, as in {@linkcode trainedLanguageModel}.
  *
  * @example
  * ```ts
@@ -163,8 +212,8 @@ export function trainedAblation(
   seed: number,
   options: Omit<TrainedLanguageModelOptions, "name" | "recipe"> = {},
 ): Promise<TrainedLanguageModel> {
-  const run = ablationRun(id, seed, options.quick ?? isQuick());
-  return trainedLanguageModel(run.architecture, { ...run.options, ...options });
+  const run = ablationRun(id, seed, optionsScale(options, "trainedAblation"));
+  return trainedLanguageModel(run.architecture, { ...run.options, ...withoutScale(options) });
 }
 
 /**
@@ -180,8 +229,8 @@ export const ABLATIONS: RunGroup = registerRunGroup({
   name: "ablation",
   description: "the ablations of Tables 1, 8/9 and 11 (T2 stack variations × seeds)",
   notebooks: ["05_"],
-  runs: (quick) =>
-    Object.keys(ABLATION_CONFIGS).flatMap((id) => ablationSeeds(quick).map((seed) => ablationRun(id, seed, quick))),
+  runs: (scale) =>
+    Object.keys(ABLATION_CONFIGS).flatMap((id) => ablationSeeds(scale).map((seed) => ablationRun(id, seed, scale))),
 });
 
 /** Which table of the paper a masked-LM ablation belongs to. */
@@ -274,24 +323,21 @@ function canonicalMlmId(id: string): string {
  * console.log(mlmAblationRun("all-norm", 1, false).name); // ablation-mlm/elu-srms-noclip/seed1
  * ```
  */
-export function mlmAblationRun(id: string, seed: number, quick: boolean): PlannedRun {
+export function mlmAblationRun(id: string, seed: number, scale: Scale | boolean): PlannedRun {
+  const s = toScale(scale, "mlmAblationRun: scale");
   const { attention, clip } = mlmConfig("mlmAblationRun", id);
-  const name = `${quick ? "ablation-mlm-quick" : "ablation-mlm"}/${canonicalMlmId(id)}/seed${seed}`;
+  const name = `ablation-mlm${scaleSuffix(s)}/${canonicalMlmId(id)}/seed${seed}`;
   return {
     name,
     group: "ablation-mlm",
-    architecture: { attention },
-    options: {
-      name,
-      quick,
-      recipe: { ...(quick ? { probeEvery: null } : ABLATION_RECIPE_FULL), task: "mlm", clip, seed },
-    },
+    architecture: { attention: s === "large" ? widenStack(attention, ablationLayers(s)) : attention },
+    options: { name, ...scaleOption(s), recipe: { ...ablationOverrides(s), task: "mlm", clip, seed } },
   };
 }
 
 /**
- * Trains masked-LM configuration `id` with `seed`, or loads it from the run cache; `options.quick` defaults to
- * ATTNLAB_QUICK. Its validation loss is over the masked bytes of a fixed masking of the validation split.
+ * Trains masked-LM configuration `id` with `seed`, or loads it from the run cache; the scale is `options.scale` (or
+ * `options.quick`), default the environment's. Its validation loss is over the masked bytes of a fixed masking of the validation split.
  *
  * @example
  * ```ts
@@ -308,8 +354,8 @@ export function trainedMlmAblation(
   seed: number,
   options: Omit<TrainedLanguageModelOptions, "name" | "recipe"> = {},
 ): Promise<TrainedLanguageModel> {
-  const run = mlmAblationRun(id, seed, options.quick ?? isQuick());
-  return trainedLanguageModel(run.architecture, { ...run.options, ...options });
+  const run = mlmAblationRun(id, seed, optionsScale(options, "trainedMlmAblation"));
+  return trainedLanguageModel(run.architecture, { ...run.options, ...withoutScale(options) });
 }
 
 /**
@@ -325,8 +371,8 @@ export const MLM_ABLATIONS: RunGroup = registerRunGroup({
   name: "ablation-mlm",
   description: "the ablations of Tables 1, 8/9 and 11 as masked language modelling (bidirectional) × seeds",
   notebooks: ["03_", "05_"],
-  runs: (quick) =>
+  runs: (scale) =>
     [...new Set(Object.keys(MLM_ABLATION_CONFIGS).map(canonicalMlmId))].flatMap((id) =>
-      ablationSeeds(quick).map((seed) => mlmAblationRun(id, seed, quick))
+      ablationSeeds(scale).map((seed) => mlmAblationRun(id, seed, scale))
     ),
 });

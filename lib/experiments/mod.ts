@@ -14,3 +14,6 @@ export * from "./registry.ts";
 export * from "./shared_lms.ts";
 export * from "./ablations.ts";
 export * from "./ablation_results.ts";
+export * from "./plan.ts";
+// The scale's shared recipe and architecture, for the notebooks that read recipes, architecture and seeds from here.
+export { lmArchitecture, lmRecipe } from "../models/pretrained.ts";

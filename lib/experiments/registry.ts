@@ -13,6 +13,7 @@
 
 import { join } from "node:path";
 import type { ByteCorpus } from "../data/sotu.ts";
+import type { Scale } from "../env.ts";
 import { type LanguageModelRun, languageModelRun, type TrainedLanguageModelOptions } from "../models/pretrained.ts";
 import type { ModelConfigInput } from "../models/config.ts";
 import { CheckpointError, readCheckpointManifest } from "../train/checkpoint.ts";
@@ -40,8 +41,8 @@ export interface RunGroup {
   description: string;
   /** Notebook name prefixes (e.g. `02_`) of the notebooks that load these runs. */
   notebooks: readonly string[];
-  /** The runs in quick or full mode. */
-  runs(quick: boolean): PlannedRun[];
+  /** The runs at a scale (`true`/`false`: quick/full, as before scales had names). */
+  runs(scale: Scale | boolean): PlannedRun[];
 }
 
 const GROUPS = new Map<string, RunGroup>();
@@ -54,7 +55,10 @@ const GROUPS = new Map<string, RunGroup>();
  * import { registerRunGroup, runGroup } from "./registry.ts";
  * registerRunGroup({
  *   name: "demo-group", description: "one tiny model", notebooks: ["99_"],
- *   runs: (quick) => [{ name: "demo/t2", group: "demo-group", architecture: "transnormer-t2", options: { quick } }],
+ *   runs: (scale) => [{
+ *     name: "demo/t2", group: "demo-group", architecture: "transnormer-t2",
+ *     options: { quick: scale === true || scale === "quick" },
+ *   }],
  * });
  * console.log(runGroup("demo-group").runs(true)[0].name); // demo/t2
  * ```
@@ -113,6 +117,35 @@ export function runGroup(name: string): RunGroup {
 export function groupsForNotebooks(notebooks: readonly string[]): RunGroup[] {
   const names = notebooks.map((path) => path.split(/[\\/]/).at(-1) ?? path);
   return runGroups().filter((g) => g.notebooks.some((prefix) => names.some((n) => n.startsWith(prefix))));
+}
+
+/**
+ * The scale option a planned run passes: `{ quick }` at quick and full scale, as before the large scale existed (so
+ * those runs keep their options exactly), and `{ scale: "large" }` at large scale.
+ *
+ * @example
+ * ```ts
+ * import { scaleOption } from "./registry.ts";
+ * console.log(scaleOption("full"), scaleOption("large")); // { quick: false } { scale: "large" }
+ * ```
+ */
+export function scaleOption(scale: Scale): { quick: boolean } | { scale: "large" } {
+  return scale === "large" ? { scale } : { quick: scale === "quick" };
+}
+
+/**
+ * `options` without `quick` and `scale`: what a planned run's trainer adds to the run's own options once the run's
+ * scale is fixed (so the run's scale option is the only one passed on).
+ *
+ * @example
+ * ```ts
+ * import { withoutScale } from "./registry.ts";
+ * console.log(withoutScale({ quick: true, scale: "quick" as const, runsDir: "/tmp/runs" })); // { runsDir: "/tmp/runs" }
+ * ```
+ */
+export function withoutScale<T extends { quick?: boolean; scale?: Scale }>(options: T): Omit<T, "quick" | "scale"> {
+  const { quick: _quick, scale: _scale, ...rest } = options;
+  return rest;
 }
 
 /** Loop options the runner adds to a planned run. */

@@ -7,29 +7,31 @@
  * @module
  */
 
-import { isQuick } from "../env.ts";
+import { type Scale, toScale } from "../env.ts";
 import { PRESETS } from "../models/config.ts";
 import {
   LM_RECIPE,
   lmRunName,
+  optionsScale,
   type TrainedLanguageModel,
   trainedLanguageModel,
   type TrainedLanguageModelOptions,
 } from "../models/pretrained.ts";
-import { type PlannedRun, registerRunGroup, type RunGroup } from "./registry.ts";
+import { type PlannedRun, registerRunGroup, type RunGroup, scaleOption, withoutScale } from "./registry.ts";
 
 /**
- * The seeds of every shared model, in both modes: three, the fewest a Student-t interval over
+ * The seeds of every shared model, at every scale: three, the fewest a Student-t interval over
  * seeds can be computed from with a useful width (quick-mode runs are a few updates each, so
- * quick mode keeps all three and the notebooks' interval code runs in CI).
+ * quick mode keeps all three and the notebooks' interval code runs in CI; large scale keeps three too).
  *
  * @example
  * ```ts
  * import { sharedLmSeeds } from "./shared_lms.ts";
- * console.log(sharedLmSeeds(false), sharedLmSeeds(true)); // [0, 1, 2] [0, 1, 2]
+ * console.log(sharedLmSeeds(false), sharedLmSeeds(true), sharedLmSeeds("large")); // [0, 1, 2] [0, 1, 2] [0, 1, 2]
  * ```
  */
-export function sharedLmSeeds(_quick: boolean): number[] {
+export function sharedLmSeeds(scale: Scale | boolean): number[] {
+  toScale(scale, "sharedLmSeeds: scale");
   return [0, 1, 2];
 }
 
@@ -49,24 +51,27 @@ function checkSeed(owner: string, seed: unknown): number {
 }
 
 /**
- * The planned run of a shared model: `lm/<preset>/seed<n>` (`lm-quick/...` in quick mode).
+ * The planned run of a shared model: `lm/<preset>/seed<n>` (`lm-quick/...` at quick scale, `lm-large/...` at
+ * large scale; `true`/`false` read as quick/full).
  *
  * @example
  * ```ts
  * import { sharedLmRun } from "./shared_lms.ts";
- * console.log(sharedLmRun("vanilla", 2, false).name); // lm/vanilla/seed2
+ * console.log(sharedLmRun("vanilla", 2, false).name, sharedLmRun("vanilla", 2, "large").name); // lm/vanilla/seed2 lm-large/vanilla/seed2
  * ```
  */
-export function sharedLmRun(preset: string, seed: number, quick: boolean): PlannedRun {
+export function sharedLmRun(preset: string, seed: number, scale: Scale | boolean): PlannedRun {
   checkPreset("sharedLmRun", preset);
   checkSeed("sharedLmRun", seed);
-  const name = `${lmRunName(preset, quick)}/seed${seed}`;
-  return { name, group: "lm", architecture: preset, options: { name, quick, recipe: { seed } } };
+  const s = toScale(scale, "sharedLmRun: scale");
+  const name = `${lmRunName(preset, s)}/seed${seed}`;
+  return { name, group: "lm", architecture: preset, options: { name, ...scaleOption(s), recipe: { seed } } };
 }
 
 /**
- * Trains the shared model of `preset` with `seed`, or loads it from the run cache; `options.quick`
- * defaults to ATTNLAB_QUICK. The caller disposes `model`.
+ * Trains the shared model of `preset` with `seed`, or loads it from the run cache; the scale is
+ * `options.scale` (or `options.quick`), default the environment's (`ATTNLAB_SCALE`, `ATTNLAB_QUICK`). The caller
+ * disposes `model`.
  *
  * @example
  * ```ts
@@ -93,8 +98,8 @@ export function trainedSharedLm(
       );
     }
   }
-  const run = sharedLmRun(preset, seed, options.quick ?? isQuick());
-  return trainedLanguageModel(run.architecture, { ...run.options, ...options });
+  const run = sharedLmRun(preset, seed, optionsScale(options, "trainedSharedLm"));
+  return trainedLanguageModel(run.architecture, { ...run.options, ...withoutScale(options) });
 }
 
 /**
@@ -111,5 +116,5 @@ export const SHARED_LMS: RunGroup = registerRunGroup({
   name: "lm",
   description: `the shared language models, one per preset and seed (${LM_RECIPE.steps} updates each)`,
   notebooks: ["02_", "03_", "04_", "06_"],
-  runs: (quick) => PRESETS.flatMap((preset) => sharedLmSeeds(quick).map((seed) => sharedLmRun(preset, seed, quick))),
+  runs: (scale) => PRESETS.flatMap((preset) => sharedLmSeeds(scale).map((seed) => sharedLmRun(preset, seed, scale))),
 });

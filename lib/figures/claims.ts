@@ -22,7 +22,7 @@
  */
 
 import { join } from "node:path";
-import { ensureFiguresDir, REPO_ROOT } from "../env.ts";
+import { ensureFiguresDir, REPO_ROOT, scale as envScale } from "../env.ts";
 import { columnsOf, toCsv } from "./csv.ts";
 import type { Row } from "./csv.ts";
 import { OUTCOMES } from "../stats/verdict.ts";
@@ -535,6 +535,7 @@ async function record(
     durationMs: run?.elapsedMs() ?? null,
     ...(options.caption !== undefined ? { caption: options.caption } : {}),
     kind,
+    scale: run?.scale ?? envScale(),
   };
   await recordFigure(dir, entry, { files: [file] });
   return entry;

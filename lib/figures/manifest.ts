@@ -3,9 +3,12 @@
  *
  * The file lives next to the figures and looks like
  * `{ "figures": { "<name>": { name, files, notebook?, config, seed, backend,
- * commit, dirty, codeHash?, date, durationMs, caption?, kind? } } }`, names
+ * commit, dirty, codeHash?, date, durationMs, caption?, kind?, scale? } } }`, names
  * sorted so diffs stay small. An entry without `kind` is a figure (older manifests have
  * no kinds); `"table"` entries come from `saveTable`, `"claims"` from `saveClaims`.
+ * `scale` is the experiments' scale when the result was made (`quick`, `full` or `large`, from `ATTNLAB_SCALE`); an
+ * entry without one was saved before scales were recorded, when every saved result was full scale
+ * ({@linkcode entryScale}).
  *
  * It is updated read-modify-write under a lock file (`manifest.json.lock`,
  * shared by processes; see `lock.ts` for how a stale lock is broken), together
@@ -31,7 +34,7 @@
 
 import { isAbsolute, join, relative } from "node:path";
 import { describeValue } from "../_options.ts";
-import { REPO_ROOT } from "../env.ts";
+import { REPO_ROOT, type Scale, scale as envScale } from "../env.ts";
 import { LIBRARY_SOURCES, sourceHash } from "../source_hash.ts";
 import { commitFileSet } from "./file_set.ts";
 import type { FileContent } from "./file_set.ts";
@@ -83,6 +86,22 @@ export interface ManifestEntry {
   caption?: string;
   /** Absent for figures; `"table"` or `"claims"` otherwise. */
   kind?: EntryKind;
+  /** The experiments' scale when it was made; absent in entries saved before scales were recorded (read as full). */
+  scale?: Scale;
+}
+
+/**
+ * The scale of a manifest entry: its `scale`, or `"full"` when it has none (entries saved before scales were
+ * recorded were all full scale).
+ *
+ * @example
+ * ```ts
+ * import { entryScale } from "./manifest.ts";
+ * console.log(entryScale({ scale: "large" }), entryScale({})); // large full
+ * ```
+ */
+export function entryScale(entry: Partial<ManifestEntry>): Scale {
+  return entry.scale ?? "full";
 }
 
 /**
@@ -120,6 +139,8 @@ export interface Run {
   readonly seed: Seed;
   /** `performance.now()` when the run started. */
   readonly startMs: number;
+  /** The experiments' scale when the run started (`scale()` of lib/env.ts), recorded with every result it saves. */
+  readonly scale?: Scale;
   /** Milliseconds since the run started, rounded to whole milliseconds. */
   elapsedMs(): number;
 }
@@ -273,6 +294,7 @@ export function startRun(options: StartRunOptions = {}): Run {
     config: checkConfig(options.config ?? {}, "startRun"),
     seed: checkSeed(options.seed ?? null, "startRun"),
     startMs,
+    scale: envScale(),
     elapsedMs: () => Math.round(performance.now() - startMs),
   };
 }

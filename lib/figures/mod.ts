@@ -50,6 +50,7 @@ export {
   checkConfig,
   ENTRY_KINDS,
   entryKind,
+  entryScale,
   gitState,
   libraryCodeHash,
   MANIFEST_FILE,

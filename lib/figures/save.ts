@@ -12,7 +12,7 @@
  */
 
 import { isAbsolute, join, relative, sep } from "node:path";
-import { ensureFiguresDir, REPO_ROOT } from "../env.ts";
+import { ensureFiguresDir, REPO_ROOT, scale as envScale } from "../env.ts";
 import { columnsOf, toCsv } from "./csv.ts";
 import type { Row } from "./csv.ts";
 import { JUPYTER_DISPLAY, svgMimeBundle } from "./display.ts";
@@ -185,6 +185,7 @@ export async function saveFigure(
     date: new Date().toISOString(),
     durationMs,
     ...(options.caption !== undefined ? { caption: options.caption } : {}),
+    scale: run?.scale ?? envScale(),
   };
   await recordFigure(dir, entry, {
     files: [[`${name}.svg`, svg], [`${name}.png`, png], ...(csv !== undefined ? [[`${name}.csv`, csv] as const] : [])],

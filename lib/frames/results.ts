@@ -11,7 +11,7 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 import { figuresDir } from "../env.ts";
 import { normalizeClaims } from "../figures/claims.ts";
 import type { Row } from "../figures/csv.ts";
-import { entryKind, MANIFEST_FILE, readManifest } from "../figures/manifest.ts";
+import { entryKind, entryScale, MANIFEST_FILE, readManifest } from "../figures/manifest.ts";
 import type { EntryKind, ManifestEntry } from "../figures/manifest.ts";
 import { csvToFrame, rowsToFrame } from "./_columns.ts";
 import type { ColumnType } from "./_columns.ts";
@@ -105,6 +105,7 @@ async function savedCsv(owner: string, name: unknown, kind: EntryKind, folder: u
 const CLAIM_TYPES: Readonly<Record<string, ColumnType>> = {
   notebook: "string",
   name: "string",
+  scale: "string",
   id: "string",
   outcome: "string",
   reason: "string",
@@ -133,7 +134,8 @@ const CLAIM_TYPES: Readonly<Record<string, ColumnType>> = {
  * `saveClaims`), one row per claim in file order, in the three-outcome form (`normalizeClaims`: a legacy
  * `reproduced: true / false / null` reads as reproduced / not reproduced / inconclusive, "not comparable"):
  * `notebook` (from the manifest; `null` when it has no entry for the file), `name` (the file's name without
- * `.json`), `id`, `outcome` ("reproduced", "not reproduced" or "inconclusive"), `reason`, `rule`, `evidence`
+ * `.json`), `scale` (the scale the claims were made at, "quick", "full" or "large", from the manifest: "full" for
+ * entries saved before scales were recorded and for files without an entry), `id`, `outcome` ("reproduced", "not reproduced" or "inconclusive"), `reason`, `rule`, `evidence`
  * (false for checks that hold by construction), `legacy` (saved in the legacy format), `claim`, `paper`,
  * `measured`, `note`, the interval the verdict was decided on (`interval_estimate`, `interval_low`,
  * `interval_high`, `interval_level`, `interval_n`, `interval_method`) and what would settle an inconclusive
@@ -166,9 +168,14 @@ export async function claims(options: FiguresDirOptions = {}): Promise<DataFrame
   }
   files.sort();
   const notebookOf = new Map<string, string>();
+  const scaleOf = new Map<string, string>();
   const manifest = await readManifest(dir);
   for (const e of Object.values(manifest.figures)) {
-    if (e !== null && e.notebook !== undefined) { for (const f of e.files ?? []) notebookOf.set(f, e.notebook); }
+    if (e === null) continue;
+    for (const f of e.files ?? []) {
+      if (e.notebook !== undefined) notebookOf.set(f, e.notebook);
+      scaleOf.set(f, entryScale(e));
+    }
   }
   const rows: Row[] = [];
   for (const file of files) {
@@ -184,6 +191,7 @@ export async function claims(options: FiguresDirOptions = {}): Promise<DataFrame
       rows.push({
         notebook: notebookOf.get(file) ?? null,
         name: file.slice(0, -".json".length),
+        scale: scaleOf.get(file) ?? "full",
         id: c.id,
         outcome: c.outcome,
         reason: c.reason ?? null,

@@ -104,14 +104,15 @@ async function findRuns(runsDir: string, limit = 4): Promise<string[]> {
 // What trains a run of this name, for the error when its logs are missing.
 function producer(name: string): string {
   const [group, preset] = name.split("/");
-  if ((group === "lm" || group === "lm-quick") && preset !== undefined) {
-    const quick = group === "lm-quick" ? "ATTNLAB_QUICK=1 " : "";
+  // The scale a group's suffix names, as the environment that selects it.
+  const prefix = (base: string) =>
+    group === `${base}-quick` ? "ATTNLAB_QUICK=1 " : group === `${base}-large` ? "ATTNLAB_SCALE=large " : "";
+  if (["lm", "lm-quick", "lm-large"].includes(group) && preset !== undefined) {
     return `the shared language models are trained by notebooks 02, 03, 04 and 06: run ` +
-      `\`${quick}deno task reproduce --only 02\`, or trainedLanguageModel("${preset}") in a notebook`;
+      `\`${prefix("lm")}deno task reproduce --only 02\`, or trainedLanguageModel("${preset}") in a notebook`;
   }
-  if (group === "ablation" || group === "ablation-quick") {
-    const quick = group === "ablation-quick" ? "ATTNLAB_QUICK=1 " : "";
-    return `notebook 05 trains the ablation runs: run \`${quick}deno task reproduce --only 05\``;
+  if (["ablation", "ablation-quick", "ablation-large"].includes(group)) {
+    return `notebook 05 trains the ablation runs: run \`${prefix("ablation")}deno task reproduce --only 05\``;
   }
   return `train it first with train(model, { name: "${name}", ... }) from lib/train`;
 }

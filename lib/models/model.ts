@@ -74,6 +74,87 @@ export interface CreateModelOptions {
   log?: (line: string) => void;
 }
 
+/** One trainable variable of a model: its name, shape and initialisation (a normal's std, or ones, or zeros). */
+export interface ParameterSpec {
+  name: string;
+  shape: number[];
+  std: number | "ones" | "zeros";
+}
+
+/**
+ * Every trainable variable a model of `config` has, in layer order, without allocating any: what
+ * {@linkcode TransformerModel} builds, so {@linkcode parameterCount} can size a model before building it.
+ *
+ * @example
+ * ```ts
+ * import { modelConfig } from "./config.ts";
+ * import { parameterPlan } from "./model.ts";
+ * const plan = parameterPlan(modelConfig({ attention: ["softmax"], dModel: 8, heads: 2 }));
+ * console.log(plan.map((p) => p.name).slice(0, 3)); // ["embed.weight", "blocks.0.attn.wq", "blocks.0.attn.wk"]
+ * ```
+ */
+export function parameterPlan(config: ModelConfig): ParameterSpec[] {
+  const { vocabSize: V, dModel: d, attention, norm, task, numClasses } = config;
+  const L = attention.length;
+  const hidden = ffnHiddenSize(config);
+  const plan: ParameterSpec[] = [];
+  const add = (name: string, shape: number[], std: number | "ones" | "zeros") => plan.push({ name, shape, std });
+  // Residual-branch outputs start smaller by 1/sqrt(2L) so the stream's variance stays put with depth.
+  const outStd = (fanIn: number) => 1 / Math.sqrt(fanIn) / Math.sqrt(2 * L);
+  add("embed.weight", [V, d], 1 / Math.sqrt(d));
+  for (let i = 0; i < L; i++) {
+    const p = `blocks.${i}`;
+    if (norm === "layer") {
+      add(`${p}.norm1.weight`, [d], "ones");
+      add(`${p}.norm1.bias`, [d], "zeros");
+    }
+    for (const w of ["wq", "wk", "wv"]) add(`${p}.attn.${w}`, [d, d], 1 / Math.sqrt(d));
+    if (attention[i].gain) add(`${p}.attn.gain`, [d], "ones");
+    add(`${p}.attn.wo`, [d, d], outStd(d));
+    if (norm === "layer") {
+      add(`${p}.norm2.weight`, [d], "ones");
+      add(`${p}.norm2.bias`, [d], "zeros");
+    }
+    if (config.ffn === "glu") {
+      add(`${p}.ffn.w1`, [d, hidden], 1 / Math.sqrt(d));
+      add(`${p}.ffn.w2`, [d, hidden], 1 / Math.sqrt(d));
+      add(`${p}.ffn.w3`, [hidden, d], outStd(hidden));
+    } else {
+      add(`${p}.ffn.w1`, [d, hidden], 1 / Math.sqrt(d));
+      add(`${p}.ffn.w2`, [hidden, d], outStd(hidden));
+    }
+  }
+  if (norm === "layer") {
+    add("norm.weight", [d], "ones");
+    add("norm.bias", [d], "zeros");
+  }
+  if (task === "classify") {
+    add("head.weight", [d, numClasses!], 1 / Math.sqrt(d));
+    add("head.bias", [numClasses!], "zeros");
+  }
+  return plan;
+}
+
+function planSize(plan: readonly ParameterSpec[]): number {
+  return plan.reduce((sum, { shape }) => sum + shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/**
+ * The number of trainable scalars of a model of `config` ({@linkcode TransformerModel.parameterCount}), without
+ * building it.
+ *
+ * @example
+ * ```ts
+ * import { modelConfig } from "./config.ts";
+ * import { parameterCount } from "./model.ts";
+ * // Embedding 256·8, then q, k, v, o (4·8²) and the GLU feed-forward (3·8·21) of one layer.
+ * console.log(parameterCount(modelConfig({ attention: ["softmax"], dModel: 8, heads: 2 })) === 256 * 8 + 4 * 64 + 3 * 8 * 21); // true
+ * ```
+ */
+export function parameterCount(config: ModelConfig): number {
+  return planSize(parameterPlan(config));
+}
+
 /**
  * A model built by {@linkcode createModel}: logits, the training loss, and the attention diagnostics.
  *
@@ -102,45 +183,9 @@ export class TransformerModel {
 
   constructor(config: ModelConfig) {
     this.config = config;
-    const { vocabSize: V, dModel: d, attention, norm, task, numClasses } = config;
-    const L = attention.length;
-    const hidden = ffnHiddenSize(config);
-    const plan: { name: string; shape: number[]; std: number | "ones" | "zeros" }[] = [];
-    const add = (name: string, shape: number[], std: number | "ones" | "zeros") => plan.push({ name, shape, std });
-    // Residual-branch outputs start smaller by 1/sqrt(2L) so the stream's variance stays put with depth.
-    const outStd = (fanIn: number) => 1 / Math.sqrt(fanIn) / Math.sqrt(2 * L);
-    add("embed.weight", [V, d], 1 / Math.sqrt(d));
-    for (let i = 0; i < L; i++) {
-      const p = `blocks.${i}`;
-      if (norm === "layer") {
-        add(`${p}.norm1.weight`, [d], "ones");
-        add(`${p}.norm1.bias`, [d], "zeros");
-      }
-      for (const w of ["wq", "wk", "wv"]) add(`${p}.attn.${w}`, [d, d], 1 / Math.sqrt(d));
-      if (attention[i].gain) add(`${p}.attn.gain`, [d], "ones");
-      add(`${p}.attn.wo`, [d, d], outStd(d));
-      if (norm === "layer") {
-        add(`${p}.norm2.weight`, [d], "ones");
-        add(`${p}.norm2.bias`, [d], "zeros");
-      }
-      if (config.ffn === "glu") {
-        add(`${p}.ffn.w1`, [d, hidden], 1 / Math.sqrt(d));
-        add(`${p}.ffn.w2`, [d, hidden], 1 / Math.sqrt(d));
-        add(`${p}.ffn.w3`, [hidden, d], outStd(hidden));
-      } else {
-        add(`${p}.ffn.w1`, [d, hidden], 1 / Math.sqrt(d));
-        add(`${p}.ffn.w2`, [hidden, d], outStd(hidden));
-      }
-    }
-    if (norm === "layer") {
-      add("norm.weight", [d], "ones");
-      add("norm.bias", [d], "zeros");
-    }
-    if (task === "classify") {
-      add("head.weight", [d, numClasses!], 1 / Math.sqrt(d));
-      add("head.bias", [numClasses!], "zeros");
-    }
-    this.parameterCount = plan.reduce((sum, { shape }) => sum + shape.reduce((a, b) => a * b, 1), 0);
+    const d = config.dModel;
+    const plan = parameterPlan(config);
+    this.parameterCount = planSize(plan);
     if (this.parameterCount > MAX_PARAMETERS) {
       throw new RangeError(
         `TransformerModel: the config needs ${this.parameterCount.toLocaleString("en-US")} parameters, over the ` +

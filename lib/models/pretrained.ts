@@ -6,7 +6,7 @@
  * @module
  */
 
-import { isQuick } from "../env.ts";
+import { type Scale, scale as envScale, toScale } from "../env.ts";
 import { type ByteCorpus, loadSotu } from "../data/sotu.ts";
 import { lmSampler, lmTiling } from "../data/batching.ts";
 import { MLM_REPLACE, mlmSampler, mlmTiling } from "../data/mlm.ts";
@@ -14,7 +14,7 @@ import type { LmBatch } from "../data/types.ts";
 import { type CacheAction, trainCached, type TrainCachedOptions } from "../train/cache.ts";
 import type { StepInfo, TrainResult } from "../train/train.ts";
 import type { ProgressOutput } from "../notebook/progress.ts";
-import { modelConfig, type ModelConfigInput } from "./config.ts";
+import { type ModelConfig, modelConfig, type ModelConfigInput } from "./config.ts";
 import { createModel, type TransformerModel } from "./model.ts";
 
 /** Everything about how a language model is trained, besides its architecture. */
@@ -89,6 +89,31 @@ export const LM_RECIPE_QUICK: Readonly<LmRecipe> = Object.freeze({
   maskRate: 0.15,
 });
 
+/**
+ * The large-scale recipe (`ATTNLAB_SCALE=large`), sized by the reports' "what would settle it": 12,000 updates of
+ * 16 × 512 bytes, 98.3M training tokens, over 20 per parameter of {@linkcode LM_ARCHITECTURE_LARGE}. It is meant for a
+ * GPU. The learning rate (1e-3, lower than full scale's 3e-3 for a 4× wider model) and the 600 warm-up updates (5%,
+ * as full scale's 60 of 600 would be 10%) are untested at this size.
+ * The score-gradient probe reads 4 rows every 60th update: 200 samples per run at a quarter of a batch.
+ */
+export const LM_RECIPE_LARGE: Readonly<LmRecipe> = Object.freeze({
+  steps: 12_000,
+  batchSize: 16,
+  seqLen: 512,
+  lr: 1e-3,
+  warmup: 600,
+  clip: 1,
+  beta2: 0.98,
+  weightDecay: 0.01,
+  seed: 0,
+  validEvery: 250,
+  validBatches: 8,
+  probeEvery: 60,
+  probeRows: 4,
+  task: "lm",
+  maskRate: 0.15,
+});
+
 /** The architecture every preset shares in full mode (the attention list comes from the preset). */
 export const LM_ARCHITECTURE: Readonly<ModelConfigInput> = Object.freeze({
   layers: 4,
@@ -105,6 +130,58 @@ export const LM_ARCHITECTURE_QUICK: Readonly<ModelConfigInput> = Object.freeze({
   maxLength: 16384,
 });
 
+/** The large-scale architecture: 6 layers, d = 256, 4 heads (about 4.8M parameters with a byte vocabulary). */
+export const LM_ARCHITECTURE_LARGE: Readonly<ModelConfigInput> = Object.freeze({
+  layers: 6,
+  dModel: 256,
+  heads: 4,
+  maxLength: 16384,
+});
+
+/**
+ * The shared recipe at a scale: {@linkcode LM_RECIPE_QUICK}, {@linkcode LM_RECIPE} or {@linkcode LM_RECIPE_LARGE}
+ * (`true`/`false` read as quick/full).
+ *
+ * @example
+ * ```ts
+ * import { lmRecipe } from "./pretrained.ts";
+ * console.log(lmRecipe("quick").steps, lmRecipe(false).steps, lmRecipe("large").steps); // 6 600 12000
+ * ```
+ */
+export function lmRecipe(scale: Scale | boolean): Readonly<LmRecipe> {
+  const s = toScale(scale, "lmRecipe: scale");
+  return s === "quick" ? LM_RECIPE_QUICK : s === "full" ? LM_RECIPE : LM_RECIPE_LARGE;
+}
+
+/**
+ * The shared architecture at a scale: {@linkcode LM_ARCHITECTURE_QUICK}, {@linkcode LM_ARCHITECTURE} or
+ * {@linkcode LM_ARCHITECTURE_LARGE} (`true`/`false` read as quick/full).
+ *
+ * @example
+ * ```ts
+ * import { lmArchitecture } from "./pretrained.ts";
+ * console.log(lmArchitecture("full").dModel, lmArchitecture("large").layers); // 64 6
+ * ```
+ */
+export function lmArchitecture(scale: Scale | boolean): Readonly<ModelConfigInput> {
+  const s = toScale(scale, "lmArchitecture: scale");
+  return s === "quick" ? LM_ARCHITECTURE_QUICK : s === "full" ? LM_ARCHITECTURE : LM_ARCHITECTURE_LARGE;
+}
+
+/**
+ * The suffix of a scale's run groups: `-quick`, none for full, `-large` (`true`/`false` read as quick/full).
+ *
+ * @example
+ * ```ts
+ * import { scaleSuffix } from "./pretrained.ts";
+ * console.log(JSON.stringify([scaleSuffix("quick"), scaleSuffix(false), scaleSuffix("large")])); // ["-quick","","-large"]
+ * ```
+ */
+export function scaleSuffix(scale: Scale | boolean): string {
+  const s = toScale(scale, "scaleSuffix: scale");
+  return s === "full" ? "" : `-${s}`;
+}
+
 /**
  * The seed of the masking of an "mlm" run's validation batches: one for every run, whatever its own seed, so that
  * validation perplexities are over the same masked bytes and comparable across runs.
@@ -114,14 +191,17 @@ export const MLM_VALID_SEED = 0;
 /** Options of {@linkcode trainedLanguageModel}. */
 export interface TrainedLanguageModelOptions {
   /**
-   * The run's folder name under data/runs; default `lm/<preset>` (`lm-quick/<preset>` in quick mode), and
-   * `mlm/<preset>` (`mlm-quick/<preset>`) when the recipe's task is "mlm".
+   * The run's folder name under data/runs; default `lm/<preset>` (`lm-quick/<preset>` at quick scale,
+   * `lm-large/<preset>` at large scale), and `mlm/<preset>` (`mlm-quick/…`, `mlm-large/…`) when the recipe's task is
+   * "mlm".
    */
   name?: string;
-  /** Overrides of the mode's recipe. */
+  /** Overrides of the scale's recipe. */
   recipe?: Partial<LmRecipe>;
-  /** Quick mode; default from ATTNLAB_QUICK. */
+  /** Quick mode (`true`: scale "quick", `false`: "full"); default from the environment (see `scale` in lib/env.ts). */
   quick?: boolean;
+  /** The scale (see `scale` in lib/env.ts); default from the environment. Must agree with `quick` when both are given. */
+  scale?: Scale;
   /** A corpus already loaded; default loadSotu(). */
   corpus?: ByteCorpus;
   /** Where trained runs live; default data/runs. */
@@ -144,24 +224,58 @@ export interface TrainedLanguageModel {
 }
 
 const RECIPE_KEYS = Object.keys(LM_RECIPE);
-const OPTION_KEYS = ["name", "recipe", "quick", "corpus", "runsDir", "checkpointEvery", "onStep", "progress", "log"];
+const OPTION_KEYS = [
+  "name",
+  "recipe",
+  "quick",
+  "scale",
+  "corpus",
+  "runsDir",
+  "checkpointEvery",
+  "onStep",
+  "progress",
+  "log",
+];
 
 /**
- * The run folder name of a shared language model: `lm/<label>`, or `lm-quick/<label>` in quick mode.
+ * The scale of a run's options: `options.scale`, else `options.quick` (`true`: quick, `false`: full), else the
+ * environment's. Both given and disagreeing is a RangeError.
+ *
+ * @example
+ * ```ts
+ * import { optionsScale } from "./pretrained.ts";
+ * console.log(optionsScale({ quick: true }, "f"), optionsScale({ scale: "large" }, "f")); // quick large
+ * ```
+ */
+export function optionsScale(options: { quick?: boolean; scale?: Scale }, owner: string): Scale {
+  const fromQuick = options.quick === undefined ? undefined : toScale(options.quick, `${owner}: options.quick`);
+  const given = options.scale === undefined ? undefined : toScale(options.scale, `${owner}: options.scale`);
+  if (fromQuick !== undefined && given !== undefined && fromQuick !== given) {
+    throw new RangeError(
+      `${owner}: options.quick is ${options.quick} (scale ${fromQuick}) but options.scale is "${given}"; ` +
+        "give only options.scale",
+    );
+  }
+  return given ?? fromQuick ?? envScale();
+}
+
+/**
+ * The run folder name of a shared language model: `lm/<label>`, `lm-quick/<label>` at quick scale or
+ * `lm-large/<label>` at large scale (`true`/`false` read as quick/full).
  *
  * @example
  * ```ts
  * import { lmRunName } from "./pretrained.ts";
- * console.log(lmRunName("vanilla", false), lmRunName("vanilla", true)); // lm/vanilla lm-quick/vanilla
+ * console.log(lmRunName("vanilla", false), lmRunName("vanilla", true), lmRunName("vanilla", "large")); // lm/vanilla lm-quick/vanilla lm-large/vanilla
  * ```
  */
-export function lmRunName(label: string, quick: boolean): string {
-  return `${quick ? "lm-quick" : "lm"}/${label}`;
+export function lmRunName(label: string, scale: Scale | boolean): string {
+  return `lm${scaleSuffix(scale)}/${label}`;
 }
 
 /**
- * The run folder name of a masked language model (recipe task "mlm"): `mlm/<label>`, or `mlm-quick/<label>` in
- * quick mode, beside the causal runs of {@linkcode lmRunName}.
+ * The run folder name of a masked language model (recipe task "mlm"): `mlm/<label>`, `mlm-quick/<label>` or
+ * `mlm-large/<label>`, beside the causal runs of {@linkcode lmRunName}.
  *
  * @example
  * ```ts
@@ -169,8 +283,8 @@ export function lmRunName(label: string, quick: boolean): string {
  * console.log(mlmRunName("vanilla", false), mlmRunName("vanilla", true)); // mlm/vanilla mlm-quick/vanilla
  * ```
  */
-export function mlmRunName(label: string, quick: boolean): string {
-  return `${quick ? "mlm-quick" : "mlm"}/${label}`;
+export function mlmRunName(label: string, scale: Scale | boolean): string {
+  return `mlm${scaleSuffix(scale)}/${label}`;
 }
 
 /**
@@ -183,6 +297,8 @@ export interface LanguageModelRun {
   /** The run's folder under the runs folder, e.g. `lm/transnormer-t2`. */
   name: string;
   recipe: LmRecipe;
+  /** The checked config of the model the run builds (e.g. for its size and FLOPs, without building it). */
+  config: ModelConfig;
   corpus: ByteCorpus;
   /** What to pass to {@linkcode trainCached} with `name`. */
   options: TrainCachedOptions<LmBatch, TransformerModel>;
@@ -209,13 +325,13 @@ export async function languageModelRun(
       throw new Error(`trainedLanguageModel: unknown option "${key}"; valid options are ${OPTION_KEYS.join(", ")}`);
     }
   }
-  const quick = options.quick ?? isQuick();
+  const scale = optionsScale(options, "trainedLanguageModel");
   for (const key of Object.keys(options.recipe ?? {})) {
     if (!RECIPE_KEYS.includes(key)) {
       throw new Error(`trainedLanguageModel: unknown recipe key "${key}"; valid keys are ${RECIPE_KEYS.join(", ")}`);
     }
   }
-  const recipe: LmRecipe = { ...(quick ? LM_RECIPE_QUICK : LM_RECIPE), ...options.recipe };
+  const recipe: LmRecipe = { ...lmRecipe(scale), ...options.recipe };
   if (recipe.task !== "lm" && recipe.task !== "mlm") {
     const message = `trainedLanguageModel: recipe.task must be "lm" or "mlm", got ${String(recipe.task)}`;
     throw typeof recipe.task === "string" ? new RangeError(message) : new TypeError(message);
@@ -226,7 +342,7 @@ export async function languageModelRun(
         `"${recipe.task}"; leave task out of the architecture and set recipe.task ("lm" or "mlm")`,
     );
   }
-  const base = quick ? LM_ARCHITECTURE_QUICK : LM_ARCHITECTURE;
+  const base = lmArchitecture(scale);
   const input: ModelConfigInput = typeof architecture === "string"
     ? { ...base, attention: architecture as ModelConfigInput["attention"], seed: recipe.seed, task: recipe.task }
     : { ...base, seed: recipe.seed, ...architecture, task: recipe.task };
@@ -240,11 +356,12 @@ export async function languageModelRun(
     );
   }
   const mlm = recipe.task === "mlm";
-  const name = options.name ?? (mlm ? mlmRunName : lmRunName)(label as string, quick);
+  const name = options.name ?? (mlm ? mlmRunName : lmRunName)(label as string, scale);
   const corpus = options.corpus ?? await loadSotu();
   const { batchSize, seqLen, seed, maskRate } = recipe;
   // The [MASK] id of the model this run builds (256 unless the architecture sets vocabSize or maskToken).
-  const maskToken = mlm ? modelConfig(input).maskToken! : 0;
+  const config = modelConfig(input);
+  const maskToken = mlm ? config.maskToken! : 0;
   const sampler = mlm
     ? mlmSampler(corpus.splits.train, { batchSize, seqLen, seed, maskRate, maskToken })
     : lmSampler(corpus.splits.train, { batchSize, seqLen, seed });
@@ -297,7 +414,7 @@ export async function languageModelRun(
     ...(options.progress ? { progress: options.progress } : {}),
     ...(options.log !== undefined ? { log: options.log } : {}),
   };
-  return { name, recipe, corpus, options: trainOptions };
+  return { name, recipe, config, corpus, options: trainOptions };
 }
 
 /**

@@ -2,12 +2,13 @@
  * Executes notebooks through the real Jupyter machinery (nbclient and the
  * Deno kernel), one at a time, with one progress line per cell.
  *
- * Two modes:
+ * Three modes, one per scale (the kernel gets `ATTNLAB_SCALE` set to the mode):
  * - `quick` (tests, CI): runs a copy in a temporary folder with
  *   `ATTNLAB_QUICK=1` and figures going to a temporary folder; tracked files
  *   are never written.
  * - `full` (reproduce): full sizes, saves each notebook in place with its
  *   outputs (atomically), figures go to `figures/` (or `ATTNLAB_FIGURES_DIR`).
+ * - `large` (`deno task reproduce --scale large`, meant for a GPU): as `full`, at the large scale.
  *
  * The kernel always runs in `notebooks/`, so relative imports such as
  * `../lib/attention/mod.ts` resolve even when the file executed is a copy.
@@ -25,8 +26,12 @@ import { findPython } from "./jupyter.ts";
 import { normaliseOutputs, type NotebookJson } from "./outputs.ts";
 import { defaultFiguresDir, EXECUTE_PY, NOTEBOOKS_DIR, ROOT } from "./paths.ts";
 
-/** `quick`: small sizes, on copies; `full`: full sizes, saved in place. */
-export type RunMode = "quick" | "full";
+/**
+ * `quick`: small sizes, on copies; `full`: full sizes, saved in place; `large`: the large scale (`ATTNLAB_SCALE=large`,
+ * meant for a GPU), saved in place as in full mode. The mode is the kernel's scale: it gets `ATTNLAB_SCALE` set to the
+ * mode and `ATTNLAB_QUICK` to agree.
+ */
+export type RunMode = "quick" | "full" | "large";
 
 /** Options for {@linkcode runNotebook} and {@linkcode runNotebooks}. */
 export interface RunOptions {
@@ -454,9 +459,10 @@ export async function runNotebook(path: string, options: RunOptions = {}): Promi
     mkdirSync(options.cwd ?? NOTEBOOKS_DIR, { recursive: true });
     // Full mode: the driver saves to scratch; the outputs are normalised before the notebook is replaced.
     const executed = join(scratch, `executed_${name}`);
+    const inPlace = mode !== "quick";
     const args = buildExecuteArgs({
       input,
-      output: mode === "full" ? executed : undefined,
+      output: inPlace ? executed : undefined,
       partialOutput: join(scratch, `partial_${name}`),
       cwd: options.cwd,
       kernel: options.kernel,
@@ -470,6 +476,7 @@ export async function runNotebook(path: string, options: RunOptions = {}): Promi
       env: {
         NO_COLOR: "1",
         ATTNLAB_QUICK: mode === "quick" ? "1" : "0",
+        ATTNLAB_SCALE: mode,
         ATTNLAB_FIGURES_DIR: resolve(figuresDir),
         PYTHONUNBUFFERED: "1",
         ...(options.provenance !== undefined
@@ -569,7 +576,7 @@ export async function runNotebook(path: string, options: RunOptions = {}): Promi
         kind: "runner",
       });
     }
-    if (mode === "full") await saveNormalised(executed, source);
+    if (inPlace) await saveNormalised(executed, source);
     return {
       notebook: displayPath(source),
       cells: cells.length,

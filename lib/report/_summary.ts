@@ -125,15 +125,34 @@ export function inconclusiveRows(data: ReportData): TextTable {
   return { columns: ["", "notebook", "claim", "reason", "what would settle it"], rows };
 }
 
-/** The claims whose outcome changed since the last committed report. */
+/**
+ * The marker of an outcome change between scales: the committed and the current outcome are of other models, so the
+ * change is not a rerun of the same experiment.
+ *
+ * @example
+ * ```ts
+ * import { scaleChangeText } from "./_summary.ts";
+ * console.log(scaleChangeText({ before: "full", after: "large" })); // scale full → large: other models, not a rerun
+ * ```
+ */
+export function scaleChangeText(scales: { before: string; after: string }): string {
+  return `scale ${scales.before} → ${scales.after}: other models, not a rerun`;
+}
+
+/**
+ * The claims whose outcome changed since the last committed report; a `scale` column, when some change is between
+ * scales, marks those ({@linkcode scaleChangeText}).
+ */
 export function changeRows(data: ReportData): TextTable {
+  const acrossScales = data.changes.changes.some((c) => c.scales !== undefined);
   const rows = data.changes.changes.map((c) => [
     c.notebook ?? c.file,
     c.claim,
     outcomeText(c.before, c.beforeReason, "(new since)"),
     outcomeText(c.after, c.afterReason, "(gone)"),
+    ...(acrossScales ? [c.scales === undefined ? "" : scaleChangeText(c.scales)] : []),
   ]);
-  return { columns: ["notebook", "claim", "committed", "now"], rows };
+  return { columns: ["notebook", "claim", "committed", "now", ...(acrossScales ? ["scale"] : [])], rows };
 }
 
 /**
@@ -176,7 +195,29 @@ export function provenanceLines(data: ReportData): string[] {
   if (lines.length === 1) {
     lines.push(`All ${p.total} results were made from a clean tree under the current code.`);
   }
+  if (p.scales !== undefined) lines.push(scaleLine(p.scales, p.total));
   return lines;
+}
+
+/**
+ * One sentence on the scales the results were made at, e.g. "Scale: 40 results at full scale, 18 at large scale;
+ * each result is tagged with its scale." (results saved before scales were recorded count as full).
+ *
+ * @example
+ * ```ts
+ * import { scaleLine } from "./_summary.ts";
+ * console.log(scaleLine({ full: ["a", "b"] }, 2)); // Scale: all 2 results at full scale.
+ * console.log(scaleLine({ full: ["a"], large: ["b"] }, 2)); // Scale: 1 result at full scale, 1 at large scale; …
+ * ```
+ */
+export function scaleLine(scales: Partial<Record<string, readonly string[]>>, total: number): string {
+  const present = Object.entries(scales).filter(([, names]) => names !== undefined && names.length > 0);
+  if (present.length === 1 && present[0][0] === "full") return `Scale: all ${total} results at full scale.`;
+  const parts = present.map(([scale, names], i) =>
+    `${names!.length}${i === 0 ? ` result${names!.length === 1 ? "" : "s"}` : ""} at ${scale} scale`
+  );
+  return `Scale: ${parts.join(", ")}; each result is tagged with its scale` +
+    (present.some(([s]) => s !== "full") ? " (results at another scale than full are of other models)." : ".");
 }
 
 /** A run's commit as shown: the short id, or "none". */

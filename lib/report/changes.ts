@@ -12,7 +12,8 @@
 import { resolve } from "node:path";
 import { normalizeClaims } from "../figures/claims.ts";
 import type { NormalizedClaim } from "../figures/claims.ts";
-import { entryKind, MANIFEST_FILE } from "../figures/manifest.ts";
+import { entryKind, entryScale, MANIFEST_FILE } from "../figures/manifest.ts";
+import type { Scale } from "../env.ts";
 import type { Outcome } from "../stats/verdict.ts";
 
 /** One claims file as it is now: its file name inside the figures folder, its notebook and its claims. */
@@ -21,6 +22,8 @@ export interface ClaimsFile {
   file: string;
   notebook: string | null;
   claims: readonly NormalizedClaim[];
+  /** The scale the claims were made at (the manifest entry's); default "full". */
+  scale?: Scale;
 }
 
 /** One claim whose outcome differs from the committed one. */
@@ -38,6 +41,11 @@ export interface OutcomeChange {
   /** The outcome now; `null` for a claim that is gone. */
   after: Outcome | null;
   afterReason?: string;
+  /**
+   * Present when the committed claims were made at another scale than the current ones: then the outcomes are of
+   * other models, and the change is not a rerun of the same experiment.
+   */
+  scales?: { before: Scale; after: Scale };
 }
 
 /** What {@linkcode changesSinceCommit} found. */
@@ -69,17 +77,20 @@ async function git(args: string[], cwd: string): Promise<GitResult> {
   }
 }
 
-// The claims files listed by a manifest (a parsed manifest.json), with their notebooks.
-function claimsFilesOf(figures: unknown): Map<string, string | null> {
-  const files = new Map<string, string | null>();
+// The claims files listed by a manifest (a parsed manifest.json), with their notebooks and scales.
+function claimsFilesOf(figures: unknown): Map<string, { notebook: string | null; scale: Scale }> {
+  const files = new Map<string, { notebook: string | null; scale: Scale }>();
   if (figures === null || typeof figures !== "object") return files;
   for (const entry of Object.values(figures as Record<string, unknown>)) {
     if (entry === null || typeof entry !== "object") continue;
-    const e = entry as { kind?: "claims"; files?: unknown; notebook?: unknown };
+    const e = entry as { kind?: "claims"; files?: unknown; notebook?: unknown; scale?: Scale };
     if (entryKind(e) !== "claims" || !Array.isArray(e.files)) continue;
     for (const file of e.files) {
       if (typeof file === "string" && file.endsWith(".json")) {
-        files.set(file, typeof e.notebook === "string" ? e.notebook : null);
+        files.set(file, {
+          notebook: typeof e.notebook === "string" ? e.notebook : null,
+          scale: entryScale({ scale: e.scale }),
+        });
       }
     }
   }
@@ -154,7 +165,7 @@ export async function changesSinceCommit(
 
   const problems: string[] = [];
   // The committed manifest names the files that may since have gone.
-  const committedFiles = new Map<string, string | null>();
+  const committedFiles = new Map<string, { notebook: string | null; scale: Scale }>();
   const committedManifest = await git(["show", `HEAD:./${MANIFEST_FILE}`], baseline);
   if (committedManifest.ok) {
     try {
@@ -163,14 +174,16 @@ export async function changesSinceCommit(
       problems.push(`${MANIFEST_FILE} at ${short} is not valid JSON (${(err as Error).message})`);
     }
   }
-  const files = new Map<string, { notebook: string | null; now: readonly NormalizedClaim[] | null }>();
-  for (const c of current) files.set(c.file, { notebook: c.notebook, now: c.claims });
-  for (const [file, notebook] of committedFiles) {
-    if (!files.has(file)) files.set(file, { notebook, now: null });
+  const files = new Map<string, { notebook: string | null; now: readonly NormalizedClaim[] | null; scale: Scale }>();
+  for (const c of current) files.set(c.file, { notebook: c.notebook, now: c.claims, scale: c.scale ?? "full" });
+  for (const [file, { notebook, scale }] of committedFiles) {
+    if (!files.has(file)) files.set(file, { notebook, now: null, scale });
   }
 
   const changes: OutcomeChange[] = [];
-  for (const [file, { notebook, now }] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [file, { notebook, now, scale }] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
+    // A committed file without a manifest entry was, like every result then, full scale.
+    const committedScale = committedFiles.get(file)?.scale ?? "full";
     const shown = await git(["show", `HEAD:./${file}`], baseline);
     let before: NormalizedClaim[] = [];
     if (shown.ok) {
@@ -189,13 +202,16 @@ export async function changesSinceCommit(
       if (a !== undefined && b !== undefined && a.outcome === b.outcome) continue;
       changes.push({
         file,
-        notebook: notebook ?? committedFiles.get(file) ?? null,
+        notebook: notebook ?? committedFiles.get(file)?.notebook ?? null,
         id,
         claim: (b ?? a)!.claim,
         before: a?.outcome ?? null,
         ...(a?.reason !== undefined ? { beforeReason: a.reason } : {}),
         after: b?.outcome ?? null,
         ...(b?.reason !== undefined ? { afterReason: b.reason } : {}),
+        ...(a !== undefined && b !== undefined && committedScale !== scale
+          ? { scales: { before: committedScale, after: scale } }
+          : {}),
       });
     }
   }

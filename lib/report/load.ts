@@ -9,7 +9,15 @@ import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { REPO_ROOT } from "../env.ts";
 import { normalizeClaims } from "../figures/claims.ts";
 import type { NormalizedClaim } from "../figures/claims.ts";
-import { ENTRY_KINDS, entryKind, libraryCodeHash, MANIFEST_FILE, readManifest } from "../figures/manifest.ts";
+import {
+  ENTRY_KINDS,
+  entryKind,
+  entryScale,
+  libraryCodeHash,
+  MANIFEST_FILE,
+  readManifest,
+} from "../figures/manifest.ts";
+import { type Scale, SCALES } from "../env.ts";
 import type { Config, ManifestEntry } from "../figures/manifest.ts";
 import { countOutcomes } from "../stats/verdict.ts";
 import type { OutcomeCounts } from "../stats/verdict.ts";
@@ -52,6 +60,8 @@ export interface RunInfo {
   dirty: boolean | null;
   /** The entries' code hash; `null` outside a checkout, `undefined` when not recorded. */
   codeHash?: string | null;
+  /** The scale the entries were made at ("full" for entries saved before scales were recorded). */
+  scale: Scale;
   /** What is doubtful about how these results were made (see {@linkcode provenanceFlags}); empty when nothing. */
   flags: string[];
   /** Earliest and latest save date of the entries made this way. */
@@ -93,6 +103,11 @@ export interface ProvenanceSummary {
   otherCode: string[];
   /** Names of the entries that record no code hash (saved before code hashes were recorded, or outside a checkout). */
   noCodeHash: string[];
+  /**
+   * Names of the entries at each scale they were made at (`entryScale`: "full" when not recorded), scales with no
+   * entry left out. Absent in data built by hand; the report then says nothing about scales.
+   */
+  scales?: Partial<Record<Scale, string[]>>;
 }
 
 /** The whole report's data. */
@@ -240,6 +255,9 @@ function entryProblem(entry: unknown): string | null {
   if (e.codeHash !== undefined && e.codeHash !== null && typeof e.codeHash !== "string") {
     return "has a codeHash that is not a string";
   }
+  if (e.scale !== undefined && !(SCALES as readonly unknown[]).includes(e.scale)) {
+    return `has scale ${JSON.stringify(e.scale)}, not one of ${SCALES.join(", ")}`;
+  }
   return null;
 }
 
@@ -301,10 +319,38 @@ async function readFile(dir: string, file: string, entry: ManifestEntry): Promis
   }
 }
 
-function runsOf(entries: ManifestEntry[], currentCodeHash: string | null): RunInfo[] {
+/**
+ * What a result is tagged with: its scale ("large scale") when the report's results are of several scales or not
+ * all full scale, then its {@linkcode provenanceFlags}.
+ *
+ * @example
+ * ```ts
+ * import { resultFlags } from "./load.ts";
+ * const e = { scale: "large" as const, dirty: false, codeHash: null };
+ * console.log(resultFlags(e, { tagScale: true, currentCodeHash: null })); // ["large scale", "no code hash"]
+ * console.log(resultFlags({ dirty: false, codeHash: null }, { tagScale: false, currentCodeHash: null })); // ["no code hash"]
+ * ```
+ */
+export function resultFlags(
+  entry: Pick<ManifestEntry, "dirty" | "codeHash" | "scale">,
+  options: { tagScale: boolean; currentCodeHash: string | null },
+): string[] {
+  const scale = options.tagScale ? [`${entryScale(entry)} scale`] : [];
+  return [...scale, ...provenanceFlags(entry, options.currentCodeHash)];
+}
+
+function runsOf(entries: ManifestEntry[], flagsOf: (e: ManifestEntry) => string[]): RunInfo[] {
   const byKey = new Map<string, RunInfo>();
   for (const e of [...entries].sort((a, b) => a.date.localeCompare(b.date))) {
-    const key = JSON.stringify([e.config, e.seed, e.backend, e.commit, e.dirty, e.codeHash ?? "unrecorded"]);
+    const key = JSON.stringify([
+      e.config,
+      e.seed,
+      e.backend,
+      e.commit,
+      e.dirty,
+      e.codeHash ?? "unrecorded",
+      entryScale(e),
+    ]);
     const run = byKey.get(key);
     if (run === undefined) {
       byKey.set(key, {
@@ -314,7 +360,8 @@ function runsOf(entries: ManifestEntry[], currentCodeHash: string | null): RunIn
         commit: e.commit,
         dirty: e.dirty,
         ...(e.codeHash !== undefined ? { codeHash: e.codeHash } : {}),
-        flags: provenanceFlags(e, currentCodeHash),
+        scale: entryScale(e),
+        flags: flagsOf(e),
         firstDate: e.date,
         lastDate: e.date,
         durationMs: e.durationMs,
@@ -374,6 +421,10 @@ export async function loadReport(dir: string, options: LoadReportOptions = {}): 
   const currentCodeHash = options.codeHash !== undefined ? options.codeHash : await libraryCodeHash(REPO_ROOT);
   const manifest = await readManifest(root);
   checkEntries(root, manifest.figures);
+  // Every result is tagged with its scale unless all are full scale (the default, and every result before scales).
+  const scalesSeen = new Set(Object.values(manifest.figures).map(entryScale));
+  const tagScale = scalesSeen.size > 1 || (scalesSeen.size === 1 && !scalesSeen.has("full"));
+  const flagsOf = (e: ManifestEntry) => resultFlags(e, { tagScale, currentCodeHash });
   const groups = new Map<string, ManifestEntry[]>();
   for (const entry of Object.values(manifest.figures)) {
     const name = entry.notebook ?? OTHER_NOTEBOOK;
@@ -388,7 +439,7 @@ export async function loadReport(dir: string, options: LoadReportOptions = {}): 
       figures: [],
       tables: [],
       claims: [],
-      runs: runsOf(entries, currentCodeHash),
+      runs: runsOf(entries, flagsOf),
     };
     for (const entry of entries) {
       const kind = entryKind(entry);
@@ -421,7 +472,7 @@ export async function loadReport(dir: string, options: LoadReportOptions = {}): 
           throw err;
         }
         const claims = normalizeClaims(parsed, `report: ${path}`);
-        section.claims.push({ entry, file, claims, flags: provenanceFlags(entry, currentCodeHash) });
+        section.claims.push({ entry, file, claims, flags: flagsOf(entry) });
         allClaims.push(...claims);
       }
     }
@@ -436,6 +487,7 @@ export async function loadReport(dir: string, options: LoadReportOptions = {}): 
       file: c.file,
       notebook: n.notebook === OTHER_NOTEBOOK ? null : n.notebook,
       claims: c.claims,
+      scale: entryScale(c.entry),
     }))
   );
   return {
@@ -450,6 +502,10 @@ export async function loadReport(dir: string, options: LoadReportOptions = {}): 
       dirty: flagged("uncommitted changes"),
       otherCode: flagged("other code"),
       noCodeHash: flagged("no code hash"),
+      scales: Object.fromEntries(
+        SCALES.map((s) => [s, entries.filter((e) => entryScale(e) === s).map((e) => e.name).sort()])
+          .filter(([, names]) => names.length > 0),
+      ),
     },
   };
 }

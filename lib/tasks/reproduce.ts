@@ -1,6 +1,6 @@
 /**
- * `deno task reproduce`: setup, then every notebook in full mode, saved in
- * place with its outputs; figures go to `figures/` (or `ATTNLAB_FIGURES_DIR`).
+ * `deno task reproduce`: setup, then every notebook in full mode (`--scale large`: at the large scale, after
+ * printing what it costs), saved in place with its outputs; figures go to `figures/` (or `ATTNLAB_FIGURES_DIR`).
  *
  * @module
  */
@@ -20,7 +20,7 @@ import {
 } from "../notebook/resume.ts";
 import { sourceHash } from "../source_hash.ts";
 import { setup } from "./setup.ts";
-import { parseCount, trainPlannedRuns } from "./train.ts";
+import { parseCount, printPlan, scaleFlag, trainPlannedRuns } from "./train.ts";
 import { formatHelp, parseFlags, parseSeconds, runMain } from "./cli.ts";
 
 const FLAGS = {
@@ -29,6 +29,11 @@ const FLAGS = {
     multiple: true,
     value: "PATTERN",
     description: "run only notebooks whose file name starts with or contains PATTERN (e.g. --only 00)",
+  },
+  scale: {
+    type: "string",
+    value: "SCALE",
+    description: "full (default) or large (meant for a GPU; prints its cost first); quick is for tests",
   },
   "fail-fast": { type: "boolean", description: "stop at the first failing notebook" },
   restart: { type: "boolean", description: "ignore what an interrupted run finished; run every notebook again" },
@@ -44,7 +49,10 @@ as resumable jobs with progress and the time left; then executes notebooks/NN_*.
 (or the NOTEBOOKS given) one by one at full size through Jupyter and the Deno kernel,
 saving each in place with its outputs. A failing notebook is left unchanged; its partial
 outputs go to a temporary file. An interrupted run resumes: training from the last
-checkpoints, notebooks after the last one finished (unless it or lib/ changed).`;
+checkpoints, notebooks after the last one finished (unless it or lib/ changed).
+--scale large runs everything at the large scale (6 layers, d = 256, n = 512, 98M
+tokens per run; meant for a GPU) after printing its FLOPs, corpus repeats and a
+time estimate from 2 timed updates.`;
 
 /**
  * The task's entry point; returns the exit status.
@@ -71,6 +79,8 @@ export async function main(args: string[]): Promise<number> {
   const missing = positionals.filter((path) => !existsSync(path));
   if (missing.length > 0) throw new Error(`reproduce: no such notebook: ${missing.join(", ")}`);
   const notebooks = positionals.length > 0 ? positionals : listNotebooks({ only });
+  // The scale: --scale, else ATTNLAB_SCALE (ATTNLAB_QUICK=1 is quick), else full.
+  const scale = scaleFlag(values.scale as string | undefined, false, "reproduce");
 
   const started = performance.now();
   // An unusable ATTNLAB_FIGURES_DIR fails here, before any setup or training, naming the variable.
@@ -111,10 +121,12 @@ export async function main(args: string[]): Promise<number> {
 
   if (!values["no-train"]) {
     const groups = groupsForNotebooks(notebooks);
-    const runs = groups.flatMap((g) => g.runs(false));
+    const runs = groups.flatMap((g) => g.runs(scale));
     if (runs.length > 0) {
       console.log(`reproduce: training stage: ${groups.map((g) => `${g.name} (${g.description})`).join("; ")}`);
-      const reports = await trainPlannedRuns(runs, { jobs, quick: false });
+      // The large scale is meant for a GPU: say what it costs on this machine before it starts.
+      if (scale === "large") await printPlan(runs, scale);
+      const reports = await trainPlannedRuns(runs, { jobs, scale });
       const failed = reports.filter((r) => r.status === "failed");
       if (failed.length > 0) {
         console.error(
@@ -131,14 +143,18 @@ export async function main(args: string[]): Promise<number> {
   let skipped = 0;
   for (const notebook of notebooks) {
     const key = displayPath(notebook);
-    const inputs = await notebookInputsHash(readFileSync(notebook, "utf8"), library);
+    // A notebook finished at another scale is not done at this one (full keeps its keys from before scales).
+    const inputs = await notebookInputsHash(
+      readFileSync(notebook, "utf8"),
+      scale === "full" ? library : `${library}:${scale}`,
+    );
     const done = record.done[key];
     if (done?.inputs === inputs) {
       console.log(`notebook ${key}: finished at ${done.finished} by the interrupted run, unchanged since: skipped`);
       skipped++;
       continue;
     }
-    const [result] = await runNotebooks([notebook], { mode: "full", cellTimeoutSeconds, timeoutSeconds, provenance });
+    const [result] = await runNotebooks([notebook], { mode: scale, cellTimeoutSeconds, timeoutSeconds, provenance });
     results.push(result);
     if (result.status === "ok") {
       record.done[key] = { inputs, finished: new Date().toISOString(), seconds: Math.round(result.seconds) };

@@ -9,16 +9,19 @@
 
 import { fileURLToPath } from "node:url";
 import { initBackend } from "../backend.ts";
-import { isQuick } from "../env.ts";
-import { loadSotu } from "../data/sotu.ts";
+import { type Scale, scale as envScale, toScale } from "../env.ts";
+import { type ByteCorpus, loadSotu } from "../data/sotu.ts";
 import {
+  describePlan,
   type PlannedRun,
   runGroup,
   runGroups,
   runSpec,
   type RunState,
   runState,
+  scalePlan,
   specState,
+  timeUpdates,
 } from "../experiments/mod.ts";
 import type { LanguageModelRun } from "../models/pretrained.ts";
 import { trainCached } from "../train/cache.ts";
@@ -35,7 +38,16 @@ const FLAGS = {
     description: "train only this group of runs (lm, ablation, ablation-mlm); may be repeated",
   },
   jobs: { type: "string", value: "N", description: "runs trained at once (default: the number of cores)" },
-  quick: { type: "boolean", description: "the quick-mode runs (as ATTNLAB_QUICK=1)" },
+  scale: {
+    type: "string",
+    value: "SCALE",
+    description: "quick, full or large: the runs of that scale (default ATTNLAB_SCALE, else full)",
+  },
+  quick: { type: "boolean", description: "the quick-scale runs (as --scale quick or ATTNLAB_QUICK=1)" },
+  "dry-run": {
+    type: "boolean",
+    description: "print the plan (FLOPs, corpus repeats, a time estimate from 2 timed updates), then stop",
+  },
   list: { type: "boolean", description: "list the runs and whether each is cached, then stop" },
   "checkpoint-every": { type: "string", value: "STEPS", description: "checkpoint every STEPS updates (default 50)" },
   "runs-dir": { type: "string", value: "DIR", description: "the runs folder (default data/runs)" },
@@ -56,7 +68,10 @@ const SELF = fileURLToPath(import.meta.url);
 export interface TrainPlannedOptions {
   /** Runs trained at once. Default: the number of cores. */
   jobs?: number;
+  /** The runs' scale as a boolean (`true`: quick, `false`: full); see `scale`. */
   quick?: boolean;
+  /** The runs' scale, passed to the workers; default from `quick`, else the environment's. */
+  scale?: Scale;
   /** Updates between checkpoints. Default 50. */
   checkpointEvery?: number;
   /** The runs folder. Default `data/runs`. */
@@ -121,7 +136,7 @@ export function parseWorkerEvent(line: string): { step: number; steps: number } 
  * @example
  * ```ts
  * import { trainPlannedRuns } from "./train.ts";
- * console.log(await trainPlannedRuns([], { quick: true })); // []
+ * console.log(await trainPlannedRuns([], { scale: "quick" })); // []
  * ```
  */
 export async function trainPlannedRuns(
@@ -129,7 +144,8 @@ export async function trainPlannedRuns(
   options: TrainPlannedOptions = {},
 ): Promise<TrainedRunReport[]> {
   const log = options.log ?? console.log;
-  const quick = options.quick ?? isQuick();
+  const scale = options.scale ??
+    (options.quick !== undefined ? toScale(options.quick, "trainPlannedRuns: options.quick") : envScale());
   const jobs = Math.max(1, options.jobs ?? navigator.hardwareConcurrency ?? 1);
   if (runs.length === 0) return [];
   // Load (and cache) the corpus once here, so the workers never race to build the data cache.
@@ -176,7 +192,7 @@ export async function trainPlannedRuns(
     const before = states[i];
     let last = before.kind === "partial" ? before.step : 0;
     const tail: string[] = [];
-    const args = ["run", "-A", SELF, "--worker", run.name, ...(quick ? ["--quick"] : [])];
+    const args = ["run", "-A", SELF, "--worker", run.name, "--scale", scale];
     if (options.checkpointEvery) args.push("--checkpoint-every", String(options.checkpointEvery));
     if (runsDir) args.push("--runs-dir", runsDir);
     const child = new Deno.Command(Deno.execPath(), {
@@ -233,22 +249,84 @@ export async function trainPlannedRuns(
 }
 
 /**
- * The planned runs of the groups named (all groups when none), in quick or full mode.
+ * The planned runs of the groups named (all groups when none), at a scale (`true`/`false`: quick/full).
  *
  * @example
  * ```ts
  * import { selectRuns } from "./train.ts";
- * console.log(selectRuns(["lm"], false).length); // 6
+ * console.log(selectRuns(["lm"], false).length, selectRuns(["lm"], "large")[0].name); // 18 lm-large/vanilla/seed0
  * ```
  */
-export function selectRuns(groups: readonly string[], quick: boolean): PlannedRun[] {
+export function selectRuns(groups: readonly string[], scale: Scale | boolean): PlannedRun[] {
   const picked = groups.length > 0 ? groups.flatMap((g) => g.split(",")).map((g) => runGroup(g.trim())) : runGroups();
-  return picked.flatMap((g) => g.runs(quick));
+  return picked.flatMap((g) => g.runs(scale));
 }
 
-async function worker(name: string, quick: boolean, checkpointEvery: number, runsDir?: string): Promise<number> {
+/**
+ * Reads the task's scale: `--scale` (quick, full or large), `--quick`, or the environment's (`ATTNLAB_SCALE`,
+ * `ATTNLAB_QUICK`). A `--scale` other than those three, or one that contradicts `--quick`, is a RangeError.
+ *
+ * @example
+ * ```ts
+ * import { scaleFlag } from "./train.ts";
+ * console.log(scaleFlag("large", false, "train"), scaleFlag(undefined, true, "train")); // large quick
+ * ```
+ */
+export function scaleFlag(value: string | undefined, quick: boolean, command: string): Scale {
+  if (value === undefined) return quick ? "quick" : envScale();
+  const scale = toScale(value as Scale, `${command}: --scale`);
+  if (quick && scale !== "quick") {
+    throw new RangeError(`${command}: --quick asks for quick scale but --scale ${scale}; give only one of them`);
+  }
+  return scale;
+}
+
+/** Options of {@linkcode printPlan}. */
+export interface PrintPlanOptions {
+  corpus?: ByteCorpus;
+  runsDir?: string;
+  /** Receives every line. Default `console.log`. */
+  log?: (line: string) => void;
+}
+
+/**
+ * Prints what training `runs` at `scale` takes, before any of it starts: runs, parameters, tokens per parameter,
+ * corpus repeats, FLOPs, and a time estimate from 2 timed updates of the first run not yet cached (of the first run
+ * when all are). Returns the lines.
+ *
+ * @example
+ * ```ts
+ * import { printPlan, selectRuns } from "./train.ts";
+ * const lines = await printPlan(selectRuns(["lm"], "quick").slice(0, 1), "quick", { log: () => {} });
+ * console.log(lines[0]); // train: scale quick: 1 run(s), …
+ * ```
+ */
+export async function printPlan(
+  runs: readonly PlannedRun[],
+  scale: Scale,
+  options: PrintPlanOptions = {},
+): Promise<string[]> {
+  const log = options.log ?? console.log;
+  const corpus = options.corpus ?? await loadSotu();
+  await initBackend({ quiet: true });
+  const specs: LanguageModelRun[] = [];
+  for (const run of runs) specs.push(await runSpec(run, { corpus, runsDir: options.runsDir, log: null }));
+  let timed = specs[0];
+  for (const spec of specs) {
+    if ((await specState(spec, options.runsDir)).kind !== "finished") {
+      timed = spec;
+      break;
+    }
+  }
+  const timing = timed === undefined ? undefined : await timeUpdates(timed);
+  const lines = describePlan(scalePlan(specs, { scale }), timing).map((line) => `train: ${line}`);
+  for (const line of lines) log(line);
+  return lines;
+}
+
+async function worker(name: string, scale: Scale, checkpointEvery: number, runsDir?: string): Promise<number> {
   await initBackend();
-  const run = runGroups().flatMap((g) => g.runs(quick)).find((r) => r.name === name);
+  const run = runGroups().flatMap((g) => g.runs(scale)).find((r) => r.name === name);
   if (!run) throw new RangeError(`train --worker: no planned run named "${name}"; see deno task train --list`);
   const spec = await runSpec(run, {
     checkpointEvery,
@@ -297,13 +375,13 @@ export async function main(args: string[]): Promise<number> {
     console.log(formatHelp("deno task train [flags]", DESCRIPTION, FLAGS));
     return 0;
   }
-  const quick = Boolean(values.quick) || isQuick();
+  const scale = scaleFlag(values.scale as string | undefined, Boolean(values.quick), "train");
   const checkpointEvery = values["checkpoint-every"]
     ? parseCount(values["checkpoint-every"] as string, "--checkpoint-every")
     : 50;
   const runsDir = values["runs-dir"] as string | undefined;
-  if (values.worker) return await worker(values.worker as string, quick, checkpointEvery, runsDir);
-  const runs = selectRuns((values.only as string[] | undefined) ?? [], quick);
+  if (values.worker) return await worker(values.worker as string, scale, checkpointEvery, runsDir);
+  const runs = selectRuns((values.only as string[] | undefined) ?? [], scale);
   if (values.list) {
     const corpus = await loadSotu();
     await initBackend({ quiet: true });
@@ -313,7 +391,10 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const jobs = values.jobs ? parseCount(values.jobs as string, "--jobs") : undefined;
-  const reports = await trainPlannedRuns(runs, { jobs, quick, checkpointEvery, runsDir });
+  // The large scale is meant for a GPU: say what it costs here before it starts.
+  if (values["dry-run"] || scale === "large") await printPlan(runs, scale, { runsDir });
+  if (values["dry-run"]) return 0;
+  const reports = await trainPlannedRuns(runs, { jobs, scale, checkpointEvery, runsDir });
   const failed = reports.filter((r) => r.status === "failed");
   console.log(
     `train: ${reports.filter((r) => r.status === "trained").length} trained, ` +
