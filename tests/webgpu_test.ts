@@ -33,8 +33,12 @@ import { outputAndGrads, requireWebgpu, seededQKV } from "./helpers.ts";
 import {
   diagonalMass,
   diagonalMassAsync,
+  layerDiagonalMass,
+  layerDiagonalMassAsync,
   layerGradientNorms,
   layerGradientNormsAsync,
+  layerLocality,
+  layerLocalityAsync,
   localityCurve,
   localityCurveAsync,
   maxScoreGradient,
@@ -325,8 +329,7 @@ Deno.test("webgpu: the async diagnostics give the cpu backend's numbers, where t
   const scores = () => tf.tidy(() => tf.exp(randomNormal<tf.Tensor2D>([12, 96], { seed: 6 }))); // [12, 96] > 0
   const ratios = [0, 0.1, 0.25, 0.5, 1];
   // The sync forms on cpu; the async forms on webgpu (on cpu they are equal to the sync ones: async_twins_test.ts).
-  // Not the model walks (layerLocalityAsync, formAgreementAsync, ...): TransformerModel checks its ids with a
-  // synchronous read (lib/models/model.ts), which webgpu refuses before any diagnostic reads.
+  // The model walks (layerLocalityAsync, ...) are held to the cpu backend's in the next test.
   const measure = async (sync: boolean) => {
     const w = weights(), s = scores();
     const qkv = seededQKV({ n: 40, dk: 8, dv: 8, seed: 3 });
@@ -390,6 +393,34 @@ Deno.test("webgpu: a model's logits and attention weights need no synchronous re
   });
   const poisoned = await on("webgpu", () => run(bad));
   poisoned.forEach((values, i) => assert.ok(values.every(Number.isNaN), `output ${i}: not all NaN`));
+});
+
+Deno.test("webgpu: the walks over a model's attention give the cpu backend's locality and diagonal mass", async () => {
+  const u = seededUniform(21);
+  const rows = Array.from({ length: 2 }, () => Array.from({ length: 24 }, () => Math.floor(u() * 256)));
+  const measure = async (sync: boolean) => {
+    const out: number[] = [];
+    for (const preset of ["vanilla", "transnormer-t2"] as const) {
+      const model = createModel({ attention: preset, layers: 2, dModel: 16, heads: 2, maxLength: 32, seed: 4 }, {
+        log: () => {},
+      });
+      const ids = tf.tensor2d(rows, [2, 24], "int32");
+      try {
+        const locality = sync ? layerLocality(model, ids) : await layerLocalityAsync(model, ids);
+        const diagonal = sync
+          ? layerDiagonalMass(model, ids, { window: 2 })
+          : await layerDiagonalMassAsync(model, ids, { window: 2 });
+        out.push(...locality.flatMap((l) => l.curve), ...diagonal.map((d) => d.mass));
+      } finally {
+        ids.dispose();
+        model.dispose();
+      }
+    }
+    return out;
+  };
+  const expected = await on("cpu", () => measure(true));
+  const actual = await on("webgpu", () => measure(false));
+  assertCloseValues(actual, expected, "layer locality curves and diagonal masses");
 });
 
 Deno.test("webgpu: the attention bench runs with awaited reads, and every row names the adapter", async () => {
