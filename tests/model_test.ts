@@ -175,6 +175,35 @@ Deno.test("the bidirectional classifier sees every token, and ignores padding", 
   });
 });
 
+Deno.test("the classifier keeps pad tokens out of every layer's keys: the padding's length changes no logit", () => {
+  // Every variant but cosFormer, whose weight cos(π/2 (i − j)/M) depends on M = n unless maxLength fixes it.
+  const layers = Object.keys(variants).map((variant) => ({
+    variant,
+    options: variant === "cosformer" ? { maxLength: 16 } : variant === "local" ? { window: 2 } : {},
+  }));
+  for (const layer of layers) {
+    withModel({ attention: [layer, layer] as never, ...small, task: "classify", numClasses: 3 }, (m) => {
+      tf.tidy(() => {
+        const text = [5, 6, 7, 8, 9], pad = 0;
+        const bare = m.logits(tf.tensor2d(text, [1, 5], "int32"));
+        const short = m.logits(tf.tensor2d([...text, pad, pad], [1, 7], "int32"), { pad });
+        const long = m.logits(tf.tensor2d([...text, pad, pad, pad, pad, pad, pad], [1, 11], "int32"), { pad });
+        assertClose(short, bare, `${layer.variant}: two pads must change no logit`, { atol: 1e-5 });
+        assertClose(long, bare, `${layer.variant}: six pads must change no logit`, { atol: 1e-5 });
+        // Without the pad option the same padded input is a different sequence: the check above can fail.
+        const seen = m.logits(tf.tensor2d([...text, pad, pad], [1, 7], "int32"));
+        assert(tf.max(tf.abs(tf.sub(seen, bare))).dataSync()[0] > 1e-4, `${layer.variant}: pads attended must count`);
+        // Rows of one batch padded to different lengths: each equals its own unpadded logits.
+        const both = m.logits(tf.tensor2d([...text, pad, pad, 3, 4, pad, pad, pad, pad, pad], [2, 7], "int32"), { pad });
+        const other = m.logits(tf.tensor2d([3, 4], [1, 2], "int32"));
+        assertClose(both, tf.concat([bare, other]), `${layer.variant}: a batch of differently padded rows`, {
+          atol: 1e-5,
+        });
+      });
+    });
+  }
+});
+
 Deno.test("the model's fast attention equals each variant's reference form, on logits and gradients", () => {
   const n = 67;
   for (const preset of PRESETS) {

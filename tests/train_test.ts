@@ -16,6 +16,7 @@ import {
   type Trainable,
   trainCached,
   type TrainOptions,
+  trainStep,
 } from "../lib/train/mod.ts";
 import { randomNormal, seededNormal } from "../lib/random.ts";
 import { createModel } from "../lib/models/mod.ts";
@@ -1006,4 +1007,125 @@ Deno.test("train: a malformed codeHash option is a TypeError or RangeError namin
     return true;
   });
   model.dispose();
+});
+
+Deno.test("trainStep: one update's rows match the closed form; a NaN loss stops it with no update applied", async () => {
+  const tensorsBefore = tf.memory().numTensors;
+  // loss Σ(w - t)² + b², gradients 2(w - t) and 2b: at w = [3, -1], t = 1, b = 0.5 the loss is 4 + 4 + 0.25 and the
+  // gradients [4, -4] and [1], so the squared norms are 32 and 1.
+  const [w, b] = tf.tidy(() => [tf.variable(tf.tensor1d([3, -1])), tf.variable(tf.tensor1d([0.5]))]);
+  const model: Trainable<number> = {
+    variables: { "blocks.0.w": w, b },
+    config: {},
+    loss: (t) => tf.add(tf.sum(tf.square(tf.sub(w, t))), tf.sum(tf.square(b))) as tf.Scalar,
+  };
+  const schedule = { lr: 0.1, steps: 10, warmup: 2 };
+  const opt = adam(model.variables, { ...schedule, clip: 1 });
+  const tensorsWithOpt = tf.memory().numTensors;
+
+  const step = await trainStep(model, 1, opt, { tokens: 5 });
+  assert.equal(step.stopped, null);
+  assert.deepEqual(step.gradNorms, {
+    step: 0,
+    "blocks.0.w": Math.sqrt(32),
+    b: 1,
+    "blocks.0.*": Math.sqrt(32),
+    global: Math.sqrt(33),
+  });
+  const { seconds, tokens_per_s, ...row } = step.row;
+  assert.deepEqual(row, {
+    step: 0,
+    lr: learningRate(0, schedule),
+    loss: 8.25,
+    grad_norm: Math.sqrt(33),
+    clipped: true,
+    clip: 1,
+    tokens: 5,
+  });
+  assert.ok(seconds >= 0 && tokens_per_s === 5 / seconds);
+  assert.equal(opt.step, 1);
+  // Adam's first update moves each weight by lr · sign(gradient) (the clip scales m and √v alike).
+  const lr0 = learningRate(0, schedule);
+  const moved = [3 - lr0, -1 + lr0, 0.5 - lr0];
+  [...w.dataSync(), ...b.dataSync()].forEach((x, i) => assert.ok(Math.abs(x - moved[i]) < 1e-6, `${x} vs ${moved[i]}`));
+
+  // A NaN target: the loss and w's gradient are NaN, b's is not. No update: weights, moments and step stay.
+  const weights = [Float32Array.from(w.dataSync()), Float32Array.from(b.dataSync())];
+  const state = await opt.getState();
+  const bad = await trainStep(model, NaN, opt);
+  assert.deepEqual(bad.stopped, {
+    reason: "non-finite",
+    step: 1,
+    where: "loss",
+    layer: null,
+    stage: null,
+    variables: ["blocks.0.w"],
+  });
+  assert.equal(bad.row.step, 1);
+  assert.equal(bad.row.lr, learningRate(1, schedule));
+  assert.ok(Number.isNaN(bad.row.loss) && Number.isNaN(bad.row.grad_norm));
+  assert.equal(bad.row.clipped, false);
+  assert.ok(Number.isNaN(bad.gradNorms!["blocks.0.w"]));
+  assert.ok(Math.abs(bad.gradNorms!.b - 2 * weights[1][0]) < 1e-6);
+  assert.equal(opt.step, 1);
+  assertBitwiseEqual(Float32Array.from(w.dataSync()), weights[0], "w after the NaN step");
+  assertBitwiseEqual(Float32Array.from(b.dataSync()), weights[1], "b after the NaN step");
+  assert.deepEqual(await opt.getState(), state, "Adam's moments are not updated");
+
+  // A loss that throws is a stop when firstNonFinite locates a non-finite output (no gradients: no grad_norms row),
+  // and is rethrown otherwise.
+  const throwing: Trainable<number> = {
+    ...model,
+    loss: (t) => {
+      tf.square(w); // a tensor on the tape, which the throw must not leave behind
+      throw new Error(`the attention met NaN (${t})`);
+    },
+  };
+  const thrown = await trainStep({ ...throwing, firstNonFinite: () => "blocks.0.attn" }, 1, opt);
+  assert.deepEqual(thrown.stopped, {
+    reason: "non-finite",
+    step: 1,
+    where: "loss",
+    layer: 0,
+    stage: "blocks.0.attn",
+    variables: [],
+  });
+  assert.equal(thrown.gradNorms, null);
+  assert.ok(Number.isNaN(thrown.row.loss));
+  await assert.rejects(trainStep(throwing, 1, opt), /the attention met NaN \(1\)/);
+  await assert.rejects(trainStep({ ...throwing, firstNonFinite: () => null }, 1, opt), /the attention met NaN/);
+  assert.equal(opt.step, 1);
+  assert.equal(tf.memory().numTensors, tensorsWithOpt, "trainStep leaks no tensors");
+
+  // Bad arguments are named.
+  const other = adam({ w }, { steps: 10 });
+  await assert.rejects(
+    trainStep(model, 1, other),
+    /optimizer's variables \(w\) are not the model's \(blocks\.0\.w, b\)/,
+  );
+  await assert.rejects(trainStep(model, 1, opt, { tokens: -1 }), /option tokens must be a number >= 0 or null, got -1/);
+  await assert.rejects(trainStep(model, 1, opt, { tok: 1 } as never), /trainStep: unknown option "tok"/);
+  assert.equal(opt.step, 1);
+  other.dispose();
+  opt.dispose();
+  w.dispose();
+  b.dispose();
+  assert.equal(tf.memory().numTensors, tensorsBefore);
+});
+
+Deno.test("trainStep is train's step: a loop of it gives train's logs and weights bitwise", async () => {
+  const options = { steps: 4, lr: 0.05, warmup: 1, clip: 0.5, weightDecay: 0.01 };
+  const [a, b] = [mlp(13), mlp(13)];
+  const result = await train(a, { ...QUIET, ...options, batchAt });
+  const opt = adam(b.variables, options);
+  const rows = [];
+  for (let s = 0; s < options.steps; s++) rows.push(await trainStep(b, batchAt(s), opt));
+  opt.dispose();
+  const timeless = ({ seconds: _s, tokens_per_s: _t, ...row }: Record<string, unknown>) => row;
+  assert.deepEqual(rows.map((r) => timeless(r.row)), result.logs.train.map(timeless));
+  assert.deepEqual(rows.map((r) => r.gradNorms), result.logs.gradNorms);
+  const [wa, wb] = [await weightsOf(a), await weightsOf(b)];
+  for (const name of Object.keys(wa)) assertBitwiseEqual(wb[name], wa[name], name);
+  a.dispose();
+  b.dispose();
 });

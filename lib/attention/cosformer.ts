@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { kernelAttend, kernelFlops, kernelRecurrent, type KernelState, lowerTriangle } from "./kernel.ts";
 import type { AttentionOptions } from "./types.ts";
-import { defineVariant } from "./variant.ts";
+import { defineVariant, zeroPadKeys } from "./variant.ts";
 
 /** Options of {@linkcode cosformer}. */
 export interface CosformerOptions extends AttentionOptions {
@@ -125,14 +125,15 @@ export const cosformer = defineVariant<CosformerOptions, KernelState>({
       Float32Array.from({ length: n * n }, (_, t) => Math.cos((Math.PI / 2) * (Math.floor(t / n) - (t % n)) / m)),
       [n, n],
     );
-    let a: tf.Tensor4D = tf.mul(tf.matMul(tf.relu(q), tf.relu(k), false, true), reweight); // [b, h, n, n]
+    const keys = zeroPadKeys(tf.relu(k), o.keyMask); // [b, h, n, dk]
+    let a: tf.Tensor4D = tf.mul(tf.matMul(tf.relu(q), keys, false, true), reweight); // [b, h, n, n]
     if (o.causal) a = tf.mul(a, lowerTriangle(n));
     return tf.div(a, tf.add(tf.sum(a, -1, true), o.eps));
   },
   attend: ({ q, k, v }, o) =>
     kernelAttend(
       { fq: cosformerFeatures(q, { maxLength: o.maxLength }), fk: cosformerFeatures(k, { maxLength: o.maxLength }), v },
-      { causal: o.causal, normalize: true, eps: o.eps, chunkSize: o.chunkSize },
+      { causal: o.causal, normalize: true, eps: o.eps, chunkSize: o.chunkSize, keyMask: o.keyMask },
     ),
   flops: (size, o) => kernelFlops(size, { causal: o.causal, chunkSize: o.chunkSize, m: 2 * size.dk }),
   // A session knows the length of the whole sequence: that is M, on the decoding and the re-run paths alike.

@@ -26,6 +26,7 @@ import {
   type DecodingEngine,
   type OptionRule,
   type QKV,
+  refuseKeyMask,
   resolveOptions,
   type StateDims,
   type StateTensors,
@@ -37,11 +38,12 @@ type DecoderExtras<N extends DecoderVariant> = (typeof variants)[N]["decoding"] 
   : never;
 
 /**
- * The variant's own options (causal is implied) plus the decoder's own (softmax's `cache`). cosFormer's `maxLength` (M)
- * is required here: attend() defaults to M = n, so a decoder needs the sequence length in advance.
+ * The variant's own options (causal is implied; no keyMask: decoding runs one sequence without padding) plus the
+ * decoder's own (softmax's `cache`). cosFormer's `maxLength` (M) is required here: attend() defaults to M = n, so a
+ * decoder needs the sequence length in advance.
  */
 export type DecoderOptions<N extends DecoderVariant> =
-  & Omit<OptionsOf<N>, "causal">
+  & Omit<OptionsOf<N>, "causal" | "keyMask">
   & { causal?: true }
   & DecoderExtras<N>;
 
@@ -152,6 +154,7 @@ function resolveDecoderOptions(
     { ...defaults, causal: true, ...engine.extraDefaults },
     { ...rules, ...engine.extraRules } as Record<string, OptionRule>,
   );
+  refuseKeyMask(owner, o);
   engine.check(o, owner);
   return o;
 }

@@ -12,7 +12,16 @@ import * as tf from "@tensorflow/tfjs";
 import { windowedAdvance } from "./_decoding.ts";
 import { applyOutputNorm } from "./norms.ts";
 import type { AttentionOptions } from "./types.ts";
-import { defineVariant, forwardFlops, maskedSoftmax, maskFrom, paddedLength } from "./variant.ts";
+import {
+  allowRealKeys,
+  defineVariant,
+  forwardFlops,
+  keyMaskedSoftmax,
+  keyRows,
+  maskedSoftmax,
+  maskFrom,
+  paddedLength,
+} from "./variant.ts";
 
 /** Options of {@linkcode diag}. */
 export interface DiagOptions extends AttentionOptions {
@@ -22,8 +31,14 @@ export interface DiagOptions extends AttentionOptions {
   inner?: "softmax" | "relu";
 }
 
-function blockScores(logits: tf.Tensor, allowed: tf.Tensor, inner: "softmax" | "relu"): tf.Tensor {
-  return inner === "softmax" ? maskedSoftmax(logits, allowed) : tf.mul(tf.relu(logits), allowed);
+function blockScores(
+  logits: tf.Tensor,
+  allowed: tf.Tensor,
+  o: { inner: "softmax" | "relu"; keyMask: tf.Tensor2D | null },
+): tf.Tensor {
+  if (o.inner === "relu") return tf.mul(tf.relu(logits), allowed);
+  // Under a key mask a query can lose every key of its block: its row is then 0 (keyMaskedSoftmax), not spread evenly.
+  return o.keyMask === null ? maskedSoftmax(logits, allowed) : keyMaskedSoftmax(logits, allowed);
 }
 
 /** Query i sees key j when both lie in the same block of `blockSize` tokens (and j <= i when causal). */
@@ -37,7 +52,8 @@ function outputNorm(out: tf.Tensor4D, o: Required<DiagOptions>): tf.Tensor4D {
 
 /**
  * The `diag` variant. Lengths not divisible by blockSize are zero-padded and cut back;
- * padded keys are masked, so they never get weight.
+ * padded keys are masked, so they never get weight. So are the pad keys of a `keyMask`; a query whose block holds no
+ * real key it may see returns 0.
  *
  * @example
  * ```ts
@@ -59,9 +75,9 @@ export const diag = defineVariant<DiagOptions>({
   visible,
   weights: ({ q, k }, o) => {
     const [, , n, dk] = q.shape;
-    const allowed = maskFrom(n, (i, j) => visible(i, j, o));
+    const allowed = allowRealKeys(maskFrom(n, (i, j) => visible(i, j, o)), o.keyMask); // [n, n] or [b, 1, n, n]
     const logits = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, n, n]
-    return blockScores(logits, allowed, o.inner) as tf.Tensor4D;
+    return blockScores(logits, allowed, o) as tf.Tensor4D;
   },
   outputNorm,
   attend: ({ q, k, v }, o) => {
@@ -72,7 +88,7 @@ export const diag = defineVariant<DiagOptions>({
     const pad = nb * size - n;
     const blocks = (x: tf.Tensor4D) => {
       const padded = pad === 0 ? x : tf.pad(x, [[0, 0], [0, 0], [0, pad], [0, 0]]);
-      return tf.reshape(padded, [b, h, nb, size, x.shape[3]]); // [b, h, nb, B, d]
+      return tf.reshape(padded, [b, x.shape[1], nb, size, x.shape[3]]); // [b, h, nb, B, d]
     };
     const allowedData = new Float32Array(nb * size * size);
     for (let blk = 0; blk < nb; blk++) {
@@ -83,9 +99,13 @@ export const diag = defineVariant<DiagOptions>({
         }
       }
     }
-    const allowed = tf.tensor3d(allowedData, [nb, size, size]); // [nb, B, B]
+    let allowed: tf.Tensor = tf.tensor3d(allowedData, [nb, size, size]); // [nb, B, B]
+    if (o.keyMask !== null) {
+      // The key mask is blocked as the keys are, then laid along the key axis of each block's scores.
+      allowed = tf.mul(allowed, tf.transpose(blocks(keyRows(o.keyMask)), [0, 1, 2, 4, 3])); // [b, 1, nb, B, B]
+    }
     const logits = tf.mul(tf.matMul(blocks(q), blocks(k), false, true), 1 / Math.sqrt(dk)); // [b, h, nb, B, B]
-    const out = tf.matMul(blockScores(logits, allowed, o.inner), blocks(v)); // [b, h, nb, B, dv]
+    const out = tf.matMul(blockScores(logits, allowed, o), blocks(v)); // [b, h, nb, B, dv]
     const cut = tf.slice(tf.reshape(out, [b, h, nb * size, dv]), [0, 0, 0, 0], [b, h, n, dv]) as tf.Tensor4D;
     return outputNorm(cut, o);
   },
@@ -106,7 +126,7 @@ export const diag = defineVariant<DiagOptions>({
         pieceEnd: (start) => (Math.floor(start / size) + 1) * size,
         visible: (i, j) => visible(i, j, o),
         keep: (end, available) => Math.min(available, end % size),
-        scores: (logits, allowed) => blockScores(logits, allowed, o.inner),
+        scores: (logits, allowed) => blockScores(logits, allowed, o),
       });
       // T1's SimpleRMSNorm acts on each token's hidden vector, which a piece can do alone.
       return { out: outputNorm(run.out, o), tensors: run.tensors };

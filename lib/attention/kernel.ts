@@ -10,7 +10,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import type { AttentionOptions, FlopCount, FlopSize } from "./types.ts";
-import { forwardFlops, paddedLength, type RecurrentSpec } from "./variant.ts";
+import { forwardFlops, paddedLength, type RecurrentSpec, zeroPadKeys } from "./variant.ts";
 import {
   causalAttention,
   causalProduct,
@@ -41,6 +41,14 @@ export interface KernelOptions {
 }
 
 /**
+ * A key-padding mask [batch, n] for {@linkcode kernelMatrix} and {@linkcode kernelAttend}: the pad keys' features
+ * φ(k_j) are set to 0, which removes key j from the numerator Σ φ(k_j) v_jᵀ and the denominator Σ φ(k_j) alike.
+ */
+export interface KernelKeyMask {
+  keyMask?: tf.Tensor2D | null;
+}
+
+/**
  * The causal mask: a [rows, cols] matrix of ones where key j <= query i + offset, zeros elsewhere.
  * `cols` defaults to `rows` and `offset` to 0 (the square lower triangle); a block of queries
  * starting at position s against keys from 0 is `lowerTriangle(B, { cols, offset: s })`.
@@ -60,8 +68,8 @@ export function lowerTriangle(rows: number, options: { cols?: number; offset?: n
 }
 
 /**
- * The explicit kernel matrix phi(Q) phi(K)^T [batch, heads, n, n], masked when causal,
- * with rows divided by (row sum + eps) when normalize is set. Naive O(n^2).
+ * The explicit kernel matrix phi(Q) phi(K)^T [batch, heads, n, n], masked when causal (and, with keyMask, its pad
+ * keys' columns 0), with rows divided by (row sum + eps) when normalize is set. Naive O(n^2).
  *
  * @example
  * ```ts
@@ -74,11 +82,12 @@ export function lowerTriangle(rows: number, options: { cols?: number; offset?: n
  */
 export function kernelMatrix(
   features: { fq: tf.Tensor4D; fk: tf.Tensor4D },
-  options: KernelOptions & { causal: boolean },
+  options: KernelOptions & KernelKeyMask & { causal: boolean },
 ): tf.Tensor4D {
   return tf.tidy(() => {
     const n = features.fq.shape[2];
-    let a: tf.Tensor4D = tf.matMul(features.fq, features.fk, false, true); // [b, h, n, n]
+    const fk = zeroPadKeys(features.fk, options.keyMask ?? null); // [b, h, n, m]
+    let a: tf.Tensor4D = tf.matMul(features.fq, fk, false, true); // [b, h, n, n]
     if (options.causal) a = tf.mul(a, lowerTriangle(n));
     if (!options.normalize) return a;
     return tf.div(a, tf.add(tf.sum(a, -1, true), options.eps)); // [b, h, n, n]
@@ -114,7 +123,7 @@ export function kernelGlobal(features: Features, options: KernelOptions): tf.Ten
  * Kernel attention by the fast form that fits: when causal, the fused causal product of lib/blas/fused_causal.ts
  * (`causalAttention` when rows are normalised, `causalProduct` when not: one kernel forward and one or three backward
  * on the blas backend, the chunkwise product in tf ops elsewhere); global otherwise. The one entry point of the kernel
- * variants' attend().
+ * variants' attend(). With keyMask, the pad keys' features are 0 (every form takes them as they are).
  *
  * @example
  * ```ts
@@ -128,11 +137,12 @@ export function kernelGlobal(features: Features, options: KernelOptions): tf.Ten
  */
 export function kernelAttend(
   features: Features,
-  options: KernelOptions & { causal: boolean; chunkSize: number },
+  options: KernelOptions & KernelKeyMask & { causal: boolean; chunkSize: number },
 ): tf.Tensor4D {
   const kernel = { normalize: options.normalize, eps: options.eps };
-  if (!options.causal) return kernelGlobal(features, kernel);
-  const { fq, fk, v } = features;
+  const { fq, v } = features;
+  const fk = zeroPadKeys(features.fk, options.keyMask ?? null); // [b, h, n, m]
+  if (!options.causal) return kernelGlobal({ fq, fk, v }, kernel);
   const chunkSize = options.chunkSize;
   return options.normalize
     ? causalAttention({ q: fq, k: fk, v }, { eps: options.eps, chunkSize })

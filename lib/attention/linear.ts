@@ -8,7 +8,7 @@
 
 import { applyFeatureMap, FEATURE_MAPS, type FeatureMap } from "./feature_maps.ts";
 import { kernelAttend, kernelFlops, kernelMatrix, kernelRecurrent, type KernelState } from "./kernel.ts";
-import type { AttentionOptions } from "./types.ts";
+import type { AttentionOptions, OwnOptions } from "./types.ts";
 import { defineVariant } from "./variant.ts";
 
 /** Options of {@linkcode linear}. */
@@ -22,7 +22,7 @@ export interface LinearOptions extends AttentionOptions {
 }
 
 /** Defaults of {@linkcode linear}. */
-export const LINEAR_DEFAULTS: Required<LinearOptions> = {
+export const LINEAR_DEFAULTS: Required<OwnOptions<LinearOptions>> = {
   causal: false,
   featureMap: "elu+1",
   eps: 1e-6,
@@ -59,12 +59,12 @@ export const linear = defineVariant<LinearOptions, KernelState>({
   weights: ({ q, k }, o) =>
     kernelMatrix(
       { fq: applyFeatureMap(q, o.featureMap), fk: applyFeatureMap(k, o.featureMap) },
-      { causal: o.causal, normalize: true, eps: o.eps },
+      { causal: o.causal, normalize: true, eps: o.eps, keyMask: o.keyMask },
     ),
   attend: ({ q, k, v }, o) =>
     kernelAttend(
       { fq: applyFeatureMap(q, o.featureMap), fk: applyFeatureMap(k, o.featureMap), v },
-      { causal: o.causal, normalize: true, eps: o.eps, chunkSize: o.chunkSize },
+      { causal: o.causal, normalize: true, eps: o.eps, chunkSize: o.chunkSize, keyMask: o.keyMask },
     ),
   flops: (size, o) => kernelFlops(size, { causal: o.causal, chunkSize: o.chunkSize, m: size.dk }),
   recurrent: kernelRecurrent<LinearOptions>({

@@ -9,7 +9,16 @@
 import * as tf from "@tensorflow/tfjs";
 import { windowedAdvance } from "./_decoding.ts";
 import type { AttentionOptions } from "./types.ts";
-import { defineVariant, forwardFlops, maskedSoftmax, maskFrom, paddedLength } from "./variant.ts";
+import {
+  allowRealKeys,
+  defineVariant,
+  forwardFlops,
+  keyMaskedSoftmax,
+  keyRows,
+  maskedSoftmax,
+  maskFrom,
+  paddedLength,
+} from "./variant.ts";
 
 /** Options of {@linkcode local}. */
 export interface LocalOptions extends AttentionOptions {
@@ -24,7 +33,8 @@ function visible(i: number, j: number, o: Required<LocalOptions>): boolean {
 
 /**
  * The `local` variant. attend() splits queries into chunks of C = window tokens; the keys any
- * query of chunk c can see lie in chunks c-1, c, c+1, so each chunk attends to 3C keys.
+ * query of chunk c can see lie in chunks c-1, c, c+1, so each chunk attends to 3C keys. With a `keyMask`, pad keys get
+ * no weight, and a query whose window holds no real key returns 0.
  *
  * @example
  * ```ts
@@ -42,9 +52,9 @@ export const local = defineVariant<LocalOptions>({
   visible,
   weights: ({ q, k }, o) => {
     const [, , n, dk] = q.shape;
-    const allowed = maskFrom(n, (i, j) => visible(i, j, o));
+    const allowed = allowRealKeys(maskFrom(n, (i, j) => visible(i, j, o)), o.keyMask); // [n, n] or [b, 1, n, n]
     const logits = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dk)); // [b, h, n, n]
-    return maskedSoftmax(logits, allowed) as tf.Tensor4D;
+    return (o.keyMask === null ? maskedSoftmax : keyMaskedSoftmax)(logits, allowed) as tf.Tensor4D;
   },
   attend: ({ q, k, v }, o) => {
     const [b, h, n, dk] = q.shape;
@@ -55,9 +65,9 @@ export const local = defineVariant<LocalOptions>({
     const queries = tf.reshape(tf.pad(q, [[0, 0], [0, 0], [0, tail], [0, 0]]), [b, h, nc, c, dk]); // [b, h, nc, C, dk]
     // Keys padded by one chunk on each side; chunk c sees padded chunks c, c+1, c+2.
     const neighbourhood = (x: tf.Tensor4D) => {
-      const d = x.shape[3];
-      const chunks = tf.reshape(tf.pad(x, [[0, 0], [0, 0], [c, tail + c], [0, 0]]), [b, h, nc + 2, c, d]);
-      const shifted = [0, 1, 2].map((s) => tf.slice(chunks, [0, 0, s, 0, 0], [b, h, nc, c, d]));
+      const [, hx, , d] = x.shape;
+      const chunks = tf.reshape(tf.pad(x, [[0, 0], [0, 0], [c, tail + c], [0, 0]]), [b, hx, nc + 2, c, d]);
+      const shifted = [0, 1, 2].map((s) => tf.slice(chunks, [0, 0, s, 0, 0], [b, hx, nc, c, d]));
       return tf.concat(shifted, 3); // [b, h, nc, 3C, d]
     };
     const allowedData = new Float32Array(nc * c * 3 * c);
@@ -71,9 +81,16 @@ export const local = defineVariant<LocalOptions>({
         }
       }
     }
-    const allowed = tf.tensor3d(allowedData, [nc, c, 3 * c]); // [nc, C, 3C]
+    let allowed: tf.Tensor = tf.tensor3d(allowedData, [nc, c, 3 * c]); // [nc, C, 3C]
+    let scores = maskedSoftmax;
+    if (o.keyMask !== null) {
+      // The key mask is gathered as the keys are, then laid along the key axis of each chunk's scores; a query whose
+      // window holds only pad keys gets a 0 row (keyMaskedSoftmax).
+      allowed = tf.mul(allowed, tf.transpose(neighbourhood(keyRows(o.keyMask)), [0, 1, 2, 4, 3])); // [b, 1, nc, C, 3C]
+      scores = keyMaskedSoftmax;
+    }
     const logits = tf.mul(tf.matMul(queries, neighbourhood(k), false, true), 1 / Math.sqrt(dk)); // [b, h, nc, C, 3C]
-    const out = tf.matMul(maskedSoftmax(logits, allowed), neighbourhood(v)); // [b, h, nc, C, dv]
+    const out = tf.matMul(scores(logits, allowed), neighbourhood(v)); // [b, h, nc, C, dv]
     return tf.slice(tf.reshape(out, [b, h, nc * c, dv]), [0, 0, 0, 0], [b, h, n, dv]) as tf.Tensor4D;
   },
   // `2·bh·N·3C·(dk + dv)`, C = window (at least 1), N = n padded to chunks of C.

@@ -9,7 +9,7 @@
 import { applyFeatureMap, FEATURE_MAPS, type FeatureMap } from "./feature_maps.ts";
 import { kernelAttend, kernelFlops, kernelMatrix, kernelRecurrent, type KernelState } from "./kernel.ts";
 import { applyOutputNorm, NORM_SCOPES, type NormScope, OUTPUT_NORMS, type OutputNorm } from "./norms.ts";
-import type { AttentionOptions } from "./types.ts";
+import type { AttentionOptions, OwnOptions } from "./types.ts";
 import { defineVariant } from "./variant.ts";
 
 /** Options of {@linkcode norm}. */
@@ -25,7 +25,7 @@ export interface NormOptions extends AttentionOptions {
 }
 
 /** Defaults of {@linkcode norm}. */
-export const NORM_DEFAULTS: Required<NormOptions> = {
+export const NORM_DEFAULTS: Required<OwnOptions<NormOptions>> = {
   causal: false,
   featureMap: "elu",
   norm: "srms",
@@ -66,12 +66,13 @@ export const norm = defineVariant<NormOptions, KernelState>({
   weights: ({ q, k }, o) =>
     kernelMatrix(
       { fq: applyFeatureMap(q, o.featureMap), fk: applyFeatureMap(k, o.featureMap) },
-      { causal: o.causal, normalize: false, eps: 0 },
+      { causal: o.causal, normalize: false, eps: 0, keyMask: o.keyMask },
     ),
   outputNorm: (out, o) => applyOutputNorm(out, { norm: o.norm, scope: o.normScope }),
   attend: ({ q, k, v }, o) => {
     const features = { fq: applyFeatureMap(q, o.featureMap), fk: applyFeatureMap(k, o.featureMap), v };
-    const raw = kernelAttend(features, { causal: o.causal, normalize: false, eps: 0, chunkSize: o.chunkSize });
+    const kernel = { causal: o.causal, normalize: false, eps: 0, chunkSize: o.chunkSize, keyMask: o.keyMask };
+    const raw = kernelAttend(features, kernel);
     return applyOutputNorm(raw, { norm: o.norm, scope: o.normScope });
   },
   flops: (size, o) => kernelFlops(size, { causal: o.causal, chunkSize: o.chunkSize, m: size.dk }),

@@ -19,7 +19,7 @@ import { seededNormal } from "../random.ts";
 import { CAUSAL_PRODUCT, causalProduct, withOnes } from "../blas/fused_causal.ts";
 import { kernelFlops, lowerTriangle } from "./kernel.ts";
 import type { AttentionOptions, QKV, StateDims } from "./types.ts";
-import { defineVariant } from "./variant.ts";
+import { defineVariant, keyRows } from "./variant.ts";
 
 /** Options of {@linkcode performer}. */
 export interface PerformerOptions extends AttentionOptions {
@@ -534,10 +534,12 @@ const FUSED_MIN_ROW_SUM = Math.exp(-40);
  * Keys are scaled by their per-feature maximum over the sequence, φ̂(k)_jr = e^(lk_jr − c_r), and query rows by an
  * upper bound of their largest term, d_i = max_r (lq_ir + c_r): every term e^(lq_ir + lk_jr − d_i) is at most 1.
  * out_i = num_i / (den_i + eps e^(−d_i)), as {@linkcode favorGlobal} at its own scale (README.md, Performer).
+ * `dead` [B, n, 1] (a key mask's rows that see no real key: 1) is added to the row sums: those rows, whose sum is 0,
+ * then neither fail the test nor divide by 0 (their output is zeroed afterwards).
  */
 function favorFused(
   parts: { lq: tf.Tensor3D; lk: tf.Tensor3D; v: tf.Tensor3D },
-  options: { chunkSize: number; eps: number; heads: number },
+  options: { chunkSize: number; eps: number; heads: number; dead: tf.Tensor3D | null },
 ): tf.Tensor3D | null {
   const { lq, lk, v } = parts;
   const [bh, n, m] = lq.shape;
@@ -550,7 +552,8 @@ function favorFused(
   const as4 = (x: tf.Tensor, cols: number) => tf.reshape(x, [bh / h, h, n, cols]) as tf.Tensor4D; // [b, h, n, cols]
   const y = causalProduct({ q: as4(fq, m), k: as4(fk, m), v: withOnes(as4(v, dv)) }, { chunkSize: options.chunkSize });
   // split, not two slices: its gradient is one concat where two slices' would be two pads and an add.
-  const [num, rowSum] = tf.split(tf.reshape(y, [bh, n, dv + 1]), [dv, 1], 2); // [B, n, dv], [B, n, 1]
+  const [num, sums] = tf.split(tf.reshape(y, [bh, n, dv + 1]), [dv, 1], 2); // [B, n, dv], [B, n, 1]
+  const rowSum = options.dead === null ? sums : tf.add(sums, options.dead); // [B, n, 1]
   // A row sum below e^−40 lost its terms to underflow, or would square (the division's gradient) below float32's
   // normal range: that call runs the chunkwise form. NaN fails the test too.
   const least = untracked([rowSum], (x) => tf.min(x)).dataSync()[0];
@@ -592,11 +595,33 @@ function merged(x: tf.Tensor4D): tf.Tensor3D {
   return tf.reshape(x, [b * h, n, d]);
 }
 
-/** The log-features of q and k [b·h, n, m] and v [b·h, n, dv], heads merged into the batch. */
-function logParts(qkv: QKV, projection: tf.Tensor2D) {
+/**
+ * The log-features of the keys lk [b, h, n, m] with the pad keys of `keyMask` [b, n] at NEG: φ̂(k_j) = 0, so the key
+ * is in no sum; lk itself when keyMask is null. Arithmetic rather than a select, so a pad row's gradient is exactly 0.
+ */
+function withoutPadKeys(lk: tf.Tensor4D, keyMask: tf.Tensor2D | null): tf.Tensor4D {
+  if (keyMask === null) return lk;
+  const real = keyRows(keyMask); // [b, 1, n, 1]
+  return tf.add(tf.mul(lk, real), tf.mul(tf.sub(1, real), NEG)) as tf.Tensor4D; // [b, h, n, m]
+}
+
+/**
+ * [b, 1, n, 1]: 1 where query i sees some real key of `keyMask` [b, n] (any key of its sequence; when causal, one at
+ * j <= i), else 0. Such a row has no real key to normalise over: with every key's features at NEG the log-space
+ * forms spread it over the pad keys instead (NEG − NEG = 0), so its output and weights are multiplied by 0.
+ */
+function liveQueries(keyMask: tf.Tensor2D, causal: boolean): tf.Tensor4D {
+  const [b, n] = keyMask.shape;
+  const real = tf.reshape(keyRows(keyMask), [b, n]); // [b, n]
+  const seen = causal ? tf.cumsum(real, 1) : tf.max(real, 1, true); // [b, n] or [b, 1]
+  return tf.reshape(tf.cast(tf.greater(seen, 0), "float32"), [b, 1, causal ? n : 1, 1]); // [b, 1, n or 1, 1]
+}
+
+/** The log-features of q and k [b·h, n, m] (pad keys at NEG) and v [b·h, n, dv], heads merged into the batch. */
+function logParts(qkv: QKV, projection: tf.Tensor2D, keyMask: tf.Tensor2D | null = null) {
   return {
     lq: merged(favorLogFeatures(qkv.q, { projection })),
-    lk: merged(favorLogFeatures(qkv.k, { projection })),
+    lk: merged(withoutPadKeys(favorLogFeatures(qkv.k, { projection }), keyMask)),
     v: merged(qkv.v),
   };
 }
@@ -686,25 +711,34 @@ export const performer = defineVariant<PerformerOptions, PerformerState>({
     const [b, h, n] = qk.q.shape;
     const projection = projectionFor(qk.q.shape[3], o);
     const lq = merged(favorLogFeatures(qk.q, { projection })); // [b·h, n, m]
-    const lk = merged(favorLogFeatures(qk.k, { projection })); // [b·h, n, m]
+    const lk = merged(withoutPadKeys(favorLogFeatures(qk.k, { projection }), o.keyMask)); // [b·h, n, m]
     const matrix = favorMatrix(lq, lk, { causal: o.causal, eps: o.eps, form: o.form }); // [b·h, n, n]
-    return tf.reshape(matrix, [b, h, n, n]); // [b, h, n, n]
+    const w = tf.reshape(matrix, [b, h, n, n]) as tf.Tensor4D; // [b, h, n, n]
+    return o.keyMask === null ? w : tf.mul(w, liveQueries(o.keyMask, o.causal)) as tf.Tensor4D;
   },
   attend: (qkv, o) => {
     const [b, h, n] = qkv.q.shape;
     const dv = qkv.v.shape[3];
     const projection = projectionFor(qkv.q.shape[3], o);
-    const parts = logParts(qkv, projection); // lq, lk [b·h, n, m], v [b·h, n, dv]
+    const parts = logParts(qkv, projection, o.keyMask); // lq, lk [b·h, n, m], v [b·h, n, dv]
+    const live = o.keyMask === null ? null : liveQueries(o.keyMask, o.causal); // [b, 1, n or 1, 1]
+    const finish = (out: tf.Tensor3D) => {
+      const y = tf.reshape(out, [b, h, n, dv]) as tf.Tensor4D; // [b, h, n, dv]
+      return live === null ? y : tf.mul(y, live) as tf.Tensor4D;
+    };
     if (!o.causal) {
       paths.attend = "global";
-      return tf.reshape(favorGlobal(parts, o.eps), [b, h, n, dv]);
+      return finish(favorGlobal(parts, o.eps));
     }
     // The fused product runs where its kernel is registered (the blas backend), which also reads back synchronously.
     const fusable = o.form === "auto" && n > 0 && tf.getKernel(CAUSAL_PRODUCT, tf.getBackend()) !== undefined;
-    const fused = fusable ? favorFused(parts, { chunkSize: o.chunkSize, eps: o.eps, heads: h }) : null;
+    // The rows that see no real key (1) go into the fused product's row sums, so that they do not fail its test.
+    const dead = live === null || !fusable
+      ? null
+      : tf.reshape(tf.broadcastTo(tf.sub(1, live), [b, h, n, 1]), [b * h, n, 1]) as tf.Tensor3D; // [b·h, n, 1]
+    const fused = fusable ? favorFused(parts, { chunkSize: o.chunkSize, eps: o.eps, heads: h, dead }) : null;
     paths.attend = fused === null ? "chunked" : "fused";
-    const output = fused ?? favorChunked(parts, { chunkSize: o.chunkSize, eps: o.eps, before: null }).output;
-    return tf.reshape(output, [b, h, n, dv]);
+    return finish(fused ?? favorChunked(parts, { chunkSize: o.chunkSize, eps: o.eps, before: null }).output);
   },
   // The kernel forms' matmul count plus 4·bh·n·dk·m for projecting q and k onto the m random features. A causal chunk
   // that falls back to log space does its C·C·m in-chunk products as exponentials instead (the same count).

@@ -20,7 +20,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { kernelFlops } from "./kernel.ts";
 import type { AttentionOptions, QK, QKV, StateDims } from "./types.ts";
-import { defineVariant, paddedLength } from "./variant.ts";
+import { defineVariant, paddedLength, zeroPadKeys } from "./variant.ts";
 
 /** Options of {@linkcode retention}. */
 export interface RetentionOptions extends AttentionOptions {
@@ -88,7 +88,8 @@ function decayMatrix(gammas: number[], n: number, causal: boolean): tf.Tensor3D 
 function weights({ q, k }: QK, o: Required<RetentionOptions>): tf.Tensor4D {
   const [, h, n, dk] = q.shape;
   const d = decayMatrix(retentionDecays(h, o.gamma), n, o.causal); // [h, n, n]
-  return tf.mul(tf.mul(tf.matMul(q, k, false, true), scaleOf(dk, o)), d) as tf.Tensor4D; // [b, h, n, n]
+  const keys = zeroPadKeys(k, o.keyMask); // [b, h, n, dk]
+  return tf.mul(tf.mul(tf.matMul(q, keys, false, true), scaleOf(dk, o)), d) as tf.Tensor4D; // [b, h, n, n]
 }
 
 /**
@@ -147,7 +148,9 @@ function step(qkv: QKV, o: Required<RetentionOptions>, state: tf.Tensor4D): { ou
   return { output, s };
 }
 
-function attend(qkv: QKV, o: Required<RetentionOptions>): tf.Tensor4D {
+function attend(given: QKV, o: Required<RetentionOptions>): tf.Tensor4D {
+  // No denominator: a pad key with k_j = 0 adds nothing to any output or state, and positions (the decay) stay put.
+  const qkv = { ...given, k: zeroPadKeys(given.k, o.keyMask) }; // k [b, h, n, dk]
   const forward = chunked(qkv, o, null).output; // [b, h, n, dv]
   if (o.causal) return forward;
   // γ^|n−m| = the causal sum, plus the causal sum over the reversed sequence, minus the diagonal (in both).

@@ -12,7 +12,7 @@ import type { AttentionOptions, QKV } from "./types.ts";
 import { fusedSoftmaxAttention, fusesSoftmaxAttention } from "../blas/fused_attention.ts";
 import { lowerTriangle } from "./kernel.ts";
 import { appendTokens, maskedAttend, sliceTokens } from "./_decoding.ts";
-import { defineVariant, forwardFlops, maskBias, maskedSoftmax } from "./variant.ts";
+import { allowRealKeys, defineVariant, forwardFlops, keyMaskedSoftmax, maskBias, maskedSoftmax } from "./variant.ts";
 
 /** Options of {@linkcode softmax}. */
 export interface SoftmaxOptions extends AttentionOptions {
@@ -22,24 +22,30 @@ export interface SoftmaxOptions extends AttentionOptions {
   queryBlockSize?: number | null;
 }
 
-function blockLogits(
+/**
+ * softmax(qb kᵀ · scale) [b, h, B, nk] of a block of B queries from position `start` against the first nk keys, under
+ * the causal mask and the key-padding mask (a row left with no key is 0; README.md, "Key-padding masks").
+ */
+function blockProbabilities(
   qb: tf.Tensor4D,
   k: tf.Tensor4D,
-  o: { scale: number; causal: boolean; start: number },
+  o: { scale: number; causal: boolean; start: number; keyMask: tf.Tensor2D | null },
 ): tf.Tensor4D {
   const [, , rows] = qb.shape;
   const keys = k.shape[2];
-  let logits: tf.Tensor4D = tf.mul(tf.matMul(qb, k, false, true), o.scale); // [b, h, B, nk]
-  if (o.causal) {
-    logits = tf.add(logits, maskBias(lowerTriangle(rows, { cols: keys, offset: o.start }))); // mask [B, nk]
-  }
-  return logits;
+  const logits: tf.Tensor4D = tf.mul(tf.matMul(qb, k, false, true), o.scale); // [b, h, B, nk]
+  const visible = o.causal ? lowerTriangle(rows, { cols: keys, offset: o.start }) : null; // [B, nk]
+  if (o.keyMask === null) return tf.softmax(visible === null ? logits : tf.add(logits, maskBias(visible)));
+  const keyMask = tf.slice(o.keyMask, [0, 0], [-1, keys]) as tf.Tensor2D; // [b, nk]
+  const allowed = allowRealKeys(visible ?? tf.ones([1, keys]), keyMask); // [b, 1, B or 1, nk]
+  return keyMaskedSoftmax(logits, allowed);
 }
 
 /**
  * Softmax attention over query blocks, with a gradient that recomputes each block's
  * probabilities (as FlashAttention does) instead of keeping all of them: O(B n) memory.
- * Causal blocks only read the keys up to their last query.
+ * Causal blocks only read the keys up to their last query. With `keyMask` [b, n], the pad keys get no weight and a
+ * query row left with no key is 0.
  *
  * @example
  * ```ts
@@ -54,11 +60,12 @@ function blockLogits(
  */
 export function blockedSoftmaxAttend(
   qkv: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D },
-  options: { causal?: boolean; scale?: number | null; queryBlockSize: number },
+  options: { causal?: boolean; scale?: number | null; queryBlockSize: number; keyMask?: tf.Tensor2D | null },
 ): tf.Tensor4D {
   const [, , n, dk] = qkv.q.shape;
   const scale = options.scale ?? 1 / Math.sqrt(dk);
   const causal = options.causal ?? false;
+  const keyMask = options.keyMask ?? null;
   const size = options.queryBlockSize;
   const blocks = Array.from(
     { length: Math.ceil(n / size) },
@@ -74,9 +81,7 @@ export function blockedSoftmaxAttend(
     const outputs = blocks.map(({ start, rows }) =>
       tf.tidy(() => {
         const nk = keysFor(start, rows);
-        const p = tf.softmax(
-          blockLogits(rowsOf(q, start, rows), rowsOf(k, 0, nk), { scale, causal, start }),
-        );
+        const p = blockProbabilities(rowsOf(q, start, rows), rowsOf(k, 0, nk), { scale, causal, start, keyMask });
         return tf.matMul(p, rowsOf(v, 0, nk)); // [b, h, B, dv]
       })
     );
@@ -93,7 +98,8 @@ export function blockedSoftmaxAttend(
           const kb = rowsOf(sk, 0, nk);
           const vb = rowsOf(sv, 0, nk);
           const dob = rowsOf(dy as tf.Tensor4D, start, rows); // [b, h, B, dv]
-          const p = tf.softmax(blockLogits(qb, kb, { scale, causal, start })); // [b, h, B, nk]
+          // A row zeroed by the key mask has p = 0 there, so ds = 0: the derivative of a constant 0 output.
+          const p = blockProbabilities(qb, kb, { scale, causal, start, keyMask }); // [b, h, B, nk]
           const dp = tf.matMul(dob, vb, false, true); // [b, h, B, nk]
           const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))); // [b, h, B, nk]
           const toN = (x: tf.Tensor4D) => nk === n ? x : tf.pad(x, [[0, 0], [0, 0], [0, n - nk], [0, 0]]);
@@ -120,7 +126,8 @@ export function blockedSoftmaxAttend(
 }
 
 /**
- * softmax(Q K^T * scale + causal mask) [batch, heads, n, n].
+ * softmax(Q K^T * scale + causal mask) [batch, heads, n, n], over the real keys only when `keyMask` [batch, n] is given
+ * (a row with no real key it may see is 0).
  *
  * @example
  * ```ts
@@ -132,24 +139,29 @@ export function blockedSoftmaxAttend(
  */
 export function softmaxWeights(qk: { q: tf.Tensor4D; k: tf.Tensor4D }, options: SoftmaxOptions = {}): tf.Tensor4D {
   return tf.tidy(() => {
-    const [, , n, dk] = qk.q.shape;
-    const scale = options.scale ?? 1 / Math.sqrt(dk);
-    let logits: tf.Tensor4D = tf.mul(tf.matMul(qk.q, qk.k, false, true), scale); // [b, h, n, n]
-    if (options.causal) logits = tf.add(logits, maskBias(lowerTriangle(n)));
-    return tf.softmax(logits);
+    const scale = options.scale ?? 1 / Math.sqrt(qk.q.shape[3]);
+    const o = { scale, causal: options.causal ?? false, start: 0, keyMask: options.keyMask ?? null };
+    return blockProbabilities(qk.q, qk.k, o); // [b, h, n, n]
   });
 }
 
 function softmaxAttend(qkv: QKV, o: Required<SoftmaxOptions>): tf.Tensor4D {
   // On the blas backend: one fused kernel forward and one backward, by query blocks with the causal blocks' upper
-  // half skipped, O(block · n) memory (lib/blas/fused_attention.ts). Elsewhere the tf-op forms below.
-  if (fusesSoftmaxAttention(qkv) && (!o.causal || qkv.k.shape[2] === qkv.q.shape[2])) {
+  // half skipped, O(block · n) memory (lib/blas/fused_attention.ts). Elsewhere, and with a key mask (the kernel takes
+  // none), the tf-op forms below.
+  const fusable = o.keyMask === null && fusesSoftmaxAttention(qkv);
+  if (fusable && (!o.causal || qkv.k.shape[2] === qkv.q.shape[2])) {
     const blockSize = o.queryBlockSize ?? undefined;
     const scale = o.scale ?? 1 / Math.sqrt(qkv.q.shape[3]);
     return fusedSoftmaxAttention(qkv, { causal: o.causal, scale, ...(blockSize ? { blockSize } : {}) });
   }
   return o.queryBlockSize !== null && o.queryBlockSize < qkv.q.shape[2]
-    ? blockedSoftmaxAttend(qkv, { causal: o.causal, scale: o.scale, queryBlockSize: o.queryBlockSize })
+    ? blockedSoftmaxAttend(qkv, {
+      causal: o.causal,
+      scale: o.scale,
+      queryBlockSize: o.queryBlockSize,
+      keyMask: o.keyMask,
+    })
     : tf.matMul(softmaxWeights(qkv, o), qkv.v);
 }
 

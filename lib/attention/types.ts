@@ -11,7 +11,19 @@ import { checkNotDisposed, describeValue, type OptionRule } from "../_options.ts
 export interface AttentionOptions {
   /** Mask future keys: query i sees keys j <= i. Default false. */
   causal?: boolean;
+  /**
+   * A key-padding mask [batch, n] (PyTorch's `key_padding_mask`, inverted): 1 where key j of sequence b is a real
+   * token, 0 where it is padding. Pad keys are removed for every query of their sequence, causal or not, in
+   * attend(), weights() and reference() alike: no weight, no share of a denominator, and zero gradient for their k and
+   * v rows. A query that sees no real key returns 0 (its weights() row is 0). float32, int32 or bool (any nonzero
+   * entry counts as a real key). Default null: every key is real. The recurrent forms and the decoders refuse it
+   * (they run one unpadded sequence). README.md beside this file, "Key-padding masks", gives each variant's formula.
+   */
+  keyMask?: tf.Tensor2D | null;
 }
+
+/** A variant's own options, without those {@linkcode defineVariant} adds to every variant (`keyMask`). */
+export type OwnOptions<O extends AttentionOptions> = Omit<O, "keyMask">;
 
 /** Queries, keys and values. q, k: [batch, heads, n, dk]; v: [batch, heads, n, dv]. */
 export interface QKV {
@@ -144,9 +156,12 @@ export interface AttentionVariant<
   readonly rules: Readonly<Record<string, OptionRule>>;
 }
 
-/** The options of the causal state-carrying forms: the variant's own (causal implied), the state and its position. */
+/**
+ * The options of the causal state-carrying forms: the variant's own (causal implied; no keyMask: they run one unpadded
+ * sequence), the state and its position.
+ */
 export type StateFormOptions<O extends AttentionOptions, S extends StateTensors> =
-  & Omit<O, "causal">
+  & Omit<O, "causal" | "keyMask">
   & {
     causal?: true;
     /** The state after `position` tokens, from initialState() or an earlier call; default the zero state. */
@@ -164,7 +179,7 @@ export type StateFormOptions<O extends AttentionOptions, S extends StateTensors>
 export interface RecurrentAttentionVariant<O extends AttentionOptions, S extends StateTensors>
   extends AttentionVariant<O> {
   /** The state before the first token, for inputs of these sizes. The caller owns (and disposes) its tensors. */
-  initialState(dims: StateDims, options?: Omit<O, "causal"> & { causal?: true }): S;
+  initialState(dims: StateDims, options?: Omit<O, "causal" | "keyMask"> & { causal?: true }): S;
   /** The chunkwise-parallel form over n tokens: output [b, h, n, dv] and the state after the last token. */
   chunkedAttend(qkv: QKV, options?: StateFormOptions<O, S>): { output: tf.Tensor4D; state: S };
   /** The recurrent form: recurrentStep over the n tokens, O(1) state per token. */
@@ -298,6 +313,71 @@ export function checkQKV(owner: string, qkv: QKV): void {
       `${owner}: v must be [batch, heads, n, dv] with the batch, heads and n of k, got v [${
         v.shape.join(", ")
       }] and k [${k.shape.join(", ")}]`,
+    );
+  }
+}
+
+/** The rule of option `keyMask`, which {@linkcode defineVariant} adds to every variant's rules (default null). */
+export const KEY_MASK_RULE: OptionRule = Object.freeze({ type: "tensor", rank: 2, nullable: true });
+
+const KEY_MASK_DTYPES: readonly string[] = ["float32", "int32", "bool"];
+
+/**
+ * Checks a resolved option `keyMask` (already known to be null or a live rank-2 tensor, by {@linkcode KEY_MASK_RULE})
+ * against the keys k [batch, heads, n, dk]: its shape must be [batch, n] and its dtype float32, int32 or bool. A wrong
+ * dtype throws a TypeError, a wrong shape an Error; both name the option, what was expected and the fix.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { checkKeyMask } from "./types.ts";
+ * const k = tf.zeros([2, 1, 3, 4]) as tf.Tensor4D;
+ * checkKeyMask("demo", tf.tensor2d([[1, 1, 0], [1, 1, 1]]), k);
+ * try {
+ *   checkKeyMask("demo", tf.ones([2, 4]) as tf.Tensor2D, k);
+ * } catch (err) {
+ *   console.log((err as Error).message.startsWith("demo: option keyMask must have shape [batch, n] = [2, 3]")); // true
+ * }
+ * ```
+ */
+export function checkKeyMask(owner: string, keyMask: tf.Tensor2D | null, k: tf.Tensor4D): void {
+  if (keyMask === null) return;
+  if (!KEY_MASK_DTYPES.includes(keyMask.dtype)) {
+    throw new TypeError(
+      `${owner}: option keyMask must be float32, int32 or bool (1 for a real key, 0 for a pad key), got ` +
+        `${keyMask.dtype}; build it with tf.tensor2d(rows, [batch, n], "float32")`,
+    );
+  }
+  const [batch, , n] = k.shape;
+  if (keyMask.shape[0] !== batch || keyMask.shape[1] !== n) {
+    throw new Error(
+      `${owner}: option keyMask must have shape [batch, n] = [${batch}, ${n}] (k's batch and length), got ` +
+        `[${keyMask.shape.join(", ")}]; give one row per sequence with 1 for each real key and 0 for each pad key`,
+    );
+  }
+}
+
+/**
+ * Throws unless option `keyMask` is absent or null: the recurrent forms and the decoders run one sequence without
+ * padding, so a key-padding mask there is a mistake. The Error names `owner` and says where a mask belongs.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { refuseKeyMask } from "./types.ts";
+ * refuseKeyMask("demo", { keyMask: null });
+ * try {
+ *   refuseKeyMask("demo", { keyMask: tf.ones([1, 2]) });
+ * } catch (err) {
+ *   console.log((err as Error).message.startsWith("demo: option keyMask is for attend(), weights() and reference()")); // true
+ * }
+ * ```
+ */
+export function refuseKeyMask(owner: string, options: { keyMask?: unknown }): void {
+  if (options.keyMask !== undefined && options.keyMask !== null) {
+    throw new Error(
+      `${owner}: option keyMask is for attend(), weights() and reference() only; the recurrent forms and the ` +
+        `decoders run one sequence without padding: leave keyMask out and pass only the sequence's real tokens`,
     );
   }
 }

@@ -12,16 +12,20 @@ import * as tf from "@tensorflow/tfjs";
 import {
   type AttentionOptions,
   type AttentionVariant,
+  checkKeyMask,
   checkQK,
   checkQKV,
   type DecodeCall,
   type DecodingEngine,
   type FlopCount,
   type FlopSize,
+  KEY_MASK_RULE,
   type OptionRule,
+  type OwnOptions,
   type QK,
   type QKV,
   type RecurrentAttentionVariant,
+  refuseKeyMask,
   resolveOptions,
   type SessionContext,
   type StateDims,
@@ -81,13 +85,20 @@ export interface VariantSpec<
   X extends object = Record<never, never>,
 > {
   name: string;
-  /** Every option's default; `null` stands for a default computed from the input (e.g. 1/sqrt(dk)). */
-  defaults: Required<O>;
+  /**
+   * Every option's default; `null` stands for a default computed from the input (e.g. 1/sqrt(dk)). `keyMask` is not
+   * listed: {@linkcode defineVariant} adds it (default null) and its rule to every variant.
+   */
+  defaults: Required<OwnOptions<O>>;
   /** How each option is checked: the single source of the variant's rules (createModel and the decoders use them). */
-  rules: Record<keyof O & string, OptionRule>;
-  /** The fast path; inputs are checked and options resolved. */
+  rules: Record<keyof OwnOptions<O> & string, OptionRule>;
+  /**
+   * The fast path; inputs are checked and options resolved. `keyMask`, when not null, is a checked [batch, n] mask
+   * (any of its dtypes: read it through {@linkcode keyRows} or the helpers built on it) whose pad keys must be
+   * removed (README.md, "Key-padding masks").
+   */
   attend(qkv: QKV, options: Required<O>): tf.Tensor4D;
-  /** The explicit [batch, heads, n, n] matrix. */
+  /** The explicit [batch, heads, n, n] matrix, with the pad keys of `keyMask` removed as in attend(). */
   weights(qk: QK, options: Required<O>): tf.Tensor4D;
   /** The output norm applied after M v, if any. */
   outputNorm?(o: tf.Tensor4D, options: Required<O>): tf.Tensor4D;
@@ -213,9 +224,12 @@ function checkPosition(owner: string, position: unknown): number {
   return position;
 }
 
-/** The state forms of a variant with a {@linkcode RecurrentSpec}: options resolved, inputs and states checked. */
+/**
+ * The state forms of a variant with a {@linkcode RecurrentSpec}: options resolved (`spec` holds every option's default
+ * and rule, keyMask's included), inputs and states checked.
+ */
 function statefulForms<O extends AttentionOptions, S extends StateTensors>(
-  spec: VariantSpec<O, S>,
+  spec: { name: string; defaults: Required<O>; rules: Record<string, OptionRule> },
   recurrent: RecurrentSpec<O, S>,
 ) {
   const { name } = spec;
@@ -236,6 +250,7 @@ function statefulForms<O extends AttentionOptions, S extends StateTensors>(
     }
     const { state = null, position, ...rest } = (options ?? {}) as { state?: S | null; position?: unknown };
     const o = resolveOptions(owner, rest, { ...spec.defaults, causal: true }, rules) as Required<O>;
+    refuseKeyMask(owner, o);
     recurrent.check?.(o, owner);
     return { o, state, position: checkPosition(owner, position) };
   };
@@ -395,32 +410,41 @@ export function defineVariant<O extends AttentionOptions, X extends object = Rec
 export function defineVariant<O extends AttentionOptions, S extends StateTensors, X extends object>(
   spec: VariantSpec<O, S, X>,
 ): AttentionVariant<O, X> {
-  const { name, defaults, rules } = spec;
+  const { name } = spec;
+  // keyMask is every variant's option: its default and its rule live here, once.
+  const defaults = { ...spec.defaults, keyMask: null } as Required<O>;
+  const rules: Record<string, OptionRule> = { ...spec.rules, keyMask: KEY_MASK_RULE };
   const resolve = (method: string, options: O | undefined) =>
-    resolveOptions(`${name}.${method}`, options, defaults, rules as Record<string, OptionRule>);
+    resolveOptions(`${name}.${method}`, options, defaults, rules);
+  // The options of attend, weights and reference: resolved, and the key mask checked against k.
+  const resolveFor = (method: string, k: tf.Tensor4D, options: O | undefined) => {
+    const o = resolve(method, options);
+    checkKeyMask(`${name}.${method}`, o.keyMask ?? null, k);
+    return o;
+  };
   const visible = spec.visible ?? causalOnly;
-  const forms = spec.recurrent ? statefulForms(spec, spec.recurrent) : null;
+  const forms = spec.recurrent ? statefulForms({ name, defaults, rules }, spec.recurrent) : null;
   const { engine, ...stateful } = forms ?? { engine: null };
   const decoding = (engine ?? (spec.decoding ? ownEngine(spec.decoding) : null)) as DecodingEngine<X> | null;
   return Object.freeze({
     name,
     defaults: Object.freeze({ ...defaults }),
-    rules: Object.freeze({ ...rules }) as Readonly<Record<string, OptionRule>>,
+    rules: Object.freeze({ ...rules }),
     decoding,
     ...stateful,
     attend(qkv: QKV, options?: O): tf.Tensor4D {
       checkQKV(`${name}.attend`, qkv);
-      const o = resolve("attend", options);
+      const o = resolveFor("attend", qkv.k, options);
       return tf.tidy(() => spec.attend(qkv, o));
     },
     weights(qk: QK, options?: O): tf.Tensor4D {
       checkQK(`${name}.weights`, qk);
-      const o = resolve("weights", options);
+      const o = resolveFor("weights", qk.k, options);
       return tf.tidy(() => spec.weights(qk, o));
     },
     reference(qkv: QKV, options?: O): tf.Tensor4D {
       checkQKV(`${name}.reference`, qkv);
-      const o = resolve("reference", options);
+      const o = resolveFor("reference", qkv.k, options);
       return tf.tidy(() => {
         const out = tf.matMul(spec.weights(qkv, o), qkv.v) as tf.Tensor4D; // [b, h, n, dv]
         return spec.outputNorm ? spec.outputNorm(out, o) : out;
@@ -501,4 +525,72 @@ export function maskFrom(n: number, allowed: (i: number, j: number) => boolean):
   const data = new Float32Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) data[i * n + j] = allowed(i, j) ? 1 : 0;
   return tf.tensor2d(data, [n, n]);
+}
+
+/**
+ * A key-padding mask [batch, n] (float32, int32 or bool; nonzero: a real key) as float32 0/1 along the key axis of
+ * [batch, heads, n, d] tensors: [batch, 1, n, 1]. Keys, values and key features times it have their pad rows zeroed.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { keyRows } from "./variant.ts";
+ * const rows = keyRows(tf.tensor2d([[true, false]], [1, 2], "bool"));
+ * console.log(rows.shape.join(","), rows.dtype, Array.from(rows.dataSync()).join(" ")); // 1,1,2,1 float32 1 0
+ * ```
+ */
+export function keyRows(keyMask: tf.Tensor2D): tf.Tensor4D {
+  const [b, n] = keyMask.shape;
+  return tf.tidy(() => tf.reshape(tf.cast(tf.notEqual(keyMask, 0), "float32"), [b, 1, n, 1])); // [b, 1, n, 1]
+}
+
+/**
+ * x [batch, heads, n, d] (keys, values or key features) with the rows of the pad keys of `keyMask` [batch, n] set to
+ * 0; x itself when keyMask is null. A kernel variant's φ(k_j) = 0 removes key j from its numerator and denominator.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { zeroPadKeys } from "./variant.ts";
+ * const x = zeroPadKeys(tf.ones([1, 1, 3, 2]) as tf.Tensor4D, tf.tensor2d([[1, 0, 1]]));
+ * console.log(Array.from(x.dataSync()).join(" ")); // 1 1 0 0 1 1
+ * ```
+ */
+export function zeroPadKeys(x: tf.Tensor4D, keyMask: tf.Tensor2D | null): tf.Tensor4D {
+  return keyMask === null ? x : tf.tidy(() => tf.mul(x, keyRows(keyMask)) as tf.Tensor4D); // [b, h, n, d]
+}
+
+/**
+ * A 0/1 pattern `allowed` [..., nq, n] over (query, key) with the columns of the pad keys of `keyMask` [batch, n] set
+ * to 0: [batch, 1, nq, n] for an [nq, n] pattern; `allowed` itself when keyMask is null.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { allowRealKeys } from "./variant.ts";
+ * const allowed = allowRealKeys(tf.ones([2, 2]) as tf.Tensor2D, tf.tensor2d([[1, 0]]));
+ * console.log(allowed.shape.join(","), JSON.stringify(allowed.arraySync())); // 1,1,2,2 [[[[1,0],[1,0]]]]
+ * ```
+ */
+export function allowRealKeys(allowed: tf.Tensor, keyMask: tf.Tensor2D | null): tf.Tensor {
+  if (keyMask === null) return allowed;
+  const [b, n] = keyMask.shape;
+  return tf.tidy(() => tf.mul(allowed, tf.reshape(keyRows(keyMask), [b, 1, 1, n]))); // [b, 1, nq, n]
+}
+
+/**
+ * softmax(logits + maskBias(allowed)) · allowed: {@linkcode maskedSoftmax}, except that a row with no allowed key is
+ * 0 rather than spread evenly over the keys it masks. The scores of softmax attention under a key-padding mask, where
+ * a query can lose every key it sees; elsewhere the masked entries are already exactly 0, so nothing else changes.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { keyMaskedSoftmax } from "./variant.ts";
+ * const p = keyMaskedSoftmax(tf.zeros([2, 2]), tf.tensor2d([[1, 1], [0, 0]]));
+ * console.log(Array.from(p.dataSync()).join(" ")); // 0.5 0.5 0 0
+ * ```
+ */
+export function keyMaskedSoftmax<T extends tf.Tensor>(logits: T, allowed: tf.Tensor): T {
+  return tf.tidy(() => tf.mul(maskedSoftmax(logits, allowed), allowed) as T);
 }

@@ -12,7 +12,7 @@ import { type VariantName, variants } from "../attention/mod.ts";
 export const VARIANT_NAMES = Object.keys(variants) as VariantName[];
 
 /**
- * One layer's attention: a registered variant and its options (`causal` is set by the model), and whether its output
+ * One layer's attention: a registered variant and its options (`causal` and `keyMask` are set by the model), and whether its output
  * (all heads concatenated, before the output projection) is scaled by a learned per-channel gain, initialised to 1: with
  * NormAttention's `norm: "rms"` that makes RMSNorm with a learned gain, Table 1's "RMSNorm" row (the variant's own norms
  * have no parameters).
@@ -234,12 +234,18 @@ function layerAttention(entry: unknown, index: number): LayerAttention {
     throw new Error(`${where}.options must be an object, got ${describeValue(options)}`);
   }
   const { defaults, rules } = variants[variant as VariantName];
-  const accepted = Object.keys(defaults).filter((k) => k !== "causal");
+  const accepted = Object.keys(defaults).filter((k) => k !== "causal" && k !== "keyMask");
   for (const key of Object.keys(options)) {
     if (key === "causal") {
       throw new Error(
         `${where}.options: "causal" is set by the model from its task ("lm" is causal, "mlm" and "classify" are ` +
           "not); remove it",
+      );
+    }
+    if (key === "keyMask") {
+      throw new Error(
+        `${where}.options: "keyMask" is set by the model for each batch (a classifier's pad tokens); remove it and ` +
+          "pass the pad id to logits() or in the batch",
       );
     }
     if (!accepted.includes(key)) {

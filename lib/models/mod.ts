@@ -1,6 +1,6 @@
 /**
  * Models: a small TransNormer-style transformer with one attention variant per layer, its
- * config and presets, and position encodings.
+ * config and presets, position encodings, and its diagnostics (probes.ts).
  *
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
@@ -18,3 +18,4 @@ export * from "./generate.ts";
 export * from "./model.ts";
 export * from "./positions.ts";
 export * from "./pretrained.ts";
+export * from "./probes.ts";

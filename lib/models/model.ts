@@ -5,11 +5,14 @@
  * (`x + Attn(Norm(x))`, then `x + FFN(Norm(x))`) → final norm → head.
  * The language model ties its output head to the embedding and is causal; the masked language model
  * (task "mlm") has the same tied head but bidirectional attention in every layer, and its loss averages
- * over the masked positions only; the classifier is bidirectional, mean-pools the non-pad tokens and
- * applies a linear head.
+ * over the masked positions only; the classifier is bidirectional, keeps its pad tokens out of every
+ * layer's keys (a key-padding mask) and out of the mean pooling, and applies a linear head.
  *
  * Every attention layer projects q, k, v, runs its variant's fast `attend` (or, for the diagnostics,
  * the explicit `weights(q, k) · v` reference), merges the heads and projects out.
+ *
+ * The file reads top to bottom: the parameters, then the model (its forward pass, then the hook point
+ * `trace` that the diagnostics in probes.ts run through), then `createModel`. The input checks are in _checks.ts.
  *
  * @module
  */
@@ -29,7 +32,9 @@ import {
   type PresetName,
   PRESETS,
 } from "./config.ts";
+import { checkBatch, checkIdTensor, checkPadOption, withIdsInVocabulary } from "./_checks.ts";
 import { rotary, sinusoidalTable } from "./positions.ts";
+import { attentionWeights, firstNonFinite, referenceLoss, scoreGradientNorms, scoreGradients } from "./probes.ts";
 
 /**
  * The most parameters a model may have, 2^28: checked before any weight is allocated, so that a mistyped size fails
@@ -40,14 +45,18 @@ export const MAX_PARAMETERS = 268_435_456;
 /** A batch the model trains on. */
 export type ModelBatch = LmBatch | ClassBatch;
 
-/** How one forward pass runs its attention layers. */
-interface ForwardHooks {
-  /** "fast": variant.attend; "reference": outputNorm(weights(q, k) · v), with `perturb[i]` added to layer i's matrix. */
-  mode: "fast" | "reference";
+/**
+ * Hooks of a traced forward pass ({@linkcode TransformerModel.trace}), all optional: what the diagnostics
+ * (probes.ts) and an incremental decoder (generate.ts) run the model with.
+ */
+export interface TraceHooks {
+  /** "fast" (default): variant.attend; "reference": outputNorm(weights(q, k) · v), `perturb[i]` added to layer i's. */
+  form?: "fast" | "reference";
+  /** One tensor [b, h, n, n] per layer, added to its attention matrix in the reference form. */
   perturb?: tf.Tensor4D[];
-  /** Sees every layer's q and k [b, h, n, dh] and the options its variant ran with. */
+  /** Sees every layer's q and k [b, h, n, dh] and the options its variant runs with. */
   capture?: (layer: number, q: tf.Tensor4D, k: tf.Tensor4D, options: Record<string, unknown>) => void;
-  /** Padding id for the classifier's pooling. */
+  /** Classifier only: the padding id, left out of every layer's keys and of the pooling. */
   pad?: number;
   /** Position of the first token (sinusoidal table and rotary); default 0. */
   offset?: number;
@@ -57,12 +66,14 @@ interface ForwardHooks {
   inspect?: (stage: string, x: tf.Tensor) => void;
 }
 
+const TRACE_HOOKS = ["form", "perturb", "capture", "pad", "offset", "attend", "inspect"];
+
 /** Computes one layer's attention output [b, h, n, dh] in place of the variant (e.g. from a decoding state). */
 export type AttendHook = (layer: number, qkv: QKV, options: Record<string, unknown>) => tf.Tensor4D;
 
 /** Options of {@linkcode TransformerModel.logits}. */
 export interface LogitsOptions {
-  /** Classifier only: the padding id left out of the mean pooling. */
+  /** Classifier only: the padding id, left out of every layer's keys and of the mean pooling. */
   pad?: number;
   /** "fast" (default): each variant's attend(); "reference": its explicit weights(q, k) · v. */
   form?: "fast" | "reference";
@@ -156,7 +167,8 @@ export function parameterCount(config: ModelConfig): number {
 }
 
 /**
- * A model built by {@linkcode createModel}: logits, the training loss, and the attention diagnostics.
+ * A model built by {@linkcode createModel}: logits and the training loss, then the hook point
+ * ({@linkcode TransformerModel.trace}) that the attention diagnostics (probes.ts beside this file) run through.
  *
  * @example
  * ```ts
@@ -232,39 +244,12 @@ export class TransformerModel {
 
   /**
    * Logits for token ids [b, n]: [b, n, vocab] for the language models ("lm", "mlm"), [b, classes] for the classifier.
-   * `pad` (classifier only) marks tokens left out of the pooling; `form: "reference"` runs every
-   * attention layer through its explicit O(n²) matrix instead of the fast path.
+   * `pad` (classifier only) marks padding: left out of every layer's keys and of the pooling. `form: "reference"` runs
+   * every attention layer through its explicit O(n²) matrix instead of the fast path.
    */
   logits(ids: tf.Tensor2D, options: LogitsOptions = {}): tf.Tensor {
     checkOptionKeys("TransformerModel.logits", options, ["pad", "form"]);
-    const { pad, form = "fast" } = options;
-    if (form !== "fast" && form !== "reference") {
-      throw new Error(`TransformerModel.logits: form must be "fast" or "reference", got ${String(form)}`);
-    }
-    this.#checkIds(ids);
-    this.#checkPad("TransformerModel.logits", pad);
-    return this.#guarded(ids, () => this.#head(this.#forward(ids, { mode: form, pad }), ids, pad));
-  }
-
-  /**
-   * Logits for ids [b, n] standing at positions offset..offset+n-1, with every layer's attention
-   * computed by `attend(layer, { q, k, v }, options)` instead of the variant: the hook an
-   * incremental decoder uses to run one new token against its per-layer states. `options` are the
-   * options the layer's variant runs with (including `causal` and Performer's seed).
-   */
-  logitsWith(ids: tf.Tensor2D, options: { offset?: number; attend: AttendHook; pad?: number }): tf.Tensor {
-    if (options === undefined) throw new Error("TransformerModel.logitsWith: options must be an object, got undefined");
-    checkOptionKeys("TransformerModel.logitsWith", options, ["offset", "attend", "pad"]);
-    const { offset = 0, attend, pad } = options;
-    this.#checkIds(ids);
-    this.#checkPad("TransformerModel.logitsWith", pad);
-    if (typeof attend !== "function") throw new Error("TransformerModel.logitsWith: attend must be a function");
-    if (!Number.isInteger(offset) || offset < 0 || offset + ids.shape[1] > this.config.maxLength) {
-      throw new Error(
-        `TransformerModel.logitsWith: offset must be an integer with offset + n <= maxLength (${this.config.maxLength}), got ${offset}`,
-      );
-    }
-    return this.#guarded(ids, () => this.#head(this.#forward(ids, { mode: "fast", offset, attend, pad }), ids, pad));
+    return this.trace(ids, { pad: options.pad, form: options.form }, { owner: "TransformerModel.logits" });
   }
 
   /**
@@ -286,218 +271,12 @@ export class TransformerModel {
    * ```
    */
   loss(batch: ModelBatch): tf.Scalar {
-    return tf.tidy(() => this.#loss(batch, { mode: "fast" }));
+    return tf.tidy(() => this.traceLoss(batch, { form: "fast" }));
   }
 
-  /**
-   * The loss through every layer's explicit reference form, outputNorm((M + E) · v), with
-   * `perturb[i]` = E added to layer i's attention matrix M (default: no perturbation).
-   * Its gradient with respect to E at 0 is {@linkcode scoreGradients}.
-   */
-  referenceLoss(batch: ModelBatch, options: { perturb?: tf.Tensor4D[] } = {}): tf.Scalar {
-    checkOptionKeys("TransformerModel.referenceLoss", options, ["perturb"]);
-    const { perturb } = options;
-    checkBatch(batch, { config: this.config, owner: "TransformerModel.referenceLoss" });
-    if (perturb !== undefined) {
-      const want = [batch.batch, this.config.heads, batch.length, batch.length].join(", ");
-      if (!Array.isArray(perturb) || perturb.length !== this.config.attention.length) {
-        throw new Error(
-          `TransformerModel.referenceLoss: perturb must hold one tensor per layer (${this.config.attention.length})`,
-        );
-      }
-      perturb.forEach((e, i) => {
-        if (!(e instanceof tf.Tensor) || e.shape.join(", ") !== want) {
-          throw new Error(`TransformerModel.referenceLoss: perturb[${i}] must have shape [${want}]`);
-        }
-        if (e.isDisposed) {
-          throw new Error(`TransformerModel.referenceLoss: perturb[${i}] was disposed; pass a live tensor`);
-        }
-      });
-    }
-    return tf.tidy(() => this.#loss(batch, { mode: "reference", perturb }));
-  }
+  // The forward pass, top to bottom: embed → blocks (attention, FFN) → final norm → head → loss.
 
-  /**
-   * Every layer's attention matrix M = variant.weights(q, k) on the layer's actual q and k, [b, h, n, n].
-   * For NormAttention and DiagAttention with relu blocks this is the raw (unnormalised) kernel matrix.
-   */
-  attentionWeights(ids: tf.Tensor2D, options: { pad?: number } = {}): tf.Tensor4D[] {
-    checkOptionKeys("TransformerModel.attentionWeights", options, ["pad"]);
-    this.#checkIds(ids);
-    this.#checkPad("TransformerModel.attentionWeights", options.pad);
-    return this.#guarded(ids, () => {
-      const out: tf.Tensor4D[] = [];
-      this.#forward(ids, {
-        mode: "fast",
-        pad: options.pad,
-        capture: (i, q, k, o) => out.push(variants[this.config.attention[i].variant].weights({ q, k }, o)),
-      });
-      return out;
-    });
-  }
-
-  /**
-   * Every layer's gradient of the batch loss with respect to its attention matrix M, [b, h, n, n],
-   * computed through the explicit reference form; entries a query cannot see (future keys, other
-   * blocks, outside the window) are zero.
-   */
-  scoreGradients(batch: ModelBatch): tf.Tensor4D[] {
-    if (this.#disposed) throw new Error("TransformerModel: the model was disposed");
-    checkBatch(batch, { config: this.config, owner: "TransformerModel.scoreGradients" });
-    const { batch: b, length: n } = batch;
-    const h = this.config.heads;
-    return tf.tidy(() => {
-      const zeros = this.config.attention.map(() => tf.zeros([b, h, n, n]) as tf.Tensor4D);
-      const grads = tf.grads((...perturb: tf.Tensor[]) =>
-        this.#loss(batch, { mode: "reference", perturb: perturb as tf.Tensor4D[] })
-      )(zeros);
-      return grads.map((g, i) => tf.mul(g, visibleKeys(this.config.attention[i], n, this.#causal)) as tf.Tensor4D);
-    });
-  }
-
-  /** Frobenius norm of each layer's {@linkcode scoreGradients}. */
-  scoreGradientNorms(batch: ModelBatch): number[] {
-    const grads = this.scoreGradients(batch);
-    const norms = grads.map((g) => tf.tidy(() => tf.norm(g).dataSync()[0]));
-    tf.dispose(grads);
-    return norms;
-  }
-
-  /**
-   * Where a non-finite loss starts: the first stage of the forward pass on `batch` whose output holds a
-   * NaN or ±Inf, in order "embed" (embedding + positions), "blocks.<i>.attn" and "blocks.<i>.ffn" (the
-   * residual stream after layer i's attention and FFN), "norm" (the final norm), "head" (the logits);
-   * null when every stage is finite. Non-finite q, k or v count as a non-finite attention output (the
-   * variants would throw on them). The training loop calls it when it stops on a non-finite loss.
-   *
-   * @example
-   * ```ts
-   * import { createModel } from "./model.ts";
-   * const model = createModel({ attention: "vanilla", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
-   * const batch = { kind: "lm" as const, inputs: Int32Array.from([1, 2]), targets: Int32Array.from([2, 3]), batch: 1, length: 2 };
-   * console.log(model.firstNonFinite(batch)); // null
-   * model.variables["blocks.1.ffn.w1"].assign(model.variables["blocks.1.ffn.w1"].mul(NaN));
-   * console.log(model.firstNonFinite(batch)); // blocks.1.ffn
-   * model.dispose();
-   * ```
-   */
-  firstNonFinite(batch: ModelBatch): string | null {
-    if (this.#disposed) throw new Error("TransformerModel: the model was disposed");
-    checkBatch(batch, { config: this.config, owner: "TransformerModel.firstNonFinite" });
-    const stages: string[] = [];
-    let flags: ArrayLike<number> = [];
-    tf.tidy(() => {
-      const finite: tf.Tensor[] = [];
-      const inspect = (stage: string, x: tf.Tensor) => {
-        stages.push(stage);
-        finite.push(tf.all(tf.isFinite(x))); // []
-      };
-      // The variants throw on non-finite q, k, v; here they give a NaN output that the next stage reports.
-      const attend: AttendHook = (i, qkv, options) => {
-        const bad = tf.tidy(() =>
-          !Number.isFinite(tf.sum(tf.mul(tf.concat([qkv.q, qkv.k, qkv.v], 3), 0)).dataSync()[0])
-        );
-        if (bad) return tf.fill(qkv.v.shape, NaN) as tf.Tensor4D; // [b, h, n, dh]
-        const variant = variants[this.config.attention[i].variant] as unknown as {
-          attend(qkv: QKV, o: object): tf.Tensor4D;
-        };
-        return variant.attend(qkv, options);
-      };
-      const ids = tf.tensor2d(batch.inputs, [batch.batch, batch.length], "int32"); // [b, n]
-      const pad = batch.kind === "cls" ? batch.pad : undefined;
-      inspect("head", this.#head(this.#forward(ids, { mode: "fast", pad, inspect, attend }), ids, pad));
-      flags = tf.stack(finite).dataSync(); // [stages]
-    });
-    const bad = Array.from(flags).findIndex((f) => !f);
-    return bad < 0 ? null : stages[bad];
-  }
-
-  /** Frees the variables and the position table. */
-  dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    tf.dispose(Object.values(this.variables));
-    this.#positions?.dispose();
-  }
-
-  /** Only the causal language model masks future keys; "mlm" and "classify" attend both ways in every layer. */
-  get #causal(): boolean {
-    return this.config.task === "lm";
-  }
-
-  #checkIds(ids: tf.Tensor2D): tf.Tensor2D {
-    if (this.#disposed) throw new Error("TransformerModel: the model was disposed");
-    if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== "int32") {
-      throw new TypeError(
-        `TransformerModel: ids must be an int32 tf.Tensor2D [batch, n]; build one with tf.tensor2d(data, [b, n], "int32")`,
-      );
-    }
-    if (ids.isDisposed) {
-      throw new Error("TransformerModel: ids was disposed; pass a live tensor (dispose it after the call)");
-    }
-    const [b, n] = ids.shape;
-    if (n < 1 || n > this.config.maxLength) {
-      throw new RangeError(
-        `TransformerModel: sequence length must be 1..${this.config.maxLength} (maxLength), got ${n}`,
-      );
-    }
-    if (b < 1) throw new RangeError(`TransformerModel: ids must hold at least one sequence, got shape [${b}, ${n}]`);
-    return ids;
-  }
-
-  /**
-   * `compute()` (in a tidy) for ids that come as a tensor, once every id is known to be in the vocabulary. tf.oneHot
-   * turns an id outside 0..V-1 into a zero row (an all-zero embedding, with no error), and a lookup's check depends on
-   * the backend: where the backend reads synchronously, one min/max read and a RangeError instead. On webgpu, which
-   * cannot read synchronously under Deno (and a read would stall it), the check joins the computation: every output
-   * is multiplied by 1, or by NaN when an id is out of range, so bad ids show as NaN rather than as a silent zero row.
-   */
-  #guarded<T extends tf.Tensor | tf.Tensor[]>(ids: tf.Tensor2D, compute: () => T): T {
-    const V = this.config.vocabSize;
-    if (tf.getBackend() !== "webgpu") {
-      const [lo, hi] = tf.tidy(() => tf.stack([tf.min(ids), tf.max(ids)]).dataSync());
-      if (lo < 0 || hi >= V) {
-        throw new RangeError(
-          `TransformerModel: ids holds token id ${lo < 0 ? lo : hi}, outside the vocabulary 0..${V - 1} ` +
-            `(vocabSize ${V}); map such tokens to an id the model has, or build the model with a larger vocabSize`,
-        );
-      }
-      return tf.tidy(compute);
-    }
-    return tf.tidy(() => {
-      const inside = tf.logicalAnd(tf.greaterEqual(tf.min(ids), 0), tf.less(tf.max(ids), V));
-      const factor = tf.where(inside, tf.scalar(1), tf.scalar(NaN)); // []
-      const out = compute();
-      return (Array.isArray(out) ? out.map((t) => tf.mul(t, factor)) : tf.mul(out, factor)) as T;
-    });
-  }
-
-  #checkPad(owner: string, pad: unknown): void {
-    if (pad === undefined) return;
-    if (this.config.task !== "classify") {
-      throw new Error(`${owner}: option pad is only for a classifier (task "classify"); remove it`);
-    }
-    if (typeof pad !== "number") throw new TypeError(`${owner}: option pad must be a token id, got ${String(pad)}`);
-    if (!Number.isInteger(pad) || pad < 0 || pad >= this.config.vocabSize) {
-      // A pad that matches no token would pool the padding silently.
-      throw new RangeError(
-        `${owner}: option pad must be a token id in 0..${this.config.vocabSize - 1}, got ${pad}`,
-      );
-    }
-  }
-
-  #v(name: string): tf.Variable {
-    return this.variables[name];
-  }
-
-  #norm(x: tf.Tensor3D, prefix: string): tf.Tensor3D {
-    // SimpleRMSNorm: normalizeLastAxis(x, "srms") bit for bit, value and gradient, one fused kernel each way on blas.
-    if (this.config.norm === "srms") return srmsNorm(x); // [b, n, d]
-    const y = normalizeLastAxis(x, this.config.norm);
-    return tf.add(tf.mul(y, this.#v(`${prefix}.weight`)), this.#v(`${prefix}.bias`));
-  }
-
-  #forward(ids: tf.Tensor2D, hooks: ForwardHooks): tf.Tensor3D {
+  #forward(ids: tf.Tensor2D, hooks: TraceHooks): tf.Tensor3D {
     const { vocabSize: V, dModel: d } = this.config;
     const [b, n] = ids.shape;
     const flat = tf.reshape(ids, [b * n]); // [b*n]
@@ -510,9 +289,11 @@ export class TransformerModel {
     const offset = hooks.offset ?? 0;
     if (this.#positions) x = tf.add(x, tf.slice(this.#positions, [offset, 0], [n, d])); // [b, n, d]
     hooks.inspect?.("embed", x);
+    // The classifier's pad tokens are left out of every layer's keys, as they are out of the pooling.
+    const keyMask = hooks.pad === undefined ? null : tf.cast(tf.notEqual(ids, hooks.pad), "float32") as tf.Tensor2D; // [b, n]
     this.config.attention.forEach((layer, i) => {
       const p = `blocks.${i}`;
-      x = tf.add(x, this.#attention(this.#norm(x, `${p}.norm1`), layer, i, hooks));
+      x = tf.add(x, this.#attention(this.#norm(x, `${p}.norm1`), { layer, i, keyMask }, hooks));
       hooks.inspect?.(`${p}.attn`, x);
       x = tf.add(x, this.#ffn(this.#norm(x, `${p}.norm2`), p));
       hooks.inspect?.(`${p}.ffn`, x);
@@ -522,7 +303,12 @@ export class TransformerModel {
     return out;
   }
 
-  #attention(x: tf.Tensor3D, layer: LayerAttention, i: number, hooks: ForwardHooks): tf.Tensor3D {
+  #attention(
+    x: tf.Tensor3D,
+    at: { layer: LayerAttention; i: number; keyMask: tf.Tensor2D | null },
+    hooks: TraceHooks,
+  ): tf.Tensor3D {
+    const { layer, i } = at;
     const { heads: H, dModel: d, seed } = this.config;
     const [b, n] = x.shape;
     const dh = d / H;
@@ -536,6 +322,7 @@ export class TransformerModel {
       k = rotary(k, { offset: hooks.offset ?? 0 });
     }
     const options: Record<string, unknown> = { ...layer.options, causal: this.#causal };
+    if (at.keyMask !== null) options.keyMask = at.keyMask;
     // A variant with a `seed` option (Performer's random features) gets one per layer unless the layer sets it.
     if ("seed" in variants[layer.variant].defaults && options.seed === undefined) options.seed = seed * 1009 + i;
     hooks.capture?.(i, q, k, options);
@@ -547,7 +334,7 @@ export class TransformerModel {
     let o: tf.Tensor4D; // [b, h, n, dh]
     if (hooks.attend) {
       o = hooks.attend(i, { q, k, v }, options);
-    } else if (hooks.mode === "fast") {
+    } else if (hooks.form !== "reference") {
       o = variant.attend({ q, k, v }, options);
     } else {
       let m = variant.weights({ q, k }, options); // [b, h, n, n]
@@ -568,6 +355,13 @@ export class TransformerModel {
     return dense(gelu(dense(x, this.#v(`${p}.ffn.w1`))), this.#v(`${p}.ffn.w2`));
   }
 
+  #norm(x: tf.Tensor3D, prefix: string): tf.Tensor3D {
+    // SimpleRMSNorm: normalizeLastAxis(x, "srms") bit for bit, value and gradient, one fused kernel each way on blas.
+    if (this.config.norm === "srms") return srmsNorm(x); // [b, n, d]
+    const y = normalizeLastAxis(x, this.config.norm);
+    return tf.add(tf.mul(y, this.#v(`${prefix}.weight`)), this.#v(`${prefix}.bias`));
+  }
+
   #head(h: tf.Tensor3D, ids: tf.Tensor2D, pad: number | undefined): tf.Tensor {
     const { vocabSize: V, task } = this.config;
     const [b, n, d] = h.shape;
@@ -580,8 +374,7 @@ export class TransformerModel {
     return tf.add(tf.matMul(pooled, this.#v("head.weight")), this.#v("head.bias")); // [b, classes]
   }
 
-  #loss(batch: ModelBatch, hooks: ForwardHooks): tf.Scalar {
-    checkBatch(batch, { config: this.config, owner: "TransformerModel.loss" });
+  #loss(batch: ModelBatch, hooks: TraceHooks): tf.Scalar {
     const ids = tf.tensor2d(batch.inputs, [batch.batch, batch.length], "int32");
     const pad = batch.kind === "cls" ? batch.pad : undefined;
     const logits = this.#head(this.#forward(this.#checkIds(ids), { ...hooks, pad }), ids, pad);
@@ -599,6 +392,134 @@ export class TransformerModel {
     const weighted = softmaxCrossEntropy(tf.reshape(logits, [rows, V]), targets, { weights: mask }); // [b*n]
     return tf.div(tf.sum(weighted), tf.maximum(tf.sum(mask), 1));
   }
+
+  // The hook point: the forward pass with hooks, for the diagnostics in probes.ts and for a researcher's own.
+
+  /**
+   * The forward pass on ids [b, n] with `hooks` (see {@linkcode TraceHooks}), in a tidy: returns the logits, as
+   * {@linkcode TransformerModel.logits} does, or what `options.pick(logits)` returns (tensors made by the hooks, kept
+   * out of the tidy). `options.owner` names the caller in errors. Every id must be in the vocabulary.
+   *
+   * @example
+   * ```ts
+   * import * as tf from "@tensorflow/tfjs";
+   * import { createModel } from "./model.ts";
+   * const model = createModel({ attention: "vanilla", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
+   * const ids = tf.tensor2d([[1, 2, 3]], [1, 3], "int32");
+   * const norms: tf.Tensor[] = [];
+   * const inspect = (stage: string, x: tf.Tensor) => { if (stage.endsWith(".attn")) norms.push(tf.norm(x)); };
+   * const stream = model.trace(ids, { inspect }, { pick: () => tf.stack(norms) }); // the stream's norm after each attention
+   * console.log(stream.shape.join(",")); // 2
+   * tf.dispose([ids, stream]);
+   * model.dispose();
+   * ```
+   */
+  trace<T extends tf.Tensor | tf.Tensor[] = tf.Tensor>(
+    ids: tf.Tensor2D,
+    hooks: TraceHooks = {},
+    options: { owner?: string; pick?: (logits: tf.Tensor) => T } = {},
+  ): T {
+    const { owner = "TransformerModel.trace", pick = (logits: tf.Tensor) => logits as T } = options;
+    checkOptionKeys(owner, hooks, TRACE_HOOKS);
+    const { form = "fast", pad, offset = 0 } = hooks;
+    if (form !== "fast" && form !== "reference") {
+      throw new Error(`${owner}: form must be "fast" or "reference", got ${String(form)}`);
+    }
+    this.#checkIds(ids);
+    checkPadOption(pad, { config: this.config, owner });
+    for (const key of ["capture", "attend", "inspect"] as const) {
+      if (hooks[key] !== undefined && typeof hooks[key] !== "function") {
+        throw new TypeError(`${owner}: ${key} must be a function`);
+      }
+    }
+    if (!Number.isInteger(offset) || offset < 0 || offset + ids.shape[1] > this.config.maxLength) {
+      throw new Error(
+        `${owner}: offset must be an integer with offset + n <= maxLength (${this.config.maxLength}), got ${offset}`,
+      );
+    }
+    return withIdsInVocabulary(ids, this.config.vocabSize, () => pick(this.#head(this.#forward(ids, hooks), ids, pad)));
+  }
+
+  /**
+   * The mean loss of `batch` (as {@linkcode TransformerModel.loss}) through the forward pass with `hooks`; not in a
+   * tidy, so that tf.grads can differentiate it with respect to tensors the hooks add (`perturb`). The batch's own
+   * pad id applies.
+   */
+  traceLoss(batch: ModelBatch, hooks: Omit<TraceHooks, "pad" | "offset"> = {}): tf.Scalar {
+    checkBatch(batch, { config: this.config, owner: "TransformerModel.loss" });
+    return this.#loss(batch, hooks);
+  }
+
+  // The diagnostics: their bodies are in probes.ts, beside this file.
+
+  /**
+   * Logits for ids [b, n] standing at positions offset..offset+n-1, with every layer's attention
+   * computed by `attend(layer, { q, k, v }, options)` instead of the variant: the hook an
+   * incremental decoder uses to run one new token against its per-layer states. `options` are the
+   * options the layer's variant runs with (including `causal` and Performer's seed).
+   */
+  logitsWith(ids: tf.Tensor2D, options: { offset?: number; attend: AttendHook; pad?: number }): tf.Tensor {
+    const owner = "TransformerModel.logitsWith";
+    if (options === undefined) throw new Error(`${owner}: options must be an object, got undefined`);
+    checkOptionKeys(owner, options, ["offset", "attend", "pad"]);
+    if (typeof options.attend !== "function") throw new Error(`${owner}: attend must be a function`);
+    return this.trace(ids, options, { owner });
+  }
+
+  /** The loss through the explicit reference forms, with perturbations of the attention matrices: see probes.ts. */
+  referenceLoss(batch: ModelBatch, options: { perturb?: tf.Tensor4D[] } = {}): tf.Scalar {
+    this.#checkLive();
+    return referenceLoss(this, batch, options);
+  }
+
+  /** Every layer's attention matrix [b, h, n, n] on the layer's actual q and k: see probes.ts. */
+  attentionWeights(ids: tf.Tensor2D, options: { pad?: number } = {}): tf.Tensor4D[] {
+    return attentionWeights(this, ids, options);
+  }
+
+  /** Every layer's gradient of the loss with respect to its attention matrix, [b, h, n, n]: see probes.ts. */
+  scoreGradients(batch: ModelBatch): tf.Tensor4D[] {
+    this.#checkLive();
+    return scoreGradients(this, batch);
+  }
+
+  /** Frobenius norm of each layer's {@linkcode TransformerModel.scoreGradients}. */
+  scoreGradientNorms(batch: ModelBatch): number[] {
+    this.#checkLive();
+    return scoreGradientNorms(this, batch);
+  }
+
+  /** The first stage of the forward pass whose output is not finite, or null: see probes.ts. */
+  firstNonFinite(batch: ModelBatch): string | null {
+    this.#checkLive();
+    return firstNonFinite(this, batch);
+  }
+
+  /** Frees the variables and the position table. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    tf.dispose(Object.values(this.variables));
+    this.#positions?.dispose();
+  }
+
+  /** Only the causal language model masks future keys; "mlm" and "classify" attend both ways in every layer. */
+  get #causal(): boolean {
+    return this.config.task === "lm";
+  }
+
+  #checkLive(): void {
+    if (this.#disposed) throw new Error("TransformerModel: the model was disposed");
+  }
+
+  #checkIds(ids: tf.Tensor2D): tf.Tensor2D {
+    this.#checkLive();
+    return checkIdTensor(ids, this.config);
+  }
+
+  #v(name: string): tf.Variable {
+    return this.variables[name];
+  }
 }
 
 /** x [b, n, din] · w [din, dout] -> [b, n, dout], as one 2D matmul. */
@@ -611,87 +532,6 @@ function gelu(x: tf.Tensor3D): tf.Tensor3D {
   // The tanh approximation; tfjs has no erf gradient on every backend.
   const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
   return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)));
-}
-
-/** 1 where query i can see key j in this layer, [n, n]: the variant's own visibility (diag's blocks, local's window). */
-function visibleKeys(layer: LayerAttention, n: number, causal: boolean): tf.Tensor2D {
-  return variants[layer.variant].visibleKeys(n, { ...layer.options, causal } as never);
-}
-
-/**
- * Checks a batch before any tensor is made, in one pass over each array: ids, targets and labels in range (tf.oneHot
- * turns an id out of range into a zero row, so a bad target would add 0 to the loss and a bad input read a zero
- * embedding, with no error), mask weights finite and >= 0 with at least one > 0.
- */
-function checkBatch(batch: ModelBatch, context: { config: ModelConfig; owner: string }): void {
-  const { config, owner } = context;
-  if (batch === null || typeof batch !== "object" || (batch.kind !== "lm" && batch.kind !== "cls")) {
-    throw new TypeError(`${owner}: batch must be an LmBatch (kind "lm") or a ClassBatch (kind "cls")`);
-  }
-  const want = config.task === "classify" ? "cls" : "lm";
-  if (batch.kind !== want) {
-    throw new Error(`${owner}: a ${config.task} model needs kind "${want}" batches, got "${batch.kind}"`);
-  }
-  for (const key of ["batch", "length"] as const) {
-    if (!Number.isInteger(batch[key]) || batch[key] < 1) {
-      throw new RangeError(`${owner}: batch.${key} must be an integer >= 1, got ${String(batch[key])}`);
-    }
-  }
-  if (batch.length > config.maxLength) {
-    throw new RangeError(
-      `${owner}: batch.length must be at most the model's maxLength ${config.maxLength}, got ${batch.length}`,
-    );
-  }
-  const size = batch.batch * batch.length;
-  const checkIds = (key: "inputs" | "targets" | "labels", count: number, fix: string) => {
-    const ids = (batch as unknown as Record<string, unknown>)[key];
-    const [what, limit] = key === "labels" ? ["label", config.numClasses!] : ["token id", config.vocabSize];
-    if (!(ids instanceof Int32Array) || ids.length !== count) {
-      const wanted = key === "labels" ? `batch = ${count}` : `batch*length = ${count}`;
-      throw new TypeError(`${owner}: batch.${key} must be an Int32Array of ${wanted} ${what}s`);
-    }
-    for (let i = 0; i < ids.length; i++) {
-      if (ids[i] < 0 || ids[i] >= limit) {
-        throw new RangeError(`${owner}: batch.${key}[${i}] is ${what} ${ids[i]}, outside 0..${limit - 1}; ${fix}`);
-      }
-    }
-  };
-  const vocabulary = `the vocabulary has ${config.vocabSize} ids: map other tokens to one of them, or build the ` +
-    "model with a larger vocabSize";
-  checkIds("inputs", size, vocabulary);
-  if (batch.kind === "lm") {
-    checkIds("targets", size, `${vocabulary} (a masked target too: give it 0 with mask 0)`);
-    if (batch.mask !== undefined) {
-      if (!(batch.mask instanceof Float32Array) || batch.mask.length !== size) {
-        throw new TypeError(`${owner}: batch.mask must be a Float32Array of ${size} weights`);
-      }
-      let total = 0;
-      for (const w of batch.mask) {
-        if (!(w >= 0) || w === Infinity) {
-          throw new RangeError(`${owner}: batch.mask weights must be finite and >= 0, got ${w}`);
-        }
-        total += w;
-      }
-      // The loss divides by the mask's sum: with nothing selected it would be 0 whatever the model predicts.
-      if (total === 0) {
-        throw new RangeError(`${owner}: batch.mask selects no target (all weights are 0); the mean loss is undefined`);
-      }
-    } else if (config.task === "mlm") {
-      // Without weights the loss would average over every position, most of them unmasked copies of the input.
-      throw new TypeError(
-        `${owner}: a masked language model (task "mlm") needs batch.mask, a Float32Array of ${size} weights ` +
-          "(1 on the masked positions, 0 elsewhere); build its batches with mlmSampler or mlmTiling (lib/data/mlm.ts)",
-      );
-    }
-  } else {
-    if (batch.numClasses !== config.numClasses) {
-      throw new Error(`${owner}: the batch has ${batch.numClasses} classes, the model ${config.numClasses}`);
-    }
-    checkIds("labels", batch.batch, `the model has numClasses ${config.numClasses}; check the task's labels`);
-    if (!Number.isInteger(batch.pad) || batch.pad < 0 || batch.pad >= config.vocabSize) {
-      throw new RangeError(`${owner}: batch.pad must be a token id in 0..${config.vocabSize - 1}, got ${batch.pad}`);
-    }
-  }
 }
 
 /**

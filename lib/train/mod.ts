@@ -2,7 +2,8 @@
  * A generic training loop for any {@linkcode Trainable}: Adam (AdamW) with warmup, cosine decay and
  * global-norm clipping; per-step logs of the loss, learning rate and gradient norms per variable and per
  * layer; validation loss, perplexity and bits per byte; probes; checkpoints with exact resumption; a
- * stop on non-finite values; and a cache of trained runs keyed by a hash of the run.
+ * stop on non-finite values; and a cache of trained runs keyed by a hash of the run. Its update, `trainStep`, is
+ * exported for a loop of your own.
  *
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
@@ -64,6 +65,9 @@ export {
   trainingCodeHash,
   type TrainOptions,
   type TrainResult,
+  trainStep,
+  type TrainStepOptions,
+  type TrainStepResult,
   type ValidationOptions,
   writeLogCsvs,
 } from "./train.ts";

@@ -1,6 +1,7 @@
 /**
  * The training loop: Adam over a {@linkcode Trainable}, per-step logs (loss, learning rate, gradient norms
- * per variable and per layer), validation, probes, progress, checkpoints and exact resumption.
+ * per variable and per layer), validation, probes, progress, checkpoints and exact resumption. Each update is a
+ * {@linkcode trainStep}; the rest runs around it as callbacks made from the options.
  *
  * Files in `<runsDir>/<name>/`: `checkpoint.json` and its data files (see checkpoint.ts), and the logs as
  * `train.csv`, `grad_norms.csv`, `valid.csv` and `probes.csv`, rewritten (atomically) at every checkpoint
@@ -15,8 +16,9 @@ import { REPO_ROOT } from "../env.ts";
 import { sourceHash } from "../source_hash.ts";
 import { writeFileAtomic } from "../figures/atomic.ts";
 import { toCsv } from "../figures/csv.ts";
-import { progress, type ProgressOutput } from "../notebook/progress.ts";
+import { type Progress, progress, type ProgressOutput } from "../notebook/progress.ts";
 import {
+  type Adam,
   adam,
   ADAM_DEFAULTS,
   ADAM_RULES,
@@ -30,7 +32,7 @@ import {
 } from "./adam.ts";
 import { checkCheckpointStep, loadCheckpoint, removeCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { canonicalJson, sha256Hex } from "./hash.ts";
-import { describeValue, type OptionRule, resolveOptions } from "../_options.ts";
+import { checkOptionKeys, describeValue, type OptionRule, resolveOptions } from "../_options.ts";
 import { checkEveryObject } from "./_options.ts";
 import { checkRunDir } from "./_run_dir.ts";
 import type { GradNormRow, NonFiniteStop, ProbeRow, Trainable, TrainLogs, TrainRow, ValidRow } from "./types.ts";
@@ -554,9 +556,445 @@ function firstReached(bad: readonly string[]): string {
   return best;
 }
 
+/** Options of {@linkcode trainStep}. */
+export interface TrainStepOptions {
+  /** Tokens in the batch, for the row's `tokens` and `tokens_per_s`; null: unknown. Default null. */
+  tokens?: number | null;
+  /**
+   * When the step began, a `performance.now()` time (so that its `seconds` can count making the batch too); null:
+   * when trainStep is called. Default null.
+   */
+  t0?: number | null;
+}
+
+/**
+ * What {@linkcode trainStep} returns. When the update was applied, `stopped` is null and `row` and `gradNorms` are the
+ * step's train.csv and grad_norms.csv rows. When it was not, `stopped` says where the loss or a gradient was not
+ * finite; `row` is the step's train.csv row (its `lr` the one the update would have had; loss and grad_norm NaN when
+ * the loss threw) and `gradNorms` its grad_norms.csv row, or null when the loss threw and no gradient was computed.
+ */
+export type TrainStepResult =
+  | { stopped: null; row: TrainRow; gradNorms: GradNormRow }
+  | { stopped: NonFiniteStop; row: TrainRow; gradNorms: GradNormRow | null };
+
+/**
+ * One training update, the one {@linkcode train} makes at each step: the loss of `model` on `batch` and its gradients
+ * (tf.variableGrads), one read of the loss and of every squared gradient norm, then `optimizer`'s update (clipped by
+ * its `clip`; its index is `optimizer.step`). `optimizer` must be `adam(model.variables, ...)`. Returns the step's log
+ * rows; or, when the loss or a gradient is not finite, applies no update and returns where in `stopped` (as
+ * {@linkcode train} reports it; a loss that throws is such a stop when `model.firstNonFinite` locates a non-finite
+ * output, and is rethrown otherwise). Disposes every tensor it makes; for a loop of your own around the model.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { adam, trainStep } from "./mod.ts";
+ * // loss (w - t)², gradient 2(w - t)
+ * const w = tf.variable(tf.tensor1d([3]));
+ * const model = { variables: { w }, config: {}, loss: (t: number) => tf.sum(tf.square(tf.sub(w, t))) as tf.Scalar };
+ * const opt = adam(model.variables, { lr: 0.1, steps: 10 });
+ * const step = await trainStep(model, 1, opt);
+ * console.log(step.stopped, step.row.loss, step.gradNorms?.w, opt.step); // null 4 4 1
+ * const bad = await trainStep(model, NaN, opt);
+ * console.log(bad.stopped?.where, bad.stopped?.step, opt.step); // loss 1 1
+ * opt.dispose();
+ * w.dispose();
+ * ```
+ */
+export async function trainStep<B>(
+  model: Trainable<B>,
+  batch: B,
+  optimizer: Adam,
+  options: TrainStepOptions = {},
+): Promise<TrainStepResult> {
+  const { tokens, t0 } = checkStepArgs(model, optimizer, options);
+  const names = optimizer.names;
+  const varList = names.map((n) => model.variables[n]);
+  const step = optimizer.step;
+  let computed: { value: tf.Scalar; grads: tf.NamedTensorMap };
+  try {
+    // value: [], grads: each variable's shape, keyed by its tf name
+    computed = tf.variableGrads(() => model.loss(batch), varList);
+  } catch (err) {
+    disposeTape();
+    // A model may throw on the non-finite values it meets (the attention variants check q, k, v): when it
+    // locates a non-finite output, stop as on a non-finite loss; any other error propagates.
+    let stopped: NonFiniteStop | null = null;
+    try {
+      stopped = model.firstNonFinite ? lossStop(model, step, batch, []) : null;
+    } catch {
+      throw err;
+    }
+    if (stopped?.stage == null) throw err;
+    return { stopped, row: stoppedRow(optimizer, { loss: NaN, gradNorm: NaN, tokens, t0 }), gradNorms: null };
+  }
+  const { value, grads } = computed;
+  try {
+    const byName: Record<string, tf.Tensor | null> = {};
+    names.forEach((n, i) => (byName[n] = grads[varList[i].name] ?? null));
+    const present = names.map((_, i) => i).filter((i) => byName[names[i]] !== null);
+    // One read for the loss and every squared norm: [1 + V]
+    const packed = tf.tidy(() =>
+      tf.concat([tf.reshape(value, [1]), squaredNorms(present.map((i) => byName[names[i]]!))])
+    );
+    const data = await packed.data() as Float32Array;
+    packed.dispose();
+    const loss = data[0];
+    const squares = new Float32Array(names.length);
+    present.forEach((v, i) => (squares[v] = data[1 + i]));
+    const gradNorms = gradNormRow(step, names, squares);
+    const gradNorm = gradNorms.global;
+
+    const badVariables = names.filter((_, i) => !Number.isFinite(squares[i]));
+    if (!Number.isFinite(loss) || badVariables.length > 0) {
+      const stopped = Number.isFinite(loss)
+        ? gradientStop(step, badVariables)
+        : lossStop(model, step, batch, badVariables);
+      return { stopped, row: stoppedRow(optimizer, { loss, gradNorm, tokens, t0 }), gradNorms };
+    }
+    const info = optimizer.apply(byName, { gradNorm });
+    const seconds = (performance.now() - t0) / 1000;
+    const row: TrainRow = {
+      step,
+      lr: info.lr,
+      loss,
+      grad_norm: gradNorm,
+      clipped: info.clipped,
+      clip: optimizer.options.clip,
+      tokens,
+      tokens_per_s: tokens === null ? null : tokens / seconds,
+      seconds,
+    };
+    return { stopped: null, row, gradNorms };
+  } finally {
+    value.dispose();
+    for (const g of Object.values(grads)) g?.dispose();
+  }
+}
+
+/** Checks {@linkcode trainStep}'s arguments (cheaply: it runs at every step) and fills in its options. */
+function checkStepArgs<B>(
+  model: Trainable<B>,
+  optimizer: Adam,
+  options: TrainStepOptions,
+): { tokens: number | null; t0: number } {
+  if (model === null || typeof model !== "object" || typeof model.loss !== "function") {
+    throw new TypeError(
+      `trainStep: model must be a Trainable { variables, loss, config }, got ${describeValue(model)}`,
+    );
+  }
+  if (optimizer === null || typeof optimizer !== "object" || !Array.isArray(optimizer.names)) {
+    throw new TypeError(`trainStep: optimizer must be adam(model.variables, options), got ${describeValue(optimizer)}`);
+  }
+  const names = Object.keys(model.variables ?? {});
+  if (names.length !== optimizer.names.length || optimizer.names.some((n, i) => n !== names[i])) {
+    const theirs = optimizer.names.join(", ");
+    throw new Error(
+      `trainStep: the optimizer's variables (${theirs}) are not the model's (${names.join(", ")}); ` +
+        "create it with adam(model.variables, options)",
+    );
+  }
+  const { tokens = null, t0 = null } = checkOptionKeys<TrainStepOptions>("trainStep", options, ["tokens", "t0"]);
+  if (tokens !== null && (typeof tokens !== "number" || !(tokens >= 0))) {
+    throw new TypeError(`trainStep: option tokens must be a number >= 0 or null, got ${describeValue(tokens)}`);
+  }
+  if (t0 !== null && (typeof t0 !== "number" || !Number.isFinite(t0))) {
+    throw new TypeError(`trainStep: option t0 must be a performance.now() time or null, got ${describeValue(t0)}`);
+  }
+  return { tokens, t0: t0 ?? performance.now() };
+}
+
+/**
+ * The grad_norms.csv row of a step from its squared gradient norms (one per variable, in `names`' order): each
+ * variable's norm, each layer's (`blocks.<i>.*`, in layer order), then the global norm.
+ */
+function gradNormRow(step: number, names: readonly string[], squares: Float32Array): GradNormRow {
+  const row: GradNormRow = { step };
+  let total = 0;
+  const layerSquares = new Map<number, number>();
+  names.forEach((n, i) => {
+    row[n] = Math.sqrt(squares[i]);
+    total += squares[i];
+    const layer = layerOf(n);
+    if (layer !== null) layerSquares.set(layer, (layerSquares.get(layer) ?? 0) + squares[i]);
+  });
+  for (const layer of [...layerSquares.keys()].sort((a, b) => a - b)) {
+    row[`blocks.${layer}.*`] = Math.sqrt(layerSquares.get(layer)!);
+  }
+  row.global = Math.sqrt(total);
+  return row;
+}
+
+/** The stop on non-finite gradients of `variables` (the loss finite): where backpropagation meets them first. */
+function gradientStop(step: number, variables: string[]): NonFiniteStop {
+  const where = firstReached(variables);
+  return { reason: "non-finite", step, where, layer: layerOf(where), stage: null, variables };
+}
+
+/** The stop on a non-finite (or throwing) loss: where the model's `firstNonFinite` locates it, if it can. */
+function lossStop<B>(model: Trainable<B>, step: number, batch: B, variables: string[]): NonFiniteStop {
+  const stage = model.firstNonFinite?.(batch) ?? null;
+  if (stage !== null && typeof stage !== "string") {
+    throw new Error(`train: model.firstNonFinite must return a string or null, got ${describeValue(stage)}`);
+  }
+  const layer = stage === null ? null : layerOf(`${stage}.`);
+  return { reason: "non-finite", step, where: "loss", layer, stage, variables };
+}
+
+/** The log row of a step that stopped on a non-finite value: no update was applied. */
+function stoppedRow(
+  optimizer: Adam,
+  at: { loss: number; gradNorm: number; tokens: number | null; t0: number },
+): TrainRow {
+  const { lr, minLr, warmup, steps, schedule, clip } = optimizer.options;
+  return {
+    step: optimizer.step,
+    lr: learningRate(optimizer.step, { lr, minLr, warmup, steps, schedule }),
+    loss: at.loss,
+    grad_norm: at.gradNorm,
+    clipped: false,
+    clip,
+    tokens: at.tokens,
+    tokens_per_s: null,
+    seconds: (performance.now() - at.t0) / 1000,
+  };
+}
+
+/** The run a {@linkcode TrainCallback} sees. */
+interface TrainContext<B> {
+  readonly model: Trainable<B>;
+  readonly optimizer: Adam;
+  /** The logs so far, a resumed run's included; callbacks append their rows. */
+  readonly logs: TrainLogs;
+  /** The first step of this session: 0, or the checkpoint's step when resuming. */
+  readonly start: number;
+  /** The step this session stops before: `until`, or `steps`. */
+  readonly until: number;
+  /** The steps the schedule spans. */
+  readonly steps: number;
+}
+
+/**
+ * What runs around {@linkcode trainStep} in {@linkcode train}. Made from train's options (validation, probe, onStep,
+ * progress, checkpoints), called in that order at each point; a promise returned is awaited before the next call.
+ */
+interface TrainCallback<B> {
+  /** Before the first step. */
+  start?(ctx: TrainContext<B>): void | Promise<void>;
+  /** After each update applied; `info.step + 1` updates are applied. */
+  afterStep?(ctx: TrainContext<B>, info: StepInfo): void | Promise<void>;
+  /** After the last step, or the step that stopped (`stopped`), when nothing threw; before a stop is reported. */
+  end?(ctx: TrainContext<B>, stopped: NonFiniteStop | null): void | Promise<void>;
+}
+
+/** Validation every `every` updates and at the end of the run, unless that step was just measured. */
+function validationCallback<B>(validation: ValidationOptions<B>): TrainCallback<B> {
+  const validate = async (ctx: TrainContext<B>, step: number) => {
+    const loss = await validationLoss(ctx.model, validation.batches());
+    const row: ValidRow = { step, loss, perplexity: Math.exp(loss), bits_per_byte: loss / Math.LN2 };
+    ctx.logs.valid.push(row);
+  };
+  return {
+    async afterStep(ctx, { step }) {
+      if ((step + 1) % validation.every === 0) await validate(ctx, step + 1);
+    },
+    async end(ctx, stopped) {
+      const done = ctx.optimizer.step;
+      // The end of the run, not of a partial session (until < steps): a resumed run then logs what a straight one does.
+      if (stopped === null && done === ctx.steps && ctx.logs.valid.at(-1)?.step !== done) await validate(ctx, done);
+    },
+  };
+}
+
+/** The probe every `every` updates, and at step 0 of a fresh run (unless its logs have it). */
+function probeCallback<B>(probe: ProbeOptions): TrainCallback<B> {
+  const run = (ctx: TrainContext<B>, step: number) => {
+    const values = probe.fn(step);
+    if (isThenable(values)) {
+      throw new TypeError("train: probe.fn returned a Promise; it must be synchronous and return { name: number }");
+    }
+    if (values === null || typeof values !== "object" || Array.isArray(values)) {
+      throw new TypeError(`train: probe.fn must return an object of numbers, got ${describeValue(values)}`);
+    }
+    for (const [key, value] of Object.entries(values)) {
+      // A string or an object would be written to probes.csv as it is, and read back as no number.
+      if (typeof value !== "number") {
+        throw new TypeError(`train: probe.fn must return an object of numbers, got ${key}: ${describeValue(value)}`);
+      }
+    }
+    ctx.logs.probes.push({ step, ...values } as ProbeRow);
+  };
+  return {
+    start(ctx) {
+      if (ctx.start === 0 && !ctx.logs.probes.some((r) => r.step === 0)) run(ctx, 0);
+    },
+    afterStep(ctx, { step }) {
+      if ((step + 1) % probe.every === 0) run(ctx, step + 1);
+    },
+  };
+}
+
+/** The progress bar: made at the start (its clock starts then), ticked after each update; `close` ends its line. */
+function progressCallback<B>(label: string, output: ProgressOutput): TrainCallback<B> & { close(): Promise<void> } {
+  let bar: Progress | null = null;
+  return {
+    start(ctx) {
+      bar = progress({ total: ctx.until - ctx.start, label, output });
+    },
+    afterStep(_ctx, { step, loss, row }) {
+      bar!.tick(1, {
+        step: step + 1,
+        loss,
+        "tokens/s": row.tokens_per_s === null ? "?" : Math.round(row.tokens_per_s),
+      });
+    },
+    async close() {
+      await bar?.done();
+    },
+  };
+}
+
+/**
+ * The rows in `logs`: a save is due at the end when it changed since the last one (rows are only ever appended, so
+ * a new row changes it).
+ */
+function rowCount(logs: TrainLogs): number {
+  return logs.train.length + logs.gradNorms.length + logs.valid.length + logs.probes.length;
+}
+
+/**
+ * Checkpoints into the run folder: every `every` updates before the session's last, and at the end when the logs or
+ * the step changed since the last one (`savedStep`, the resumed checkpoint's at first); after a stop, the log files
+ * alone (the last checkpoint holds the weights before it).
+ */
+function checkpointCallback<B>(
+  run: {
+    dir: string;
+    name: string;
+    hash: string;
+    identity: RunIdentity;
+    every: number | null;
+    log: (message: string) => void;
+    resumed: { logs: TrainLogs; savedStep: number | null };
+  },
+): TrainCallback<B> & { readonly savedStep: number | null } {
+  const { dir, name, hash, identity, every, log } = run;
+  let savedStep = run.resumed.savedStep;
+  let savedRows = rowCount(run.resumed.logs);
+  const save = async (ctx: TrainContext<B>) => {
+    await saveCheckpoint(dir, {
+      name,
+      steps: ctx.steps,
+      hash,
+      identity,
+      shapes: identity.variables,
+      weights: await readWeights(ctx.model.variables),
+      adam: await ctx.optimizer.getState(),
+      logs: ctx.logs,
+    });
+    await writeLogCsvs(dir, ctx.logs);
+    savedStep = ctx.optimizer.step;
+    savedRows = rowCount(ctx.logs);
+  };
+  return {
+    get savedStep() {
+      return savedStep;
+    },
+    async afterStep(ctx, { step }) {
+      const done = step + 1;
+      if (every !== null && done % every === 0 && done < ctx.until) await save(ctx);
+    },
+    async end(ctx, stopped) {
+      if (stopped !== null) {
+        await writeLogCsvs(dir, ctx.logs);
+      } else if (rowCount(ctx.logs) !== savedRows || savedStep !== ctx.optimizer.step) {
+        await save(ctx);
+        log(`${name}: saved step ${ctx.optimizer.step} of ${ctx.steps} to ${dir}`);
+      }
+    },
+  };
+}
+
+/**
+ * With `resume` and a checkpoint in `dir` (of the same hash), restores the weights and Adam's state from it and returns
+ * its logs and step; without `resume`, removes any previous checkpoint and logs from `dir`. Else empty logs.
+ */
+async function resumeOrStartOver<B>(
+  model: Trainable<B>,
+  opt: Adam,
+  o: Resolved<B>,
+  run: { dir: string | null; hash: string; log: (message: string) => void },
+): Promise<{ logs: TrainLogs; savedStep: number | null }> {
+  const { dir, hash, log } = run;
+  const empty = { logs: { train: [], gradNorms: [], valid: [], probes: [] } as TrainLogs, savedStep: null };
+  if (dir === null) return empty;
+  if (!o.resume) {
+    await removeCheckpoint(dir);
+    await removeLogCsvs(dir);
+    return empty;
+  }
+  const checkpoint = await loadCheckpoint(dir);
+  if (checkpoint === null) {
+    log(`${o.name}: no checkpoint in ${dir}; training from step 0`);
+    return empty;
+  }
+  if (checkpoint.manifest.hash !== hash) {
+    throw new Error(
+      `train: the checkpoint in ${dir} is of a different run (hash ${checkpoint.manifest.hash.slice(0, 12)}…, ` +
+        `this run ${hash.slice(0, 12)}…: the model config, the training options or the training code changed); ` +
+        "pass resume: false to start over, or choose another name",
+    );
+  }
+  checkCheckpointStep(dir, { step: checkpoint.manifest.step, steps: o.steps });
+  restoreWeights(model.variables, checkpoint.weights);
+  opt.setState(checkpoint.adam);
+  log(`${o.name}: resuming from step ${checkpoint.manifest.step} of ${o.steps} (${dir})`);
+  return { logs: checkpoint.logs, savedStep: checkpoint.manifest.step };
+}
+
+/** `batchAt(s)` and its tokens (`tokensPerBatch`, or `batchTokens` of it), checked. */
+function batchOf<B>(o: Resolved<B>, s: number): { batch: B; tokens: number | null } {
+  const batch = o.batchAt(s);
+  if (isThenable(batch)) {
+    throw new TypeError(
+      `train: option batchAt returned a Promise at step ${s}; it must be synchronous and pure in step ` +
+        "(the loss runs inside tf.variableGrads): load or compute the batches before training, e.g. " +
+        "const batches = await loadAll(); batchAt: (s) => batches[s % batches.length]",
+    );
+  }
+  const tokens = o.tokensPerBatch ?? (o.batchTokens ? o.batchTokens(batch) : null);
+  if (tokens !== null && (typeof tokens !== "number" || !(tokens >= 0))) {
+    throw new Error(`train: batchTokens must return a number >= 0, got ${describeValue(tokens)} at step ${s}`);
+  }
+  return { batch, tokens };
+}
+
+/** The options of {@linkcode adam} among resolved training options. */
+function adamOptionsOf(o: ResolvedAdamOptions): AdamOptions {
+  const keys = Object.keys(ADAM_RULES) as (keyof AdamOptions)[];
+  return Object.fromEntries(keys.map((k) => [k, o[k]])) as unknown as AdamOptions;
+}
+
+/** What `onStep` and the callbacks receive after an update, from its log rows. */
+function stepInfo(row: TrainRow, gradNorms: GradNormRow): StepInfo {
+  return { step: row.step, lr: row.lr, loss: row.loss, gradNorm: row.grad_norm, clipped: row.clipped, row, gradNorms };
+}
+
+/** The line that reports a stop on a non-finite value. */
+function stopMessage(name: string | null, stopped: NonFiniteStop, savedStep: number | null): string {
+  const what = stopped.where !== "loss"
+    ? `gradient of ${stopped.where}`
+    : stopped.stage === null
+    ? "loss"
+    : `loss (first non-finite output: ${stopped.stage})`;
+  const kept = `the last checkpoint (step ${savedStep ?? "none"}) holds the weights before it`;
+  return `${name ?? "train"}: stopped at step ${stopped.step}: non-finite ${what}; ${kept}`;
+}
+
 /**
  * Trains `model` with Adam over steps [start, until) where start is 0, or the checkpoint's step with
- * `resume: true`. Each step computes the loss and gradients of `batchAt(step)`, logs them, clips and updates.
+ * `resume: true`. Each step ({@linkcode trainStep}) computes the loss and gradients of `batchAt(step)`, logs them,
+ * clips and updates; validation, the probe, `onStep`, the progress bar and checkpoints follow it, in that order.
  * Stops cleanly (no update, no checkpoint) at the first non-finite loss or gradient and reports where in
  * `stopped`: for a gradient, the bad variable in the highest layer; for the loss, the first stage of the
  * forward pass with a non-finite output when the model has `firstNonFinite` (with it, a loss that throws
@@ -584,271 +1022,54 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
   const log = o.log ?? (() => {});
   const dir = o.name === null ? null : join(o.runsDir, o.name);
   if (dir !== null) await checkRunDir("train", { runsDir: o.runsDir, dir });
-  const varList = names.map((n) => model.variables[n]);
-  const schedule = { lr: o.lr, minLr: o.minLr, warmup: o.warmup, steps: o.steps, schedule: o.schedule };
-  const opt = adam(model.variables, {
-    lr: o.lr,
-    minLr: o.minLr,
-    warmup: o.warmup,
-    steps: o.steps,
-    schedule: o.schedule,
-    beta1: o.beta1,
-    beta2: o.beta2,
-    eps: o.eps,
-    weightDecay: o.weightDecay,
-    clip: o.clip,
-    decay: o.decay,
-  });
+  const opt = adam(model.variables, adamOptionsOf(o));
   try {
-    let logs: TrainLogs = { train: [], gradNorms: [], valid: [], probes: [] };
-    let savedStep: number | null = null;
-    if (dir !== null && o.resume) {
-      const checkpoint = await loadCheckpoint(dir);
-      if (checkpoint === null) {
-        log(`${o.name}: no checkpoint in ${dir}; training from step 0`);
-      } else {
-        if (checkpoint.manifest.hash !== hash) {
-          throw new Error(
-            `train: the checkpoint in ${dir} is of a different run (hash ${checkpoint.manifest.hash.slice(0, 12)}…, ` +
-              `this run ${hash.slice(0, 12)}…: the model config, the training options or the training code changed); ` +
-              "pass resume: false to start over, or choose another name",
-          );
-        }
-        checkCheckpointStep(dir, { step: checkpoint.manifest.step, steps: o.steps });
-        restoreWeights(model.variables, checkpoint.weights);
-        opt.setState(checkpoint.adam);
-        logs = checkpoint.logs;
-        savedStep = checkpoint.manifest.step;
-        log(`${o.name}: resuming from step ${savedStep} of ${o.steps} (${dir})`);
-      }
-    } else if (dir !== null) {
-      await removeCheckpoint(dir);
-      await removeLogCsvs(dir);
-    }
-
+    const resumed = await resumeOrStartOver(model, opt, o, { dir, hash, log });
+    const { logs } = resumed;
     const start = opt.step;
     const until = Math.max(start, o.until ?? o.steps);
-    let dirty = false;
-    const save = async () => {
-      if (dir === null) return;
-      await saveCheckpoint(dir, {
-        name: o.name,
-        steps: o.steps,
-        hash,
-        identity,
-        shapes: identity.variables,
-        weights: await readWeights(model.variables),
-        adam: await opt.getState(),
-        logs,
-      });
-      await writeLogCsvs(dir, logs);
-      savedStep = opt.step;
-      dirty = false;
-    };
-    const runProbe = (step: number) => {
-      const values = o.probe!.fn(step);
-      if (isThenable(values)) {
-        throw new TypeError("train: probe.fn returned a Promise; it must be synchronous and return { name: number }");
-      }
-      if (values === null || typeof values !== "object" || Array.isArray(values)) {
-        throw new TypeError(`train: probe.fn must return an object of numbers, got ${describeValue(values)}`);
-      }
-      for (const [key, value] of Object.entries(values)) {
-        // A string or an object would be written to probes.csv as it is, and read back as no number.
-        if (typeof value !== "number") {
-          throw new TypeError(`train: probe.fn must return an object of numbers, got ${key}: ${describeValue(value)}`);
-        }
-      }
-      logs.probes.push({ step, ...values } as ProbeRow);
-      dirty = true;
-    };
-    const validate = async (step: number) => {
-      const loss = await validationLoss(model, o.validation!.batches());
-      const row: ValidRow = { step, loss, perplexity: Math.exp(loss), bits_per_byte: loss / Math.LN2 };
-      logs.valid.push(row);
-      dirty = true;
-    };
+    const ctx: TrainContext<B> = { model, optimizer: opt, logs, start, until, steps: o.steps };
+    const { validation, probe, onStep, checkpointEvery: every } = o;
+    const bar = progressCallback<B>(o.name ?? "train", o.progress);
+    const checkpoints = dir === null
+      ? null
+      : checkpointCallback<B>({ dir, name: o.name!, hash, identity, every, log, resumed });
+    // Around each step, in this order.
+    const callbacks = [
+      validation && validationCallback(validation),
+      probe && probeCallback<B>(probe),
+      onStep && { afterStep: (_ctx: TrainContext<B>, info: StepInfo) => onStep(info) },
+      bar,
+      checkpoints,
+    ].filter((c): c is TrainCallback<B> => !!c);
 
-    if (o.probe && start === 0 && !logs.probes.some((r) => r.step === 0)) runProbe(0);
-
-    const lossStop = (step: number, batch: B, variables: string[]): NonFiniteStop => {
-      const stage = model.firstNonFinite?.(batch) ?? null;
-      if (stage !== null && typeof stage !== "string") {
-        throw new Error(`train: model.firstNonFinite must return a string or null, got ${describeValue(stage)}`);
-      }
-      const layer = stage === null ? null : layerOf(`${stage}.`);
-      return { reason: "non-finite", step, where: "loss", layer, stage, variables };
-    };
-
-    // The log row of a step that stopped on a non-finite value: no update was applied.
-    const stoppedRow = (
-      step: number,
-      at: { loss: number; gradNorm: number; tokens: number | null; t0: number },
-    ): TrainRow => ({
-      step,
-      lr: learningRate(step, schedule),
-      loss: at.loss,
-      grad_norm: at.gradNorm,
-      clipped: false,
-      clip: o.clip,
-      tokens: at.tokens,
-      tokens_per_s: null,
-      seconds: (performance.now() - at.t0) / 1000,
-    });
-
-    const layers = [...new Set(names.map(layerOf).filter((l): l is number => l !== null))].sort((a, b) => a - b);
-    const bar = progress({ total: until - start, label: o.name ?? "train", output: o.progress });
     let stopped: NonFiniteStop | null = null;
     try {
+      for (const c of callbacks) await c.start?.(ctx);
       for (let s = start; s < until; s++) {
         const t0 = performance.now();
-        const batch = o.batchAt(s);
-        if (isThenable(batch)) {
-          throw new TypeError(
-            `train: option batchAt returned a Promise at step ${s}; it must be synchronous and pure in step ` +
-              "(the loss runs inside tf.variableGrads): load or compute the batches before training, e.g. " +
-              "const batches = await loadAll(); batchAt: (s) => batches[s % batches.length]",
-          );
-        }
-        const tokens = o.tokensPerBatch ?? (o.batchTokens ? o.batchTokens(batch) : null);
-        if (tokens !== null && (typeof tokens !== "number" || !(tokens >= 0))) {
-          throw new Error(`train: batchTokens must return a number >= 0, got ${describeValue(tokens)} at step ${s}`);
-        }
-        let computed: { value: tf.Scalar; grads: tf.NamedTensorMap };
-        try {
-          computed = tf.variableGrads(() => model.loss(batch), varList);
-        } catch (err) {
-          disposeTape();
-          // A model may throw on the non-finite values it meets (the attention variants check q, k, v): when it
-          // locates a non-finite output, stop as on a non-finite loss; any other error propagates.
-          let stop: NonFiniteStop | null = null;
-          try {
-            stop = model.firstNonFinite ? lossStop(s, batch, []) : null;
-          } catch {
-            throw err;
-          }
-          if (stop?.stage == null) throw err;
-          stopped = stop;
-          logs.train.push(stoppedRow(s, { loss: NaN, gradNorm: NaN, tokens, t0 }));
+        const { batch, tokens } = batchOf(o, s);
+        const result = await trainStep(model, batch, opt, { tokens, t0 });
+        logs.train.push(result.row);
+        if (result.gradNorms !== null) logs.gradNorms.push(result.gradNorms);
+        if (result.stopped !== null) {
+          stopped = result.stopped;
           break;
         }
-        const { value, grads } = computed;
-        const byName: Record<string, tf.Tensor | null> = {};
-        names.forEach((n, i) => (byName[n] = grads[varList[i].name] ?? null));
-        let loss: number;
-        let squares: Float32Array;
-        try {
-          const present = names.map((_, i) => i).filter((i) => byName[names[i]] !== null);
-          // One read for the loss and every squared norm: [1 + V]
-          const packed = tf.tidy(() =>
-            tf.concat([tf.reshape(value, [1]), squaredNorms(present.map((i) => byName[names[i]]!))])
-          );
-          const data = await packed.data() as Float32Array;
-          packed.dispose();
-          loss = data[0];
-          squares = new Float32Array(names.length);
-          present.forEach((v, i) => (squares[v] = data[1 + i]));
-
-          const gradRow: GradNormRow = { step: s };
-          let total = 0;
-          const layerSquares = new Map<number, number>();
-          names.forEach((n, i) => {
-            gradRow[n] = Math.sqrt(squares[i]);
-            total += squares[i];
-            const layer = layerOf(n);
-            if (layer !== null) layerSquares.set(layer, (layerSquares.get(layer) ?? 0) + squares[i]);
-          });
-          for (const layer of layers) gradRow[`blocks.${layer}.*`] = Math.sqrt(layerSquares.get(layer)!);
-          const gradNorm = Math.sqrt(total);
-          gradRow.global = gradNorm;
-
-          const badVariables = names.filter((_, i) => !Number.isFinite(squares[i]));
-          if (!Number.isFinite(loss) || badVariables.length > 0) {
-            if (Number.isFinite(loss)) {
-              const where = firstReached(badVariables);
-              stopped = {
-                reason: "non-finite",
-                step: s,
-                where,
-                layer: layerOf(where),
-                stage: null,
-                variables: badVariables,
-              };
-            } else {
-              stopped = lossStop(s, batch, badVariables);
-            }
-            logs.train.push(stoppedRow(s, { loss, gradNorm, tokens, t0 }));
-            logs.gradNorms.push(gradRow);
-            break;
-          }
-          const info = opt.apply(byName, { gradNorm });
-          const seconds = (performance.now() - t0) / 1000;
-          const row: TrainRow = {
-            step: s,
-            lr: info.lr,
-            loss,
-            grad_norm: gradNorm,
-            clipped: info.clipped,
-            clip: o.clip,
-            tokens,
-            tokens_per_s: tokens === null ? null : tokens / seconds,
-            seconds,
-          };
-          logs.train.push(row);
-          logs.gradNorms.push(gradRow);
-          dirty = true;
-
-          const done = s + 1;
-          if (o.validation && done % o.validation.every === 0) await validate(done);
-          if (o.probe && done % o.probe.every === 0) runProbe(done);
-          if (o.onStep) {
-            await o.onStep({ step: s, lr: info.lr, loss, gradNorm, clipped: info.clipped, row, gradNorms: gradRow });
-          }
-          bar.tick(1, {
-            step: done,
-            loss,
-            "tokens/s": row.tokens_per_s === null ? "?" : Math.round(row.tokens_per_s),
-          });
-          if (o.checkpointEvery !== null && done % o.checkpointEvery === 0 && done < until) await save();
-        } finally {
-          value.dispose();
-          for (const g of Object.values(grads)) g?.dispose();
-        }
+        const info = stepInfo(result.row, result.gradNorms);
+        for (const c of callbacks) await c.afterStep?.(ctx, info);
       }
     } finally {
-      await bar.done();
+      await bar.close();
     }
+    for (const c of callbacks) await c.end?.(ctx, stopped);
 
     if (stopped !== null) {
-      if (dir !== null) await writeLogCsvs(dir, logs);
-      const what = stopped.where !== "loss"
-        ? `gradient of ${stopped.where}`
-        : stopped.stage === null
-        ? "loss"
-        : `loss (first non-finite output: ${stopped.stage})`;
-      const kept = `the last checkpoint (step ${savedStep ?? "none"}) holds the weights before it`;
-      const message = `${o.name ?? "train"}: stopped at step ${stopped.step}: non-finite ${what}; ${kept}`;
+      const message = stopMessage(o.name, stopped, checkpoints?.savedStep ?? null);
       if (o.throwOnNonFinite) throw new Error(`train: ${message}`);
       log(message);
-    } else {
-      const last = logs.valid.at(-1);
-      // The end of the run, not of a partial session (until < steps): a resumed run then logs what a straight one does.
-      if (o.validation && opt.step === o.steps && last?.step !== opt.step) await validate(opt.step);
-      if (dir !== null && (dirty || savedStep !== opt.step)) {
-        await save();
-        log(`${o.name}: saved step ${opt.step} of ${o.steps} to ${dir}`);
-      }
     }
-    return {
-      name: o.name,
-      dir,
-      hash,
-      step: opt.step,
-      steps: o.steps,
-      finished: opt.step === o.steps,
-      stopped,
-      logs,
-    };
+    return { name: o.name, dir, hash, step: opt.step, steps: o.steps, finished: opt.step === o.steps, stopped, logs };
   } finally {
     opt.dispose();
   }
