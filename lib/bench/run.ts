@@ -170,6 +170,16 @@ export function softmaxPlan(
   return { mode: "blocked", queryBlockSize: size, bytes: perRow * size };
 }
 
+/**
+ * The memory plan of `variant` at length n ({@linkcode softmaxPlan}), or null for a variant with no plan (every length
+ * runs whole).
+ */
+function memoryPlan(variant: string, n: number, config: BenchConfig): ReturnType<typeof softmaxPlan> | null {
+  // The benchmark's one name dispatch, kept on purpose: the plan counts softmax's own n × n buffers
+  // (SOFTMAX_LIVE_MATRICES), and only softmax holds them in its fast path.
+  return variant === "softmax" ? softmaxPlan(n, config) : null;
+}
+
 function emptyRow(
   base: Pick<BenchRow, "backend" | "device" | "variant" | "causal" | "n">,
   config: BenchConfig,
@@ -273,14 +283,11 @@ function torchPlan(config: BenchConfig): Pick<TorchBenchConfig, "lengths" | "sof
   const lengths: Record<string, number[]> = {};
   const blocks: Record<string, number> = {};
   for (const variant of config.variants) {
-    // Name dispatch kept on purpose: the benchmark's memory plan (softmaxPlan) is for softmax's n × n buffers alone.
-    lengths[variant] = variant === "softmax"
-      ? config.lengths.filter((n) => softmaxPlan(n, config).mode !== "skip")
-      : [...config.lengths];
-  }
-  for (const n of config.lengths) {
-    const plan = softmaxPlan(n, config);
-    if (config.variants.includes("softmax") && plan.mode === "blocked") blocks[n] = plan.queryBlockSize!;
+    lengths[variant] = config.lengths.filter((n) => memoryPlan(variant, n, config)?.mode !== "skip");
+    for (const n of config.lengths) {
+      const plan = memoryPlan(variant, n, config);
+      if (plan?.mode === "blocked") blocks[n] = plan.queryBlockSize!;
+    }
   }
   return { lengths, softmax_query_blocks: blocks };
 }
@@ -330,9 +337,9 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
           rows.push(row);
           bar.tick(1, { backend, variant, n });
           let extra: Record<string, unknown> = {};
-          // Name dispatch kept on purpose: only softmax holds n × n buffers, which the memory plan blocks or skips.
-          if (variant === "softmax") {
-            const plan = softmaxPlan(n, config);
+          // A variant holding n × n buffers runs by query blocks, or not at all, where the memory plan says so.
+          const plan = memoryPlan(variant, n, config);
+          if (plan !== null) {
             if (plan.mode === "skip") {
               row.status = "skipped (memory)";
               row.note = `n×n buffers ≈ ${(plan.bytes / 2 ** 30).toFixed(1)} GiB > budget`;
@@ -464,8 +471,8 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
     if (t.status === "ok") {
       Object.assign(row, { fwd_ms: t.fwd_ms, fwd_bwd_ms: t.fwd_bwd_ms, repeats: t.repeats });
     }
-    // Name dispatch kept on purpose: PyTorch ran softmax by query blocks where the memory plan says so.
-    const plan = variant === "softmax" ? softmaxPlan(t.n, config) : null;
+    // PyTorch ran by query blocks where the memory plan says so.
+    const plan = memoryPlan(variant, t.n, config);
     const flops = flopsOf(
       variant,
       t.n,
@@ -482,15 +489,16 @@ export async function runBench(config: BenchConfig, options: RunBenchOptions = {
   return { config, rows, peak, torch, elapsedS: elapsedS() };
 }
 
-/** PyTorch's rows plus a skip row for each softmax length held back by the memory budget, in length order. */
+/** PyTorch's rows plus a skip row for each length the memory budget held back, in length order. */
 function withTorchMemorySkips(rows: TorchRow[], config: BenchConfig): TorchRow[] {
-  if (!config.variants.includes("softmax")) return rows;
-  const skips = config.lengths.flatMap((n) => {
-    const plan = softmaxPlan(n, config);
-    if (plan.mode !== "skip") return [];
-    const note = `n×n buffers ≈ ${(plan.bytes / 2 ** 30).toFixed(1)} GiB > budget`;
-    return config.causal.map((causal) => ({ variant: "softmax", n, causal, status: "skipped (memory)", note }));
-  });
+  const skips = config.variants.flatMap((variant) =>
+    config.lengths.flatMap((n) => {
+      const plan = memoryPlan(variant, n, config);
+      if (plan?.mode !== "skip") return [];
+      const note = `n×n buffers ≈ ${(plan.bytes / 2 ** 30).toFixed(1)} GiB > budget`;
+      return config.causal.map((causal) => ({ variant, n, causal, status: "skipped (memory)", note }));
+    })
+  );
   return [...rows, ...skips].sort((a, b) => a.n - b.n);
 }
 

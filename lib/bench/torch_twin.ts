@@ -545,6 +545,8 @@ function wireConfig(config: ModelConfig) {
   const projections: Record<string, { shape: number[]; data: string }> = {};
   const attention = config.attention.map((layer, i) => {
     const options = { ...layer.options };
+    // Name dispatch kept on purpose: the PyTorch twin gets Performer's random projection as data, drawn here as the
+    // model draws it, so that both sides use the same features (no other variant draws random weights).
     if (layer.variant === "performer") {
       const given = options.projection as tf.Tensor2D | null | undefined;
       const m = (options.features as number | null | undefined) ?? performerFeatures(dh);
