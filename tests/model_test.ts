@@ -194,7 +194,9 @@ Deno.test("the classifier keeps pad tokens out of every layer's keys: the paddin
         const seen = m.logits(tf.tensor2d([...text, pad, pad], [1, 7], "int32"));
         assert(tf.max(tf.abs(tf.sub(seen, bare))).dataSync()[0] > 1e-4, `${layer.variant}: pads attended must count`);
         // Rows of one batch padded to different lengths: each equals its own unpadded logits.
-        const both = m.logits(tf.tensor2d([...text, pad, pad, 3, 4, pad, pad, pad, pad, pad], [2, 7], "int32"), { pad });
+        const both = m.logits(tf.tensor2d([...text, pad, pad, 3, 4, pad, pad, pad, pad, pad], [2, 7], "int32"), {
+          pad,
+        });
         const other = m.logits(tf.tensor2d([3, 4], [1, 2], "int32"));
         assertClose(both, tf.concat([bare, other]), `${layer.variant}: a batch of differently padded rows`, {
           atol: 1e-5,
