@@ -46,7 +46,8 @@ export function medianMs(fn: () => tf.TensorContainer, options: MedianMsOptions 
 
 /**
  * {@linkcode medianMs} for a backend that cannot read synchronously (webgpu under Deno): each run's tensors are read
- * back with `await tensor.data()` before its clock stops.
+ * back with `await tensor.data()` before its clock stops. `fn` may be async (a training step that awaits its own
+ * reads): its promise is awaited first.
  *
  * @example
  * ```ts
@@ -57,11 +58,15 @@ export function medianMs(fn: () => tf.TensorContainer, options: MedianMsOptions 
  * console.log(ms >= 0); // true
  * ```
  */
-export async function medianMsAsync(fn: () => tf.TensorContainer, options: MedianMsOptions = {}): Promise<number> {
+export async function medianMsAsync(
+  fn: () => tf.TensorContainer | Promise<tf.TensorContainer>,
+  options: MedianMsOptions = {},
+): Promise<number> {
   const { repeats, warmup } = medianOptions("medianMsAsync", options);
   const once = async () => {
     const start = performance.now();
-    const out = fn();
+    // An async fn (a training step that awaits its own reads) is done when its promise settles.
+    const out = await fn();
     try {
       await Promise.all(flatten(out).map((t) => t.data()));
     } finally {
@@ -160,7 +165,7 @@ export function interleavedTimes(
  * ```
  */
 export async function interleavedTimesAsync(
-  fns: Record<string, () => tf.TensorContainer>,
+  fns: Record<string, () => tf.TensorContainer | Promise<tf.TensorContainer>>,
   options: InterleavedOptions = {},
 ): Promise<Record<string, number[]>> {
   const { names, order, repeats, onTime } = interleavedPlan("interleavedTimesAsync", fns, options);
@@ -186,7 +191,7 @@ interface ScheduledTiming {
  */
 function interleavedPlan(
   owner: string,
-  fns: Record<string, () => tf.TensorContainer>,
+  fns: Record<string, () => unknown>,
   options: InterleavedOptions,
 ): { names: string[]; order: ScheduledTiming[]; repeats: number; onTime?: InterleavedOptions["onTime"] } {
   if (options === null || typeof options !== "object") {

@@ -32,6 +32,7 @@ import { cpuDescription, deviceOf } from "../lib/bench/mod.ts";
 import { parseCsv } from "../lib/report/csv.ts";
 import { configFromFlags } from "../lib/tasks/bench.ts";
 import { initBackend } from "../lib/backend.ts";
+import { REPO_ROOT } from "../lib/env.ts";
 import { local, orthogonalRandomFeatures, softmax, variants } from "../lib/attention/mod.ts";
 import { assertClose, maxAbsDiff, outputAndGrads, requireTorch, runBenchTask, seededQKV } from "./helpers.ts";
 
@@ -569,6 +570,42 @@ Deno.test("deno task bench rejects unknown flags", async () => {
   const run = await runBenchTask(["--quick", "--fast"]);
   assert.equal(run.code, 1);
   assert.match(run.stderr, /error: bench: unknown flag --fast; valid flags: --quick/);
+});
+
+Deno.test("deno task bundle: the benchmark as one file that runs from an empty folder, with Deno alone", async () => {
+  const tasks = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json"))).tasks as Record<string, string>;
+  const [deno, ...args] = tasks.bundle.split(" ");
+  assert.equal(deno, "deno");
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "bench.js");
+    // The task's own command, writing into the temporary folder instead of dist/.
+    const built = await new Deno.Command(Deno.execPath(), {
+      args: args.map((a) => a === "dist/attnlab-bench.js" ? file : a),
+      cwd: REPO_ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
+    // No deno.json, no node_modules, no lock file: only the bundle.
+    const work = join(dir, "empty");
+    await Deno.mkdir(work);
+    const out = join(work, "bench.csv");
+    const ran = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", file, "--quick", "--backends", "cpu", "--variants", "linear", "--max-n", "64", "--no-torch"]
+        .concat(["--out", out]),
+      cwd: work,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(ran.code, 0, new TextDecoder().decode(ran.stderr));
+    const [columns, ...lines] = parseCsv(await Deno.readTextFile(out));
+    const rows = lines.map((l) => Object.fromEntries(columns.map((c, i) => [c, l[i]])));
+    assert.deepEqual(rows.map((r) => [r.backend, r.variant, r.n, r.status]), [["cpu", "linear", "64", "ok"]]);
+    assert.ok(Number(rows[0].fwd_bwd_ms) > 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("cpuDescription: the model name and the processor entries of /proc/cpuinfo, with fallbacks", async () => {

@@ -7,9 +7,9 @@ import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { flopCount, modelFlops, trainStepTimer, trainStepTimes } from "../lib/bench/mod.ts";
 import { modelConfig } from "../lib/models/config.ts";
+import { createModel } from "../lib/models/model.ts";
 import { adam } from "../lib/train/adam.ts";
 import { LM_RECIPE } from "../lib/models/pretrained.ts";
-import { withModel } from "./helpers.ts";
 
 const batchOf = (ids: number[]) => ({
   kind: "lm" as const,
@@ -60,14 +60,16 @@ Deno.test("modelFlops: each layer's attention is its variant's flopCount with dk
   assert.throws(() => modelFlops({} as never, { batch: 1, n: 4 }), TypeError);
 });
 
-Deno.test("trainStepTimer: one call is the training loop's update (gradients, then Adam with the recipe's settings)", () => {
+Deno.test("trainStepTimer: one call is the training loop's update (gradients, then Adam with the recipe's settings)", async () => {
   const ids = [5, 17, 99, 3, 250, 42, 7, 8, 9];
   const arch = { attention: "linear" as const, layers: 1, dModel: 8, heads: 2, seed: 4 };
-  withModel(arch, (timed) =>
-    withModel(arch, (manual) => {
+  const timed = createModel(arch, { log: () => {} });
+  const manual = createModel(arch, { log: () => {} });
+  try {
+    {
       const start = tf.memory().numTensors;
       const timer = trainStepTimer(timed);
-      const loss = timer.step(batchOf(ids));
+      const loss = await timer.step(batchOf(ids));
       // The same update by hand.
       const vars = Object.values(manual.variables);
       const opt = adam(manual.variables, {
@@ -80,18 +82,32 @@ Deno.test("trainStepTimer: one call is the training loop's update (gradients, th
       });
       const { value, grads } = tf.variableGrads(() => manual.loss(batchOf(ids)), vars);
       opt.apply(Object.fromEntries(Object.keys(manual.variables).map((n, i) => [n, grads[vars[i].name]])));
-      assert.equal(loss.dataSync()[0], value.dataSync()[0]);
+      assert.equal(loss, value.dataSync()[0]);
       for (const name of Object.keys(timed.variables)) {
         const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(timed.variables[name], manual.variables[name]))).dataSync()[0]);
         assert.ok(diff < 1e-7, `${name}: ${diff}`);
       }
-      tf.dispose([loss, value, ...Object.values(grads)]);
+      tf.dispose([value, ...Object.values(grads)]);
       opt.dispose();
+      // A non-finite loss applies nothing and says so.
+      const stuck = trainStepTimer(timed);
+      const w = timed.variables["embed.weight"];
+      const kept = w.clone();
+      const nan = tf.fill(w.shape, NaN);
+      w.assign(nan);
+      await assert.rejects(() => stuck.step(batchOf(ids)), /non-finite loss.*nothing was applied/);
+      w.assign(kept);
+      tf.dispose([kept, nan]);
+      stuck.dispose();
       timer.dispose();
       assert.equal(tf.memory().numTensors, start);
       assert.throws(() => trainStepTimer({} as never), TypeError);
       assert.throws(() => trainStepTimer(timed, { lr: 1 } as never), /unknown option "lr"/);
-    }));
+    }
+  } finally {
+    timed.dispose();
+    manual.dispose();
+  }
 });
 
 Deno.test("trainStepTimes: timed rows have a time per round; the budgets stop a preset's longer lengths", async () => {

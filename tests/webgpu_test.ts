@@ -44,7 +44,7 @@ import {
   maxScoreGradient,
   maxScoreGradientAsync,
 } from "../lib/diagnostics/mod.ts";
-import { defaultBenchConfig, deviceOf, runBench } from "../lib/bench/mod.ts";
+import { defaultBenchConfig, deviceOf, runBench, runTrainBench } from "../lib/bench/mod.ts";
 import { interleavedTimesAsync } from "../lib/timing.ts";
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -449,6 +449,27 @@ Deno.test("webgpu: the attention bench runs with awaited reads, and every row na
     }
   });
   assert.equal(times.mm.length, 2);
+});
+
+Deno.test("webgpu: the training bench times whole updates with awaited reads, and names the adapter", async () => {
+  const adapter = await requireWebgpu();
+  const result = await on("webgpu", () =>
+    runTrainBench({
+      configs: ["small"],
+      presets: ["transnormer-t2"],
+      rounds: 1,
+      steps: 1,
+      warmup: 0,
+      torch: false,
+      sgemmSize: 256,
+    }));
+  assert.equal(result.backend, "webgpu");
+  assert.equal(result.rows.length, 1);
+  const [row] = result.rows;
+  assert.equal(row.device, describeAdapter(adapter));
+  // The step's own read (loss and gradient norms) ends each timed update: a time, a rate, a share of the peak.
+  assert.ok(row.attnlab_ms > 0 && row.attnlab_gflops > 0 && row.attnlab_share_of_peak > 0, JSON.stringify(row));
+  assert.equal(row.attnlab_gflops, row.gflop_step / row.attnlab_ms * 1e3);
 });
 
 Deno.test("webgpu: 00_tour runs in quick mode on webgpu, and its figures record the backend", async () => {

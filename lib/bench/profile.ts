@@ -237,15 +237,10 @@ export async function profileStep(
   const profiled = positiveInteger(owner, "options.profiled", options.profiled ?? 1);
   const plainSteps = count(owner, "options.plainSteps", options.plainSteps ?? 3);
   const timer = trainStepTimer(model, options.adam === undefined ? {} : { adam: options.adam });
-  // Each update's loss is read by `await data()`: a GPU backend has finished the update only then.
+  // Each update ends with an awaited read: a GPU backend has finished the update only then.
   const once = async () => {
     const start = performance.now();
-    const loss = timer.step(batch);
-    try {
-      await loss.data();
-    } finally {
-      loss.dispose();
-    }
+    await timer.step(batch);
     return performance.now() - start;
   };
   const engine = tf.engine() as unknown as EngineInternals;
@@ -300,7 +295,7 @@ export async function profileStep(
 /** One update under tf.profile: its kernel records with their depths, its wall time and peak tensor bytes. */
 async function profileOnce(
   engine: EngineInternals,
-  step: () => tf.Scalar,
+  step: () => Promise<unknown>,
   owner: string,
   backend: string,
 ): Promise<{ records: KernelRecord[]; wallMs: number; peakBytes: number; nesting: boolean }> {
@@ -325,15 +320,12 @@ async function profileOnce(
   try {
     info = await tf.profile(async () => {
       const start = performance.now();
-      const loss = step();
-      await loss.data();
+      await step();
       wallMs = performance.now() - start;
-      return loss;
     });
   } finally {
     profiler.profileKernel = original;
   }
-  tf.dispose(info.result as tf.Tensor);
   const nesting = depths.length === info.kernels.length && depths.every((d, i) => d.name === info.kernels[i].name);
   const records = info.kernels.map((k, i): KernelRecord => {
     if (typeof k.kernelTimeMs !== "number") {

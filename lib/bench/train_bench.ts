@@ -705,36 +705,28 @@ async function fastestThreads(twin: TwinLike, batch: LmBatch, o: { threads: numb
   return best.threads;
 }
 
-/** One update's wall time, its loss read back by `await data()` (a GPU backend is done only then). */
+/** One update's wall time, to the end of its awaited read (a GPU backend is done only then). */
 async function stepMs(timer: ReturnType<typeof trainStepTimer>, batch: LmBatch): Promise<number> {
   const start = performance.now();
-  const loss = timer.step(batch);
-  try {
-    await loss.data();
-  } finally {
-    loss.dispose();
-  }
+  await timer.step(batch);
   return performance.now() - start;
 }
 
 /** Peak tensor bytes of one update above those alive before it (tf.profile; a view counts as its own tensor). */
 async function profiledPeak(timer: ReturnType<typeof trainStepTimer>, batch: LmBatch): Promise<PeakMemory> {
   const step = async () => {
-    const loss = timer.step(batch);
-    await loss.data();
-    return loss;
+    await timer.step(batch);
   };
   if (tf.getBackend() === BLAS_BACKEND) {
     // The backend's buffers, as the twin's allocator events count PyTorch's: views (Reshape, Identity) count nothing.
     resetPeakDataBytes();
     const before = dataBytes().live;
-    tf.dispose(await step());
+    await step();
     return { bytes: Math.max(0, dataBytes().peak - before), method: "buffers" };
   }
   // Elsewhere tf.profile's tensor bytes, which count a view at its tensor's full size (an overestimate).
   const before = tf.memory().numBytes;
   const info = await tf.profile(step);
-  tf.dispose(info.result as tf.Tensor);
   return { bytes: Math.max(0, info.peakBytes - before), method: "tensors" };
 }
 

@@ -20,6 +20,7 @@ import { LM_RECIPE } from "../models/pretrained.ts";
 import { seededUniform } from "../random.ts";
 import { interleavedTimesAsync } from "../timing.ts";
 import { adam, type AdamOptions } from "../train/adam.ts";
+import { trainStep } from "../train/train.ts";
 import { extrapolatePowerLaw } from "./fit.ts";
 import { flopCount } from "./flops.ts";
 import { positiveInteger } from "../_options.ts";
@@ -105,15 +106,20 @@ export const STEP_ADAM: Readonly<AdamOptions> = Object.freeze({
 
 /** What {@linkcode trainStepTimer} returns. */
 export interface TrainStepTimer {
-  /** One update on `batch`: loss, gradients, Adam; returns the loss before the update (the caller disposes it). */
-  step(batch: LmBatch): tf.Scalar;
+  /**
+   * One update on `batch`: loss, gradients, Adam; resolves to the loss before the update once the update is applied.
+   * Throws when the loss or a gradient is not finite (nothing is applied then).
+   */
+  step(batch: LmBatch): Promise<number>;
   /** Frees the optimizer's moments (not the model). */
   dispose(): void;
 }
 
 /**
- * A training update of `model` per call, as the training loop makes it: the loss and every variable's gradient
- * (`tf.variableGrads`), then an Adam update with {@linkcode STEP_ADAM}'s settings; `adam` overrides them. The update changes the model's weights.
+ * A training update of `model` per call, the training loop's own ({@linkcode trainStep}): the loss and every
+ * variable's gradient (`tf.variableGrads`), one awaited read of the loss and the gradients' squared norms (so a GPU
+ * backend, which cannot read synchronously, is timed too), then an Adam update with {@linkcode STEP_ADAM}'s settings;
+ * `adam` overrides them. The update changes the model's weights.
  *
  * @example
  * ```ts
@@ -123,11 +129,10 @@ export interface TrainStepTimer {
  * const model = createModel({ attention: "linear", layers: 1, dModel: 8, heads: 2 }, { log: () => {} });
  * const batch = { kind: "lm" as const, inputs: Int32Array.from([1, 2, 3]), targets: Int32Array.from([2, 3, 4]), batch: 1, length: 3 };
  * const timer = trainStepTimer(model, { adam: { lr: 0.05 } });
- * const first = timer.step(batch);
- * for (let i = 0; i < 5; i++) tf.dispose(timer.step(batch));
- * const later = timer.step(batch);
- * console.log(later.dataSync()[0] < first.dataSync()[0]); // true
- * tf.dispose([first, later]);
+ * const first = await timer.step(batch);
+ * for (let i = 0; i < 5; i++) await timer.step(batch);
+ * const later = await timer.step(batch);
+ * console.log(later < first, tf.memory().numTensors === Object.keys(model.variables).length + 1); // true true
  * timer.dispose();
  * model.dispose();
  * ```
@@ -143,18 +148,17 @@ export function trainStepTimer(
   for (const key of Object.keys(options)) {
     if (key !== "adam") throw new TypeError(`trainStepTimer: unknown option "${key}"; expected adam`);
   }
-  const names = Object.keys(model.variables);
-  const varList = names.map((name) => model.variables[name]);
   const opt = adam(model.variables, { ...STEP_ADAM, ...options.adam });
   return {
-    step(batch: LmBatch): tf.Scalar {
-      const { value, grads } = tf.variableGrads(() => model.loss(batch), varList);
-      try {
-        opt.apply(Object.fromEntries(names.map((name, i) => [name, grads[varList[i].name] ?? null])));
-      } finally {
-        tf.dispose(grads);
+    async step(batch: LmBatch): Promise<number> {
+      const { row, stopped } = await trainStep(model, batch, opt);
+      if (stopped !== null) {
+        throw new Error(
+          `trainStepTimer: the update at step ${stopped.step} met a non-finite ${stopped.where} ` +
+            `(${stopped.stage ?? stopped.variables.join(", ")}); nothing was applied`,
+        );
       }
-      return value;
+      return row.loss;
     },
     dispose: () => opt.dispose(),
   };
@@ -297,7 +301,7 @@ export async function trainStepTimes(options: TrainStepTimesOptions): Promise<Tr
   const models: TransformerModel[] = [];
   const timers: TrainStepTimer[] = [];
   const rows: TrainStepRow[] = [];
-  const fns: Record<string, () => tf.TensorContainer> = {};
+  const fns: Record<string, () => Promise<void>> = {};
   const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
     for (const preset of options.presets) {
@@ -332,19 +336,18 @@ export async function trainStepTimes(options: TrainStepTimesOptions): Promise<Tr
           const before = tf.memory().numBytes;
           const start = performance.now();
           const info = await tf.profile(async () => {
-            const loss = timer.step(b);
-            await loss.data();
-            return loss;
+            await timer.step(b);
           });
           const ms = performance.now() - start;
-          tf.dispose(info.result as tf.Tensor);
           row.peakBytes = Math.max(0, info.peakBytes - before);
           measured.push({ x: n, ms, bytes: Math.max(1, row.peakBytes) });
           if (row.peakBytes > budget) {
             [stop, why] = ["over memory budget", `warm-up peak ${gib(row.peakBytes)} > ${gib(budget)}`];
           } else if (ms > maxMs) [stop, why] = ["over time cap", `warm-up step ${seconds(ms)} > ${seconds(maxMs)}`];
           else {
-            fns[`${preset}@${n}`] = () => timer.step(b);
+            fns[`${preset}@${n}`] = async () => {
+              await timer.step(b);
+            };
             continue;
           }
         }
