@@ -2,9 +2,10 @@
  * Chooses the TensorFlow.js backend once, at start-up.
  *
  * The default is the best backend that loads, in this order:
- * `tensorflow` (tfjs-node-gpu or tfjs-node, when installed) > `webgpu` (Deno's WebGPU, on a real GPU only; for now
- * only when forced, as the notebooks still read tensors synchronously, which WebGPU under Deno cannot) >
+ * `tensorflow` (tfjs-node-gpu or tfjs-node, when installed) > `webgpu` (Deno's WebGPU, on a real GPU only) >
  * `blas` (the cpu backend with matmuls from the system OpenBLAS) > `wasm` > `cpu`.
+ * Every notebook, the training loop and the async diagnostics read tensors with `await data()`, so they run on
+ * `webgpu`; code of your own must too (`dataSync()` there throws a WebgpuSyncReadError that says so).
  * `ATTNLAB_BACKEND` forces one; a forced backend that cannot load is an error
  * that says how to install it. A software WebGPU adapter (Mesa's lavapipe, which the tests use) is never picked
  * by itself: it runs the GPU's code path on the CPU, far slower than `blas`; `ATTNLAB_BACKEND=webgpu` forces it.
@@ -68,19 +69,8 @@ async function loadTensorflow(): Promise<void> {
   throw new Error(reasons.join("; "));
 }
 
-/** Whether the default choice may take webgpu on a real GPU: not until synchronous reads are gone (see below). */
-const WEBGPU_BY_ITSELF = false;
-
 // The adapter decides whether webgpu may be picked: a real GPU always, a software one only when asked for.
 async function webgpuAdapter(allowSoftware: boolean): Promise<AdapterSummary> {
-  // Not picked by itself yet, even on a real GPU: Deno's WebGPU cannot read a tensor synchronously, and the
-  // notebooks, diagnostics and timing still do (dataSync). Until they read asynchronously (issue 17, item 3) the
-  // default stays on the CPU backends, which run everything; ATTNLAB_BACKEND=webgpu forces it.
-  if (!allowSoftware && !WEBGPU_BY_ITSELF) {
-    throw new Error(
-      "webgpu is used only when forced (ATTNLAB_BACKEND=webgpu) until attnlab reads tensors asynchronously",
-    );
-  }
   if (!allowSoftware && !mayHaveGpu()) throw new Error("no GPU device file (/dev/dri/renderD*, /dev/nvidia*)");
   const found = await findAdapter();
   if (!found.available) throw new Error(found.reason);

@@ -10,6 +10,8 @@ import assert from "node:assert/strict";
 import {
   attentionEntropy,
   attentionEntropyAsync,
+  attentionView,
+  attentionViewAsync,
   closedFormDeviation,
   closedFormDeviationAsync,
   diagonalMass,
@@ -151,6 +153,28 @@ Deno.test("model walks: layerLocality, layerDiagonalMass, windowLocality and for
       assert.deepStrictEqual(seen, ["0:2,2,16,16", "2:2,2,16,16", "4:1,2,16,16"]);
     });
     tf.dispose(ids);
+    model.dispose();
+  }
+});
+
+Deno.test("attentionViewAsync equals attentionView: figure data, curves and caption; bad options reject alike", async () => {
+  // transnormer-t1's layer 0 is relu DiagAttention (rows without mass); vanilla's is causal softmax.
+  for (const [preset, layer] of [["transnormer-t1", 0], ["vanilla", 1]] as const) {
+    const model = tinyModel(preset);
+    const o = { layer, head: 1, cells: 6, label: preset };
+    await noLeak(async () => {
+      const view = await attentionViewAsync(model, "The quick brown fox jumps", o);
+      const same = attentionView(model, "The quick brown fox jumps", o);
+      const { figure: _a, save: _b, ...mine } = view;
+      const { figure: _c, save: _d, ...theirs } = same;
+      assert.deepStrictEqual(JSON.parse(JSON.stringify(mine)), JSON.parse(JSON.stringify(theirs)));
+      assert.equal(view.data.length, same.data.length);
+      assert.ok(view.data.some((r) => r.part === "heatmap") && view.data.some((r) => r.part === "locality"));
+      await assert.rejects(
+        () => attentionViewAsync(model, "hello", { layer: 2 }),
+        /attentionViewAsync: option layer must be <= 1, got 2/,
+      );
+    });
     model.dispose();
   }
 });

@@ -15,7 +15,8 @@ function blasLoads(): boolean {
 async function runWithEnv(env: Record<string, string>): Promise<{ code: number; output: string }> {
   const command = new Deno.Command(Deno.execPath(), {
     args: ["eval", "import { initBackend } from './lib/backend.ts'; console.log('chose', await initBackend());"],
-    env: { ...env, NO_COLOR: "1" },
+    // ATTNLAB_BACKEND "" (unset) unless given: helpers.ts sets it in this process, and a child inherits it.
+    env: { ATTNLAB_BACKEND: "", ...env, NO_COLOR: "1" },
     cwd: new URL("..", import.meta.url),
     stdout: "piped",
     stderr: "piped",

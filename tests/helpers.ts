@@ -13,6 +13,12 @@ import { REPO_ROOT } from "../lib/env.ts";
 import { type AdapterSummary, findAdapter } from "../lib/webgpu.ts";
 import { WEBGPU_PACKAGES } from "../lib/tasks/setup.ts";
 
+// The suites read results with dataSync(), which webgpu cannot do. So unless ATTNLAB_BACKEND names a backend, they
+// (and the notebook kernels they start, which inherit it) run on the best backend that can: blas here, also on a
+// machine whose real GPU the default choice would take. webgpu_test.ts holds webgpu to their numbers.
+if (!Deno.env.get("ATTNLAB_BACKEND")) {
+  Deno.env.set("ATTNLAB_BACKEND", (await loadableBackends()).find((b) => b !== "webgpu")!);
+}
 await initBackend({ quiet: true });
 
 /** Seeded q, k: [b, h, n, dk] and v: [b, h, n, dv]. */

@@ -14,7 +14,7 @@ import {
   type TransformerModel,
 } from "../lib/models/mod.ts";
 import { seededUniform } from "../lib/random.ts";
-import { variants } from "../lib/attention/mod.ts";
+import { setFiniteChecks, variants } from "../lib/attention/mod.ts";
 
 const small = { layers: 2, dModel: 16, heads: 2, maxLength: 128 };
 
@@ -518,7 +518,7 @@ Deno.test("no leaked tensors over repeated forward, loss, weights and score-grad
   assert.deepEqual(tf.memory().numTensors, start);
 });
 
-Deno.test("firstNonFinite: null for a healthy model; else the first stage whose output a bad weight reaches", () => {
+Deno.test("firstNonFinite: null for a healthy model; else the first stage whose output a bad weight reaches", async () => {
   const start = tf.memory().numTensors;
   const batch = lmBatch(1, 6, 30);
   const poison = (m: TransformerModel, name: string, index: number[], value: number) => {
@@ -533,11 +533,19 @@ Deno.test("firstNonFinite: null for a healthy model; else the first stage whose 
     ["norm.weight", [0], NaN, "norm"],
   ];
   for (const [name, index, value, stage] of cases) {
-    withModel({ attention: "vanilla", ...small, norm: "layer" }, (m) => {
-      assert.equal(m.firstNonFinite(batch), null);
-      poison(m, name, index, value);
-      assert.equal(m.firstNonFinite(batch), stage, name);
-    });
+    // Every stage is found with finite checks on too: the variants then throw on non-finite q, k or v.
+    for (const checks of [false, true]) {
+      const m = createModel({ attention: "vanilla", ...small, norm: "layer" }, { log: () => {} });
+      const was = setFiniteChecks(checks);
+      try {
+        assert.equal(await m.firstNonFinite(batch), null);
+        poison(m, name, index, value);
+        assert.equal(await m.firstNonFinite(batch), stage, `${name}, finite checks ${checks}`);
+      } finally {
+        setFiniteChecks(was);
+        m.dispose();
+      }
+    }
   }
   assert.equal(tf.memory().numTensors, start);
 });

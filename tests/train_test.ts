@@ -21,6 +21,7 @@ import {
 import { randomNormal, seededNormal } from "../lib/random.ts";
 import { createModel } from "../lib/models/mod.ts";
 import { setFiniteChecks } from "../lib/attention/mod.ts";
+import { backendLabel } from "../lib/backend.ts";
 import type { LmBatch } from "../lib/data/mod.ts";
 import "./helpers.ts";
 
@@ -328,6 +329,9 @@ Deno.test("train: clipping is logged with its threshold, validation gives exp(lo
     assert.equal(manifest?.step, 5);
     assert.equal(manifest?.finished, true);
     assert.deepEqual(manifest?.logs.rows, { train: 5, gradNorms: 5, valid: 3, probes: 3 });
+    // The backend that trained it is recorded (blas here; webgpu with its adapter), outside the identity.
+    assert.equal(manifest?.backend, await backendLabel());
+    assert.equal(manifest?.backend, tf.getBackend());
     model.dispose();
   });
 });
@@ -343,6 +347,30 @@ function numberBatch(targets: number[], rows: number, mask?: number[]): LmBatch 
     ...(mask ? { mask: Float32Array.from(mask) } : {}),
   };
 }
+
+Deno.test("train: an async probe.fn is awaited in place: it sees the weights of its step and logs what a sync one does", async () => {
+  // The probe reads w's first entry: synchronously, or with await data() after a delay, as a GPU backend must.
+  const run = async (
+    read: (model: Mlp) => (step: number) => Record<string, number> | Promise<Record<string, number>>,
+  ) => {
+    const model = mlp(3);
+    const first = Object.values(model.variables)[0];
+    const result = await train(model, { ...QUIET, steps: 5, lr: 0.05, batchAt, probe: { every: 2, fn: read(model) } });
+    const last = first.dataSync()[0];
+    model.dispose();
+    return { probes: result.logs.probes, last };
+  };
+  const sync = await run((model) => (step) => ({ w: Object.values(model.variables)[0].dataSync()[0], step }));
+  const async = await run((model) => async (step) => {
+    await new Promise((resolve) => setTimeout(resolve, 5)); // the next update must wait for this probe
+    return { w: (await Object.values(model.variables)[0].data())[0], step };
+  });
+  assert.deepEqual(async.probes, sync.probes);
+  assert.deepEqual(sync.probes.map((r) => r.step), [0, 2, 4]);
+  // Each probe saw its own step's weights: they moved between probes.
+  assert.equal(new Set(sync.probes.map((r) => r.w)).size, 3);
+  assert.equal(async.last, sync.last);
+});
 
 Deno.test("train: validation loss is the mean over all scored targets, each batch weighted by its count", async () => {
   // Each target's "loss" is its own value, so a batch's mean loss is the mean of its scored targets (as the models'
@@ -891,7 +919,7 @@ Deno.test("train: bad options and models throw errors that name the problem", as
   );
   await assert.rejects(
     train({ ...model, firstNonFinite: "blocks.0" } as never, ok),
-    /model.firstNonFinite must be a function \(batch\) => string \| null, or absent/,
+    /model.firstNonFinite must be a function \(batch\) => string \| null \(or a promise of one\), or absent/,
   );
   await assert.rejects(train({ ...model, variables: {} }, ok), /variables is empty/);
   await assert.rejects(
@@ -1094,6 +1122,13 @@ Deno.test("trainStep: one update's rows match the closed form; a NaN loss stops 
   assert.ok(Number.isNaN(thrown.row.loss));
   await assert.rejects(trainStep(throwing, 1, opt), /the attention met NaN \(1\)/);
   await assert.rejects(trainStep({ ...throwing, firstNonFinite: () => null }, 1, opt), /the attention met NaN/);
+  // An async firstNonFinite (as the model's, which reads with await data()) is awaited.
+  const later = await trainStep({ ...throwing, firstNonFinite: () => Promise.resolve("blocks.2.ffn") }, 1, opt);
+  assert.deepEqual([later.stopped?.stage, later.stopped?.layer], ["blocks.2.ffn", 2]);
+  await assert.rejects(
+    trainStep({ ...throwing, firstNonFinite: () => Promise.resolve(null) }, 1, opt),
+    /the attention met NaN/,
+  );
   assert.equal(opt.step, 1);
   assert.equal(tf.memory().numTensors, tensorsWithOpt, "trainStep leaks no tensors");
 

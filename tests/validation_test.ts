@@ -454,7 +454,7 @@ Deno.test("a checkpoint whose step exceeds steps is refused on load, resume and 
 
 // 8. Asynchronous callbacks where the loop needs values.
 
-Deno.test("an async batchAt, validation.batches, probe.fn or build is named as such, before any update", async () => {
+Deno.test("an async batchAt, validation.batches or build is named as such, before any update", async () => {
   const model = scalarModel();
   const base = { steps: 3, progress: "none" as const, log: null };
   await rejectsExactly(
@@ -474,9 +474,10 @@ Deno.test("an async batchAt, validation.batches, probe.fn or build is named as s
     "validation.batches() returned a Promise",
   );
   await rejectsExactly(
-    () => train(model, { ...base, batchAt: () => 0, probe: { every: 1, fn: () => Promise.resolve({}) as never } }),
+    () =>
+      train(model, { ...base, batchAt: () => 0, probe: { every: 1, fn: () => Promise.resolve({ a: "1" }) as never } }),
     TypeError,
-    "probe.fn returned a Promise",
+    'probe.fn must return an object of numbers, got a: "1"',
   );
   await rejectsExactly(
     () => train(model, { ...base, batchAt: () => 0, probe: { every: 1, fn: () => ({ a: "1" }) as never } }),

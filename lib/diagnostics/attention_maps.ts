@@ -528,7 +528,7 @@ function layerLocalityRun(
   });
   checkModel(owner, model);
   checkIds(owner, ids);
-  const causal = model.config.task === "lm";
+  const causal = model.causal;
   const layers = model.config.attention.length;
   const heads = model.config.heads;
   const perHead = Array.from({ length: layers }, () => Array.from({ length: heads }, () => zeroSums(ratios.length)));
@@ -884,7 +884,7 @@ function layerDiagonalRun(
   });
   checkModel(owner, model);
   checkIds(owner, ids);
-  const causal = model.config.task === "lm";
+  const causal = model.causal;
   const [count, n] = ids.shape;
   if (causal ? n <= window + 1 : n <= 1) {
     throw new RangeError(

@@ -22,9 +22,9 @@ import type { Row } from "../figures/csv.ts";
 import { type SavedFigure, saveFigure, type SaveFigureOptions } from "../figures/save.ts";
 import type { DomElement } from "../figures/svg.ts";
 import type { TransformerModel } from "../models/model.ts";
-import { type PooledLocality, pooledLocalityCurve, rowNormalize } from "./attention_maps.ts";
-import { downsampleMatrix, type HeatmapCell, heatmapRows } from "./heatmap.ts";
-import { type LocalityCurve, localityCurve } from "./locality.ts";
+import { type PooledLocality, pooledLocalityCurve, pooledLocalityCurveAsync, rowNormalize } from "./attention_maps.ts";
+import { downsampleMatrix, type HeatmapCell, heatmapRows, matrixCells } from "./heatmap.ts";
+import { type LocalityCurve, localityCurve, localityCurveAsync } from "./locality.ts";
 import { describe } from "./_checks.ts";
 
 /** A heatmap cell of one panel of {@linkcode heatmapGridPlot}: the model (grid row) and layer (grid column). */
@@ -277,26 +277,97 @@ export function attentionView(
   text: string | Uint8Array,
   options?: AttentionViewOptions,
 ): AttentionView {
-  const owner = "attentionView";
+  const view = viewTensors("attentionView", model, text, options);
+  try {
+    return viewFigure(view, {
+      cellData: heatmapRows(downsampleMatrix(view.shown, { size: view.side })),
+      locality: pooledLocalityCurve(view.w, { causal: view.causal }),
+      uniform: localityCurve(view.flat, { causal: view.causal }),
+    });
+  } finally {
+    view.dispose();
+  }
+}
+
+/**
+ * {@linkcode attentionView} with its reads awaited (`await data()`), so that it runs on `webgpu` too: the same figure,
+ * data and numbers.
+ *
+ * @example
+ * ```ts
+ * import { createModel } from "../models/model.ts";
+ * import { attentionView, attentionViewAsync } from "./attention_view.ts";
+ * const model = createModel({ attention: "vanilla", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
+ * const view = await attentionViewAsync(model, "The quick brown fox", { layer: 1, head: 1, cells: 8 });
+ * const same = attentionView(model, "The quick brown fox", { layer: 1, head: 1, cells: 8 });
+ * console.log(view.locality.auc === same.locality.auc, JSON.stringify(view.data) === JSON.stringify(same.data)); // true true
+ * model.dispose();
+ * ```
+ */
+export async function attentionViewAsync(
+  model: TransformerModel,
+  text: string | Uint8Array,
+  options?: AttentionViewOptions,
+): Promise<AttentionView> {
+  const view = viewTensors("attentionViewAsync", model, text, options);
+  try {
+    return viewFigure(view, {
+      cellData: heatmapRows(downsampleMatrix(await matrixCells(view.shown), { size: view.side })),
+      locality: await pooledLocalityCurveAsync(view.w, { causal: view.causal }),
+      uniform: await localityCurveAsync(view.flat, { causal: view.causal }),
+    });
+  } finally {
+    view.dispose();
+  }
+}
+
+/** What an attention view reads: one head's matrix, its rows as |w| / Σ|w|, and uniform attention; `dispose` frees them. */
+interface ViewTensors {
+  layer: number;
+  head: number;
+  label: string;
+  /** The layer's attention variant. */
+  variant: string;
+  causal: boolean;
+  /** Tokens, and the heatmap's cells per side. */
+  m: number;
+  side: number;
+  /** The head's attention matrix [m, m], its rows shown as |w| / Σ|w|, and uniform attention over each context. */
+  w: tf.Tensor2D;
+  shown: tf.Tensor2D;
+  flat: tf.Tensor2D;
+  dispose(): void;
+}
+
+/** Checks the input and computes the head's matrices (no read). */
+function viewTensors(
+  owner: string,
+  model: TransformerModel,
+  text: string | Uint8Array,
+  options?: AttentionViewOptions,
+): ViewTensors {
   const { layer, head, cells, label, bytes } = viewInput(owner, model, text, options);
   const m = bytes.length, side = Math.min(cells, m);
-  const causal = model.config.task === "lm";
+  const causal = model.causal;
   const input = tf.tensor2d(Int32Array.from(bytes), [1, m], "int32"); // [1, m]
   const raw = model.attentionWeights(input); // per layer [1, h, m, m]
-  // One head as [m, m], its rows shown as |w| / Σ|w|, and uniform attention over each query's context.
   const w = tf.tidy(() => tf.reshape(tf.slice(raw[layer], [0, head, 0, 0], [1, 1, m, m]), [m, m]) as tf.Tensor2D);
+  tf.dispose([input, ...raw]);
   const shown = tf.tidy(() => tf.abs(rowNormalize(w, { by: "abs" }))); // [m, m]
   const flat = uniformWeights(m, causal); // [m, m]
-  let cellData: HeatmapCell[], locality: PooledLocality, uniform: LocalityCurve;
-  try {
-    cellData = heatmapRows(downsampleMatrix(shown, { size: side }));
-    locality = pooledLocalityCurve(w, { causal });
-    uniform = localityCurve(flat, { causal });
-  } finally {
-    tf.dispose([input, ...raw, w, shown, flat]);
-  }
+  const variant = model.config.attention[layer].variant;
+  return { layer, head, label, variant, causal, m, side, w, shown, flat, dispose: () => tf.dispose([w, shown, flat]) };
+}
+
+/** The figure of a view from the values read: the heatmap cells and the two locality curves. */
+function viewFigure(
+  view: ViewTensors,
+  read: { cellData: HeatmapCell[]; locality: PooledLocality; uniform: LocalityCurve },
+): AttentionView {
+  const { layer, head, label, m, side } = view;
+  const { cellData, locality, uniform } = read;
   const per = m / side;
-  const title = `${label} · layer ${layer} · ${model.config.attention[layer].variant} · head ${head}`;
+  const title = `${label} · layer ${layer} · ${view.variant} · head ${head}`;
   const f3 = (x: number) => x.toFixed(3);
   const caption =
     `n = ${m} tokens. AUC: available context ${f3(locality.availableAuc)} (uniform ${f3(uniform.availableAuc)}), full ${

@@ -47,6 +47,8 @@ function checkKind(owner: string, kind: unknown): ScoreKind {
 /**
  * Checks score vectors ([n] or [batch, n]) and returns them as [batch, n].
  * `positive`: every score must be > 0 (the closed form divides by f(s_k) = s_k for linear attention).
+ * On `webgpu`, which cannot read synchronously, the value check reads nothing: it joins the computation, and scores
+ * that fail it come back all NaN, so every result made from them is NaN (the shape checks still throw).
  */
 function checkScores(
   owner: string,
@@ -57,8 +59,24 @@ function checkScores(
 ): tf.Tensor2D {
   const n = checkScoreTensor(owner, scores, ranks);
   const s = scores as tf.Tensor;
-  checkScoreValues(owner, s.dataSync(), { n, kind, positive });
-  return (s.rank === 1 ? tf.expandDims(s, 0) : tf.clone(s)) as tf.Tensor2D;
+  const rows = (s.rank === 1 ? tf.expandDims(s, 0) : tf.clone(s)) as tf.Tensor2D; // [b, n]
+  if (tf.getBackend() !== "webgpu") {
+    try {
+      checkScoreValues(owner, s.dataSync(), { n, kind, positive });
+    } catch (err) {
+      rows.dispose();
+      throw err;
+    }
+    return rows;
+  }
+  return tf.tidy(() => {
+    let valid = tf.all(tf.isFinite(rows)); // []
+    if (kind === "linear") {
+      const signOk = positive ? tf.all(tf.greater(rows, 0)) : tf.all(tf.greaterEqual(rows, 0));
+      valid = tf.logicalAnd(valid, tf.logicalAnd(signOk, tf.all(tf.greater(tf.sum(rows, 1), 0))));
+    }
+    return tf.mul(rows, tf.where(valid, tf.scalar(1), tf.scalar(NaN))) as tf.Tensor2D;
+  });
 }
 
 /** Checks the type, rank, dtype and size of score vectors ([n] or [batch, n]), not their values; returns n. */

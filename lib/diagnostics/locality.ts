@@ -516,7 +516,8 @@ export interface UniformLocalityOptions {
  * i + 1 keys when `causal`. The reference line of Fig. 2a. In closed form: the full curve of bidirectional uniform
  * attention is ⌈x·n⌉/n with area (n + 1)/(2n); the available-context area of causal uniform attention is the mean over
  * m = 1..n of (m + 1)/(2m), i.e. 1/2 + H_n/(2n) with H_n the n-th harmonic number (0.5212 at n = 128). Computed by
- * {@linkcode localityCurve} on the explicit matrix (n² floats); creates no lasting tensors.
+ * {@linkcode localityCurveOfValues} on the explicit matrix (n² floats, on the CPU); creates no tensors, so it runs the
+ * same on every backend.
  *
  * @example
  * ```ts
@@ -538,14 +539,9 @@ export function uniformLocality(n: number, options?: UniformLocalityOptions): Lo
   const { causal } = resolveOptions(owner, { causal: given.causal }, { causal: false }, {
     causal: { type: "boolean" },
   });
-  const weights = tf.tidy(() => {
-    const ones = tf.ones([n, n]); // [n, n]
-    return causal ? tf.linalg.bandPart(ones, -1, 0) : ones; // [n, n], lower triangle when causal
-  });
-  try {
-    // Rows are normalised inside localityCurve, so the 0/1 matrix is uniform attention.
-    return localityCurve(weights, { ratios, causal });
-  } finally {
-    weights.dispose();
-  }
+  // The 0/1 matrix is uniform attention: rows are normalised inside the curve. Built on the CPU, so that no backend
+  // (webgpu included) is asked to read it back.
+  const weights = new Float32Array(n * n); // [n, n]
+  for (let i = 0; i < n; i++) weights.fill(1, i * n, causal ? i * n + i + 1 : (i + 1) * n);
+  return localityCurveOfValues(weights, [n, n], { ratios, causal });
 }

@@ -223,7 +223,7 @@ function windowLocalityRun(
   });
   checkModel(owner, model);
   checkIds(owner, ids);
-  const causal = model.config.task === "lm";
+  const causal = model.causal;
   const n = ids.shape[1];
   const windows: PooledLocality[][] = [];
   return {

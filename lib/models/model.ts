@@ -34,7 +34,14 @@ import {
 } from "./config.ts";
 import { checkBatch, checkIdTensor, checkPadOption, withIdsInVocabulary } from "./_checks.ts";
 import { rotary, sinusoidalTable } from "./positions.ts";
-import { attentionWeights, firstNonFinite, referenceLoss, scoreGradientNorms, scoreGradients } from "./probes.ts";
+import {
+  attentionWeights,
+  firstNonFinite,
+  referenceLoss,
+  scoreGradientNorms,
+  scoreGradientNormsAsync,
+  scoreGradients,
+} from "./probes.ts";
 
 /**
  * The most parameters a model may have, 2^28: checked before any weight is allocated, so that a mistyped size fails
@@ -276,7 +283,12 @@ export class TransformerModel {
 
   // The forward pass, top to bottom: embed → blocks (attention, FFN) → final norm → head → loss.
 
-  #forward(ids: tf.Tensor2D, hooks: TraceHooks): tf.Tensor3D {
+  /** The classifier's pad tokens are left out of every layer's keys and of the pooling: 1 = a real token; null: none. */
+  #padMask(ids: tf.Tensor2D, pad: number | undefined): tf.Tensor2D | null {
+    return pad === undefined ? null : tf.cast(tf.notEqual(ids, pad), "float32") as tf.Tensor2D; // [b, n]
+  }
+
+  #forward(ids: tf.Tensor2D, hooks: TraceHooks, keyMask: tf.Tensor2D | null): tf.Tensor3D {
     const { vocabSize: V, dModel: d } = this.config;
     const [b, n] = ids.shape;
     const flat = tf.reshape(ids, [b * n]); // [b*n]
@@ -289,8 +301,6 @@ export class TransformerModel {
     const offset = hooks.offset ?? 0;
     if (this.#positions) x = tf.add(x, tf.slice(this.#positions, [offset, 0], [n, d])); // [b, n, d]
     hooks.inspect?.("embed", x);
-    // The classifier's pad tokens are left out of every layer's keys, as they are out of the pooling.
-    const keyMask = hooks.pad === undefined ? null : tf.cast(tf.notEqual(ids, hooks.pad), "float32") as tf.Tensor2D; // [b, n]
     this.config.attention.forEach((layer, i) => {
       const p = `blocks.${i}`;
       x = tf.add(x, this.#attention(this.#norm(x, `${p}.norm1`), { layer, i, keyMask }, hooks));
@@ -321,7 +331,7 @@ export class TransformerModel {
       q = rotary(q, { offset: hooks.offset ?? 0 });
       k = rotary(k, { offset: hooks.offset ?? 0 });
     }
-    const options: Record<string, unknown> = { ...layer.options, causal: this.#causal };
+    const options: Record<string, unknown> = { ...layer.options, causal: this.causal };
     if (at.keyMask !== null) options.keyMask = at.keyMask;
     // A variant with a `seed` option (Performer's random features) gets one per layer unless the layer sets it.
     if ("seed" in variants[layer.variant].defaults && options.seed === undefined) options.seed = seed * 1009 + i;
@@ -362,13 +372,13 @@ export class TransformerModel {
     return tf.add(tf.mul(y, this.#v(`${prefix}.weight`)), this.#v(`${prefix}.bias`));
   }
 
-  #head(h: tf.Tensor3D, ids: tf.Tensor2D, pad: number | undefined): tf.Tensor {
+  #head(h: tf.Tensor3D, ids: tf.Tensor2D, keyMask: tf.Tensor2D | null): tf.Tensor {
     const { vocabSize: V, task } = this.config;
     const [b, n, d] = h.shape;
     if (task !== "classify") {
       return tf.reshape(tf.matMul(tf.reshape(h, [b * n, d]), this.#v("embed.weight"), false, true), [b, n, V]);
     }
-    const keep = pad === undefined ? tf.onesLike(ids).toFloat() : tf.cast(tf.notEqual(ids, pad), "float32"); // [b, n]
+    const keep = keyMask ?? tf.onesLike(ids).toFloat(); // [b, n]
     const summed = tf.sum(tf.mul(h, tf.expandDims(keep, 2)), 1); // [b, d]
     const pooled = tf.div(summed, tf.maximum(tf.sum(keep, 1, true), 1)); // [b, d]
     return tf.add(tf.matMul(pooled, this.#v("head.weight")), this.#v("head.bias")); // [b, classes]
@@ -377,7 +387,8 @@ export class TransformerModel {
   #loss(batch: ModelBatch, hooks: TraceHooks): tf.Scalar {
     const ids = tf.tensor2d(batch.inputs, [batch.batch, batch.length], "int32");
     const pad = batch.kind === "cls" ? batch.pad : undefined;
-    const logits = this.#head(this.#forward(this.#checkIds(ids), { ...hooks, pad }), ids, pad);
+    const keyMask = this.#padMask(this.#checkIds(ids), pad);
+    const logits = this.#head(this.#forward(ids, { ...hooks, pad }, keyMask), ids, keyMask);
     // −log softmax(logits)[target] per row: one fused kernel each way on the blas backend (in double precision,
     // rounded once), tfjs's logSoftmax composite elsewhere.
     if (batch.kind === "cls") {
@@ -437,7 +448,10 @@ export class TransformerModel {
         `${owner}: offset must be an integer with offset + n <= maxLength (${this.config.maxLength}), got ${offset}`,
       );
     }
-    return withIdsInVocabulary(ids, this.config.vocabSize, () => pick(this.#head(this.#forward(ids, hooks), ids, pad)));
+    return withIdsInVocabulary(ids, this.config.vocabSize, () => {
+      const keyMask = this.#padMask(ids, pad);
+      return pick(this.#head(this.#forward(ids, hooks, keyMask), ids, keyMask));
+    });
   }
 
   /**
@@ -489,8 +503,14 @@ export class TransformerModel {
     return scoreGradientNorms(this, batch);
   }
 
-  /** The first stage of the forward pass whose output is not finite, or null: see probes.ts. */
-  firstNonFinite(batch: ModelBatch): string | null {
+  /** {@linkcode TransformerModel.scoreGradientNorms} read with one `await data()`: runs on `webgpu` too. */
+  scoreGradientNormsAsync(batch: ModelBatch): Promise<number[]> {
+    this.#checkLive();
+    return scoreGradientNormsAsync(this, batch);
+  }
+
+  /** The first stage of the forward pass whose output is not finite, or null (read asynchronously): see probes.ts. */
+  firstNonFinite(batch: ModelBatch): Promise<string | null> {
     this.#checkLive();
     return firstNonFinite(this, batch);
   }
@@ -503,8 +523,8 @@ export class TransformerModel {
     this.#positions?.dispose();
   }
 
-  /** Only the causal language model masks future keys; "mlm" and "classify" attend both ways in every layer. */
-  get #causal(): boolean {
+  /** Whether attention is causal: only the language model ("lm") masks future keys; "mlm" and "classify" see both ways. */
+  get causal(): boolean {
     return this.config.task === "lm";
   }
 

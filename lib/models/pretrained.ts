@@ -397,8 +397,11 @@ export async function languageModelRun(
     validation: { every: recipe.validEvery, batches: () => validation },
     probe: recipe.probeEvery === null ? null : {
       every: recipe.probeEvery,
-      fn: (step) =>
-        Object.fromEntries(model!.scoreGradientNorms(probeBatch(step)).map((v, i) => [`score_grad_${i}`, v])),
+      // Read with await: a GPU backend cannot read synchronously.
+      fn: async (step) =>
+        Object.fromEntries(
+          (await model!.scoreGradientNormsAsync(probeBatch(step))).map((v, i) => [`score_grad_${i}`, v]),
+        ),
     },
     batchTokens: (b) => b.inputs.length,
     seed: recipe.seed,

@@ -113,7 +113,7 @@ export function scoreGradients(model: TransformerModel, batch: ModelBatch): tf.T
   checkBatch(batch, { config: model.config, owner: "TransformerModel.scoreGradients" });
   const { batch: b, length: n } = batch;
   const h = model.config.heads;
-  const causal = model.config.task === "lm";
+  const causal = model.causal;
   return tf.tidy(() => {
     const zeros = model.config.attention.map(() => tf.zeros([b, h, n, n]) as tf.Tensor4D);
     const grads = tf.grads((...perturb: tf.Tensor[]) =>
@@ -124,7 +124,8 @@ export function scoreGradients(model: TransformerModel, batch: ModelBatch): tf.T
 }
 
 /**
- * Frobenius norm of each layer's {@linkcode scoreGradients}.
+ * Frobenius norm of each layer's {@linkcode scoreGradients}. Reads them with `dataSync()`; on `webgpu`, where that
+ * throws, use {@linkcode scoreGradientNormsAsync}.
  *
  * @example
  * ```ts
@@ -137,18 +138,54 @@ export function scoreGradients(model: TransformerModel, batch: ModelBatch): tf.T
  * ```
  */
 export function scoreGradientNorms(model: TransformerModel, batch: ModelBatch): number[] {
+  const norms = scoreGradientNormTensor(model, batch);
+  try {
+    return Array.from(norms.dataSync());
+  } finally {
+    norms.dispose();
+  }
+}
+
+/**
+ * {@linkcode scoreGradientNorms} read with one `await data()`: the same numbers, on every backend, `webgpu` included.
+ *
+ * @example
+ * ```ts
+ * import { createModel } from "./model.ts";
+ * import { scoreGradientNorms, scoreGradientNormsAsync } from "./probes.ts";
+ * const model = createModel({ attention: "vanilla", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
+ * const batch = { kind: "lm" as const, inputs: Int32Array.from([1, 2, 3]), targets: Int32Array.from([2, 3, 4]), batch: 1, length: 3 };
+ * const norms = await scoreGradientNormsAsync(model, batch);
+ * console.log(norms.length, norms.join() === scoreGradientNorms(model, batch).join()); // 2 true
+ * model.dispose();
+ * ```
+ */
+export async function scoreGradientNormsAsync(model: TransformerModel, batch: ModelBatch): Promise<number[]> {
+  const norms = scoreGradientNormTensor(model, batch);
+  try {
+    return Array.from(await norms.data());
+  } finally {
+    norms.dispose();
+  }
+}
+
+/** Each layer's score-gradient norm, as one tensor for one read. */
+function scoreGradientNormTensor(model: TransformerModel, batch: ModelBatch): tf.Tensor1D {
   const grads = scoreGradients(model, batch);
-  const norms = grads.map((g) => tf.tidy(() => tf.norm(g).dataSync()[0]));
-  tf.dispose(grads);
-  return norms;
+  try {
+    return tf.tidy(() => tf.stack(grads.map((g) => tf.norm(g))) as tf.Tensor1D); // [layers]
+  } finally {
+    tf.dispose(grads);
+  }
 }
 
 /**
  * Where a non-finite loss starts: the first stage of the forward pass on `batch` whose output holds a NaN or ±Inf, in
  * order "embed" (embedding + positions), "blocks.<i>.attn" and "blocks.<i>.ffn" (the residual stream after layer i's
  * attention and FFN), "norm" (the final norm), "head" (the logits); null when every stage is finite. Non-finite q, k
- * or v count as a non-finite attention output (the variants would throw on them). The training loop calls it when it
- * stops on a non-finite loss.
+ * or v count as a non-finite attention output (the variants may throw on them). The training loop calls it when it
+ * stops on a non-finite loss. Asynchronous: it reads one flag per stage with one `await data()` after the forward
+ * pass, and nothing during it, so it runs on `webgpu` too.
  *
  * @example
  * ```ts
@@ -156,13 +193,13 @@ export function scoreGradientNorms(model: TransformerModel, batch: ModelBatch): 
  * import { firstNonFinite } from "./probes.ts";
  * const model = createModel({ attention: "vanilla", layers: 2, dModel: 8, heads: 2 }, { log: () => {} });
  * const batch = { kind: "lm" as const, inputs: Int32Array.from([1, 2]), targets: Int32Array.from([2, 3]), batch: 1, length: 2 };
- * console.log(firstNonFinite(model, batch)); // null
+ * console.log(await firstNonFinite(model, batch)); // null
  * model.variables["blocks.1.ffn.w1"].assign(model.variables["blocks.1.ffn.w1"].mul(NaN));
- * console.log(firstNonFinite(model, batch)); // blocks.1.ffn
+ * console.log(await firstNonFinite(model, batch)); // blocks.1.ffn
  * model.dispose();
  * ```
  */
-export function firstNonFinite(model: TransformerModel, batch: ModelBatch): string | null {
+export async function firstNonFinite(model: TransformerModel, batch: ModelBatch): Promise<string | null> {
   checkBatch(batch, { config: model.config, owner: "TransformerModel.firstNonFinite" });
   const stages: string[] = [];
   const finite: tf.Tensor[] = [];
@@ -170,14 +207,16 @@ export function firstNonFinite(model: TransformerModel, batch: ModelBatch): stri
     stages.push(stage);
     finite.push(tf.all(tf.isFinite(x))); // []
   };
-  // The variants throw on non-finite q, k, v; here they give a NaN output that the next stage reports.
+  // Non-finite q, k or v make the whole attention output NaN, which the next stage reports. The variant sees them
+  // zeroed (it may throw on non-finite input), and nothing is read here: the flag joins the computation.
   const attend: AttendHook = (i, qkv, options) => {
-    const bad = tf.tidy(() => !Number.isFinite(tf.sum(tf.mul(tf.concat([qkv.q, qkv.k, qkv.v], 3), 0)).dataSync()[0]));
-    if (bad) return tf.fill(qkv.v.shape, NaN) as tf.Tensor4D; // [b, h, n, dh]
     const variant = variants[model.config.attention[i].variant] as unknown as {
       attend(qkv: QKV, o: object): tf.Tensor4D;
     };
-    return variant.attend(qkv, options);
+    const finiteOnly = (x: tf.Tensor4D) => tf.where(tf.isFinite(x), x, tf.zerosLike(x)) as tf.Tensor4D;
+    const bad = tf.logicalNot(tf.all(tf.stack([qkv.q, qkv.k, qkv.v].map((x) => tf.all(tf.isFinite(x)))))); // []
+    const out = variant.attend({ q: finiteOnly(qkv.q), k: finiteOnly(qkv.k), v: finiteOnly(qkv.v) }, options);
+    return tf.add(out, tf.where(bad, tf.scalar(NaN), tf.scalar(0))) as tf.Tensor4D; // [b, h, n, dh]
   };
   const pad = batch.kind === "cls" ? batch.pad : undefined;
   const ids = tf.tensor2d(batch.inputs, [batch.batch, batch.length], "int32"); // [b, n]
@@ -189,7 +228,7 @@ export function firstNonFinite(model: TransformerModel, batch: ModelBatch): stri
         return tf.stack(finite); // [stages]
       },
     });
-    const bad = Array.from(flags.dataSync()).findIndex((f) => !f);
+    const bad = Array.from(await flags.data()).findIndex((f) => !f);
     flags.dispose();
     return bad < 0 ? null : stages[bad];
   } finally {

@@ -11,6 +11,7 @@
  */
 
 import { join } from "node:path";
+import { backendLabel } from "../backend.ts";
 import { writeFileAtomic } from "../figures/atomic.ts";
 import type { AdamState } from "./adam.ts";
 import { sha256Hex } from "./hash.ts";
@@ -81,6 +82,11 @@ export interface CheckpointManifest {
   logs: FileEntry & { rows: Record<keyof TrainLogs, number> };
   /** ISO time of saving. */
   savedAt: string;
+  /**
+   * The backend that ran the session which saved it, as `backendLabel()` names it (`blas`, `webgpu (<adapter>)`):
+   * not part of the identity, so a run trained on one backend is reused on another. Absent in older checkpoints.
+   */
+  backend?: string;
 }
 
 /** What {@linkcode saveCheckpoint} writes. */
@@ -215,6 +221,7 @@ export async function saveCheckpoint(dir: string, input: CheckpointInput): Promi
       },
     },
     savedAt: new Date().toISOString(),
+    backend: await backendLabel(),
   };
   await writeFileAtomic(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
   await removeStaleFiles(dir, new Set(Object.values(files).map((f) => f.path)));

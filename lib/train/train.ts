@@ -50,8 +50,11 @@ export interface ValidationOptions<B> {
 /** A probe, called with the number of updates applied, every `every` updates (and at step 0 of a fresh run). */
 export interface ProbeOptions {
   every: number;
-  /** Returns named numbers; logged to probes.csv with a `step` column. */
-  fn: (step: number) => Record<string, number>;
+  /**
+   * Returns named numbers, or a promise of them (awaited before training goes on, so a probe can read its tensors
+   * with `await data()`, as a GPU backend needs); logged to probes.csv with a `step` column.
+   */
+  fn: (step: number) => Record<string, number> | Promise<Record<string, number>>;
 }
 
 /** What {@linkcode TrainOptions.onStep} receives after each update. */
@@ -243,7 +246,7 @@ function checkModel<B>(owner: string, model: Trainable<B>): string[] {
   }
   if (model.firstNonFinite !== undefined && typeof model.firstNonFinite !== "function") {
     throw new TypeError(
-      `${owner}: model.firstNonFinite must be a function (batch) => string | null, or absent; got ${
+      `${owner}: model.firstNonFinite must be a function (batch) => string | null (or a promise of one), or absent; got ${
         describeValue(model.firstNonFinite)
       }`,
     );
@@ -607,7 +610,18 @@ export async function trainStep<B>(
   optimizer: Adam,
   options: TrainStepOptions = {},
 ): Promise<TrainStepResult> {
-  const { tokens, t0 } = checkStepArgs(model, optimizer, options);
+  // Checked in the promise: bad arguments reject it, as any failure of the step does.
+  return await applyStep(model, batch, optimizer, checkStepArgs(model, optimizer, options));
+}
+
+/** {@linkcode trainStep} on checked arguments: what {@linkcode train}, which checked them once, calls every step. */
+async function applyStep<B>(
+  model: Trainable<B>,
+  batch: B,
+  optimizer: Adam,
+  at: { tokens: number | null; t0: number },
+): Promise<TrainStepResult> {
+  const { tokens, t0 } = at;
   const names = optimizer.names;
   const varList = names.map((n) => model.variables[n]);
   const step = optimizer.step;
@@ -621,7 +635,7 @@ export async function trainStep<B>(
     // locates a non-finite output, stop as on a non-finite loss; any other error propagates.
     let stopped: NonFiniteStop | null = null;
     try {
-      stopped = model.firstNonFinite ? lossStop(model, step, batch, []) : null;
+      stopped = model.firstNonFinite ? await lossStop(model, step, batch, []) : null;
     } catch {
       throw err;
     }
@@ -649,7 +663,7 @@ export async function trainStep<B>(
     if (!Number.isFinite(loss) || badVariables.length > 0) {
       const stopped = Number.isFinite(loss)
         ? gradientStop(step, badVariables)
-        : lossStop(model, step, batch, badVariables);
+        : await lossStop(model, step, batch, badVariables);
       return { stopped, row: stoppedRow(optimizer, { loss, gradNorm, tokens, t0 }), gradNorms };
     }
     const info = optimizer.apply(byName, { gradNorm });
@@ -732,8 +746,13 @@ function gradientStop(step: number, variables: string[]): NonFiniteStop {
 }
 
 /** The stop on a non-finite (or throwing) loss: where the model's `firstNonFinite` locates it, if it can. */
-function lossStop<B>(model: Trainable<B>, step: number, batch: B, variables: string[]): NonFiniteStop {
-  const stage = model.firstNonFinite?.(batch) ?? null;
+async function lossStop<B>(
+  model: Trainable<B>,
+  step: number,
+  batch: B,
+  variables: string[],
+): Promise<NonFiniteStop> {
+  const stage = (await model.firstNonFinite?.(batch)) ?? null;
   if (stage !== null && typeof stage !== "string") {
     throw new Error(`train: model.firstNonFinite must return a string or null, got ${describeValue(stage)}`);
   }
@@ -808,11 +827,8 @@ function validationCallback<B>(validation: ValidationOptions<B>): TrainCallback<
 
 /** The probe every `every` updates, and at step 0 of a fresh run (unless its logs have it). */
 function probeCallback<B>(probe: ProbeOptions): TrainCallback<B> {
-  const run = (ctx: TrainContext<B>, step: number) => {
-    const values = probe.fn(step);
-    if (isThenable(values)) {
-      throw new TypeError("train: probe.fn returned a Promise; it must be synchronous and return { name: number }");
-    }
+  const run = async (ctx: TrainContext<B>, step: number) => {
+    const values: unknown = await probe.fn(step);
     if (values === null || typeof values !== "object" || Array.isArray(values)) {
       throw new TypeError(`train: probe.fn must return an object of numbers, got ${describeValue(values)}`);
     }
@@ -825,11 +841,11 @@ function probeCallback<B>(probe: ProbeOptions): TrainCallback<B> {
     ctx.logs.probes.push({ step, ...values } as ProbeRow);
   };
   return {
-    start(ctx) {
-      if (ctx.start === 0 && !ctx.logs.probes.some((r) => r.step === 0)) run(ctx, 0);
+    async start(ctx) {
+      if (ctx.start === 0 && !ctx.logs.probes.some((r) => r.step === 0)) await run(ctx, 0);
     },
-    afterStep(ctx, { step }) {
-      if ((step + 1) % probe.every === 0) run(ctx, step + 1);
+    async afterStep(ctx, { step }) {
+      if ((step + 1) % probe.every === 0) await run(ctx, step + 1);
     },
   };
 }
@@ -1049,7 +1065,7 @@ export async function train<B>(model: Trainable<B>, options: TrainOptions<B>): P
       for (let s = start; s < until; s++) {
         const t0 = performance.now();
         const { batch, tokens } = batchOf(o, s);
-        const result = await trainStep(model, batch, opt, { tokens, t0 });
+        const result = await applyStep(model, batch, opt, { tokens, t0 });
         logs.train.push(result.row);
         if (result.gradNorms !== null) logs.gradNorms.push(result.gradNorms);
         if (result.stopped !== null) {

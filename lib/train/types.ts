@@ -17,9 +17,10 @@ export interface Trainable<B> {
   /**
    * Optional: the first stage of the forward pass on `batch` whose output is not finite (a "blocks.<i>."
    * prefix marks layer i), or null. The loop calls it once when the loss is not finite, and when `loss`
-   * throws: a stage found then makes the throw a non-finite stop (the attention variants throw on NaN input).
+   * throws: a stage found then makes the throw a non-finite stop (the attention variants throw on NaN input). It may
+   * return a promise (awaited), so that it can read with `await data()` on a GPU backend.
    */
-  firstNonFinite?(batch: B): string | null;
+  firstNonFinite?(batch: B): string | null | Promise<string | null>;
 }
 
 /**
