@@ -18,8 +18,49 @@ export interface MedianMsOptions {
 }
 
 /**
- * The median wall time in milliseconds of `fn`, which returns tensors: they are read back
- * (so asynchronous backends finish) and disposed after every run.
+ * Waits until every tensor in `container` is computed, by reading one element of each with `await data()` (the first:
+ * a [1, ..., 1] slice). Reading whole outputs would time a copy too, and on the blas backend an array read back is never
+ * recycled (lib/blas/pool.ts), so every run would then fault in fresh pages for its outputs. Disposes nothing of
+ * `container`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { computed } from "./timing.ts";
+ * const a = tf.ones([64, 64]);
+ * const out = tf.matMul(a, a);
+ * await computed([out, tf.scalar(1)]);
+ * console.log(out.isDisposed, tf.memory().numTensors); // false 3
+ * ```
+ */
+export async function computed(container: tf.TensorContainer): Promise<void> {
+  const corners = flatten(container).map(cornerOf);
+  try {
+    await Promise.all(corners.map((t) => t.data()));
+  } finally {
+    tf.dispose(corners);
+  }
+}
+
+/** {@linkcode computed}, reading synchronously (`dataSync()`), for the CPU backends. */
+function computedSync(container: tf.TensorContainer): void {
+  const corners = flatten(container).map(cornerOf);
+  try {
+    for (const t of corners) t.dataSync();
+  } finally {
+    tf.dispose(corners);
+  }
+}
+
+/** The first element of t as a tensor of t's rank (an empty t: itself, read as nothing). */
+function cornerOf(t: tf.Tensor): tf.Tensor {
+  if (t.rank === 0 || t.size === 0) return tf.clone(t);
+  return tf.slice(t, new Array(t.rank).fill(0), new Array(t.rank).fill(1));
+}
+
+/**
+ * The median wall time in milliseconds of `fn`, which returns tensors: one element of each is read back
+ * ({@linkcode computed}, so asynchronous backends finish) and they are disposed after every run.
  *
  * @example
  * ```ts
@@ -35,7 +76,7 @@ export function medianMs(fn: () => tf.TensorContainer, options: MedianMsOptions 
   const once = () => {
     const start = performance.now();
     const out = fn();
-    for (const t of flatten(out)) t.dataSync();
+    computedSync(out);
     const ms = performance.now() - start;
     tf.dispose(out);
     return ms;
@@ -45,8 +86,8 @@ export function medianMs(fn: () => tf.TensorContainer, options: MedianMsOptions 
 }
 
 /**
- * {@linkcode medianMs} for a backend that cannot read synchronously (webgpu under Deno): each run's tensors are read
- * back with `await tensor.data()` before its clock stops. `fn` may be async (a training step that awaits its own
+ * {@linkcode medianMs} for a backend that cannot read synchronously (webgpu under Deno): one element of each run's
+ * tensors is read back with `await data()` ({@linkcode computed}) before its clock stops. `fn` may be async (a training step that awaits its own
  * reads): its promise is awaited first.
  *
  * @example
@@ -68,7 +109,7 @@ export async function medianMsAsync(
     // An async fn (a training step that awaits its own reads) is done when its promise settles.
     const out = await fn();
     try {
-      await Promise.all(flatten(out).map((t) => t.data()));
+      await computed(out);
     } finally {
       tf.dispose(out);
     }
@@ -148,7 +189,7 @@ export function interleavedTimes(
 }
 
 /**
- * {@linkcode interleavedTimes} with every run's tensors read back by `await tensor.data()` ({@linkcode medianMsAsync}):
+ * {@linkcode interleavedTimes} with every run's tensors waited for by `await data()` ({@linkcode medianMsAsync}):
  * the same warm-up, rounds and rotated order, for a backend that cannot or should not read synchronously (webgpu).
  *
  * @example

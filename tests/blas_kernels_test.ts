@@ -5,6 +5,7 @@ import { normalizeLastAxis } from "../lib/attention/mod.ts";
 import { fastExp } from "../lib/blas/_exp.ts";
 import { blasOverrides } from "../lib/blas/backend.ts";
 import { ELU_PLUS_ONE, eluPlusOne, siluGate, srmsNorm } from "../lib/blas/fused.ts";
+import { SCALED_RELU_PAIR, scaledReluPair } from "../lib/blas/fused_features.ts";
 import { blasKernelSet, fastKernels } from "../lib/blas/kernels.ts";
 import { MIN_POOLED_LENGTH, poolStats } from "../lib/blas/pool.ts";
 import { seededNormal, seededUniform } from "../lib/random.ts";
@@ -750,6 +751,63 @@ Deno.test({
       );
     }
     await onBackend("blas", () => assert.throws(() => eluPlusOne([1] as never), /eluPlusOne: x must be a tf.Tensor/));
+  },
+});
+
+Deno.test({
+  name:
+    "blas kernels: scaledReluPair equals [relu(x)·a, relu(x)·b] on cpu, value and gradients in x, a, b, bit for bit",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    // cosFormer's composite, as lib/attention/cosformer.ts had it: relu(x) once, times each weight, concatenated.
+    const composite = (x: tf.Tensor, a: tf.Tensor, b: tf.Tensor) => {
+      const r = tf.relu(x);
+      return tf.concat([tf.mul(r, a), tf.mul(r, b)], -1);
+    };
+    const fused = (x: tf.Tensor, a: tf.Tensor, b: tf.Tensor) =>
+      scaledReluPair(x, { a: a as tf.Tensor2D, b: b as tf.Tensor2D });
+    assert.ok(tf.getKernel(SCALED_RELU_PAIR, "blas"), "the blas backend runs the fused kernel");
+    // n = 1, 63, 65 rows, d odd and even, rank 2 to 4 (cosFormer's is [b, h, n, d]).
+    for (const shape of [[1, 1, 1, 3], [2, 3, 63, 5], [1, 2, 65, 8], [4, 7], [3, 1, 2]]) {
+      const n = shape[shape.length - 2];
+      const inputs = (specials: boolean) => [tensor(shape, 61, { specials }), tensor([n, 1], 62), tensor([n, 1], 63)];
+      await assertSameAsCpu(
+        `scaledReluPair [${shape}]`,
+        () => fused(...inputs(true) as [tf.Tensor, tf.Tensor, tf.Tensor]),
+        () => composite(...inputs(true) as [tf.Tensor, tf.Tensor, tf.Tensor]),
+      );
+      for (const specials of [false, true]) {
+        await assertSameAsCpu(
+          `d scaledReluPair [${shape}]${specials ? " at the specials" : ""}`,
+          () => withGrads(fused, inputs(specials)),
+          () => withGrads(composite, inputs(specials)),
+        );
+      }
+    }
+    // A gradient of a gradient runs differentiable ops: the same values as the composite's.
+    const second = (f: typeof composite) => () => {
+      const [x, a, b] = [tensor([2, 5, 4], 64), tensor([5, 1], 65), tensor([5, 1], 66)];
+      const cot = tensor([2, 5, 8], 67);
+      const dx = (y: tf.Tensor) => tf.grad((z: tf.Tensor) => tf.sum(tf.mul(f(z, y, b), cot)))(x);
+      return tf.grad((y: tf.Tensor) => tf.sum(tf.mul(dx(y), x)))(a);
+    };
+    await assertSameAsCpu("d² scaledReluPair", second(fused), second(composite));
+    await onBackend("blas", () => {
+      const start = tf.memory().numTensors;
+      tf.tidy(() => {
+        withGrads(fused, [tensor([2, 3, 4], 68), tensor([3, 1], 69), tensor([3, 1], 70)]);
+      });
+      assert.equal(tf.memory().numTensors, start, "no tensor leaks");
+      assert.throws(
+        () => scaledReluPair(tf.ones([3]), { a: tf.ones([3, 1]), b: tf.ones([3, 1]) }),
+        /x must be a tf.Tensor of rank >= 2/,
+      );
+      assert.throws(
+        () =>
+          scaledReluPair(tf.ones([2, 3, 4]), { a: tf.ones([2, 1]) as tf.Tensor2D, b: tf.ones([3, 1]) as tf.Tensor2D }),
+        /weights.a must be a tf.Tensor of shape \[3, 1\] \(one weight per row of x \[..., 3, d\]\), got shape \[2,1\]/,
+      );
+    });
   },
 });
 

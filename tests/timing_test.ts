@@ -1,7 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { interleavedTimes, interleavedTimesAsync, medianMs, medianMsAsync, timeInterval } from "../lib/timing.ts";
+import {
+  computed,
+  interleavedTimes,
+  interleavedTimesAsync,
+  medianMs,
+  medianMsAsync,
+  timeInterval,
+} from "../lib/timing.ts";
 import "./helpers.ts";
+import { initBackend } from "../lib/backend.ts";
+import { poolStats } from "../lib/blas/mod.ts";
 
 Deno.test("medianMs runs fn warmup + repeats times and disposes every result", () => {
   let calls = 0;
@@ -21,25 +30,82 @@ Deno.test("medianMs rejects bad options", () => {
   assert.throws(() => medianMs(() => [], { repeat: 3 } as never), /unknown option "repeat"/);
 });
 
-Deno.test("medianMsAsync runs fn warmup + repeats times, awaits each result's data and disposes it", async () => {
+/** Counts every `data()` read (of any tensor) while `fn` runs, with the size of what was read. */
+async function spyReads<T>(fn: () => Promise<T>): Promise<{ out: T; sizes: number[] }> {
+  const sizes: number[] = [];
+  const data = tf.Tensor.prototype.data;
+  tf.Tensor.prototype.data = function (this: tf.Tensor) {
+    sizes.push(this.size);
+    return data.call(this);
+  } as typeof data;
+  try {
+    return { out: await fn(), sizes };
+  } finally {
+    tf.Tensor.prototype.data = data;
+  }
+}
+
+Deno.test("medianMsAsync runs fn warmup + repeats times, awaits one element of each result and disposes it", async () => {
   let calls = 0;
-  let reads = 0;
   const start = tf.memory().numTensors;
-  const ms = await medianMsAsync(() => {
-    calls++;
-    const a = tf.ones([4]);
-    // Counts the reads the timer awaits: one per returned tensor.
-    const data = a.data.bind(a);
-    a.data = (() => (reads++, data())) as typeof a.data;
-    return { a, b: [tf.zeros([2])] };
-  }, { repeats: 4, warmup: 2 });
+  const { out: ms, sizes } = await spyReads(() =>
+    medianMsAsync(() => {
+      calls++;
+      return { a: tf.ones([4, 3]), b: [tf.zeros([2])], c: tf.scalar(1) };
+    }, { repeats: 4, warmup: 2 })
+  );
   assert.equal(calls, 6);
-  assert.equal(reads, 6);
+  // Three tensors per run, each waited for by reading one element: never a whole output.
+  assert.deepEqual(sizes, new Array(18).fill(1));
   assert.ok(Number.isFinite(ms) && ms >= 0);
   assert.equal(tf.memory().numTensors, start);
   await assert.rejects(() => medianMsAsync(() => [], { repeats: 0 }), /medianMsAsync: repeats must be an integer >= 1/);
   await assert.rejects(() => medianMsAsync(() => [], { warmup: 1.5 }), /warmup must be an integer >= 0/);
   await assert.rejects(() => medianMsAsync(() => [], { repeat: 3 } as never), /unknown option "repeat"/);
+});
+
+Deno.test("computed reads the first element of each tensor, leaves them alive, and handles empty ones", async () => {
+  const t = tf.tensor2d([[5, 6], [7, 8]]);
+  const empty = tf.zeros([0, 3]);
+  const start = tf.memory().numTensors;
+  const seen: number[] = [];
+  const data = tf.Tensor.prototype.data;
+  tf.Tensor.prototype.data = function (this: tf.Tensor) {
+    const out = data.call(this);
+    out.then((v) => seen.push(...Array.from(v as Float32Array)));
+    return out;
+  } as typeof data;
+  try {
+    await computed([t, { e: empty }]);
+  } finally {
+    tf.Tensor.prototype.data = data;
+  }
+  assert.deepEqual(seen, [5]);
+  assert.equal(tf.memory().numTensors, start);
+  assert.equal(t.isDisposed, false);
+  tf.dispose([t, empty]);
+});
+
+Deno.test("on blas, the timers leave their outputs unread, so the backend's pool hands the arrays out again", async () => {
+  const previous = await initBackend({ quiet: true });
+  await initBackend({ backend: "blas", quiet: true });
+  const a = tf.ones([128, 128]); // 64 KiB outputs: pooled (lib/blas/pool.ts)
+  try {
+    for (
+      const time of [
+        () => medianMs(() => tf.matMul(a, a), { repeats: 5 }),
+        () => medianMsAsync(() => tf.matMul(a, a), { repeats: 5 }),
+      ]
+    ) {
+      const before = poolStats();
+      await time();
+      // Six runs: every output after the first is a recycled array (a read-back one would never be).
+      assert.ok(poolStats().reused - before.reused >= 5, JSON.stringify([before, poolStats()]));
+    }
+  } finally {
+    a.dispose();
+    await initBackend({ backend: previous, quiet: true });
+  }
 });
 
 Deno.test("interleavedTimes: every function once per round, in an order rotated each round, warmups apart, nothing leaked", () => {
@@ -74,26 +140,22 @@ Deno.test("interleavedTimesAsync: the same calls in the same rotated order as in
   const start = tf.memory().numTensors;
   const trace = () => {
     const calls: string[] = [], seen: string[] = [];
-    let reads = 0;
     const make = (name: string) => () => {
       calls.push(name);
-      const t = tf.ones([2, 2]);
-      const data = t.data.bind(t);
-      t.data = (() => (reads++, data())) as typeof t.data;
-      return t;
+      return tf.ones([2, 2]);
     };
     const fns = { a: make("a"), b: make("b"), c: make("c") };
     const options = { rounds: 3, repeats: 2, warmup: 1, onTime: (r: number, name: string) => seen.push(`${r}${name}`) };
-    return { fns, options, calls, seen, reads: () => reads };
+    return { fns, options, calls, seen };
   };
   const sync = trace(), async = trace();
-  interleavedTimes(sync.fns, sync.options);
-  const times = await interleavedTimesAsync(async.fns, async.options);
+  const { sizes: syncReads } = await spyReads(() => Promise.resolve(interleavedTimes(sync.fns, sync.options)));
+  const { out: times, sizes } = await spyReads(() => interleavedTimesAsync(async.fns, async.options));
   assert.deepEqual(async.calls, sync.calls);
   assert.deepEqual(async.seen, sync.seen);
-  // 3 warm-up runs and 3 rounds × 3 functions × 2 repeats, each output read once by `await data()`.
-  assert.equal(async.reads(), 3 + 18);
-  assert.equal(sync.reads(), 0);
+  // 3 warm-up runs and 3 rounds × 3 functions × 2 repeats, each output waited for by one element's `await data()`.
+  assert.deepEqual(sizes, new Array(3 + 18).fill(1));
+  assert.deepEqual(syncReads, []);
   assert.deepEqual(Object.keys(times), ["a", "b", "c"]);
   assert.ok(Object.values(times).every((ms) => ms.length === 3 && ms.every((t) => t >= 0 && Number.isFinite(t))));
   assert.equal(tf.memory().numTensors, start);

@@ -11,6 +11,7 @@ import * as tf from "@tensorflow/tfjs";
 import { kernelAttend, kernelFlops, kernelRecurrent, type KernelState, lowerTriangle } from "./kernel.ts";
 import type { AttentionOptions } from "./types.ts";
 import { defineVariant, zeroPadKeys } from "./variant.ts";
+import { scaledReluPair } from "../blas/fused_features.ts";
 
 /** Options of {@linkcode cosformer}. */
 export interface CosformerOptions extends AttentionOptions {
@@ -67,8 +68,8 @@ export function cosformerFeatures(
   return tf.tidy(() => {
     const n = x.shape[2];
     const a = angles(n, { maxLength: sequenceLength(position + n, maxLength), position }); // [n, 1]
-    const r = tf.relu(x); // [b, h, n, d]
-    return tf.concat([tf.mul(r, tf.sin(a)), tf.mul(r, tf.cos(a))], 3) as tf.Tensor4D; // [b, h, n, 2d]
+    // [relu(x) sin(a), relu(x) cos(a)]: one kernel each way on the blas backend, the composite's bits.
+    return scaledReluPair(x, { a: tf.sin(a), b: tf.cos(a) }); // [b, h, n, 2d]
   });
 }
 

@@ -25,6 +25,7 @@ import { dnnlKernels } from "./dnnl_kernels.ts";
 import { fusedKernels } from "./fused.ts";
 import { fusedAttentionKernels } from "./fused_attention.ts";
 import { fusedCausalKernels } from "./fused_causal.ts";
+import { scaledReluPairKernels } from "./fused_features.ts";
 import { layoutKernels } from "./layout.ts";
 import { reductionKernels } from "./reduce.ts";
 import { envString } from "../env.ts";
@@ -81,6 +82,7 @@ export function fastKernels(options: { dnnl?: DnnlLibrary } = {}): Record<string
     ...layoutKernels(),
     ...fusedKernels(),
     ...fusedCausalKernels(),
+    ...scaledReluPairKernels(),
     ...fusedAttentionKernels(),
   };
   if (options.dnnl === undefined) return js;

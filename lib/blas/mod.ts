@@ -7,7 +7,8 @@
  * Softmax's gradient, the AdamW update of all variables and the gradients' squared norms (fused_adam.ts, the
  * composite's bits) and softmax cross-entropy (fused_loss.ts, in double precision, rounded once; with oneDNN, from its
  * softmax, within 2e-6), and causal linear attention tril(QKᵀ)V chunkwise by sgemm with its gradient as three more
- * causal products (fused_causal.ts); kernel outputs
+ * causal products (fused_causal.ts), and cosFormer's features [relu(x) · sin, relu(x) · cos] (fused_features.ts); kernel
+ * outputs
  * come from a pool of recycled arrays (pool.ts).
  *
  * @module
@@ -20,6 +21,7 @@ export { eluPlusOne, registerFusedGradients, siluGate, srmsNorm } from "./fused.
 export { adamwUpdate, sumsOfSquares } from "./fused_adam.ts";
 export { CAUSAL_CHUNK_SIZE, causalAttention, causalProduct, causalProductWithState, withOnes } from "./fused_causal.ts";
 export { softmaxCrossEntropy } from "./fused_loss.ts";
+export { scaledReluPair } from "./fused_features.ts";
 export { dnnl, DNNL_INSTALL_HINT, type DnnlLibrary, openDnnl } from "./dnnl.ts";
 export { poolStats } from "./pool.ts";
 export { BLAS_INSTALL_HINT, blasCandidates, type BlasLibrary, openBlas, type Sgemm } from "./sgemm.ts";
