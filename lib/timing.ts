@@ -87,8 +87,8 @@ export function medianMs(fn: () => tf.TensorContainer, options: MedianMsOptions 
 
 /**
  * {@linkcode medianMs} for a backend that cannot read synchronously (webgpu under Deno): one element of each run's
- * tensors is read back with `await data()` ({@linkcode computed}) before its clock stops. `fn` may be async (a training step that awaits its own
- * reads): its promise is awaited first.
+ * tensors is read back with `await data()` ({@linkcode computed}) before its clock stops. `fn` may be async (a training
+ * step that awaits its own reads): its promise is awaited first.
  *
  * @example
  * ```ts

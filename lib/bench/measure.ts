@@ -258,16 +258,10 @@ export async function sgemmPeak(
   const a = randomNormal<tf.Tensor2D>([size, size], { seed: 1 }); // [size, size]
   const b = randomNormal<tf.Tensor2D>([size, size], { seed: 2 }); // [size, size]
   try {
-    // Each run reads one corner of the product (which waits for it on an asynchronous backend) and frees the rest
-    // unread: an array read back is never recycled (lib/blas/pool.ts), and a fresh output's page faults made the
-    // 1024³ product 2.2× slower than the sgemm itself (84 against 187 GFLOP/s here, PyTorch's being 186).
-    const cornerOf = () => {
-      const c = tf.matMul(a, b); // [size, size]
-      const corner = tf.slice(c, [0, 0], [1, 1]); // [1, 1]
-      c.dispose();
-      return corner;
-    };
-    const ms = await medianMsAsync(cornerOf, { repeats, warmup: 1 });
+    // medianMsAsync waits on one element of the product and frees the rest unread, so the blas pool recycles it: a
+    // product read back whole is never recycled, and a fresh output's page faults made the 1024³ product 2.2× slower
+    // than the sgemm itself (84 against 187 GFLOP/s here, PyTorch's being 186).
+    const ms = await medianMsAsync(() => tf.matMul(a, b), { repeats, warmup: 1 });
     return { backend: tf.getBackend(), size, ms, gflops: (2 * size ** 3) / (ms * 1e6) };
   } finally {
     tf.dispose([a, b]);

@@ -59,17 +59,13 @@ function checkScores(
 ): tf.Tensor2D {
   const n = checkScoreTensor(owner, scores, ranks);
   const s = scores as tf.Tensor;
-  const rows = (s.rank === 1 ? tf.expandDims(s, 0) : tf.clone(s)) as tf.Tensor2D; // [b, n]
+  const asRows = () => (s.rank === 1 ? tf.expandDims(s, 0) : tf.clone(s)) as tf.Tensor2D; // [b, n]
   if (tf.getBackend() !== "webgpu") {
-    try {
-      checkScoreValues(owner, s.dataSync(), { n, kind, positive });
-    } catch (err) {
-      rows.dispose();
-      throw err;
-    }
-    return rows;
+    checkScoreValues(owner, s.dataSync(), { n, kind, positive });
+    return asRows();
   }
   return tf.tidy(() => {
+    const rows = asRows();
     let valid = tf.all(tf.isFinite(rows)); // []
     if (kind === "linear") {
       const signOk = positive ? tf.all(tf.greater(rows, 0)) : tf.all(tf.greaterEqual(rows, 0));
