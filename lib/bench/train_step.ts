@@ -117,7 +117,7 @@ export interface TrainStepTimer {
 
 /**
  * A training update of `model` per call, the training loop's own ({@linkcode trainStep}): the loss and every
- * variable's gradient (`tf.variableGrads`), one awaited read of the loss and the gradients' squared norms (so a GPU
+ * variable's gradient (`variableGrads` of lib/train/backprop.ts), one awaited read of the loss and the gradients' squared norms (so a GPU
  * backend, which cannot read synchronously, is timed too), then an Adam update with {@linkcode STEP_ADAM}'s settings;
  * `adam` overrides them. The update changes the model's weights.
  *

@@ -301,12 +301,19 @@ export class TransformerModel {
     const offset = hooks.offset ?? 0;
     if (this.#positions) x = tf.add(x, tf.slice(this.#positions, [offset, 0], [n, d])); // [b, n, d]
     hooks.inspect?.("embed", x);
+    // Without hooks that hold a block's tensors, each block runs in a tidy of its own: what it made and no op saved
+    // for the backward pass is freed as the forward pass goes, not at its end.
+    const ownTidy = !hooks.capture && !hooks.inspect && !hooks.attend;
     this.config.attention.forEach((layer, i) => {
       const p = `blocks.${i}`;
-      x = tf.add(x, this.#attention(this.#norm(x, `${p}.norm1`), { layer, i, keyMask }, hooks));
-      hooks.inspect?.(`${p}.attn`, x);
-      x = tf.add(x, this.#ffn(this.#norm(x, `${p}.norm2`), p));
-      hooks.inspect?.(`${p}.ffn`, x);
+      const block = (x: tf.Tensor3D) => {
+        x = tf.add(x, this.#attention(this.#norm(x, `${p}.norm1`), { layer, i, keyMask }, hooks));
+        hooks.inspect?.(`${p}.attn`, x);
+        x = tf.add(x, this.#ffn(this.#norm(x, `${p}.norm2`), p));
+        hooks.inspect?.(`${p}.ffn`, x);
+        return x;
+      };
+      x = ownTidy ? tf.tidy(() => block(x)) : block(x);
     });
     const out = this.#norm(x, "norm"); // [b, n, d]
     hooks.inspect?.("norm", out);
@@ -388,7 +395,7 @@ export class TransformerModel {
     const ids = tf.tensor2d(batch.inputs, [batch.batch, batch.length], "int32");
     const pad = batch.kind === "cls" ? batch.pad : undefined;
     const keyMask = this.#padMask(this.#checkIds(ids), pad);
-    const logits = this.#head(this.#forward(ids, { ...hooks, pad }, keyMask), ids, keyMask);
+    const logits = this.#head(this.#forward(ids, hooks, keyMask), ids, keyMask);
     // −log softmax(logits)[target] per row: one fused kernel each way on the blas backend (in double precision,
     // rounded once), tfjs's logSoftmax composite elsewhere.
     if (batch.kind === "cls") {

@@ -36,6 +36,7 @@ export {
   SCHEDULES,
   squaredNorms,
 } from "./adam.ts";
+export { variableGrads } from "./backprop.ts";
 export {
   CHECKPOINT_FORMAT,
   CheckpointError,

@@ -11,6 +11,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { variableGrads } from "./backprop.ts";
 import { join } from "node:path";
 import { REPO_ROOT } from "../env.ts";
 import { sourceHash } from "../source_hash.ts";
@@ -537,14 +538,6 @@ function layerOf(name: string): number | null {
   return match ? Number(match[1]) : null;
 }
 
-/** Frees what tf.variableGrads saved for the backward pass when its function threw (tfjs leaves it on the tape). */
-function disposeTape(): void {
-  const state = tf.engine().state;
-  if (state.gradientDepth !== 0 || !state.activeTape) return;
-  for (const node of state.activeTape) for (const t of node.saved ?? []) t.dispose();
-  state.activeTape = [];
-}
-
 /**
  * The bad variable backpropagation reaches first: NaN from layer k spreads to every earlier layer and to
  * the (tied) embedding, so the last bad one in the highest layer; with none in a layer, the last bad one.
@@ -582,8 +575,9 @@ export type TrainStepResult =
 
 /**
  * One training update, the one {@linkcode train} makes at each step: the loss of `model` on `batch` and its gradients
- * (tf.variableGrads), one read of the loss and of every squared gradient norm, then `optimizer`'s update (clipped by
- * its `clip`; its index is `optimizer.step`). `optimizer` must be `adam(model.variables, ...)`. Returns the step's log
+ * ({@linkcode variableGrads}: tf.variableGrads's values, freeing memory as the backward pass goes), one read of the
+ * loss and of every squared gradient norm, then `optimizer`'s update (clipped by its `clip`; its index is
+ * `optimizer.step`). `optimizer` must be `adam(model.variables, ...)`. Returns the step's log
  * rows; or, when the loss or a gradient is not finite, applies no update and returns where in `stopped` (as
  * {@linkcode train} reports it; a loss that throws is such a stop when `model.firstNonFinite` locates a non-finite
  * output, and is rethrown otherwise). Disposes every tensor it makes; for a loop of your own around the model.
@@ -628,10 +622,9 @@ async function applyStep<B>(
   let computed: { value: tf.Scalar; grads: tf.NamedTensorMap };
   try {
     // value: [], grads: each variable's shape, keyed by its tf name
-    computed = tf.variableGrads(() => model.loss(batch), varList);
+    computed = variableGrads(() => model.loss(batch), varList);
   } catch (err) {
-    disposeTape();
-    // A model may throw on the non-finite values it meets (the attention variants check q, k, v): when it
+    // (variableGrads has freed its tape.) A model may throw on the non-finite values it meets (the attention variants check q, k, v): when it
     // locates a non-finite output, stop as on a non-finite loss; any other error propagates.
     let stopped: NonFiniteStop | null = null;
     try {
