@@ -282,6 +282,52 @@ for (const backend of BACKENDS) {
     }
   });
 
+  Deno.test(`decayed causal product (${backend}): outputs and gradients equal (Q Kᵀ ⊙ D) V, both directions`, async (t) => {
+    // D_ij = γ_h^|i−j| where row i sees key j: built here in float64 from the definition, rounded once. The decayed
+    // terms are no larger than the plain ones, so the plain bound B holds, with more roundings per term: the power
+    // (1), its product (1), the row's state share (1) and the state's decay once per later chunk (⌈n/C⌉).
+    const decayed = (reverse: boolean, gammas: number[]): Run => ({ q, k, v }) => {
+      const n = q.shape[2];
+      const d = new Float32Array(H * n * n);
+      gammas.forEach((g, h) => {
+        for (let i = 0; i < n; i++) {
+          for (let j = 0; j < n; j++) if (reverse ? j >= i : j <= i) d[(h * n + i) * n + j] = g ** Math.abs(i - j);
+        }
+      });
+      return { y: tf.matMul(tf.mul(tf.matMul(q, k, false, true), tf.tensor3d(d, [H, n, n])), v) as tf.Tensor4D };
+    };
+    let seed = 5000;
+    for (const n of LENGTHS) {
+      for (const { m, dv, chunkSize } of SHAPES) {
+        for (const reverse of [false, true]) {
+          // One γ per head (RetNet's first two), and one for both heads given as a number.
+          for (const decay of [[0.96875, 0.5], 0.9]) {
+            const gammas = typeof decay === "number" ? [decay, decay] : decay;
+            const what = `n=${n} m=${m} dv=${dv} C=${chunkSize}${reverse ? " reverse" : ""} γ=${gammas}`;
+            await t.step(what, async () => {
+              const c = makeCase({ n, m, dv }, 10 * seed++);
+              const want = await onBackend("cpu", () => valuesAndGrads(c, decayed(reverse, gammas), false));
+              const got = await onBackend(
+                backend,
+                () =>
+                  valuesAndGrads(
+                    c,
+                    ({ q, k, v }) => ({ y: causalProduct({ q, k, v }, { reverse, chunkSize, decay }) }),
+                    false,
+                  ),
+              );
+              const bounds = boundsOf(c, reverse, false);
+              const rounds = Math.max(m, dv) + n + 5 + Math.ceil(n / Math.min(chunkSize, n));
+              NAMES.forEach((name, i) => {
+                assertWithinBound(`${what}: ${name}`, got[i], want[i], { bound: bounds[i], rounds });
+              });
+            });
+          }
+        }
+      }
+    }
+  });
+
   Deno.test(`causal product (${backend}): running [0, s) then [s, n) from the carried state equals one run`, async (t) => {
     const n = 130;
     for (const reverse of [false, true]) {
@@ -699,6 +745,37 @@ Deno.test("causal product: bad input is a TypeError or RangeError naming the arg
         () => causalProduct({ q, k: q, v }, { chunkSize: "8" as never }),
         TypeError,
         /chunkSize must be a number/,
+      ],
+      [
+        "decay of 3 heads",
+        () => causalProduct({ q, k: q, v }, { decay: [0.9, 0.9, 0.9] }),
+        RangeError,
+        /decay has 3 values but the input has 2 heads/,
+      ],
+      ["decay 0", () => causalProduct({ q, k: q, v }, { decay: 0 }), RangeError, /decay must be in \(0, 1\], got 0/],
+      [
+        "decay 1.5",
+        () => causalProduct({ q, k: q, v }, { decay: [0.5, 1.5] }),
+        RangeError,
+        /decay must be in \(0, 1\], got 1.5/,
+      ],
+      [
+        "decay NaN",
+        () => causalProduct({ q, k: q, v }, { decay: NaN }),
+        RangeError,
+        /decay must be in \(0, 1\], got NaN/,
+      ],
+      [
+        "decay text",
+        () => causalProduct({ q, k: q, v }, { decay: "0.9" as never }),
+        TypeError,
+        /decay must be a number, one number per head, or null/,
+      ],
+      [
+        "decay on the state form",
+        () => causalProductWithState({ q, k: q, v }, { decay: 0.9 } as never),
+        TypeError,
+        /unknown option "decay"/,
       ],
       [
         "reverse text",

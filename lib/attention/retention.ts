@@ -6,7 +6,8 @@
  *
  * with three forms of one computation (README.md beside this file derives them):
  * - naive, `weights()`: the decay-masked matrix (Q Kᵀ · scale) ⊙ D, D_nm = γ^(n−m) for m ≤ n, 0 above;
- * - chunked: inside a chunk of C tokens that masked C × C product, across chunks a state carried with decay;
+ * - chunked: inside a chunk of C tokens that masked C × C product, across chunks a state carried with decay (on the
+ *   blas backend, attend() runs it as the fused causal product with a decay: one kernel each way);
  * - recurrent: S_n = γ S_{n−1} + k_nᵀ v_n, o_n = scale · q_n S_n, a state S of dk × dv per head.
  *
  * RetNet's language model is causal, and so are its three forms. `causal: false` (a bidirectional layer: mlm,
@@ -18,6 +19,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { CAUSAL_PRODUCT, causalProduct } from "../blas/fused_causal.ts";
 import { kernelFlops } from "./kernel.ts";
 import type { AttentionOptions, QK, QKV, StateDims } from "./types.ts";
 import { defineVariant, paddedLength, zeroPadKeys } from "./variant.ts";
@@ -148,9 +150,25 @@ function step(qkv: QKV, o: Required<RetentionOptions>, state: tf.Tensor4D): { ou
   return { output, s };
 }
 
+/**
+ * On the blas backend: the fused causal product with the decay (lib/blas/fused_causal.ts), one kernel each way per
+ * direction, through sgemm on chunks and never an n × n or rank-5 tensor; bidirectional adds the anti-causal product.
+ */
+function fusedAttend(qkv: QKV, o: Required<RetentionOptions>): tf.Tensor4D {
+  const [, h, , dk] = qkv.q.shape;
+  const q = tf.mul(qkv.q, scaleOf(dk, o)) as tf.Tensor4D; // [b, h, n, dk]
+  const options = { chunkSize: o.chunkSize, decay: retentionDecays(h, o.gamma) };
+  const forward = causalProduct({ q, k: qkv.k, v: qkv.v }, options); // [b, h, n, dv]
+  if (o.causal) return forward;
+  const backward = causalProduct({ q, k: qkv.k, v: qkv.v }, { ...options, reverse: true }); // [b, h, n, dv]
+  const self = tf.mul(tf.sum(tf.mul(q, qkv.k), -1, true), qkv.v); // [b, h, n, dv]: the diagonal, in both
+  return tf.sub(tf.add(forward, backward), self) as tf.Tensor4D;
+}
+
 function attend(given: QKV, o: Required<RetentionOptions>): tf.Tensor4D {
   // No denominator: a pad key with k_j = 0 adds nothing to any output or state, and positions (the decay) stay put.
   const qkv = { ...given, k: zeroPadKeys(given.k, o.keyMask) }; // k [b, h, n, dk]
+  if (qkv.q.shape[2] > 0 && tf.getKernel(CAUSAL_PRODUCT, tf.getBackend()) !== undefined) return fusedAttend(qkv, o);
   const forward = chunked(qkv, o, null).output; // [b, h, n, dv]
   if (o.causal) return forward;
   // γ^|n−m| = the causal sum, plus the causal sum over the reversed sequence, minus the diagonal (in both).

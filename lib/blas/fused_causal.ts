@@ -32,7 +32,8 @@ import { openBlas, type Sgemm } from "./sgemm.ts";
 
 /**
  * The causal product: inputs q, k [b, h, n, m] and v [b, h, n, dv] (float32); attributes `reverse` (boolean: the
- * anti-causal product) and `chunkSize` (rows per sgemm block); output y [b, h, n, dv].
+ * anti-causal product), `chunkSize` (rows per sgemm block) and `decay` (null, or one γ in (0, 1] per head: each term
+ * (q_i · k_j) v_j weighted by γ^|i−j|, retention's decay); output y [b, h, n, dv].
  */
 export const CAUSAL_PRODUCT = "AttnlabCausalProduct";
 /**
@@ -84,16 +85,36 @@ interface SliceShape {
 }
 
 /**
+ * A slice's decay γ as its powers γ^0 .. γ^chunk (float64 powers, rounded once); null: no decay (γ = 1), which skips
+ * every scaling below.
+ */
+function decayPowers(gamma: number, chunk: number): Float32Array | null {
+  if (gamma === 1) return null;
+  return Float32Array.from({ length: chunk + 1 }, (_, t) => Math.pow(gamma, t));
+}
+
+/**
  * One (batch, head) slice of the causal product, y = tril(a bᵀ) c (triu when reverse) + a S₀, chunk by chunk through
  * sgemm on views of the arrays (each starts at the slice's first row). `state` [p, r] holds S₀ when `from` is set (else
  * its contents are ignored) and ends as the final state when `keep` is set; `block` holds a chunk's [C, C] product.
+ * With `powers` (a decay γ, decayPowers) every term of the product is weighted by γ^|i−j|: the chunk's block entry-wise,
+ * the state's share of row i by γ^(i+1) (γ^(len−i) when reverse), and the state update by γ^len on the old state and
+ * γ^(len−1−t) (γ^t when reverse) on row t of c, scaled in `scaled` [C, r] (lib/attention/README.md, Retention).
  */
 function sliceProduct(
   gemm: Sgemm,
-  x: { a: Float32Array; b: Float32Array; c: Float32Array; y: Float32Array; state: Float32Array; block: Float32Array },
-  shape: SliceShape & { from: boolean; keep: boolean },
+  x: {
+    a: Float32Array;
+    b: Float32Array;
+    c: Float32Array;
+    y: Float32Array;
+    state: Float32Array;
+    block: Float32Array;
+    scaled?: Float32Array;
+  },
+  shape: SliceShape & { from: boolean; keep: boolean; powers?: Float32Array | null },
 ): void {
-  const { n, p, r, chunk, reverse } = shape;
+  const { n, p, r, chunk, reverse, powers } = shape;
   const { state, block } = x;
   const chunks = Math.ceil(n / chunk);
   // Without S₀ the state starts at zero: its product is skipped until a chunk has added to it.
@@ -108,6 +129,12 @@ function sliceProduct(
     const yc = x.y.subarray(row * r, (row + len) * r);
     if (!empty) {
       gemm({ transA: false, transB: false, m: len, n: r, k: p, a: ac, lda: p, b: state, ldb: r, c: yc, ldc: r });
+      if (powers) {
+        for (let i = 0; i < len; i++) {
+          const w = powers[reverse ? len - i : i + 1];
+          for (let j = i * r, end = j + r; j < end; j++) yc[j] *= w;
+        }
+      }
     }
     // The chunk's block a bᵀ [len, len], with the entries a row may not see set to 0 (set, not multiplied: a
     // non-finite later key stays out of the row).
@@ -117,6 +144,13 @@ function sliceProduct(
       for (let i = 1; i < len; i++) for (let j = i * len, end = j + i; j < end; j++) block[j] = 0;
     } else {
       for (let i = 0; i < len - 1; i++) for (let j = i * len + i + 1, end = (i + 1) * len; j < end; j++) block[j] = 0;
+    }
+    if (powers) {
+      // Entry (i, j) the row sees: γ^|i−j|.
+      for (let i = 0; i < len; i++) {
+        const from = reverse ? i : 0, to = reverse ? len : i + 1;
+        for (let j = from; j < to; j++) block[i * len + j] *= powers[reverse ? j - i : i - j];
+      }
     }
     const beta = empty ? 0 : 1;
     gemm({
@@ -133,9 +167,33 @@ function sliceProduct(
       ldc: r,
       beta,
     });
-    // S += b_cᵀ c_c, unless nothing reads it: the last chunk of a product whose state is not kept.
+    // S += b_cᵀ c_c, unless nothing reads it: the last chunk of a product whose state is not kept. With a decay,
+    // S = γ^len S + b_cᵀ (γ^(len−1−t) c_t)_t.
     if (shape.keep || step < chunks - 1) {
-      gemm({ transA: true, transB: false, m: p, n: r, k: len, a: bc, lda: p, b: cc, ldb: r, c: state, ldc: r, beta });
+      if (powers) {
+        const scaled = x.scaled!;
+        for (let t = 0; t < len; t++) {
+          const w = powers[reverse ? t : len - 1 - t];
+          for (let j = t * r, end = j + r; j < end; j++) scaled[j] = cc[j] * w;
+        }
+        const decayed = empty ? 0 : powers[len];
+        gemm({
+          transA: true,
+          transB: false,
+          m: p,
+          n: r,
+          k: len,
+          a: bc,
+          lda: p,
+          b: scaled,
+          ldb: r,
+          c: state,
+          ldc: r,
+          beta: decayed,
+        });
+      } else {
+        gemm({ transA: true, transB: false, m: p, n: r, k: len, a: bc, lda: p, b: cc, ldb: r, c: state, ldc: r, beta });
+      }
       empty = false;
     }
   }
@@ -150,17 +208,36 @@ function chunkOf(name: string, attrs: KernelArgs["attrs"], n: number): number {
   return Math.min(chunk, n);
 }
 
+/** The attribute decay, checked: one γ in (0, 1] per head, or null (none). */
+function decayOf(name: string, attrs: KernelArgs["attrs"], heads: number): readonly number[] | null {
+  const decay = attrs?.decay ?? null;
+  if (decay === null) return null;
+  if (
+    !Array.isArray(decay) || decay.length !== heads ||
+    !decay.every((g) => typeof g === "number" && g > 0 && g <= 1)
+  ) {
+    throw new RangeError(`${name}: attribute decay must be null or ${heads} numbers in (0, 1], one per head`);
+  }
+  return decay as number[];
+}
+
 function causalProductKernel({ inputs, backend, attrs }: KernelArgs): TensorInfo | TensorInfo[] {
   const { q, k, v, s0 } = inputs as Record<string, TensorInfo>;
   const [b, h, n, m] = q.shape;
   const dv = v.shape[3];
   const shape = { n, p: m, r: dv, chunk: chunkOf(CAUSAL_PRODUCT, attrs, n), reverse: Boolean(attrs?.reverse) };
+  const decay = decayOf(CAUSAL_PRODUCT, attrs, h);
+  const powers = decay?.map((g) => decayPowers(g, shape.chunk)) ?? null; // per head
   const [qv, kv, vv] = [q, k, v].map((x) => f32(backend, x));
   const y = allocFloat32(b * h * n * dv);
   const stateSize = m * dv;
   const states = s0 ? allocFloat32(b * h * stateSize) : null;
   if (states) states.set(f32(backend, s0));
-  const [block, own] = scratchOf(shape.chunk * shape.chunk, states ? 0 : stateSize);
+  const [block, own, scaled] = scratchOf(
+    shape.chunk * shape.chunk,
+    states ? 0 : stateSize,
+    powers ? shape.chunk * dv : 0,
+  );
   const gemm = sgemm();
   for (let slice = 0; slice < b * h; slice++) {
     const at = slice * n;
@@ -171,7 +248,8 @@ function causalProductKernel({ inputs, backend, attrs }: KernelArgs): TensorInfo
       y: y.subarray(at * dv),
       state: states ? states.subarray(slice * stateSize, (slice + 1) * stateSize) : own,
       block,
-    }, { ...shape, from: states !== null, keep: states !== null });
+      scaled,
+    }, { ...shape, from: states !== null, keep: states !== null, powers: powers?.[slice % h] ?? null });
   }
   const out = backend.makeTensorInfo([b, h, n, dv], "float32", y);
   return states ? [out, backend.makeTensorInfo([b, h, m, dv], "float32", states)] : out;
@@ -318,6 +396,16 @@ export interface CausalProductOptions {
   chunkSize?: number;
 }
 
+/** Options of {@linkcode causalProduct}: those of every causal product, and a decay. */
+export interface DecayedProductOptions extends CausalProductOptions {
+  /**
+   * A decay γ in (0, 1], one for every head or one per head: each term (q_i · k_j) v_j is weighted by γ^|i−j|
+   * (retention's decay). Default none (γ = 1). On a backend without the fused kernel a decayed product runs as the
+   * O(n²) masked matrix.
+   */
+  decay?: number | readonly number[] | null;
+}
+
 /** Options of {@linkcode causalProductWithState}: those of {@linkcode causalProduct} and the initial state. */
 export interface CausalProductStateOptions extends CausalProductOptions {
   /** S₀ [b, h, m, dv], the state of the tokens before (after, when reverse) the sequence; default zeros. */
@@ -340,6 +428,18 @@ function chunkMask(c: number, reverse: boolean): tf.Tensor2D {
   return tf.tensor2d(data, [c, c]);
 }
 
+/** D [h, n, n] of one γ per head: γ^|i−j| where row i sees key j (j <= i, or j >= i when reverse), else 0. */
+function decayMask(decay: readonly number[], n: number, reverse: boolean): tf.Tensor3D {
+  const data = new Float32Array(decay.length * n * n);
+  decay.forEach((g, h) => {
+    for (let i = 0; i < n; i++) {
+      const [from, to] = reverse ? [i, n] : [0, i + 1];
+      for (let j = from; j < to; j++) data[(h * n + i) * n + j] = Math.pow(g, Math.abs(i - j));
+    }
+  });
+  return tf.tensor3d(data, [decay.length, n, n]);
+}
+
 /** Exclusive prefix sums over axis 2 (chunks), suffix sums when reverse. */
 function exclusiveOverChunks(x: tf.Tensor5D, reverse: boolean): tf.Tensor5D {
   // On the last axis: wasm's Cumsum gradient returns a wrongly shaped tensor when the axis is not the last one.
@@ -350,12 +450,23 @@ function exclusiveOverChunks(x: tf.Tensor5D, reverse: boolean): tf.Tensor5D {
 /** The chunkwise product in tf ops (every backend; tfjs differentiates it): the output, and the state when asked. */
 function composite(
   { q, k, v }: CausalProductInputs,
-  options: { reverse: boolean; chunkSize: number; state?: tf.Tensor4D; wantState: boolean },
+  options: {
+    reverse: boolean;
+    chunkSize: number;
+    state?: tf.Tensor4D;
+    wantState: boolean;
+    decay?: readonly number[] | null;
+  },
 ): { output: tf.Tensor4D; state?: tf.Tensor4D } {
   const [b, h, n, m] = q.shape;
   const dv = v.shape[3];
   const { reverse, state } = options;
   return tf.tidy(() => {
+    if (options.decay && n > 0) {
+      // The decayed product as its matrix: (Q Kᵀ ⊙ D) V with D_ij = γ^|i−j| where the row sees key j, else 0.
+      const d = decayMask(options.decay, n, reverse); // [h, n, n]
+      return { output: tf.matMul(tf.mul(tf.matMul(q, k, false, true), d), v) as tf.Tensor4D };
+    }
     if (n === 0) {
       const output = tf.zeros([b, h, 0, dv]) as tf.Tensor4D;
       return options.wantState ? { output, state: state ? tf.clone(state) : tf.zeros([b, h, m, dv]) } : { output };
@@ -396,10 +507,11 @@ function registerGradients(): void {
     gradFunc: (dy, saved, attrs) => {
       const [q, k, v] = saved as tf.Tensor4D[];
       const g = dy as tf.Tensor4D;
-      const { reverse, chunkSize } = attrs as { reverse: boolean; chunkSize: number };
-      const back = { reverse: !reverse, chunkSize };
+      const { reverse, chunkSize, decay } = attrs as { reverse: boolean; chunkSize: number; decay?: number[] | null };
+      // With a decay the weights γ^|i−j| are the same both ways: each product keeps it.
+      const back = { reverse: !reverse, chunkSize, decay };
       return {
-        q: () => causalProduct({ q: g, k: v, v: k }, { reverse, chunkSize }),
+        q: () => causalProduct({ q: g, k: v, v: k }, { reverse, chunkSize, decay }),
         k: () => causalProduct({ q: v, k: g, v: q }, back),
         v: () => causalProduct({ q: k, k: q, v: g }, back),
       };
@@ -504,6 +616,21 @@ function checkInputs(
       throw new RangeError(`${owner}: options.chunkSize must be an integer >= 1, got ${chunkSize}`);
     }
   }
+  const { decay } = options as DecayedProductOptions;
+  if (decay !== undefined && decay !== null) {
+    const values = typeof decay === "number" ? [decay] : decay;
+    if (!Array.isArray(values) || !values.every((g) => typeof g === "number")) {
+      throw new TypeError(`${owner}: options.decay must be a number, one number per head, or null`);
+    }
+    if (typeof decay !== "number" && values.length !== q.shape[1]) {
+      throw new RangeError(
+        `${owner}: options.decay has ${values.length} values but the input has ${q.shape[1]} heads; ` +
+          `give one per head or a single number`,
+      );
+    }
+    const bad = values.find((g) => !(g > 0 && g <= 1));
+    if (bad !== undefined) throw new RangeError(`${owner}: options.decay must be in (0, 1], got ${bad}`);
+  }
   const { state } = options;
   if (state !== undefined) {
     if (!(state instanceof tf.Tensor) || state.rank !== 4 || state.dtype !== "float32") {
@@ -524,7 +651,8 @@ function checkInputs(
  * O(n · C · (m + dv) + n · m · dv) time and no n × n tensor. On the blas backend one kernel computes it (sgemm on
  * chunks of `chunkSize` rows, the state carried between them) and three more its gradient; elsewhere the same
  * chunkwise product in tf ops runs. Normalised linear attention is this product with a column of ones appended to v
- * (its last output column is then each row's sum).
+ * (its last output column is then each row's sum). With `decay` γ (per head), each term is weighted by γ^|i−j|:
+ * retention's product, in the same kernels.
  *
  * @example
  * ```ts
@@ -535,18 +663,26 @@ function checkInputs(
  * // Each q·k is 2: the running sums of v, times 2.
  * console.log(Array.from(causalProduct({ q, k: q, v }).dataSync())); // [2, 6, 12]
  * console.log(Array.from(causalProduct({ q, k: q, v }, { reverse: true }).dataSync())); // [12, 10, 6]
+ * // With a decay of 1/2: 2·1, 2·(1/2 + 2), 2·(1/4 + 2/2 + 3).
+ * console.log(Array.from(causalProduct({ q, k: q, v }, { decay: 0.5 }).dataSync())); // [2, 5, 8.5]
  * ```
  */
-export function causalProduct(inputs: CausalProductInputs, options: CausalProductOptions = {}): tf.Tensor4D {
-  checkInputs("causalProduct", inputs, options, ["reverse", "chunkSize"]);
+export function causalProduct(inputs: CausalProductInputs, options: DecayedProductOptions = {}): tf.Tensor4D {
+  checkInputs("causalProduct", inputs, options, ["reverse", "chunkSize", "decay"]);
   const { q, k, v } = inputs;
   const reverse = options.reverse ?? false;
   const chunkSize = options.chunkSize ?? CAUSAL_CHUNK_SIZE;
+  const heads = q.shape[1];
+  const given = options.decay ?? null;
+  const perHead = typeof given === "number" ? new Array<number>(heads).fill(given) : given;
+  // γ = 1 on every head is no decay: the plain product, bit for bit.
+  const decay = perHead === null || perHead.every((g) => g === 1) ? null : [...perHead];
   if (hasFloat32Kernel(CAUSAL_PRODUCT, [q, k, v]) && sizeOf(q.shape) > 0 && sizeOf(v.shape) > 0) {
     registerGradients();
-    return runKernel(CAUSAL_PRODUCT, { q, k, v }, { reverse, chunkSize })[0] as tf.Tensor4D;
+    const attrs = decay === null ? { reverse, chunkSize } : { reverse, chunkSize, decay };
+    return runKernel(CAUSAL_PRODUCT, { q, k, v }, attrs)[0] as tf.Tensor4D;
   }
-  return composite(inputs, { reverse, chunkSize, wantState: false }).output;
+  return composite(inputs, { reverse, chunkSize, wantState: false, decay }).output;
 }
 
 /**
