@@ -159,3 +159,31 @@ export function runKernel(
   const out = tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap);
   return Array.isArray(out) ? out as tf.Tensor[] : [out as tf.Tensor];
 }
+
+/**
+ * A function that registers the gradients `configs()` makes, the first time it is called, and does nothing after (tfjs
+ * warns when a kernel's gradient is registered again). The fused modules call it before running their kernels, so
+ * that their gradients exist only once something uses them.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { gradientsOnce } from "./_util.ts";
+ * let made = 0;
+ * const register = gradientsOnce(() => {
+ *   made++;
+ *   return [{ kernelName: "ExampleOnceKernel", gradFunc: (dy: tf.Tensor | tf.Tensor[]) => ({ x: () => dy as tf.Tensor }) }];
+ * });
+ * register();
+ * register();
+ * console.log(made, tf.getGradient("ExampleOnceKernel") !== undefined); // 1 true
+ * ```
+ */
+export function gradientsOnce(configs: () => tf.GradConfig[]): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    for (const config of configs()) tf.registerGradient(config);
+  };
+}

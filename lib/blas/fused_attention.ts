@@ -22,7 +22,16 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { f32, hasFloat32Kernel, type Kernel, type KernelArgs, runKernel, sizeOf, type TensorInfo } from "./_util.ts";
+import {
+  f32,
+  gradientsOnce,
+  hasFloat32Kernel,
+  type Kernel,
+  type KernelArgs,
+  runKernel,
+  sizeOf,
+  type TensorInfo,
+} from "./_util.ts";
 import { softmaxGradRows } from "./fused.ts";
 import { allocFloat32, allocFloat32Zeroed } from "./pool.ts";
 import { softmaxRows } from "./reduce.ts";
@@ -374,34 +383,28 @@ function composite(
   return tf.tidy(() => tf.matMul(probabilities(qkv, o), qkv.v)); // [b, h, n, dv]
 }
 
-let gradientRegistered = false;
-
-function registerGradient(): void {
-  if (gradientRegistered) return;
-  gradientRegistered = true;
-  tf.registerGradient({
-    kernelName: SOFTMAX_ATTENTION,
-    inputsToSave: ["q", "k", "v"],
-    gradFunc: (dy, saved, attrs) => {
-      const [q, k, v] = saved as tf.Tensor4D[];
-      const a = attrs as { scale: number; causal: boolean; blockSize: number };
-      if (tf.engine().state.gradientDepth === 0 && hasFloat32Kernel(SOFTMAX_ATTENTION_GRAD, [dy as tf.Tensor])) {
-        const [dq, dk, dv] = runKernel(SOFTMAX_ATTENTION_GRAD, { q, k, v, dy: dy as tf.Tensor }, a);
-        return { q: () => dq, k: () => dk, v: () => dv };
-      }
-      // A gradient that is itself being differentiated: the kernel's products in differentiable ops.
-      const g = dy as tf.Tensor4D;
-      const p = probabilities({ q, k }, a); // [b, h, n, nk]
-      const dp = tf.matMul(g, v, false, true); // [b, h, n, nk]
-      const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))); // [b, h, n, nk]
-      return {
-        q: () => tf.mul(tf.matMul(ds, k), a.scale), // [b, h, n, dk]
-        k: () => tf.mul(tf.matMul(ds, q, true, false), a.scale), // [b, h, nk, dk]
-        v: () => tf.matMul(p, g, true, false), // [b, h, nk, dv]
-      };
-    },
-  });
-}
+const registerGradient = gradientsOnce(() => [{
+  kernelName: SOFTMAX_ATTENTION,
+  inputsToSave: ["q", "k", "v"],
+  gradFunc: (dy, saved, attrs) => {
+    const [q, k, v] = saved as tf.Tensor4D[];
+    const a = attrs as { scale: number; causal: boolean; blockSize: number };
+    if (tf.engine().state.gradientDepth === 0 && hasFloat32Kernel(SOFTMAX_ATTENTION_GRAD, [dy as tf.Tensor])) {
+      const [dq, dk, dv] = runKernel(SOFTMAX_ATTENTION_GRAD, { q, k, v, dy: dy as tf.Tensor }, a);
+      return { q: () => dq, k: () => dk, v: () => dv };
+    }
+    // A gradient that is itself being differentiated: the kernel's products in differentiable ops.
+    const g = dy as tf.Tensor4D;
+    const p = probabilities({ q, k }, a); // [b, h, n, nk]
+    const dp = tf.matMul(g, v, false, true); // [b, h, n, nk]
+    const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))); // [b, h, n, nk]
+    return {
+      q: () => tf.mul(tf.matMul(ds, k), a.scale), // [b, h, n, dk]
+      k: () => tf.mul(tf.matMul(ds, q, true, false), a.scale), // [b, h, nk, dk]
+      v: () => tf.matMul(p, g, true, false), // [b, h, nk, dv]
+    };
+  },
+}]);
 
 /**
  * Softmax attention softmax(scale · Q Kᵀ + causal mask) V for q [b, h, n, dk], k [b, h, nk, dk], v [b, h, nk, dv]:

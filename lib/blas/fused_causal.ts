@@ -26,7 +26,16 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { f32, hasFloat32Kernel, type Kernel, type KernelArgs, runKernel, sizeOf, type TensorInfo } from "./_util.ts";
+import {
+  f32,
+  gradientsOnce,
+  hasFloat32Kernel,
+  type Kernel,
+  type KernelArgs,
+  runKernel,
+  sizeOf,
+  type TensorInfo,
+} from "./_util.ts";
 import { allocFloat32 } from "./pool.ts";
 import { openBlas, type Sgemm } from "./sgemm.ts";
 
@@ -492,16 +501,12 @@ function composite(
   });
 }
 
-let gradientsRegistered = false;
-
 /**
  * Registers the gradients of the three forward kernels, once: three more causal products each (anti-causal but dQ's,
  * lib/attention/README.md), as kernels on this backend and in differentiable ops inside a higher-order recording.
  */
-function registerGradients(): void {
-  if (gradientsRegistered) return;
-  gradientsRegistered = true;
-  tf.registerGradient({
+const registerGradients = gradientsOnce(() => [
+  {
     kernelName: CAUSAL_PRODUCT,
     inputsToSave: ["q", "k", "v"],
     gradFunc: (dy, saved, attrs) => {
@@ -516,8 +521,8 @@ function registerGradients(): void {
         v: () => causalProduct({ q: k, k: q, v: g }, back),
       };
     },
-  });
-  tf.registerGradient({
+  },
+  {
     kernelName: CAUSAL_ATTENTION,
     inputsToSave: ["q", "k", "v"],
     outputsToSave: [true, true],
@@ -542,8 +547,8 @@ function registerGradients(): void {
         v: () => tf.slice(causalProduct({ q: k, k: q, v: g }, back), [0, 0, 0, 0], [-1, -1, -1, v.shape[3]]),
       };
     },
-  });
-  tf.registerGradient({
+  },
+  {
     kernelName: CAUSAL_PRODUCT_STATE,
     inputsToSave: ["q", "k", "v", "s0"],
     gradFunc: (dys, saved, attrs) => {
@@ -561,8 +566,8 @@ function registerGradients(): void {
         s0: () => tf.add(gs, tf.matMul(q, g, true, false)),
       };
     },
-  });
-}
+  },
+]);
 
 function checkInputs(
   owner: string,

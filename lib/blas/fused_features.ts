@@ -15,7 +15,16 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { f32, hasFloat32Kernel, type Kernel, type KernelArgs, runKernel, sizeOf, type TensorInfo } from "./_util.ts";
+import {
+  f32,
+  gradientsOnce,
+  hasFloat32Kernel,
+  type Kernel,
+  type KernelArgs,
+  runKernel,
+  sizeOf,
+  type TensorInfo,
+} from "./_util.ts";
 import { allocFloat32 } from "./pool.ts";
 
 /** [relu(x) · a, relu(x) · b]: inputs x [..., n, d], a and b [n, 1]; output [..., n, 2d]. */
@@ -101,32 +110,28 @@ function weightGrad(half: tf.Tensor, x: tf.Tensor): tf.Tensor2D {
   return tf.reshape(tf.sum(products, [0, 2]), [n, 1]) as tf.Tensor2D;
 }
 
-let gradientRegistered = false;
-
-function registerGradient(): void {
-  if (gradientRegistered) return;
-  gradientRegistered = true;
-  tf.registerGradient({
-    kernelName: SCALED_RELU_PAIR,
-    inputsToSave: ["x", "a", "b"],
-    gradFunc: (dy, saved) => {
-      const [x, a, b] = saved;
-      const g = dy as tf.Tensor; // [..., n, 2d]
-      const half = (i: number) => tf.split(g, 2, -1)[i]; // [..., n, d]
-      return {
-        x: () => {
-          if (tf.engine().state.gradientDepth === 0 && hasFloat32Kernel(SCALED_RELU_PAIR_GRAD, [g, x, a, b])) {
-            return runKernel(SCALED_RELU_PAIR_GRAD, { dy: g, x, a, b })[0];
-          }
-          // A gradient that is itself being differentiated: relu's chain in differentiable ops.
-          return tf.mul(tf.add(tf.mul(half(0), a), tf.mul(half(1), b)), tf.step(x));
-        },
-        a: () => weightGrad(half(0), x),
-        b: () => weightGrad(half(1), x),
-      };
-    },
-  });
-}
+const registerGradient = gradientsOnce(() => [{
+  kernelName: SCALED_RELU_PAIR,
+  inputsToSave: ["x", "a", "b"],
+  gradFunc: (dy, saved) => {
+    const [x, a, b] = saved;
+    const g = dy as tf.Tensor; // [..., n, 2d]
+    // Split where used: each input's gradient runs in a tidy of its own (which frees what it made), and the training
+    // path (the kernel, below) uses neither half.
+    const half = (i: number) => tf.split(g, 2, -1)[i]; // [..., n, d]
+    return {
+      x: () => {
+        if (tf.engine().state.gradientDepth === 0 && hasFloat32Kernel(SCALED_RELU_PAIR_GRAD, [g, x, a, b])) {
+          return runKernel(SCALED_RELU_PAIR_GRAD, { dy: g, x, a, b })[0];
+        }
+        // A gradient that is itself being differentiated: relu's chain in differentiable ops.
+        return tf.mul(tf.add(tf.mul(half(0), a), tf.mul(half(1), b)), tf.step(x));
+      },
+      a: () => weightGrad(half(0), x),
+      b: () => weightGrad(half(1), x),
+    };
+  },
+}]);
 
 /**
  * [relu(x) · a, relu(x) · b] along the last axis: x [..., n, d] and one weight per row position in a and b ([n, 1]),
