@@ -28,7 +28,7 @@ import {
   timePlot,
   TORCH_SCRIPT,
 } from "../lib/bench/mod.ts";
-import { cpuDescription, deviceOf } from "../lib/bench/mod.ts";
+import { cpuDescription, deviceOf, fasterTorchRows } from "../lib/bench/mod.ts";
 import { parseCsv } from "../lib/report/csv.ts";
 import { configFromFlags } from "../lib/tasks/bench.ts";
 import { initBackend } from "../lib/backend.ts";
@@ -494,12 +494,16 @@ Deno.test({
       { progressOutput: "none", log: () => {} },
     );
     const torch = blocked.rows.filter((r) => r.backend === "torch");
-    assert.deepEqual(torch.map((r) => [r.variant, r.n, r.status, r.note]), [
+    // Each row names the thread count of the faster of PyTorch's passes (1 thread and every core).
+    const threads = navigator.hardwareConcurrency;
+    const named = (note: string) => note.replace(new RegExp(`(; )?(1 thread|${threads} threads)$`), "");
+    assert.deepEqual(torch.map((r) => [r.variant, r.n, r.status, named(r.note)]), [
       ["softmax", 64, "ok", ""],
       ["local", 64, "ok", ""],
       ["softmax", 128, "ok", "query blocks of 64"],
       ["local", 128, "ok", ""],
     ]);
+    assert.ok(torch.every((r) => r.note !== named(r.note)), "every ok row names its threads");
     assert.ok(torch.every((r) => r.fwd_bwd_ms! > 0 && r.gflops_fwd_bwd! > 0));
     const skipped = await runBench(tinyBench({ variants: ["softmax"], memoryBudgetBytes: 1e3, torch: true }), {
       progressOutput: "none",
@@ -626,4 +630,37 @@ Deno.test("cpuDescription: the model name and the processor entries of /proc/cpu
   assert.equal(await deviceOf("cpu"), here);
   assert.equal(await deviceOf("blas"), here);
   await assert.rejects(() => deviceOf(1 as never), TypeError);
+});
+
+Deno.test("fasterTorchRows: each row from the pass that ran it fastest, ok before skipped, its threads in the note", () => {
+  const row = (variant: string, n: number, status: string, ms?: number) => ({
+    variant,
+    n,
+    causal: true,
+    status,
+    ...(ms === undefined ? {} : { fwd_ms: ms / 3, fwd_bwd_ms: ms, repeats: 3 }),
+  });
+  const two = {
+    torch: "1.13",
+    threads: 2,
+    sgemm: { size: 64, ms: 1, gflops: 150 },
+    rows: [row("linear", 64, "ok", 30), row("norm", 64, "ok", 10), row("softmax", 4096, "skipped, budget")],
+  };
+  const one = {
+    torch: "1.13",
+    threads: 1,
+    sgemm: { size: 64, ms: 1, gflops: 90 },
+    rows: [row("linear", 64, "ok", 20), row("norm", 64, "ok", 15), row("softmax", 4096, "ok", 900)],
+  };
+  const best = fasterTorchRows([two, one]);
+  assert.deepEqual(
+    best.rows.map((r) => [r.variant, r.fwd_bwd_ms, r.note]),
+    [["linear", 20, "1 thread"], ["norm", 10, "2 threads"], ["softmax", 900, "1 thread"]],
+  );
+  assert.equal(best.sgemm.gflops, 150);
+  assert.equal(best.threads, 2);
+  // A row no pass ran stays as the first pass has it.
+  const skipped = fasterTorchRows([two, { ...one, rows: [row("softmax", 4096, "skipped, budget")] }]);
+  assert.equal(skipped.rows.find((r) => r.variant === "softmax")!.status, "skipped, budget");
+  assert.throws(() => fasterTorchRows([]), RangeError);
 });

@@ -421,34 +421,46 @@ Deno.test({
   },
 });
 
-Deno.test("runTrainBench: PyTorch runs each row at its fastest thread count, found in the warm-up and left set", async () => {
-  // A twin whose steps take 80 ms with 1 thread and 120 ms with 2: the bench must time it with 1 thread.
-  let threads = 2;
-  const set: number[] = [];
-  const { twin } = fakeTwin();
-  twin.timeSteps = (_batch, o) =>
-    Promise.resolve({
-      ms: Array.from({ length: o.steps }, () => (threads === 1 ? 80 : 120)),
-      peakBytes: NaN,
-      peakMethod: "none",
-      losses: [],
+Deno.test("runTrainBench: each round times PyTorch at every thread count; a row keeps the fastest count's rounds", async () => {
+  // A twin whose steps take `fast` ms at one thread count and 120 at the other: the row must keep the fast count's
+  // rounds, whichever it is, and its ratio must pair them with attnlab's.
+  for (const fastCount of [1, 2]) {
+    let threads = 1;
+    const set: number[] = [];
+    const { twin } = fakeTwin();
+    twin.timeSteps = (_batch, o) =>
+      Promise.resolve({
+        ms: Array.from({ length: o.steps }, () => (threads === fastCount ? 80 : 120)),
+        peakBytes: NaN,
+        peakMethod: "none",
+        losses: [],
+      });
+    twin.setThreads = (t: number) => {
+      set.push(threads = t);
+      return Promise.resolve(t);
+    };
+    const result = await runTrainBench({
+      configs: ["small"],
+      presets: ["linear"],
+      rounds: 2,
+      steps: 1,
+      warmup: 0,
+      twin,
+      threads: 2,
+      sgemmSize: 64,
     });
-  twin.setThreads = (t: number) => {
-    set.push(threads = t);
-    return Promise.resolve(t);
-  };
-  const result = await runTrainBench({
-    configs: ["small"],
-    presets: ["linear"],
-    rounds: 2,
-    steps: 1,
-    warmup: 0,
-    twin,
-    threads: 2,
-    sgemmSize: 64,
-  });
-  // Tried 1 and 2, then back to 1 for the rounds.
-  assert.deepEqual(set, [1, 2, 1]);
-  assert.equal(result.rows[0].torch_threads, 1);
-  assert.equal(result.rows[0].torch_ms, 80);
+    // Round 1 runs 1 then 2 threads, round 2 the other way round: one change of count per round.
+    assert.deepEqual(set, [1, 2, 2, 1]);
+    const row = result.rows[0];
+    assert.equal(row.torch_threads, fastCount);
+    assert.equal(row.torch_ms, 80);
+    assert.deepEqual(result.samples[0].torchMs, [[80], [80]]);
+    // One step per round: the ratio is the geometric mean of attnlab's round times over 80.
+    const logs = result.samples[0].attnlabMs.map(([ms]) => Math.log(ms / 80));
+    const expected = Math.exp(logs.reduce((a, b) => a + b, 0) / logs.length);
+    assert.ok(
+      Math.abs(row.ratio! - expected) < 1e-9 * expected,
+      `ratio ${row.ratio} against the kept count's ${expected}`,
+    );
+  }
 });

@@ -582,6 +582,62 @@ Deno.test({
 });
 
 Deno.test({
+  name: "blas kernels: Tile and broadcastTo agree with cpu (ranks 1 to 5, reps of 0 and 1, rows short and long)",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const tiles: [number[], number[]][] = [
+      [[3], [4]],
+      [[1], [70]],
+      [[2, 3], [1, 1]],
+      [[2, 3], [3, 2]],
+      [[2, 1], [2, 65]],
+      [[2, 70], [2, 3]],
+      [[2, 3, 4], [2, 1, 3]],
+      [[1, 2, 1, 3, 2], [2, 1, 3, 1, 2]],
+      [[2, 3], [0, 2]],
+      [[0, 3], [2, 2]],
+    ];
+    for (const [shape, reps] of tiles) {
+      const what = `tile [${shape}] by [${reps}]`;
+      await assertSameAsCpu(what, () => tf.tile(tensor(shape, 51, { specials: true }), reps));
+      // tfjs has Tile's gradient up to rank 4 only.
+      if (!shape.includes(0) && !reps.includes(0) && shape.length <= 4) {
+        await assertSameAsCpu(`d ${what}`, () => withGrads((x) => tf.tile(x, reps), [tensor(shape, 52)]));
+      }
+    }
+    const broadcasts: [number[], number[]][] = [[[3, 1], [3, 5]], [[1, 4], [3, 4]], [[2, 1, 3, 1], [2, 4, 3, 66]]];
+    for (const [shape, to] of broadcasts) {
+      await assertSameAsCpu(`broadcastTo [${shape}] -> [${to}]`, () => tf.broadcastTo(tensor(shape, 53), to));
+    }
+  },
+});
+
+Deno.test({
+  name: "blas kernels: the gradients of Sum and Mean (dy broadcast) are cpu's bit for bit, with NaN, ±Inf and -0 in dy",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const cases: [number[], number | number[] | undefined, boolean][] = [
+      [[5], undefined, false],
+      [[3, 4], 1, true],
+      [[2, 3, 4], [0, 1], false],
+      [[2, 3, 70], -1, true],
+      [[2, 1, 3, 4, 5], [1, 2], false],
+    ];
+    for (const [name, reduce] of [["sum", tf.sum], ["mean", tf.mean]] as const) {
+      for (const [shape, axis, keepDims] of cases) {
+        const what = `d ${name} [${shape}] axis ${JSON.stringify(axis)} keepDims ${keepDims}`;
+        await assertSameAsCpu(what, () => {
+          const x = tensor(shape, 54);
+          const y = reduce(x, axis, keepDims);
+          const dy = tensor(y.shape, 55, { specials: true });
+          return tf.grad((z: tf.Tensor) => tf.sum(tf.mul(reduce(z, axis, keepDims), dy)))(x);
+        });
+      }
+    }
+  },
+});
+
+Deno.test({
   name: "blas kernels: repeated forward and backward passes leak no tensors and no backend data",
   ignore: !HAS_BLAS,
   fn: async () => {

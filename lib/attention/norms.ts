@@ -5,6 +5,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { srmsNorm } from "../blas/fused.ts";
 
 /** "srms" SimpleRMSNorm, "rms" RMSNorm, "layer" LayerNorm (all without learned gain or bias), "none". */
 export const OUTPUT_NORMS = ["srms", "rms", "layer", "none"] as const;
@@ -59,8 +60,15 @@ export function normalizeLastAxis<T extends tf.Tensor>(x: T, norm: OutputNorm): 
   }) as T;
 }
 
+/** normalizeLastAxis, with SimpleRMSNorm by lib/blas/fused.ts's srmsNorm: the same bits, one kernel each way on blas. */
+function normalized<T extends tf.Tensor>(x: T, norm: OutputNorm): T {
+  return norm === "srms" ? srmsNorm(x) : normalizeLastAxis(x, norm);
+}
+
 /**
  * Applies an output norm to attention outputs [batch, heads, n, dv], per head or over the hidden vector.
+ * SimpleRMSNorm runs as one fused kernel forward and one backward on the blas backend, with the values and gradient
+ * of {@linkcode normalizeLastAxis} bit for bit.
  *
  * @example
  * ```ts
@@ -72,11 +80,11 @@ export function normalizeLastAxis<T extends tf.Tensor>(x: T, norm: OutputNorm): 
  */
 export function applyOutputNorm(o: tf.Tensor4D, options: { norm: OutputNorm; scope: NormScope }): tf.Tensor4D {
   if (options.norm === "none") return tf.clone(o);
-  if (options.scope === "head") return normalizeLastAxis(o, options.norm);
+  if (options.scope === "head") return normalized(o, options.norm);
   const [b, h, n, dv] = o.shape;
   return tf.tidy(() => {
     const hidden = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [b, n, h * dv]); // [b, n, h*dv]
-    const normed = tf.reshape(normalizeLastAxis(hidden, options.norm), [b, n, h, dv]);
+    const normed = tf.reshape(normalized(hidden, options.norm), [b, n, h, dv]); // [b, n, h, dv]
     return tf.transpose(normed, [0, 2, 1, 3]) as tf.Tensor4D; // [b, h, n, dv]
   });
 }

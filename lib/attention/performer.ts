@@ -79,6 +79,21 @@ export function performerFeatures(dk: number): number {
  */
 export function orthogonalRandomFeatures(options: { features: number; dk: number; seed: number }): tf.Tensor2D {
   const { features: m, dk: d, seed } = options;
+  const key = `${m},${d},${seed}`;
+  // Every attend() of a layer draws the same matrix: computed once per (m, dk, seed), kept as values, not a tensor.
+  let data = projections.get(key);
+  if (data === undefined) {
+    data = drawOrthogonal(m, d, seed);
+    projections.set(key, data);
+  }
+  // A copy: the cpu-based backends keep the array they are given as the tensor's data.
+  return tf.tensor2d(data.slice(), [m, d]);
+}
+
+/** orthogonalRandomFeatures' values by "m,dk,seed". */
+const projections = new Map<string, Float32Array>();
+
+function drawOrthogonal(m: number, d: number, seed: number): Float32Array {
   const gaussian = seededNormal(seed);
   const rows: Float64Array[] = [];
   while (rows.length < m) {
@@ -101,7 +116,7 @@ export function orthogonalRandomFeatures(options: { features: number; dk: number
     const chi = Math.hypot(...Array.from({ length: d }, gaussian));
     for (let i = 0; i < d; i++) data[r * d + i] = rows[r][i] * chi;
   }
-  return tf.tensor2d(data, [m, d]);
+  return data;
 }
 
 /**

@@ -44,6 +44,7 @@ export {
   type BenchRow,
   checkBenchConfig,
   defaultBenchConfig,
+  fasterTorchRows,
   formatBenchTable,
   runBench,
   type RunBenchOptions,

@@ -415,10 +415,10 @@ export interface TrainBenchOptions {
   /** The interpreter for TorchTwin.start; default its own. */
   python?: string;
   /**
-   * The most threads PyTorch may use; default navigator.hardwareConcurrency, the cores attnlab's BLAS uses. Each row
-   * times PyTorch at the thread count from 1 to this that is fastest in its warm-up: on this 2-core machine two
-   * threads made the small config's steps about 1.7× slower than one (OpenMP's hand-offs on small ops), so a fixed
-   * count would flatter attnlab.
+   * The most threads PyTorch may use; default navigator.hardwareConcurrency, the cores attnlab's BLAS uses. Each round
+   * times PyTorch at every thread count from 1 to this, and each row keeps the rounds of the count with the lowest
+   * median: on this 2-core machine two threads made the small config's steps 1.7× slower than one in one run and
+   * faster in another, so a fixed count, or one chosen from a few warm-up steps, would flatter attnlab.
    */
   threads?: number;
   /** Size of the square matmul timed as the sgemm peak. Default 1024. */
@@ -593,15 +593,11 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
           progress(`train bench: ${label}: ${warmup} warm-up step${warmup === 1 ? "" : "s"} each, one profiled`);
           for (let i = 0; i < warmup; i++) await stepMs(timer, batch);
           const attnlabPeak = await profiledPeak(timer, batch);
-          let torchThreads = torch.info?.threads;
-          if (status === "ok" && twin!.setThreads !== undefined && threads > 1) {
-            try {
-              torchThreads = await fastestThreads(twin!, batch, { threads, steps: Math.min(perRound, 2) });
-              progress(`train bench: ${label}: PyTorch is fastest here with ${torchThreads} thread(s)`);
-            } catch (err) {
-              fail(err);
-            }
-          }
+          // PyTorch runs at every thread count from 1 to `threads` in each round; the row keeps the fastest count's
+          // rounds (null: the twin's own count, when it cannot change it or only one thread is allowed).
+          const counts = status === "ok" && twin!.setThreads !== undefined && threads > 1
+            ? Array.from({ length: threads }, (_, i) => i + 1)
+            : null;
           if (status === "ok") {
             try {
               // The warm-up call also measures the twin's peak memory, on one extra update; the rounds skip that.
@@ -613,7 +609,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
             }
           }
           const attnlabMs: number[][] = [];
-          const torchMs: number[][] = [];
+          const torchMsBy = new Map<number | null, number[][]>((counts ?? [null]).map((t) => [t, []]));
           for (let r = 0; r < rounds; r++) {
             const ours = async () => {
               const times: number[] = [];
@@ -623,11 +619,16 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
             const theirs = async () => {
               if (status !== "ok") return;
               try {
-                const t = await twin!.timeSteps(batch, { warmup: 0, steps: perRound, memory: false });
-                if (t.ms.length !== perRound) {
-                  throw new Error(`the twin timed ${t.ms.length} steps, ${perRound} asked for`);
+                // Counts in turn, the order reversed every other round: one change of count per round.
+                const order = counts === null ? [null] : r % 2 === 0 ? counts : [...counts].reverse();
+                for (const count of order) {
+                  if (count !== null) await twin!.setThreads!(count);
+                  const t = await twin!.timeSteps(batch, { warmup: 0, steps: perRound, memory: false });
+                  if (t.ms.length !== perRound) {
+                    throw new Error(`the twin timed ${t.ms.length} steps, ${perRound} asked for`);
+                  }
+                  torchMsBy.get(count)!.push([...t.ms]);
                 }
-                torchMs.push([...t.ms]);
               } catch (err) {
                 fail(err);
               }
@@ -641,10 +642,19 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
               await ours();
             }
             const last = (xs: number[][]) => xs.length > r ? `${median(xs[r]).toFixed(1)} ms` : "–";
+            const theirsLast = [...torchMsBy].map(([count, ms]) =>
+              `torch${count === null ? "" : ` ${count} thread${count === 1 ? "" : "s"}`} ${last(ms)}`
+            );
             progress(
               `train bench: ${label}: round ${r + 1}/${rounds}: attnlab ${last(attnlabMs)}` +
-                (status === "ok" ? `, torch ${last(torchMs)}` : ""),
+                (status === "ok" ? `, ${theirsLast.join(", ")}` : ""),
             );
+          }
+          const fastest = fastestCount(torchMsBy);
+          const torchMs = torchMsBy.get(fastest)!;
+          const torchThreads = fastest ?? torch.info?.threads;
+          if (status === "ok" && counts !== null) {
+            progress(`train bench: ${label}: PyTorch was fastest here with ${fastest} thread(s)`);
           }
           const row = trainBenchRow({
             config,
@@ -691,18 +701,18 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
 }
 
 /**
- * Times `steps` twin updates (after one untimed) at each thread count from 1 to `threads`, and leaves the twin at the
- * fastest (the lowest median); returns it.
+ * The thread count whose rounds have the lowest median step time (all its steps together). Choosing after the fact
+ * can only favour PyTorch: of two counts within noise, the one that happened to run faster is kept.
  */
-async function fastestThreads(twin: TwinLike, batch: LmBatch, o: { threads: number; steps: number }): Promise<number> {
-  let best = { threads: 1, ms: Infinity };
-  for (let t = 1; t <= o.threads; t++) {
-    await twin.setThreads!(t);
-    const ms = median((await twin.timeSteps(batch, { warmup: 1, steps: o.steps, memory: false })).ms);
-    if (ms < best.ms) best = { threads: t, ms };
+function fastestCount(byCount: Map<number | null, number[][]>): number | null {
+  let best: { count: number | null; ms: number } = { count: byCount.keys().next().value ?? null, ms: Infinity };
+  for (const [count, rounds] of byCount) {
+    const steps = rounds.flat();
+    if (steps.length === 0) continue;
+    const ms = median(steps);
+    if (ms < best.ms) best = { count, ms };
   }
-  await twin.setThreads!(best.threads);
-  return best.threads;
+  return best.count;
 }
 
 /** One update's wall time, to the end of its awaited read (a GPU backend is done only then). */

@@ -32,6 +32,7 @@ import { fastExp } from "./_exp.ts";
 import { f32, hasFloat32Kernel, type Kernel, type KernelArgs, runKernel, sizeOf, type TensorInfo } from "./_util.ts";
 import { fusedAdamKernels } from "./fused_adam.ts";
 import { fusedLossKernels } from "./fused_loss.ts";
+import { BROADCAST } from "./layout.ts";
 import { allocFloat32 } from "./pool.ts";
 
 /** silu(a) · b: inputs a, b of one shape; outputs [silu(a) · b, sigmoid(a)]. */
@@ -400,10 +401,11 @@ export function eluPlusOne<T extends tf.Tensor>(x: T): T {
 let gradientsRegistered = false;
 
 /**
- * Registers Softmax's and Relu's gradients anew, once: on a backend with the fused {@linkcode SOFTMAX_GRAD} and
- * {@linkcode RELU_GRAD} kernels (the blas backend), for float32 (Softmax: over the last axis) and outside higher-order
- * gradients, those kernels (one pass instead of four ops, or of Step and Multiply, with the same values); everywhere
- * else tfjs's own gradients, called as they were.
+ * Registers the gradients of Softmax, Relu, Sum and Mean anew, once: on a backend with the fused {@linkcode SOFTMAX_GRAD}
+ * and {@linkcode RELU_GRAD} kernels and lib/blas/layout.ts's BROADCAST (the blas backend), for float32 (Softmax: over
+ * the last axis) and outside higher-order gradients, those kernels (one pass instead of four ops, or of Step and
+ * Multiply; for Sum and Mean, dy broadcast to x's shape instead of multiplied by a new tensor of ones, which tfjs fills
+ * one element at a time), with the same values; everywhere else tfjs's own gradients, called as they were.
  *
  * @example
  * ```ts
@@ -414,6 +416,8 @@ let gradientsRegistered = false;
  * console.log(Array.from(g.dataSync())); // [0.25, -0.25]
  * const r = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.relu(x), 3)))(tf.tensor1d([-1, 2]));
  * console.log(Array.from(r.dataSync())); // [0, 3]
+ * const m = tf.grad((x: tf.Tensor) => tf.sum(tf.mean(x, 1)))(tf.ones([2, 4]));
+ * console.log(Array.from(m.dataSync())); // [0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25]
  * ```
  */
 export function registerFusedGradients(): void {
@@ -443,4 +447,24 @@ export function registerFusedGradients(): void {
       return relu.gradFunc(dy, saved, attrs);
     },
   });
+  for (const kernelName of [tf.Sum, tf.Mean]) {
+    const own = tf.getGradient(kernelName);
+    tf.registerGradient({
+      ...own,
+      gradFunc: (dy, saved, attrs) => {
+        // x may be lib/train/backprop.ts's shape-only stand-in: only its shape and dtype are read.
+        const [x] = saved;
+        if (x.dtype !== "float32" || sizeOf(x.shape) === 0 || !fusable(BROADCAST, dy as tf.Tensor)) {
+          return own.gradFunc(dy, saved, attrs);
+        }
+        const axes = tf.util.parseAxisParam((attrs as { axis: number | number[] }).axis, x.shape);
+        const expanded = x.shape.map((d, i) => (axes.includes(i) ? 1 : d)); // x's shape, reduced axes at 1
+        const spread = runKernel(BROADCAST, { x: tf.reshape(dy as tf.Tensor, expanded) }, { shape: x.shape })[0];
+        if (kernelName === tf.Sum) return { x: () => spread };
+        // tfjs's Mean gradient: the broadcast dy divided by the number of elements reduced.
+        const count = sizeOf(axes.map((axis) => x.shape[axis]));
+        return { x: () => tf.div(spread, count) };
+      },
+    });
+  }
 }

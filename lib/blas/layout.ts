@@ -1,6 +1,8 @@
 /**
  * Data-movement kernels of the `blas` backend: Transpose (any permutation, in cache-sized tiles),
- * PadV2, GatherV2 (embedding lookups), Slice, SplitV and Concat (one contiguous copy per run of whole trailing axes). float32 only; other dtypes go to the cpu kernels. Both copy values, so results are exact.
+ * PadV2, GatherV2 (embedding lookups), Slice, SplitV and Concat (one contiguous copy per run of whole trailing axes),
+ * Tile, and {@linkcode BROADCAST} (broadcasting without a taped Tile, for the gradients of Sum and Mean). float32 only;
+ * other dtypes go to the cpu kernels. All copy values, so results are exact.
  *
  * @module
  */
@@ -208,7 +210,8 @@ function sliceValues(
   const index = new Array(rank - 1).fill(0);
   let src = begin.reduce((offset, b, i) => offset + b * strides[i], 0);
   for (let r = 0, dst = 0; r < rows; r++, dst += run) {
-    if (run < 16) { for (let i = 0; i < run; i++) out[dst + i] = xv[src + i]; }
+    // A subarray per run costs more than copying a short run by hand (as in padV2 and concat).
+    if (run < 64) { for (let i = 0; i < run; i++) out[dst + i] = xv[src + i]; }
     else out.set(xv.subarray(src, src + run), dst);
     for (let d = rank - 2; d >= 0; d--) {
       src += strides[d];
@@ -307,6 +310,72 @@ function gatherV2({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefine
 }
 
 /**
+ * Broadcast of x to attrs.shape (same rank; each axis of x either equal or 1): Tile's values without its gradient.
+ * The blas gradients of Sum and Mean use it in place of tfjs's product with a tensor of ones (lib/blas/fused.ts).
+ */
+export const BROADCAST = "AttnlabBroadcast";
+
+/**
+ * x repeated reps[d] times along each axis d, by output rows of the last axis: each row is the input row for the
+ * output's leading index (modulo the input's shape) written reps[last] times over.
+ */
+function tileValues(xv: Float32Array, shape: readonly number[], reps: readonly number[]): Float32Array {
+  const rank = shape.length;
+  const outShape = shape.map((d, i) => d * reps[i]);
+  const out = allocFloat32(sizeOf(outShape));
+  if (out.length === 0) return out;
+  if (rank === 0) return xv.slice(0, 1);
+  const row = shape[rank - 1];
+  const outRow = row * reps[rank - 1];
+  const strides = rowMajorStrides(shape);
+  const rows = out.length / outRow;
+  // The odometer walks the output's leading axes; src follows the input row at each index modulo the input's shape.
+  const index = new Array(rank - 1).fill(0);
+  let src = 0;
+  for (let r = 0, dst = 0; r < rows; r++, dst += outRow) {
+    if (row === 1) {
+      const v = xv[src];
+      if (outRow < 64) { for (let i = 0; i < outRow; i++) out[dst + i] = v; }
+      else out.fill(v, dst, dst + outRow);
+    } else {
+      for (let at = dst; at < dst + outRow; at += row) {
+        if (row < 64) { for (let i = 0; i < row; i++) out[at + i] = xv[src + i]; }
+        else out.set(xv.subarray(src, src + row), at);
+      }
+    }
+    for (let d = rank - 2; d >= 0; d--) {
+      const wrapped = (index[d] + 1) % shape[d] === 0;
+      src += wrapped ? -(shape[d] - 1) * strides[d] : strides[d];
+      if (++index[d] < outShape[d]) break;
+      index[d] = 0;
+    }
+  }
+  return out;
+}
+
+function tile({ inputs, backend, attrs }: KernelArgs): TensorInfo | undefined {
+  const x = inputs.x!;
+  const reps = attrs?.reps as number[] | undefined;
+  if (x.dtype !== "float32" || !Array.isArray(reps) || reps.length !== x.shape.length) return undefined;
+  if (!reps.every((r) => Number.isInteger(r) && r >= 0)) return undefined;
+  const out = tileValues(f32(backend, x), x.shape, reps);
+  return backend.makeTensorInfo(x.shape.map((d, i) => d * reps[i]), "float32", out);
+}
+
+function broadcast({ inputs, backend, attrs }: KernelArgs): TensorInfo {
+  const x = inputs.x!;
+  const shape = attrs?.shape as number[];
+  if (x.dtype !== "float32") throw new TypeError(`${BROADCAST}: x must be float32, got ${x.dtype}`);
+  if (!Array.isArray(shape) || shape.length !== x.shape.length || x.shape.some((d, i) => d !== shape[i] && d !== 1)) {
+    throw new RangeError(
+      `${BROADCAST}: cannot broadcast [${x.shape}] to [${shape}]; each axis must be equal or 1, at the same rank`,
+    );
+  }
+  const reps = shape.map((d, i) => (x.shape[i] === d ? 1 : d));
+  return backend.makeTensorInfo([...shape], "float32", tileValues(f32(backend, x), x.shape, reps));
+}
+
+/**
  * The layout kernels, by kernel name.
  *
  * @example
@@ -324,5 +393,7 @@ export function layoutKernels(): Record<string, Kernel> {
     [tf.Slice]: withFallback(tf.Slice, slice),
     [tf.SplitV]: withFallback(tf.SplitV, splitV),
     [tf.Concat]: withFallback(tf.Concat, concat),
+    [tf.Tile]: withFallback(tf.Tile, tile),
+    [BROADCAST]: broadcast,
   };
 }
