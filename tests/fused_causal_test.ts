@@ -25,6 +25,9 @@ import {
   fusedCausalKernels,
 } from "../lib/blas/fused_causal.ts";
 import { fastKernels } from "../lib/blas/kernels.ts";
+import type { Kernel, KernelArgs, TensorInfo } from "../lib/blas/_util.ts";
+import { dnnl } from "../lib/blas/dnnl.ts";
+import { openBlas, type SgemmArgs } from "../lib/blas/sgemm.ts";
 import {
   kernelAttend,
   kernelChunked,
@@ -843,4 +846,42 @@ Deno.test("causal product: zero-length sequences give empty outputs and carry th
       });
     });
   }
+});
+
+Deno.test({
+  name:
+    "causal product (blas): the kernels run their products on the sgemm they are given; the BLAS's and oneDNN's agree",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    const lib = dnnl();
+    await onBackend("blas", () => {
+      const backend = tf.backend() as unknown as KernelArgs["backend"];
+      const c = makeCase({ n: 130, m: 5, dv: 3 }, 17);
+      const t = tensorsOf(c);
+      const inputs = { q: t.q, k: t.k, v: t.v } as unknown as KernelArgs["inputs"];
+      const run = (kernels: Record<string, Kernel>) => {
+        const out = kernels[CAUSAL_PRODUCT]({ inputs, backend, attrs: { chunkSize: 64 } }) as TensorInfo;
+        const values = Float32Array.from(backend.readSync(out.dataId) as Float32Array);
+        backend.disposeData(out.dataId);
+        return values;
+      };
+      let calls = 0;
+      const counting = (args: SgemmArgs) => {
+        calls++;
+        openBlas().sgemm(args);
+      };
+      const viaBlas = run(fusedCausalKernels());
+      const counted = run(fusedCausalKernels({ sgemm: counting }));
+      // Per slice: chunks 64, 64, 2, each a block and its product, then a state product and (but the last) an update.
+      assert.equal(calls, SLICES * (3 * 2 + 2 + 2));
+      assert.deepEqual(counted, viaBlas, "the same sgemm gives the same bits");
+      if (lib !== undefined) {
+        const viaDnnl = run(fusedCausalKernels({ sgemm: (args) => lib.sgemm(args) }));
+        const worst = viaDnnl.reduce((w, x, i) => Math.max(w, Math.abs(x - viaBlas[i]) / (1 + Math.abs(viaBlas[i]))), 0);
+        assert.ok(worst < 1e-5, `oneDNN's sgemm against the BLAS's: worst relative difference ${worst}`);
+      }
+      tf.dispose(Object.values(t));
+    });
+    assert.throws(() => fusedCausalKernels({ sgemm: 3 as never }), TypeError);
+  },
 });
