@@ -344,13 +344,19 @@ Deno.test("trainFlags: quick defaults, filters and the flags that do not apply",
   );
   assert.ok(quick.out!.endsWith("x.csv"));
   const full = trainFlags(["--train"]);
+  // Rounds and steps undefined: each config's own (small 12 rounds of 4 steps, medium 5 of 1).
   assert.deepEqual([full.configs.length, full.presets.length, full.rounds, full.steps, full.torch], [
     2,
     6,
-    5,
+    undefined,
     undefined,
     true,
   ]);
+  assert.deepEqual(
+    [TRAIN_BENCH_CONFIGS.small.rounds, TRAIN_BENCH_CONFIGS.medium.rounds, TRAIN_BENCH_CONFIGS.small.steps],
+    [12, 5, 4],
+  );
+  assert.equal(trainFlags(["--train", "--rounds", "3"]).rounds, 3);
   assert.ok(full.out!.endsWith("bench_train.csv"));
   const profile = trainFlags(["--profile", "--config", "medium", "--preset", "linear,performer"]);
   assert.deepEqual([profile.mode, profile.configs, profile.presets, profile.out], [
@@ -463,4 +469,20 @@ Deno.test("runTrainBench: each round times PyTorch at every thread count; a row 
       `ratio ${row.ratio} against the kept count's ${expected}`,
     );
   }
+});
+
+Deno.test("runTrainBench: without options.rounds a row runs its config's rounds (small: 12)", async () => {
+  const { twin } = fakeTwin();
+  const result = await runTrainBench({
+    configs: ["small"],
+    presets: ["linear"],
+    steps: 1,
+    warmup: 0,
+    twin,
+    threads: 1,
+    sgemmSize: 64,
+  });
+  assert.equal(result.rows[0].rounds, TRAIN_BENCH_CONFIGS.small.rounds);
+  assert.equal(result.samples[0].attnlabMs.length, 12);
+  assert.equal(result.samples[0].torchMs!.length, 12);
 });

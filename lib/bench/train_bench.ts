@@ -40,6 +40,11 @@ export interface TrainBenchSpec {
   n: number;
   /** Timed steps per side per round by default (more for fast steps, so a round is not all timer noise). */
   steps: number;
+  /**
+   * Interleaved rounds by default: more where steps are short. The ratio's interval comes from the spread between
+   * rounds, and on this shared 2-vCPU machine a round's times move by 20–40% either way with the host's load.
+   */
+  rounds: number;
 }
 
 /** The configs' names. */
@@ -67,8 +72,9 @@ export const TRAIN_BENCH_CONFIGS: Readonly<Record<TrainBenchConfigName, Readonly
     batch: LM_RECIPE.batchSize,
     n: LM_RECIPE.seqLen,
     steps: 4,
+    rounds: 12,
   }),
-  medium: Object.freeze({ layers: 6, dModel: 256, heads: 4, batch: 8, n: 512, steps: 1 }),
+  medium: Object.freeze({ layers: 6, dModel: 256, heads: 4, batch: 8, n: 512, steps: 1, rounds: 5 }),
 });
 
 /**
@@ -402,7 +408,7 @@ export interface TrainBenchOptions {
   configs?: readonly TrainBenchConfigName[];
   /** Default all six of PRESETS. */
   presets?: readonly PresetName[];
-  /** Interleaved rounds per row. Default 5. */
+  /** Interleaved rounds per row; default the config's `rounds` (small 12, medium 5). */
   rounds?: number;
   /** Timed steps per side per round; default the config's `steps` (small 4, medium 1). */
   steps?: number;
@@ -489,7 +495,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
   }
   const configs = nameList(owner, "options.configs", options.configs, TRAIN_BENCH_CONFIG_NAMES);
   const presets = nameList(owner, "options.presets", options.presets, PRESETS);
-  const rounds = positiveInteger(owner, "options.rounds", options.rounds ?? 5);
+  const fixedRounds = options.rounds === undefined ? null : positiveInteger(owner, "options.rounds", options.rounds);
   const steps = options.steps === undefined ? null : positiveInteger(owner, "options.steps", options.steps);
   const warmup = options.warmup ?? 1;
   if (typeof warmup !== "number") {
@@ -571,6 +577,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
         const { model, batch, spec } = trainBenchModel(config, preset, { seed });
         const timer = trainStepTimer(model, { adam: { ...STEP_ADAM } });
         const perRound = steps ?? spec.steps;
+        const rounds = fixedRounds ?? spec.rounds;
         const label = `${config} ${preset}`;
         try {
           let status: TorchStatus = torch.status;

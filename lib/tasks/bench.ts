@@ -50,7 +50,11 @@ const FLAGS = {
     value: "LIST",
     description: `with --train or --profile: from ${PRESETS.join(", ")} (default all)`,
   },
-  rounds: { type: "string", value: "N", description: "with --train: interleaved rounds (default 5; quick 2)" },
+  rounds: {
+    type: "string",
+    value: "N",
+    description: "with --train: interleaved rounds (default each config's: small 12, medium 5; quick 2)",
+  },
   steps: {
     type: "string",
     value: "N",
@@ -199,7 +203,7 @@ export interface TrainFlags {
   configs: TrainBenchConfigName[];
   presets: PresetName[];
   /** --train only: interleaved rounds, timed steps per side per round (undefined: each config's own), warm-up steps. */
-  rounds: number;
+  rounds: number | undefined;
   steps: number | undefined;
   warmup: number;
   /** --train only: whether to time PyTorch (--no-torch: false). */
@@ -255,7 +259,7 @@ export function trainFlags(args: readonly string[]): TrainFlags {
     : quick
     ? ["vanilla" as const, "transnormer-t2" as const]
     : [...PRESETS];
-  const rounds = typeof values.rounds === "string" ? positiveInteger(values.rounds, "rounds") : quick ? 2 : 5;
+  const rounds = typeof values.rounds === "string" ? positiveInteger(values.rounds, "rounds") : quick ? 2 : undefined;
   const steps = typeof values.steps === "string" ? positiveInteger(values.steps, "steps") : quick ? 1 : undefined;
   const out = typeof values.out === "string"
     ? resolve(values.out)
@@ -289,14 +293,16 @@ async function runTrain(flags: TrainFlags): Promise<number> {
   const backend = tf.getBackend();
   console.log(
     `bench --train: backend ${backend}; configs ${flags.configs.map(describeConfig).join(", ")}; ` +
-      `presets ${flags.presets.join(", ")}; ${flags.rounds} rounds of ${
-        flags.steps ?? flags.configs.map((c) => `${TRAIN_BENCH_CONFIGS[c].steps} (${c})`).join(", ")
-      } steps per side`,
+      `presets ${flags.presets.join(", ")}; ` +
+      flags.configs.map((c) =>
+        `${flags.rounds ?? TRAIN_BENCH_CONFIGS[c].rounds} rounds of ${flags.steps ?? TRAIN_BENCH_CONFIGS[c].steps} ` +
+        `steps per side (${c})`
+      ).join(", "),
   );
   const result = await runTrainBench({
     configs: flags.configs,
     presets: flags.presets,
-    rounds: flags.rounds,
+    ...(flags.rounds === undefined ? {} : { rounds: flags.rounds }),
     ...(flags.steps === undefined ? {} : { steps: flags.steps }),
     warmup: flags.warmup,
     torch: flags.torch,
