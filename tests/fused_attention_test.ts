@@ -15,6 +15,7 @@ import {
   SOFTMAX_ATTENTION_GRAD,
 } from "../lib/blas/fused_attention.ts";
 import type { KernelArgs, TensorInfo } from "../lib/blas/_util.ts";
+import { openBlas, type SgemmArgs } from "../lib/blas/sgemm.ts";
 import { softmax } from "../lib/attention/softmax.ts";
 import { seededNormal } from "../lib/random.ts";
 import { onBackend } from "./helpers.ts";
@@ -162,38 +163,51 @@ Deno.test({
 });
 
 Deno.test({
-  name: "fused softmax attention: the loops' kernels (no oneDNN) equal the float64 closed form too",
+  name:
+    "fused softmax attention: the loops' kernels (no oneDNN) equal the float64 closed form too, on the BLAS's sgemm or one given",
   ignore: !HAS_BLAS,
   fn: async () => {
-    await onBackend("blas", () => {
-      const kernels = fusedAttentionKernels();
-      const backend = tf.backend() as unknown as KernelArgs["backend"];
-      // A kernel's outputs as arrays, their buffers then freed.
-      const read = (infos: TensorInfo | TensorInfo[]) =>
-        (Array.isArray(infos) ? infos : [infos]).map((info) => {
-          const values = Float32Array.from(backend.readSync(info.dataId) as Float32Array);
-          backend.disposeData(info.dataId);
-          return values;
-        });
-      for (const [i, dims] of CASES.entries()) {
-        const c = makeCase(dims, 10 * i + 2);
-        const want = reference(c);
-        const x = tensors(c);
-        for (const blockSize of [1, 7, 64]) {
-          const attrs = { scale: 1 / Math.sqrt(c.dk), causal: c.causal, blockSize };
-          const call = (name: string, inputs: Record<string, tf.Tensor>) =>
-            read(kernels[name]({ inputs, backend, attrs } as unknown as KernelArgs) as TensorInfo | TensorInfo[]);
-          const [out] = call(SOFTMAX_ATTENTION, { q: x.q, k: x.k, v: x.v });
-          const grads = call(SOFTMAX_ATTENTION_GRAD, { q: x.q, k: x.k, v: x.v, dy: x.cot });
-          [out, ...grads].forEach((got, t) =>
-            assertNear(`${JSON.stringify(dims)} loops, block ${blockSize}: output ${t}`, got, want[t])
-          );
-        }
-        tf.dispose(Object.values(x));
-      }
-    });
+    let calls = 0;
+    const counting = (args: SgemmArgs) => {
+      calls++;
+      openBlas().sgemm(args);
+    };
+    for (const kernels of [fusedAttentionKernels(), fusedAttentionKernels(undefined, { sgemm: counting })]) {
+      await checkLoopKernels(kernels);
+    }
+    assert.ok(calls > 0, "the kernels ran their products on the sgemm given");
+    assert.throws(() => fusedAttentionKernels(undefined, { sgemm: "x" as never }), TypeError);
   },
 });
+
+async function checkLoopKernels(kernels: ReturnType<typeof fusedAttentionKernels>): Promise<void> {
+  await onBackend("blas", () => {
+    const backend = tf.backend() as unknown as KernelArgs["backend"];
+    // A kernel's outputs as arrays, their buffers then freed.
+    const read = (infos: TensorInfo | TensorInfo[]) =>
+      (Array.isArray(infos) ? infos : [infos]).map((info) => {
+        const values = Float32Array.from(backend.readSync(info.dataId) as Float32Array);
+        backend.disposeData(info.dataId);
+        return values;
+      });
+    for (const [i, dims] of CASES.entries()) {
+      const c = makeCase(dims, 10 * i + 2);
+      const want = reference(c);
+      const x = tensors(c);
+      for (const blockSize of [1, 7, 64]) {
+        const attrs = { scale: 1 / Math.sqrt(c.dk), causal: c.causal, blockSize };
+        const call = (name: string, inputs: Record<string, tf.Tensor>) =>
+          read(kernels[name]({ inputs, backend, attrs } as unknown as KernelArgs) as TensorInfo | TensorInfo[]);
+        const [out] = call(SOFTMAX_ATTENTION, { q: x.q, k: x.k, v: x.v });
+        const grads = call(SOFTMAX_ATTENTION_GRAD, { q: x.q, k: x.k, v: x.v, dy: x.cot });
+        [out, ...grads].forEach((got, t) =>
+          assertNear(`${JSON.stringify(dims)} loops, block ${blockSize}: output ${t}`, got, want[t])
+        );
+      }
+      tf.dispose(Object.values(x));
+    }
+  });
+}
 
 Deno.test({
   name: "fused softmax attention: the softmax variant runs the kernels on blas, with no Softmax op left",

@@ -580,8 +580,8 @@ export function dnnlKernels(
     }) as unknown as FastPath,
   );
 
-  // Softmax attention's blocks on oneDNN's row softmax and its gradient (in place, as the primitives allow): the same
-  // blocks and sgemm calls as the loops' kernels; a block below the threshold keeps the loops.
+  // Softmax attention's blocks on oneDNN's row softmax and its gradient (in place, as the primitives allow) and its
+  // sgemm: the same blocks and products as the loops' kernels; a block below the threshold keeps the loops' softmax.
   const rowsOf = (name: string, n: number, size: number) => size >= thresholds[name] && n > 0 ? size / n : 0;
   Object.assign(
     kernels,
@@ -594,7 +594,7 @@ export function dnnlKernels(
         const rows = rowsOf(SOFTMAX_ATTENTION_GRAD, n, y.length);
         return rows > 0 && lib.softmaxBackward({ dy, y, dx }, { rows, n });
       },
-    }),
+    }, { sgemm: (args) => lib.sgemm(args) }),
   );
   // The fused causal products on oneDNN's sgemm: the same kernels, their many small products faster (fused_causal.ts).
   Object.assign(kernels, fusedCausalKernels({ sgemm: (args) => lib.sgemm(args) }));

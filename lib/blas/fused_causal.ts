@@ -396,7 +396,6 @@ export function fusedCausalKernels(options: { sgemm?: Sgemm } = {}): Record<stri
   };
 }
 
-
 /** The three tensors of a causal product: q, k [b, h, n, m] and v [b, h, n, dv]. */
 export interface CausalProductInputs {
   q: tf.Tensor4D;
