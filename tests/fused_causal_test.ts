@@ -877,7 +877,10 @@ Deno.test({
       assert.deepEqual(counted, viaBlas, "the same sgemm gives the same bits");
       if (lib !== undefined) {
         const viaDnnl = run(fusedCausalKernels({ sgemm: (args) => lib.sgemm(args) }));
-        const worst = viaDnnl.reduce((w, x, i) => Math.max(w, Math.abs(x - viaBlas[i]) / (1 + Math.abs(viaBlas[i]))), 0);
+        const worst = viaDnnl.reduce(
+          (w, x, i) => Math.max(w, Math.abs(x - viaBlas[i]) / (1 + Math.abs(viaBlas[i]))),
+          0,
+        );
         assert.ok(worst < 1e-5, `oneDNN's sgemm against the BLAS's: worst relative difference ${worst}`);
       }
       tf.dispose(Object.values(t));

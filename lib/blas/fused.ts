@@ -29,7 +29,16 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { fastExp } from "./_exp.ts";
-import { f32, hasFloat32Kernel, type Kernel, type KernelArgs, runKernel, sizeOf, type TensorInfo } from "./_util.ts";
+import {
+  f32,
+  gradientsOnce,
+  hasFloat32Kernel,
+  type Kernel,
+  type KernelArgs,
+  runKernel,
+  sizeOf,
+  type TensorInfo,
+} from "./_util.ts";
 import { fusedAdamKernels } from "./fused_adam.ts";
 import { fusedLossKernels } from "./fused_loss.ts";
 import { BROADCAST } from "./layout.ts";
@@ -398,8 +407,6 @@ export function eluPlusOne<T extends tf.Tensor>(x: T): T {
   return tf.tidy(() => tf.add(tf.relu(x), tf.exp(tf.minimum(x, 0)))) as T;
 }
 
-let gradientsRegistered = false;
-
 /**
  * Registers the gradients of Softmax, Relu, Sum and Mean anew, once: on a backend with the fused {@linkcode SOFTMAX_GRAD}
  * and {@linkcode RELU_GRAD} kernels and lib/blas/layout.ts's BROADCAST (the blas backend), for float32 (Softmax: over
@@ -420,51 +427,51 @@ let gradientsRegistered = false;
  * console.log(Array.from(m.dataSync())); // [0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25]
  * ```
  */
-export function registerFusedGradients(): void {
-  if (gradientsRegistered) return;
-  gradientsRegistered = true;
+export const registerFusedGradients: () => void = gradientsOnce(() => {
+  // tfjs's own gradients, read before these replace them: every call that is not fused goes to them.
   const softmax = tf.getGradient(tf.Softmax);
-  tf.registerGradient({
-    ...softmax,
-    gradFunc: (dy, saved, attrs) => {
-      const [y] = saved;
-      const dim = (attrs as { dim?: number }).dim;
-      const last = dim === -1 || dim === y.rank - 1;
-      if (last && y.rank > 0 && sizeOf(y.shape) > 0 && fusable(SOFTMAX_GRAD, dy as tf.Tensor, y)) {
-        return { logits: () => runKernel(SOFTMAX_GRAD, { dy: dy as tf.Tensor, y })[0] };
-      }
-      return softmax.gradFunc(dy, saved, attrs);
-    },
-  });
   const relu = tf.getGradient(tf.Relu);
-  tf.registerGradient({
-    ...relu,
+  const broadcastGrad = (own: tf.GradConfig, mean: boolean): tf.GradConfig => ({
+    ...own,
     gradFunc: (dy, saved, attrs) => {
+      // x may be lib/train/backprop.ts's shape-only stand-in: only its shape and dtype are read.
       const [x] = saved;
-      if (sizeOf(x.shape) > 0 && fusable(RELU_GRAD, dy as tf.Tensor, x)) {
-        return { x: () => runKernel(RELU_GRAD, { dy: dy as tf.Tensor, x })[0] };
+      if (x.dtype !== "float32" || sizeOf(x.shape) === 0 || !fusable(BROADCAST, dy as tf.Tensor)) {
+        return own.gradFunc(dy, saved, attrs);
       }
-      return relu.gradFunc(dy, saved, attrs);
+      const axes = tf.util.parseAxisParam((attrs as { axis: number | number[] }).axis, x.shape);
+      const expanded = x.shape.map((d, i) => (axes.includes(i) ? 1 : d)); // x's shape, reduced axes at 1
+      const spread = runKernel(BROADCAST, { x: tf.reshape(dy as tf.Tensor, expanded) }, { shape: x.shape })[0];
+      if (!mean) return { x: () => spread };
+      // tfjs's Mean gradient: the broadcast dy divided by the number of elements reduced.
+      const count = sizeOf(axes.map((axis) => x.shape[axis]));
+      return { x: () => tf.div(spread, count) };
     },
   });
-  for (const kernelName of [tf.Sum, tf.Mean]) {
-    const own = tf.getGradient(kernelName);
-    tf.registerGradient({
-      ...own,
+  return [
+    {
+      ...softmax,
       gradFunc: (dy, saved, attrs) => {
-        // x may be lib/train/backprop.ts's shape-only stand-in: only its shape and dtype are read.
-        const [x] = saved;
-        if (x.dtype !== "float32" || sizeOf(x.shape) === 0 || !fusable(BROADCAST, dy as tf.Tensor)) {
-          return own.gradFunc(dy, saved, attrs);
+        const [y] = saved;
+        const dim = (attrs as { dim?: number }).dim;
+        const last = dim === -1 || dim === y.rank - 1;
+        if (last && y.rank > 0 && sizeOf(y.shape) > 0 && fusable(SOFTMAX_GRAD, dy as tf.Tensor, y)) {
+          return { logits: () => runKernel(SOFTMAX_GRAD, { dy: dy as tf.Tensor, y })[0] };
         }
-        const axes = tf.util.parseAxisParam((attrs as { axis: number | number[] }).axis, x.shape);
-        const expanded = x.shape.map((d, i) => (axes.includes(i) ? 1 : d)); // x's shape, reduced axes at 1
-        const spread = runKernel(BROADCAST, { x: tf.reshape(dy as tf.Tensor, expanded) }, { shape: x.shape })[0];
-        if (kernelName === tf.Sum) return { x: () => spread };
-        // tfjs's Mean gradient: the broadcast dy divided by the number of elements reduced.
-        const count = sizeOf(axes.map((axis) => x.shape[axis]));
-        return { x: () => tf.div(spread, count) };
+        return softmax.gradFunc(dy, saved, attrs);
       },
-    });
-  }
-}
+    },
+    {
+      ...relu,
+      gradFunc: (dy, saved, attrs) => {
+        const [x] = saved;
+        if (sizeOf(x.shape) > 0 && fusable(RELU_GRAD, dy as tf.Tensor, x)) {
+          return { x: () => runKernel(RELU_GRAD, { dy: dy as tf.Tensor, x })[0] };
+        }
+        return relu.gradFunc(dy, saved, attrs);
+      },
+    },
+    broadcastGrad(tf.getGradient(tf.Sum), false),
+    broadcastGrad(tf.getGradient(tf.Mean), true),
+  ];
+});

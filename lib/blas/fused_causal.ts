@@ -179,30 +179,30 @@ function sliceProduct(
     // S += b_cᵀ c_c, unless nothing reads it: the last chunk of a product whose state is not kept. With a decay,
     // S = γ^len S + b_cᵀ (γ^(len−1−t) c_t)_t.
     if (shape.keep || step < chunks - 1) {
+      let rows = cc; // [len, r]
+      let keep = beta;
       if (powers) {
-        const scaled = x.scaled!;
+        rows = x.scaled!;
         for (let t = 0; t < len; t++) {
           const w = powers[reverse ? t : len - 1 - t];
-          for (let j = t * r, end = j + r; j < end; j++) scaled[j] = cc[j] * w;
+          for (let j = t * r, end = j + r; j < end; j++) rows[j] = cc[j] * w;
         }
-        const decayed = empty ? 0 : powers[len];
-        gemm({
-          transA: true,
-          transB: false,
-          m: p,
-          n: r,
-          k: len,
-          a: bc,
-          lda: p,
-          b: scaled,
-          ldb: r,
-          c: state,
-          ldc: r,
-          beta: decayed,
-        });
-      } else {
-        gemm({ transA: true, transB: false, m: p, n: r, k: len, a: bc, lda: p, b: cc, ldb: r, c: state, ldc: r, beta });
+        keep = empty ? 0 : powers[len];
       }
+      gemm({
+        transA: true,
+        transB: false,
+        m: p,
+        n: r,
+        k: len,
+        a: bc,
+        lda: p,
+        b: rows,
+        ldb: r,
+        c: state,
+        ldc: r,
+        beta: keep,
+      });
       empty = false;
     }
   }

@@ -132,7 +132,7 @@ function walkBack(engine: TapeEngine, nodes: TapeNode[], xs: tf.Variable[], y: t
       }
       const dx = engine.tidy(name, () => inputGradients[name]());
       const x = node.inputs[name];
-      if (dx.dtype !== "float32" || !sameShape(dx.shape, x.shape)) {
+      if (dx.dtype !== "float32" || !tf.util.arraysEqual(dx.shape, x.shape)) {
         throw new Error(
           `variableGrads: the gradient of ${node.kernelName} for ${name} is ${dx.dtype} [${dx.shape}], ` +
             `expected float32 [${x.shape}]`,
@@ -150,7 +150,7 @@ function walkBack(engine: TapeEngine, nodes: TapeNode[], xs: tf.Variable[], y: t
     // Every reader of this node's outputs comes later on the tape and has been walked: their gradients are final
     // and read no more, and neither is what the node saved.
     for (const o of node.outputs) release(o.id);
-    for (const t of node.saved ?? []) if (t instanceof tf.Tensor && !holds.has(t)) t.dispose();
+    disposeSaved(node, holds);
   }
   const named: tf.NamedTensorMap = {};
   for (const x of xs) if (grad.has(x.id)) named[x.name] = grad.get(x.id)!;
@@ -209,7 +209,7 @@ function releaseUnread(tape: TapeNode[], nodes: TapeNode[]): void {
   const walked = new Set(nodes.map((n) => n.id));
   for (const node of tape) {
     if (walked.has(node.id) || !node.saved) continue;
-    for (const t of node.saved) if (t instanceof tf.Tensor) t.dispose();
+    disposeSaved(node);
     node.saved.length = 0;
   }
 }
@@ -247,12 +247,11 @@ function saveShapesOnly(engine: TapeEngine, on: boolean): void {
 /** Frees what is left on the tape (what the walk did not reach, or everything after a throw) and closes it. */
 function dropTape(engine: TapeEngine): void {
   if (engine.state.gradientDepth !== 0) return;
-  for (const node of engine.state.activeTape ?? []) {
-    for (const t of node.saved ?? []) if (t instanceof tf.Tensor) t.dispose();
-  }
+  for (const node of engine.state.activeTape ?? []) disposeSaved(node);
   engine.state.activeTape = null;
 }
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
+/** Disposes the tensors a node saved (its shape-only stand-ins hold nothing), but those in `keep`. */
+function disposeSaved(node: TapeNode, keep?: ReadonlyMap<tf.Tensor, number>): void {
+  for (const t of node.saved ?? []) if (t instanceof tf.Tensor && !keep?.has(t)) t.dispose();
 }
