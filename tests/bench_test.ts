@@ -67,7 +67,10 @@ Deno.test("flopCount: causal kernel variants are 2·bh·N·(C·(m + dv) + 2·m·
 Deno.test("flopCount: bidirectional kernel, diag and local closed forms", () => {
   assert.equal(flopCount("linear", { batch: 1, heads: 1, n: 8, dk: 2, dv: 3, causal: false }).fwd, 4 * 8 * 2 * 3);
   assert.equal(flopCount("diag", { batch: 1, heads: 1, n: 10, dk: 2, options: { blockSize: 4 } }).fwd, 2 * 12 * 4 * 4);
-  assert.equal(flopCount("local", { batch: 1, heads: 1, n: 10, dk: 2, options: { window: 4 } }).fwd, 2 * 12 * 12 * 4);
+  // Local, window 4: n padded to 12; each query chunk sees 2 chunks of 4 keys causally (8), 3 (12) otherwise.
+  assert.equal(flopCount("local", { batch: 1, heads: 1, n: 10, dk: 2, options: { window: 4 } }).fwd, 2 * 12 * 8 * 4);
+  const both = flopCount("local", { batch: 1, heads: 1, n: 10, dk: 2, causal: false, options: { window: 4 } });
+  assert.equal(both.fwd, 2 * 12 * 12 * 4);
   assert.equal(flopCount("performer", { batch: 1, heads: 1, n: 1, dk: 64 }).fwd > 0, true);
 });
 

@@ -33,8 +33,9 @@ function visible(i: number, j: number, o: Required<LocalOptions>): boolean {
 
 /**
  * The `local` variant. attend() splits queries into chunks of C = window tokens; the keys any
- * query of chunk c can see lie in chunks c-1, c, c+1, so each chunk attends to 3C keys. With a `keyMask`, pad keys get
- * no weight, and a query whose window holds no real key returns 0.
+ * query of chunk c can see lie in chunks c-1, c, c+1, so each chunk attends to 3C keys (causal: chunks c-1 and c,
+ * 2C keys, since chunk c+1 is all in the future). With a `keyMask`, pad keys get no weight, and a query whose window
+ * holds no real key returns 0.
  *
  * @example
  * ```ts
@@ -63,25 +64,29 @@ export const local = defineVariant<LocalOptions>({
     const nc = Math.ceil(n / c);
     const tail = nc * c - n;
     const queries = tf.reshape(tf.pad(q, [[0, 0], [0, 0], [0, tail], [0, 0]]), [b, h, nc, c, dk]); // [b, h, nc, C, dk]
-    // Keys padded by one chunk on each side; chunk c sees padded chunks c, c+1, c+2.
+    // Chunks of keys per query chunk: the one before, its own and (not causal) the one after. A causal chunk's next
+    // chunk is all masked, so leaving it out drops a third of the work and none of the weights.
+    const span = o.causal ? 2 : 3;
+    // Keys padded by one chunk before (and after); chunk c sees padded chunks c .. c + span − 1.
     const neighbourhood = (x: tf.Tensor4D) => {
       const [, hx, , d] = x.shape;
-      const chunks = tf.reshape(tf.pad(x, [[0, 0], [0, 0], [c, tail + c], [0, 0]]), [b, hx, nc + 2, c, d]);
-      const shifted = [0, 1, 2].map((s) => tf.slice(chunks, [0, 0, s, 0, 0], [b, hx, nc, c, d]));
-      return tf.concat(shifted, 3); // [b, h, nc, 3C, d]
+      const after = tail + (span - 2) * c;
+      const chunks = tf.reshape(tf.pad(x, [[0, 0], [0, 0], [c, after], [0, 0]]), [b, hx, nc + span - 1, c, d]);
+      const shifted = Array.from({ length: span }, (_, s) => tf.slice(chunks, [0, 0, s, 0, 0], [b, hx, nc, c, d]));
+      return tf.concat(shifted, 3); // [b, h, nc, span·C, d]
     };
-    const allowedData = new Float32Array(nc * c * 3 * c);
+    const allowedData = new Float32Array(nc * c * span * c);
     for (let ch = 0; ch < nc; ch++) {
       for (let r = 0; r < c; r++) {
         const i = ch * c + r;
-        for (let t = 0; t < 3 * c; t++) {
+        for (let t = 0; t < span * c; t++) {
           const j = ch * c - c + t;
           const ok = j >= 0 && j < n && visible(i, j, o);
-          allowedData[(ch * c + r) * 3 * c + t] = ok ? 1 : 0;
+          allowedData[(ch * c + r) * span * c + t] = ok ? 1 : 0;
         }
       }
     }
-    let allowed: tf.Tensor = tf.tensor3d(allowedData, [nc, c, 3 * c]); // [nc, C, 3C]
+    let allowed: tf.Tensor = tf.tensor3d(allowedData, [nc, c, span * c]); // [nc, C, span·C]
     let scores = maskedSoftmax;
     if (o.keyMask !== null) {
       // The key mask is gathered as the keys are, then laid along the key axis of each chunk's scores; a query whose
@@ -89,14 +94,14 @@ export const local = defineVariant<LocalOptions>({
       allowed = tf.mul(allowed, tf.transpose(neighbourhood(keyRows(o.keyMask)), [0, 1, 2, 4, 3])); // [b, 1, nc, C, 3C]
       scores = keyMaskedSoftmax;
     }
-    const logits = tf.mul(tf.matMul(queries, neighbourhood(k), false, true), 1 / Math.sqrt(dk)); // [b, h, nc, C, 3C]
+    const logits = tf.mul(tf.matMul(queries, neighbourhood(k), false, true), 1 / Math.sqrt(dk)); // [b, h, nc, C, span·C]
     const out = tf.matMul(scores(logits, allowed), neighbourhood(v)); // [b, h, nc, C, dv]
     return tf.slice(tf.reshape(out, [b, h, nc * c, dv]), [0, 0, 0, 0], [b, h, n, dv]) as tf.Tensor4D;
   },
-  // `2·bh·N·3C·(dk + dv)`, C = window (at least 1), N = n padded to chunks of C.
+  // `2·bh·N·3C·(dk + dv)` (causal: 2C), C = window (at least 1), N = n padded to chunks of C.
   flops: ({ batch, heads, n, dk, dv }, o) => {
     const c = Math.max(1, Math.min(o.window, n));
-    return forwardFlops(2 * batch * heads * paddedLength(n, c) * 3 * c * (dk + dv));
+    return forwardFlops(2 * batch * heads * paddedLength(n, c) * (o.causal ? 2 : 3) * c * (dk + dv));
   },
   // Query i attends to keys i − window .. i: the state keeps the last `window` keys and values, those the next query
   // needs besides its own (window 0 keeps nothing); a prompt runs in pieces of `window` queries.

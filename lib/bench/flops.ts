@@ -9,7 +9,7 @@
  *
  * For example (the variants' files give the rest): softmax `2·bh·n²·(dk + dv)`; causal kernel attention over m
  * features `2·bh·N·(C·(m + dv) + 2·m·dv)` with N = n padded to chunks of C; diag `2·bh·N·B·(dk + dv)`; local
- * `2·bh·N·3C·(dk + dv)`. Forward + backward is 3 × forward (each matmul's gradient is two matmuls of its size),
+ * `2·bh·N·3C·(dk + dv)` (causal 2C). Forward + backward is 3 × forward (each matmul's gradient is two matmuls of its size),
  * except for query-blocked softmax, whose backward recomputes Q Kᵀ: `4·QKᵀ + 3·PV`.
  *
  * @module
