@@ -212,7 +212,7 @@ Deno.test("dnnl matmul: matMulLayout merges batch dims that broadcast alike and 
 });
 
 Deno.test("dnnl matmul: the dispatch rule's boundaries", () => {
-  const { minFlops, minMatrixFlops, blasFromFlops } = DNNL_MATMUL_RULE;
+  const { minFlops, minMatrixFlops, blasFromFlops, blasFromMatrixFlops } = DNNL_MATMUL_RULE;
   const two = { dnnl: 1, blas: 2 };
   const one = { dnnl: 1, blas: 1 };
   const layout = (batch: number, m: number, n: number, k: number) =>
@@ -239,6 +239,12 @@ Deno.test("dnnl matmul: the dispatch rule's boundaries", () => {
   assert.equal(prefersDnnlMatMul(matMulLayout([4096, 256], [256, 127], {}), two), true);
   assert.equal(prefersDnnlMatMul(matMulLayout([4096, 256], [256, 128], {}), two), false);
   assert.equal(prefersDnnlMatMul(matMulLayout([16, 128, 64], [256, 64], { transB: true }), two), true);
+  // A large batch of small matrices stays in oneDNN beside a two-thread OpenBLAS: local attention's causal products
+  // at n = 2048 ([256] 64 × 128 × 64, 2²⁰ a matrix, 2²⁸ a call). Each matrix from 2²² (64 × 256 × 128) goes over.
+  assert.equal(2 * 64 * 256 * 128, blasFromMatrixFlops);
+  assert.equal(prefersDnnlMatMul(layout(256, 64, 64, 128), two), true);
+  assert.equal(prefersDnnlMatMul(layout(64, 64, 256, 128), two), false);
+  assert.equal(prefersDnnlMatMul(layout(64, 64, 255, 128), two), true);
   // A broadcast batch counts the output's matrices.
   assert.equal(prefersDnnlMatMul(matMulLayout([16, 16], [64, 16, 16], {}), two), true);
   assert.equal(prefersDnnlMatMul(medium, two, { rule: { ...DNNL_MATMUL_RULE, blasFromFlops: Infinity } }), true);

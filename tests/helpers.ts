@@ -8,6 +8,7 @@ import type { QKV } from "../lib/attention/mod.ts";
 import { randomNormal } from "../lib/random.ts";
 import { createModel, type TransformerModel } from "../lib/models/mod.ts";
 import { TORCH_PACKAGES } from "../lib/bench/torch.ts";
+import type { TwinInfo } from "../lib/bench/torch_twin.ts";
 import { join } from "node:path";
 import { REPO_ROOT } from "../lib/env.ts";
 import { type AdapterSummary, findAdapter } from "../lib/webgpu.ts";
@@ -102,6 +103,16 @@ export function withModel<T>(input: Parameters<typeof createModel>[0], f: (m: Tr
     model.dispose();
   }
 }
+
+/** The hello of a stand-in PyTorch twin on an optimised BLAS, for benchmark tests with twins of known times. */
+export const FAKE_TWIN_INFO: Readonly<TwinInfo> = Object.freeze({
+  torch: "fake",
+  threads: 2,
+  blas: "openblas",
+  blasPath: null,
+  blasOptimised: true,
+  sgemmGflops: 100,
+});
 
 /**
  * Fails the calling test, naming the install command, when PyTorch cannot be imported: the test task installs it

@@ -175,17 +175,10 @@ export async function measureAttention(options: MeasureOptions): Promise<Measure
   const previous = tf.getBackend();
   if (options.backend !== undefined) await initBackend({ backend: options.backend, quiet: true });
   const backend = tf.getBackend();
-  const q = randomNormal<tf.Tensor4D>([batch, heads, n, dk], { seed }); // [b, h, n, dk]
-  const k = randomNormal<tf.Tensor4D>([batch, heads, n, dk], { seed: seed + 1 }); // [b, h, n, dk]
-  const v = randomNormal<tf.Tensor4D>([batch, heads, n, dv], { seed: seed + 2 }); // [b, h, n, dv]
-  const dy = randomNormal<tf.Tensor4D>([batch, heads, n, dv], { seed: seed + 3 }); // [b, h, n, dv]
+  const attention = attentionRuns(variant, { batch, heads, n, dk, dv, seed, options: variantOptions });
   const finiteBefore = setFiniteChecks(false); // timed calls read nothing back; restored below
   try {
-    const forward = () => variant.attend({ q, k, v }, variantOptions);
-    const gradient = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
-      variant.attend({ q: a as tf.Tensor4D, k: b as tf.Tensor4D, v: c as tf.Tensor4D }, variantOptions)
-    );
-    const forwardBackward = () => gradient([q, k, v], dy);
+    const { forward, forwardBackward } = attention;
     const warm = memory ? profiledRun : plainRun;
 
     const fwdWarm = await warm(forward);
@@ -218,9 +211,55 @@ export async function measureAttention(options: MeasureOptions): Promise<Measure
     };
   } finally {
     setFiniteChecks(finiteBefore);
-    tf.dispose([q, k, v, dy]);
+    attention.dispose();
     if (options.backend !== undefined && previous && tf.getBackend() !== previous) await tf.setBackend(previous);
   }
+}
+
+/** What {@linkcode attentionRuns} returns: the two computations a benchmark times, on inputs it holds. */
+export interface AttentionRuns {
+  /** `attend(q, k, v)`: [batch, heads, n, dv]. */
+  forward(): tf.Tensor;
+  /** The gradients of q, k and v through the seeded cotangent: three tensors. */
+  forwardBackward(): tf.Tensor[];
+  /** Frees the inputs. */
+  dispose(): void;
+}
+
+/**
+ * The forward and forward + backward computations of `variant.attend()` on seeded inputs q, k [batch, heads, n, dk]
+ * and v, the cotangent [batch, heads, n, dv] (seeds seed … seed + 3), as {@linkcode measureAttention} times them. The
+ * caller disposes what each call returns, and the runs when done.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { variants } from "../attention/mod.ts";
+ * import { attentionRuns } from "./measure.ts";
+ * const runs = attentionRuns(variants.linear, { batch: 1, heads: 2, n: 16, dk: 8, dv: 4, options: { causal: true } });
+ * const grads = runs.forwardBackward();
+ * console.log(grads.map((g) => g.shape.join("×")).join(" ")); // 1×2×16×8 1×2×16×8 1×2×16×4
+ * tf.dispose(grads);
+ * runs.dispose();
+ * ```
+ */
+export function attentionRuns(
+  variant: { attend(qkv: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D }, options: object): tf.Tensor4D },
+  shape: { batch: number; heads: number; n: number; dk: number; dv: number; seed?: number; options?: object },
+): AttentionRuns {
+  const { batch, heads, n, dk, dv, seed = 0, options = {} } = shape;
+  const q = randomNormal<tf.Tensor4D>([batch, heads, n, dk], { seed }); // [b, h, n, dk]
+  const k = randomNormal<tf.Tensor4D>([batch, heads, n, dk], { seed: seed + 1 }); // [b, h, n, dk]
+  const v = randomNormal<tf.Tensor4D>([batch, heads, n, dv], { seed: seed + 2 }); // [b, h, n, dv]
+  const dy = randomNormal<tf.Tensor4D>([batch, heads, n, dv], { seed: seed + 3 }); // [b, h, n, dv]
+  const gradient = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+    variant.attend({ q: a as tf.Tensor4D, k: b as tf.Tensor4D, v: c as tf.Tensor4D }, options)
+  );
+  return {
+    forward: () => variant.attend({ q, k, v }, options),
+    forwardBackward: () => gradient([q, k, v], dy),
+    dispose: () => tf.dispose([q, k, v, dy]),
+  };
 }
 
 /** The result of {@linkcode sgemmPeak}. */

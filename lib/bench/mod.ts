@@ -4,7 +4,8 @@
  * the `deno task bench` driver, the log–log time and memory figures (`plots.ts`), per-layer scaling in
  * interleaved rounds (`scaling.ts`), decoding as an RNN (`rnn.ts`), whole-model training steps
  * (`train_step.ts`), the training-step benchmark against the PyTorch twin (`train_bench.ts`, `torch_twin.ts`,
- * `torch_model.py`: `deno task bench --train`) and a per-kernel profile of one step (`profile.ts`).
+ * `torch_model.py`: `deno task bench --train`), attention against its PyTorch twin in interleaved rounds
+ * (`paired.ts`: `deno task bench --paired`) and a per-kernel profile of one step (`profile.ts`).
  *
  * ```ts
  * import { fitExponent, flopCount, measureAttention } from "./mod.ts"; // from a notebook: "../lib/bench/mod.ts"
@@ -37,7 +38,15 @@ export {
   powerLawSum,
   type RoundSeries,
 } from "./fit.ts";
-export { measureAttention, type Measurement, type MeasureOptions, type SgemmPeak, sgemmPeak } from "./measure.ts";
+export {
+  type AttentionRuns,
+  attentionRuns,
+  measureAttention,
+  type Measurement,
+  type MeasureOptions,
+  type SgemmPeak,
+  sgemmPeak,
+} from "./measure.ts";
 export {
   type BenchConfig,
   type BenchResult,
@@ -98,6 +107,18 @@ export {
   type StepProfile,
 } from "./profile.ts";
 export {
+  type AttentionTwin,
+  formatPairedTable,
+  type PairedBenchOptions,
+  type PairedBenchResult,
+  type PairedBenchRow,
+  pairedBenchRow,
+  type PairedBenchRowInput,
+  pairedVerdict,
+  runPairedBench,
+} from "./paired.ts";
+export {
+  fastestThreadCount,
   formatTrainBenchTable,
   runTrainBench,
   type TorchStatus,
@@ -117,6 +138,7 @@ export {
 export {
   type MlmBatch,
   TorchTwin,
+  type TwinAttentionSpec,
   type TwinInfo,
   type TwinLoadOptions,
   type TwinStepTimes,

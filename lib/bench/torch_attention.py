@@ -11,8 +11,9 @@ lib/attention adds its twin there): softmax (masked n x n; by query blocks whose
 recomputes when given a block size), linear (elu+1, chunkwise-parallel when causal, eps 1e-6), norm (elu, no
 denominator, SimpleRMSNorm over all heads), cosformer (relu features re-weighted by sin/cos of pi/2 * i/n),
 performer (FAVOR+ with m = ceil(d ln d) features), diag (softmax in blocks of 64), local (softmax over
-|i - j| <= 64, j <= i when causal, in chunks of the window), retention (decay 1 - 2^(-5-h) per head, scale
-d^(-1/2), chunkwise with a state carried across chunks; bidirectional: the symmetric decay). Chunks of 64.
+|i - j| <= 64, j <= i when causal, in chunks of the window against 3 chunks of keys, 2 when causal), retention
+(decay 1 - 2^(-5-h) per head, scale d^(-1/2), chunkwise with a state carried across chunks; bidirectional: the
+symmetric decay). Chunks of 64.
 """
 
 import json
@@ -114,24 +115,26 @@ def blocked_softmax_attention(q, k, v, causal, size):
 
 def local_attention(q, k, v, causal, window=WINDOW):
     """Softmax over keys with |i - j| <= window (and j <= i when causal), as lib/attention/local.ts computes it:
-    queries in chunks of C = window, each chunk against the 3C keys of chunks c-1, c, c+1."""
+    queries in chunks of C = window, each chunk against the keys of chunks c-1, c, c+1 (3C), or of c-1 and c (2C)
+    when causal: the chunk after is all in the future."""
     b, h, n, d = q.shape
     dv = v.shape[3]
     c = max(1, min(window, n))
     nc = -(-n // c)
     tail = nc * c - n
+    span = 2 if causal else 3
     queries = F.pad(q, (0, 0, 0, tail)).reshape(b, h, nc, c, d)
 
     def neighbourhood(x):
         chunks = F.pad(x, (0, 0, c, tail + c)).reshape(b, h, nc + 2, c, x.shape[3])
-        return torch.cat([chunks[:, :, s : s + nc] for s in range(3)], 3)  # [b, h, nc, 3C, d]
+        return torch.cat([chunks[:, :, s : s + nc] for s in range(span)], 3)  # [b, h, nc, span C, d]
 
     i = torch.arange(nc * c).reshape(nc, c, 1)
-    j = (torch.arange(nc) * c - c).reshape(nc, 1, 1) + torch.arange(3 * c).reshape(1, 1, 3 * c)
+    j = (torch.arange(nc) * c - c).reshape(nc, 1, 1) + torch.arange(span * c).reshape(1, 1, span * c)
     allowed = (j >= 0) & (j < n) & ((i - j).abs() <= window)
     if causal:
         allowed = allowed & (j <= i)
-    bias = (~allowed).float() * MASK_BIAS  # [nc, C, 3C]
+    bias = (~allowed).float() * MASK_BIAS  # [nc, C, span C]
     logits = (queries @ neighbourhood(k).transpose(-1, -2)) / math.sqrt(d) + bias
     out = torch.softmax(logits, -1) @ neighbourhood(v)
     return out.reshape(b, h, nc * c, dv)[:, :, :n]

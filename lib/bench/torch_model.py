@@ -17,7 +17,8 @@ torch.optim.AdamW, what a PyTorch user would write.
 Protocol: every request is {"id", "op", ...}; every reply {"id", "ok": true, ...} or {"id", "ok": false, "error"}.
 Float arrays travel as base64 of little-endian float32, token ids as base64 of little-endian int32. The first line
 the server writes is the hello: {"ok": true, "info": {...}}, or {"ok": false, "missing": "torch", "error"} when
-PyTorch cannot be imported.
+PyTorch cannot be imported. Beside the model, op "timeAttention" times one attention computation of
+torch_attention.py forward + backward (lib/bench/paired.ts pairs it with attnlab's, round by round).
 """
 
 import base64
@@ -717,6 +718,49 @@ class Twin:
 # The server.
 
 
+class AttentionTimer:
+    """Times one attention computation of torch_attention.py, forward + backward (the gradients of q, k and v through
+    a seeded cotangent), as lib/bench/measure.ts times attnlab's. The inputs of the last shape asked for are kept, so
+    rounds of the same (variant, shape) time only the computation."""
+
+    def __init__(self, torch):
+        self.torch = torch
+        self.key = None
+
+    def time(self, request):
+        from torch_attention import make_attend
+
+        torch = self.torch
+        keys = ("variant", "n", "batch", "heads", "d", "causal", "queryBlockSize")
+        spec = {key: request.get(key) for key in keys}
+        for key in ("n", "batch", "heads", "d"):
+            if not isinstance(spec[key], int) or spec[key] < 1:
+                raise ValueError(f"timeAttention: {key} must be an integer >= 1, got {spec[key]!r}")
+        warmup, repeats = request.get("warmup", 1), request.get("repeats")
+        if not isinstance(warmup, int) or not isinstance(repeats, int) or warmup < 0 or repeats < 1:
+            raise ValueError(f"timeAttention: warmup must be an integer >= 0 and repeats >= 1, got {warmup}, {repeats}")
+        key = json.dumps(spec, sort_keys=True)
+        if key != self.key:
+            self.key = None
+            attend = make_attend(spec["variant"], spec["d"], bool(spec["causal"]), spec["queryBlockSize"])
+            if attend is None:
+                raise ValueError(f'timeAttention: torch_attention.py has no twin of variant {spec["variant"]!r}')
+            gen = torch.Generator().manual_seed(spec["n"])
+            shape = (spec["batch"], spec["heads"], spec["n"], spec["d"])
+            q, k, v, dy = (torch.randn(*shape, generator=gen) for _ in range(4))
+            for x in (q, k, v):
+                x.requires_grad_(True)
+            self.attend, self.inputs, self.key = attend, (q, k, v, dy), key
+        q, k, v, dy = self.inputs
+        ms = []
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            torch.autograd.grad(self.attend(q, k, v), (q, k, v), dy)
+            if i >= warmup:
+                ms.append((time.perf_counter() - start) * 1000)
+        return {"ms": ms}
+
+
 def set_threads(torch, threads, info):
     """torch's intra-op threads and, when torch runs OpenBLAS, OpenBLAS's own pool: the thread count of every later
     op. Returns torch.get_num_threads()."""
@@ -738,6 +782,7 @@ def serve(torch, out, threads):
     write = lambda obj: (out.write(json.dumps(obj) + "\n"), out.flush())
     write({"ok": True, "info": info})
     twin = None
+    attention = AttentionTimer(torch)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -758,9 +803,13 @@ def serve(torch, out, threads):
             if op == "threads":
                 write({"id": rid, "ok": True, "threads": set_threads(torch, request.get("threads"), info)})
                 continue
+            if op == "timeAttention":
+                write({"id": rid, "ok": True, **attention.time(request)})
+                continue
             if op not in ("lossAndGrads", "step", "timeSteps", "weights"):
                 raise ValueError(
-                    f'unknown op "{op}"; expected load, lossAndGrads, step, timeSteps, weights, threads, close'
+                    f'unknown op "{op}"; expected load, lossAndGrads, step, timeSteps, weights, threads, '
+                    "timeAttention, close"
                 )
             if twin is None:
                 raise ValueError("no model loaded: call load(config) first")

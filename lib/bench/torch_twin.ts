@@ -52,6 +52,19 @@ export interface TwinInfo {
   sgemmGflops: number;
 }
 
+/** One attention computation for {@linkcode TorchTwin.timeAttention}: inputs q, k, v of [batch, heads, n, d]. */
+export interface TwinAttentionSpec {
+  /** A variant of torch_attention.py's TWINS (lib/attention's names), with its default options. */
+  variant: string;
+  n: number;
+  batch: number;
+  heads: number;
+  d: number;
+  causal: boolean;
+  /** Softmax by query blocks of this many rows, each block's probabilities recomputed in the backward. */
+  queryBlockSize?: number | null;
+}
+
 /** What {@linkcode TorchTwin.timeSteps} measured. */
 export interface TwinStepTimes {
   /** Milliseconds of each timed update (loss, backward, clipping, AdamW), wall clock around the whole update. */
@@ -439,6 +452,36 @@ export class TorchTwin {
       peakMethod: reply.peakMethod as string,
       losses: reply.losses as number[],
     };
+  }
+
+  /**
+   * Times one attention computation of torch_attention.py forward + backward (the gradients of q, k and v through a
+   * seeded cotangent) at the twin's current threads: `warmup` untimed runs, then `repeats` timed ones, their ms. Needs
+   * no loaded model. The inputs of the last spec are kept, so repeated calls time only the computation.
+   */
+  async timeAttention(spec: TwinAttentionSpec, options: { warmup?: number; repeats: number }): Promise<number[]> {
+    const owner = "TorchTwin.timeAttention";
+    if (spec === null || typeof spec !== "object") throw new TypeError(`${owner}: spec must be an object`);
+    const s = checkOptionKeys(owner, spec, ["variant", "n", "batch", "heads", "d", "causal", "queryBlockSize"]);
+    if (typeof s.variant !== "string") throw new TypeError(`${owner}: spec.variant must be a variant name`);
+    for (const key of ["n", "batch", "heads", "d"] as const) checkInteger(owner, `spec.${key}`, s[key], { min: 1 });
+    if (typeof s.causal !== "boolean") throw new TypeError(`${owner}: spec.causal must be true or false`);
+    if (s.queryBlockSize !== undefined && s.queryBlockSize !== null) {
+      checkInteger(owner, "spec.queryBlockSize", s.queryBlockSize, { min: 1 });
+    }
+    if (options === undefined) throw new TypeError(`${owner}: options { repeats } are required`);
+    const o = checkOptionKeys(owner, options, ["warmup", "repeats"]);
+    const warmup = o.warmup ?? 1;
+    checkInteger(owner, "option warmup", warmup);
+    checkInteger(owner, "option repeats", o.repeats, { min: 1 });
+    if (this.#closed) throw new Error(`${owner}: the twin was closed; start a new one with TorchTwin.start()`);
+    const reply = await this.#call("timeAttention", {
+      ...s,
+      queryBlockSize: s.queryBlockSize ?? null,
+      warmup,
+      repeats: o.repeats,
+    });
+    return reply.ms as number[];
   }
 
   /** Ends the twin process (asks it to exit, kills it after 10 s) and waits for it. Safe to call twice. */

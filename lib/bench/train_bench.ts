@@ -657,7 +657,7 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
                 (status === "ok" ? `, ${theirsLast.join(", ")}` : ""),
             );
           }
-          const fastest = fastestCount(torchMsBy);
+          const fastest = fastestThreadCount(torchMsBy);
           const torchMs = torchMsBy.get(fastest)!;
           const torchThreads = fastest ?? torch.info?.threads;
           if (status === "ok" && counts !== null) {
@@ -708,11 +708,21 @@ export async function runTrainBench(options: TrainBenchOptions = {}): Promise<Tr
 }
 
 /**
- * The thread count whose rounds have the lowest median step time (all its steps together). Choosing after the fact
- * can only favour PyTorch: of two counts within noise, the one that happened to run faster is kept.
+ * The thread count whose rounds have the lowest median time (all its runs together); the first count when none has
+ * a run. Choosing after the fact can only favour PyTorch: of two counts within noise, the one that happened to run
+ * faster is kept.
+ *
+ * @example
+ * ```ts
+ * import { fastestThreadCount } from "./train_bench.ts";
+ * const byCount = new Map([[1, [[30, 31], [29]]], [2, [[25], [40, 26]]]]);
+ * console.log(fastestThreadCount(byCount)); // 2
+ * ```
  */
-function fastestCount(byCount: Map<number | null, number[][]>): number | null {
-  let best: { count: number | null; ms: number } = { count: byCount.keys().next().value ?? null, ms: Infinity };
+export function fastestThreadCount<T extends number | null>(
+  byCount: ReadonlyMap<T, readonly (readonly number[])[]>,
+): T {
+  let best: { count: T; ms: number } = { count: byCount.keys().next().value as T, ms: Infinity };
   for (const [count, rounds] of byCount) {
     const steps = rounds.flat();
     if (steps.length === 0) continue;

@@ -4,8 +4,8 @@
  *
  * - `BatchMatMul` and `_FusedMatMul` computed by `cblas_sgemm` from the system BLAS, once per matrix of a batch,
  *   or, where oneDNN loads, by one oneDNN matmul primitive for the whole batch (lib/blas/dnnl_kernels.ts's
- *   `dnnlBatchMatMul`: from 2¹⁹ FLOPs a call and 16³ a matrix, and below 2²⁸ FLOPs when OpenBLAS has more threads
- *   than oneDNN; `DNNL_MATMUL_RULE` holds the measurements). Transposed operands are read as they are stored, by
+ *   `dnnlBatchMatMul`: from 2¹⁹ FLOPs a call and 16³ a matrix, and, when OpenBLAS has more threads than oneDNN,
+ *   below 2²⁸ FLOPs a call or 2²² a matrix; `DNNL_MATMUL_RULE` holds the measurements). Transposed operands are read as they are stored, by
  *   either. Gradients need nothing extra: tfjs writes matmul gradients as matmuls, which land here too.
  * - the hot non-matmul kernels of attention and transformer training as tight typed-array loops
  *   (lib/blas/kernels.ts): Add, Sub, Multiply, RealDiv, Maximum, Minimum, SquaredDifference, Pow and the

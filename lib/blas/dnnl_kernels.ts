@@ -47,6 +47,7 @@ import { fusedCausalKernels } from "./fused_causal.ts";
 import { ELU_PLUS_ONE, ELU_PLUS_ONE_GRAD, RELU_GRAD, SILU_GATE, SILU_GATE_GRAD, SOFTMAX_GRAD } from "./fused.ts";
 import { SOFTMAX_CROSS_ENTROPY } from "./fused_loss.ts";
 import { allocFloat32 } from "./pool.ts";
+import type { Sgemm } from "./sgemm.ts";
 
 /**
  * The size, in elements (of the largest operand), from which each kernel calls oneDNN; smaller calls run the
@@ -583,6 +584,7 @@ export function dnnlKernels(
   // Softmax attention's blocks on oneDNN's row softmax and its gradient (in place, as the primitives allow) and its
   // sgemm: the same blocks and products as the loops' kernels; a block below the threshold keeps the loops' softmax.
   const rowsOf = (name: string, n: number, size: number) => size >= thresholds[name] && n > 0 ? size / n : 0;
+  const dnnlSgemm: Sgemm = (args) => lib.sgemm(args);
   Object.assign(
     kernels,
     fusedAttentionKernels({
@@ -594,10 +596,10 @@ export function dnnlKernels(
         const rows = rowsOf(SOFTMAX_ATTENTION_GRAD, n, y.length);
         return rows > 0 && lib.softmaxBackward({ dy, y, dx }, { rows, n });
       },
-    }, { sgemm: (args) => lib.sgemm(args) }),
+    }, { sgemm: dnnlSgemm }),
   );
   // The fused causal products on oneDNN's sgemm: the same kernels, their many small products faster (fused_causal.ts).
-  Object.assign(kernels, fusedCausalKernels({ sgemm: (args) => lib.sgemm(args) }));
+  Object.assign(kernels, fusedCausalKernels({ sgemm: dnnlSgemm }));
   return kernels;
 }
 
@@ -756,8 +758,10 @@ export interface DnnlMatMulRule {
   minFlops: number;
   /** ... and from this many a matrix. */
   minMatrixFlops: number;
-  /** Where OpenBLAS has more threads than oneDNN: OpenBLAS from this many FLOPs a call. */
+  /** Where OpenBLAS has more threads than oneDNN: OpenBLAS from this many FLOPs a call ... */
   blasFromFlops: number;
+  /** ... and this many a matrix (a batch of small matrices stays in oneDNN). */
+  blasFromMatrixFlops: number;
 }
 
 /**
@@ -791,11 +795,18 @@ export interface DnnlMatMulRule {
  *   at 2³⁰ 3659, at 2²⁸ 3131; T2: 2670, 2912, 2791 (per-round ratios to sgemm throughout: 0.95–1.32 at 2³⁰,
  *   0.81–1.17 at 2²⁸). The small config's products are at most 2²⁶. Against a one-thread OpenBLAS oneDNN took
  *   0.77–1.19× at 2³⁰ and above (even, within the noise), hence the bound only with more threads.
+ * - `blasFromMatrixFlops`: ... and only for matrices of 2²² FLOPs or more. A batch of small matrices gains nothing from
+ *   OpenBLAS's threads (each matrix is one call): local attention's causal products at b 1, h 8, n 2048, d 64
+ *   ([256] 64 × 128 × 64 and its gradients, 2²⁰ a matrix, 2²⁸ a call) took the attention forward + backward 63.8 ms
+ *   (median of 6 paired rounds of 3, `deno task bench --paired`) in a two-thread OpenBLAS, 41.1 ms in oneDNN, runs
+ *   one after the other on 2026-12-02. Every product of 2²⁸ or more in either training config is one matrix of 2²⁹
+ *   or more (logged over one step of each preset), so their steps run as before.
  */
 export const DNNL_MATMUL_RULE: Readonly<DnnlMatMulRule> = Object.freeze({
   minFlops: 2 ** 19,
   minMatrixFlops: 2 ** 13,
   blasFromFlops: 2 ** 28,
+  blasFromMatrixFlops: 2 ** 22,
 });
 
 /**
@@ -830,7 +841,7 @@ export function prefersDnnlMatMul(
   const matrix = 2 * m * n * k;
   const total = aBatch.reduce((flops, d, i) => flops * Math.max(d, bBatch[i]), matrix);
   if (total < rule.minFlops || matrix < rule.minMatrixFlops) return false;
-  return threads.blas <= threads.dnnl || total < rule.blasFromFlops;
+  return threads.blas <= threads.dnnl || total < rule.blasFromFlops || matrix < rule.blasFromMatrixFlops;
 }
 
 /**

@@ -35,7 +35,7 @@ import {
 import { softmaxGradRows } from "./fused.ts";
 import { allocFloat32, allocFloat32Zeroed } from "./pool.ts";
 import { softmaxRows } from "./reduce.ts";
-import { openBlas, type Sgemm } from "./sgemm.ts";
+import { type Sgemm, sgemmOf } from "./sgemm.ts";
 
 /**
  * Softmax attention: inputs q [b, h, n, dk], k [b, h, nk, dk], v [b, h, nk, dv] (float32); attributes `scale` (the
@@ -61,14 +61,6 @@ const LOOPS: SoftmaxRowOps = {
   forward: (x, out, n) => (softmaxRows(x, out, n), true),
   backward: (dy, y, dx, n) => (softmaxGradRows(dy, y, dx, n), true),
 };
-
-let blasSgemm: Sgemm | undefined;
-
-/** The BLAS's sgemm, opened once (the same library the backend loaded: openBlas picks it the same way). */
-function sgemm(): Sgemm {
-  blasSgemm ??= openBlas().sgemm;
-  return blasSgemm;
-}
 
 /** The sizes of one call: b·h slices of n queries and nk keys, key width dk, value width dv, blocks of `block` rows. */
 interface Sizes {
@@ -331,11 +323,7 @@ export function fusedAttentionKernels(
   rows: SoftmaxRowOps = LOOPS,
   options: { sgemm?: Sgemm } = {},
 ): Record<string, Kernel> {
-  if (options === null || typeof options !== "object" || !["undefined", "function"].includes(typeof options.sgemm)) {
-    throw new TypeError("fusedAttentionKernels: options must be { sgemm? }, sgemm a function of SgemmArgs");
-  }
-  // The BLAS is opened at the first call, not here.
-  const gemmOf = (): Sgemm => options.sgemm ?? sgemm();
+  const gemmOf = sgemmOf("fusedAttentionKernels", options);
   return {
     [SOFTMAX_ATTENTION]: attentionKernel(rows, gemmOf) as unknown as Kernel,
     [SOFTMAX_ATTENTION_GRAD]: attentionGradKernel(rows, gemmOf) as unknown as Kernel,

@@ -37,7 +37,7 @@ import {
   type TensorInfo,
 } from "./_util.ts";
 import { allocFloat32 } from "./pool.ts";
-import { openBlas, type Sgemm } from "./sgemm.ts";
+import { type Sgemm, sgemmOf } from "./sgemm.ts";
 
 /**
  * The causal product: inputs q, k [b, h, n, m] and v [b, h, n, dv] (float32); attributes `reverse` (boolean: the
@@ -65,14 +65,6 @@ export const CAUSAL_ATTENTION_GRAD = "AttnlabCausalAttentionGrad";
 
 /** The default rows per chunk: the linear variants' `chunkSize` default. */
 export const CAUSAL_CHUNK_SIZE = 64;
-
-let blasSgemm: Sgemm | undefined;
-
-/** The BLAS's sgemm, opened once (the same library the backend loaded: openBlas picks it the same way). */
-function sgemm(): Sgemm {
-  blasSgemm ??= openBlas().sgemm;
-  return blasSgemm;
-}
 
 let scratch = new Float32Array(0);
 
@@ -382,11 +374,7 @@ function causalAttentionGradKernel({ inputs, backend, attrs }: KernelArgs, gemm:
  * ```
  */
 export function fusedCausalKernels(options: { sgemm?: Sgemm } = {}): Record<string, Kernel> {
-  if (options === null || typeof options !== "object" || !["undefined", "function"].includes(typeof options.sgemm)) {
-    throw new TypeError("fusedCausalKernels: options must be { sgemm? }, sgemm a function of SgemmArgs");
-  }
-  // The BLAS is opened at the first call, not here: registering the kernels loads nothing.
-  const gemm = (): Sgemm => options.sgemm ?? sgemm();
+  const gemm = sgemmOf("fusedCausalKernels", options);
   const product = (args: KernelArgs) => causalProductKernel(args, gemm());
   return {
     [CAUSAL_PRODUCT]: product as unknown as Kernel,

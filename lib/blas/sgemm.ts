@@ -134,3 +134,25 @@ export function openBlas(): BlasLibrary {
   }
   throw new Error(`no BLAS library could be loaded (${reasons.join("; ")}); ${BLAS_INSTALL_HINT}`);
 }
+
+let systemSgemm: Sgemm | undefined;
+
+/**
+ * The sgemm a set of kernels computes its products with: `options.sgemm` when given, else the system BLAS's
+ * ({@linkcode openBlas}, the library the backend loads), opened at the first call rather than here, so registering
+ * kernels loads nothing, and once per process. Throws a TypeError naming `owner` when options is not `{ sgemm? }`.
+ *
+ * @example
+ * ```ts
+ * import { sgemmOf, type Sgemm } from "./sgemm.ts";
+ * const mine: Sgemm = ({ m, n, c }) => c.fill(0, 0, m * n);
+ * console.log(sgemmOf("kernels", { sgemm: mine })() === mine); // true
+ * ```
+ */
+export function sgemmOf(owner: string, options: { sgemm?: Sgemm }): () => Sgemm {
+  if (options === null || typeof options !== "object" || !["undefined", "function"].includes(typeof options.sgemm)) {
+    throw new TypeError(`${owner}: options must be { sgemm? }, sgemm a function of SgemmArgs`);
+  }
+  const given = options.sgemm;
+  return () => given ?? (systemSgemm ??= openBlas().sgemm);
+}

@@ -17,6 +17,8 @@ import { toCsv } from "../figures/csv.ts";
 import { type BenchConfig, defaultBenchConfig, formatBenchTable, runBench } from "../bench/run.ts";
 import { FLOP_VARIANTS } from "../bench/flops.ts";
 import { formatProfile, profileStep } from "../bench/profile.ts";
+import { formatPairedTable, runPairedBench } from "../bench/paired.ts";
+import type { VariantName } from "../attention/mod.ts";
 import {
   formatTrainBenchTable,
   runTrainBench,
@@ -40,6 +42,16 @@ const FLAGS = {
     description: "time a whole training step per config and preset against its PyTorch twin (figures/bench_train.csv)",
   },
   profile: { type: "boolean", description: "print where one training step's time goes, kernel by kernel" },
+  paired: {
+    type: "boolean",
+    description: "time attention forward + backward against PyTorch in interleaved rounds, with the ratio's " +
+      "interval (figures/bench_paired.csv)",
+  },
+  lengths: {
+    type: "string",
+    value: "LIST",
+    description: "with --paired: sequence lengths, comma-separated (default 2048; quick 256)",
+  },
   config: {
     type: "string",
     value: "LIST",
@@ -53,7 +65,9 @@ const FLAGS = {
   rounds: {
     type: "string",
     value: "N",
-    description: "with --train: interleaved rounds (default each config's: small 12, medium 5; quick 2)",
+    description:
+      "with --train or --paired: interleaved rounds (default --train each config's: small 12, medium 5; --paired 8; " +
+      "quick 2)",
   },
   steps: {
     type: "string",
@@ -67,7 +81,11 @@ const FLAGS = {
   },
   variants: { type: "string", value: "LIST", description: `comma-separated, from ${FLOP_VARIANTS.join(", ")}` },
   "max-n": { type: "string", value: "N", description: "longest sequence length (default 65536; quick 256)" },
-  repeats: { type: "string", value: "N", description: "timed runs per configuration at most (default 3; quick 1)" },
+  repeats: {
+    type: "string",
+    value: "N",
+    description: "timed runs per configuration at most (default 3; quick 1); with --paired: per side per round",
+  },
   out: {
     type: "string",
     value: "PATH",
@@ -111,6 +129,10 @@ d 256, 4 heads, 8 × 512), against the same update of its PyTorch twin (lib/benc
 rounds: ms/step, tokens/s, GFLOP/s, share of the sgemm peak, peak MB (blas: its data buffers; PyTorch: its
 allocator's events; views count in neither), and the ratio attnlab / PyTorch with its
 95% interval over rounds. PyTorch on the reference BLAS is not timed (the ratio would flatter attnlab).
+--paired times attention forward + backward (causal, batch 1, 8 heads, d 64; default n = 2048, every variant)
+in attnlab and in PyTorch in interleaved rounds, PyTorch at every thread count each round and kept at its fastest:
+ms and GFLOP/s per side, the ratio attnlab / PyTorch with its 95% interval over rounds (paired by round), and a
+verdict: faster or slower when the whole interval is on one side of 1, else within noise.
 --profile prints a training step's kernels per config and preset (the mean of 3 profiled steps; quick: 1):
 calls, ms, share of the step, new MB, and the time spent outside kernels.`;
 
@@ -126,6 +148,8 @@ const ATTENTION_FLAGS = [
   "cpu-max-n",
 ] as const;
 const TRAIN_FLAGS = ["config", "preset", "rounds", "steps"] as const;
+/** Flags that --paired takes. */
+const PAIRED_FLAGS = ["paired", "quick", "variants", "lengths", "rounds", "repeats", "no-torch", "out"] as const;
 
 function positiveInteger(value: string, flag: string): number {
   const n = Number(value);
@@ -157,10 +181,14 @@ function parseList<T extends string>(value: string, flag: string, valid: readonl
 export function configFromFlags(args: readonly string[], loadable: readonly BackendName[]): BenchConfig {
   const { values } = parseFlags(args, FLAGS, { command: "bench" });
   for (const flag of TRAIN_FLAGS) {
-    if (values[flag] !== undefined) throw new Error(`--${flag} needs --train or --profile`);
+    if (values[flag] !== undefined) throw new Error(`--${flag} needs --train, --profile or --paired`);
   }
-  if (values.train === true || values.profile === true) {
-    throw new Error("configFromFlags reads the attention bench's flags; use trainFlags for --train and --profile");
+  if (values.lengths !== undefined) throw new Error("--lengths needs --paired (the full bench grows n to --max-n)");
+  if (values.train === true || values.profile === true || values.paired === true) {
+    throw new Error(
+      "configFromFlags reads the attention bench's flags; use trainFlags for --train and --profile, pairedFlags " +
+        "for --paired",
+    );
   }
   const quick = values.quick === true;
   let backends = [...loadable];
@@ -228,6 +256,8 @@ export function trainFlags(args: readonly string[]): TrainFlags {
   const { values } = parseFlags(args, FLAGS, { command: "bench" });
   const train = values.train === true, profile = values.profile === true;
   if (train && profile) throw new Error("--train and --profile are separate runs; give one of them");
+  if (values.paired === true) throw new Error("--paired is a separate run from --train and --profile; give one");
+  if (values.lengths !== undefined) throw new Error("--lengths needs --paired");
   if (!train && !profile) throw new Error("trainFlags: give --train or --profile");
   const mode = train ? "train" : "profile";
   for (const flag of ATTENTION_FLAGS) {
@@ -279,6 +309,57 @@ export function trainFlags(args: readonly string[]): TrainFlags {
   };
 }
 
+/** What `--paired` runs, from {@linkcode pairedFlags}. */
+export interface PairedFlags {
+  variants: VariantName[];
+  lengths: number[];
+  rounds: number;
+  repeats: number;
+  torch: boolean;
+  /** The CSV to write: --out, default figures/bench_paired.csv. */
+  out: string;
+}
+
+/**
+ * The run `--paired` asks for, from command-line flags: --variants (default every variant), --lengths (default 2048),
+ * --rounds (8), --repeats (3), --no-torch, --out; --quick: n = 256, 2 rounds of 1 run. Any other flag is an error.
+ *
+ * @example
+ * ```ts
+ * import { pairedFlags } from "./bench.ts";
+ * const flags = pairedFlags(["--paired", "--variants", "local,cosformer", "--lengths", "1024,2048"]);
+ * console.log(flags.variants, flags.lengths, flags.rounds, flags.repeats); // [ "local", "cosformer" ] [ 1024, 2048 ] 8 3
+ * ```
+ */
+export function pairedFlags(args: readonly string[]): PairedFlags {
+  const { values } = parseFlags(args, FLAGS, { command: "bench" });
+  if (values.paired !== true) throw new Error("pairedFlags: give --paired");
+  for (const [flag, value] of Object.entries(values)) {
+    if (value !== undefined && !(PAIRED_FLAGS as readonly string[]).includes(flag)) {
+      throw new Error(
+        `--${flag} does not apply to --paired; valid with --paired: ${
+          PAIRED_FLAGS.filter((f) => f !== "paired").map((f) => `--${f}`).join(", ")
+        }`,
+      );
+    }
+  }
+  const quick = values.quick === true;
+  const variants = typeof values.variants === "string"
+    ? parseList(values.variants, "variants", FLOP_VARIANTS)
+    : [...FLOP_VARIANTS];
+  const lengths = typeof values.lengths === "string"
+    ? [...new Set(values.lengths.split(",").map((s) => positiveInteger(s.trim(), "lengths")))]
+    : [quick ? 256 : 2048];
+  return {
+    variants,
+    lengths,
+    rounds: typeof values.rounds === "string" ? positiveInteger(values.rounds, "rounds") : quick ? 2 : 8,
+    repeats: typeof values.repeats === "string" ? positiveInteger(values.repeats, "repeats") : quick ? 1 : 3,
+    torch: values["no-torch"] !== true,
+    out: typeof values.out === "string" ? resolve(values.out) : join(figuresDir(), "bench_paired.csv"),
+  };
+}
+
 function describeConfig(name: TrainBenchConfigName): string {
   const c = TRAIN_BENCH_CONFIGS[name];
   return `${name} (${c.layers} layers, d ${c.dModel}, ${c.heads} heads, ${c.batch} × ${c.n})`;
@@ -316,6 +397,31 @@ async function runTrain(flags: TrainFlags): Promise<number> {
   );
   console.log(formatTrainBenchTable(result.rows));
   await writeCsv(flags.out!, result.rows);
+  console.log(`bench: wrote ${flags.out} (${result.rows.length} rows) in ${result.elapsedS.toFixed(0)} s`);
+  return 0;
+}
+
+async function runPaired(flags: PairedFlags): Promise<number> {
+  const backend = tf.getBackend();
+  console.log(
+    `bench --paired: backend ${backend}; variants ${flags.variants.join(", ")}; n ${flags.lengths.join(", ")}; ` +
+      `batch 1, 8 heads, d 64, causal; ${flags.rounds} rounds of ${flags.repeats} runs per side`,
+  );
+  const result = await runPairedBench({
+    variants: flags.variants,
+    lengths: flags.lengths,
+    rounds: flags.rounds,
+    repeats: flags.repeats,
+    torch: flags.torch,
+    onProgress: (line) => console.log(line),
+  });
+  console.log(
+    `bench --paired: sgemm peak ${result.peak.gflops.toFixed(1)} GFLOP/s (${result.peak.size}³ on ${backend}, ` +
+      `${result.device}); torch: ${result.torch.status}, ${result.torch.detail}` +
+      (result.torch.info ? `, its sgemm ${result.torch.info.sgemmGflops.toFixed(1)} GFLOP/s` : ""),
+  );
+  console.log(formatPairedTable(result.rows));
+  await writeCsv(flags.out, result.rows);
   console.log(`bench: wrote ${flags.out} (${result.rows.length} rows) in ${result.elapsedS.toFixed(0)} s`);
   return 0;
 }
@@ -391,6 +497,11 @@ export async function main(args: string[]): Promise<number> {
   if (values.help) {
     console.log(formatHelp("deno task bench [flags]", DESCRIPTION, FLAGS));
     return 0;
+  }
+  if (values.paired === true) {
+    const flags = pairedFlags(args);
+    await initBackend({ quiet: true });
+    return await runPaired(flags);
   }
   if (values.train === true || values.profile === true) {
     const flags = trainFlags(args);
