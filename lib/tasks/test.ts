@@ -174,8 +174,10 @@ export async function main(args: string[]): Promise<number> {
   // Setup installs the browser tests' needs only when they can run: not skipped, and not narrowed away by PATHS.
   const browserTests = !noBrowser && !values["no-unit"] &&
     (positionals.length === 0 || positionals.some((p) => p.includes("browser")));
-  // PyTorch likewise: only when the twin test (tests/torch_twin_test.ts) is among those run.
-  const torchTests = !values["no-unit"] && (positionals.length === 0 || positionals.some((p) => p.includes("torch")));
+  // PyTorch likewise: only when a test that needs it is among those run (the twin's, tests/torch_twin_test.ts, and the
+  // benchmarks' against it, tests/bench*_test.ts).
+  const torchTests = !values["no-unit"] &&
+    (positionals.length === 0 || positionals.some((p) => p.includes("torch") || p.includes("bench")));
   // tests/webgpu_test.ts needs Mesa's software Vulkan driver (lavapipe) for its adapter.
   const webgpuTests = !values["no-unit"] && (positionals.length === 0 || positionals.some((p) => p.includes("webgpu")));
 
