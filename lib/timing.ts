@@ -103,7 +103,35 @@ export async function medianMsAsync(
   fn: () => tf.TensorContainer | Promise<tf.TensorContainer>,
   options: MedianMsOptions = {},
 ): Promise<number> {
-  const { repeats, warmup } = medianOptions("medianMsAsync", options);
+  return median(await timesOf("medianMsAsync", fn, options));
+}
+
+/**
+ * Every timed run of {@linkcode medianMsAsync}, in order (the warm-up runs left out): for a caller that keeps the
+ * runs, such as a benchmark that pairs them by round.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { timesMsAsync } from "./timing.ts";
+ * const a = tf.ones([64, 64]);
+ * const times = await timesMsAsync(() => tf.matMul(a, a), { repeats: 3, warmup: 1 });
+ * console.log(times.length, times.every((ms) => ms >= 0), tf.memory().numTensors); // 3 true 1
+ * ```
+ */
+export function timesMsAsync(
+  fn: () => tf.TensorContainer | Promise<tf.TensorContainer>,
+  options: MedianMsOptions = {},
+): Promise<number[]> {
+  return timesOf("timesMsAsync", fn, options);
+}
+
+async function timesOf(
+  owner: string,
+  fn: () => tf.TensorContainer | Promise<tf.TensorContainer>,
+  options: MedianMsOptions,
+): Promise<number[]> {
+  const { repeats, warmup } = medianOptions(owner, options);
   const once = async () => {
     const start = performance.now();
     // An async fn (a training step that awaits its own reads) is done when its promise settles.
@@ -118,7 +146,7 @@ export async function medianMsAsync(
   for (let i = 0; i < warmup; i++) await once();
   const times: number[] = [];
   for (let i = 0; i < repeats; i++) times.push(await once());
-  return median(times);
+  return times;
 }
 
 function medianOptions(owner: string, options: MedianMsOptions): Required<MedianMsOptions> {

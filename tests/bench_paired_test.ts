@@ -16,16 +16,14 @@ import {
   runPairedBench,
 } from "../lib/bench/paired.ts";
 import { flopCount } from "../lib/bench/flops.ts";
-import { TorchTwin, TWIN_PYTHON, type TwinAttentionSpec, type TwinInfo } from "../lib/bench/torch_twin.ts";
+import { TorchTwin, TWIN_PYTHON, type TwinAttentionSpec } from "../lib/bench/torch_twin.ts";
 import { probeTorch } from "../lib/bench/torch.ts";
 import { parseCsv } from "../lib/report/csv.ts";
 import { pairedFlags } from "../lib/tasks/bench.ts";
-import { FAKE_TWIN_INFO, requireTorch, runBenchTask } from "./helpers.ts";
+import { FAKE_TWIN_INFO as INFO, requireTorch, runBenchTask } from "./helpers.ts";
 
 // The test task installs PyTorch (setup's torchTests): without it these tests fail, naming the fix, rather than skip.
 const TORCH = await probeTorch(TWIN_PYTHON);
-
-const INFO: TwinInfo = FAKE_TWIN_INFO;
 
 function input(overrides: Partial<PairedBenchRowInput> = {}): PairedBenchRowInput {
   return {

@@ -24,12 +24,10 @@ import type { LmBatch } from "../lib/data/types.ts";
 import { toCsv } from "../lib/figures/csv.ts";
 import type { ModelConfig } from "../lib/models/config.ts";
 import { trainFlags } from "../lib/tasks/bench.ts";
-import { FAKE_TWIN_INFO, requireTorch, runBenchTask } from "./helpers.ts";
+import { FAKE_TWIN_INFO as INFO, requireTorch, runBenchTask } from "./helpers.ts";
 
 // The test task installs PyTorch (setup's torchTests): without it these tests fail, naming the fix, rather than skip.
 const TORCH = await probeTorch(TWIN_PYTHON);
-
-const INFO: TwinInfo = FAKE_TWIN_INFO;
 
 function input(overrides: Partial<TrainBenchRowInput> = {}): TrainBenchRowInput {
   return {

@@ -12,7 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import { setFiniteChecks, type VariantName, variants } from "../attention/mod.ts";
 import { checkOptionKeys, positiveInteger } from "../_options.ts";
 import { median, ratioInterval } from "../stats/mod.ts";
-import { computed } from "../timing.ts";
+import { timesMsAsync } from "../timing.ts";
 import { deviceOf } from "./device.ts";
 import { FLOP_VARIANTS, flopCount } from "./flops.ts";
 import { attentionRuns, type SgemmPeak, sgemmPeak } from "./measure.ts";
@@ -176,14 +176,7 @@ export function pairedBenchRow(input: PairedBenchRowInput): PairedBenchRow {
   const ms = median(all);
   const gflops = input.flopsFwdBwd / ms / 1e6;
   const row: PairedBenchRow = {
-    variant: input.variant,
-    causal: input.causal,
-    n: input.n,
-    batch: input.batch,
-    heads: input.heads,
-    d: input.d,
-    backend: input.backend,
-    device: input.device,
+    ...blankRow(input, input.peakGflops, input.torch),
     status: "ok",
     note: input.note ?? "",
     rounds,
@@ -192,17 +185,6 @@ export function pairedBenchRow(input: PairedBenchRowInput): PairedBenchRow {
     attnlab_ms: ms,
     attnlab_gflops: gflops,
     attnlab_share_of_peak: gflops / input.peakGflops,
-    torch_status: input.torch.status,
-    torch_note: input.torch.note,
-    torch_threads: null,
-    torch_ms: null,
-    torch_gflops: null,
-    torch_share_of_peak: null,
-    ratio: null,
-    ratio_low: null,
-    ratio_high: null,
-    verdict: "",
-    peak_gflops: input.peakGflops,
   };
   if (input.torch.status !== "ok") return row;
   const byThreads = input.torch.msByThreads;
@@ -236,6 +218,44 @@ export function pairedBenchRow(input: PairedBenchRowInput): PairedBenchRow {
     ratio_low: low,
     ratio_high: high,
     verdict: pairedVerdict(low, high),
+  };
+}
+
+/** A row of `base`'s computation with nothing measured: every time, rate and ratio null, no rounds. */
+function blankRow(
+  base: Pick<PairedBenchRow, "variant" | "causal" | "n" | "batch" | "heads" | "d" | "backend" | "device">,
+  peakGflops: number,
+  torch: { status: TorchStatus; note: string },
+): PairedBenchRow {
+  return {
+    // Spelled out: this is the CSV's column order.
+    variant: base.variant,
+    causal: base.causal,
+    n: base.n,
+    batch: base.batch,
+    heads: base.heads,
+    d: base.d,
+    backend: base.backend,
+    device: base.device,
+    status: "",
+    note: "",
+    rounds: 0,
+    repeats: 0,
+    gflop_fwd_bwd: 0,
+    attnlab_ms: null,
+    attnlab_gflops: null,
+    attnlab_share_of_peak: null,
+    torch_status: torch.status,
+    torch_note: torch.note,
+    torch_threads: null,
+    torch_ms: null,
+    torch_gflops: null,
+    torch_share_of_peak: null,
+    ratio: null,
+    ratio_low: null,
+    ratio_high: null,
+    verdict: "",
+    peak_gflops: peakGflops,
   };
 }
 
@@ -394,23 +414,9 @@ export async function runPairedBench(options: PairedBenchOptions = {}): Promise<
         const base = { variant, causal, n, batch, heads, d, backend, device };
         if (plan?.mode === "skip") {
           rows.push({
-            ...pairedBenchRow({
-              ...base,
-              flopsFwdBwd: 1,
-              peakGflops: peak.gflops,
-              attnlabMs: [[1]],
-              torch: { status: "off", note: "", msByThreads: null },
-            }),
-            torch_status: torch.status,
-            torch_note: torch.status === "ok" ? "" : torch.detail,
+            ...blankRow(base, peak.gflops, { status: torch.status, note: torch.status === "ok" ? "" : torch.detail }),
             status: "skipped (memory)",
             note: `n×n buffers ≈ ${(plan.bytes / 2 ** 30).toFixed(1)} GiB > budget`,
-            rounds: 0,
-            repeats: 0,
-            gflop_fwd_bwd: 0,
-            attnlab_ms: null,
-            attnlab_gflops: null,
-            attnlab_share_of_peak: null,
           });
           samples.push({ attnlabMs: [], torchMs: null });
           continue;
@@ -434,18 +440,7 @@ export async function runPairedBench(options: PairedBenchOptions = {}): Promise<
         const spec: TwinAttentionSpec = { variant, n, batch, heads, d, causal, queryBlockSize };
         try {
           const ours = async () => {
-            const times: number[] = [];
-            for (let i = 0; i <= repeats; i++) {
-              const begin = performance.now();
-              const grads = runs.forwardBackward();
-              try {
-                await computed(grads);
-              } finally {
-                tf.dispose(grads);
-              }
-              if (i > 0) times.push(performance.now() - begin);
-            }
-            attnlabMs.push(times);
+            attnlabMs.push(await timesMsAsync(runs.forwardBackward, { repeats, warmup: 1 }));
           };
           const theirs = async (r: number) => {
             if (status !== "ok") return;
@@ -494,7 +489,8 @@ export async function runPairedBench(options: PairedBenchOptions = {}): Promise<
         rows.push(row);
         samples.push({
           attnlabMs,
-          torchMs: row.ratio === null ? null : msByThreads.get(fastestThreadCount(msByThreads))!,
+          // The row's thread count is the fastest one (null: the twin's own, when it could not be changed).
+          torchMs: row.ratio === null ? null : msByThreads.get(row.torch_threads)!,
         });
         progress(
           `paired bench: ${label}: attnlab ${row.attnlab_ms!.toFixed(1)} ms` +

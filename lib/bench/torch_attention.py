@@ -256,12 +256,17 @@ def timed(fn):
     return (time.perf_counter() - start) * 1000
 
 
-def measure(attend, batch, heads, n, d, repeats, max_run_ms):
+def seeded_inputs(batch, heads, n, d):
+    """q, k, v (requiring gradients) and the cotangent dy, [batch, heads, n, d], drawn from a generator seeded with n."""
     gen = torch.Generator().manual_seed(n)
     q, k, v, dy = (torch.randn(batch, heads, n, d, generator=gen) for _ in range(4))
-    q.requires_grad_(True)
-    k.requires_grad_(True)
-    v.requires_grad_(True)
+    for x in (q, k, v):
+        x.requires_grad_(True)
+    return q, k, v, dy
+
+
+def measure(attend, batch, heads, n, d, repeats, max_run_ms):
+    q, k, v, dy = seeded_inputs(batch, heads, n, d)
 
     def forward():
         with torch.no_grad():

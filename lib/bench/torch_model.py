@@ -728,7 +728,7 @@ class AttentionTimer:
         self.key = None
 
     def time(self, request):
-        from torch_attention import make_attend
+        from torch_attention import make_attend, seeded_inputs
 
         torch = self.torch
         keys = ("variant", "n", "batch", "heads", "d", "causal", "queryBlockSize")
@@ -745,12 +745,8 @@ class AttentionTimer:
             attend = make_attend(spec["variant"], spec["d"], bool(spec["causal"]), spec["queryBlockSize"])
             if attend is None:
                 raise ValueError(f'timeAttention: torch_attention.py has no twin of variant {spec["variant"]!r}')
-            gen = torch.Generator().manual_seed(spec["n"])
-            shape = (spec["batch"], spec["heads"], spec["n"], spec["d"])
-            q, k, v, dy = (torch.randn(*shape, generator=gen) for _ in range(4))
-            for x in (q, k, v):
-                x.requires_grad_(True)
-            self.attend, self.inputs, self.key = attend, (q, k, v, dy), key
+            inputs = seeded_inputs(spec["batch"], spec["heads"], spec["n"], spec["d"])
+            self.attend, self.inputs, self.key = attend, inputs, key
         q, k, v, dy = self.inputs
         ms = []
         for i in range(warmup + repeats):

@@ -474,7 +474,6 @@ export class TorchTwin {
     const warmup = o.warmup ?? 1;
     checkInteger(owner, "option warmup", warmup);
     checkInteger(owner, "option repeats", o.repeats, { min: 1 });
-    if (this.#closed) throw new Error(`${owner}: the twin was closed; start a new one with TorchTwin.start()`);
     const reply = await this.#call("timeAttention", {
       ...s,
       queryBlockSize: s.queryBlockSize ?? null,
